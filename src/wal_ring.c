@@ -1,0 +1,676 @@
+/*
+ * walmmapd - the segment ring.
+ *
+ * Ownership (see also wal_ring.h):
+ *
+ *  active, next_seq, pending_*      writer thread only; active is also
+ *                                   written under lock on rotation so that
+ *                                   wal_ring_sync() can read it under lock.
+ *  standby list, sealed list,       lock
+ *  stop, counters marked (lock)
+ *  next_id                          create_lock (one segment creation at
+ *                                   a time, by the background thread or by a
+ *                                   writer that found no standby)
+ *  closing fds of sealed segments   sync_lock (only a sync retires them)
+ *  written_seq                      stored by the writer with release after
+ *                                   a record's CRC is in place; loaded with
+ *                                   acquire by syncers: every record up to
+ *                                   it is in a segment on the sealed list or
+ *                                   the active one
+ *  durable_seq                      stored with release by a sync after its
+ *                                   fdatasyncs returned; acquire by readers
+ */
+#include "config.h"
+
+#include <sys/mman.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "wal_crc.h"
+#include "wal_dir.h"
+#include "wal_recover.h"
+#include "wal_ring.h"
+
+/* Sealed segments kept open awaiting a sync before the ring syncs itself. */
+#define WAL_MAX_SEALED_UNSYNCED	4
+
+struct wal_ring {
+	char			*dir;
+	int			 dirfd;
+	uint64_t		 segment_size;
+	unsigned		 ring_segments;
+	int			 seg_flags;
+
+	/* Writer thread. */
+	struct wal_segment	*active;
+	int64_t			 next_seq;
+	uint8_t			*pending;	/* reserved record start */
+	uint32_t		 pending_size;
+
+	_Atomic int64_t		 written_seq;
+	_Atomic int64_t		 durable_seq;
+
+	pthread_mutex_t		 lock;
+	pthread_cond_t		 cond;		/* wakes the background thread */
+	struct wal_segment	*standby;	/* ready, ascending id (lock) */
+	struct wal_segment	*sealed;	/* awaiting sync, ascending (lock) */
+	unsigned		 nstandby;	/* (lock) */
+	unsigned		 nsealed;	/* (lock) */
+	int			 stop;		/* (lock) */
+	time_t			 create_retry;	/* after a failed bg creation, retry
+						   at this CLOCK_MONOTONIC second;
+						   0 when none failed (lock) */
+
+	pthread_mutex_t		 create_lock;
+	uint64_t		 next_id;	/* (create_lock) */
+
+	pthread_mutex_t		 sync_lock;
+
+	pthread_t		 bg;
+	int			 bg_running;
+
+	/* Counters. */
+	_Atomic uint64_t	 rotations;
+	_Atomic uint64_t	 rotations_waited;
+	_Atomic uint64_t	 segments_created;
+	_Atomic uint64_t	 create_failures;
+	_Atomic uint64_t	 syncs;
+};
+
+static void	*ring_bg_main(void *);
+static int	 ring_create_segment(struct wal_ring *, struct wal_segment **,
+		    struct wal_error *err);
+static int	 ring_switch(struct wal_ring *, struct wal_error *err);
+static void	 ring_free_list(struct wal_segment *);
+static struct wal_segment *ring_pop_standby(struct wal_ring *);
+static int	 ring_sync_sealed(struct wal_ring *);
+static int	 ring_sync_sealed_locked(struct wal_ring *, int64_t *,
+		    struct wal_error *);
+static void	 ring_set_durable(struct wal_ring *, int64_t);
+static void	 ring_list_append(struct wal_segment **, struct wal_segment *);
+
+/* Current CLOCK_REALTIME in ns. */
+int64_t
+wal_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return ((int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec);
+}
+
+/* Open a ring on a directory: lock, recover, start the background thread. */
+int
+wal_ring_open(const struct wal_ring_config *cfg, struct wal_ring **out,
+    struct wal_recovery *info, struct wal_error *err)
+{
+	struct wal_recovery dummy;
+	struct wal_recovered rec;
+	pthread_condattr_t cattr;
+	struct wal_ring *r;
+	struct wal_segment *seg;
+	int rc;
+
+	*out = NULL;
+	if (info == NULL)
+		info = &dummy;
+	if ((r = calloc(1, sizeof *r)) == NULL || (r->dir = strdup(cfg->dir))
+	    == NULL) {
+		free(r);
+		return (wal_seterrno(err, ENOMEM, "cannot open ring on %s",
+		    cfg->dir));
+	}
+	r->dirfd = -1;
+	r->segment_size = cfg->segment_size ? cfg->segment_size :
+	    WAL_SEGMENT_DEFAULT;
+	r->ring_segments = cfg->ring_segments ? cfg->ring_segments :
+	    WAL_RING_DEFAULT;
+	r->seg_flags = cfg->no_prefault ? 0 : WAL_SEG_PREFAULT;
+	pthread_mutex_init(&r->lock, NULL);
+	pthread_condattr_init(&cattr);
+	pthread_condattr_setclock(&cattr, CLOCK_MONOTONIC);
+	pthread_cond_init(&r->cond, &cattr);
+	pthread_condattr_destroy(&cattr);
+	pthread_mutex_init(&r->create_lock, NULL);
+	pthread_mutex_init(&r->sync_lock, NULL);
+	atomic_init(&r->written_seq, -1);
+	atomic_init(&r->durable_seq, -1);
+
+	if (!wal_seg_size_valid(r->segment_size)) {
+		rc = wal_seterr(err, EINVAL, "segment size %" PRIu64 " is not "
+		    "a multiple of 64 KiB between 64 KiB and 16 GiB",
+		    r->segment_size);
+		goto fail;
+	}
+	if (r->ring_segments < WAL_RING_MIN || r->ring_segments >
+	    WAL_RING_MAX) {
+		rc = wal_seterr(err, EINVAL, "ring of %u segments is outside "
+		    "%d..%d", r->ring_segments, WAL_RING_MIN, WAL_RING_MAX);
+		goto fail;
+	}
+	if ((rc = wal_dir_open(r->dir, err)) < 0)
+		goto fail;
+	r->dirfd = rc;
+	if ((rc = wal_dir_lock(r->dirfd, r->dir, err)) != 0)
+		goto fail;
+	if ((rc = wal_recover_dir(r->dirfd, r->dir, r->segment_size, &rec,
+	    info, err)) != 0)
+		goto fail;
+
+	r->next_id = rec.next_id;
+	r->next_seq = rec.next_seq;
+	atomic_store(&r->written_seq, rec.next_seq - 1);
+	/* What an earlier run wrote is durable once we sync it here. */
+	r->active = rec.tail;
+	for (seg = rec.empties; seg != NULL; seg = seg->next) {
+		if (r->seg_flags & WAL_SEG_PREFAULT)
+			wal_seg_prefault(seg);
+		r->nstandby++;
+	}
+	r->standby = rec.empties;
+	if (r->active == NULL && (rc = ring_switch(r, err)) != 0)
+		goto fail;
+	if (r->active->used > WAL_FILE_HEADER_SIZE && fdatasync(r->active->fd)
+	    == -1) {
+		rc = wal_seterrno(err, errno, "cannot sync recovered segment "
+		    "%" PRIu64 " in %s", r->active->id, r->dir);
+		goto fail;
+	}
+	atomic_store(&r->durable_seq, rec.next_seq - 1);
+
+	if ((rc = pthread_create(&r->bg, NULL, ring_bg_main, r)) != 0) {
+		rc = wal_seterrno(err, rc, "cannot start the segment thread");
+		goto fail;
+	}
+	r->bg_running = 1;
+	*out = r;
+	return (0);
+
+fail:
+	wal_ring_close(r);
+	return (rc);
+}
+
+/* Sync and tear down. */
+void
+wal_ring_close(struct wal_ring *r)
+{
+	if (r == NULL)
+		return;
+	if (r->bg_running) {
+		pthread_mutex_lock(&r->lock);
+		r->stop = 1;
+		pthread_cond_signal(&r->cond);
+		pthread_mutex_unlock(&r->lock);
+		pthread_join(r->bg, NULL);
+		r->bg_running = 0;
+	}
+	if (r->active != NULL)
+		(void)wal_ring_sync(r, NULL, NULL);
+	ring_free_list(r->sealed);
+	ring_free_list(r->standby);
+	wal_seg_close(r->active);
+	if (r->dirfd != -1)
+		close(r->dirfd);
+	pthread_mutex_destroy(&r->lock);
+	pthread_cond_destroy(&r->cond);
+	pthread_mutex_destroy(&r->create_lock);
+	pthread_mutex_destroy(&r->sync_lock);
+	free(r->dir);
+	free(r);
+}
+
+/* Largest payload a single append can take. */
+uint32_t
+wal_ring_max_record(const struct wal_ring *r)
+{
+	uint64_t room = r->segment_size - WAL_FILE_HEADER_SIZE -
+	    WAL_RECORD_OVERHEAD;
+
+	return (room < WAL_MAX_PAYLOAD ? (uint32_t)room : WAL_MAX_PAYLOAD);
+}
+
+/* Reserve room for a record; rotates when the active segment is full. */
+int
+wal_ring_reserve(struct wal_ring *r, uint32_t size, uint8_t **payload,
+    struct wal_error *err)
+{
+	struct wal_segment *a = r->active;
+	uint64_t span = wal_record_span(size);
+	int rc;
+
+	if (__builtin_expect(a->used + span > a->size, 0)) {
+		if (size > wal_ring_max_record(r))
+			return (wal_seterr(err, EMSGSIZE, "record of %" PRIu32
+			    " bytes exceeds the largest record this log takes "
+			    "(%" PRIu32 " bytes with %" PRIu64 "-byte segments)",
+			    size, wal_ring_max_record(r), r->segment_size));
+		if ((rc = ring_switch(r, err)) != 0)
+			return (rc);
+		a = r->active;
+	}
+	r->pending = a->base + a->used;
+	r->pending_size = size;
+	*payload = r->pending + WAL_RECORD_HEADER_SIZE;
+	return (0);
+}
+
+/* Write the header and CRC of the reserved record and publish it. */
+int64_t
+wal_ring_commit(struct wal_ring *r, int64_t timestamp_ns)
+{
+	struct wal_segment *a = r->active;
+	uint8_t *p = r->pending;
+	uint32_t size = r->pending_size, crc;
+	int64_t seq = r->next_seq;
+
+	if (timestamp_ns < 0)
+		timestamp_ns = wal_now_ns();
+	wal_record_encode_header(p, seq, timestamp_ns, size);
+	crc = wal_crc32(0, p, WAL_RECORD_HEADER_SIZE + (size_t)size);
+	/*
+	 * Header and payload are in place before the CRC: a reader that
+	 * finds a matching CRC sees the whole record (pairs with the
+	 * reader's check of the CRC over the bytes it reads).
+	 */
+	atomic_thread_fence(memory_order_release);
+	wal_le32_store(p + WAL_RECORD_HEADER_SIZE + size, crc);
+
+	a->used += wal_record_span(size);
+	if (a->first_seq < 0)
+		a->first_seq = seq;
+	a->last_seq = seq;
+	r->next_seq = seq + 1;
+	/* Pairs with the acquire load in wal_ring_sync(). */
+	atomic_store_explicit(&r->written_seq, seq, memory_order_release);
+	return (seq);
+}
+
+/* Append one record. */
+int
+wal_ring_append(struct wal_ring *r, const void *payload, uint32_t size,
+    int64_t timestamp_ns, int64_t *seq, struct wal_error *err)
+{
+	uint8_t *dst = NULL;
+	int64_t s;
+	int rc;
+
+	if ((rc = wal_ring_reserve(r, size, &dst, err)) != 0)
+		return (rc);
+	memcpy(dst, payload, size);
+	s = wal_ring_commit(r, timestamp_ns);
+	if (seq != NULL)
+		*seq = s;
+	return (0);
+}
+
+/* Append one record gathered from an iovec. */
+int
+wal_ring_appendv(struct wal_ring *r, const struct iovec *iov, int iovcnt,
+    int64_t timestamp_ns, int64_t *seq, struct wal_error *err)
+{
+	uint64_t total = 0;
+	uint8_t *dst = NULL;
+	int64_t s;
+	int i, rc;
+
+	for (i = 0; i < iovcnt; i++)
+		total += iov[i].iov_len;
+	if (total > WAL_MAX_PAYLOAD)
+		return (wal_seterr(err, EMSGSIZE, "record of %" PRIu64 " bytes "
+		    "exceeds the 64 MiB limit", total));
+	if ((rc = wal_ring_reserve(r, (uint32_t)total, &dst, err)) != 0)
+		return (rc);
+	for (i = 0; i < iovcnt; i++) {
+		memcpy(dst, iov[i].iov_base, iov[i].iov_len);
+		dst += iov[i].iov_len;
+	}
+	s = wal_ring_commit(r, timestamp_ns);
+	if (seq != NULL)
+		*seq = s;
+	return (0);
+}
+
+/* Explicit rotation. */
+int
+wal_ring_rotate(struct wal_ring *r, struct wal_error *err)
+{
+	if (r->active->used <= WAL_FILE_HEADER_SIZE)
+		return (0);
+	return (ring_switch(r, err));
+}
+
+/*
+ * Sync and close the sealed segments present now. The caller holds
+ * sync_lock. Their records all precede the active segment's, so on success
+ * *upto gets the last one's last seq (unchanged when there were none).
+ */
+static int
+ring_sync_sealed_locked(struct wal_ring *r, int64_t *upto,
+    struct wal_error *err)
+{
+	struct wal_segment *batch, *last, *seg;
+
+	pthread_mutex_lock(&r->lock);
+	batch = r->sealed;
+	for (last = batch; last != NULL && last->next != NULL;)
+		last = last->next;
+	pthread_mutex_unlock(&r->lock);
+	if (batch == NULL)
+		return (0);
+	/*
+	 * The sealed list only grows at its tail while we work, and only a
+	 * holder of sync_lock removes from it, so [batch..last] is stable.
+	 */
+	for (seg = batch;; seg = seg->next) {
+		if (fdatasync(seg->fd) == -1)
+			return (wal_seterrno(err, errno, "cannot sync segment "
+			    "%" PRIu64 " in %s", seg->id, r->dir));
+		if (seg == last)
+			break;
+	}
+	*upto = last->last_seq;
+	pthread_mutex_lock(&r->lock);
+	r->sealed = last->next;
+	last->next = NULL;
+	for (seg = batch; seg != NULL; seg = seg->next)
+		r->nsealed--;
+	pthread_mutex_unlock(&r->lock);
+	ring_free_list(batch);
+	return (0);
+}
+
+/* Publish a new durable seq if it is ahead. The caller holds sync_lock. */
+static void
+ring_set_durable(struct wal_ring *r, int64_t seq)
+{
+	/* Pairs with acquire loads in wal_ring_durable_seq(). */
+	if (seq > atomic_load_explicit(&r->durable_seq, memory_order_relaxed))
+		atomic_store_explicit(&r->durable_seq, seq,
+		    memory_order_release);
+}
+
+/* Background: sync and close sealed segments, never the active one. */
+static int
+ring_sync_sealed(struct wal_ring *r)
+{
+	int64_t upto = -1;
+	int rc;
+
+	pthread_mutex_lock(&r->sync_lock);
+	if ((rc = ring_sync_sealed_locked(r, &upto, NULL)) == 0)
+		ring_set_durable(r, upto);
+	pthread_mutex_unlock(&r->sync_lock);
+	return (rc);
+}
+
+/* Group commit: sync every segment that may hold unsynced records. */
+int
+wal_ring_sync(struct wal_ring *r, int64_t *durable, struct wal_error *err)
+{
+	int64_t target, upto;
+	int active_fd, rc = 0;
+
+	pthread_mutex_lock(&r->sync_lock);
+	/* Pairs with the release store in wal_ring_commit(). */
+	target = atomic_load_explicit(&r->written_seq, memory_order_acquire);
+	if (target <= atomic_load_explicit(&r->durable_seq,
+	    memory_order_relaxed))
+		goto out;
+	/*
+	 * Every record <= target is in the active segment or a sealed one.
+	 * Sync the active one first: a rotation after we read it puts it on
+	 * the sealed list, which ring_sync_sealed_locked() below closes; until
+	 * then only we (holding sync_lock) could close it.
+	 */
+	pthread_mutex_lock(&r->lock);
+	active_fd = r->active->fd;
+	pthread_mutex_unlock(&r->lock);
+	if (fdatasync(active_fd) == -1) {
+		rc = wal_seterrno(err, errno, "cannot sync the active segment "
+		    "in %s", r->dir);
+		goto out;
+	}
+	if ((rc = ring_sync_sealed_locked(r, &upto, err)) != 0)
+		goto out;
+	atomic_fetch_add_explicit(&r->syncs, 1, memory_order_relaxed);
+	ring_set_durable(r, target);
+out:
+	if (durable != NULL)
+		*durable = atomic_load_explicit(&r->durable_seq,
+		    memory_order_acquire);
+	pthread_mutex_unlock(&r->sync_lock);
+	return (rc);
+}
+
+int64_t
+wal_ring_next_seq(const struct wal_ring *r)
+{
+	return (r->next_seq);
+}
+
+int64_t
+wal_ring_written_seq(const struct wal_ring *r)
+{
+	return (atomic_load_explicit(&r->written_seq, memory_order_acquire));
+}
+
+int64_t
+wal_ring_durable_seq(const struct wal_ring *r)
+{
+	return (atomic_load_explicit(&r->durable_seq, memory_order_acquire));
+}
+
+/* Snapshot the counters. */
+void
+wal_ring_stats(struct wal_ring *r, struct wal_ring_stats *st)
+{
+	memset(st, 0, sizeof *st);
+	st->written_seq = wal_ring_written_seq(r);
+	st->next_seq = st->written_seq + 1;
+	st->durable_seq = wal_ring_durable_seq(r);
+	st->segment_size = r->segment_size;
+	st->rotations = atomic_load(&r->rotations);
+	st->rotations_waited = atomic_load(&r->rotations_waited);
+	st->segments_created = atomic_load(&r->segments_created);
+	st->create_failures = atomic_load(&r->create_failures);
+	st->syncs = atomic_load(&r->syncs);
+	pthread_mutex_lock(&r->lock);
+	st->active_id = r->active->id;
+	st->active_used = r->active->used;
+	st->standby = r->nstandby;
+	st->sealed_unsynced = r->nsealed;
+	pthread_mutex_unlock(&r->lock);
+}
+
+/*
+ * Make a standby segment active (creating one inline if none is ready) and
+ * seal the old one. Writer thread.
+ */
+static int
+ring_switch(struct wal_ring *r, struct wal_error *err)
+{
+	struct wal_segment *next, *old;
+	int rc;
+
+	next = ring_pop_standby(r);
+	if (next == NULL) {
+		/*
+		 * Wait for a creation the background thread may have under
+		 * way (it pushes while holding create_lock), so segments are
+		 * always used in id order; create inline if there is none.
+		 */
+		pthread_mutex_lock(&r->create_lock);
+		next = ring_pop_standby(r);
+		if (next == NULL) {
+			if (r->active != NULL)
+				atomic_fetch_add(&r->rotations_waited, 1);
+			rc = ring_create_segment(r, &next, err);
+			if (rc != 0) {
+				pthread_mutex_unlock(&r->create_lock);
+				return (rc);
+			}
+		}
+		pthread_mutex_unlock(&r->create_lock);
+	}
+	next->next = NULL;
+
+	old = r->active;
+	pthread_mutex_lock(&r->lock);
+	r->active = next;
+	if (old != NULL) {
+		/* Append to the sealed list; the bg thread unmaps it. */
+		ring_list_append(&r->sealed, old);
+		r->nsealed++;
+		atomic_fetch_add(&r->rotations, 1);
+	}
+	pthread_cond_signal(&r->cond);
+	pthread_mutex_unlock(&r->lock);
+	return (0);
+}
+
+/* Take the first standby segment, NULL if none. */
+static struct wal_segment *
+ring_pop_standby(struct wal_ring *r)
+{
+	struct wal_segment *seg;
+
+	pthread_mutex_lock(&r->lock);
+	seg = r->standby;
+	if (seg != NULL) {
+		r->standby = seg->next;
+		r->nstandby--;
+	}
+	pthread_mutex_unlock(&r->lock);
+	return (seg);
+}
+
+/* Append a segment at the tail of a list. */
+static void
+ring_list_append(struct wal_segment **head, struct wal_segment *seg)
+{
+	while (*head != NULL)
+		head = &(*head)->next;
+	seg->next = NULL;
+	*head = seg;
+}
+
+/* Create the next segment. The caller holds create_lock. */
+static int
+ring_create_segment(struct wal_ring *r, struct wal_segment **out,
+    struct wal_error *err)
+{
+	int rc;
+
+	rc = wal_seg_create(r->dirfd, r->dir, r->next_id, r->segment_size,
+	    r->seg_flags, out, err);
+	if (rc == 0) {
+		r->next_id++;
+		atomic_fetch_add(&r->segments_created, 1);
+	} else
+		atomic_fetch_add(&r->create_failures, 1);
+	return (rc);
+}
+
+/*
+ * Background thread: unmap sealed segments and start their write-back,
+ * keep ring_segments - 1 standby segments ready, and sync when too many
+ * sealed segments await a sync.
+ */
+static void *
+ring_bg_main(void *arg)
+{
+	struct wal_ring *r = arg;
+	struct wal_segment *seg;
+	struct timespec deadline, now;
+	uint8_t *base;
+	uint64_t size;
+	int fd, rc;
+
+	pthread_mutex_lock(&r->lock);
+	while (!r->stop) {
+		/* 1. Unmap a sealed segment still mapped. */
+		for (seg = r->sealed; seg != NULL; seg = seg->next)
+			if (seg->base != NULL)
+				break;
+		if (seg != NULL) {
+			base = seg->base;
+			size = seg->size;
+			/* A sync may close seg->fd once we unlock: use a dup. */
+			fd = fcntl(seg->fd, F_DUPFD_CLOEXEC, 0);
+			seg->base = NULL;
+			pthread_mutex_unlock(&r->lock);
+			munmap(base, size);
+			if (fd != -1) {
+				/* Start write-back so a later sync is short. */
+				(void)sync_file_range(fd, 0, 0,
+				    SYNC_FILE_RANGE_WRITE);
+				close(fd);
+			}
+			pthread_mutex_lock(&r->lock);
+			continue;
+		}
+		/* 2. Keep standby segments ready. */
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if (r->nstandby + 1 < r->ring_segments &&
+		    now.tv_sec >= r->create_retry) {
+			/* Lock order: create_lock, then lock. */
+			pthread_mutex_unlock(&r->lock);
+			pthread_mutex_lock(&r->create_lock);
+			rc = ring_create_segment(r, &seg, NULL);
+			pthread_mutex_lock(&r->lock);
+			if (rc == 0) {
+				ring_list_append(&r->standby, seg);
+				r->nstandby++;
+				r->create_retry = 0;
+			} else {
+				/* Disk full or similar: retry in a second. */
+				clock_gettime(CLOCK_MONOTONIC, &now);
+				r->create_retry = now.tv_sec + 1;
+			}
+			pthread_mutex_unlock(&r->create_lock);
+			continue;
+		}
+		/*
+		 * 3. Bound the descriptors held by sealed segments: sync and
+		 * close them. Never the active one, whose pre-faulted pages a
+		 * write-back would make fault again on the append path.
+		 */
+		if (r->nsealed > WAL_MAX_SEALED_UNSYNCED) {
+			pthread_mutex_unlock(&r->lock);
+			(void)ring_sync_sealed(r);
+			pthread_mutex_lock(&r->lock);
+			continue;
+		}
+		if (r->create_retry != 0) {
+			/* The condvar uses CLOCK_MONOTONIC (see open). */
+			deadline.tv_sec = r->create_retry;
+			deadline.tv_nsec = 0;
+			pthread_cond_timedwait(&r->cond, &r->lock, &deadline);
+			continue;
+		}
+		pthread_cond_wait(&r->cond, &r->lock);
+	}
+	pthread_mutex_unlock(&r->lock);
+	return (NULL);
+}
+
+/* Close every segment of a list. */
+static void
+ring_free_list(struct wal_segment *seg)
+{
+	struct wal_segment *next;
+
+	for (; seg != NULL; seg = next) {
+		next = seg->next;
+		wal_seg_close(seg);
+	}
+}

@@ -1,0 +1,72 @@
+/*
+ * walmmapd - one segment file: create, map, pre-fault, flush, seal.
+ */
+#ifndef WAL_SEGMENT_H
+#define WAL_SEGMENT_H
+
+#include <stdint.h>
+
+#include "wal_error.h"
+#include "wal_format.h"
+
+/*
+ * A segment. Created by whoever creates or opens it; afterwards owned by
+ * one thread at a time (the ring documents the hand-offs).
+ */
+struct wal_segment {
+	uint64_t		 id;
+	int			 fd;		/* -1 once closed */
+	uint8_t			*base;		/* mapping, NULL when unmapped */
+	uint64_t		 size;		/* file (and mapping) size */
+	uint64_t		 used;		/* bytes holding magic + records */
+	int64_t			 first_seq;	/* -1 while empty */
+	int64_t			 last_seq;	/* -1 while empty */
+	int			 writable;
+	struct wal_segment	*next;		/* list linkage, owner's use */
+};
+
+/* Flags for wal_seg_create(). */
+#define WAL_SEG_PREFAULT	0x1	/* touch every page after mapping */
+
+/* Format a segment file name ("wal_mmap_0000000042.wal"). */
+void	wal_seg_name(char *buf, size_t len, uint64_t id);
+
+/* Parse a segment file name; returns 0 and sets *id, or -1. */
+int	wal_seg_parse_name(const char *name, uint64_t *id);
+
+/* True if size is a valid segment size (64 KiB multiple, 64 KiB..16 GiB). */
+int	wal_seg_size_valid(uint64_t size);
+
+/*
+ * Create segment id in the directory open as dirfd: reserve size bytes with
+ * fallocate (so a full disk fails here, never later as SIGBUS), write the
+ * file magic, make size and name durable, map it read-write and optionally
+ * pre-fault it. The file is built under a temporary name and renamed into
+ * place, so a crash never leaves a partial segment under a segment name.
+ */
+int	wal_seg_create(int dirfd, const char *dirname, uint64_t id,
+	    uint64_t size, int flags, struct wal_segment **out,
+	    struct wal_error *err);
+
+/* Open and map an existing segment (read-only unless writable). */
+int	wal_seg_open(int dirfd, const char *dirname, uint64_t id, int writable,
+	    struct wal_segment **out, struct wal_error *err);
+
+/* Open and map a segment file by path (its id parsed from the name). */
+int	wal_seg_open_path(const char *path, int writable,
+	    struct wal_segment **out, struct wal_error *err);
+
+/* Touch every page of the mapping so later writes take no page fault. */
+void	wal_seg_prefault(struct wal_segment *);
+
+/* Write back dirty pages of [off, off+len): sync waits, else starts it. */
+int	wal_seg_flush(struct wal_segment *, uint64_t off, uint64_t len,
+	    int sync, struct wal_error *err);
+
+/* Unmap (the file descriptor stays open for syncing). */
+void	wal_seg_unmap(struct wal_segment *);
+
+/* Unmap, close and free. NULL allowed. */
+void	wal_seg_close(struct wal_segment *);
+
+#endif /* WAL_SEGMENT_H */

@@ -1,0 +1,472 @@
+/*
+ * walmmapd tests - the segment ring writer (src/wal_ring.c).
+ */
+#include "config.h"
+
+#include <sys/stat.h>
+
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <zlib.h>
+
+#include "testsupport.h"
+#include "wal_format.h"
+#include "wal_reader.h"
+#include "wal_ring.h"
+
+#define SEG64K	(64 * 1024)
+
+static char *dir;
+
+static void
+setup(void)
+{
+	dir = ts_mkdtemp("ring");
+}
+
+static void
+teardown(void)
+{
+	ts_rmtree(dir);
+}
+
+static struct wal_ring *
+open_ring(uint64_t segsize, unsigned n)
+{
+	struct wal_ring_config cfg = { .dir = dir, .segment_size = segsize,
+	    .ring_segments = n };
+	struct wal_ring *r;
+	struct wal_error err;
+
+	if (wal_ring_open(&cfg, &r, NULL, &err) != 0)
+		ck_abort_msg("wal_ring_open: %s", err.msg);
+	return (r);
+}
+
+static void
+append_n(struct wal_ring *r, int64_t from, int64_t n)
+{
+	uint8_t buf[512];
+	struct wal_error err;
+	int64_t s, seq;
+
+	for (s = from; s < from + n; s++) {
+		ts_fill_payload(buf, ts_size_of(s), s);
+		if (wal_ring_append(r, buf, (uint32_t)ts_size_of(s), -1, &seq,
+		    &err) != 0)
+			ck_abort_msg("append %lld: %s", (long long)s, err.msg);
+		ck_assert_int_eq(seq, s);
+	}
+}
+
+START_TEST(test_file_is_byte_exact)
+{
+	struct wal_ring *r = open_ring(SEG64K, 2);
+	uint8_t *want = calloc(1, SEG64K), *got, payload[100];
+	uint64_t off = WAL_FILE_HEADER_SIZE;
+	size_t len;
+	int64_t s;
+
+	memcpy(want, "SIGNETWAL1\0\0\0\0\0\0", 16);
+	for (s = 0; s < 20; s++) {
+		ts_fill_payload(payload, (size_t)s * 5, s);
+		ck_assert_int_eq(wal_ring_append(r, payload, (uint32_t)s * 5,
+		    1700000000000000000ll + s, NULL, NULL), 0);
+		/* Expected bytes built field by field, not with the encoder. */
+		want[off] = 0x31; want[off + 1] = 0x4c;
+		want[off + 2] = 0x41; want[off + 3] = 0x57;
+		for (int i = 0; i < 8; i++) {
+			want[off + 4 + i] = (uint8_t)((uint64_t)s >> (8 * i));
+			want[off + 12 + i] = (uint8_t)((uint64_t)
+			    (1700000000000000000ll + s) >> (8 * i));
+		}
+		for (int i = 0; i < 4; i++)
+			want[off + 20 + i] = (uint8_t)((uint32_t)(s * 5) >>
+			    (8 * i));
+		memcpy(want + off + 24, payload, (size_t)s * 5);
+		{
+			uint32_t crc = (uint32_t)crc32(0, want + off,
+			    (uInt)(24 + s * 5));
+
+			for (int i = 0; i < 4; i++)
+				want[off + 24 + (size_t)s * 5 + (size_t)i] =
+				    (uint8_t)(crc >> (8 * i));
+		}
+		off += 28 + (uint64_t)s * 5;
+	}
+	wal_ring_close(r);
+	got = ts_read_file(ts_seg_path(dir, 0), &len);
+	ck_assert_ptr_nonnull(got);
+	ck_assert_uint_eq(len, SEG64K);
+	ck_assert(memcmp(got, want, SEG64K) == 0);
+	free(got);
+	free(want);
+}
+END_TEST
+
+START_TEST(test_append_and_read_back)
+{
+	struct wal_ring *r = open_ring(SEG64K, 2);
+
+	append_n(r, 0, 1000);
+	ck_assert_int_eq(wal_ring_next_seq(r), 1000);
+	ck_assert_int_eq(wal_ring_written_seq(r), 999);
+	wal_ring_close(r);
+	ck_assert_int_eq(ts_verify_log(dir, 0, ts_size_of, NULL), 1000);
+}
+END_TEST
+
+START_TEST(test_fifty_rotations_ring_of_two)
+{
+	struct wal_ring *r = open_ring(SEG64K, 2);
+	struct wal_ring_stats st;
+	uint8_t buf[1000];
+	struct wal_error err;
+	int64_t s;
+
+	/* ~3.5 MiB through 64 KiB segments: more than 50 rotations. */
+	for (s = 0; s < 3500; s++) {
+		ts_fill_payload(buf, 1000, s);
+		if (wal_ring_append(r, buf, 1000, -1, NULL, &err) != 0)
+			ck_abort_msg("append %lld: %s", (long long)s, err.msg);
+	}
+	wal_ring_stats(r, &st);
+	ck_assert_uint_ge(st.rotations, 50);
+	ck_assert_uint_eq(st.create_failures, 0);
+	wal_ring_close(r);
+	ck_assert_int_ge(ts_count_files(dir, "wal_mmap_"), 51);
+	{
+		struct wal_reader *rd;
+		struct wal_record rec;
+		int64_t n = 0;
+
+		ck_assert_int_eq(wal_reader_open(dir, &rd, &err), 0);
+		while (wal_reader_next(rd, &rec, &err) == 1) {
+			ck_assert_int_eq(rec.seq, n);
+			ck_assert_uint_eq(rec.size, 1000);
+			ts_fill_payload(buf, 1000, n);
+			ck_assert(memcmp(buf, rec.payload, 1000) == 0);
+			n++;
+		}
+		ck_assert_int_eq(n, 3500);
+		ck_assert_int_eq(wal_reader_stopped(rd)->status, WAL_REC_END);
+		wal_reader_close(rd);
+	}
+}
+END_TEST
+
+START_TEST(test_record_too_large_for_segment)
+{
+	struct wal_ring *r = open_ring(SEG64K, 2);
+	static uint8_t big[SEG64K];
+	struct wal_error err;
+
+	append_n(r, 0, 3);
+	ck_assert_uint_eq(wal_ring_max_record(r), SEG64K - 16 - 28);
+	ck_assert_int_eq(wal_ring_append(r, big, SEG64K - 16 - 27, -1, NULL,
+	    &err), -EMSGSIZE);
+	ck_assert_ptr_nonnull(strstr(err.msg, "exceeds the largest record"));
+	/* The largest record does fit, in a segment of its own. */
+	ck_assert_int_eq(wal_ring_append(r, big, SEG64K - 16 - 28, -1, NULL,
+	    &err), 0);
+	append_n(r, 4, 3);
+	wal_ring_close(r);
+	ck_assert_int_eq(ts_verify_log(dir, 0, NULL, NULL), 7);
+}
+END_TEST
+
+START_TEST(test_record_over_64mib)
+{
+	struct wal_ring *r = open_ring(SEG64K, 2);
+	struct wal_error err;
+	struct iovec iov[2];
+	static uint8_t dummy[16];
+
+	iov[0].iov_base = dummy;
+	iov[0].iov_len = 64u * 1024 * 1024;
+	iov[1].iov_base = dummy;
+	iov[1].iov_len = 1;
+	/* Checked before any byte is touched. */
+	ck_assert_int_eq(wal_ring_appendv(r, iov, 2, -1, NULL, &err),
+	    -EMSGSIZE);
+	ck_assert_ptr_nonnull(strstr(err.msg, "64 MiB"));
+	ck_assert_int_eq(wal_ring_next_seq(r), 0);
+	wal_ring_close(r);
+}
+END_TEST
+
+START_TEST(test_appendv_gathers)
+{
+	struct wal_ring *r = open_ring(SEG64K, 2);
+	struct wal_reader *rd;
+	struct wal_record rec;
+	struct wal_error err;
+	struct iovec iov[3] = {
+		{ "abc", 3 }, { "", 0 }, { "defgh", 5 },
+	};
+	int64_t seq;
+
+	ck_assert_int_eq(wal_ring_appendv(r, iov, 3, 5, &seq, &err), 0);
+	ck_assert_int_eq(seq, 0);
+	wal_ring_close(r);
+	ck_assert_int_eq(wal_reader_open(dir, &rd, &err), 0);
+	ck_assert_int_eq(wal_reader_next(rd, &rec, &err), 1);
+	ck_assert_uint_eq(rec.size, 8);
+	ck_assert_mem_eq(rec.payload, "abcdefgh", 8);
+	ck_assert_int_eq(rec.timestamp_ns, 5);
+	wal_reader_close(rd);
+}
+END_TEST
+
+START_TEST(test_timestamp_is_realtime)
+{
+	struct wal_ring *r = open_ring(SEG64K, 2);
+	struct wal_reader *rd;
+	struct wal_record rec;
+	struct wal_error err;
+	int64_t before, after;
+
+	before = wal_now_ns();
+	ck_assert_int_eq(wal_ring_append(r, "x", 1, -1, NULL, &err), 0);
+	after = wal_now_ns();
+	wal_ring_close(r);
+	ck_assert_int_eq(wal_reader_open(dir, &rd, &err), 0);
+	ck_assert_int_eq(wal_reader_next(rd, &rec, &err), 1);
+	ck_assert_int_ge(rec.timestamp_ns, before);
+	ck_assert_int_le(rec.timestamp_ns, after);
+	wal_reader_close(rd);
+}
+END_TEST
+
+START_TEST(test_explicit_rotate)
+{
+	struct wal_ring *r = open_ring(SEG64K, 3);
+	struct wal_ring_stats st;
+	struct wal_error err;
+
+	ck_assert_int_eq(wal_ring_rotate(r, &err), 0);	/* empty: no-op */
+	wal_ring_stats(r, &st);
+	ck_assert_uint_eq(st.rotations, 0);
+	ck_assert_uint_eq(st.active_id, 0);
+	append_n(r, 0, 5);
+	ck_assert_int_eq(wal_ring_rotate(r, &err), 0);
+	append_n(r, 5, 5);
+	wal_ring_stats(r, &st);
+	ck_assert_uint_eq(st.rotations, 1);
+	ck_assert_uint_eq(st.active_id, 1);
+	wal_ring_close(r);
+	ck_assert_int_eq(ts_verify_log(dir, 0, ts_size_of, NULL), 10);
+}
+END_TEST
+
+START_TEST(test_sync_advances_durable)
+{
+	struct wal_ring *r = open_ring(SEG64K, 2);
+	struct wal_ring_stats st;
+	struct wal_error err;
+	int64_t durable;
+
+	ck_assert_int_eq(wal_ring_durable_seq(r), -1);
+	append_n(r, 0, 300);
+	ck_assert_int_eq(wal_ring_sync(r, &durable, &err), 0);
+	ck_assert_int_eq(durable, 299);
+	ck_assert_int_eq(wal_ring_durable_seq(r), 299);
+	/* Nothing new: no second fdatasync. */
+	wal_ring_stats(r, &st);
+	ck_assert_int_eq(wal_ring_sync(r, &durable, &err), 0);
+	{
+		struct wal_ring_stats st2;
+
+		wal_ring_stats(r, &st2);
+		ck_assert_uint_eq(st2.syncs, st.syncs);
+	}
+	wal_ring_close(r);
+}
+END_TEST
+
+struct sync_arg {
+	struct wal_ring		*r;
+	atomic_int		 stop;
+	int64_t			 last;
+	int			 failed;
+	char			 why[600];
+};
+
+static void *
+syncer(void *p)
+{
+	struct sync_arg *a = p;
+	struct wal_error err;
+	int64_t d;
+
+	while (!atomic_load(&a->stop) && !a->failed) {
+		if (wal_ring_sync(a->r, &d, &err) != 0) {
+			snprintf(a->why, sizeof a->why, "%s", err.msg);
+			a->failed = 1;
+		} else if (d < a->last) {
+			snprintf(a->why, sizeof a->why, "durable went back "
+			    "from %lld to %lld", (long long)a->last,
+			    (long long)d);
+			a->failed = 1;
+		}
+		a->last = d;
+	}
+	return (NULL);
+}
+
+START_TEST(test_sync_concurrent_with_rotation)
+{
+	struct sync_arg a = { .r = open_ring(SEG64K, 2), .last = -1 };
+	struct wal_ring_stats st;
+	pthread_t t;
+
+	pthread_create(&t, NULL, syncer, &a);
+	append_n(a.r, 0, 20000);
+	atomic_store(&a.stop, 1);
+	pthread_join(t, NULL);
+	ck_assert_msg(a.failed == 0, "concurrent sync: %s", a.why);
+	wal_ring_stats(a.r, &st);
+	ck_assert_uint_ge(st.rotations, 20);
+	ck_assert_int_eq(wal_ring_sync(a.r, &a.last, NULL), 0);
+	ck_assert_int_eq(a.last, 19999);
+	wal_ring_close(a.r);
+	ck_assert_int_eq(ts_verify_log(dir, 0, ts_size_of, NULL), 20000);
+}
+END_TEST
+
+START_TEST(test_bad_config)
+{
+	struct wal_ring_config cfg = { .dir = dir };
+	struct wal_ring *r;
+	struct wal_error err;
+
+	cfg.ring_segments = 1;
+	ck_assert_int_eq(wal_ring_open(&cfg, &r, NULL, &err), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err.msg, "outside 2..16"));
+	cfg.ring_segments = 17;
+	ck_assert_int_eq(wal_ring_open(&cfg, &r, NULL, &err), -EINVAL);
+	cfg.ring_segments = 2;
+	cfg.segment_size = 100000;
+	ck_assert_int_eq(wal_ring_open(&cfg, &r, NULL, &err), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err.msg, "64 KiB"));
+	ck_assert_int_eq(ts_count_files(dir, "wal_mmap_"), 0);
+}
+END_TEST
+
+/* In a 1 MiB tmpfs: fill the disk, see ENOSPC, free space, continue. */
+static int
+enospc_ring_child(void *arg, const char *d)
+{
+	struct wal_ring_config cfg = { .dir = d, .segment_size = SEG64K,
+	    .ring_segments = 2 };
+	struct wal_ring *r;
+	struct wal_error err;
+	uint8_t buf[1000];
+	int64_t s, acked = 0;
+	char filler[4200];
+	int fd, rc;
+
+	(void)arg;
+	/* Leave room for ~6 segments, then take it back later. */
+	snprintf(filler, sizeof filler, "%s/filler", d);
+	if ((fd = open(filler, O_CREAT | O_WRONLY, 0600)) == -1 ||
+	    fallocate(fd, 0, 0, 600 * 1024) != 0)
+		return (20);
+	close(fd);
+	if (wal_ring_open(&cfg, &r, NULL, &err) != 0)
+		return (21);
+	for (s = 0; s < 100000; s++) {
+		ts_fill_payload(buf, 1000, s);
+		rc = wal_ring_append(r, buf, 1000, -1, NULL, &err);
+		if (rc != 0)
+			break;
+		acked++;
+	}
+	if (rc != -ENOSPC || strstr(err.msg, "No space left") == NULL)
+		return (22);
+	/* Failure is repeatable and harmless. */
+	if (wal_ring_append(r, buf, 1000, -1, NULL, &err) != -ENOSPC)
+		return (23);
+	if (wal_ring_next_seq(r) != acked)
+		return (24);
+	/* Space returns: appends resume with the next seq. */
+	unlink(filler);
+	for (s = acked; s < acked + 300; s++) {
+		ts_fill_payload(buf, 1000, s);
+		if (wal_ring_append(r, buf, 1000, -1, NULL, &err) != 0)
+			return (25);
+	}
+	wal_ring_close(r);
+	if (ts_verify_log(d, 0, NULL, NULL) != acked + 300)
+		return (26);
+	return (0);
+}
+
+START_TEST(test_enospc_at_rotation)
+{
+	int rc = ts_with_tmpfs(1024 * 1024, enospc_ring_child, NULL);
+
+	if (rc == -1) {
+		fprintf(stderr, "test_enospc_at_rotation: SKIPPED (cannot "
+		    "mount tmpfs here; run as root)\n");
+		return;
+	}
+	ck_assert_int_eq(rc, 0);
+}
+END_TEST
+
+START_TEST(test_reserve_commit)
+{
+	struct wal_ring *r = open_ring(SEG64K, 2);
+	struct wal_error err;
+	uint8_t *p;
+
+	ck_assert_int_eq(wal_ring_reserve(r, 4, &p, &err), 0);
+	memcpy(p, "zero", 4);
+	ck_assert_int_eq(wal_ring_commit(r, 77), 0);
+	ck_assert_int_eq(wal_ring_reserve(r, 3, &p, &err), 0);
+	memcpy(p, "one", 3);
+	ck_assert_int_eq(wal_ring_commit(r, 78), 1);
+	wal_ring_close(r);
+	ck_assert_int_eq(ts_verify_log(dir, 0, NULL, NULL), 2);
+}
+END_TEST
+
+static Suite *
+ring_suite(void)
+{
+	Suite *s = suite_create("ring");
+	TCase *tc = tcase_create("core");
+
+	tcase_set_timeout(tc, 60);
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_file_is_byte_exact);
+	tcase_add_test(tc, test_append_and_read_back);
+	tcase_add_test(tc, test_fifty_rotations_ring_of_two);
+	tcase_add_test(tc, test_record_too_large_for_segment);
+	tcase_add_test(tc, test_record_over_64mib);
+	tcase_add_test(tc, test_appendv_gathers);
+	tcase_add_test(tc, test_timestamp_is_realtime);
+	tcase_add_test(tc, test_explicit_rotate);
+	tcase_add_test(tc, test_sync_advances_durable);
+	tcase_add_test(tc, test_sync_concurrent_with_rotation);
+	tcase_add_test(tc, test_bad_config);
+	tcase_add_test(tc, test_enospc_at_rotation);
+	tcase_add_test(tc, test_reserve_commit);
+	suite_add_tcase(s, tc);
+	return (s);
+}
+
+int
+main(void)
+{
+	return (ts_run(ring_suite()));
+}

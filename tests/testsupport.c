@@ -1,0 +1,255 @@
+/*
+ * walmmapd tests - helpers shared by the Check suites.
+ */
+#include "config.h"
+
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <inttypes.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "testsupport.h"
+#include "wal_reader.h"
+
+/* Make a fresh temporary directory. */
+char *
+ts_mkdtemp(const char *tag)
+{
+	const char *base = getenv("TMPDIR");
+	char *path;
+
+	if (base == NULL || *base == '\0')
+		base = "/tmp";
+	if (asprintf(&path, "%s/walmmapd-%s-XXXXXX", base, tag) == -1)
+		abort();
+	if (mkdtemp(path) == NULL) {
+		fprintf(stderr, "mkdtemp %s: %s\n", path, strerror(errno));
+		abort();
+	}
+	return (path);
+}
+
+static int
+rm_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return (remove(path));
+}
+
+/* Remove a tree and free its path. */
+void
+ts_rmtree(char *path)
+{
+	if (path == NULL)
+		return;
+	nftw(path, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+	free(path);
+}
+
+/* Read a whole file. */
+uint8_t *
+ts_read_file(const char *path, size_t *len)
+{
+	struct stat st;
+	uint8_t *buf;
+	ssize_t n;
+	size_t got = 0;
+	int fd;
+
+	if ((fd = open(path, O_RDONLY)) == -1)
+		return (NULL);
+	if (fstat(fd, &st) == -1 || (buf = malloc((size_t)st.st_size + 1)) ==
+	    NULL) {
+		close(fd);
+		return (NULL);
+	}
+	while (got < (size_t)st.st_size) {
+		n = read(fd, buf + got, (size_t)st.st_size - got);
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	close(fd);
+	*len = got;
+	return (buf);
+}
+
+/* Overwrite bytes of a file. */
+int
+ts_pwrite_file(const char *path, const void *buf, size_t len, off_t off)
+{
+	int fd;
+	ssize_t n;
+
+	if ((fd = open(path, O_WRONLY)) == -1)
+		return (-1);
+	n = pwrite(fd, buf, len, off);
+	close(fd);
+	return (n == (ssize_t)len ? 0 : -1);
+}
+
+/* Path of a segment. */
+const char *
+ts_seg_path(const char *dir, uint64_t id)
+{
+	static char buf[4096];
+
+	snprintf(buf, sizeof buf, "%s/wal_mmap_%010" PRIu64 ".wal", dir, id);
+	return (buf);
+}
+
+/* Count entries by prefix. */
+int
+ts_count_files(const char *dir, const char *prefix)
+{
+	struct dirent *de;
+	DIR *d;
+	int n = 0;
+
+	if ((d = opendir(dir)) == NULL)
+		return (-1);
+	while ((de = readdir(d)) != NULL)
+		if (strncmp(de->d_name, prefix, strlen(prefix)) == 0)
+			n++;
+	closedir(d);
+	return (n);
+}
+
+/* Deterministic payload byte. */
+uint8_t
+ts_payload_byte(int64_t seq, size_t i)
+{
+	uint64_t x = (uint64_t)seq * 0x9E3779B97F4A7C15ull + i * 0xBF58476D1CE4E5B9ull;
+
+	x ^= x >> 29;
+	return ((uint8_t)(x * 0x94D049BB133111EBull >> 56));
+}
+
+/* Fill a deterministic payload. */
+void
+ts_fill_payload(uint8_t *buf, size_t len, int64_t seq)
+{
+	size_t i;
+
+	for (i = 0; i < len; i++)
+		buf[i] = ts_payload_byte(seq, i);
+}
+
+/* Run fn in a child with a private tmpfs. */
+int
+ts_with_tmpfs(size_t size, int (*fn)(void *, const char *), void *arg)
+{
+	char opts[64], *dir;
+	pid_t pid;
+	int status, pfd[2];
+	char ok = 0;
+
+	dir = ts_mkdtemp("tmpfs");
+	if (pipe(pfd) == -1)
+		abort();
+	pid = fork();
+	if (pid == 0) {
+		close(pfd[0]);
+		snprintf(opts, sizeof opts, "size=%zu", size);
+		if (unshare(CLONE_NEWNS) == -1 ||
+		    mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == -1 ||
+		    mount("tmpfs", dir, "tmpfs", 0, opts) == -1)
+			_exit(111);
+		ok = 1;
+		if (write(pfd[1], &ok, 1) != 1)
+			_exit(112);
+		close(pfd[1]);
+		_exit(fn(arg, dir));
+	}
+	close(pfd[1]);
+	if (read(pfd[0], &ok, 1) != 1)
+		ok = 0;
+	close(pfd[0]);
+	waitpid(pid, &status, 0);
+	ts_rmtree(dir);
+	if (!ok)
+		return (-1);
+	return (WIFEXITED(status) ? WEXITSTATUS(status) : 128 +
+	    WTERMSIG(status));
+}
+
+/* Run a suite and report through the exit status. */
+int
+ts_run(Suite *s)
+{
+	SRunner *sr = srunner_create(s);
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return (failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE);
+}
+
+/* Default record size for seq. */
+size_t
+ts_size_of(int64_t seq)
+{
+	return ((size_t)((uint64_t)seq * 7919u % 301u));
+}
+
+/* Read back and check a log. */
+long
+ts_verify_log(const char *dir, int64_t first, size_t (*sizefn)(int64_t),
+    int *stop)
+{
+	struct wal_reader *r;
+	struct wal_record rec;
+	struct wal_error err;
+	uint8_t *want = NULL;
+	long n = 0;
+	int rc;
+
+	if (wal_reader_open(dir, &r, &err) != 0) {
+		fprintf(stderr, "verify %s: %s\n", dir, err.msg);
+		return (-1);
+	}
+	while ((rc = wal_reader_next(r, &rec, &err)) == 1) {
+		if (rec.seq != first + n) {
+			fprintf(stderr, "verify %s: seq %lld where %lld was "
+			    "expected\n", dir, (long long)rec.seq,
+			    (long long)(first + n));
+			n = -1;
+			break;
+		}
+		if (sizefn != NULL) {
+			size_t len = sizefn(rec.seq);
+
+			want = realloc(want, len + 1);
+			ts_fill_payload(want, len, rec.seq);
+			if (rec.size != len || memcmp(rec.payload, want, len)) {
+				fprintf(stderr, "verify %s: payload of seq "
+				    "%lld differs\n", dir, (long long)rec.seq);
+				n = -1;
+				break;
+			}
+		}
+		n++;
+	}
+	if (rc < 0) {
+		fprintf(stderr, "verify %s: %s\n", dir, err.msg);
+		n = -1;
+	}
+	if (stop != NULL)
+		*stop = (int)wal_reader_stopped(r)->status;
+	free(want);
+	wal_reader_close(r);
+	return (n);
+}

@@ -1,0 +1,63 @@
+/*
+ * walmmapd tests - helpers shared by the Check suites.
+ */
+#ifndef TESTSUPPORT_H
+#define TESTSUPPORT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <check.h>
+
+/* Make a fresh temporary directory; the caller frees the path. */
+char	*ts_mkdtemp(const char *tag);
+
+/* Remove a directory tree (best effort) and free its path. */
+void	 ts_rmtree(char *path);
+
+/* Read a whole file; returns a malloc'd buffer and sets *len. */
+uint8_t	*ts_read_file(const char *path, size_t *len);
+
+/* Overwrite len bytes of a file at off. Returns 0 or -1. */
+int	 ts_pwrite_file(const char *path, const void *buf, size_t len,
+	    off_t off);
+
+/* Path of segment id in dir, in a static buffer. */
+const char *ts_seg_path(const char *dir, uint64_t id);
+
+/* Count directory entries whose name starts with prefix. */
+int	 ts_count_files(const char *dir, const char *prefix);
+
+/* Deterministic payload byte i of record seq. */
+uint8_t	 ts_payload_byte(int64_t seq, size_t i);
+
+/* Fill buf with the deterministic payload of seq. */
+void	 ts_fill_payload(uint8_t *buf, size_t len, int64_t seq);
+
+/*
+ * Run fn(arg, dir) in a child process inside a private mount namespace
+ * where dir is a tmpfs of size bytes; the mount vanishes with the child.
+ * Returns the child's exit status, or -1 when a tmpfs cannot be mounted
+ * here (not root): the caller then skips with a message.
+ */
+int	 ts_with_tmpfs(size_t size, int (*fn)(void *, const char *),
+	    void *arg);
+
+/* Payload size used for seq by the default test workload (0..300 bytes). */
+size_t	 ts_size_of(int64_t seq);
+
+/*
+ * Read every record of dir (directory or file) with the core reader and
+ * check seqs are first, first+1, ... and payloads are ts_fill_payload() of
+ * sizefn(seq) bytes (sizefn NULL: payloads not checked). Returns the number
+ * of records read, or -1 after printing what was wrong. *stop gets the
+ * reader's stop status when not NULL.
+ */
+long	 ts_verify_log(const char *dir, int64_t first,
+	    size_t (*sizefn)(int64_t), int *stop);
+
+/* Run a suite; returns the process exit status (0 when all passed). */
+int	 ts_run(Suite *);
+
+#endif /* TESTSUPPORT_H */
