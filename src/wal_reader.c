@@ -104,6 +104,14 @@ wal_reader_stopped(const struct wal_reader *r)
 	return (&r->stop);
 }
 
+uint64_t
+wal_reader_current_id(const struct wal_reader *r)
+{
+	if (r->dirfd == -1 || r->segs.count == 0 || r->seg == NULL)
+		return (UINT64_MAX);
+	return (r->segs.ids[r->idx]);
+}
+
 int64_t
 wal_reader_position(const struct wal_reader *r)
 {

@@ -55,6 +55,9 @@ int	wal_reader_seek(struct wal_reader *, int64_t seq, struct wal_error *err);
 /* Why the last wal_reader_next() returned 0. */
 const struct wal_reader_stop *wal_reader_stopped(const struct wal_reader *);
 
+/* Id of the segment being read, UINT64_MAX when none. */
+uint64_t wal_reader_current_id(const struct wal_reader *);
+
 /* Seq of the next record the reader expects (-1 before the first). */
 int64_t	wal_reader_position(const struct wal_reader *);
 

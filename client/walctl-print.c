@@ -1,0 +1,191 @@
+/*
+ * walctl - printing records and values: text, JSON Lines, raw.
+ */
+#include "config.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "walctl.h"
+
+static void	json_string(FILE *, const uint8_t *, size_t);
+static void	base64(FILE *, const uint8_t *, size_t);
+static int	utf8_valid(const uint8_t *, size_t);
+
+/* "2026-11-25T10:00:00.123456789Z" */
+void
+print_time(FILE *f, int64_t ns)
+{
+	struct tm tm;
+	time_t t;
+	int64_t frac;
+
+	t = (time_t)(ns / 1000000000);
+	frac = ns % 1000000000;
+	if (frac < 0) {
+		frac += 1000000000;
+		t--;
+	}
+	gmtime_r(&t, &tm);
+	fprintf(f, "%04d-%02d-%02dT%02d:%02d:%02d.%09" PRId64 "Z",
+	    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+	    tm.tm_min, tm.tm_sec, frac);
+}
+
+/* One record in the chosen format. */
+void
+print_record(FILE *f, enum out_format fmt, const struct walmmap_record *r)
+{
+	const uint8_t *p = r->data;
+	size_t i;
+
+	switch (fmt) {
+	case OUT_RAW:
+		fwrite(p, 1, r->size, f);
+		fputc('\n', f);
+		break;
+	case OUT_JSON:
+		fprintf(f, "{\"seq\":%" PRId64 ",\"timestamp_ns\":%" PRId64
+		    ",\"size\":%zu,", r->seq, r->timestamp_ns, r->size);
+		if (utf8_valid(p, r->size)) {
+			fputs("\"payload\":", f);
+			json_string(f, p, r->size);
+		} else {
+			fputs("\"payload_base64\":\"", f);
+			base64(f, p, r->size);
+			fputc('"', f);
+		}
+		fputs("}\n", f);
+		break;
+	case OUT_TEXT:
+		fprintf(f, "%" PRId64 " ", r->seq);
+		print_time(f, r->timestamp_ns);
+		fputc(' ', f);
+		for (i = 0; i < r->size; i++) {
+			if (p[i] == '\\')
+				fputs("\\\\", f);
+			else if (p[i] >= 0x20 && p[i] < 0x7f)
+				fputc(p[i], f);
+			else if (p[i] == '\n')
+				fputs("\\n", f);
+			else if (p[i] == '\t')
+				fputs("\\t", f);
+			else
+				fprintf(f, "\\x%02x", p[i]);
+		}
+		fputc('\n', f);
+		break;
+	}
+}
+
+/* A JSON string value for NUL-terminated text. */
+void
+print_json_str(FILE *f, const char *s)
+{
+	json_string(f, (const uint8_t *)s, strlen(s));
+}
+
+static void
+json_string(FILE *f, const uint8_t *p, size_t n)
+{
+	size_t i;
+
+	fputc('"', f);
+	for (i = 0; i < n; i++) {
+		switch (p[i]) {
+		case '"':
+			fputs("\\\"", f);
+			break;
+		case '\\':
+			fputs("\\\\", f);
+			break;
+		case '\n':
+			fputs("\\n", f);
+			break;
+		case '\r':
+			fputs("\\r", f);
+			break;
+		case '\t':
+			fputs("\\t", f);
+			break;
+		default:
+			if (p[i] < 0x20 || p[i] == 0x7f)
+				fprintf(f, "\\u%04x", p[i]);
+			else
+				fputc(p[i], f);
+		}
+	}
+	fputc('"', f);
+}
+
+static void
+base64(FILE *f, const uint8_t *p, size_t n)
+{
+	static const char tab[] =
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	uint32_t v;
+	size_t i;
+
+	for (i = 0; i + 2 < n; i += 3) {
+		v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
+		fputc(tab[v >> 18], f);
+		fputc(tab[(v >> 12) & 63], f);
+		fputc(tab[(v >> 6) & 63], f);
+		fputc(tab[v & 63], f);
+	}
+	if (n - i == 1) {
+		v = (uint32_t)p[i] << 16;
+		fputc(tab[v >> 18], f);
+		fputc(tab[(v >> 12) & 63], f);
+		fputs("==", f);
+	} else if (n - i == 2) {
+		v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8;
+		fputc(tab[v >> 18], f);
+		fputc(tab[(v >> 12) & 63], f);
+		fputc(tab[(v >> 6) & 63], f);
+		fputc('=', f);
+	}
+}
+
+/* Strict UTF-8: no overlongs, no surrogates, nothing above U+10FFFF. */
+static int
+utf8_valid(const uint8_t *p, size_t n)
+{
+	size_t i = 0, len, k;
+	uint32_t cp;
+
+	while (i < n) {
+		if (p[i] < 0x80) {
+			if (p[i] == 0)
+				return (0);	/* NUL: keep it binary */
+			i++;
+			continue;
+		}
+		if ((p[i] & 0xe0) == 0xc0) {
+			len = 2;
+			cp = p[i] & 0x1f;
+		} else if ((p[i] & 0xf0) == 0xe0) {
+			len = 3;
+			cp = p[i] & 0x0f;
+		} else if ((p[i] & 0xf8) == 0xf0) {
+			len = 4;
+			cp = p[i] & 0x07;
+		} else
+			return (0);
+		if (n - i < len)
+			return (0);
+		for (k = 1; k < len; k++) {
+			if ((p[i + k] & 0xc0) != 0x80)
+				return (0);
+			cp = cp << 6 | (p[i + k] & 0x3f);
+		}
+		if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) ||
+		    (len == 4 && cp < 0x10000) || cp > 0x10ffff ||
+		    (cp >= 0xd800 && cp <= 0xdfff))
+			return (0);
+		i += len;
+	}
+	return (1);
+}

@@ -1,0 +1,662 @@
+/*
+ * walctl - talk to walmmapd and read its segment files. Built only on the
+ * public libwalmmap API.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "walctl.h"
+#include "walmmap.h"
+
+struct cmd {
+	const char	*name;
+	int		(*fn)(int, char **);
+	const char	*usage;
+	const char	*help;
+};
+
+static int	cmd_status(int, char **);
+static int	cmd_stats(int, char **);
+static int	cmd_append(int, char **);
+static int	cmd_sync(int, char **);
+static int	cmd_rotate(int, char **);
+static int	cmd_tail(int, char **);
+static int	cmd_dump(int, char **);
+static int	cmd_verify(int, char **);
+
+static const struct cmd cmds[] = {
+	{ "status", cmd_status, "status [--json]",
+	  "the daemon's state: seq range, segments, clients" },
+	{ "stats", cmd_stats, "stats [--json]",
+	  "counters: records, records/s, syncs, sync latency" },
+	{ "append", cmd_append,
+	  "append [--ack none|written|durable] [--null] [FILE]",
+	  "append one record per line (or per NUL with --null) of FILE or "
+	  "stdin" },
+	{ "sync", cmd_sync, "sync", "make everything written durable" },
+	{ "rotate", cmd_rotate, "rotate", "seal the active segment" },
+	{ "tail", cmd_tail,
+	  "tail [-n N] [-f] [--from SEQ] [--json|--raw]",
+	  "print the last N records (default 10) through the daemon; -f "
+	  "follows" },
+	{ "dump", cmd_dump,
+	  "dump DIR|FILE [--from SEQ] [--to SEQ] [--json|--raw]",
+	  "print records from segment files (no daemon needed)" },
+	{ "verify", cmd_verify, "verify [-q] DIR|FILE",
+	  "check segment files; exit 0 clean, 1 problems, 2 errors" },
+};
+#define NCMDS	(sizeof cmds / sizeof cmds[0])
+
+static const char	*socket_path;	/* -s, else the library's default */
+static const struct cmd	*current;
+
+static void __attribute__((noreturn))
+usage(int status)
+{
+	FILE *f = status == 0 ? stdout : stderr;
+	size_t i;
+
+	fprintf(f, "usage: walctl [-s SOCKET] COMMAND [ARGS]\n\n");
+	for (i = 0; i < NCMDS; i++)
+		fprintf(f, "  %-50s %s\n", cmds[i].usage, cmds[i].help);
+	fprintf(f, "\n  -s SOCKET  walmmapd's socket (default: $WALMMAP_SOCKET "
+	    "or the daemon's default)\n  -V         version\n"
+	    "Run \"walctl COMMAND -h\" for a command's help.\n");
+	exit(status);
+}
+
+static void __attribute__((noreturn))
+cmd_usage(int status)
+{
+	FILE *f = status == 0 ? stdout : stderr;
+
+	fprintf(f, "usage: walctl %s\n  %s\n", current->usage, current->help);
+	exit(status);
+}
+
+/* Print an error and return the exit code for it. */
+static int
+fail(int code, const char *msg)
+{
+	fprintf(stderr, "walctl %s: %s\n", current->name, msg);
+	return (code == -WALMMAP_ENODAEMON || code == -WALMMAP_EPERM ||
+	    code == -WALMMAP_EINVAL || code == -WALMMAP_EIO ? EXIT_USAGE :
+	    EXIT_PROBLEMS);
+}
+
+static int
+parse_seq(const char *s, int64_t *out)
+{
+	char *end;
+	long long v;
+
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (errno != 0 || *s == '\0' || *end != '\0' || v < 0) {
+		fprintf(stderr, "walctl %s: \"%s\" is not a sequence number\n",
+		    current->name, s);
+		return (-1);
+	}
+	*out = v;
+	return (0);
+}
+
+static int
+parse_ack(const char *s, enum walmmap_ack *out)
+{
+	if (strcmp(s, "none") == 0)
+		*out = WALMMAP_ACK_NONE;
+	else if (strcmp(s, "written") == 0)
+		*out = WALMMAP_ACK_WRITTEN;
+	else if (strcmp(s, "durable") == 0)
+		*out = WALMMAP_ACK_DURABLE;
+	else {
+		fprintf(stderr, "walctl %s: --ack %s: expected none, written "
+		    "or durable\n", current->name, s);
+		return (-1);
+	}
+	return (0);
+}
+
+/* Options common to commands without arguments but -h / --json. */
+static int
+simple_opts(int argc, char **argv, int *json)
+{
+	static const struct option lo[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	int ch;
+
+	while ((ch = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+		switch (ch) {
+		case 'j':
+			if (json == NULL)
+				cmd_usage(EXIT_USAGE);
+			*json = 1;
+			break;
+		case 'h':
+			cmd_usage(EXIT_OK);
+		default:
+			cmd_usage(EXIT_USAGE);
+		}
+	}
+	if (optind != argc)
+		cmd_usage(EXIT_USAGE);
+	return (0);
+}
+
+static int
+connect_or_fail(struct walmmap **w, enum walmmap_ack ack)
+{
+	int rc;
+
+	if ((rc = walmmap_connect(w, socket_path, ack, 0)) != 0) {
+		rc = fail(rc, walmmap_errmsg(*w));
+		walmmap_close(*w);
+		*w = NULL;
+		return (rc);
+	}
+	return (0);
+}
+
+static void
+print_seq_json(FILE *f, const char *key, int64_t v, int comma)
+{
+	if (v < 0)
+		fprintf(f, "\"%s\":null%s", key, comma ? "," : "");
+	else
+		fprintf(f, "\"%s\":%" PRId64 "%s", key, v, comma ? "," : "");
+}
+
+static int
+query_status(struct walmmap_status *st)
+{
+	struct walmmap *w;
+	int rc;
+
+	if ((rc = connect_or_fail(&w, WALMMAP_ACK_NONE)) != 0)
+		return (rc);
+	if ((rc = walmmap_status(w, st)) != 0) {
+		rc = fail(rc, walmmap_errmsg(w));
+		walmmap_close(w);
+		return (rc);
+	}
+	walmmap_close(w);
+	return (0);
+}
+
+static int
+cmd_status(int argc, char **argv)
+{
+	struct walmmap_status st;
+	int json = 0, rc;
+
+	simple_opts(argc, argv, &json);
+	if ((rc = query_status(&st)) != 0)
+		return (rc);
+	if (json) {
+		printf("{\"pid\":%" PRIu64 ",\"dir\":", st.pid);
+		print_json_str(stdout, st.dir);
+		printf(",\"protocol\":%u,", st.protocol);
+		print_seq_json(stdout, "first_seq", st.first_seq, 1);
+		print_seq_json(stdout, "last_seq", st.written_seq, 1);
+		print_seq_json(stdout, "durable_seq", st.durable_seq, 1);
+		printf("\"next_seq\":%" PRId64 ",\"segments\":%" PRIu64
+		    ",\"disk_bytes\":%" PRIu64 ",\"segment_size\":%" PRIu64
+		    ",\"ring\":%u,\"active_segment\":%" PRIu64 ",\"clients\":%"
+		    PRIu64 ",\"records_per_s\":%" PRIu64 ",\"uptime_s\":%"
+		    PRIu64 "}\n", st.next_seq, st.segments, st.disk_bytes,
+		    st.segment_size, st.ring_segments, st.active_segment,
+		    st.clients, st.records_per_s, st.uptime_s);
+		return (EXIT_OK);
+	}
+	printf("walmmapd pid %" PRIu64 ", up %" PRIu64 " s, protocol %u\n",
+	    st.pid, st.uptime_s, st.protocol);
+	printf("directory    %s\n", st.dir);
+	if (st.first_seq >= 0 && st.written_seq >= 0)
+		printf("records      seq %" PRId64 " .. %" PRId64 " (%" PRId64
+		    " on disk)\n", st.first_seq, st.written_seq,
+		    st.written_seq - st.first_seq + 1);
+	else
+		printf("records      none\n");
+	printf("next seq     %" PRId64 "\n", st.next_seq);
+	if (st.durable_seq >= 0)
+		printf("durable to   %" PRId64 "\n", st.durable_seq);
+	else
+		printf("durable to   -\n");
+	printf("segments     %" PRIu64 " files, %" PRIu64 " bytes (segment "
+	    "size %" PRIu64 ", ring %u, active %" PRIu64 ")\n", st.segments,
+	    st.disk_bytes, st.segment_size, st.ring_segments,
+	    st.active_segment);
+	printf("clients      %" PRIu64 " connected\n", st.clients);
+	printf("rate         %" PRIu64 " records/s\n", st.records_per_s);
+	return (EXIT_OK);
+}
+
+static int
+cmd_stats(int argc, char **argv)
+{
+	struct walmmap_status st;
+	uint64_t avg;
+	int json = 0, rc;
+
+	simple_opts(argc, argv, &json);
+	if ((rc = query_status(&st)) != 0)
+		return (rc);
+	avg = st.syncs ? st.sync_ns_total / st.syncs : 0;
+	if (json) {
+		printf("{\"records\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"frames\":%"
+		    PRIu64 ",\"records_per_s\":%" PRIu64 ",\"clients\":%" PRIu64
+		    ",\"clients_total\":%" PRIu64 ",\"syncs\":%" PRIu64
+		    ",\"sync_avg_ns\":%" PRIu64 ",\"sync_max_ns\":%" PRIu64
+		    ",\"rotations\":%" PRIu64 ",\"errors\":%" PRIu64 ",",
+		    st.records, st.bytes, st.frames, st.records_per_s,
+		    st.clients, st.clients_total, st.syncs, avg,
+		    st.sync_ns_max, st.rotations, st.errors);
+		print_seq_json(stdout, "first_seq", st.first_seq, 1);
+		print_seq_json(stdout, "last_seq", st.written_seq, 1);
+		print_seq_json(stdout, "durable_seq", st.durable_seq, 0);
+		printf("}\n");
+		return (EXIT_OK);
+	}
+	printf("records        %" PRIu64 " (%" PRIu64 " payload bytes, %" PRIu64
+	    " frames) since start\n", st.records, st.bytes, st.frames);
+	printf("records/s      %" PRIu64 "\n", st.records_per_s);
+	printf("seq range      %" PRId64 " .. %" PRId64 "\n", st.first_seq,
+	    st.written_seq);
+	printf("clients        %" PRIu64 " now, %" PRIu64 " since start\n",
+	    st.clients, st.clients_total);
+	printf("syncs          %" PRIu64 " (avg %.3f ms, max %.3f ms)\n",
+	    st.syncs, avg / 1e6, st.sync_ns_max / 1e6);
+	printf("rotations      %" PRIu64 "\n", st.rotations);
+	printf("errors sent    %" PRIu64 "\n", st.errors);
+	return (EXIT_OK);
+}
+
+static int
+cmd_append(int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{ "ack", required_argument, NULL, 'a' },
+		{ "null", no_argument, NULL, '0' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	enum walmmap_ack ack = WALMMAP_ACK_WRITTEN;
+	struct walmmap *w;
+	struct walmmap_progress p;
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n;
+	int64_t first = -1;
+	int ch, delim = '\n', rc;
+	FILE *in = stdin;
+
+	while ((ch = getopt_long(argc, argv, "a:0h", lo, NULL)) != -1) {
+		switch (ch) {
+		case 'a':
+			if (parse_ack(optarg, &ack) != 0)
+				return (EXIT_USAGE);
+			break;
+		case '0':
+			delim = '\0';
+			break;
+		case 'h':
+			cmd_usage(EXIT_OK);
+		default:
+			cmd_usage(EXIT_USAGE);
+		}
+	}
+	if (argc - optind > 1)
+		cmd_usage(EXIT_USAGE);
+	if (argc - optind == 1 && strcmp(argv[optind], "-") != 0 &&
+	    (in = fopen(argv[optind], "re")) == NULL) {
+		fprintf(stderr, "walctl append: cannot read %s: %s\n",
+		    argv[optind], strerror(errno));
+		return (EXIT_USAGE);
+	}
+	if ((rc = connect_or_fail(&w, ack)) != 0)
+		goto out;
+	while ((n = getdelim(&line, &cap, delim, in)) != -1) {
+		if (n > 0 && line[n - 1] == delim)
+			n--;
+		/* The first record's seq is waited for; the rest stream. */
+		rc = walmmap_append(w, line, (size_t)n, WALMMAP_ACK_DEFAULT,
+		    first < 0 ? &first : NULL);
+		if (rc != 0)
+			break;
+	}
+	if (rc == 0 && ferror(in)) {
+		fprintf(stderr, "walctl append: read error: %s\n",
+		    strerror(errno));
+		rc = -WALMMAP_EIO;
+	}
+	if (rc == 0 && ack != WALMMAP_ACK_NONE)
+		rc = walmmap_wait(w, ack, -1);
+	walmmap_progress(w, &p);
+	if (rc != 0)
+		rc = fail(rc, walmmap_errmsg(w));
+	else if (p.sent == 0)
+		printf("0 records\n");
+	else if (ack == WALMMAP_ACK_NONE)
+		printf("%" PRIu64 " records sent\n", p.sent);
+	else
+		printf("%" PRIu64 " records, seq %" PRId64 " .. %" PRId64 " %s\n",
+		    p.acked, first, p.last_seq, ack == WALMMAP_ACK_DURABLE ?
+		    "durable" : "written");
+	walmmap_close(w);
+out:
+	free(line);
+	if (in != stdin)
+		fclose(in);
+	return (rc);
+}
+
+static int
+cmd_sync(int argc, char **argv)
+{
+	struct walmmap *w;
+	int64_t durable;
+	int rc;
+
+	simple_opts(argc, argv, NULL);
+	if ((rc = connect_or_fail(&w, WALMMAP_ACK_NONE)) != 0)
+		return (rc);
+	if ((rc = walmmap_sync(w, &durable)) != 0)
+		rc = fail(rc, walmmap_errmsg(w));
+	else if (durable >= 0)
+		printf("durable up to seq %" PRId64 "\n", durable);
+	else
+		printf("nothing to sync\n");
+	walmmap_close(w);
+	return (rc);
+}
+
+static int
+cmd_rotate(int argc, char **argv)
+{
+	struct walmmap *w;
+	int rc;
+
+	simple_opts(argc, argv, NULL);
+	if ((rc = connect_or_fail(&w, WALMMAP_ACK_NONE)) != 0)
+		return (rc);
+	if ((rc = walmmap_rotate(w)) != 0)
+		rc = fail(rc, walmmap_errmsg(w));
+	walmmap_close(w);
+	return (rc);
+}
+
+/* --json / --raw / --from / --to / -n / -f shared by tail and dump. */
+struct read_opts {
+	enum out_format	 fmt;
+	int64_t		 from;
+	int64_t		 to;
+	int64_t		 last;		/* -n */
+	int		 follow;
+};
+
+static int
+read_opts(int argc, char **argv, struct read_opts *o, int tail)
+{
+	static const struct option lo[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ "raw", no_argument, NULL, 'r' },
+		{ "from", required_argument, NULL, 'F' },
+		{ "to", required_argument, NULL, 'T' },
+		{ "lines", required_argument, NULL, 'n' },
+		{ "follow", no_argument, NULL, 'f' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	int ch;
+
+	o->fmt = OUT_TEXT;
+	o->from = o->to = -1;
+	o->last = tail ? 10 : -1;
+	o->follow = 0;
+	while ((ch = getopt_long(argc, argv, tail ? "n:fh" : "h", lo,
+	    NULL)) != -1) {
+		switch (ch) {
+		case 'j':
+			o->fmt = OUT_JSON;
+			break;
+		case 'r':
+			o->fmt = OUT_RAW;
+			break;
+		case 'F':
+			if (parse_seq(optarg, &o->from) != 0)
+				return (-1);
+			o->last = -1;
+			break;
+		case 'T':
+			if (tail || parse_seq(optarg, &o->to) != 0)
+				cmd_usage(EXIT_USAGE);
+			break;
+		case 'n':
+			if (parse_seq(optarg, &o->last) != 0)
+				return (-1);
+			break;
+		case 'f':
+			o->follow = 1;
+			break;
+		case 'h':
+			cmd_usage(EXIT_OK);
+		default:
+			cmd_usage(EXIT_USAGE);
+		}
+	}
+	return (0);
+}
+
+/* Records until the reader ends; 0 ok, else an exit code. */
+static int
+print_all(struct walmmap_reader *r, const struct read_opts *o, int timeout)
+{
+	struct walmmap_record rec;
+	int rc;
+
+	while ((rc = walmmap_reader_next(r, &rec, timeout)) == 1) {
+		if (o->to >= 0 && rec.seq > o->to)
+			break;
+		print_record(stdout, o->fmt, &rec);
+		if (o->follow)
+			fflush(stdout);
+	}
+	if (rc < 0) {
+		fflush(stdout);
+		return (fail(rc, walmmap_reader_errmsg(r)));
+	}
+	return (EXIT_OK);
+}
+
+static int
+cmd_tail(int argc, char **argv)
+{
+	struct walmmap_reader *r;
+	struct walmmap_status st;
+	struct read_opts o;
+	int64_t from;
+	int rc;
+
+	if (read_opts(argc, argv, &o, 1) != 0)
+		return (EXIT_USAGE);
+	if (optind != argc)
+		cmd_usage(EXIT_USAGE);
+	from = o.from;
+	if (from < 0) {
+		/* The last N: ask where the log ends now. */
+		if ((rc = query_status(&st)) != 0)
+			return (rc);
+		from = st.next_seq - o.last;
+		if (st.first_seq >= 0 && from < st.first_seq)
+			from = st.first_seq;
+		if (from < 0)
+			from = 0;
+	}
+	if ((rc = walmmap_subscribe(&r, socket_path, from, -1,
+	    o.follow ? WALMMAP_FOLLOW : 0)) != 0) {
+		rc = fail(rc, walmmap_reader_errmsg(r));
+		walmmap_reader_close(r);
+		return (rc);
+	}
+	rc = print_all(r, &o, -1);
+	walmmap_reader_close(r);
+	return (rc);
+}
+
+static int
+cmd_dump(int argc, char **argv)
+{
+	struct walmmap_reader *r;
+	struct read_opts o;
+	int rc;
+
+	/* Allow the path before or after the options. */
+	if (read_opts(argc, argv, &o, 0) != 0)
+		return (EXIT_USAGE);
+	if (argc - optind != 1)
+		cmd_usage(EXIT_USAGE);
+	if ((rc = walmmap_reader_open(&r, argv[optind])) != 0) {
+		rc = fail(rc, walmmap_reader_errmsg(r));
+		walmmap_reader_close(r);
+		return (rc);
+	}
+	if (o.from >= 0 && (rc = walmmap_reader_seek(r, o.from)) != 0) {
+		rc = fail(rc, walmmap_reader_errmsg(r));
+		walmmap_reader_close(r);
+		return (rc);
+	}
+	rc = print_all(r, &o, 0);
+	walmmap_reader_close(r);
+	return (rc);
+}
+
+struct verify_state {
+	int	quiet;
+	int	tty;
+	int	shown;		/* a progress line is on screen */
+};
+
+static void
+verify_cb(void *arg, const struct walmmap_problem *p, uint64_t done,
+    uint64_t total)
+{
+	struct verify_state *vs = arg;
+
+	if (p == NULL) {
+		if (vs->tty && total > 0) {
+			fprintf(stderr, "\rverifying: %3u%% of %" PRIu64
+			    " MiB", (unsigned)(done * 100 / total),
+			    total >> 20);
+			vs->shown = 1;
+		}
+		return;
+	}
+	if (vs->shown) {
+		fputs("\r\033[K", stderr);
+		vs->shown = 0;
+	}
+	if (p->seq >= 0)
+		printf("%s: offset %" PRIu64 ": seq %" PRId64 ": %s\n",
+		    p->file, p->offset, p->seq, p->what);
+	else
+		printf("%s: offset %" PRIu64 ": %s\n", p->file, p->offset,
+		    p->what);
+}
+
+static int
+cmd_verify(int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{ "quiet", no_argument, NULL, 'q' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct walmmap_verify_result res;
+	struct verify_state vs;
+	char err[512];
+	int ch, rc;
+
+	memset(&vs, 0, sizeof vs);
+	while ((ch = getopt_long(argc, argv, "qh", lo, NULL)) != -1) {
+		switch (ch) {
+		case 'q':
+			vs.quiet = 1;
+			break;
+		case 'h':
+			cmd_usage(EXIT_OK);
+		default:
+			cmd_usage(EXIT_USAGE);
+		}
+	}
+	if (argc - optind != 1)
+		cmd_usage(EXIT_USAGE);
+	vs.tty = isatty(STDERR_FILENO) && !vs.quiet;
+	rc = walmmap_verify(argv[optind], verify_cb, &vs, &res, err,
+	    sizeof err);
+	if (vs.shown)
+		fputs("\r\033[K", stderr);
+	if (rc != 0) {
+		fprintf(stderr, "walctl verify: %s\n", err);
+		return (EXIT_USAGE);
+	}
+	if (!vs.quiet) {
+		printf("%" PRIu64 " files, %" PRIu64 " records", res.files,
+		    res.records);
+		if (res.records > 0)
+			printf(" (seq %" PRId64 " .. %" PRId64 ")",
+			    res.first_seq, res.last_seq);
+		printf(", %" PRIu64 " problem%s\n", res.problems,
+		    res.problems == 1 ? "" : "s");
+	}
+	return (res.problems > 0 ? EXIT_PROBLEMS : EXIT_OK);
+}
+
+int
+main(int argc, char **argv)
+{
+	size_t i;
+	int ch;
+
+	signal(SIGPIPE, SIG_IGN);
+	while ((ch = getopt(argc, argv, "+s:hV")) != -1) {
+		switch (ch) {
+		case 's':
+			socket_path = optarg;
+			break;
+		case 'h':
+			usage(EXIT_OK);
+		case 'V':
+			printf("walctl %s\n", PACKAGE_VERSION);
+			return (EXIT_OK);
+		default:
+			usage(EXIT_USAGE);
+		}
+	}
+	if (optind == argc)
+		usage(EXIT_USAGE);
+	for (i = 0; i < NCMDS; i++)
+		if (strcmp(argv[optind], cmds[i].name) == 0)
+			break;
+	if (i == NCMDS) {
+		fprintf(stderr, "walctl: unknown command \"%s\"\n",
+		    argv[optind]);
+		usage(EXIT_USAGE);
+	}
+	current = &cmds[i];
+	argc -= optind;
+	argv += optind;
+	optind = 0;	/* glibc: 0 restarts getopt, permuting again */
+	return (current->fn(argc, argv));
+}

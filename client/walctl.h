@@ -1,0 +1,23 @@
+/*
+ * walctl - what its files share.
+ */
+#ifndef WALCTL_H
+#define WALCTL_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "walmmap.h"
+
+/* Exit codes (walctl(1)). */
+#define EXIT_OK		0
+#define EXIT_PROBLEMS	1	/* verify found damage; a command failed */
+#define EXIT_USAGE	2	/* usage, I/O or connection errors */
+
+enum out_format { OUT_TEXT, OUT_JSON, OUT_RAW };
+
+void	print_time(FILE *, int64_t ns);
+void	print_record(FILE *, enum out_format, const struct walmmap_record *);
+void	print_json_str(FILE *, const char *);
+
+#endif /* WALCTL_H */

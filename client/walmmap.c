@@ -1,0 +1,722 @@
+/*
+ * libwalmmap - producing: a connection to walmmapd, appends, acknowledgement
+ * tracking, waits, sync, rotate, status.
+ *
+ * The daemon answers a connection's requests in the order it sent them, so
+ * outstanding appends are a FIFO: each ACK entry answers the oldest one.
+ * Appends without an ack level are not tracked; a PING tells when the
+ * daemon has handled them.
+ */
+#include "config.h"
+
+#include <sys/mman.h>
+#include <sys/socket.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "walmmap.h"
+
+#define OUTSTANDING_MAX	4096		/* frames awaiting an ACK */
+
+/* An append frame waiting for its ACK. */
+struct pending {
+	uint64_t	id;
+	uint32_t	count;		/* records not yet answered */
+	uint32_t	bytes;		/* frame bytes, for the window */
+};
+
+struct walmmap {
+	int			 fd;		/* -1 after a failed connect */
+	uint8_t			 ack;
+	unsigned		 flags;
+	int			 lost;
+	struct wal_msg_welcome	 welcome;
+	uint64_t		 next_id;
+
+	struct pending		*fifo;		/* ring of OUTSTANDING_MAX */
+	size_t			 fifo_head;
+	size_t			 fifo_len;
+	uint64_t		 window;	/* bytes in fifo frames */
+	uint64_t		 untracked;	/* ack-none frames since a PING */
+
+	/* A request waiting for its reply. */
+	uint64_t		 reply_id;
+	int			 reply_done;
+	int			 reply_err;
+	uint8_t			*reply;		/* copy of the reply frame */
+
+	/* Append frames cap_lo..cap_lo+cap_n-1 whose seqs a caller wants. */
+	uint64_t		 cap_lo;
+	size_t			 cap_n;
+	int64_t			*cap_seq;	/* first seq, -1 refused */
+	int			 cap_err;
+
+	int			 deferred;	/* first error since a wait */
+	struct walmmap_progress	 prog;
+	walmmap_ack_cb		 ack_cb;
+	void			*ack_arg;
+	uint8_t			*rx;
+	uint8_t			*tx;
+	char			 msg[WM_MSG_MAX];
+};
+
+enum frame_kind { FRAME_REQUEST, FRAME_UNTRACKED, FRAME_TRACKED };
+
+static int	send_frame(struct walmmap *, const void *, size_t, int fd,
+		    uint32_t records, enum frame_kind);
+static int	read_one(struct walmmap *, int64_t deadline);
+static int	handle(struct walmmap *, const uint8_t *, size_t, int fd);
+static int	request(struct walmmap *, uint16_t type, int64_t deadline);
+static int	lost(struct walmmap *, int rc);
+static int	append_fd(struct walmmap *, const void *, size_t, uint8_t,
+		    uint64_t id, enum frame_kind);
+static int	wait_captured(struct walmmap *);
+static int	capture(struct walmmap *, uint64_t id, int64_t seq, int err);
+static int	take_deferred(struct walmmap *);
+static uint8_t	level(const struct walmmap *, enum walmmap_ack);
+
+int
+walmmap_connect(struct walmmap **wp, const char *socket, enum walmmap_ack ack,
+    unsigned flags)
+{
+	struct walmmap *w;
+	int s;
+
+	if ((*wp = w = calloc(1, sizeof *w)) == NULL)
+		return (-WALMMAP_ENOMEM);
+	w->fd = -1;
+	w->prog.last_seq = -1;
+	w->prog.durable_seq = -1;
+	if (ack > WALMMAP_ACK_DURABLE || (flags & ~WALMMAP_NONBLOCK) != 0)
+		return (wm_seterr(w->msg, WALMMAP_EINVAL, "walmmap_connect: "
+		    "bad ack level %d or flags %#x", ack, flags));
+	w->ack = (uint8_t)ack;
+	w->flags = flags;
+	w->fifo = calloc(OUTSTANDING_MAX, sizeof *w->fifo);
+	w->rx = malloc(WAL_PROTO_MAX_FRAME);
+	w->tx = malloc(WAL_PROTO_MAX_FRAME);
+	w->reply = malloc(sizeof(struct wal_status));
+	if (w->fifo == NULL || w->rx == NULL || w->tx == NULL ||
+	    w->reply == NULL)
+		return (wm_seterr(w->msg, WALMMAP_ENOMEM, "out of memory"));
+	if ((s = wm_connect(socket, w->ack, &w->welcome, w->msg)) < 0)
+		return (s);
+	w->fd = s;
+	w->next_id = 2;
+	return (0);
+}
+
+void
+walmmap_close(struct walmmap *w)
+{
+	if (w == NULL)
+		return;
+	if (w->fd != -1)
+		close(w->fd);
+	free(w->fifo);
+	free(w->rx);
+	free(w->tx);
+	free(w->reply);
+	free(w);
+}
+
+const char *
+walmmap_errmsg(const struct walmmap *w)
+{
+	return (w == NULL ? "out of memory" : w->msg);
+}
+
+int
+walmmap_append(struct walmmap *w, const void *data, size_t len,
+    enum walmmap_ack ack, int64_t *seq)
+{
+	struct iovec iov;
+	int rc;
+
+	iov.iov_base = (void *)(uintptr_t)data;
+	iov.iov_len = len;
+	rc = walmmap_append_batch(w, &iov, 1, ack, seq);
+	return (rc < 0 ? rc : rc == 1 ? 0 : -WALMMAP_EAGAIN);
+}
+
+int
+walmmap_append_batch(struct walmmap *w, const struct iovec *recs, size_t n,
+    enum walmmap_ack ack, int64_t *seqs)
+{
+	struct wal_msg_append a;
+	size_t i = 0, start, off, nframes = 0, j, k, *frame = NULL;
+	enum frame_kind kind;
+	uint8_t lvl;
+	int rc = 0;
+
+	if (w->fd == -1 || w->lost)
+		return (wm_seterr(w->msg, WALMMAP_ELOST, "not connected to "
+		    "walmmapd"));
+	if ((ack > WALMMAP_ACK_DURABLE && ack != WALMMAP_ACK_DEFAULT) ||
+	    (seqs != NULL && (w->flags & WALMMAP_NONBLOCK)))
+		return (wm_seterr(w->msg, WALMMAP_EINVAL, "walmmap_append: bad "
+		    "ack level, or a seq wanted in non-blocking mode"));
+	lvl = level(w, ack);
+	if (seqs != NULL && lvl == WALMMAP_ACK_NONE)
+		lvl = WALMMAP_ACK_WRITTEN;	/* we must hear the seq */
+	kind = lvl == WALMMAP_ACK_NONE ? FRAME_UNTRACKED : FRAME_TRACKED;
+	for (j = 0; j < n; j++)
+		if (recs[j].iov_len > w->welcome.max_record)
+			return (wm_seterr(w->msg, WALMMAP_ETOOLARGE, "record %zu "
+			    "of %zu bytes exceeds the daemon's max_record of %"
+			    PRIu32 " bytes", j, recs[j].iov_len,
+			    w->welcome.max_record));
+	if (seqs != NULL) {
+		/* Frames get consecutive ids from here; remember seqs. */
+		frame = calloc(n, sizeof *frame);
+		w->cap_seq = calloc(n, sizeof *w->cap_seq);
+		if (frame == NULL || w->cap_seq == NULL) {
+			free(frame);
+			free(w->cap_seq);
+			w->cap_seq = NULL;
+			return (wm_seterr(w->msg, WALMMAP_ENOMEM, "out of "
+			    "memory"));
+		}
+		w->cap_lo = w->next_id;
+		w->cap_n = 0;
+		w->cap_err = 0;
+	}
+
+	while (i < n) {
+		uint64_t id = w->next_id++;
+
+		start = i;
+		if (sizeof a + 4 + recs[i].iov_len > WAL_PROTO_MAX_FRAME) {
+			/* Too big for a message: a sealed memfd. */
+			rc = append_fd(w, recs[i].iov_base, recs[i].iov_len,
+			    lvl, id, kind);
+			i++;
+		} else {
+			off = sizeof a;
+			while (i < n && off + 4 + recs[i].iov_len <=
+			    WAL_PROTO_MAX_FRAME) {
+				uint32_t sz = (uint32_t)recs[i].iov_len;
+
+				memcpy(w->tx + off, &sz, 4);
+				if (sz > 0)
+					memcpy(w->tx + off + 4,
+					    recs[i].iov_base, sz);
+				off += 4 + sz;
+				i++;
+			}
+			memset(&a, 0, sizeof a);
+			a.hdr.type = WAL_MSG_APPEND;
+			a.hdr.len = (uint32_t)off;
+			a.hdr.id = id;
+			a.count = (uint32_t)(i - start);
+			a.ack = lvl;
+			memcpy(w->tx, &a, sizeof a);
+			rc = send_frame(w, w->tx, off, -1, a.count, kind);
+		}
+		if (rc < 0) {
+			w->next_id--;
+			i = start;
+			break;
+		}
+		if (frame != NULL) {
+			for (k = start; k < i; k++)
+				frame[k] = nframes;
+			w->cap_seq[nframes] = -2;
+			w->cap_n = nframes + 1;
+		}
+		nframes++;
+	}
+	if (rc < 0 && (rc != -WALMMAP_EAGAIN || i == 0))
+		goto out;
+	rc = (int)i;
+	if (seqs == NULL)
+		return (rc);
+	/* Wait for the frames' ACKs; records of one frame are consecutive. */
+	if ((rc = wait_captured(w)) < 0)
+		goto out;
+	for (j = 0; j < n; j = k) {
+		for (k = j; k < n && frame[k] == frame[j]; k++)
+			seqs[k] = w->cap_seq[frame[j]] + (int64_t)(k - j);
+	}
+	rc = (int)n;
+	if (lvl == WALMMAP_ACK_DURABLE && n > 0) {
+		int r = walmmap_wait_durable(w, seqs[n - 1], -1);
+
+		if (r < 0)
+			rc = r;
+	}
+out:
+	free(frame);
+	free(w->cap_seq);
+	w->cap_seq = NULL;
+	w->cap_n = 0;
+	return (rc);
+}
+
+int
+walmmap_wait(struct walmmap *w, enum walmmap_ack lvl, int timeout_ms)
+{
+	int64_t deadline = wm_deadline(timeout_ms);
+	int rc;
+
+	if (w->fd == -1)
+		return (wm_seterr(w->msg, WALMMAP_ELOST, "not connected"));
+	if (lvl == WALMMAP_ACK_DURABLE) {
+		if ((rc = request(w, WAL_MSG_SYNC, deadline)) < 0)
+			return (rc);
+		return (take_deferred(w));
+	}
+	if (w->untracked > 0) {
+		if ((rc = request(w, WAL_MSG_PING, deadline)) < 0)
+			return (rc);
+		w->untracked = 0;
+	}
+	while (w->fifo_len > 0)
+		if ((rc = read_one(w, deadline)) < 0)
+			return (rc);
+		else if (rc == 0)
+			return (wm_seterr(w->msg, WALMMAP_ETIMEDOUT, "%zu "
+			    "appends still unacknowledged after %d ms",
+			    w->fifo_len, timeout_ms));
+	return (take_deferred(w));
+}
+
+int
+walmmap_wait_durable(struct walmmap *w, int64_t seq, int timeout_ms)
+{
+	int64_t deadline = wm_deadline(timeout_ms);
+	int rc;
+
+	if (w->prog.durable_seq >= seq)
+		return (0);
+	if ((rc = request(w, WAL_MSG_SYNC, deadline)) < 0)
+		return (rc);
+	if (w->prog.durable_seq < seq)
+		return (wm_seterr(w->msg, WALMMAP_ESYNC, "seq %" PRId64 " is "
+		    "not durable after a sync (durable up to %" PRId64 ")",
+		    seq, w->prog.durable_seq));
+	return (0);
+}
+
+int
+walmmap_sync(struct walmmap *w, int64_t *durable_seq)
+{
+	int rc;
+
+	if ((rc = request(w, WAL_MSG_SYNC, -1)) < 0)
+		return (rc);
+	if (durable_seq != NULL)
+		*durable_seq = w->prog.durable_seq;
+	return (0);
+}
+
+int
+walmmap_rotate(struct walmmap *w)
+{
+	return (request(w, WAL_MSG_ROTATE, -1));
+}
+
+void
+walmmap_progress(const struct walmmap *w, struct walmmap_progress *p)
+{
+	*p = w->prog;
+	p->pending = 0;
+	if (w->fifo != NULL) {
+		size_t i;
+
+		for (i = 0; i < w->fifo_len; i++)
+			p->pending += w->fifo[(w->fifo_head + i) %
+			    OUTSTANDING_MAX].count;
+	}
+}
+
+int
+walmmap_status(struct walmmap *w, struct walmmap_status *out)
+{
+	struct wal_status st;
+	int rc;
+
+	if ((rc = request(w, WAL_MSG_STATUS, -1)) < 0)
+		return (rc);
+	memcpy(&st, w->reply, sizeof st);
+	memset(out, 0, sizeof *out);
+	out->protocol = st.version;
+	out->ring_segments = st.ring_segments;
+	out->next_seq = st.next_seq;
+	out->written_seq = st.written_seq;
+	out->durable_seq = st.durable_seq;
+	out->first_seq = st.first_seq;
+	out->segment_size = st.segment_size;
+	out->segments = st.segments;
+	out->disk_bytes = st.disk_bytes;
+	out->active_segment = st.active_id;
+	out->clients = st.clients;
+	out->clients_total = st.clients_total;
+	out->records = st.records;
+	out->bytes = st.bytes;
+	out->frames = st.frames;
+	out->syncs = st.syncs;
+	out->sync_ns_total = st.sync_ns_total;
+	out->sync_ns_max = st.sync_ns_max;
+	out->rotations = st.rotations;
+	out->errors = st.errors;
+	out->records_per_s = st.records_per_s;
+	out->uptime_s = st.uptime_s;
+	out->pid = st.pid;
+	memcpy(out->dir, st.dir, sizeof out->dir);
+	out->dir[sizeof out->dir - 1] = '\0';
+	return (0);
+}
+
+void
+walmmap_set_ack_cb(struct walmmap *w, walmmap_ack_cb cb, void *arg)
+{
+	w->ack_cb = cb;
+	w->ack_arg = arg;
+}
+
+int
+walmmap_fd(const struct walmmap *w)
+{
+	return (w->fd);
+}
+
+int
+walmmap_process(struct walmmap *w)
+{
+	int rc;
+
+	if (w->fd == -1 || w->lost)
+		return (wm_seterr(w->msg, WALMMAP_ELOST, "not connected"));
+	while ((rc = read_one(w, 0)) > 0)
+		;
+	return (rc < 0 ? rc : 0);
+}
+
+/* The level an append asks for. */
+static uint8_t
+level(const struct walmmap *w, enum walmmap_ack ack)
+{
+	return (ack == WALMMAP_ACK_DEFAULT ? w->ack : (uint8_t)ack);
+}
+
+/*
+ * Send a frame. A tracked frame waits for room in the window first; a full
+ * socket is drained of replies while we wait, so neither side can block
+ * the other.
+ */
+static int
+send_frame(struct walmmap *w, const void *buf, size_t len, int fd,
+    uint32_t records, enum frame_kind kind)
+{
+	const uint64_t cap = w->welcome.max_inflight / 2;
+	struct pollfd pfd;
+	struct pending *p;
+	struct wal_msg hdr;
+	int rc, nb = (w->flags & WALMMAP_NONBLOCK) != 0;
+
+	if (kind == FRAME_TRACKED)
+		while (w->fifo_len == OUTSTANDING_MAX || (w->fifo_len > 0 &&
+		    w->window + len > cap)) {
+			if ((rc = read_one(w, nb ? 0 : -1)) < 0)
+				return (rc);
+			if (rc == 0)
+				return (-WALMMAP_EAGAIN);
+		}
+	for (;;) {
+		rc = wm_send(w->fd, buf, len, fd, 1, w->msg);
+		if (rc == 0)
+			break;
+		if (rc != -WALMMAP_EAGAIN)
+			return (lost(w, rc));
+		if (nb) {
+			if ((rc = read_one(w, 0)) < 0)
+				return (rc);
+			return (-WALMMAP_EAGAIN);
+		}
+		pfd.fd = w->fd;
+		pfd.events = POLLOUT | POLLIN;
+		pfd.revents = 0;
+		if (poll(&pfd, 1, -1) == -1 && errno != EINTR)
+			return (wm_seterr(w->msg, WALMMAP_EIO, "poll: %s",
+			    strerror(errno)));
+		if (pfd.revents & POLLIN)
+			if ((rc = read_one(w, 0)) < 0)
+				return (rc);
+	}
+	w->prog.sent += records;
+	if (kind == FRAME_UNTRACKED)
+		w->untracked++;
+	if (kind != FRAME_TRACKED)
+		return (0);
+	memcpy(&hdr, buf, sizeof hdr);
+	p = &w->fifo[(w->fifo_head + w->fifo_len) % OUTSTANDING_MAX];
+	p->id = hdr.id;
+	p->count = records;
+	p->bytes = (uint32_t)len;
+	w->fifo_len++;
+	w->window += len;
+	return (0);
+}
+
+/* One record through a sealed memfd. */
+static int
+append_fd(struct walmmap *w, const void *data, size_t len, uint8_t lvl,
+    uint64_t id, enum frame_kind kind)
+{
+	struct wal_msg_append_fd a;
+	size_t done = 0;
+	ssize_t n;
+	int mfd, rc;
+
+	if ((mfd = memfd_create("walmmap-record", MFD_CLOEXEC |
+	    MFD_ALLOW_SEALING)) == -1)
+		return (wm_seterr(w->msg, WALMMAP_EIO, "memfd_create: %s",
+		    strerror(errno)));
+	while (done < len) {
+		n = write(mfd, (const uint8_t *)data + done, len - done);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			rc = wm_seterr(w->msg, WALMMAP_EIO, "cannot fill the "
+			    "record's memfd: %s", strerror(errno));
+			close(mfd);
+			return (rc);
+		}
+		done += (size_t)n;
+	}
+	if (fcntl(mfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW |
+	    F_SEAL_WRITE | F_SEAL_SEAL) == -1) {
+		rc = wm_seterr(w->msg, WALMMAP_EIO, "cannot seal the record's "
+		    "memfd: %s", strerror(errno));
+		close(mfd);
+		return (rc);
+	}
+	memset(&a, 0, sizeof a);
+	a.hdr.type = WAL_MSG_APPEND_FD;
+	a.hdr.len = sizeof a;
+	a.hdr.id = id;
+	a.size = len;
+	a.ack = lvl;
+	rc = send_frame(w, &a, sizeof a, mfd, 1, kind);
+	close(mfd);
+	return (rc);
+}
+
+/* Send a header-only request and wait for its answer. */
+static int
+request(struct walmmap *w, uint16_t type, int64_t deadline)
+{
+	struct wal_msg m;
+	int rc;
+
+	if (w->fd == -1 || w->lost)
+		return (wm_seterr(w->msg, WALMMAP_ELOST, "not connected to "
+		    "walmmapd"));
+	memset(&m, 0, sizeof m);
+	m.type = type;
+	m.len = sizeof m;
+	m.id = w->next_id++;
+	if ((rc = send_frame(w, &m, sizeof m, -1, 0, FRAME_REQUEST)) < 0)
+		return (rc);
+	w->reply_id = m.id;
+	w->reply_done = 0;
+	while (!w->reply_done) {
+		if ((rc = read_one(w, deadline)) < 0)
+			return (rc);
+		if (rc == 0)
+			return (wm_seterr(w->msg, WALMMAP_ETIMEDOUT, "no answer "
+			    "to %s from walmmapd in time",
+			    wal_proto_type_name(type)));
+	}
+	w->reply_id = 0;
+	return (w->reply_err);
+}
+
+/* Wait until every captured frame is answered; the first error. */
+static int
+wait_captured(struct walmmap *w)
+{
+	uint64_t hi = w->cap_lo + w->cap_n;
+	int rc;
+
+	while (w->fifo_len > 0 && w->fifo[w->fifo_head].id < hi)
+		if ((rc = read_one(w, -1)) < 0)
+			return (rc);
+	return (w->cap_err);
+}
+
+/*
+ * Note the answer to an append frame whose seqs a caller waits for.
+ * Returns 1 if the frame is one of those.
+ */
+static int
+capture(struct walmmap *w, uint64_t id, int64_t seq, int err)
+{
+	size_t i;
+
+	if (w->cap_seq == NULL || id < w->cap_lo || id - w->cap_lo >= w->cap_n)
+		return (0);
+	i = id - w->cap_lo;
+	if (err != 0) {
+		if (w->cap_err == 0)
+			w->cap_err = err;
+	} else if (w->cap_seq[i] == -2)
+		w->cap_seq[i] = seq;
+	return (1);
+}
+
+/* Read and handle one frame. 1: handled, 0: nothing before deadline. */
+static int
+read_one(struct walmmap *w, int64_t deadline)
+{
+	int n, fd;
+
+	if (w->lost)
+		return (wm_seterr(w->msg, WALMMAP_ELOST, "connection to "
+		    "walmmapd lost"));
+	n = wm_recv(w->fd, w->rx, deadline, &fd, w->msg);
+	if (n < 0)
+		return (lost(w, n));
+	if (n == 0)
+		return (0);
+	return (handle(w, w->rx, (size_t)n, fd));
+}
+
+/* The connection is unusable: say what is known to be acknowledged. */
+static int
+lost(struct walmmap *w, int rc)
+{
+	struct walmmap_progress p;
+	char why[WM_MSG_MAX];
+
+	if (rc == -WALMMAP_EAGAIN || rc == -WALMMAP_ETIMEDOUT)
+		return (rc);
+	w->lost = 1;
+	walmmap_progress(w, &p);
+	snprintf(why, sizeof why, "%s", w->msg);
+	return (wm_seterr(w->msg, rc == -WALMMAP_EPROTO ? WALMMAP_EPROTO :
+	    WALMMAP_ELOST, "%s; %" PRIu64 " records acknowledged written (up "
+	    "to seq %" PRId64 "), %" PRIu64 " sent without an answer", why,
+	    p.acked, p.last_seq, p.pending));
+}
+
+/* The first error since the last wait, if any. */
+static int
+take_deferred(struct walmmap *w)
+{
+	int rc = w->deferred;
+
+	w->deferred = 0;
+	return (rc);
+}
+
+/* Act on one frame from the daemon. */
+static int
+handle(struct walmmap *w, const uint8_t *buf, size_t len, int fd)
+{
+	struct wal_msg hdr;
+	struct pending *p;
+	size_t i;
+
+	if (fd != -1)
+		close(fd);	/* producers are not passed descriptors */
+	memcpy(&hdr, buf, sizeof hdr);
+	switch (hdr.type) {
+	case WAL_MSG_ACK: {
+		struct wal_msg_ack a;
+		struct wal_ack_entry e;
+
+		memcpy(&a, buf, sizeof a);
+		for (i = 0; i < a.count; i++) {
+			memcpy(&e, buf + sizeof a + i * sizeof e, sizeof e);
+			p = &w->fifo[w->fifo_head];
+			if (w->fifo_len == 0 || p->id != e.id ||
+			    e.count > p->count)
+				return (lost(w, wm_seterr(w->msg,
+				    WALMMAP_EPROTO, "walmmapd acknowledged "
+				    "request %" PRIu64 " out of order",
+				    e.id)));
+			w->prog.acked += e.count;
+			if (e.count > 0 && e.first_seq + e.count - 1 >
+			    w->prog.last_seq)
+				w->prog.last_seq = e.first_seq + e.count - 1;
+			capture(w, e.id, e.first_seq, 0);
+			if (w->ack_cb != NULL && e.count > 0)
+				w->ack_cb(w->ack_arg, e.first_seq, e.count, 0);
+			p->count -= e.count;
+			if (p->count == 0) {
+				/* Fully answered (a partial one waits for
+				 * its ERROR). */
+				w->window -= p->bytes;
+				w->fifo_head = (w->fifo_head + 1) %
+				    OUTSTANDING_MAX;
+				w->fifo_len--;
+			}
+		}
+		return (1);
+	}
+	case WAL_MSG_DURABLE: {
+		struct wal_msg_durable d;
+
+		memcpy(&d, buf, sizeof d);
+		if (d.durable_seq > w->prog.durable_seq)
+			w->prog.durable_seq = d.durable_seq;
+		if (hdr.id != 0 && hdr.id == w->reply_id) {
+			w->reply_done = 1;
+			w->reply_err = 0;
+		}
+		return (1);
+	}
+	case WAL_MSG_ERROR: {
+		struct wal_msg_error e;
+		int code, rc, captured = 0;
+
+		memcpy(&e, buf, sizeof e);
+		code = wm_perr(e.code);
+		rc = wm_seterr(w->msg, code, "walmmapd: %s: %.*s",
+		    wal_proto_strerror(e.code), (int)(len - sizeof e),
+		    (const char *)buf + sizeof e);
+		p = &w->fifo[w->fifo_head];
+		if (hdr.id != 0 && w->fifo_len > 0 && p->id == hdr.id) {
+			/* An append refused (whole, or the rest of it). */
+			w->prog.failed += p->count;
+			if (w->ack_cb != NULL)
+				w->ack_cb(w->ack_arg, -1, p->count, rc);
+			w->window -= p->bytes;
+			w->fifo_head = (w->fifo_head + 1) % OUTSTANDING_MAX;
+			w->fifo_len--;
+			captured = capture(w, hdr.id, -1, rc);
+		}
+		if (hdr.id != 0 && hdr.id == w->reply_id) {
+			w->reply_done = 1;
+			w->reply_err = rc;
+		} else if (w->deferred == 0 && !captured)
+			w->deferred = rc;
+		if (e.fatal)
+			return (lost(w, rc));
+		return (1);
+	}
+	case WAL_MSG_STATUS_REPLY:
+	case WAL_MSG_OK:
+		if (hdr.id == w->reply_id) {
+			memcpy(w->reply, buf, len < sizeof(struct wal_status) ?
+			    len : sizeof(struct wal_status));
+			w->reply_done = 1;
+			w->reply_err = 0;
+		}
+		return (1);
+	default:
+		return (lost(w, wm_seterr(w->msg, WALMMAP_EPROTO, "walmmapd "
+		    "sent %s on a producer connection",
+		    wal_proto_type_name(hdr.type))));
+	}
+}

@@ -1,0 +1,292 @@
+/*
+ * walmmap.h - client library for walmmapd, the local write-ahead-log daemon.
+ *
+ * A producer connects to walmmapd, appends records and learns when they are
+ * written (they survive a crash of the producer or the daemon) or durable
+ * (they survive power loss). A reader iterates the log's segment files
+ * directly, without a daemon, or follows new records through a daemon
+ * subscription. See libwalmmap(3).
+ *
+ * Errors: every function that can fail returns 0 (or a count) on success
+ * and a negative enum walmmap_error on failure. walmmap_strerror() names an
+ * error; walmmap_errmsg() / walmmap_reader_errmsg() give the full message
+ * of the last failure on a handle (what failed, on what, and why).
+ *
+ * Threads: a handle may be used by one thread at a time; different handles
+ * are independent. The library has no global state, starts no threads,
+ * never prints and never exits. It blocks SIGPIPE on its own sends
+ * (MSG_NOSIGNAL) so a dead daemon is an error, not a signal.
+ */
+#ifndef WALMMAP_H
+#define WALMMAP_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define WALMMAP_VERSION_MAJOR	0
+#define WALMMAP_VERSION_MINOR	1
+
+/* Acknowledgement levels (see walmmapd(8), "Guarantees"). */
+enum walmmap_ack {
+	WALMMAP_ACK_NONE = 0,		/* accepted; nothing is promised */
+	WALMMAP_ACK_WRITTEN = 1,	/* in the log: survives kill -9 */
+	WALMMAP_ACK_DURABLE = 2,	/* synced: survives power loss */
+	WALMMAP_ACK_DEFAULT = 255	/* per append: the connection's level */
+};
+
+/* Errors, always returned negated. */
+enum walmmap_error {
+	WALMMAP_OK = 0,
+	WALMMAP_ENODAEMON = 1,		/* no daemon listens on the socket */
+	WALMMAP_EPERM = 2,		/* socket or allow-list refused us */
+	WALMMAP_ETOOLARGE = 3,		/* record above the daemon's limit */
+	WALMMAP_ENOSPC = 4,		/* the log's disk is full */
+	WALMMAP_EVERSION = 5,		/* no common protocol version */
+	WALMMAP_ELOST = 6,		/* connection to the daemon lost */
+	WALMMAP_ETIMEDOUT = 7,		/* the wait's timeout expired */
+	WALMMAP_EAGAIN = 8,		/* non-blocking: try again later */
+	WALMMAP_EINVAL = 9,		/* bad argument */
+	WALMMAP_EIO = 10,		/* I/O error (daemon's or ours) */
+	WALMMAP_EPROTO = 11,		/* daemon sent something invalid */
+	WALMMAP_ENOMEM = 12,		/* out of memory */
+	WALMMAP_EBUSY = 13,		/* daemon at its connection limit */
+	WALMMAP_ESYNC = 14,		/* the daemon could not sync */
+	WALMMAP_ECORRUPT = 15,		/* reader: damaged log data */
+	WALMMAP_ESHUTDOWN = 16,		/* daemon is stopping */
+	WALMMAP_ENOTSUP = 17		/* not supported here */
+};
+
+/* Name of an error (positive or negative code). Never NULL. */
+const char	*walmmap_strerror(int err);
+
+/* ------------------------------------------------------------------ */
+/* Producing: a connection to walmmapd.                                */
+/* ------------------------------------------------------------------ */
+
+struct walmmap;
+
+/* walmmap_connect() flags. */
+#define WALMMAP_NONBLOCK	0x1	/* appends never block (see below) */
+
+/*
+ * Connect to walmmapd. socket: the daemon's socket path, or NULL for
+ * $WALMMAP_SOCKET, else $XDG_RUNTIME_DIR/walmmapd.sock when it exists and
+ * we are not root, else /run/walmmapd/walmmapd.sock. ack: the level appends
+ * get unless they say otherwise.
+ *
+ * On success returns 0 and *wp. On failure returns an error and still sets
+ * *wp to a handle that holds the message (walmmap_errmsg()); close it with
+ * walmmap_close(). *wp is NULL only when memory ran out.
+ */
+int		 walmmap_connect(struct walmmap **wp, const char *socket,
+		    enum walmmap_ack ack, unsigned flags);
+
+/* Close the connection (unacknowledged records may or may not be in). */
+void		 walmmap_close(struct walmmap *);
+
+/* Message of the last failure on this handle ("" if none). */
+const char	*walmmap_errmsg(const struct walmmap *);
+
+/*
+ * Append one record of len bytes. ack: a level for this record, or
+ * WALMMAP_ACK_DEFAULT for the connection's.
+ *
+ * With seq != NULL the call waits until the record is acknowledged at its
+ * level (at least written, so the daemon can say which seq it got) and
+ * stores the seq. With seq == NULL it only sends: the record is pipelined
+ * and its acknowledgement is collected later (walmmap_wait(), or any call
+ * that reads from the daemon). Either way the call blocks while the
+ * connection's unacknowledged bytes exceed the daemon's in-flight limit.
+ *
+ * Records larger than one socket message travel in a sealed memfd.
+ */
+int		 walmmap_append(struct walmmap *, const void *data, size_t len,
+		    enum walmmap_ack ack, int64_t *seq);
+
+/*
+ * Append n records, packed into as few messages as fit (records of one
+ * message get consecutive seqs). With seqs != NULL (an array of n) the
+ * call waits for the acknowledgements and stores each record's seq.
+ * Returns the number of records appended (n, or fewer in non-blocking
+ * mode when the socket filled up), or a negative error.
+ */
+int		 walmmap_append_batch(struct walmmap *, const struct iovec *recs,
+		    size_t n, enum walmmap_ack ack, int64_t *seqs);
+
+/*
+ * Wait until every record appended so far on this connection is at least
+ * at level (WALMMAP_ACK_WRITTEN or WALMMAP_ACK_DURABLE). timeout_ms < 0
+ * waits without limit. Returns 0, WALMMAP_ETIMEDOUT, or the error the
+ * daemon reported for one of the records (the first one since the last
+ * wait).
+ */
+int		 walmmap_wait(struct walmmap *, enum walmmap_ack level,
+		    int timeout_ms);
+
+/* Wait until the record with this seq is durable (seq from an append). */
+int		 walmmap_wait_durable(struct walmmap *, int64_t seq,
+		    int timeout_ms);
+
+/* Make everything written so far durable (group commit); *durable_seq. */
+int		 walmmap_sync(struct walmmap *, int64_t *durable_seq);
+
+/* Seal the active segment; the next record starts a new one. */
+int		 walmmap_rotate(struct walmmap *);
+
+/* What this connection knows; valid after any call, even a failed one. */
+struct walmmap_progress {
+	uint64_t	sent;		/* records sent */
+	uint64_t	acked;		/* records acknowledged written */
+	uint64_t	failed;		/* records the daemon refused */
+	uint64_t	pending;	/* sent with an ack level, no answer yet */
+	int64_t		last_seq;	/* highest seq acknowledged, -1 none */
+	int64_t		durable_seq;	/* log durable up to here, -1 unknown */
+};
+void		 walmmap_progress(const struct walmmap *,
+		    struct walmmap_progress *);
+
+/* The daemon's status and counters (walctl status / stats). */
+struct walmmap_status {
+	uint32_t	protocol;	/* protocol version in use */
+	uint32_t	ring_segments;
+	int64_t		next_seq;	/* seq the next record gets */
+	int64_t		written_seq;	/* last written, -1 none */
+	int64_t		durable_seq;	/* last durable, -1 none */
+	int64_t		first_seq;	/* oldest on disk, -1 none */
+	uint64_t	segment_size;
+	uint64_t	segments;	/* segment files in the directory */
+	uint64_t	disk_bytes;
+	uint64_t	active_segment;	/* id of the segment being written */
+	uint64_t	clients;
+	uint64_t	clients_total;
+	uint64_t	records;	/* appended since the daemon started */
+	uint64_t	bytes;		/* payload bytes since start */
+	uint64_t	frames;
+	uint64_t	syncs;
+	uint64_t	sync_ns_total;	/* time spent syncing */
+	uint64_t	sync_ns_max;
+	uint64_t	rotations;
+	uint64_t	errors;		/* error replies sent */
+	uint64_t	records_per_s;	/* over the last second */
+	uint64_t	uptime_s;
+	uint64_t	pid;
+	char		dir[256];	/* data directory */
+};
+int		 walmmap_status(struct walmmap *, struct walmmap_status *);
+
+/*
+ * Non-blocking use (WALMMAP_NONBLOCK). Appends send without waiting:
+ * seq/seqs must be NULL, and WALMMAP_EAGAIN means the socket or the
+ * in-flight window is full: poll walmmap_fd() for POLLIN, then call
+ * walmmap_process(). walmmap_process() reads what the daemon sent without
+ * blocking and reports each acknowledgement through the callback, in the
+ * order the appends were made (count records from first_seq, or the error
+ * that refused them). walmmap_wait() and friends still block.
+ */
+typedef void	(*walmmap_ack_cb)(void *arg, int64_t first_seq, uint32_t count,
+		    int error);
+void		 walmmap_set_ack_cb(struct walmmap *, walmmap_ack_cb, void *);
+int		 walmmap_fd(const struct walmmap *);
+int		 walmmap_process(struct walmmap *);
+
+/* ------------------------------------------------------------------ */
+/* Reading: segment files directly, or a daemon subscription.          */
+/* ------------------------------------------------------------------ */
+
+struct walmmap_reader;
+
+struct walmmap_record {
+	int64_t		 seq;
+	int64_t		 timestamp_ns;	/* CLOCK_REALTIME when written */
+	const void	*data;		/* valid until the next call */
+	size_t		 size;
+};
+
+/*
+ * Open a directory of segment files or one segment file. No daemon is
+ * involved; the files may be written by a running daemon meanwhile. Same
+ * error convention as walmmap_connect().
+ */
+int		 walmmap_reader_open(struct walmmap_reader **rp,
+		    const char *path);
+
+/* walmmap_subscribe() flags. */
+#define WALMMAP_FOLLOW		0x1	/* keep streaming new records */
+
+/*
+ * Stream records from walmmapd (socket as for walmmap_connect()) starting
+ * at from_seq (-1: only records appended from now on), up to to_seq (-1:
+ * no limit). With WALMMAP_FOLLOW the stream waits for new records.
+ */
+int		 walmmap_subscribe(struct walmmap_reader **rp,
+		    const char *socket, int64_t from_seq, int64_t to_seq,
+		    unsigned flags);
+
+void		 walmmap_reader_close(struct walmmap_reader *);
+const char	*walmmap_reader_errmsg(const struct walmmap_reader *);
+
+/* Files only: go to the record with this seq (or the first after it). */
+int		 walmmap_reader_seek(struct walmmap_reader *, int64_t seq);
+
+/*
+ * Next record. Returns 1 with *rec; 0 when there is none within
+ * timeout_ms (0: do not wait; < 0: wait without limit; a file reader polls
+ * the files, a subscription waits on the socket); a negative error
+ * otherwise. WALMMAP_ECORRUPT means the log is damaged at the reader's
+ * position (walmmap_reader_errmsg() says where). After the end of a
+ * subscription without WALMMAP_FOLLOW, or after its to_seq, it returns 0
+ * at once.
+ */
+int		 walmmap_reader_next(struct walmmap_reader *,
+		    struct walmmap_record *rec, int timeout_ms);
+
+/* Subscriptions: the socket, for poll(2). -1 for a file reader. */
+int		 walmmap_reader_fd(const struct walmmap_reader *);
+
+/* ------------------------------------------------------------------ */
+/* Verifying segment files (walctl verify).                            */
+/* ------------------------------------------------------------------ */
+
+struct walmmap_problem {
+	const char	*file;		/* segment file */
+	uint64_t	 offset;	/* byte offset in it */
+	int64_t		 seq;		/* seq expected there, -1 unknown */
+	const char	*what;		/* what is wrong */
+};
+
+struct walmmap_verify_result {
+	uint64_t	files;
+	uint64_t	records;
+	uint64_t	bytes;		/* bytes scanned */
+	uint64_t	problems;
+	int64_t		first_seq;	/* -1: no records */
+	int64_t		last_seq;
+};
+
+/* Called for each problem; and with p == NULL, for progress. */
+typedef void	(*walmmap_verify_cb)(void *arg,
+		    const struct walmmap_problem *p, uint64_t done,
+		    uint64_t total);
+
+/*
+ * Check a directory or one segment file: file magic, every record's magic,
+ * size and CRC, seq continuity within and across segments, and that the
+ * space after the last record is zero. Reports every problem through cb
+ * (and resumes at the next valid record where one can be found). Returns
+ * 0 when the scan ran (look at result->problems), or an error when the
+ * files could not be read.
+ */
+int		 walmmap_verify(const char *path, walmmap_verify_cb cb,
+		    void *arg, struct walmmap_verify_result *result,
+		    char *errbuf, size_t errlen);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* WALMMAP_H */

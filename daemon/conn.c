@@ -1,0 +1,844 @@
+/*
+ * walmmapd - one client connection: frames in, acknowledgements out.
+ *
+ * Runs on the event-loop thread, which is also the ring's writer, so an
+ * append goes from the received frame straight into the mapped segment.
+ * Acks for all frames read in one pass are coalesced into one ACK frame.
+ * Every frame is validated by wal_proto_check() before any field is used.
+ */
+#include "config.h"
+
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/mman.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "log.h"
+#include "server.h"
+#include "wal_reader.h"
+#include "wal_ring.h"
+
+/* Frames read per readable event before yielding to other clients. */
+#define CONN_READ_BATCH		64
+
+static void	conn_read_cb(int, short, void *);
+static void	conn_write_cb(int, short, void *);
+static int	conn_recv_one(struct conn *);
+static void	conn_handle(struct conn *, const uint8_t *, size_t, int fd);
+static void	conn_hello(struct conn *, const struct wal_msg_hello *);
+static void	conn_append(struct conn *, const uint8_t *, size_t);
+static void	conn_append_fd(struct conn *, const struct wal_msg_append_fd *,
+		    int fd);
+static void	conn_sync(struct conn *, uint64_t id);
+static void	conn_subscribe(struct conn *, const struct wal_msg_subscribe *);
+static void	conn_sub_pump(struct conn *);
+static void	conn_ack_add(struct conn *, uint64_t id, int64_t first,
+		    uint32_t count);
+static void	conn_ack_flush(struct conn *);
+static void	conn_queue(struct conn *, const void *, size_t);
+static void	conn_after_pass(struct conn *);
+static unsigned	errno_to_perr(int);
+
+/* Make a connection for an accepted socket. */
+struct conn *
+conn_new(struct server *srv, int fd)
+{
+	struct conn *c;
+	struct ucred cred;
+	socklen_t len = sizeof cred;
+
+	if ((c = calloc(1, sizeof *c)) == NULL)
+		return (NULL);
+	c->srv = srv;
+	c->fd = fd;
+	c->durable_want = -1;
+	c->sub_to = -1;
+	c->ack = WAL_ACK_WRITTEN;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
+		c->pid = cred.pid;
+		c->uid = cred.uid;
+		c->gid = cred.gid;
+	} else {
+		c->uid = (uid_t)-1;
+		c->gid = (gid_t)-1;
+	}
+	c->ev_read = event_new(srv->base, fd, EV_READ | EV_PERSIST,
+	    conn_read_cb, c);
+	c->ev_write = event_new(srv->base, fd, EV_WRITE, conn_write_cb, c);
+	if (c->ev_read == NULL || c->ev_write == NULL) {
+		if (c->ev_read != NULL)
+			event_free(c->ev_read);
+		if (c->ev_write != NULL)
+			event_free(c->ev_write);
+		free(c);
+		return (NULL);
+	}
+	event_add(c->ev_read, NULL);
+	TAILQ_INSERT_TAIL(&srv->conns, c, entry);
+	srv->nconns++;
+	srv->clients_total++;
+	return (c);
+}
+
+/* Close and free a connection. */
+void
+conn_free(struct conn *c)
+{
+	struct server *srv = c->srv;
+
+	TAILQ_REMOVE(&srv->conns, c, entry);
+	srv->nconns--;
+	event_free(c->ev_read);
+	event_free(c->ev_write);
+	close(c->fd);
+	outq_free(&c->out);
+	wal_reader_close(c->sub);
+	free(c->acks);
+	log_debug("client pid %ld uid %ld disconnected after %" PRIu64
+	    " records", (long)c->pid, (long)c->uid, c->records);
+	free(c);
+	if (srv->stopping && srv->nconns == 0)
+		event_base_loopbreak(srv->base);
+}
+
+/* Read and process whatever a client already sent (used at shutdown). */
+void
+conn_drain(struct conn *c)
+{
+	int rc;
+
+	while (!c->closing && (rc = conn_recv_one(c)) > 0)
+		;
+	conn_after_pass(c);
+}
+
+/* A sync finished: answer what it covers. */
+void
+conn_durable(struct conn *c, int64_t durable)
+{
+	struct wal_msg_durable d;
+	size_t i, kept = 0;
+
+	memset(&d, 0, sizeof d);
+	d.hdr.type = WAL_MSG_DURABLE;
+	d.hdr.len = sizeof d;
+	d.durable_seq = durable;
+	if (c->durable_want >= 0 && c->durable_want <= durable) {
+		c->durable_want = -1;
+		conn_queue(c, &d, sizeof d);
+	}
+	for (i = 0; i < c->nsyncs; i++) {
+		if (c->syncs[i].target <= durable) {
+			d.hdr.id = c->syncs[i].id;
+			conn_queue(c, &d, sizeof d);
+		} else
+			c->syncs[kept++] = c->syncs[i];
+	}
+	c->nsyncs = kept;
+	conn_flush(c);
+}
+
+/* A sync failed: everyone waiting for durability hears it. */
+void
+conn_sync_failed(struct conn *c, const char *why)
+{
+	size_t i;
+
+	if (c->durable_want >= 0) {
+		conn_error(c, 0, WAL_PERR_SYNC, 0, "%s", why);
+		c->durable_want = -1;
+	}
+	for (i = 0; i < c->nsyncs; i++)
+		conn_error(c, c->syncs[i].id, WAL_PERR_SYNC, 0, "%s", why);
+	c->nsyncs = 0;
+	conn_flush(c);
+}
+
+/* Queue an ERROR frame; a fatal one closes the connection once sent. */
+void
+conn_error(struct conn *c, uint64_t id, unsigned code, int fatal,
+    const char *fmt, ...)
+{
+	uint8_t buf[sizeof(struct wal_msg_error) + 512];
+	struct wal_msg_error e;
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf((char *)buf + sizeof e, 512, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		n = 0;
+	if (n > 511)
+		n = 511;
+	memset(&e, 0, sizeof e);
+	e.hdr.type = WAL_MSG_ERROR;
+	e.hdr.len = (uint32_t)(sizeof e + (size_t)n);
+	e.hdr.id = id;
+	e.code = code;
+	e.fatal = fatal ? 1 : 0;
+	memcpy(buf, &e, sizeof e);
+	c->srv->errors++;
+	log_debug("client pid %ld: %s%s: %.*s", (long)c->pid,
+	    wal_proto_strerror(code), fatal ? " (closing)" : "", n,
+	    (char *)buf + sizeof e);
+	conn_queue(c, buf, e.hdr.len);
+	if (fatal)
+		c->closing = 1;
+}
+
+/*
+ * Send what is queued. Returns -1 if the connection was freed. Pauses
+ * reading while the queue is over the in-flight cap (back-pressure).
+ */
+int
+conn_flush(struct conn *c)
+{
+	struct server *srv = c->srv;
+	int rc;
+
+	rc = outq_send(&c->out, c->fd);
+	if (rc < 0) {
+		log_debug("client pid %ld: send: %s", (long)c->pid,
+		    strerror(errno));
+		conn_free(c);
+		return (-1);
+	}
+	if (rc == 0) {
+		event_add(c->ev_write, NULL);
+		if (!c->read_paused && outq_bytes(&c->out) >
+		    srv->cfg.max_inflight) {
+			c->read_paused = 1;
+			event_del(c->ev_read);
+		}
+		return (0);
+	}
+	if (c->closing) {
+		conn_free(c);
+		return (-1);
+	}
+	if (c->read_paused) {
+		c->read_paused = 0;
+		event_add(c->ev_read, NULL);
+	}
+	return (0);
+}
+
+/* New records exist: a waiting subscriber can go on. */
+void
+conn_sub_wake(struct conn *c)
+{
+	if (c->sub != NULL && c->sub_waiting) {
+		c->sub_waiting = 0;
+		event_add(c->ev_write, NULL);
+	}
+}
+
+/* Segment a subscriber reads now (retention keeps it), else UINT64_MAX. */
+uint64_t
+conn_sub_segment(const struct conn *c)
+{
+	if (c->sub == NULL)
+		return (UINT64_MAX);
+	return (wal_reader_current_id(c->sub));
+}
+
+/* Readable: take up to CONN_READ_BATCH frames, then answer in one go. */
+static void
+conn_read_cb(int fd, short ev, void *arg)
+{
+	struct conn *c = arg;
+	int i, rc = 1;
+
+	(void)fd;
+	(void)ev;
+	for (i = 0; i < CONN_READ_BATCH && !c->closing; i++)
+		if ((rc = conn_recv_one(c)) <= 0)
+			break;
+	if (rc < 0) {
+		/* Peer gone or socket error: nothing more to answer. */
+		conn_free(c);
+		return;
+	}
+	conn_after_pass(c);
+}
+
+/* Writable: send the queue, then feed a subscription. */
+static void
+conn_write_cb(int fd, short ev, void *arg)
+{
+	struct conn *c = arg;
+
+	(void)fd;
+	(void)ev;
+	if (conn_flush(c) < 0)
+		return;
+	if (c->sub != NULL && outq_bytes(&c->out) == 0)
+		conn_sub_pump(c);
+}
+
+/* End of a read pass: coalesced acks out, syncs and tails poked. */
+static void
+conn_after_pass(struct conn *c)
+{
+	struct server *srv = c->srv;
+
+	conn_ack_flush(c);
+	if (c->durable_want > wal_ring_durable_seq(srv->ring) ||
+	    c->nsyncs > 0)
+		srv_request_sync(srv);
+	if (srv->sub_dirty)
+		srv_wake_subscribers(srv);
+	conn_flush(c);
+}
+
+/*
+ * Receive one frame (and a descriptor with it, if any). Returns 1 after
+ * handling a frame, 0 when nothing is waiting, -1 when the peer is gone.
+ */
+static int
+conn_recv_one(struct conn *c)
+{
+	union {
+		struct cmsghdr	hdr;
+		char		buf[CMSG_SPACE(sizeof(int) * 4)];
+	} cm;
+	struct cmsghdr *cmsg;
+	struct msghdr msg;
+	struct iovec iov;
+	ssize_t n;
+	int fd = -1, nfds, fds[4], i;
+
+	memset(&msg, 0, sizeof msg);
+	iov.iov_base = c->srv->rxbuf;
+	iov.iov_len = WAL_PROTO_MAX_FRAME;
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	msg.msg_control = cm.buf;
+	msg.msg_controllen = sizeof cm.buf;
+	n = recvmsg(c->fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+	if (n == -1) {
+		if (errno == EAGAIN || errno == EINTR)
+			return (0);
+		log_debug("client pid %ld: receive: %s", (long)c->pid,
+		    strerror(errno));
+		return (-1);
+	}
+	if (n == 0)
+		return (-1);
+	/* Collect passed descriptors; only APPEND_FD may carry one. */
+	for (cmsg = CMSG_FIRSTHDR(&msg); cmsg != NULL;
+	    cmsg = CMSG_NXTHDR(&msg, cmsg)) {
+		if (cmsg->cmsg_level != SOL_SOCKET ||
+		    cmsg->cmsg_type != SCM_RIGHTS)
+			continue;
+		nfds = (int)((cmsg->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+		memcpy(fds, CMSG_DATA(cmsg), sizeof(int) * (size_t)nfds);
+		for (i = 0; i < nfds; i++) {
+			if (fd == -1)
+				fd = fds[i];
+			else
+				close(fds[i]);
+		}
+	}
+	if (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) {
+		if (fd != -1)
+			close(fd);
+		conn_error(c, 0, WAL_PERR_PROTO, 1, "frame larger than %u "
+		    "bytes (records this large go in a memfd)",
+		    WAL_PROTO_MAX_FRAME);
+		return (1);
+	}
+	c->srv->frames++;
+	conn_handle(c, c->srv->rxbuf, (size_t)n, fd);
+	return (1);
+}
+
+/* Dispatch one received frame; owns fd. */
+static void
+conn_handle(struct conn *c, const uint8_t *buf, size_t len, int fd)
+{
+	struct wal_msg hdr;
+	char why[256];
+	unsigned code;
+
+	code = (unsigned)wal_proto_check(buf, len, 0, why, sizeof why);
+	if (code != 0) {
+		if (fd != -1)
+			close(fd);
+		conn_error(c, len >= sizeof hdr ? ((const struct wal_msg *)
+		    (const void *)buf)->id : 0, code, 1, "%s", why);
+		return;
+	}
+	memcpy(&hdr, buf, sizeof hdr);
+	if (hdr.type != WAL_MSG_APPEND_FD && fd != -1) {
+		close(fd);
+		fd = -1;
+	}
+	if (!c->hello_done && hdr.type != WAL_MSG_HELLO) {
+		if (fd != -1)
+			close(fd);
+		conn_error(c, hdr.id, WAL_PERR_PROTO, 1, "%s before HELLO",
+		    wal_proto_type_name(hdr.type));
+		return;
+	}
+	switch (hdr.type) {
+	case WAL_MSG_HELLO:
+		if (c->hello_done) {
+			conn_error(c, hdr.id, WAL_PERR_PROTO, 1,
+			    "second HELLO");
+			return;
+		}
+		conn_hello(c, (const struct wal_msg_hello *)(const void *)buf);
+		break;
+	case WAL_MSG_APPEND:
+		conn_append(c, buf, len);
+		break;
+	case WAL_MSG_APPEND_FD:
+		conn_append_fd(c, (const struct wal_msg_append_fd *)
+		    (const void *)buf, fd);
+		break;
+	case WAL_MSG_SYNC:
+		conn_sync(c, hdr.id);
+		break;
+	case WAL_MSG_STATUS: {
+		struct wal_status st;
+
+		srv_status(c->srv, &st);
+		st.hdr.id = hdr.id;
+		conn_queue(c, &st, sizeof st);
+		break;
+	}
+	case WAL_MSG_ROTATE: {
+		struct wal_error err;
+		struct wal_msg ok = { WAL_MSG_OK, 0, sizeof ok, hdr.id };
+
+		if (wal_ring_rotate(c->srv->ring, &err) != 0) {
+			conn_error(c, hdr.id, errno_to_perr(err.code), 0, "%s",
+			    err.msg);
+			break;
+		}
+		log_info("segment rotated on request of pid %ld",
+		    (long)c->pid);
+		conn_queue(c, &ok, sizeof ok);
+		break;
+	}
+	case WAL_MSG_PING: {
+		struct wal_msg ok = { WAL_MSG_OK, 0, sizeof ok, hdr.id };
+
+		conn_queue(c, &ok, sizeof ok);
+		break;
+	}
+	case WAL_MSG_SUBSCRIBE:
+		conn_subscribe(c, (const struct wal_msg_subscribe *)
+		    (const void *)buf);
+		break;
+	default:
+		conn_error(c, hdr.id, WAL_PERR_UNSUPPORTED, 0, "%s is not "
+		    "supported by this daemon", wal_proto_type_name(hdr.type));
+		break;
+	}
+}
+
+/* HELLO: agree on a version, answer with the limits. */
+static void
+conn_hello(struct conn *c, const struct wal_msg_hello *h)
+{
+	struct server *srv = c->srv;
+	struct wal_msg_welcome w;
+
+	if (h->version_min > WAL_PROTO_VERSION ||
+	    h->version_max < WAL_PROTO_VERSION) {
+		conn_error(c, h->hdr.id, WAL_PERR_VERSION, 1, "client speaks "
+		    "protocol versions %u..%u, this daemon speaks %u",
+		    h->version_min, h->version_max, WAL_PROTO_VERSION);
+		return;
+	}
+	c->hello_done = 1;
+	c->ack = h->ack;
+	memset(&w, 0, sizeof w);
+	w.hdr.type = WAL_MSG_WELCOME;
+	w.hdr.len = sizeof w;
+	w.hdr.id = h->hdr.id;
+	w.version = WAL_PROTO_VERSION;
+	w.max_frame = WAL_PROTO_MAX_FRAME;
+	w.max_record = srv->cfg.max_record;
+	w.max_inflight = srv->cfg.max_inflight;
+	w.next_seq = wal_ring_next_seq(srv->ring);
+	conn_queue(c, &w, sizeof w);
+}
+
+/* APPEND: all records of the frame, consecutive seqs, one timestamp. */
+static void
+conn_append(struct conn *c, const uint8_t *buf, size_t len)
+{
+	struct server *srv = c->srv;
+	struct wal_msg_append a;
+	struct wal_error err;
+	const uint8_t *payload;
+	size_t off = 0;
+	uint32_t size, done = 0;
+	int64_t ts, seq, first = -1;
+	unsigned ack;
+
+	memcpy(&a, buf, sizeof a);
+	ack = a.ack == WAL_ACK_DEFAULT ? c->ack : a.ack;
+	/* Refuse the whole frame before writing any of it. */
+	while (wal_proto_next_record((const struct wal_msg_append *)
+	    (const void *)buf, len, &off, &payload, &size))
+		if (size > srv->cfg.max_record) {
+			conn_error(c, a.hdr.id, WAL_PERR_TOO_LARGE, 0, "record "
+			    "of %" PRIu32 " bytes exceeds max_record %" PRIu32,
+			    size, srv->cfg.max_record);
+			return;
+		}
+	ts = wal_now_ns();
+	off = 0;
+	while (wal_proto_next_record((const struct wal_msg_append *)
+	    (const void *)buf, len, &off, &payload, &size)) {
+		if (wal_ring_append(srv->ring, payload, size, ts, &seq, &err)
+		    != 0) {
+			/* Disk full at rotation: the rest is not written. */
+			log_warnx("%s", err.msg);
+			if (done > 0 && ack >= WAL_ACK_WRITTEN)
+				conn_ack_add(c, a.hdr.id, first, done);
+			conn_error(c, a.hdr.id, errno_to_perr(err.code), 0,
+			    "%" PRIu32 " of %" PRIu32 " records written: %s",
+			    done, a.count, err.msg);
+			goto out;
+		}
+		if (first < 0)
+			first = seq;
+		done++;
+		srv->bytes += size;
+	}
+	if (ack >= WAL_ACK_WRITTEN)
+		conn_ack_add(c, a.hdr.id, first, done);
+out:
+	if (done > 0) {
+		srv->records += done;
+		c->records += done;
+		srv->sub_dirty = 1;
+		if (ack == WAL_ACK_DURABLE)
+			c->durable_want = first + done - 1;
+	}
+}
+
+/* APPEND_FD: one record read from a sealed memfd straight into the log. */
+static void
+conn_append_fd(struct conn *c, const struct wal_msg_append_fd *a, int fd)
+{
+	const int need = F_SEAL_SHRINK | F_SEAL_WRITE;
+	struct server *srv = c->srv;
+	struct wal_error err;
+	struct stat st;
+	uint8_t *dst;
+	uint64_t got = 0;
+	ssize_t n;
+	int64_t seq;
+	unsigned ack = a->ack == WAL_ACK_DEFAULT ? c->ack : a->ack;
+	int seals;
+
+	if (fd == -1) {
+		conn_error(c, a->hdr.id, WAL_PERR_BADFD, 0, "APPEND_FD without "
+		    "a descriptor");
+		return;
+	}
+	seals = fcntl(fd, F_GET_SEALS);
+	if (seals == -1 || (seals & need) != need) {
+		conn_error(c, a->hdr.id, WAL_PERR_BADFD, 0, "the record's memfd "
+		    "is not sealed against writing and shrinking "
+		    "(F_SEAL_WRITE|F_SEAL_SHRINK)");
+		goto out;
+	}
+	if (fstat(fd, &st) == -1 || (uint64_t)st.st_size < a->size) {
+		conn_error(c, a->hdr.id, WAL_PERR_BADFD, 0, "the record's memfd "
+		    "holds fewer than the %" PRIu64 " bytes announced",
+		    a->size);
+		goto out;
+	}
+	if (a->size > srv->cfg.max_record) {
+		conn_error(c, a->hdr.id, WAL_PERR_TOO_LARGE, 0, "record of %"
+		    PRIu64 " bytes exceeds max_record %" PRIu32, a->size,
+		    srv->cfg.max_record);
+		goto out;
+	}
+	if (wal_ring_reserve(srv->ring, (uint32_t)a->size, &dst, &err) != 0) {
+		log_warnx("%s", err.msg);
+		conn_error(c, a->hdr.id, errno_to_perr(err.code), 0,
+		    "record not written: %s", err.msg);
+		goto out;
+	}
+	while (got < a->size) {
+		n = pread(fd, dst + got, a->size - got, (off_t)got);
+		if (n <= 0) {
+			/* Not committed: the reserved space is reused. */
+			conn_error(c, a->hdr.id, WAL_PERR_BADFD, 0, "cannot "
+			    "read the record's memfd: %s", n == 0 ?
+			    "short read" : strerror(errno));
+			goto out;
+		}
+		got += (uint64_t)n;
+	}
+	seq = wal_ring_commit(srv->ring, -1);
+	srv->records++;
+	srv->bytes += a->size;
+	c->records++;
+	srv->sub_dirty = 1;
+	if (ack >= WAL_ACK_WRITTEN)
+		conn_ack_add(c, a->hdr.id, seq, 1);
+	if (ack == WAL_ACK_DURABLE)
+		c->durable_want = seq;
+out:
+	close(fd);
+}
+
+/* SYNC: answer with DURABLE once everything written so far is synced. */
+static void
+conn_sync(struct conn *c, uint64_t id)
+{
+	struct server *srv = c->srv;
+	int64_t target = wal_ring_written_seq(srv->ring);
+	struct wal_msg_durable d;
+
+	if (target <= wal_ring_durable_seq(srv->ring)) {
+		memset(&d, 0, sizeof d);
+		d.hdr.type = WAL_MSG_DURABLE;
+		d.hdr.len = sizeof d;
+		d.hdr.id = id;
+		d.durable_seq = wal_ring_durable_seq(srv->ring);
+		conn_queue(c, &d, sizeof d);
+		return;
+	}
+	if (c->nsyncs == CONN_MAX_SYNC_WAITS) {
+		conn_error(c, id, WAL_PERR_BUSY, 0, "more than %d SYNC requests "
+		    "outstanding", CONN_MAX_SYNC_WAITS);
+		return;
+	}
+	c->syncs[c->nsyncs].id = id;
+	c->syncs[c->nsyncs].target = target;
+	c->nsyncs++;
+}
+
+/* SUBSCRIBE: open a reader and start streaming when writable. */
+static void
+conn_subscribe(struct conn *c, const struct wal_msg_subscribe *s)
+{
+	struct server *srv = c->srv;
+	struct wal_error err;
+	int64_t from = s->from_seq;
+
+	if (c->sub != NULL) {
+		conn_error(c, s->hdr.id, WAL_PERR_PROTO, 1, "second "
+		    "SUBSCRIBE on one connection");
+		return;
+	}
+	if (wal_reader_open(srv->cfg.dir, &c->sub, &err) != 0) {
+		conn_error(c, s->hdr.id, WAL_PERR_IO, 1, "%s", err.msg);
+		return;
+	}
+	if (from < 0)
+		from = wal_ring_next_seq(srv->ring);
+	if (wal_reader_seek(c->sub, from, &err) != 0) {
+		conn_error(c, s->hdr.id, WAL_PERR_IO, 1, "%s", err.msg);
+		return;
+	}
+	c->sub_to = s->to_seq;
+	c->sub_follow = (s->flags & WAL_SUB_FOLLOW) != 0;
+	event_add(c->ev_write, NULL);
+}
+
+/* Fill one frame of records for a subscriber; at the end wait or stop. */
+static void
+conn_sub_pump(struct conn *c)
+{
+	uint8_t *frame = c->srv->txbuf;
+	struct wal_msg_records hdr;
+	struct wal_msg_sub_end end;
+	struct wal_rec_out ro;
+	struct wal_record rec;
+	struct wal_error err;
+	size_t off = sizeof hdr;
+	uint32_t count = 0;
+	int rc;
+
+	while (!c->sub_done) {
+		if (c->sub_held) {
+			rec = c->sub_rec;
+			c->sub_held = 0;
+		} else if ((rc = wal_reader_next(c->sub, &rec, &err)) <= 0)
+			break;
+		if (c->sub_to >= 0 && rec.seq > c->sub_to) {
+			c->sub_done = 1;
+			break;
+		}
+		memset(&ro, 0, sizeof ro);
+		ro.seq = rec.seq;
+		ro.timestamp_ns = rec.timestamp_ns;
+		ro.size = rec.size;
+		if (off + sizeof ro + rec.size > WAL_PROTO_MAX_FRAME) {
+			if (count > 0) {
+				/* Send it first in the next frame. */
+				c->sub_rec = rec;
+				c->sub_held = 1;
+				break;
+			}
+			/* Too big for any frame: hand over a sealed memfd. */
+			{
+				uint8_t fb[sizeof(struct wal_msg) + sizeof ro];
+				struct wal_msg h = { WAL_MSG_RECORD_FD, 0,
+				    sizeof fb, 0 };
+				int mfd = memfd_create("walmmap-record",
+				    MFD_CLOEXEC | MFD_ALLOW_SEALING);
+
+				if (mfd == -1 || write(mfd, rec.payload,
+				    rec.size) != (ssize_t)rec.size ||
+				    fcntl(mfd, F_ADD_SEALS, F_SEAL_SHRINK |
+				    F_SEAL_GROW | F_SEAL_WRITE) == -1) {
+					if (mfd != -1)
+						close(mfd);
+					conn_error(c, 0, WAL_PERR_IO, 1,
+					    "cannot pass record %" PRId64
+					    " in a memfd: %s", rec.seq,
+					    strerror(errno));
+					conn_flush(c);
+					return;
+				}
+				memcpy(fb, &h, sizeof h);
+				memcpy(fb + sizeof h, &ro, sizeof ro);
+				outq_push_fd(&c->out, fb, sizeof fb, mfd);
+				conn_flush(c);
+				return;
+			}
+		}
+		memcpy(frame + off, &ro, sizeof ro);
+		memcpy(frame + off + sizeof ro, rec.payload, rec.size);
+		off += sizeof ro + rec.size;
+		count++;
+	}
+	if (count > 0) {
+		memset(&hdr, 0, sizeof hdr);
+		hdr.hdr.type = WAL_MSG_RECORDS;
+		hdr.hdr.len = (uint32_t)off;
+		hdr.count = count;
+		memcpy(frame, &hdr, sizeof hdr);
+		conn_queue(c, frame, off);
+		if (conn_flush(c) < 0)
+			return;
+		if (outq_bytes(&c->out) == 0)
+			event_add(c->ev_write, NULL);	/* more may follow */
+		return;
+	}
+	/* Nothing more now. */
+	if (c->sub_follow && !c->sub_done &&
+	    wal_reader_stopped(c->sub)->status == WAL_REC_END) {
+		c->sub_waiting = 1;
+		return;
+	}
+	memset(&end, 0, sizeof end);
+	end.hdr.type = WAL_MSG_SUB_END;
+	end.hdr.len = sizeof end;
+	end.next_seq = c->sub_done ? c->sub_to + 1 :
+	    wal_reader_position(c->sub);
+	end.reason = c->sub_done || wal_reader_stopped(c->sub)->status ==
+	    WAL_REC_END ? 0 : wal_reader_stopped(c->sub)->status;
+	conn_queue(c, &end, sizeof end);
+	wal_reader_close(c->sub);
+	c->sub = NULL;
+	conn_flush(c);
+}
+
+/* Remember an ack; coalesced until the end of the read pass. */
+static void
+conn_ack_add(struct conn *c, uint64_t id, int64_t first, uint32_t count)
+{
+	struct wal_ack_entry *n;
+	size_t cap;
+
+	if (c->nacks == c->acks_cap) {
+		cap = c->acks_cap ? c->acks_cap * 2 : 16;
+		if ((n = reallocarray(c->acks, cap, sizeof *n)) == NULL) {
+			conn_ack_flush(c);
+			if (c->nacks == c->acks_cap)
+				return;
+		} else {
+			c->acks = n;
+			c->acks_cap = cap;
+		}
+	}
+	c->acks[c->nacks].id = id;
+	c->acks[c->nacks].first_seq = first;
+	c->acks[c->nacks].count = count;
+	c->acks[c->nacks].pad = 0;
+	c->nacks++;
+}
+
+/* Queue the coalesced acks as ACK frames (in their own buffer). */
+static void
+conn_ack_flush(struct conn *c)
+{
+	const size_t per = (WAL_PROTO_MAX_FRAME - sizeof(struct wal_msg_ack)) /
+	    sizeof(struct wal_ack_entry);
+	uint8_t *frame = c->srv->ackbuf;
+	struct wal_msg_ack a;
+	size_t i, n;
+
+	for (i = 0; i < c->nacks; i += n) {
+		n = c->nacks - i < per ? c->nacks - i : per;
+		memset(&a, 0, sizeof a);
+		a.hdr.type = WAL_MSG_ACK;
+		a.hdr.len = (uint32_t)(sizeof a + n * sizeof *c->acks);
+		a.count = (uint32_t)n;
+		memcpy(frame, &a, sizeof a);
+		memcpy(frame + sizeof a, c->acks + i, n * sizeof *c->acks);
+		if (outq_push(&c->out, frame, a.hdr.len) != 0) {
+			log_warnx("client pid %ld: out of memory for replies; "
+			    "disconnecting it", (long)c->pid);
+			c->closing = 1;
+			break;
+		}
+	}
+	c->nacks = 0;
+}
+
+/*
+ * Queue a frame behind any acks still being coalesced, so replies leave in
+ * the order requests came. Out of memory drops the client, not the daemon.
+ */
+static void
+conn_queue(struct conn *c, const void *frame, size_t len)
+{
+	if (c->nacks > 0)
+		conn_ack_flush(c);
+	if (outq_push(&c->out, frame, len) != 0) {
+		log_warnx("client pid %ld: out of memory for replies; "
+		    "disconnecting it", (long)c->pid);
+		c->closing = 1;
+	}
+}
+
+/* Map a ring errno to a protocol error code. */
+static unsigned
+errno_to_perr(int e)
+{
+	switch (e) {
+	case ENOSPC:
+	case EDQUOT:
+	case EFBIG:
+		return (WAL_PERR_NOSPC);
+	case EMSGSIZE:
+		return (WAL_PERR_TOO_LARGE);
+	default:
+		return (WAL_PERR_IO);
+	}
+}

@@ -1,0 +1,146 @@
+/*
+ * walmmapd - per-connection queue of outgoing frames.
+ *
+ * A SOCK_SEQPACKET send either takes a whole frame or nothing, so frames are
+ * queued whole and sent one per sendmsg(). A frame may carry a descriptor
+ * (a memfd holding a large record) passed with SCM_RIGHTS; the queue owns
+ * it until it is sent.
+ */
+#include "config.h"
+
+#include <sys/socket.h>
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "server.h"
+
+struct outq_item {
+	uint32_t	len;
+	int32_t		fd;
+};
+
+static int	outq_reserve(struct outq *, size_t);
+
+/* Queue a frame. Returns 0, or -1 when out of memory. */
+int
+outq_push(struct outq *q, const void *frame, size_t len)
+{
+	return (outq_push_fd(q, frame, len, -1));
+}
+
+/* Queue a frame with a descriptor to pass (the queue takes ownership). */
+int
+outq_push_fd(struct outq *q, const void *frame, size_t len, int fd)
+{
+	struct outq_item it = { (uint32_t)len, fd };
+
+	if (outq_reserve(q, sizeof it + len) != 0) {
+		if (fd != -1)
+			close(fd);
+		return (-1);
+	}
+	memcpy(q->buf + q->tail, &it, sizeof it);
+	memcpy(q->buf + q->tail + sizeof it, frame, len);
+	q->tail += sizeof it + len;
+	q->frames++;
+	return (0);
+}
+
+/* Bytes waiting. */
+size_t
+outq_bytes(const struct outq *q)
+{
+	return (q->tail - q->head);
+}
+
+/*
+ * Send queued frames until the socket would block. Returns 1 when the
+ * queue is empty, 0 when frames remain, -1 on a socket error (errno).
+ */
+int
+outq_send(struct outq *q, int fd)
+{
+	union {
+		struct cmsghdr	hdr;
+		char		buf[CMSG_SPACE(sizeof(int))];
+	} cm;
+	struct outq_item it;
+	struct msghdr msg;
+	struct iovec iov;
+	ssize_t n;
+
+	while (q->head < q->tail) {
+		memcpy(&it, q->buf + q->head, sizeof it);
+		memset(&msg, 0, sizeof msg);
+		iov.iov_base = q->buf + q->head + sizeof it;
+		iov.iov_len = it.len;
+		msg.msg_iov = &iov;
+		msg.msg_iovlen = 1;
+		if (it.fd != -1) {
+			memset(&cm, 0, sizeof cm);
+			msg.msg_control = cm.buf;
+			msg.msg_controllen = sizeof cm.buf;
+			cm.hdr.cmsg_level = SOL_SOCKET;
+			cm.hdr.cmsg_type = SCM_RIGHTS;
+			cm.hdr.cmsg_len = CMSG_LEN(sizeof(int));
+			memcpy(CMSG_DATA(&cm.hdr), &it.fd, sizeof(int));
+		}
+		n = sendmsg(fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (n == -1) {
+			if (errno == EAGAIN || errno == EINTR)
+				return (0);
+			return (-1);
+		}
+		if (it.fd != -1)
+			close(it.fd);
+		q->head += sizeof it + it.len;
+		q->frames--;
+	}
+	q->head = q->tail = 0;
+	return (1);
+}
+
+/* Release the queue and any descriptors in it. */
+void
+outq_free(struct outq *q)
+{
+	struct outq_item it;
+
+	while (q->head < q->tail) {
+		memcpy(&it, q->buf + q->head, sizeof it);
+		if (it.fd != -1)
+			close(it.fd);
+		q->head += sizeof it + it.len;
+	}
+	free(q->buf);
+	memset(q, 0, sizeof *q);
+}
+
+/* Make room for n more bytes, compacting before growing. */
+static int
+outq_reserve(struct outq *q, size_t n)
+{
+	size_t cap;
+	uint8_t *nb;
+
+	if (q->tail + n <= q->cap)
+		return (0);
+	if (q->head > 0) {
+		memmove(q->buf, q->buf + q->head, q->tail - q->head);
+		q->tail -= q->head;
+		q->head = 0;
+		if (q->tail + n <= q->cap)
+			return (0);
+	}
+	cap = q->cap ? q->cap : 4096;
+	while (cap < q->tail + n)
+		cap *= 2;
+	if ((nb = realloc(q->buf, cap)) == NULL)
+		return (-1);
+	q->buf = nb;
+	q->cap = cap;
+	return (0);
+}

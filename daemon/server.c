@@ -1,0 +1,490 @@
+/*
+ * walmmapd - the listening socket, accepting, syncing, retention, status.
+ */
+#include "config.h"
+
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <systemd/sd-daemon.h>
+
+#include "log.h"
+#include "server.h"
+#include "wal_dir.h"
+#include "wal_ring.h"
+#include "wal_segment.h"
+
+static void	server_accept_cb(int, short, void *);
+static void	server_accept_resume_cb(int, short, void *);
+static int	server_allowed(const struct server *, uid_t, gid_t);
+static int	server_bind(struct server *);
+
+/*
+ * Take the socket from systemd (socket activation) or bind our own. A
+ * stale socket file of a dead daemon is replaced; a live daemon's is not.
+ */
+int
+srv_listen(struct server *srv)
+{
+	int n, fd;
+
+	n = sd_listen_fds(1);
+	if (n < 0) {
+		log_errx("cannot read the sockets passed by systemd: %s",
+		    strerror(-n));
+		return (-1);
+	}
+	if (n > 1) {
+		log_errx("systemd passed %d sockets; walmmapd takes one", n);
+		return (-1);
+	}
+	if (n == 1) {
+		fd = SD_LISTEN_FDS_START;
+		if (sd_is_socket_unix(fd, SOCK_SEQPACKET, 1, NULL, 0) <= 0) {
+			log_errx("the socket passed by systemd is not a "
+			    "listening AF_UNIX SOCK_SEQPACKET socket (use "
+			    "ListenSequentialPacket=)");
+			return (-1);
+		}
+		if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) == -1 ||
+		    fcntl(fd, F_SETFD, FD_CLOEXEC) == -1) {
+			log_warn("cannot configure the systemd socket");
+			return (-1);
+		}
+		srv->listen_fd = fd;
+		srv->socket_from_systemd = 1;
+		log_info("listening on the socket passed by systemd");
+	} else if (server_bind(srv) != 0)
+		return (-1);
+
+	srv->ev_accept = event_new(srv->base, srv->listen_fd,
+	    EV_READ | EV_PERSIST, server_accept_cb, srv);
+	srv->ev_accept_resume = evtimer_new(srv->base, server_accept_resume_cb,
+	    srv);
+	if (srv->ev_accept == NULL || srv->ev_accept_resume == NULL) {
+		log_errx("cannot create the accept events");
+		return (-1);
+	}
+	event_add(srv->ev_accept, NULL);
+	return (0);
+}
+
+/* Stop accepting; remove a socket file we created. */
+void
+srv_close_listener(struct server *srv)
+{
+	if (srv->listen_fd == -1)
+		return;
+	if (srv->ev_accept != NULL)
+		event_del(srv->ev_accept);
+	if (srv->ev_accept_resume != NULL)
+		event_del(srv->ev_accept_resume);
+	close(srv->listen_fd);
+	srv->listen_fd = -1;
+	if (srv->socket_created && unlink(srv->cfg.socket_path) == -1 &&
+	    errno != ENOENT)
+		log_warn("cannot remove socket %s", srv->cfg.socket_path);
+	srv->socket_created = 0;
+}
+
+/* Begin an orderly stop: no new clients, answer what was sent, sync. */
+void
+srv_stop(struct server *srv, const char *why)
+{
+	struct conn *c, *next;
+	struct wal_error err;
+	int64_t durable;
+	struct timeval tv = { 5, 0 };
+
+	if (srv->stopping)
+		return;
+	srv->stopping = 1;
+	log_info("%s: stopping", why);
+	sd_notify(0, "STOPPING=1\nSTATUS=stopping");
+	srv_close_listener(srv);
+
+	/* Everything clients already sent is written and acknowledged. */
+	TAILQ_FOREACH_SAFE(c, &srv->conns, entry, next)
+		conn_drain(c);
+	if (wal_ring_sync(srv->ring, &durable, &err) != 0) {
+		log_errx("final sync failed: %s", err.msg);
+		srv->exit_status = 1;
+		TAILQ_FOREACH_SAFE(c, &srv->conns, entry, next)
+			conn_sync_failed(c, err.msg);
+	} else
+		TAILQ_FOREACH_SAFE(c, &srv->conns, entry, next)
+			conn_durable(c, durable);
+	/* Give clients a moment to read their last acks. */
+	TAILQ_FOREACH_SAFE(c, &srv->conns, entry, next) {
+		c->closing = 1;
+		conn_flush(c);
+	}
+	if (srv->nconns == 0)
+		event_base_loopbreak(srv->base);
+	else
+		event_add(srv->ev_stop_timer, &tv);
+}
+
+/* Ask the sync thread for a group commit. */
+void
+srv_request_sync(struct server *srv)
+{
+	syncer_request(srv->syncer);
+}
+
+/* Records were appended: subscribers waiting at the end can go on. */
+void
+srv_wake_subscribers(struct server *srv)
+{
+	struct conn *c;
+
+	srv->sub_dirty = 0;
+	TAILQ_FOREACH(c, &srv->conns, entry)
+		conn_sub_wake(c);
+}
+
+/* Fill a status reply. */
+void
+srv_status(struct server *srv, struct wal_status *st)
+{
+	struct wal_ring_stats rs;
+	struct wal_seglist list;
+	struct stat sb;
+	char path[4200], name[WAL_SEGMENT_NAME_MAX];
+	uint64_t count, total, max;
+	size_t i;
+	int dirfd;
+
+	memset(st, 0, sizeof *st);
+	st->hdr.type = WAL_MSG_STATUS_REPLY;
+	st->hdr.len = sizeof *st;
+	wal_ring_stats(srv->ring, &rs);
+	st->version = WAL_PROTO_VERSION;
+	st->ring_segments = srv->cfg.ring;
+	st->next_seq = rs.next_seq;
+	st->written_seq = rs.written_seq;
+	st->durable_seq = rs.durable_seq;
+	st->first_seq = -1;
+	st->segment_size = rs.segment_size;
+	st->active_id = rs.active_id;
+	st->clients = srv->nconns;
+	st->clients_total = srv->clients_total;
+	st->records = srv->records;
+	st->bytes = srv->bytes;
+	st->frames = srv->frames;
+	st->syncs = rs.syncs;
+	syncer_stats(srv->syncer, &count, &total, &max);
+	st->sync_ns_total = total;
+	st->sync_ns_max = max;
+	st->rotations = rs.rotations;
+	st->errors = srv->errors;
+	st->records_per_s = srv->records_per_s;
+	st->uptime_s = (uint64_t)(time(NULL) - srv->started);
+	st->pid = (uint64_t)getpid();
+	snprintf(st->dir, sizeof st->dir, "%s", srv->cfg.dir);
+
+	if ((dirfd = wal_dir_open(srv->cfg.dir, NULL)) < 0)
+		return;
+	if (wal_dir_list(dirfd, srv->cfg.dir, &list, NULL) == 0) {
+		st->segments = list.count;
+		for (i = 0; i < list.count; i++) {
+			wal_seg_name(name, sizeof name, list.ids[i]);
+			if (fstatat(dirfd, name, &sb, 0) == 0)
+				st->disk_bytes += (uint64_t)sb.st_size;
+		}
+		/* The oldest segment's first record is the oldest kept. */
+		for (i = 0; i < list.count && st->first_seq < 0; i++) {
+			uint8_t hdr[WAL_FILE_HEADER_SIZE +
+			    WAL_RECORD_HEADER_SIZE];
+			int fd;
+
+			wal_seg_name(name, sizeof name, list.ids[i]);
+			snprintf(path, sizeof path, "%s/%s", srv->cfg.dir,
+			    name);
+			if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
+				continue;
+			if (pread(fd, hdr, sizeof hdr, 0) == (ssize_t)sizeof hdr
+			    && wal_le32_load(hdr + WAL_FILE_HEADER_SIZE) ==
+			    WAL_RECORD_MAGIC)
+				st->first_seq = (int64_t)wal_le64_load(hdr +
+				    WAL_FILE_HEADER_SIZE + 4);
+			close(fd);
+		}
+		wal_seglist_free(&list);
+	}
+	close(dirfd);
+}
+
+/*
+ * Retention: delete the oldest sealed segments beyond the configured
+ * count, bytes or age. Never the active or standby segments, never the
+ * newest sealed one (it carries the sequence across a restart while the
+ * active one is empty), never one a subscriber is reading or will read,
+ * and only from the front, so what remains is one contiguous log.
+ */
+void
+srv_retention(struct server *srv)
+{
+	const struct srv_config *cfg = &srv->cfg;
+	struct wal_ring_stats rs;
+	struct wal_seglist list;
+	struct conn *c;
+	struct stat sb;
+	char name[WAL_SEGMENT_NAME_MAX];
+	uint64_t limit, sealed_bytes = 0, *sizes = NULL, removed = 0;
+	time_t now = time(NULL), *mtimes = NULL;
+	size_t i, nsealed;
+	int dirfd;
+
+	if (cfg->retain_segments == 0 && cfg->retain_bytes == 0 &&
+	    cfg->retain_age_s == 0)
+		return;
+	wal_ring_stats(srv->ring, &rs);
+	limit = rs.active_id;
+	TAILQ_FOREACH(c, &srv->conns, entry)
+		if (conn_sub_segment(c) < limit)
+			limit = conn_sub_segment(c);
+	if ((dirfd = wal_dir_open(cfg->dir, NULL)) < 0)
+		return;
+	if (wal_dir_list(dirfd, cfg->dir, &list, NULL) != 0) {
+		close(dirfd);
+		return;
+	}
+	/* Sealed segments: ids below the active one; keep the newest. */
+	for (nsealed = 0; nsealed < list.count && list.ids[nsealed] <
+	    rs.active_id; nsealed++)
+		;
+	sizes = calloc(nsealed + 1, sizeof *sizes);
+	mtimes = calloc(nsealed + 1, sizeof *mtimes);
+	if (sizes == NULL || mtimes == NULL)
+		goto out;
+	for (i = 0; i < nsealed; i++) {
+		wal_seg_name(name, sizeof name, list.ids[i]);
+		if (fstatat(dirfd, name, &sb, 0) == 0) {
+			sizes[i] = (uint64_t)sb.st_size;
+			mtimes[i] = sb.st_mtime;
+		}
+		sealed_bytes += sizes[i];
+	}
+	for (i = 0; i + 1 < nsealed && list.ids[i] < limit; i++) {
+		int over = (cfg->retain_segments > 0 && nsealed - i >
+		    cfg->retain_segments) || (cfg->retain_bytes > 0 &&
+		    sealed_bytes > cfg->retain_bytes) || (cfg->retain_age_s > 0
+		    && now - mtimes[i] > (time_t)cfg->retain_age_s);
+
+		if (!over)
+			break;
+		wal_seg_name(name, sizeof name, list.ids[i]);
+		if (unlinkat(dirfd, name, 0) == -1) {
+			log_warn("retention: cannot remove %s/%s", cfg->dir,
+			    name);
+			break;
+		}
+		sealed_bytes -= sizes[i];
+		removed++;
+	}
+	if (removed > 0) {
+		(void)wal_dir_sync(dirfd, cfg->dir, NULL);
+		log_info("retention: removed %" PRIu64 " sealed segment%s",
+		    removed, removed == 1 ? "" : "s");
+	}
+out:
+	free(sizes);
+	free(mtimes);
+	wal_seglist_free(&list);
+	close(dirfd);
+}
+
+/* Accept clients until the backlog is empty or descriptors run out. */
+static void
+server_accept_cb(int lfd, short ev, void *arg)
+{
+	struct server *srv = arg;
+	struct timeval tv = { 1, 0 };
+	struct ucred cred;
+	socklen_t len;
+	struct conn *c;
+	int fd;
+
+	(void)ev;
+	for (;;) {
+		fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd == -1) {
+			if (errno == EAGAIN || errno == EINTR ||
+			    errno == ECONNABORTED)
+				return;
+			if (errno == EMFILE || errno == ENFILE) {
+				/* Resource exhaustion is a state: back off. */
+				log_warnx("out of file descriptors with %u "
+				    "clients; not accepting for a second",
+				    srv->nconns);
+				event_del(srv->ev_accept);
+				evtimer_add(srv->ev_accept_resume, &tv);
+				return;
+			}
+			log_warn("accept");
+			return;
+		}
+		len = sizeof cred;
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == -1)
+			memset(&cred, 0xff, sizeof cred);
+		if (!server_allowed(srv, cred.uid, cred.gid)) {
+			static const char msg[] = "uid is not in allow_users "
+			    "and gid is not in allow_groups";
+			uint8_t buf[sizeof(struct wal_msg_error) + sizeof msg];
+			struct wal_msg_error e;
+
+			memset(&e, 0, sizeof e);
+			e.hdr.type = WAL_MSG_ERROR;
+			e.hdr.len = sizeof buf - 1;
+			e.code = WAL_PERR_PERM;
+			e.fatal = 1;
+			memcpy(buf, &e, sizeof e);
+			memcpy(buf + sizeof e, msg, sizeof msg - 1);
+			(void)send(fd, buf, e.hdr.len, MSG_DONTWAIT |
+			    MSG_NOSIGNAL);
+			log_info("refused pid %ld uid %ld gid %ld: not on the "
+			    "allow-list", (long)cred.pid, (long)cred.uid,
+			    (long)cred.gid);
+			close(fd);
+			continue;
+		}
+		if (srv->nconns >= srv->cfg.max_connections) {
+			static const char msg[] = "max_connections reached";
+			uint8_t buf[sizeof(struct wal_msg_error) + sizeof msg];
+			struct wal_msg_error e;
+
+			memset(&e, 0, sizeof e);
+			e.hdr.type = WAL_MSG_ERROR;
+			e.hdr.len = sizeof buf - 1;
+			e.code = WAL_PERR_BUSY;
+			e.fatal = 1;
+			memcpy(buf, &e, sizeof e);
+			memcpy(buf + sizeof e, msg, sizeof msg - 1);
+			(void)send(fd, buf, e.hdr.len, MSG_DONTWAIT |
+			    MSG_NOSIGNAL);
+			close(fd);
+			continue;
+		}
+		if ((c = conn_new(srv, fd)) == NULL) {
+			log_warnx("out of memory for a new client");
+			close(fd);
+			continue;
+		}
+		log_debug("client pid %ld uid %ld connected", (long)c->pid,
+		    (long)c->uid);
+	}
+}
+
+static void
+server_accept_resume_cb(int fd, short ev, void *arg)
+{
+	struct server *srv = arg;
+
+	(void)fd;
+	(void)ev;
+	if (srv->listen_fd != -1)
+		event_add(srv->ev_accept, NULL);
+}
+
+/* Allow-list: empty lists allow everyone; root is always allowed. */
+static int
+server_allowed(const struct server *srv, uid_t uid, gid_t gid)
+{
+	size_t i;
+
+	if (srv->cfg.nallow_uids == 0 && srv->cfg.nallow_gids == 0)
+		return (1);
+	if (uid == 0)
+		return (1);
+	for (i = 0; i < srv->cfg.nallow_uids; i++)
+		if (srv->cfg.allow_uids[i] == uid)
+			return (1);
+	for (i = 0; i < srv->cfg.nallow_gids; i++)
+		if (srv->cfg.allow_gids[i] == gid)
+			return (1);
+	return (0);
+}
+
+/* Bind our own socket, replacing a stale file but never a live daemon's. */
+static int
+server_bind(struct server *srv)
+{
+	const char *path = srv->cfg.socket_path;
+	struct sockaddr_un sun;
+	struct stat st;
+	mode_t old;
+	int fd, probe;
+
+	memset(&sun, 0, sizeof sun);
+	sun.sun_family = AF_UNIX;
+	if (strlen(path) >= sizeof sun.sun_path) {
+		log_errx("socket path %s is longer than %zu bytes", path,
+		    sizeof sun.sun_path - 1);
+		return (-1);
+	}
+	memcpy(sun.sun_path, path, strlen(path) + 1);
+
+	if (lstat(path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode)) {
+			log_errx("%s exists and is not a socket; not touching "
+			    "it", path);
+			return (-1);
+		}
+		probe = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+		if (probe != -1 && connect(probe, (struct sockaddr *)&sun,
+		    sizeof sun) == 0) {
+			close(probe);
+			log_errx("another walmmapd is listening on %s", path);
+			return (-1);
+		}
+		if (probe != -1)
+			close(probe);
+		log_info("removing stale socket %s", path);
+		if (unlink(path) == -1) {
+			log_warn("cannot remove stale socket %s", path);
+			return (-1);
+		}
+	}
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd == -1) {
+		log_warn("socket");
+		return (-1);
+	}
+	old = umask(0777 & ~srv->cfg.socket_mode);
+	if (bind(fd, (struct sockaddr *)&sun, sizeof sun) == -1) {
+		umask(old);
+		log_warn("cannot bind %s", path);
+		close(fd);
+		return (-1);
+	}
+	umask(old);
+	srv->socket_created = 1;
+	if (chmod(path, srv->cfg.socket_mode) == -1)
+		log_warn("cannot set mode %04o on %s", srv->cfg.socket_mode,
+		    path);
+	if (srv->cfg.socket_group != (gid_t)-1 &&
+	    chown(path, (uid_t)-1, srv->cfg.socket_group) == -1)
+		log_warn("cannot set group %ld on %s",
+		    (long)srv->cfg.socket_group, path);
+	if (listen(fd, SOMAXCONN) == -1) {
+		log_warn("cannot listen on %s", path);
+		close(fd);
+		return (-1);
+	}
+	srv->listen_fd = fd;
+	log_info("listening on %s", path);
+	return (0);
+}

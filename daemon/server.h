@@ -1,0 +1,170 @@
+/*
+ * walmmapd - the daemon's state and the functions its modules share.
+ *
+ * Threads: everything here belongs to the event-loop thread, which is also
+ * the ring's writer, unless a field says otherwise. The sync thread
+ * (syncer.c) and the ring's own segment thread touch only what their
+ * comments name.
+ */
+#ifndef SERVER_H
+#define SERVER_H
+
+#include <sys/queue.h>
+#include <sys/types.h>
+
+#include <stdint.h>
+#include <time.h>
+
+#ifndef TAILQ_FOREACH_SAFE	/* BSD has it, glibc does not */
+#define TAILQ_FOREACH_SAFE(var, head, field, tvar)			\
+	for ((var) = TAILQ_FIRST(head);					\
+	    (var) != NULL && ((tvar) = TAILQ_NEXT(var, field), 1);	\
+	    (var) = (tvar))
+#endif
+
+#include "srvconf.h"
+#include "wal_format.h"
+#include "wal_proto.h"
+
+struct event;
+struct event_base;
+struct wal_reader;
+struct wal_ring;
+struct syncer;
+
+/* Outgoing frames, kept whole: [uint32 len][int32 fd or -1][frame]... */
+struct outq {
+	uint8_t		*buf;
+	size_t		 head;		/* first unsent byte */
+	size_t		 tail;		/* end of queued bytes */
+	size_t		 cap;
+	size_t		 frames;	/* frames queued */
+};
+
+/* One SYNC request waiting for durability. */
+struct sync_wait {
+	uint64_t	id;
+	int64_t		target;		/* durable_seq must reach this */
+};
+
+#define CONN_MAX_SYNC_WAITS	64
+
+struct conn {
+	struct server		*srv;
+	int			 fd;
+	struct event		*ev_read;
+	struct event		*ev_write;
+	pid_t			 pid;
+	uid_t			 uid;
+	gid_t			 gid;
+	int			 hello_done;
+	uint8_t			 ack;		/* connection default level */
+	int			 read_paused;	/* out queue over the cap */
+	int			 closing;	/* close once the queue drains */
+
+	struct outq		 out;
+	struct wal_ack_entry	*acks;		/* coalesced in one read pass */
+	size_t			 nacks;
+	size_t			 acks_cap;
+
+	int64_t			 durable_want;	/* -1: no durable ack owed */
+	struct sync_wait	 syncs[CONN_MAX_SYNC_WAITS];
+	size_t			 nsyncs;
+
+	/* Subscription (walctl tail). */
+	struct wal_reader	*sub;
+	int64_t			 sub_to;	/* last seq wanted, -1 none */
+	int			 sub_follow;
+	int			 sub_waiting;	/* at the end, awaiting records */
+	int			 sub_done;	/* passed sub_to */
+	int			 sub_held;	/* sub_rec did not fit last frame */
+	struct wal_record	 sub_rec;	/* valid until the next read */
+
+	uint64_t		 records;
+	TAILQ_ENTRY(conn)	 entry;
+};
+
+TAILQ_HEAD(connlist, conn);
+
+struct server {
+	struct srv_config	 cfg;
+	const char		*conf_path;	/* NULL: none */
+	int			 conf_must_exist;
+	struct event_base	*base;
+	struct wal_ring		*ring;
+
+	int			 listen_fd;
+	int			 socket_from_systemd;
+	int			 socket_created;	/* we bound it: unlink */
+	struct event		*ev_accept;
+	struct event		*ev_accept_resume;	/* EMFILE back-off */
+
+	struct connlist		 conns;
+	unsigned		 nconns;
+	uint64_t		 clients_total;
+
+	struct syncer		*syncer;
+	int			 sync_fd;	/* eventfd: sync thread -> loop */
+	struct event		*ev_sync_done;
+	struct event		*ev_sync_timer;
+
+	struct event		*ev_signals[4];
+	struct event		*ev_tick;	/* status, rates, retention */
+	struct event		*ev_watchdog;
+	struct event		*ev_stop_timer;
+
+	uint8_t			*rxbuf;		/* one received frame */
+	uint8_t			*txbuf;		/* one frame being built */
+	uint8_t			*ackbuf;	/* an ACK frame being built */
+	int			 stopping;
+	int			 exit_status;
+	time_t			 started;
+	int			 sub_dirty;	/* records appended: wake tails */
+
+	uint64_t		 records;
+	uint64_t		 bytes;
+	uint64_t		 frames;
+	uint64_t		 errors;
+	uint64_t		 rate_records;	/* records at the last tick */
+	uint64_t		 records_per_s;
+};
+
+/* server.c */
+int	 srv_listen(struct server *);
+void	 srv_close_listener(struct server *);
+void	 srv_stop(struct server *, const char *why);
+void	 srv_status(struct server *, struct wal_status *);
+void	 srv_request_sync(struct server *);
+void	 srv_wake_subscribers(struct server *);
+void	 srv_retention(struct server *);
+
+/* conn.c */
+struct conn *conn_new(struct server *, int fd);
+void	 conn_free(struct conn *);
+void	 conn_drain(struct conn *);
+void	 conn_durable(struct conn *, int64_t durable_seq);
+void	 conn_sync_failed(struct conn *, const char *why);
+void	 conn_error(struct conn *, uint64_t id, unsigned code, int fatal,
+	    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+int	 conn_flush(struct conn *);
+void	 conn_sub_wake(struct conn *);
+uint64_t conn_sub_segment(const struct conn *);
+
+/* outq.c */
+int	 outq_push(struct outq *, const void *frame, size_t len);
+int	 outq_push_fd(struct outq *, const void *frame, size_t len, int fd);
+size_t	 outq_bytes(const struct outq *);
+int	 outq_send(struct outq *, int fd);
+void	 outq_free(struct outq *);
+
+/* syncer.c */
+struct syncer *syncer_start(struct wal_ring *, int notify_fd);
+void	 syncer_request(struct syncer *);
+void	 syncer_stop(struct syncer *);
+/* Results, read by the loop after notify_fd fires. */
+int	 syncer_result(struct syncer *, int64_t *durable, char *err,
+	    size_t errlen);
+void	 syncer_stats(struct syncer *, uint64_t *count, uint64_t *ns_total,
+	    uint64_t *ns_max);
+
+#endif /* SERVER_H */

@@ -1,0 +1,439 @@
+/*
+ * walmmapd - configuration (see srvconf.h).
+ *
+ * walmmapd.conf holds "key = value" lines; '#' starts a comment. Sizes take
+ * K, M, G or T suffixes (powers of 1024); durations take ms, s, m, h or d.
+ */
+#include "config.h"
+
+
+#include <sys/stat.h>
+
+#include <ctype.h>
+#include <errno.h>
+#include <grp.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "srvconf.h"
+#include "wal_format.h"
+#include "wal_proto.h"
+
+static int	parse_uint(const char *, uint64_t max, uint64_t *);
+static int	parse_bool(const char *, int *);
+static int	parse_ids(const char *, int groups, uint32_t *ids, size_t *n);
+static char	*trim(char *);
+static void	set_str(char **, const char *);
+
+/* Defaults: systemd's directories when set, else documented paths. */
+void
+config_defaults(struct srv_config *c)
+{
+	const char *state = getenv("STATE_DIRECTORY");
+	const char *run = getenv("RUNTIME_DIRECTORY");
+	const char *xdg = getenv("XDG_RUNTIME_DIR");
+	const char *home = getenv("HOME");
+	char buf[PATH_MAX], *colon;
+
+	memset(c, 0, sizeof *c);
+	if (state != NULL && *state != '\0') {
+		/* systemd may pass several, colon-separated: use the first. */
+		snprintf(buf, sizeof buf, "%s", state);
+		if ((colon = strchr(buf, ':')) != NULL)
+			*colon = '\0';
+		set_str(&c->dir, buf);
+	} else if (geteuid() == 0 || home == NULL)
+		set_str(&c->dir, LOCALSTATEDIR "/lib/walmmapd");
+	else {
+		snprintf(buf, sizeof buf, "%s/.local/state/walmmapd", home);
+		set_str(&c->dir, buf);
+	}
+	if (run != NULL && *run != '\0') {
+		snprintf(buf, sizeof buf, "%s", run);
+		if ((colon = strchr(buf, ':')) != NULL)
+			*colon = '\0';
+		strncat(buf, "/walmmapd.sock", sizeof buf - strlen(buf) - 1);
+		set_str(&c->socket_path, buf);
+	} else if (geteuid() != 0 && xdg != NULL && *xdg != '\0') {
+		snprintf(buf, sizeof buf, "%s/%s", xdg, WAL_PROTO_USER_SOCKET);
+		set_str(&c->socket_path, buf);
+	} else
+		set_str(&c->socket_path, WAL_PROTO_SYSTEM_SOCKET);
+	c->socket_mode = 0666;
+	c->socket_group = (gid_t)-1;
+	c->segment_size = WAL_SEGMENT_DEFAULT;
+	c->ring = WAL_RING_DEFAULT;
+	c->prefault = 1;
+	c->max_record = WAL_MAX_PAYLOAD;
+	c->max_connections = 1024;
+	c->max_inflight = 4u * 1024 * 1024;
+	c->sync_interval_ms = 1000;
+	c->shm_spin_us = 50;
+}
+
+/* Load a file. */
+int
+config_load(struct srv_config *c, const char *path, int must_exist,
+    char *err, size_t errlen)
+{
+	char line[4096], why[512], *p, *eq, *key, *val;
+	unsigned lineno = 0;
+	FILE *f;
+
+	if ((f = fopen(path, "re")) == NULL) {
+		if (errno == ENOENT && !must_exist)
+			return (0);
+		snprintf(err, errlen, "cannot read config file %s: %s", path,
+		    strerror(errno));
+		return (-1);
+	}
+	while (fgets(line, sizeof line, f) != NULL) {
+		lineno++;
+		if (strchr(line, '\n') == NULL && !feof(f)) {
+			snprintf(err, errlen, "%s:%u: line too long", path,
+			    lineno);
+			fclose(f);
+			return (-1);
+		}
+		if ((p = strchr(line, '#')) != NULL)
+			*p = '\0';
+		p = trim(line);
+		if (*p == '\0')
+			continue;
+		if ((eq = strchr(p, '=')) == NULL) {
+			snprintf(err, errlen, "%s:%u: expected \"key = value\", "
+			    "got \"%s\"", path, lineno, p);
+			fclose(f);
+			return (-1);
+		}
+		*eq = '\0';
+		key = trim(p);
+		val = trim(eq + 1);
+		if (config_set(c, key, val, why, sizeof why) != 0) {
+			snprintf(err, errlen, "%s:%u: %s", path, lineno, why);
+			fclose(f);
+			return (-1);
+		}
+	}
+	fclose(f);
+	return (0);
+}
+
+/* Set one key. */
+int
+config_set(struct srv_config *c, const char *key, const char *val,
+    char *err, size_t errlen)
+{
+	uint64_t v;
+
+#define BAD(...) do { snprintf(err, errlen, __VA_ARGS__); return (-1); } \
+	while (0)
+	if (strcmp(key, "dir") == 0 || strcmp(key, "directory") == 0) {
+		if (*val != '/')
+			BAD("dir: \"%s\" is not an absolute path", val);
+		set_str(&c->dir, val);
+		c->dir_given = 1;
+	} else if (strcmp(key, "socket") == 0) {
+		if (*val != '/')
+			BAD("socket: \"%s\" is not an absolute path", val);
+		if (strlen(val) >= 108)
+			BAD("socket: path longer than 107 bytes");
+		set_str(&c->socket_path, val);
+		c->socket_given = 1;
+	} else if (strcmp(key, "socket_mode") == 0) {
+		char *end;
+		unsigned long m;
+
+		errno = 0;
+		m = strtoul(val, &end, 8);
+		if (*val == '\0' || *end != '\0' || errno != 0 || m > 0777)
+			BAD("socket_mode: \"%s\" is not an octal mode such as "
+			    "0660", val);
+		c->socket_mode = (mode_t)m;
+	} else if (strcmp(key, "socket_group") == 0) {
+		struct group *gr;
+
+		if (parse_uint(val, UINT32_MAX - 1, &v) == 0)
+			c->socket_group = (gid_t)v;
+		else if ((gr = getgrnam(val)) != NULL)
+			c->socket_group = gr->gr_gid;
+		else
+			BAD("socket_group: no group \"%s\"", val);
+	} else if (strcmp(key, "segment_size") == 0) {
+		if (config_parse_size(val, &v) != 0 || v < WAL_SEGMENT_MIN ||
+		    v > WAL_SEGMENT_MAX || v % WAL_SEGMENT_ALIGN != 0)
+			BAD("segment_size: \"%s\" is not a multiple of 64K "
+			    "between 64K and 16G", val);
+		c->segment_size = v;
+	} else if (strcmp(key, "ring") == 0) {
+		if (parse_uint(val, WAL_RING_MAX, &v) != 0 || v < WAL_RING_MIN)
+			BAD("ring: \"%s\" is not a number of segments from "
+			    "%d to %d", val, WAL_RING_MIN, WAL_RING_MAX);
+		c->ring = (unsigned)v;
+	} else if (strcmp(key, "prefault") == 0) {
+		if (parse_bool(val, &c->prefault) != 0)
+			BAD("prefault: \"%s\" is not yes or no", val);
+	} else if (strcmp(key, "max_record") == 0) {
+		if (config_parse_size(val, &v) != 0 || v == 0 ||
+		    v > WAL_MAX_PAYLOAD)
+			BAD("max_record: \"%s\" is not a size from 1 to 64M",
+			    val);
+		c->max_record = (uint32_t)v;
+		c->max_record_given = 1;
+	} else if (strcmp(key, "max_connections") == 0) {
+		if (parse_uint(val, 1000000, &v) != 0 || v == 0)
+			BAD("max_connections: \"%s\" is not a number from 1 to "
+			    "1000000", val);
+		c->max_connections = (unsigned)v;
+	} else if (strcmp(key, "max_inflight") == 0) {
+		if (config_parse_size(val, &v) != 0 || v < 64 * 1024 ||
+		    v > 1024ull * 1024 * 1024)
+			BAD("max_inflight: \"%s\" is not a size from 64K to 1G",
+			    val);
+		c->max_inflight = (uint32_t)v;
+	} else if (strcmp(key, "sync_interval") == 0) {
+		if (config_parse_duration_ms(val, &v) != 0 || v > 3600000)
+			BAD("sync_interval: \"%s\" is not a duration up to 1h "
+			    "(0 disables the periodic sync)", val);
+		c->sync_interval_ms = (unsigned)v;
+	} else if (strcmp(key, "allow_users") == 0) {
+		if (parse_ids(val, 0, c->allow_uids, &c->nallow_uids) != 0)
+			BAD("allow_users: \"%s\" is not a list of user names or "
+			    "uids (at most %d)", val, SRV_MAX_ALLOW);
+	} else if (strcmp(key, "allow_groups") == 0) {
+		if (parse_ids(val, 1, c->allow_gids, &c->nallow_gids) != 0)
+			BAD("allow_groups: \"%s\" is not a list of group names "
+			    "or gids (at most %d)", val, SRV_MAX_ALLOW);
+	} else if (strcmp(key, "retain_segments") == 0) {
+		if (parse_uint(val, UINT32_MAX, &v) != 0)
+			BAD("retain_segments: \"%s\" is not a count (0 keeps "
+			    "all)", val);
+		c->retain_segments = v;
+	} else if (strcmp(key, "retain_bytes") == 0) {
+		if (config_parse_size(val, &v) != 0)
+			BAD("retain_bytes: \"%s\" is not a size (0 keeps all)",
+			    val);
+		c->retain_bytes = v;
+	} else if (strcmp(key, "retain_age") == 0) {
+		if (config_parse_duration_ms(val, &v) != 0)
+			BAD("retain_age: \"%s\" is not a duration (0 keeps "
+			    "all)", val);
+		c->retain_age_s = v / 1000;
+	} else if (strcmp(key, "shm_spin") == 0) {
+		if (config_parse_duration_ms(val, &v) == 0 && v <= 100)
+			c->shm_spin_us = (unsigned)(v * 1000);
+		else if (strlen(val) > 2 && strcmp(val + strlen(val) - 2,
+		    "us") == 0 && parse_uint(val, 100000, &v) == 0)
+			c->shm_spin_us = (unsigned)v;
+		else
+			BAD("shm_spin: \"%s\" is not a duration up to 100ms",
+			    val);
+	} else if (strcmp(key, "debug") == 0) {
+		if (parse_bool(val, &c->debug) != 0)
+			BAD("debug: \"%s\" is not yes or no", val);
+	} else
+		BAD("unknown key \"%s\"", key);
+	return (0);
+#undef BAD
+}
+
+/* Checks across keys; a default max_record shrinks to fit a segment. */
+int
+config_validate(struct srv_config *c, char *err, size_t errlen)
+{
+	uint64_t room = c->segment_size - WAL_FILE_HEADER_SIZE -
+	    WAL_RECORD_OVERHEAD;
+
+	if (!c->max_record_given && c->max_record > room)
+		c->max_record = (uint32_t)room;
+	if (c->max_record > room) {
+		snprintf(err, errlen, "max_record %" PRIu32 " does not fit in "
+		    "a segment of %" PRIu64 " bytes (at most %" PRIu64 "); "
+		    "raise segment_size or lower max_record", c->max_record,
+		    c->segment_size, room);
+		return (-1);
+	}
+	return (0);
+}
+
+/* Deep copy. */
+void
+config_copy(struct srv_config *dst, const struct srv_config *src)
+{
+	*dst = *src;
+	dst->dir = src->dir ? strdup(src->dir) : NULL;
+	dst->socket_path = src->socket_path ? strdup(src->socket_path) : NULL;
+}
+
+void
+config_free(struct srv_config *c)
+{
+	free(c->dir);
+	free(c->socket_path);
+	c->dir = c->socket_path = NULL;
+}
+
+/* "64M", "1G", "4096": powers of 1024. */
+int
+config_parse_size(const char *s, uint64_t *out)
+{
+	char *end;
+	uint64_t v, mul = 1;
+
+	if (!isdigit((unsigned char)*s))
+		return (-1);
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno != 0)
+		return (-1);
+	switch (toupper((unsigned char)*end)) {
+	case '\0':
+		break;
+	case 'K':
+		mul = 1ull << 10;
+		break;
+	case 'M':
+		mul = 1ull << 20;
+		break;
+	case 'G':
+		mul = 1ull << 30;
+		break;
+	case 'T':
+		mul = 1ull << 40;
+		break;
+	default:
+		return (-1);
+	}
+	if (*end != '\0') {
+		end++;
+		if (toupper((unsigned char)*end) == 'I')
+			end++;
+		if (toupper((unsigned char)*end) == 'B')
+			end++;
+		if (*end != '\0')
+			return (-1);
+	}
+	if (v > UINT64_MAX / mul)
+		return (-1);
+	*out = v * mul;
+	return (0);
+}
+
+/* "250ms", "1s", "5m", "2h", "30d", bare number = seconds. */
+int
+config_parse_duration_ms(const char *s, uint64_t *out)
+{
+	char *end;
+	uint64_t v, mul;
+
+	if (!isdigit((unsigned char)*s))
+		return (-1);
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno != 0)
+		return (-1);
+	if (strcmp(end, "ms") == 0)
+		mul = 1;
+	else if (strcmp(end, "s") == 0 || *end == '\0')
+		mul = 1000;
+	else if (strcmp(end, "m") == 0)
+		mul = 60000;
+	else if (strcmp(end, "h") == 0)
+		mul = 3600000;
+	else if (strcmp(end, "d") == 0)
+		mul = 86400000;
+	else
+		return (-1);
+	if (v > UINT64_MAX / mul)
+		return (-1);
+	*out = v * mul;
+	return (0);
+}
+
+static int
+parse_uint(const char *s, uint64_t max, uint64_t *out)
+{
+	char *end;
+	uint64_t v;
+
+	if (!isdigit((unsigned char)*s))
+		return (-1);
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno != 0 || *end != '\0' || v > max)
+		return (-1);
+	*out = v;
+	return (0);
+}
+
+static int
+parse_bool(const char *s, int *out)
+{
+	if (strcmp(s, "yes") == 0 || strcmp(s, "true") == 0 ||
+	    strcmp(s, "on") == 0 || strcmp(s, "1") == 0)
+		*out = 1;
+	else if (strcmp(s, "no") == 0 || strcmp(s, "false") == 0 ||
+	    strcmp(s, "off") == 0 || strcmp(s, "0") == 0)
+		*out = 0;
+	else
+		return (-1);
+	return (0);
+}
+
+/* Comma- or space-separated names or numbers. */
+static int
+parse_ids(const char *s, int groups, uint32_t *ids, size_t *n)
+{
+	char buf[4096], *tok, *save;
+	uint64_t v;
+
+	snprintf(buf, sizeof buf, "%s", s);
+	*n = 0;
+	for (tok = strtok_r(buf, ", \t", &save); tok != NULL;
+	    tok = strtok_r(NULL, ", \t", &save)) {
+		if (*n == SRV_MAX_ALLOW)
+			return (-1);
+		if (parse_uint(tok, UINT32_MAX - 1, &v) == 0)
+			ids[(*n)++] = (uint32_t)v;
+		else if (groups) {
+			struct group *gr = getgrnam(tok);
+
+			if (gr == NULL)
+				return (-1);
+			ids[(*n)++] = gr->gr_gid;
+		} else {
+			struct passwd *pw = getpwnam(tok);
+
+			if (pw == NULL)
+				return (-1);
+			ids[(*n)++] = pw->pw_uid;
+		}
+	}
+	return (0);
+}
+
+static char *
+trim(char *s)
+{
+	char *e;
+
+	while (isspace((unsigned char)*s))
+		s++;
+	e = s + strlen(s);
+	while (e > s && isspace((unsigned char)e[-1]))
+		*--e = '\0';
+	return (s);
+}
+
+static void
+set_str(char **dst, const char *v)
+{
+	free(*dst);
+	if ((*dst = strdup(v)) == NULL)
+		abort();
+}

@@ -1,0 +1,68 @@
+/*
+ * walmmapd - configuration: defaults, walmmapd.conf, command-line options.
+ */
+#ifndef SRVCONF_H
+#define SRVCONF_H
+
+#include <sys/types.h>
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define SRV_DEFAULT_CONF	SYSCONFDIR "/walmmapd.conf"
+#define SRV_MAX_ALLOW		64
+
+struct srv_config {
+	char		*dir;
+	char		*socket_path;
+	mode_t		 socket_mode;
+	gid_t		 socket_group;		/* (gid_t)-1: unchanged */
+	uint64_t	 segment_size;
+	unsigned	 ring;
+	int		 prefault;
+	uint32_t	 max_record;
+	unsigned	 max_connections;
+	uint32_t	 max_inflight;
+	unsigned	 sync_interval_ms;	/* 0: no periodic sync */
+	uid_t		 allow_uids[SRV_MAX_ALLOW];
+	size_t		 nallow_uids;
+	gid_t		 allow_gids[SRV_MAX_ALLOW];
+	size_t		 nallow_gids;
+	uint64_t	 retain_segments;	/* 0: keep all */
+	uint64_t	 retain_bytes;		/* 0: keep all */
+	uint64_t	 retain_age_s;		/* 0: keep all */
+	unsigned	 shm_spin_us;		/* drainer spin before sleeping */
+	int		 debug;
+	int		 dir_given;		/* not a default */
+	int		 socket_given;
+	int		 max_record_given;
+};
+
+/* Fill in the built-in defaults (dir and socket from the environment). */
+void	config_defaults(struct srv_config *);
+
+/*
+ * Read a config file over cfg. A missing file is fine when !must_exist.
+ * On error returns -1 with "FILE:LINE: reason" in err.
+ */
+int	config_load(struct srv_config *, const char *path, int must_exist,
+	    char *err, size_t errlen);
+
+/* Set one key from text (file or command line). -1 with reason in err. */
+int	config_set(struct srv_config *, const char *key, const char *value,
+	    char *err, size_t errlen);
+
+/* Cross-field checks after everything is loaded. */
+int	config_validate(struct srv_config *, char *err, size_t errlen);
+
+/* Copy a config (strings duplicated). */
+void	config_copy(struct srv_config *dst, const struct srv_config *src);
+
+/* Free the strings of a config. */
+void	config_free(struct srv_config *);
+
+/* Value parsers, exposed for the command line and tests. */
+int	config_parse_size(const char *, uint64_t *);
+int	config_parse_duration_ms(const char *, uint64_t *);
+
+#endif /* SRVCONF_H */

@@ -1,0 +1,173 @@
+/*
+ * walmmapd - the sync thread: group commit off the event loop.
+ *
+ * The loop calls syncer_request() whenever records wait for durability.
+ * The thread runs wal_ring_sync(), which covers every record written before
+ * it started, then writes to an eventfd the loop watches. Requests that
+ * arrive while a sync runs are folded into the next one, so one fdatasync
+ * serves every client that asked in the meantime.
+ *
+ * Shared fields are guarded by lock; the loop reads results only after the
+ * eventfd fired (the write happens after the results are stored under
+ * lock, the loop takes lock to read them).
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "server.h"
+#include "wal_ring.h"
+
+struct syncer {
+	struct wal_ring	*ring;
+	int		 notify_fd;
+	pthread_t	 thread;
+	pthread_mutex_t	 lock;
+	pthread_cond_t	 cond;
+	int		 requested;	/* (lock) */
+	int		 stop;		/* (lock) */
+	/* Results (lock). */
+	int64_t		 durable;
+	int		 failed;
+	char		 err[WAL_ERROR_MSG_MAX];
+	uint64_t	 count;
+	uint64_t	 ns_total;
+	uint64_t	 ns_max;
+};
+
+static void	*syncer_main(void *);
+
+/* Start the thread. */
+struct syncer *
+syncer_start(struct wal_ring *ring, int notify_fd)
+{
+	struct syncer *s;
+
+	if ((s = calloc(1, sizeof *s)) == NULL)
+		return (NULL);
+	s->ring = ring;
+	s->notify_fd = notify_fd;
+	s->durable = wal_ring_durable_seq(ring);
+	pthread_mutex_init(&s->lock, NULL);
+	pthread_cond_init(&s->cond, NULL);
+	if (pthread_create(&s->thread, NULL, syncer_main, s) != 0) {
+		pthread_mutex_destroy(&s->lock);
+		pthread_cond_destroy(&s->cond);
+		free(s);
+		return (NULL);
+	}
+	return (s);
+}
+
+/* Ask for a sync (coalesced with any already asked for). */
+void
+syncer_request(struct syncer *s)
+{
+	pthread_mutex_lock(&s->lock);
+	if (!s->requested) {
+		s->requested = 1;
+		pthread_cond_signal(&s->cond);
+	}
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* Stop and join the thread (a requested sync still runs first). */
+void
+syncer_stop(struct syncer *s)
+{
+	if (s == NULL)
+		return;
+	pthread_mutex_lock(&s->lock);
+	s->stop = 1;
+	pthread_cond_signal(&s->cond);
+	pthread_mutex_unlock(&s->lock);
+	pthread_join(s->thread, NULL);
+	pthread_mutex_destroy(&s->lock);
+	pthread_cond_destroy(&s->cond);
+	free(s);
+}
+
+/* Latest result: 0 and *durable, or -1 with the failure text. */
+int
+syncer_result(struct syncer *s, int64_t *durable, char *err, size_t errlen)
+{
+	int failed;
+
+	pthread_mutex_lock(&s->lock);
+	*durable = s->durable;
+	failed = s->failed;
+	if (failed)
+		snprintf(err, errlen, "%s", s->err);
+	s->failed = 0;
+	pthread_mutex_unlock(&s->lock);
+	return (failed ? -1 : 0);
+}
+
+void
+syncer_stats(struct syncer *s, uint64_t *count, uint64_t *ns_total,
+    uint64_t *ns_max)
+{
+	pthread_mutex_lock(&s->lock);
+	*count = s->count;
+	*ns_total = s->ns_total;
+	*ns_max = s->ns_max;
+	pthread_mutex_unlock(&s->lock);
+}
+
+static uint64_t
+mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ((uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec);
+}
+
+static void *
+syncer_main(void *arg)
+{
+	struct syncer *s = arg;
+	struct wal_error err;
+	uint64_t one = 1, t0, dt;
+	int64_t durable;
+	int rc;
+
+	pthread_mutex_lock(&s->lock);
+	for (;;) {
+		while (!s->requested && !s->stop)
+			pthread_cond_wait(&s->cond, &s->lock);
+		if (!s->requested && s->stop)
+			break;
+		s->requested = 0;
+		pthread_mutex_unlock(&s->lock);
+
+		t0 = mono_ns();
+		rc = wal_ring_sync(s->ring, &durable, &err);
+		dt = mono_ns() - t0;
+
+		pthread_mutex_lock(&s->lock);
+		s->durable = durable;
+		if (rc != 0) {
+			s->failed = 1;
+			snprintf(s->err, sizeof s->err, "%s", err.msg);
+		}
+		s->count++;
+		s->ns_total += dt;
+		if (dt > s->ns_max)
+			s->ns_max = dt;
+		/* Wake the loop; the results above are already stored. */
+		if (write(s->notify_fd, &one, sizeof one) == -1 &&
+		    errno != EAGAIN) {
+			/* The loop will see the next notification. */
+		}
+	}
+	pthread_mutex_unlock(&s->lock);
+	return (NULL);
+}

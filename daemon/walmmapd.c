@@ -1,0 +1,577 @@
+/*
+ * walmmapd - the write-ahead-log daemon: options, start-up, the event loop,
+ * signals, periodic work and shutdown.
+ */
+#include "config.h"
+
+#include <sys/eventfd.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <systemd/sd-daemon.h>
+
+#include "log.h"
+#include "server.h"
+#include "wal_ring.h"
+
+#define MAX_OVERRIDES	64
+
+/* Command-line settings, applied over the config file. */
+struct overrides {
+	const char	*key[MAX_OVERRIDES];
+	const char	*val[MAX_OVERRIDES];
+	size_t		 n;
+};
+
+static void	usage(FILE *, int) __attribute__((noreturn));
+static void	add_override(struct overrides *, const char *, const char *);
+static int	load_config(struct srv_config *, const char *conf, int must,
+		    const struct overrides *, char *, size_t);
+static int	make_dir(const char *, int parents);
+static int	daemonize(void);
+static void	ready(int fd, const char *);
+static void	signal_cb(int, short, void *);
+static void	reload(struct server *);
+static void	sync_done_cb(int, short, void *);
+static void	sync_timer_cb(int, short, void *);
+static void	tick_cb(int, short, void *);
+static void	watchdog_cb(int, short, void *);
+static void	stop_timer_cb(int, short, void *);
+
+static struct overrides	 overrides;
+
+static void
+usage(FILE *f, int status)
+{
+	fprintf(f,
+"usage: walmmapd [-fDhV] [-c file] [-d dir] [-s socket] [--segment-size size]\n"
+"                [--ring n] [-o key=value]...\n"
+"  -c, --config FILE       configuration file (default %s)\n"
+"  -d, --dir DIR           data directory for segment files\n"
+"  -s, --socket PATH       Unix socket clients connect to\n"
+"  -f, --foreground        do not detach (implied under systemd)\n"
+"      --segment-size SIZE segment file size, e.g. 64M\n"
+"      --ring N            mapped segments (2..16)\n"
+"  -o, --set KEY=VALUE     any walmmapd.conf(5) setting\n"
+"  -D, --debug             log debugging messages\n"
+"  -V, --version           print the version and exit\n"
+"  -h, --help              print this help and exit\n",
+	    SRV_DEFAULT_CONF);
+	exit(status);
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "config",		required_argument, NULL, 'c' },
+		{ "dir",		required_argument, NULL, 'd' },
+		{ "socket",		required_argument, NULL, 's' },
+		{ "foreground",		no_argument,	   NULL, 'f' },
+		{ "segment-size",	required_argument, NULL, 'S' },
+		{ "ring",		required_argument, NULL, 'R' },
+		{ "set",		required_argument, NULL, 'o' },
+		{ "debug",		no_argument,	   NULL, 'D' },
+		{ "version",		no_argument,	   NULL, 'V' },
+		{ "help",		no_argument,	   NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct server srv;
+	struct wal_ring_config rc;
+	struct wal_recovery rec;
+	struct wal_error err;
+	struct conn *c;
+	char why[1024], *eq;
+	const char *conf = SRV_DEFAULT_CONF;
+	int ch, conf_given = 0, foreground = 0, ready_fd = -1, i;
+	uint64_t wd_usec;
+	struct timeval tv;
+
+	while ((ch = getopt_long(argc, argv, "c:d:s:fo:DVh", longopts,
+	    NULL)) != -1) {
+		switch (ch) {
+		case 'c':
+			conf = optarg;
+			conf_given = 1;
+			break;
+		case 'd':
+			add_override(&overrides, "dir", optarg);
+			break;
+		case 's':
+			add_override(&overrides, "socket", optarg);
+			break;
+		case 'f':
+			foreground = 1;
+			break;
+		case 'S':
+			add_override(&overrides, "segment_size", optarg);
+			break;
+		case 'R':
+			add_override(&overrides, "ring", optarg);
+			break;
+		case 'o':
+			if ((eq = strchr(optarg, '=')) == NULL) {
+				fprintf(stderr, "walmmapd: -o %s: expected "
+				    "KEY=VALUE\n", optarg);
+				exit(1);
+			}
+			*eq = '\0';
+			add_override(&overrides, optarg, eq + 1);
+			break;
+		case 'D':
+			add_override(&overrides, "debug", "yes");
+			break;
+		case 'V':
+			printf("walmmapd %s (protocol %d)\n", PACKAGE_VERSION,
+			    WAL_PROTO_VERSION);
+			exit(0);
+		case 'h':
+			usage(stdout, 0);
+		default:
+			usage(stderr, 1);
+		}
+	}
+	if (optind != argc) {
+		fprintf(stderr, "walmmapd: unexpected argument \"%s\"\n",
+		    argv[optind]);
+		usage(stderr, 1);
+	}
+
+	memset(&srv, 0, sizeof srv);
+	srv.listen_fd = -1;
+	srv.sync_fd = -1;
+	TAILQ_INIT(&srv.conns);
+	srv.conf_path = conf;
+	srv.conf_must_exist = conf_given;
+	if (load_config(&srv.cfg, conf, conf_given, &overrides, why,
+	    sizeof why) != 0) {
+		fprintf(stderr, "<3>walmmapd: %s\n", why);
+		exit(1);
+	}
+	log_init(srv.cfg.debug);
+
+	/* Under systemd (or asked to) stay in the foreground. */
+	if (getenv("NOTIFY_SOCKET") != NULL || getenv("LISTEN_FDS") != NULL ||
+	    getenv("INVOCATION_ID") != NULL)
+		foreground = 1;
+	if (!foreground && (ready_fd = daemonize()) == -1)
+		exit(1);
+
+	signal(SIGPIPE, SIG_IGN);
+	if (make_dir(srv.cfg.dir, !srv.cfg.dir_given) != 0) {
+		log_warn("cannot create data directory %s", srv.cfg.dir);
+		ready(ready_fd, "cannot create the data directory");
+		exit(1);
+	}
+
+	/* The ring first: its lock decides whether we may run at all. */
+	memset(&rc, 0, sizeof rc);
+	rc.dir = srv.cfg.dir;
+	rc.segment_size = srv.cfg.segment_size;
+	rc.ring_segments = srv.cfg.ring;
+	rc.no_prefault = !srv.cfg.prefault;
+	if (wal_ring_open(&rc, &srv.ring, &rec, &err) != 0) {
+		log_errx("%s", err.msg);
+		ready(ready_fd, err.msg);
+		exit(1);
+	}
+	log_info("data directory %s: %" PRIu64 " segment%s, next seq %" PRId64
+	    "%s", srv.cfg.dir, rec.segments, rec.segments == 1 ? "" : "s",
+	    rec.next_seq, rec.torn_bytes ? " (torn tail repaired)" : "");
+	if (rec.torn_bytes > 0)
+		log_warnx("recovery zeroed %" PRIu64 " bytes after the last "
+		    "valid record of segment %" PRIu64 " (offset %" PRIu64 ")",
+		    rec.torn_bytes, rec.tail_id, rec.tail_offset);
+
+	if ((srv.base = event_base_new()) == NULL)
+		fatalx("cannot create the event loop");
+	srv.rxbuf = malloc(WAL_PROTO_MAX_FRAME);
+	srv.txbuf = malloc(WAL_PROTO_MAX_FRAME);
+	srv.ackbuf = malloc(WAL_PROTO_MAX_FRAME);
+	if (srv.rxbuf == NULL || srv.txbuf == NULL || srv.ackbuf == NULL)
+		fatal("cannot allocate frame buffers");
+	srv.started = time(NULL);
+
+	/* Group commit runs on its own thread and reports via an eventfd. */
+	if ((srv.sync_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) == -1)
+		fatal("eventfd");
+	if ((srv.syncer = syncer_start(srv.ring, srv.sync_fd)) == NULL)
+		fatalx("cannot start the sync thread");
+	srv.ev_sync_done = event_new(srv.base, srv.sync_fd,
+	    EV_READ | EV_PERSIST, sync_done_cb, &srv);
+	srv.ev_sync_timer = event_new(srv.base, -1, EV_PERSIST, sync_timer_cb,
+	    &srv);
+	srv.ev_tick = event_new(srv.base, -1, EV_PERSIST, tick_cb, &srv);
+	srv.ev_stop_timer = evtimer_new(srv.base, stop_timer_cb, &srv);
+	srv.ev_signals[0] = evsignal_new(srv.base, SIGTERM, signal_cb, &srv);
+	srv.ev_signals[1] = evsignal_new(srv.base, SIGINT, signal_cb, &srv);
+	srv.ev_signals[2] = evsignal_new(srv.base, SIGHUP, signal_cb, &srv);
+	if (srv.ev_sync_done == NULL || srv.ev_sync_timer == NULL ||
+	    srv.ev_tick == NULL || srv.ev_stop_timer == NULL ||
+	    srv.ev_signals[0] == NULL || srv.ev_signals[1] == NULL ||
+	    srv.ev_signals[2] == NULL)
+		fatalx("cannot create events");
+	event_add(srv.ev_sync_done, NULL);
+	for (i = 0; i < 3; i++)
+		evsignal_add(srv.ev_signals[i], NULL);
+	if (srv.cfg.sync_interval_ms > 0) {
+		tv.tv_sec = srv.cfg.sync_interval_ms / 1000;
+		tv.tv_usec = (srv.cfg.sync_interval_ms % 1000) * 1000;
+		event_add(srv.ev_sync_timer, &tv);
+	}
+	tv.tv_sec = 1;
+	tv.tv_usec = 0;
+	event_add(srv.ev_tick, &tv);
+	if (sd_watchdog_enabled(0, &wd_usec) > 0 && wd_usec > 0) {
+		srv.ev_watchdog = event_new(srv.base, -1, EV_PERSIST,
+		    watchdog_cb, &srv);
+		tv.tv_sec = (time_t)(wd_usec / 2 / 1000000);
+		tv.tv_usec = (suseconds_t)(wd_usec / 2 % 1000000);
+		event_add(srv.ev_watchdog, &tv);
+	}
+
+	if (srv_listen(&srv) != 0) {
+		ready(ready_fd, "cannot listen");
+		wal_ring_close(srv.ring);
+		exit(1);
+	}
+	log_info("walmmapd %s ready: socket %s, segments of %" PRIu64
+	    " bytes, ring %u, next seq %" PRId64, PACKAGE_VERSION,
+	    srv.socket_from_systemd ? "from systemd" : srv.cfg.socket_path,
+	    srv.cfg.segment_size, srv.cfg.ring, rec.next_seq);
+	sd_notifyf(0, "READY=1\nSTATUS=ready, next seq %" PRId64 "\nMAINPID=%ld",
+	    rec.next_seq, (long)getpid());
+	ready(ready_fd, NULL);
+
+	event_base_dispatch(srv.base);
+
+	/* Stopped: whatever is left is closed, the ring synced and closed. */
+	while ((c = TAILQ_FIRST(&srv.conns)) != NULL)
+		conn_free(c);
+	srv_close_listener(&srv);
+	syncer_stop(srv.syncer);
+	wal_ring_close(srv.ring);
+	log_info("stopped after %" PRIu64 " records", srv.records);
+
+	for (i = 0; i < 3; i++)
+		event_free(srv.ev_signals[i]);
+	event_free(srv.ev_sync_done);
+	event_free(srv.ev_sync_timer);
+	event_free(srv.ev_tick);
+	event_free(srv.ev_stop_timer);
+	if (srv.ev_watchdog != NULL)
+		event_free(srv.ev_watchdog);
+	if (srv.ev_accept != NULL)
+		event_free(srv.ev_accept);
+	if (srv.ev_accept_resume != NULL)
+		event_free(srv.ev_accept_resume);
+	event_base_free(srv.base);
+	close(srv.sync_fd);
+	free(srv.rxbuf);
+	free(srv.txbuf);
+	free(srv.ackbuf);
+	config_free(&srv.cfg);
+	return (srv.exit_status);
+}
+
+static void
+add_override(struct overrides *o, const char *key, const char *val)
+{
+	if (o->n == MAX_OVERRIDES) {
+		fprintf(stderr, "walmmapd: too many options\n");
+		exit(1);
+	}
+	o->key[o->n] = key;
+	o->val[o->n] = val;
+	o->n++;
+}
+
+/* Defaults, then the file, then the command line; then cross-checks. */
+static int
+load_config(struct srv_config *cfg, const char *conf, int must,
+    const struct overrides *o, char *err, size_t errlen)
+{
+	char why[512];
+	size_t i;
+
+	config_defaults(cfg);
+	if (config_load(cfg, conf, must, err, errlen) != 0)
+		goto fail;
+	for (i = 0; i < o->n; i++)
+		if (config_set(cfg, o->key[i], o->val[i], why,
+		    sizeof why) != 0) {
+			snprintf(err, errlen, "command line: %s", why);
+			goto fail;
+		}
+	if (config_validate(cfg, err, errlen) != 0)
+		goto fail;
+	return (0);
+fail:
+	config_free(cfg);
+	return (-1);
+}
+
+/* Create the data directory (and its parents for the default one). */
+static int
+make_dir(const char *path, int parents)
+{
+	char buf[PATH_MAX], *p;
+
+	if (parents) {
+		snprintf(buf, sizeof buf, "%s", path);
+		for (p = buf + 1; *p != '\0'; p++) {
+			if (*p != '/')
+				continue;
+			*p = '\0';
+			if (mkdir(buf, 0755) == -1 && errno != EEXIST)
+				return (-1);
+			*p = '/';
+		}
+	}
+	if (mkdir(path, 0750) == -1 && errno != EEXIST)
+		return (-1);
+	return (0);
+}
+
+/*
+ * Detach. The parent waits on a pipe until the child is ready (exit 0) or
+ * has failed (exit 1), so "walmmapd && use it" works. Returns the child's
+ * end of the pipe, or -1.
+ */
+static int
+daemonize(void)
+{
+	int pfd[2], devnull, status;
+	char msg[512];
+	ssize_t n;
+	pid_t pid;
+
+	if (pipe2(pfd, O_CLOEXEC) == -1) {
+		log_warn("pipe");
+		return (-1);
+	}
+	if ((pid = fork()) == -1) {
+		log_warn("fork");
+		return (-1);
+	}
+	if (pid > 0) {
+		close(pfd[1]);
+		n = read(pfd[0], msg, sizeof msg - 1);
+		if (n > 0 && msg[0] == '\0')
+			_exit(0);
+		if (n <= 0 && waitpid(pid, &status, WNOHANG) == 0)
+			_exit(0);
+		_exit(1);
+	}
+	close(pfd[0]);
+	if (setsid() == -1)
+		log_warn("setsid");
+	if ((devnull = open("/dev/null", O_RDWR)) != -1) {
+		dup2(devnull, STDIN_FILENO);
+		dup2(devnull, STDOUT_FILENO);
+		dup2(devnull, STDERR_FILENO);
+		if (devnull > STDERR_FILENO)
+			close(devnull);
+	}
+	log_to_syslog();
+	return (pfd[1]);
+}
+
+/* Tell a waiting parent we are ready (why == NULL) or failed. */
+static void
+ready(int fd, const char *why)
+{
+	if (fd == -1)
+		return;
+	if (why == NULL)
+		(void)write(fd, "", 1);
+	else
+		(void)write(fd, why, strlen(why));
+	close(fd);
+}
+
+static void
+signal_cb(int sig, short ev, void *arg)
+{
+	struct server *srv = arg;
+
+	(void)ev;
+	if (sig == SIGHUP)
+		reload(srv);
+	else
+		srv_stop(srv, sig == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+/* SIGHUP: re-read the configuration; apply what can change at run time. */
+static void
+reload(struct server *srv)
+{
+	struct srv_config n, *o = &srv->cfg;
+	char why[1024];
+	struct timeval tv;
+
+	sd_notify(0, "RELOADING=1");
+	if (load_config(&n, srv->conf_path, srv->conf_must_exist, &overrides,
+	    why, sizeof why) != 0) {
+		log_errx("reload: %s; keeping the running configuration", why);
+		sd_notify(0, "READY=1");
+		return;
+	}
+#define RESTART_ONLY(f, name) do {					\
+	if (n.f != o->f)						\
+		log_warnx("reload: %s changed; it takes effect after a "	\
+		    "restart", name);						\
+} while (0)
+#define LIVE(f, name, fmt) do {						\
+	if (n.f != o->f) {						\
+		log_info("reload: %s %" fmt " -> %" fmt, name, o->f, n.f);	\
+		o->f = n.f;						\
+	}								\
+} while (0)
+	if (strcmp(n.dir, o->dir) != 0)
+		log_warnx("reload: dir changed; it takes effect after a "
+		    "restart");
+	if (strcmp(n.socket_path, o->socket_path) != 0)
+		log_warnx("reload: socket changed; it takes effect after a "
+		    "restart");
+	RESTART_ONLY(segment_size, "segment_size");
+	RESTART_ONLY(ring, "ring");
+	RESTART_ONLY(prefault, "prefault");
+	RESTART_ONLY(socket_mode, "socket_mode");
+	RESTART_ONLY(socket_group, "socket_group");
+	LIVE(max_record, "max_record", PRIu32);
+	LIVE(max_connections, "max_connections", "u");
+	LIVE(max_inflight, "max_inflight", PRIu32);
+	LIVE(retain_segments, "retain_segments", PRIu64);
+	LIVE(retain_bytes, "retain_bytes", PRIu64);
+	LIVE(retain_age_s, "retain_age (s)", PRIu64);
+	LIVE(shm_spin_us, "shm_spin (us)", "u");
+	LIVE(debug, "debug", "d");
+	if (n.sync_interval_ms != o->sync_interval_ms) {
+		log_info("reload: sync_interval %ums -> %ums",
+		    o->sync_interval_ms, n.sync_interval_ms);
+		o->sync_interval_ms = n.sync_interval_ms;
+		event_del(srv->ev_sync_timer);
+		if (o->sync_interval_ms > 0) {
+			tv.tv_sec = o->sync_interval_ms / 1000;
+			tv.tv_usec = (o->sync_interval_ms % 1000) * 1000;
+			event_add(srv->ev_sync_timer, &tv);
+		}
+	}
+	if (n.nallow_uids != o->nallow_uids || n.nallow_gids != o->nallow_gids
+	    || memcmp(n.allow_uids, o->allow_uids, sizeof n.allow_uids) != 0 ||
+	    memcmp(n.allow_gids, o->allow_gids, sizeof n.allow_gids) != 0) {
+		log_info("reload: allow-list changed (%zu users, %zu groups; "
+		    "applies to new connections)", n.nallow_uids,
+		    n.nallow_gids);
+		memcpy(o->allow_uids, n.allow_uids, sizeof n.allow_uids);
+		memcpy(o->allow_gids, n.allow_gids, sizeof n.allow_gids);
+		o->nallow_uids = n.nallow_uids;
+		o->nallow_gids = n.nallow_gids;
+	}
+#undef RESTART_ONLY
+#undef LIVE
+	log_set_debug(o->debug);
+	config_free(&n);
+	log_info("configuration reloaded");
+	sd_notify(0, "READY=1");
+}
+
+/* The sync thread finished a group commit: answer everyone it covers. */
+static void
+sync_done_cb(int fd, short ev, void *arg)
+{
+	struct server *srv = arg;
+	struct conn *c, *next;
+	char why[WAL_ERROR_MSG_MAX];
+	uint64_t n;
+	int64_t durable;
+	int again = 0;
+
+	(void)ev;
+	if (read(fd, &n, sizeof n) != (ssize_t)sizeof n)
+		return;
+	if (syncer_result(srv->syncer, &durable, why, sizeof why) != 0) {
+		log_errx("sync failed: %s", why);
+		TAILQ_FOREACH_SAFE(c, &srv->conns, entry, next)
+			conn_sync_failed(c, why);
+		return;
+	}
+	TAILQ_FOREACH_SAFE(c, &srv->conns, entry, next) {
+		conn_durable(c, durable);
+		/* conn_durable may have freed c; next is still valid. */
+	}
+	TAILQ_FOREACH(c, &srv->conns, entry)
+		if (c->durable_want > durable || c->nsyncs > 0)
+			again = 1;
+	if (again)
+		srv_request_sync(srv);
+}
+
+/* Periodic sync: bounds how much written data is not yet durable. */
+static void
+sync_timer_cb(int fd, short ev, void *arg)
+{
+	struct server *srv = arg;
+
+	(void)fd;
+	(void)ev;
+	if (wal_ring_written_seq(srv->ring) > wal_ring_durable_seq(srv->ring))
+		srv_request_sync(srv);
+}
+
+/* Once a second: rates, systemd status line, retention. */
+static void
+tick_cb(int fd, short ev, void *arg)
+{
+	struct server *srv = arg;
+
+	(void)fd;
+	(void)ev;
+	srv->records_per_s = srv->records - srv->rate_records;
+	srv->rate_records = srv->records;
+	sd_notifyf(0, "STATUS=%" PRIu64 " records/s, %u client%s, last seq %"
+	    PRId64 ", durable %" PRId64, srv->records_per_s, srv->nconns,
+	    srv->nconns == 1 ? "" : "s", wal_ring_written_seq(srv->ring),
+	    wal_ring_durable_seq(srv->ring));
+	if (srv->sub_dirty)
+		srv_wake_subscribers(srv);
+	if (!srv->stopping)
+		srv_retention(srv);
+}
+
+static void
+watchdog_cb(int fd, short ev, void *arg)
+{
+	(void)fd;
+	(void)ev;
+	(void)arg;
+	sd_notify(0, "WATCHDOG=1");
+}
+
+/* Clients did not go away after the final acks: close them. */
+static void
+stop_timer_cb(int fd, short ev, void *arg)
+{
+	struct server *srv = arg;
+
+	(void)fd;
+	(void)ev;
+	log_info("closing %u client%s that stayed connected", srv->nconns,
+	    srv->nconns == 1 ? "" : "s");
+	event_base_loopbreak(srv->base);
+}

@@ -1,0 +1,242 @@
+/*
+ * walmmapd - the wire protocol between walmmapd and its clients.
+ *
+ * The only header both daemon/ and client/ include from each other's
+ * world. man/walmmap-protocol.7 describes it for people; this file is the
+ * reference for code.
+ *
+ * Transport: a Unix SOCK_SEQPACKET socket. One message is one frame; the
+ * kernel keeps the boundaries. All integers are in host byte order (the
+ * socket never leaves the host). Every frame starts with struct wal_msg;
+ * msg.len is the whole frame's length and must equal the bytes received.
+ *
+ * A connection starts with HELLO (client) and WELCOME (daemon). Requests
+ * carry a client-chosen id that replies echo.
+ */
+#ifndef WAL_PROTO_H
+#define WAL_PROTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define WAL_PROTO_VERSION	1
+#define WAL_PROTO_MAX_FRAME	(128u * 1024)	/* largest frame either way */
+
+/* Where clients look for the daemon (see wal_proto_default_socket()). */
+#define WAL_PROTO_SOCKET_ENV	"WALMMAP_SOCKET"
+#define WAL_PROTO_SYSTEM_SOCKET	"/run/walmmapd/walmmapd.sock"
+#define WAL_PROTO_USER_SOCKET	"walmmapd.sock"	/* in $XDG_RUNTIME_DIR */
+
+/* Message types. */
+enum wal_msg_type {
+	/* client -> daemon */
+	WAL_MSG_HELLO = 1,	/* struct wal_msg_hello */
+	WAL_MSG_APPEND = 2,	/* struct wal_msg_append + records */
+	WAL_MSG_APPEND_FD = 3,	/* struct wal_msg_append_fd + SCM_RIGHTS memfd */
+	WAL_MSG_SYNC = 4,	/* header only: make everything durable */
+	WAL_MSG_STATUS = 5,	/* header only */
+	WAL_MSG_ROTATE = 6,	/* header only */
+	WAL_MSG_SUBSCRIBE = 7,	/* struct wal_msg_subscribe */
+	WAL_MSG_SHM_OPEN = 8,	/* struct wal_msg_shm_open (reserved) */
+	WAL_MSG_PING = 9,	/* header only: OK once earlier frames are done */
+
+	/* daemon -> client */
+	WAL_MSG_WELCOME = 101,	/* struct wal_msg_welcome */
+	WAL_MSG_ACK = 102,	/* struct wal_msg_ack + wal_ack_entry[] */
+	WAL_MSG_DURABLE = 103,	/* struct wal_msg_durable */
+	WAL_MSG_ERROR = 104,	/* struct wal_msg_error + text */
+	WAL_MSG_STATUS_REPLY = 105, /* struct wal_status */
+	WAL_MSG_OK = 106,	/* header only: request done */
+	WAL_MSG_RECORDS = 107,	/* struct wal_msg_records + wal_rec_out[] */
+	WAL_MSG_RECORD_FD = 108, /* struct wal_rec_out + SCM_RIGHTS memfd */
+	WAL_MSG_SUB_END = 109,	/* struct wal_msg_sub_end */
+};
+
+/* Acknowledgement levels. */
+enum wal_ack_level {
+	WAL_ACK_NONE = 0,
+	WAL_ACK_WRITTEN = 1,
+	WAL_ACK_DURABLE = 2,
+	WAL_ACK_DEFAULT = 255,	/* in an append: the connection's level */
+};
+
+/* Error codes carried by WAL_MSG_ERROR. */
+enum wal_proto_err {
+	WAL_PERR_PROTO = 1,	/* malformed frame */
+	WAL_PERR_VERSION = 2,	/* no common protocol version */
+	WAL_PERR_TOO_LARGE = 3,	/* record above the daemon's limit */
+	WAL_PERR_NOSPC = 4,	/* disk full: record not written */
+	WAL_PERR_IO = 5,	/* I/O error: record not written */
+	WAL_PERR_PERM = 6,	/* peer not on the allow-list */
+	WAL_PERR_BUSY = 7,	/* too many connections */
+	WAL_PERR_BADFD = 8,	/* memfd missing, unsealed or short */
+	WAL_PERR_SHUTDOWN = 9,	/* daemon is stopping */
+	WAL_PERR_UNSUPPORTED = 10, /* request not supported */
+	WAL_PERR_SYNC = 11,	/* sync failed: durability not reached */
+};
+
+/* Every frame starts with this. */
+struct wal_msg {
+	uint16_t	type;		/* enum wal_msg_type */
+	uint16_t	flags;		/* zero unless a message says otherwise */
+	uint32_t	len;		/* whole frame, header included */
+	uint64_t	id;		/* request id, echoed by replies */
+};
+
+struct wal_msg_hello {
+	struct wal_msg	hdr;
+	uint32_t	version_min;
+	uint32_t	version_max;
+	uint8_t		ack;		/* default level for this connection */
+	uint8_t		pad[7];
+};
+
+struct wal_msg_welcome {
+	struct wal_msg	hdr;
+	uint32_t	version;	/* chosen version */
+	uint32_t	max_frame;	/* largest frame the daemon takes */
+	uint32_t	max_record;	/* largest record (any path) */
+	uint32_t	max_inflight;	/* unacknowledged bytes per client */
+	int64_t		next_seq;	/* seq the next record will get */
+};
+
+/*
+ * APPEND: count records, each a uint32_t size followed by size payload
+ * bytes, packed without padding after the fixed part. The records of one
+ * frame get consecutive seqs. hdr.id is echoed in the ack.
+ */
+struct wal_msg_append {
+	struct wal_msg	hdr;
+	uint32_t	count;
+	uint8_t		ack;		/* enum wal_ack_level */
+	uint8_t		pad[3];
+};
+
+/* APPEND_FD: one record of size bytes held in a sealed memfd. */
+struct wal_msg_append_fd {
+	struct wal_msg	hdr;
+	uint64_t	size;
+	uint8_t		ack;
+	uint8_t		pad[7];
+};
+
+/* ACK: records written, one entry per append frame, in frame order. */
+struct wal_ack_entry {
+	uint64_t	id;		/* the append frame's hdr.id */
+	int64_t		first_seq;	/* seq of its first record */
+	uint32_t	count;		/* records in it */
+	uint32_t	pad;
+};
+
+struct wal_msg_ack {
+	struct wal_msg	hdr;
+	uint32_t	count;		/* entries that follow */
+	uint32_t	pad;
+};
+
+/* DURABLE: every record with seq <= durable_seq is on stable storage. */
+struct wal_msg_durable {
+	struct wal_msg	hdr;		/* id: the SYNC request's, else 0 */
+	int64_t		durable_seq;
+};
+
+/* ERROR: code, the request it answers (0 if none), then text. */
+struct wal_msg_error {
+	struct wal_msg	hdr;		/* id: the failed request's */
+	uint32_t	code;		/* enum wal_proto_err */
+	uint32_t	fatal;		/* 1: the daemon closes the connection */
+	/* followed by a message, not NUL-terminated, up to hdr.len */
+};
+
+/* SUBSCRIBE: stream records from from_seq (-1: the next new one). */
+#define WAL_SUB_FOLLOW	0x1		/* keep streaming new records */
+struct wal_msg_subscribe {
+	struct wal_msg	hdr;
+	int64_t		from_seq;
+	int64_t		to_seq;		/* last seq wanted, -1: no limit */
+	uint32_t	flags;
+	uint32_t	pad;
+};
+
+/* RECORDS: count of (wal_rec_out + payload) packed after the fixed part. */
+struct wal_rec_out {
+	int64_t		seq;
+	int64_t		timestamp_ns;
+	uint32_t	size;
+	uint32_t	pad;
+};
+
+struct wal_msg_records {
+	struct wal_msg	hdr;
+	uint32_t	count;
+	uint32_t	pad;
+};
+
+/* SUB_END: the subscription ended (to_seq reached, or reading stopped). */
+struct wal_msg_sub_end {
+	struct wal_msg	hdr;
+	int64_t		next_seq;	/* first seq not sent */
+	uint32_t	reason;		/* 0: done, else a wal_rec_status */
+	uint32_t	pad;
+};
+
+/* SHM_OPEN is reserved for the shared-memory path. */
+struct wal_msg_shm_open {
+	struct wal_msg	hdr;
+	uint64_t	size;
+};
+
+/* STATUS_REPLY. */
+struct wal_status {
+	struct wal_msg	hdr;
+	uint32_t	version;
+	uint32_t	ring_segments;
+	int64_t		next_seq;
+	int64_t		written_seq;
+	int64_t		durable_seq;
+	int64_t		first_seq;	/* oldest seq still on disk, -1 none */
+	uint64_t	segment_size;
+	uint64_t	segments;	/* segment files in the directory */
+	uint64_t	disk_bytes;	/* their total size */
+	uint64_t	active_id;
+	uint64_t	clients;
+	uint64_t	clients_total;	/* accepted since start */
+	uint64_t	records;	/* appended since start */
+	uint64_t	bytes;		/* payload bytes since start */
+	uint64_t	frames;
+	uint64_t	syncs;
+	uint64_t	sync_ns_total;
+	uint64_t	sync_ns_max;
+	uint64_t	rotations;
+	uint64_t	errors;		/* error frames sent */
+	uint64_t	records_per_s;	/* over the last few seconds */
+	uint64_t	uptime_s;
+	uint64_t	pid;
+	char		dir[256];
+};
+
+/* Validation of a received frame: 0 or a WAL_PERR_* with a message. */
+int	wal_proto_check(const void *buf, size_t len, int from_daemon,
+	    char *why, size_t whylen);
+
+/*
+ * Walk the records of a checked APPEND frame. Start with *off = 0; each
+ * call yields one record. Returns 1 with a record, 0 after the last.
+ */
+int	wal_proto_next_record(const struct wal_msg_append *, size_t len,
+	    size_t *off, const uint8_t **payload, uint32_t *size);
+
+/*
+ * The socket a client uses when it names none: $WALMMAP_SOCKET, else (not
+ * root) $XDG_RUNTIME_DIR/walmmapd.sock if it exists, else the system
+ * socket. Mirrors the daemon's defaults.
+ */
+void	wal_proto_default_socket(char *buf, size_t len);
+
+/* Name of a message type, for logs and errors. */
+const char *wal_proto_type_name(unsigned type);
+
+/* Text of a protocol error code. */
+const char *wal_proto_strerror(unsigned code);
+
+#endif /* WAL_PROTO_H */
