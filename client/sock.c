@@ -170,10 +170,16 @@ wm_connect(const char *path, uint8_t ack, struct wal_msg_welcome *w,
 		close(s);
 		return (rc);
 	}
-	/* The daemon answers WELCOME, or ERROR when it refuses us. */
+	/*
+	 * The daemon answers WELCOME, or ERROR when it refuses us. A refusal
+	 * closes with our HELLO unread, and Linux then reports ECONNRESET
+	 * before the queued ERROR: ask again to read it.
+	 */
 	do
 		n = recv(s, buf, sizeof buf, 0);
 	while (n == -1 && errno == EINTR);
+	if (n == -1 && errno == ECONNRESET)
+		n = recv(s, buf, sizeof buf, MSG_DONTWAIT);
 	if (n <= 0) {
 		close(s);
 		return (wm_seterr(msg, WALMMAP_ELOST, "walmmapd at %s closed "
@@ -264,7 +270,7 @@ wm_recv(int sock, uint8_t *buf, int64_t deadline, int *fd, char *msg)
 	struct iovec iov;
 	char why[256];
 	ssize_t n;
-	int rc, nfds, fds[4], i;
+	int rc, nfds, fds[4], i, reset = 0;
 
 	*fd = -1;
 	for (;;) {
@@ -280,9 +286,15 @@ wm_recv(int sock, uint8_t *buf, int64_t deadline, int *fd, char *msg)
 			break;
 		if (errno == EINTR)
 			continue;
-		if (errno != EAGAIN)
+		if (errno == ECONNRESET && !reset) {
+			/* Frames sent before the close are still queued. */
+			reset = 1;
+			continue;
+		}
+		if (errno != EAGAIN || reset)
 			return (wm_seterr(msg, WALMMAP_ELOST, "cannot receive "
-			    "from walmmapd: %s", strerror(errno)));
+			    "from walmmapd: %s", strerror(reset ? ECONNRESET :
+			    errno)));
 		rc = poll(&pfd, 1, wm_left_ms(deadline));
 		if (rc == 0)
 			return (0);

@@ -137,10 +137,29 @@ srv_stop(struct server *srv, const char *why)
 		event_add(srv->ev_stop_timer, &tv);
 }
 
-/* Ask the sync thread for a group commit. */
+/*
+ * Ask the sync thread for a group commit. The request goes out after the
+ * loop has run every callback that is ready now, so one sync covers all
+ * clients whose records arrived together.
+ */
 void
 srv_request_sync(struct server *srv)
 {
+	if (srv->sync_kick_pending)
+		return;
+	srv->sync_kick_pending = 1;
+	event_active(srv->ev_sync_kick, EV_TIMEOUT, 0);
+}
+
+/* The deferred half of srv_request_sync(). */
+void
+srv_sync_kick_cb(int fd, short ev, void *arg)
+{
+	struct server *srv = arg;
+
+	(void)fd;
+	(void)ev;
+	srv->sync_kick_pending = 0;
 	syncer_request(srv->syncer);
 }
 

@@ -107,6 +107,8 @@ struct server {
 	int			 sync_fd;	/* eventfd: sync thread -> loop */
 	struct event		*ev_sync_done;
 	struct event		*ev_sync_timer;
+	struct event		*ev_sync_kick;	/* deferred sync request */
+	int			 sync_kick_pending;
 
 	struct event		*ev_signals[4];
 	struct event		*ev_tick;	/* status, rates, retention */
@@ -135,6 +137,7 @@ void	 srv_close_listener(struct server *);
 void	 srv_stop(struct server *, const char *why);
 void	 srv_status(struct server *, struct wal_status *);
 void	 srv_request_sync(struct server *);
+void	 srv_sync_kick_cb(int, short, void *);
 void	 srv_wake_subscribers(struct server *);
 void	 srv_retention(struct server *);
 

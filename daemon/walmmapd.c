@@ -215,6 +215,7 @@ main(int argc, char **argv)
 	    EV_READ | EV_PERSIST, sync_done_cb, &srv);
 	srv.ev_sync_timer = event_new(srv.base, -1, EV_PERSIST, sync_timer_cb,
 	    &srv);
+	srv.ev_sync_kick = event_new(srv.base, -1, 0, srv_sync_kick_cb, &srv);
 	srv.ev_tick = event_new(srv.base, -1, EV_PERSIST, tick_cb, &srv);
 	srv.ev_stop_timer = evtimer_new(srv.base, stop_timer_cb, &srv);
 	srv.ev_signals[0] = evsignal_new(srv.base, SIGTERM, signal_cb, &srv);
@@ -222,6 +223,7 @@ main(int argc, char **argv)
 	srv.ev_signals[2] = evsignal_new(srv.base, SIGHUP, signal_cb, &srv);
 	if (srv.ev_sync_done == NULL || srv.ev_sync_timer == NULL ||
 	    srv.ev_tick == NULL || srv.ev_stop_timer == NULL ||
+	    srv.ev_sync_kick == NULL ||
 	    srv.ev_signals[0] == NULL || srv.ev_signals[1] == NULL ||
 	    srv.ev_signals[2] == NULL)
 		fatalx("cannot create events");
@@ -271,6 +273,7 @@ main(int argc, char **argv)
 		event_free(srv.ev_signals[i]);
 	event_free(srv.ev_sync_done);
 	event_free(srv.ev_sync_timer);
+	event_free(srv.ev_sync_kick);
 	event_free(srv.ev_tick);
 	event_free(srv.ev_stop_timer);
 	if (srv.ev_watchdog != NULL)

@@ -1,0 +1,276 @@
+/*
+ * walmmapd tests - a real daemon and real programs (see tsdaemon.h).
+ */
+#include "config.h"
+
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "testsupport.h"
+#include "tsdaemon.h"
+
+#define MAX_ARGS	64
+
+static int	exit_status(int);
+
+const char *
+ts_prog(const char *prog)
+{
+	static char path[PATH_MAX];
+
+	snprintf(path, sizeof path, "%s/%s", TS_BUILDDIR, prog);
+	return (path);
+}
+
+void
+ts_daemon_init(struct ts_daemon *d, const char *base)
+{
+	memset(d, 0, sizeof *d);
+	d->notify_fd = -1;
+	snprintf(d->base, sizeof d->base, "%s", base);
+	snprintf(d->data, sizeof d->data, "%s/data", base);
+	snprintf(d->sock, sizeof d->sock, "%s/sock", base);
+	snprintf(d->log, sizeof d->log, "%s/walmmapd.log", base);
+	snprintf(d->notify_path, sizeof d->notify_path, "%s/notify", base);
+}
+
+int
+ts_daemon_start(struct ts_daemon *d, ...)
+{
+	char *args[MAX_ARGS];
+	va_list ap;
+	int n = 0;
+
+	va_start(ap, d);
+	while (n < MAX_ARGS - 1 && (args[n] = va_arg(ap, char *)) != NULL)
+		n++;
+	va_end(ap);
+	args[n] = NULL;
+	return (ts_daemon_startv(d, args));
+}
+
+int
+ts_daemon_startv(struct ts_daemon *d, char *const *extra)
+{
+	struct sockaddr_un sun;
+	char *argv[MAX_ARGS + 8], buf[512];
+	struct pollfd pfd;
+	int n = 0, i, logfd, status;
+	time_t until;
+	ssize_t len;
+
+	if (d->notify_fd == -1) {
+		d->notify_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+		memset(&sun, 0, sizeof sun);
+		sun.sun_family = AF_UNIX;
+		if (snprintf(sun.sun_path, sizeof sun.sun_path, "%s",
+		    d->notify_path) >= (int)sizeof sun.sun_path) {
+			fprintf(stderr, "%s: path too long\n", d->notify_path);
+			return (-1);
+		}
+		unlink(d->notify_path);
+		if (d->notify_fd == -1 || bind(d->notify_fd,
+		    (struct sockaddr *)&sun, sizeof sun) == -1) {
+			fprintf(stderr, "notify socket %s: %s\n",
+			    d->notify_path, strerror(errno));
+			return (-1);
+		}
+	}
+	argv[n++] = (char *)ts_prog("daemon/walmmapd");
+	argv[n++] = (char *)"-f";
+	argv[n++] = (char *)"-d";
+	argv[n++] = d->data;
+	argv[n++] = (char *)"-s";
+	argv[n++] = d->sock;
+	for (i = 0; extra != NULL && extra[i] != NULL && n < MAX_ARGS; i++)
+		argv[n++] = extra[i];
+	argv[n] = NULL;
+
+	if ((d->pid = fork()) == -1)
+		return (-1);
+	if (d->pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		logfd = open(d->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC,
+		    0644);
+		if (logfd != -1) {
+			dup2(logfd, STDOUT_FILENO);
+			dup2(logfd, STDERR_FILENO);
+		}
+		setenv("NOTIFY_SOCKET", d->notify_path, 1);
+		unsetenv("LISTEN_FDS");
+		unsetenv("LISTEN_PID");
+		execv(argv[0], argv);
+		fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
+		_exit(127);
+	}
+	until = time(NULL) + 60;
+	while (time(NULL) < until) {
+		pfd.fd = d->notify_fd;
+		pfd.events = POLLIN;
+		if (poll(&pfd, 1, 100) == 1) {
+			len = recv(d->notify_fd, buf, sizeof buf - 1, 0);
+			if (len > 0) {
+				buf[len] = '\0';
+				if (strstr(buf, "READY=1") != NULL)
+					return (0);
+			}
+		}
+		if (waitpid(d->pid, &status, WNOHANG) == d->pid) {
+			d->pid = 0;
+			return (exit_status(status));
+		}
+	}
+	fprintf(stderr, "walmmapd did not become ready in 60 s\n");
+	ts_daemon_kill(d);
+	return (-1);
+}
+
+int
+ts_daemon_stop(struct ts_daemon *d)
+{
+	int status, i;
+
+	if (d->pid <= 0)
+		return (-1);
+	kill(d->pid, SIGTERM);
+	for (i = 0; i < 600; i++) {
+		if (waitpid(d->pid, &status, WNOHANG) == d->pid) {
+			d->pid = 0;
+			return (exit_status(status));
+		}
+		usleep(50000);
+	}
+	fprintf(stderr, "walmmapd ignored SIGTERM for 30 s\n");
+	ts_daemon_kill(d);
+	return (-1);
+}
+
+void
+ts_daemon_kill(struct ts_daemon *d)
+{
+	if (d->pid <= 0)
+		return;
+	kill(d->pid, SIGKILL);
+	waitpid(d->pid, NULL, 0);
+	d->pid = 0;
+}
+
+void
+ts_daemon_signal(struct ts_daemon *d, int sig)
+{
+	if (d->pid > 0)
+		kill(d->pid, sig);
+}
+
+char *
+ts_daemon_log(const struct ts_daemon *d)
+{
+	size_t len;
+	uint8_t *b = ts_read_file(d->log, &len);
+	char *s;
+
+	if ((s = malloc(len + 1)) == NULL)
+		abort();
+	if (b != NULL)
+		memcpy(s, b, len);
+	s[b != NULL ? len : 0] = '\0';
+	free(b);
+	return (s);
+}
+
+int
+ts_daemon_log_wait(const struct ts_daemon *d, const char *text)
+{
+	char *log;
+	int i, found = 0;
+
+	for (i = 0; i < 300 && !found; i++) {
+		log = ts_daemon_log(d);
+		found = strstr(log, text) != NULL;
+		free(log);
+		if (!found)
+			usleep(100000);
+	}
+	return (found);
+}
+
+int
+ts_run_prog(const char *prog, const char *input, size_t inlen, char **out,
+    ...)
+{
+	char *argv[MAX_ARGS];
+	int in[2], outp[2], status, n = 1;
+	size_t len = 0, cap = 4096, done = 0;
+	char *buf;
+	ssize_t r;
+	va_list ap;
+	pid_t pid;
+
+	argv[0] = (char *)ts_prog(prog);
+	va_start(ap, out);
+	while (n < MAX_ARGS - 1 && (argv[n] = va_arg(ap, char *)) != NULL)
+		n++;
+	va_end(ap);
+	argv[n] = NULL;
+	if (pipe2(in, O_CLOEXEC) == -1 || pipe2(outp, O_CLOEXEC) == -1)
+		return (-1);
+	if ((pid = fork()) == -1)
+		return (-1);
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		dup2(in[0], STDIN_FILENO);
+		dup2(outp[1], STDOUT_FILENO);
+		dup2(outp[1], STDERR_FILENO);
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	close(in[0]);
+	close(outp[1]);
+	/* Inputs in tests are small enough for the pipe buffer. */
+	while (input != NULL && done < inlen) {
+		r = write(in[1], input + done, inlen - done);
+		if (r <= 0)
+			break;
+		done += (size_t)r;
+	}
+	close(in[1]);
+	if ((buf = malloc(cap)) == NULL)
+		abort();
+	while ((r = read(outp[0], buf + len, cap - len - 1)) > 0) {
+		len += (size_t)r;
+		if (cap - len < 1024 && (buf = realloc(buf, cap *= 2)) == NULL)
+			abort();
+	}
+	buf[len] = '\0';
+	close(outp[0]);
+	waitpid(pid, &status, 0);
+	if (out != NULL)
+		*out = buf;
+	else
+		free(buf);
+	return (exit_status(status));
+}
+
+static int
+exit_status(int status)
+{
+	if (WIFEXITED(status))
+		return (WEXITSTATUS(status));
+	if (WIFSIGNALED(status))
+		return (128 + WTERMSIG(status));
+	return (-1);
+}

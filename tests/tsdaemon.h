@@ -1,0 +1,61 @@
+/*
+ * walmmapd tests - starting a real walmmapd, running walctl, collecting
+ * logs. Every process started here dies with the test process
+ * (PR_SET_PDEATHSIG), so a failing test leaves nothing running.
+ */
+#ifndef TSDAEMON_H
+#define TSDAEMON_H
+
+#include <sys/types.h>
+
+#include <limits.h>
+
+struct ts_daemon {
+	pid_t	pid;			/* 0: not running */
+	char	base[PATH_MAX];		/* the test's temporary directory */
+	char	data[PATH_MAX];		/* base/data */
+	char	sock[PATH_MAX];		/* base/sock */
+	char	log[PATH_MAX];		/* base/walmmapd.log (appended) */
+	int	notify_fd;		/* our NOTIFY_SOCKET */
+	char	notify_path[PATH_MAX];
+};
+
+/* Paths under base; nothing started. */
+void	 ts_daemon_init(struct ts_daemon *, const char *base);
+
+/*
+ * Start walmmapd -f -d data -s sock [extra args, NULL-terminated] and wait
+ * until it sends READY=1 (returns 0) or exits (returns its exit status,
+ * > 0) or 60 s pass (-1).
+ */
+int	 ts_daemon_start(struct ts_daemon *, ...);
+int	 ts_daemon_startv(struct ts_daemon *, char *const *extra);
+
+/* SIGTERM and wait: the exit status (128 + signal if killed). */
+int	 ts_daemon_stop(struct ts_daemon *);
+
+/* SIGKILL and reap. */
+void	 ts_daemon_kill(struct ts_daemon *);
+
+/* Send a signal (SIGHUP for reload tests). */
+void	 ts_daemon_signal(struct ts_daemon *, int sig);
+
+/* The log so far (malloc'd, NUL-terminated). */
+char	*ts_daemon_log(const struct ts_daemon *);
+
+/* Wait up to 30 s until the log contains text. 1 found, 0 not. */
+int	 ts_daemon_log_wait(const struct ts_daemon *, const char *text);
+
+/*
+ * Run a program from the build tree ("client/walctl", "daemon/walmmapd")
+ * with args (NULL-terminated), feeding input (may be NULL) on stdin.
+ * Stdout and stderr are returned in *out (malloc'd) when out != NULL.
+ * Returns the exit status (128 + signal if killed).
+ */
+int	 ts_run_prog(const char *prog, const char *input, size_t inlen,
+	    char **out, ...);
+
+/* Path of a program in the build tree, in a static buffer. */
+const char *ts_prog(const char *prog);
+
+#endif /* TSDAEMON_H */
