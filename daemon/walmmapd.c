@@ -41,7 +41,8 @@ static void	usage(FILE *, int) __attribute__((noreturn));
 static void	add_override(struct overrides *, const char *, const char *);
 static int	load_config(struct srv_config *, const char *conf, int must,
 		    const struct overrides *, char *, size_t);
-static int	make_dir(const char *, int parents);
+static int	make_dir(const char *, int parents, mode_t);
+static int	make_parent(const char *);
 static int	daemonize(void);
 static void	ready(int fd, const char *);
 static void	signal_cb(int, short, void *);
@@ -172,9 +173,17 @@ main(int argc, char **argv)
 		exit(1);
 
 	signal(SIGPIPE, SIG_IGN);
-	if (make_dir(srv.cfg.dir, !srv.cfg.dir_given) != 0) {
+	if (make_dir(srv.cfg.dir, !srv.cfg.dir_given, 0750) != 0) {
 		log_warn("cannot create data directory %s", srv.cfg.dir);
 		ready(ready_fd, "cannot create the data directory");
+		exit(1);
+	}
+
+	/* The socket's directory (for example /run/walmmapd). */
+	if (make_parent(srv.cfg.socket_path) != 0) {
+		log_warn("cannot create the directory of socket %s",
+		    srv.cfg.socket_path);
+		ready(ready_fd, "cannot create the socket directory");
 		exit(1);
 	}
 
@@ -330,7 +339,7 @@ fail:
 
 /* Create the data directory (and its parents for the default one). */
 static int
-make_dir(const char *path, int parents)
+make_dir(const char *path, int parents, mode_t mode)
 {
 	char buf[PATH_MAX], *p;
 
@@ -345,9 +354,24 @@ make_dir(const char *path, int parents)
 			*p = '/';
 		}
 	}
-	if (mkdir(path, 0750) == -1 && errno != EEXIST)
+	if (mkdir(path, mode) == -1 && errno != EEXIST)
 		return (-1);
 	return (0);
+}
+
+/* Create the directory a file goes in, if missing. */
+static int
+make_parent(const char *path)
+{
+	char buf[PATH_MAX], *slash;
+
+	snprintf(buf, sizeof buf, "%s", path);
+	if ((slash = strrchr(buf, '/')) == NULL || slash == buf)
+		return (0);
+	*slash = '\0';
+	if (access(buf, F_OK) == 0)
+		return (0);
+	return (make_dir(buf, 1, 0755));
 }
 
 /*

@@ -24,7 +24,7 @@
 
 /* Where clients look for the daemon (see wal_proto_default_socket()). */
 #define WAL_PROTO_SOCKET_ENV	"WALMMAP_SOCKET"
-#define WAL_PROTO_SYSTEM_SOCKET	"/run/walmmapd/walmmapd.sock"
+#define WAL_PROTO_SYSTEM_SOCKET	WAL_SYSTEM_SOCKET	/* configure --with-socket */
 #define WAL_PROTO_USER_SOCKET	"walmmapd.sock"	/* in $XDG_RUNTIME_DIR */
 
 /* Message types. */
