@@ -166,20 +166,31 @@ wm_connect(const char *path, uint8_t ack, struct wal_msg_welcome *w,
 	h.version_min = WAL_PROTO_VERSION;
 	h.version_max = WAL_PROTO_VERSION;
 	h.ack = ack;
-	if ((rc = wm_send(s, &h, sizeof h, -1, 0, msg)) < 0) {
-		close(s);
-		return (rc);
-	}
 	/*
-	 * The daemon answers WELCOME, or ERROR when it refuses us. A refusal
-	 * closes with our HELLO unread, and Linux then reports ECONNRESET
-	 * before the queued ERROR: ask again to read it.
+	 * A daemon that refuses us may close before our HELLO arrives; its
+	 * ERROR frame is still queued, so read on even if the send failed.
 	 */
-	do
-		n = recv(s, buf, sizeof buf, 0);
-	while (n == -1 && errno == EINTR);
-	if (n == -1 && errno == ECONNRESET)
+	rc = wm_send(s, &h, sizeof h, -1, 0, msg);
+	if (rc < 0) {
 		n = recv(s, buf, sizeof buf, MSG_DONTWAIT);
+		if (n == -1 && errno == ECONNRESET)
+			n = recv(s, buf, sizeof buf, MSG_DONTWAIT);
+		if (n <= 0) {
+			close(s);
+			return (rc);
+		}
+	} else {
+		/*
+		 * The daemon answers WELCOME, or ERROR when it refuses us. A
+		 * refusal closes with our HELLO unread, and Linux then reports
+		 * ECONNRESET before the queued ERROR: ask again to read it.
+		 */
+		do
+			n = recv(s, buf, sizeof buf, 0);
+		while (n == -1 && errno == EINTR);
+		if (n == -1 && errno == ECONNRESET)
+			n = recv(s, buf, sizeof buf, MSG_DONTWAIT);
+	}
 	if (n <= 0) {
 		close(s);
 		return (wm_seterr(msg, WALMMAP_ELOST, "walmmapd at %s closed "

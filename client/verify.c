@@ -170,11 +170,17 @@ verify_file(struct verify *v, const char *path)
 			if (st == WAL_REC_END)
 				problem(v, off, v->expect, "non-zero bytes "
 				    "after the last record");
+			else if (next < size)
+				problem(v, off, v->expect, "%s; valid records "
+				    "resume at offset %" PRIu64 " (seq %" PRId64
+				    ")", wal_rec_strstatus(st), next,
+				    (int64_t)wal_le64_load(base + next + 4));
 			else
-				problem(v, off, v->expect, "%s%s",
-				    wal_rec_strstatus(st), next < size ?
-				    "; valid records resume further on" :
-				    " (nothing valid after it)");
+				problem(v, off, v->expect, "%s (nothing valid "
+				    "after it)", wal_rec_strstatus(st));
+			/* What the damage swallowed is part of this one
+			 * problem: continue from whatever seq comes next. */
+			v->expect = -1;
 			off = next;
 		}
 		if (v->cb != NULL && v->res->bytes + off >= v->next_progress) {

@@ -48,6 +48,7 @@ static void	conn_ack_flush(struct conn *);
 static void	conn_queue(struct conn *, const void *, size_t);
 static void	conn_after_pass(struct conn *);
 static unsigned	errno_to_perr(int);
+static void	conn_expect(struct conn *);
 
 /* Make a connection for an accepted socket. */
 struct conn *
@@ -62,6 +63,7 @@ conn_new(struct server *srv, int fd)
 	c->srv = srv;
 	c->fd = fd;
 	c->durable_want = -1;
+	c->durable_low = -1;
 	c->sub_to = -1;
 	c->ack = WAL_ACK_WRITTEN;
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
@@ -96,6 +98,7 @@ conn_free(struct conn *c)
 {
 	struct server *srv = c->srv;
 
+	srv_durable_returned(srv, c);
 	TAILQ_REMOVE(&srv->conns, c, entry);
 	srv->nconns--;
 	event_free(c->ev_read);
@@ -133,14 +136,20 @@ conn_durable(struct conn *c, int64_t durable)
 	d.hdr.type = WAL_MSG_DURABLE;
 	d.hdr.len = sizeof d;
 	d.durable_seq = durable;
-	if (c->durable_want >= 0 && c->durable_want <= durable) {
-		c->durable_want = -1;
+	/* Report progress over this client's durable records. */
+	if (c->durable_low >= 0 && c->durable_low <= durable) {
 		conn_queue(c, &d, sizeof d);
+		if (c->durable_want <= durable) {
+			c->durable_want = c->durable_low = -1;
+			conn_expect(c);
+		} else
+			c->durable_low = durable + 1;
 	}
 	for (i = 0; i < c->nsyncs; i++) {
 		if (c->syncs[i].target <= durable) {
 			d.hdr.id = c->syncs[i].id;
 			conn_queue(c, &d, sizeof d);
+			conn_expect(c);
 		} else
 			c->syncs[kept++] = c->syncs[i];
 	}
@@ -156,7 +165,7 @@ conn_sync_failed(struct conn *c, const char *why)
 
 	if (c->durable_want >= 0) {
 		conn_error(c, 0, WAL_PERR_SYNC, 0, "%s", why);
-		c->durable_want = -1;
+		c->durable_want = c->durable_low = -1;
 	}
 	for (i = 0; i < c->nsyncs; i++)
 		conn_error(c, c->syncs[i].id, WAL_PERR_SYNC, 0, "%s", why);
@@ -295,8 +304,10 @@ conn_after_pass(struct conn *c)
 
 	conn_ack_flush(c);
 	if (c->durable_want > wal_ring_durable_seq(srv->ring) ||
-	    c->nsyncs > 0)
+	    c->nsyncs > 0) {
+		srv_durable_returned(srv, c);
 		srv_request_sync(srv);
+	}
 	if (srv->sub_dirty)
 		srv_wake_subscribers(srv);
 	conn_flush(c);
@@ -529,8 +540,11 @@ out:
 		srv->records += done;
 		c->records += done;
 		srv->sub_dirty = 1;
-		if (ack == WAL_ACK_DURABLE)
+		if (ack == WAL_ACK_DURABLE) {
 			c->durable_want = first + done - 1;
+			if (c->durable_low < 0)
+				c->durable_low = first;
+		}
 	}
 }
 
@@ -597,8 +611,11 @@ conn_append_fd(struct conn *c, const struct wal_msg_append_fd *a, int fd)
 	srv->sub_dirty = 1;
 	if (ack >= WAL_ACK_WRITTEN)
 		conn_ack_add(c, a->hdr.id, seq, 1);
-	if (ack == WAL_ACK_DURABLE)
+	if (ack == WAL_ACK_DURABLE) {
 		c->durable_want = seq;
+		if (c->durable_low < 0)
+			c->durable_low = seq;
+	}
 out:
 	close(fd);
 }
@@ -825,6 +842,16 @@ conn_queue(struct conn *c, const void *frame, size_t len)
 		    "disconnecting it", (long)c->pid);
 		c->closing = 1;
 	}
+}
+
+/* This client just got durability; it will likely be back for more. */
+static void
+conn_expect(struct conn *c)
+{
+	if (c->durable_expected || c->srv->stopping)
+		return;
+	c->durable_expected = 1;
+	c->srv->durable_expected++;
 }
 
 /* Map a ring errno to a protocol error code. */

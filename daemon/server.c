@@ -138,17 +138,71 @@ srv_stop(struct server *srv, const char *why)
 }
 
 /*
- * Ask the sync thread for a group commit. The request goes out after the
- * loop has run every callback that is ready now, so one sync covers all
- * clients whose records arrived together.
+ * Ask the sync thread for a group commit.
+ *
+ * Grouping: clients that got a durable ack from the last sync usually come
+ * straight back with their next durable record. While some of them have
+ * not (durable_expected > 0) the request waits, at most commit_delay, so
+ * that one sync covers them all. Otherwise it goes out after the loop has
+ * run every callback that is ready now.
  */
 void
 srv_request_sync(struct server *srv)
 {
+	struct timeval tv;
+
+	if (srv->durable_expected > 0 && srv->cfg.commit_delay_ms > 0) {
+		if (!srv->commit_delay_armed) {
+			srv->commit_delay_armed = 1;
+			tv.tv_sec = srv->cfg.commit_delay_ms / 1000;
+			tv.tv_usec = (srv->cfg.commit_delay_ms % 1000) * 1000;
+			evtimer_add(srv->ev_commit_delay, &tv);
+		}
+		return;
+	}
+	if (srv->commit_delay_armed) {
+		srv->commit_delay_armed = 0;
+		evtimer_del(srv->ev_commit_delay);
+	}
 	if (srv->sync_kick_pending)
 		return;
 	srv->sync_kick_pending = 1;
 	event_active(srv->ev_sync_kick, EV_TIMEOUT, 0);
+}
+
+/* A sync round completes: nobody is expected back yet. */
+void
+srv_sync_round(struct server *srv)
+{
+	struct conn *c;
+
+	TAILQ_FOREACH(c, &srv->conns, entry)
+		c->durable_expected = 0;
+	srv->durable_expected = 0;
+}
+
+/* A client of the last round is back (or gone). */
+void
+srv_durable_returned(struct server *srv, struct conn *c)
+{
+	if (!c->durable_expected)
+		return;
+	c->durable_expected = 0;
+	if (--srv->durable_expected == 0 && srv->commit_delay_armed)
+		srv_request_sync(srv);
+}
+
+/* The commit delay ran out: sync with whoever is there. */
+void
+srv_commit_delay_cb(int fd, short ev, void *arg)
+{
+	struct server *srv = arg;
+
+	(void)fd;
+	(void)ev;
+	srv->commit_delay_armed = 0;
+	srv->durable_expected = 0;	/* stop waiting for the rest */
+	srv_request_sync(srv);
 }
 
 /* The deferred half of srv_request_sync(). */

@@ -68,6 +68,8 @@ struct conn {
 	size_t			 acks_cap;
 
 	int64_t			 durable_want;	/* -1: no durable ack owed */
+	int64_t			 durable_low;	/* first not yet reported */
+	int			 durable_expected; /* acked last sync, not back */
 	struct sync_wait	 syncs[CONN_MAX_SYNC_WAITS];
 	size_t			 nsyncs;
 
@@ -109,6 +111,9 @@ struct server {
 	struct event		*ev_sync_timer;
 	struct event		*ev_sync_kick;	/* deferred sync request */
 	int			 sync_kick_pending;
+	struct event		*ev_commit_delay;	/* waiting for a group */
+	int			 commit_delay_armed;
+	unsigned		 durable_expected;	/* conns still to return */
 
 	struct event		*ev_signals[4];
 	struct event		*ev_tick;	/* status, rates, retention */
@@ -138,6 +143,9 @@ void	 srv_stop(struct server *, const char *why);
 void	 srv_status(struct server *, struct wal_status *);
 void	 srv_request_sync(struct server *);
 void	 srv_sync_kick_cb(int, short, void *);
+void	 srv_commit_delay_cb(int, short, void *);
+void	 srv_durable_returned(struct server *, struct conn *);
+void	 srv_sync_round(struct server *);
 void	 srv_wake_subscribers(struct server *);
 void	 srv_retention(struct server *);
 

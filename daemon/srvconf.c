@@ -73,6 +73,7 @@ config_defaults(struct srv_config *c)
 	c->max_connections = 1024;
 	c->max_inflight = 4u * 1024 * 1024;
 	c->sync_interval_ms = 1000;
+	c->commit_delay_ms = 2;
 	c->shm_spin_us = 50;
 }
 
@@ -201,6 +202,11 @@ config_set(struct srv_config *c, const char *key, const char *val,
 			BAD("sync_interval: \"%s\" is not a duration up to 1h "
 			    "(0 disables the periodic sync)", val);
 		c->sync_interval_ms = (unsigned)v;
+	} else if (strcmp(key, "commit_delay") == 0) {
+		if (config_parse_duration_ms(val, &v) != 0 || v > 1000)
+			BAD("commit_delay: \"%s\" is not a duration up to 1s "
+			    "(0 syncs at once)", val);
+		c->commit_delay_ms = (unsigned)v;
 	} else if (strcmp(key, "allow_users") == 0) {
 		if (parse_ids(val, 0, c->allow_uids, &c->nallow_uids) != 0)
 			BAD("allow_users: \"%s\" is not a list of user names or "

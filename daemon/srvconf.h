@@ -24,6 +24,7 @@ struct srv_config {
 	unsigned	 max_connections;
 	uint32_t	 max_inflight;
 	unsigned	 sync_interval_ms;	/* 0: no periodic sync */
+	unsigned	 commit_delay_ms;	/* wait for a sync's group */
 	uid_t		 allow_uids[SRV_MAX_ALLOW];
 	size_t		 nallow_uids;
 	gid_t		 allow_gids[SRV_MAX_ALLOW];

@@ -225,6 +225,7 @@ main(int argc, char **argv)
 	srv.ev_sync_timer = event_new(srv.base, -1, EV_PERSIST, sync_timer_cb,
 	    &srv);
 	srv.ev_sync_kick = event_new(srv.base, -1, 0, srv_sync_kick_cb, &srv);
+	srv.ev_commit_delay = evtimer_new(srv.base, srv_commit_delay_cb, &srv);
 	srv.ev_tick = event_new(srv.base, -1, EV_PERSIST, tick_cb, &srv);
 	srv.ev_stop_timer = evtimer_new(srv.base, stop_timer_cb, &srv);
 	srv.ev_signals[0] = evsignal_new(srv.base, SIGTERM, signal_cb, &srv);
@@ -232,7 +233,7 @@ main(int argc, char **argv)
 	srv.ev_signals[2] = evsignal_new(srv.base, SIGHUP, signal_cb, &srv);
 	if (srv.ev_sync_done == NULL || srv.ev_sync_timer == NULL ||
 	    srv.ev_tick == NULL || srv.ev_stop_timer == NULL ||
-	    srv.ev_sync_kick == NULL ||
+	    srv.ev_sync_kick == NULL || srv.ev_commit_delay == NULL ||
 	    srv.ev_signals[0] == NULL || srv.ev_signals[1] == NULL ||
 	    srv.ev_signals[2] == NULL)
 		fatalx("cannot create events");
@@ -283,6 +284,7 @@ main(int argc, char **argv)
 	event_free(srv.ev_sync_done);
 	event_free(srv.ev_sync_timer);
 	event_free(srv.ev_sync_kick);
+	event_free(srv.ev_commit_delay);
 	event_free(srv.ev_tick);
 	event_free(srv.ev_stop_timer);
 	if (srv.ev_watchdog != NULL)
@@ -488,6 +490,7 @@ reload(struct server *srv)
 	LIVE(retain_age_s, "retain_age (s)", PRIu64);
 	LIVE(shm_spin_us, "shm_spin (us)", "u");
 	LIVE(debug, "debug", "d");
+	LIVE(commit_delay_ms, "commit_delay (ms)", "u");
 	if (n.sync_interval_ms != o->sync_interval_ms) {
 		log_info("reload: sync_interval %ums -> %ums",
 		    o->sync_interval_ms, n.sync_interval_ms);
@@ -538,6 +541,7 @@ sync_done_cb(int fd, short ev, void *arg)
 			conn_sync_failed(c, why);
 		return;
 	}
+	srv_sync_round(srv);
 	TAILQ_FOREACH_SAFE(c, &srv->conns, entry, next) {
 		conn_durable(c, durable);
 		/* conn_durable may have freed c; next is still valid. */
