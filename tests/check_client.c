@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <signal.h>
@@ -172,7 +173,67 @@ START_TEST(test_walctl_commands)
 	ck_assert_int_eq(WALCTL(NULL, &out, "status"), 2);
 	ck_assert_msg(strstr(out, "walmmapd is not running") != NULL, "%s",
 	    out);
+	ck_assert_msg(strchr(out, '\n') == out + strlen(out) - 1,
+	    "more than one line: %s", out);
 	free(out);
+}
+END_TEST
+
+/* walctl tail -f shows records another client appends afterwards. */
+START_TEST(test_walctl_tail_follow)
+{
+	char outfile[PATH_MAX], *got = NULL;
+	struct walmmap *w;
+	uint8_t *buf;
+	size_t len;
+	pid_t pid;
+	int i, fd, status;
+
+	snprintf(outfile, sizeof outfile, "%s/tail.out", base);
+	w = connect_ok(WALMMAP_ACK_WRITTEN, 0);
+	ck_assert_int_eq(walmmap_append(w, "before", 6, WALMMAP_ACK_DEFAULT,
+	    NULL), 0);
+	ck_assert_int_eq(walmmap_wait(w, WALMMAP_ACK_WRITTEN, -1), 0);
+	if ((pid = fork()) == 0) {
+		fd = open(outfile, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		dup2(fd, STDOUT_FILENO);
+		execl(ts_prog("client/walctl"), "walctl", "-s", d.sock, "tail",
+		    "-f", "-n", "1", (char *)NULL);
+		_exit(127);
+	}
+	/* Once the old record is shown, tail is following. */
+	for (i = 0; i < 300; i++) {
+		buf = ts_read_file(outfile, &len);
+		if (buf != NULL && memmem(buf, len, "before", 6) != NULL) {
+			free(buf);
+			break;
+		}
+		free(buf);
+		usleep(100000);
+	}
+	ck_assert_int_eq(walmmap_append(w, "after one", 9, WALMMAP_ACK_DEFAULT,
+	    NULL), 0);
+	ck_assert_int_eq(walmmap_append(w, "after two", 9, WALMMAP_ACK_DEFAULT,
+	    NULL), 0);
+	ck_assert_int_eq(walmmap_wait(w, WALMMAP_ACK_WRITTEN, -1), 0);
+	for (i = 0; i < 300; i++) {
+		buf = ts_read_file(outfile, &len);
+		if (buf != NULL && memmem(buf, len, "2 ", 2) != NULL &&
+		    memmem(buf, len, " after two\n", 11) != NULL) {
+			got = strndup((char *)buf, len);
+			free(buf);
+			break;
+		}
+		free(buf);
+		usleep(100000);
+	}
+	kill(pid, SIGTERM);
+	waitpid(pid, &status, 0);
+	ck_assert_msg(got != NULL, "tail -f did not show the new records");
+	ck_assert_msg(strstr(got, "0 ") == got && strstr(got, "\n1 ") != NULL
+	    && strstr(got, " after one\n") != NULL, "%s", got);
+	free(got);
+	walmmap_close(w);
 }
 END_TEST
 
@@ -219,8 +280,11 @@ START_TEST(test_batch_and_wait)
 	ck_assert_int_eq(durable, 1110);
 	ck_assert_str_eq(walmmap_strerror(-WALMMAP_ENOSPC),
 	    "no space left on the log's device");
-	ck_assert_int_eq(walmmap_connect(&w, d.sock, (enum walmmap_ack)7, 0) ==
-	    -WALMMAP_EINVAL, 1);
+	walmmap_close(w);
+	ck_assert_int_eq(walmmap_connect(&w, d.sock, (enum walmmap_ack)7, 0),
+	    -WALMMAP_EINVAL);
+	ck_assert_msg(strstr(walmmap_errmsg(w), "bad ack level") != NULL, "%s",
+	    walmmap_errmsg(w));
 	walmmap_close(w);
 }
 END_TEST
@@ -430,6 +494,7 @@ client_suite(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_walctl_append_dump_verify);
 	tcase_add_test(tc, test_walctl_commands);
+	tcase_add_test(tc, test_walctl_tail_follow);
 	tcase_add_test(tc, test_batch_and_wait);
 	tcase_add_test(tc, test_nonblocking);
 	tcase_add_test(tc, test_readers);

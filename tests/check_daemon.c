@@ -592,6 +592,142 @@ START_TEST(test_malformed)
 }
 END_TEST
 
+/*
+ * Hostile clients while a well-behaved one streams: a 70 MiB memfd
+ * record, 1,000 connections opened and dropped, a client that never reads
+ * its acks. The good client loses nothing; the daemon stays up.
+ */
+START_TEST(test_hostile_clients)
+{
+	struct wal_msg_append_fd af;
+	union {
+		struct cmsghdr	hdr;
+		char		buf[CMSG_SPACE(sizeof(int))];
+	} cm;
+	struct msghdr msg;
+	struct iovec iov;
+	struct walmmap *good;
+	uint8_t frame[512];
+	pid_t pid;
+	int s, mfd, i, status;
+	long n;
+
+	start();
+	if ((pid = fork()) == 0) {
+		uint8_t buf[300];
+		uint64_t k;
+
+		if (walmmap_connect(&good, d.sock, WALMMAP_ACK_WRITTEN, 0) != 0)
+			_exit(10);
+		for (k = 0; k < 20000; k++)
+			if (walmmap_append(good, buf, make_payload(buf, 0, k),
+			    WALMMAP_ACK_DEFAULT, NULL) != 0)
+				_exit(11);
+		_exit(walmmap_wait(good, WALMMAP_ACK_WRITTEN, -1) == 0 ? 0 :
+		    12);
+	}
+	/* 70 MiB in a sealed memfd: above the 64 MiB format limit. */
+	s = raw_connect();
+	raw_hello(s);
+	mfd = memfd_create("big", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	ck_assert_int_eq(ftruncate(mfd, 70 << 20), 0);
+	ck_assert_int_eq(fcntl(mfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW |
+	    F_SEAL_WRITE), 0);
+	memset(&af, 0, sizeof af);
+	af.hdr.type = WAL_MSG_APPEND_FD;
+	af.hdr.len = sizeof af;
+	af.size = 70 << 20;
+	af.ack = WAL_ACK_WRITTEN;
+	memset(&msg, 0, sizeof msg);
+	memset(&cm, 0, sizeof cm);
+	iov.iov_base = &af;
+	iov.iov_len = sizeof af;
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	msg.msg_control = cm.buf;
+	msg.msg_controllen = sizeof cm.buf;
+	cm.hdr.cmsg_level = SOL_SOCKET;
+	cm.hdr.cmsg_type = SCM_RIGHTS;
+	cm.hdr.cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(&cm.hdr), &mfd, sizeof mfd);
+	ck_assert_int_eq(sendmsg(s, &msg, 0), sizeof af);
+	{
+		struct wal_msg_error e;
+		ssize_t r = recv(s, frame, sizeof frame - 1, 0);
+
+		ck_assert_int_ge(r, (ssize_t)sizeof e);
+		memcpy(&e, frame, sizeof e);
+		frame[r] = '\0';
+		ck_assert_int_eq(e.hdr.type, WAL_MSG_ERROR);
+		ck_assert_msg(strstr((char *)frame + sizeof e, "64 MiB") !=
+		    NULL, "%s", (char *)frame + sizeof e);
+	}
+	close(mfd);
+	close(s);
+	/* 1,000 connections opened and dropped, half after a HELLO. */
+	for (i = 0; i < 1000; i++) {
+		s = raw_connect();
+		if (i % 2)
+			raw_hello(s);
+		close(s);
+	}
+	/* A client that streams appends and never reads its acks. */
+	s = raw_connect();
+	raw_hello(s);
+	{
+		struct wal_msg_append a;
+		uint32_t sz = 8;
+
+		memset(&a, 0, sizeof a);
+		a.hdr.type = WAL_MSG_APPEND;
+		a.hdr.len = sizeof a + 4 + sz;
+		a.count = 1;
+		a.ack = WAL_ACK_WRITTEN;
+		memcpy(frame, &a, sizeof a);
+		memcpy(frame + sizeof a, &sz, 4);
+		memcpy(frame + sizeof a + 4, "stubborn", 8);
+		/* Until the socket is full: the daemon stopped reading it. */
+		for (i = 0; i < 1000000; i++)
+			if (send(s, frame, a.hdr.len, MSG_DONTWAIT) == -1)
+				break;
+		ck_assert_msg(errno == EAGAIN, "send: %s", strerror(errno));
+	}
+	/* The good client finishes regardless. */
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	    "good client status %#x", status);
+	good = connect_ok(WALMMAP_ACK_WRITTEN);
+	walmmap_close(good);
+	close(s);
+	ck_assert_int_eq(ts_daemon_stop(&d), 0);
+	/* Every record of the good client, in order, among the others. */
+	{
+		struct wal_reader *r;
+		struct wal_record rec;
+		struct wal_error err;
+		uint8_t want[300];
+		uint64_t k = 0;
+		size_t len;
+
+		ck_assert_int_eq(wal_reader_open(d.data, &r, &err), 0);
+		n = 0;
+		while (wal_reader_next(r, &rec, &err) == 1) {
+			n++;
+			if (rec.size == 8 && memcmp(rec.payload, "stubborn", 8)
+			    == 0)
+				continue;
+			len = make_payload(want, 0, k);
+			ck_assert_msg(rec.size == len && memcmp(rec.payload,
+			    want, len) == 0, "record %" PRIu64 " of the good "
+			    "client wrong at seq %" PRId64, k, rec.seq);
+			k++;
+		}
+		ck_assert_uint_eq(k, 20000);
+		wal_reader_close(r);
+	}
+}
+END_TEST
+
 /* Oversized records are refused; large ones travel as a memfd. */
 START_TEST(test_record_sizes)
 {
@@ -945,7 +1081,7 @@ START_TEST(test_socket_activation)
 	const char *sa = "/usr/bin/systemd-socket-activate";
 	struct walmmap *w;
 	int64_t seq;
-	char *argv[16];
+	char *argv[20];
 	pid_t pid;
 	int i, rc = -1;
 
@@ -955,23 +1091,27 @@ START_TEST(test_socket_activation)
 		return;
 	}
 	mkdir(d.data, 0700);
+	ck_assert_int_eq(ts_daemon_notify_open(&d), 0);
 	argv[0] = (char *)sa;
 	argv[1] = (char *)"--seqpacket";
 	argv[2] = (char *)"-l";
 	argv[3] = d.sock;
-	argv[4] = (char *)ts_prog("daemon/walmmapd");
-	argv[5] = (char *)"-f";
-	argv[6] = (char *)"-d";
-	argv[7] = d.data;
-	argv[8] = (char *)"-o";
-	argv[9] = (char *)"prefault=no";
-	argv[10] = (char *)"--segment-size";
-	argv[11] = (char *)"256K";
-	argv[12] = NULL;
+	argv[4] = (char *)"-E";		/* it passes only what it is told */
+	argv[5] = (char *)"NOTIFY_SOCKET";
+	argv[6] = (char *)ts_prog("daemon/walmmapd");
+	argv[7] = (char *)"-f";
+	argv[8] = (char *)"-d";
+	argv[9] = d.data;
+	argv[10] = (char *)"-o";
+	argv[11] = (char *)"prefault=no";
+	argv[12] = (char *)"--segment-size";
+	argv[13] = (char *)"256K";
+	argv[14] = NULL;
 	if ((pid = fork()) == 0) {
 		int fd = open(d.log, O_WRONLY | O_CREAT | O_APPEND, 0644);
 
 		dup2(fd, 2);
+		setenv("NOTIFY_SOCKET", d.notify_path, 1);
 		execv(sa, argv);
 		_exit(127);
 	}
@@ -987,11 +1127,13 @@ START_TEST(test_socket_activation)
 		usleep(100000);
 	}
 	ck_assert_msg(rc == 0, "connect through socket activation failed");
+	/* walmmapd replaced systemd-socket-activate: same pid, READY=1. */
+	d.pid = pid;
+	ck_assert_int_eq(ts_daemon_wait_ready(&d), 0);
 	ck_assert_int_eq(walmmap_append(w, "activated", 9,
 	    WALMMAP_ACK_DEFAULT, &seq), 0);
 	ck_assert_int_eq(seq, 0);
 	walmmap_close(w);
-	d.pid = pid;	/* walmmapd replaced systemd-socket-activate */
 	ck_assert_int_eq(ts_daemon_stop(&d), 0);
 	{
 		char *log = ts_daemon_log(&d);
@@ -1016,6 +1158,7 @@ daemon_suite(void)
 	tcase_add_test(tc, test_kill9_loop);
 	tcase_add_test(tc, test_group_commit);
 	tcase_add_test(tc, test_malformed);
+	tcase_add_test(tc, test_hostile_clients);
 	tcase_add_test(tc, test_record_sizes);
 	tcase_add_test(tc, test_sigterm_drain);
 	tcase_add_test(tc, test_connection_lost);

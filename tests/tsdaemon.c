@@ -66,30 +66,11 @@ ts_daemon_start(struct ts_daemon *d, ...)
 int
 ts_daemon_startv(struct ts_daemon *d, char *const *extra)
 {
-	struct sockaddr_un sun;
-	char *argv[MAX_ARGS + 8], buf[512];
-	struct pollfd pfd;
-	int n = 0, i, logfd, status;
-	time_t until;
-	ssize_t len;
+	char *argv[MAX_ARGS + 8];
+	int n = 0, i, logfd;
 
-	if (d->notify_fd == -1) {
-		d->notify_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-		memset(&sun, 0, sizeof sun);
-		sun.sun_family = AF_UNIX;
-		if (snprintf(sun.sun_path, sizeof sun.sun_path, "%s",
-		    d->notify_path) >= (int)sizeof sun.sun_path) {
-			fprintf(stderr, "%s: path too long\n", d->notify_path);
-			return (-1);
-		}
-		unlink(d->notify_path);
-		if (d->notify_fd == -1 || bind(d->notify_fd,
-		    (struct sockaddr *)&sun, sizeof sun) == -1) {
-			fprintf(stderr, "notify socket %s: %s\n",
-			    d->notify_path, strerror(errno));
-			return (-1);
-		}
-	}
+	if (ts_daemon_notify_open(d) != 0)
+		return (-1);
 	argv[n++] = (char *)ts_prog("daemon/walmmapd");
 	argv[n++] = (char *)"-f";
 	argv[n++] = (char *)"-d";
@@ -117,6 +98,43 @@ ts_daemon_startv(struct ts_daemon *d, char *const *extra)
 		fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
 		_exit(127);
 	}
+	return (ts_daemon_wait_ready(d));
+}
+
+int
+ts_daemon_notify_open(struct ts_daemon *d)
+{
+	struct sockaddr_un sun;
+
+	if (d->notify_fd != -1)
+		return (0);
+	d->notify_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	memset(&sun, 0, sizeof sun);
+	sun.sun_family = AF_UNIX;
+	if (snprintf(sun.sun_path, sizeof sun.sun_path, "%s",
+	    d->notify_path) >= (int)sizeof sun.sun_path) {
+		fprintf(stderr, "%s: path too long\n", d->notify_path);
+		return (-1);
+	}
+	unlink(d->notify_path);
+	if (d->notify_fd == -1 || bind(d->notify_fd, (struct sockaddr *)&sun,
+	    sizeof sun) == -1) {
+		fprintf(stderr, "notify socket %s: %s\n", d->notify_path,
+		    strerror(errno));
+		return (-1);
+	}
+	return (0);
+}
+
+int
+ts_daemon_wait_ready(struct ts_daemon *d)
+{
+	struct pollfd pfd;
+	char buf[512];
+	time_t until;
+	ssize_t len;
+	int status;
+
 	until = time(NULL) + 60;
 	while (time(NULL) < until) {
 		pfd.fd = d->notify_fd;

@@ -31,6 +31,13 @@ void	 ts_daemon_init(struct ts_daemon *, const char *base);
 int	 ts_daemon_start(struct ts_daemon *, ...);
 int	 ts_daemon_startv(struct ts_daemon *, char *const *extra);
 
+/*
+ * Our NOTIFY_SOCKET (created on first use) and waiting on it for READY=1
+ * from pid (0 when it arrived, -1 after 60 s or when pid exited).
+ */
+int	 ts_daemon_notify_open(struct ts_daemon *);
+int	 ts_daemon_wait_ready(struct ts_daemon *);
+
 /* SIGTERM and wait: the exit status (128 + signal if killed). */
 int	 ts_daemon_stop(struct ts_daemon *);
 
