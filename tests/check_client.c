@@ -237,6 +237,68 @@ START_TEST(test_walctl_tail_follow)
 }
 END_TEST
 
+/* In a small tmpfs: fill the disk through the daemon. */
+static int
+disk_full(void *arg, const char *dir)
+{
+	struct ts_daemon td;
+	struct walmmap *w;
+	uint8_t buf[1000];
+	int64_t seq = -1, last = -1;
+	int rc, i;
+
+	(void)arg;
+	ts_daemon_init(&td, dir);
+	if (ts_daemon_start(&td, "--segment-size", "64K", "--ring", "2", "-o",
+	    "prefault=no", NULL) != 0)
+		return (10);
+	if (walmmap_connect(&w, td.sock, WALMMAP_ACK_WRITTEN, 0) != 0)
+		return (11);
+	memset(buf, 'f', sizeof buf);
+	for (i = 0; i < 100000; i++) {
+		rc = walmmap_append(w, buf, sizeof buf, WALMMAP_ACK_DEFAULT,
+		    &seq);
+		if (rc != 0)
+			break;
+		last = seq;
+	}
+	if (rc != -WALMMAP_ENOSPC) {
+		fprintf(stderr, "disk_full: rc %d: %s\n", rc,
+		    walmmap_errmsg(w));
+		return (12);
+	}
+	if (strstr(walmmap_errmsg(w), "No space left on device") == NULL ||
+	    strstr(walmmap_errmsg(w), "0 of 1 records written") == NULL) {
+		fprintf(stderr, "disk_full: message: %s\n",
+		    walmmap_errmsg(w));
+		return (13);
+	}
+	/* The connection and the daemon go on; nothing acked is lost. */
+	if (walmmap_status(w, &(struct walmmap_status){ 0 }) != 0)
+		return (14);
+	walmmap_close(w);
+	if (ts_daemon_stop(&td) != 0)
+		return (15);
+	if (last < 10 || ts_verify_log(td.data, 0, NULL, NULL) != last + 1)
+		return (16);
+	close(td.notify_fd);
+	return (0);
+}
+
+/* Disk full is reported by the daemon as ENOSPC with its reason. */
+START_TEST(test_disk_full)
+{
+	int rc = ts_with_tmpfs(512 * 1024, disk_full, NULL);
+
+	if (rc == -1) {
+		fprintf(stderr, "test_disk_full: skipped (cannot mount a tmpfs "
+		    "here; needs root)\n");
+		return;
+	}
+	ck_assert_msg(rc == 0, "disk_full step %d failed", rc);
+}
+END_TEST
+
 /* Batches report every seq; waits and the durable seq. */
 START_TEST(test_batch_and_wait)
 {
@@ -495,6 +557,7 @@ client_suite(void)
 	tcase_add_test(tc, test_walctl_append_dump_verify);
 	tcase_add_test(tc, test_walctl_commands);
 	tcase_add_test(tc, test_walctl_tail_follow);
+	tcase_add_test(tc, test_disk_full);
 	tcase_add_test(tc, test_batch_and_wait);
 	tcase_add_test(tc, test_nonblocking);
 	tcase_add_test(tc, test_readers);
