@@ -42,6 +42,8 @@ static void	conn_append_fd(struct conn *, const struct wal_msg_append_fd *,
 static void	conn_sync(struct conn *, uint64_t id);
 static void	conn_subscribe(struct conn *, const struct wal_msg_subscribe *);
 static void	conn_sub_pump(struct conn *);
+static void	conn_sub_send_fd(struct conn *, const struct wal_rec_out *,
+		    const struct wal_record *);
 static void	conn_ack_add(struct conn *, uint64_t id, int64_t first,
 		    uint32_t count);
 static void	conn_ack_flush(struct conn *);
@@ -711,32 +713,9 @@ conn_sub_pump(struct conn *c)
 				break;
 			}
 			/* Too big for any frame: hand over a sealed memfd. */
-			{
-				uint8_t fb[sizeof(struct wal_msg) + sizeof ro];
-				struct wal_msg h = { WAL_MSG_RECORD_FD, 0,
-				    sizeof fb, 0 };
-				int mfd = memfd_create("walmmap-record",
-				    MFD_CLOEXEC | MFD_ALLOW_SEALING);
-
-				if (mfd == -1 || write(mfd, rec.payload,
-				    rec.size) != (ssize_t)rec.size ||
-				    fcntl(mfd, F_ADD_SEALS, F_SEAL_SHRINK |
-				    F_SEAL_GROW | F_SEAL_WRITE) == -1) {
-					if (mfd != -1)
-						close(mfd);
-					conn_error(c, 0, WAL_PERR_IO, 1,
-					    "cannot pass record %" PRId64
-					    " in a memfd: %s", rec.seq,
-					    strerror(errno));
-					conn_flush(c);
-					return;
-				}
-				memcpy(fb, &h, sizeof h);
-				memcpy(fb + sizeof h, &ro, sizeof ro);
-				outq_push_fd(&c->out, fb, sizeof fb, mfd);
-				conn_flush(c);
-				return;
-			}
+			conn_sub_send_fd(c, &ro, &rec);
+			conn_flush(c);
+			return;
 		}
 		memcpy(frame + off, &ro, sizeof ro);
 		memcpy(frame + off + sizeof ro, rec.payload, rec.size);
@@ -773,6 +752,34 @@ conn_sub_pump(struct conn *c)
 	wal_reader_close(c->sub);
 	c->sub = NULL;
 	conn_flush(c);
+}
+
+/* Queue RECORD_FD: one record in a sealed memfd (it fits no frame). */
+static void
+conn_sub_send_fd(struct conn *c, const struct wal_rec_out *ro,
+    const struct wal_record *rec)
+{
+	uint8_t fb[sizeof(struct wal_msg) + sizeof *ro];
+	struct wal_msg h = { WAL_MSG_RECORD_FD, 0, sizeof fb, 0 };
+	int mfd;
+
+	mfd = memfd_create("walmmap-record", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (mfd == -1 || write(mfd, rec->payload, rec->size) !=
+	    (ssize_t)rec->size || fcntl(mfd, F_ADD_SEALS, F_SEAL_SHRINK |
+	    F_SEAL_GROW | F_SEAL_WRITE) == -1) {
+		conn_error(c, 0, WAL_PERR_IO, 1, "cannot pass record %" PRId64
+		    " in a memfd: %s", rec->seq, strerror(errno));
+		if (mfd != -1)
+			close(mfd);
+		return;
+	}
+	memcpy(fb, &h, sizeof h);
+	memcpy(fb + sizeof h, ro, sizeof *ro);
+	if (outq_push_fd(&c->out, fb, sizeof fb, mfd) != 0) {	/* closes mfd */
+		log_warnx("client pid %ld: out of memory for replies; "
+		    "disconnecting it", (long)c->pid);
+		c->closing = 1;
+	}
 }
 
 /* Remember an ack; coalesced until the end of the read pass. */

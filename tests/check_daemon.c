@@ -258,6 +258,63 @@ check_acked(void *arg, const struct wal_record *rec)
 }
 
 /*
+ * Fork a producer appending make_payload(0, key), key+1, ... with written
+ * acks and logging "seq key" for each acknowledged record to path (fopen
+ * mode). It exits 0 once its connection ends with every append that
+ * returned acknowledged.
+ */
+static pid_t
+spawn_logged_producer(const char *path, const char *mode, uint64_t key)
+{
+	struct walmmap *w;
+	struct walmmap_progress p;
+	uint8_t buf[300];
+	uint64_t key0 = key;
+	int64_t seq;
+	FILE *out;
+	pid_t pid;
+
+	if ((pid = fork()) != 0)
+		return (pid);
+	if ((out = fopen(path, mode)) == NULL || walmmap_connect(&w, d.sock,
+	    WALMMAP_ACK_WRITTEN, 0) != 0)
+		_exit(10);
+	setvbuf(out, NULL, _IONBF, 0);
+	for (;;) {
+		size_t len = make_payload(buf, 0, key);
+
+		if (walmmap_append(w, buf, len, WALMMAP_ACK_DEFAULT, &seq) != 0)
+			break;		/* the daemon went away */
+		fprintf(out, "%" PRId64 " %" PRIu64 "\n", seq, key);
+		key++;
+	}
+	walmmap_progress(w, &p);
+	_exit(p.acked == key - key0 ? 0 : 12);
+}
+
+/* Load what a logged producer wrote (replacing what a held). */
+static void
+read_acked(const char *path, struct acked *a, size_t *cap)
+{
+	int64_t s;
+	uint64_t k;
+	FILE *f = fopen(path, "r");
+
+	ck_assert_ptr_nonnull(f);
+	a->n = 0;
+	while (fscanf(f, "%" SCNd64 " %" SCNu64, &s, &k) == 2) {
+		if (a->n == *cap) {
+			*cap = *cap ? *cap * 2 : 4096;
+			a->seq = realloc(a->seq, *cap * sizeof *a->seq);
+			a->key = realloc(a->key, *cap * sizeof *a->key);
+		}
+		a->seq[a->n] = s;
+		a->key[a->n++] = k;
+	}
+	fclose(f);
+}
+
+/*
  * kill -9 of the daemon 20 times under load: every record acknowledged
  * as written is in the log after each restart, once, at its seq.
  */
@@ -267,67 +324,28 @@ START_TEST(test_kill9_loop)
 	struct acked a;
 	uint64_t key = 0;
 	int cycle, status;
-	size_t cap = 0;
-	FILE *f;
+	size_t cap = 0, i;
 
 	snprintf(ackfile, sizeof ackfile, "%s/acked", base);
 	memset(&a, 0, sizeof a);
 	srandom(42);
 	for (cycle = 0; cycle < 20; cycle++) {
 		pid_t pid;
-		uint64_t start_key = key;
 
 		start();
-		if ((pid = fork()) == 0) {
-			struct walmmap *w;
-			uint8_t buf[300];
-			int64_t seq;
-			size_t len;
-			FILE *out = fopen(ackfile, "a");
-
-			if (out == NULL || walmmap_connect(&w, d.sock,
-			    WALMMAP_ACK_WRITTEN, 0) != 0)
-				_exit(10);
-			setvbuf(out, NULL, _IONBF, 0);
-			for (;;) {
-				len = make_payload(buf, 0, key);
-				if (walmmap_append(w, buf, len,
-				    WALMMAP_ACK_DEFAULT, &seq) != 0)
-					_exit(0);	/* daemon gone */
-				fprintf(out, "%" PRId64 " %" PRIu64 "\n", seq,
-				    key);
-				key++;
-			}
-		}
+		pid = spawn_logged_producer(ackfile, "a", key);
 		usleep((useconds_t)(20000 + random() % 150000));
 		ts_daemon_kill(&d);
 		ck_assert_int_eq(waitpid(pid, &status, 0), pid);
 		ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
 		    "producer status %#x", status);
-		/* Keys of the next cycle continue after the last acked one. */
-		f = fopen(ackfile, "r");
-		ck_assert_ptr_nonnull(f);
-		a.n = 0;
-		for (;;) {
-			int64_t s;
-			uint64_t k;
-
-			if (fscanf(f, "%" SCNd64 " %" SCNu64, &s, &k) != 2)
-				break;
-			if (a.n == cap) {
-				cap = cap ? cap * 2 : 4096;
-				a.seq = realloc(a.seq, cap * sizeof *a.seq);
-				a.key = realloc(a.key, cap * sizeof *a.key);
-			}
-			ck_assert_msg(a.n == 0 || s > a.seq[a.n - 1],
+		read_acked(ackfile, &a, &cap);
+		for (i = 1; i < a.n; i++)
+			ck_assert_msg(a.seq[i] > a.seq[i - 1],
 			    "acked seqs not increasing");
-			a.seq[a.n] = s;
-			a.key[a.n] = k;
-			a.n++;
-			key = k + 1;
-		}
-		fclose(f);
-		(void)start_key;
+		/* Keys of the next cycle continue after the last acked one. */
+		if (a.n > 0)
+			key = a.key[a.n - 1] + 1;
 	}
 	/* One more start recovers the last crash; then read it all. */
 	start();
@@ -424,26 +442,68 @@ raw_hello(int s)
 	    sizeof(struct wal_msg_welcome));
 }
 
+/* Send APPEND_FD (written ack) passing mfd. */
+static void
+raw_append_fd(int s, uint64_t id, uint64_t size, int mfd)
+{
+	union {
+		struct cmsghdr	hdr;
+		char		buf[CMSG_SPACE(sizeof(int))];
+	} cm;
+	struct wal_msg_append_fd af;
+	struct msghdr msg;
+	struct iovec iov;
+
+	memset(&af, 0, sizeof af);
+	af.hdr.type = WAL_MSG_APPEND_FD;
+	af.hdr.len = sizeof af;
+	af.hdr.id = id;
+	af.size = size;
+	af.ack = WAL_ACK_WRITTEN;
+	memset(&msg, 0, sizeof msg);
+	memset(&cm, 0, sizeof cm);
+	iov.iov_base = &af;
+	iov.iov_len = sizeof af;
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	msg.msg_control = cm.buf;
+	msg.msg_controllen = sizeof cm.buf;
+	cm.hdr.cmsg_level = SOL_SOCKET;
+	cm.hdr.cmsg_type = SCM_RIGHTS;
+	cm.hdr.cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(&cm.hdr), &mfd, sizeof mfd);
+	ck_assert_int_eq(sendmsg(s, &msg, 0), sizeof af);
+}
+
+/* Receive a frame that must be an ERROR; its text NUL-terminated. */
+static void
+recv_error(int s, struct wal_msg_error *e, char *text, size_t len)
+{
+	uint8_t buf[1024];
+	ssize_t n = recv(s, buf, sizeof buf - 1, 0);
+
+	ck_assert_int_ge(n, (ssize_t)sizeof *e);
+	memcpy(e, buf, sizeof *e);
+	buf[n] = '\0';
+	ck_assert_int_eq(e->hdr.type, WAL_MSG_ERROR);
+	snprintf(text, len, "%s", (char *)buf + sizeof *e);
+}
+
 /* Send a frame; expect an ERROR with code (and then EOF when fatal). */
 static void
 expect_error(int s, const void *frame, size_t len, unsigned code, int fatal,
     const char *text)
 {
-	uint8_t buf[1024];
 	struct wal_msg_error e;
-	ssize_t n;
+	char buf[1024];
 
 	ck_assert_int_eq(send(s, frame, len, 0), (ssize_t)len);
-	n = recv(s, buf, sizeof buf - 1, 0);
-	ck_assert_int_ge(n, (ssize_t)sizeof e);
-	memcpy(&e, buf, sizeof e);
-	buf[n] = '\0';
-	ck_assert_int_eq(e.hdr.type, WAL_MSG_ERROR);
+	recv_error(s, &e, buf, sizeof buf);
 	ck_assert_msg(e.code == code, "code %u, want %u: %s", e.code, code,
-	    (char *)buf + sizeof e);
+	    buf);
 	ck_assert_int_eq(e.fatal, fatal);
-	ck_assert_msg(strstr((char *)buf + sizeof e, text) != NULL,
-	    "error text \"%s\" lacks \"%s\"", (char *)buf + sizeof e, text);
+	ck_assert_msg(strstr(buf, text) != NULL,
+	    "error text \"%s\" lacks \"%s\"", buf, text);
 	if (fatal)
 		ck_assert_int_eq(recv(s, buf, sizeof buf, 0), 0);
 }
@@ -452,18 +512,11 @@ START_TEST(test_malformed)
 {
 	struct wal_msg m;
 	struct wal_msg_hello h;
-	struct wal_msg_append_fd af;
 	uint8_t frame[256], *big;
 	struct walmmap *w;
 	int s, mfd;
 	uint32_t sz;
 	int64_t seq;
-	union {
-		struct cmsghdr	hdr;
-		char		buf[CMSG_SPACE(sizeof(int))];
-	} cm;
-	struct msghdr msg;
-	struct iovec iov;
 
 	start();
 	/* Shorter than a header. */
@@ -538,32 +591,12 @@ START_TEST(test_malformed)
 	raw_hello(s);
 	mfd = memfd_create("t", MFD_CLOEXEC | MFD_ALLOW_SEALING);
 	ck_assert_int_eq(write(mfd, "unsealed", 8), 8);
-	memset(&af, 0, sizeof af);
-	af.hdr.type = WAL_MSG_APPEND_FD;
-	af.hdr.len = sizeof af;
-	af.hdr.id = 7;
-	af.size = 8;
-	af.ack = WAL_ACK_WRITTEN;
-	memset(&msg, 0, sizeof msg);
-	memset(&cm, 0, sizeof cm);
-	iov.iov_base = &af;
-	iov.iov_len = sizeof af;
-	msg.msg_iov = &iov;
-	msg.msg_iovlen = 1;
-	msg.msg_control = cm.buf;
-	msg.msg_controllen = sizeof cm.buf;
-	cm.hdr.cmsg_level = SOL_SOCKET;
-	cm.hdr.cmsg_type = SCM_RIGHTS;
-	cm.hdr.cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(&cm.hdr), &mfd, sizeof mfd);
-	ck_assert_int_eq(sendmsg(s, &msg, 0), sizeof af);
+	raw_append_fd(s, 7, 8, mfd);
 	{
-		uint8_t buf[1024];
 		struct wal_msg_error e;
-		ssize_t n = recv(s, buf, sizeof buf - 1, 0);
+		char text[1024];
 
-		ck_assert_int_ge(n, (ssize_t)sizeof e);
-		memcpy(&e, buf, sizeof e);
+		recv_error(s, &e, text, sizeof text);
 		ck_assert_int_eq(e.code, WAL_PERR_BADFD);
 		ck_assert_int_eq(e.fatal, 0);
 		ck_assert_int_eq(e.hdr.id, 7);
@@ -599,13 +632,6 @@ END_TEST
  */
 START_TEST(test_hostile_clients)
 {
-	struct wal_msg_append_fd af;
-	union {
-		struct cmsghdr	hdr;
-		char		buf[CMSG_SPACE(sizeof(int))];
-	} cm;
-	struct msghdr msg;
-	struct iovec iov;
 	struct walmmap *good;
 	uint8_t frame[512];
 	pid_t pid;
@@ -633,34 +659,13 @@ START_TEST(test_hostile_clients)
 	ck_assert_int_eq(ftruncate(mfd, 70 << 20), 0);
 	ck_assert_int_eq(fcntl(mfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW |
 	    F_SEAL_WRITE), 0);
-	memset(&af, 0, sizeof af);
-	af.hdr.type = WAL_MSG_APPEND_FD;
-	af.hdr.len = sizeof af;
-	af.size = 70 << 20;
-	af.ack = WAL_ACK_WRITTEN;
-	memset(&msg, 0, sizeof msg);
-	memset(&cm, 0, sizeof cm);
-	iov.iov_base = &af;
-	iov.iov_len = sizeof af;
-	msg.msg_iov = &iov;
-	msg.msg_iovlen = 1;
-	msg.msg_control = cm.buf;
-	msg.msg_controllen = sizeof cm.buf;
-	cm.hdr.cmsg_level = SOL_SOCKET;
-	cm.hdr.cmsg_type = SCM_RIGHTS;
-	cm.hdr.cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(&cm.hdr), &mfd, sizeof mfd);
-	ck_assert_int_eq(sendmsg(s, &msg, 0), sizeof af);
+	raw_append_fd(s, 0, 70 << 20, mfd);
 	{
 		struct wal_msg_error e;
-		ssize_t r = recv(s, frame, sizeof frame - 1, 0);
+		char text[1024];
 
-		ck_assert_int_ge(r, (ssize_t)sizeof e);
-		memcpy(&e, frame, sizeof e);
-		frame[r] = '\0';
-		ck_assert_int_eq(e.hdr.type, WAL_MSG_ERROR);
-		ck_assert_msg(strstr((char *)frame + sizeof e, "64 MiB") !=
-		    NULL, "%s", (char *)frame + sizeof e);
+		recv_error(s, &e, text, sizeof text);
+		ck_assert_msg(strstr(text, "64 MiB") != NULL, "%s", text);
 	}
 	close(mfd);
 	close(s);
@@ -773,56 +778,20 @@ START_TEST(test_sigterm_drain)
 {
 	char ackfile[PATH_MAX];
 	struct acked a;
+	size_t cap = 0;
 	pid_t pid;
 	int status;
-	FILE *f;
-	int64_t s;
-	uint64_t k;
-	size_t cap = 0;
 
 	snprintf(ackfile, sizeof ackfile, "%s/acked", base);
 	start();
-	if ((pid = fork()) == 0) {
-		struct walmmap *w;
-		struct walmmap_progress p;
-		uint8_t buf[300];
-		uint64_t key = 0;
-		int64_t seq;
-		FILE *out = fopen(ackfile, "w");
-
-		if (out == NULL || walmmap_connect(&w, d.sock,
-		    WALMMAP_ACK_WRITTEN, 0) != 0)
-			_exit(10);
-		setvbuf(out, NULL, _IONBF, 0);
-		for (;;) {
-			size_t len = make_payload(buf, 0, key);
-
-			if (walmmap_append(w, buf, len, WALMMAP_ACK_DEFAULT,
-			    &seq) != 0)
-				break;
-			fprintf(out, "%" PRId64 " %" PRIu64 "\n", seq, key);
-			key++;
-		}
-		walmmap_progress(w, &p);
-		_exit(p.acked == key ? 0 : 12);
-	}
+	pid = spawn_logged_producer(ackfile, "w", 0);
 	usleep(200000);
 	ck_assert_int_eq(ts_daemon_stop(&d), 0);
 	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
 	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
 	    "producer status %#x", status);
 	memset(&a, 0, sizeof a);
-	f = fopen(ackfile, "r");
-	while (fscanf(f, "%" SCNd64 " %" SCNu64, &s, &k) == 2) {
-		if (a.n == cap) {
-			cap = cap ? cap * 2 : 4096;
-			a.seq = realloc(a.seq, cap * sizeof *a.seq);
-			a.key = realloc(a.key, cap * sizeof *a.key);
-		}
-		a.seq[a.n] = s;
-		a.key[a.n++] = k;
-	}
-	fclose(f);
+	read_acked(ackfile, &a, &cap);
 	ck_assert_uint_gt(a.n, 0);
 	log_records(d.data, check_acked, &a);
 	ck_assert_uint_eq(a.next, a.n);
