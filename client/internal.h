@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "wal_proto.h"
+#include "wal_shm.h"
 
 #define WM_MSG_MAX	512
 
@@ -38,8 +39,48 @@ int	wm_connect(const char *path, uint8_t ack, struct wal_msg_welcome *,
  */
 int	wm_recv(int sock, uint8_t *buf, int64_t deadline, int *fd, char *msg);
 
+/* wm_recv() keeping up to WM_MAX_FDS descriptors (the rest are -1). */
+#define WM_MAX_FDS	3
+int	wm_recv_fds(int sock, uint8_t *buf, int64_t deadline, int *fds,
+	    char *msg);
+void	wm_close_fds(int *fds);
+
 /* Send one frame (and fd if not -1); -WALMMAP_EAGAIN when dontwait. */
 int	wm_send(int sock, const void *buf, size_t len, int fd, int dontwait,
 	    char *msg);
+
+/*
+ * The producer's side of a shared-memory ring (shm.c). Owned by the
+ * handle's thread; the header is shared with the daemon.
+ */
+struct wm_shm {
+	struct wal_shm_header	*hdr;
+	uint8_t			*data;
+	size_t			 maplen;
+	uint64_t		 size;
+	uint32_t		 max_record;	/* larger records: the socket */
+	int			 efd_in;	/* our doorbell to the daemon */
+	int			 efd_out;	/* the daemon's to us */
+	uint64_t		 tail;		/* next slot (private) */
+	uint64_t		 published;	/* tail as last published */
+	uint64_t		 head;		/* daemon's head as last read */
+	uint64_t		 records;	/* records written into slots */
+	uint64_t		 records_pub;	/* of those, published */
+};
+
+enum wm_shm_cond { WM_SHM_WRITTEN, WM_SHM_DURABLE, WM_SHM_HEAD };
+
+int	wm_shm_map(struct wm_shm **, const struct wal_msg_shm_ready *,
+	    int *fds, char *msg);
+void	wm_shm_free(struct wm_shm *);
+int64_t	wm_shm_reserve(struct wm_shm *, uint32_t len);
+void	wm_shm_write(struct wm_shm *, uint64_t pos, const void *, uint32_t len,
+	    uint32_t flags);
+void	wm_shm_publish(struct wm_shm *);
+int	wm_shm_refresh(struct wm_shm *);
+int64_t	wm_shm_seq(const struct wm_shm *, uint64_t pos);
+int	wm_shm_reached(struct wm_shm *, enum wm_shm_cond, uint64_t target);
+int	wm_shm_wait(struct wm_shm *, int sock, enum wm_shm_cond,
+	    uint64_t target, int64_t deadline);
 
 #endif /* WALMMAP_INTERNAL_H */

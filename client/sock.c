@@ -271,6 +271,19 @@ wm_send(int sock, const void *buf, size_t len, int fd, int dontwait,
 int
 wm_recv(int sock, uint8_t *buf, int64_t deadline, int *fd, char *msg)
 {
+	int fds[WM_MAX_FDS], n, i;
+
+	n = wm_recv_fds(sock, buf, deadline, fds, msg);
+	*fd = fds[0];
+	for (i = 1; i < WM_MAX_FDS; i++)
+		if (fds[i] != -1)
+			close(fds[i]);
+	return (n);
+}
+
+int
+wm_recv_fds(int sock, uint8_t *buf, int64_t deadline, int *fd, char *msg)
+{
 	union {
 		struct cmsghdr	hdr;
 		char		buf[CMSG_SPACE(sizeof(int) * 4)];
@@ -281,9 +294,10 @@ wm_recv(int sock, uint8_t *buf, int64_t deadline, int *fd, char *msg)
 	struct iovec iov;
 	char why[256];
 	ssize_t n;
-	int rc, nfds, fds[4], i, reset = 0;
+	int rc, nfds, fds[4], i, j, got = 0, reset = 0;
 
-	*fd = -1;
+	for (j = 0; j < WM_MAX_FDS; j++)
+		fd[j] = -1;
 	for (;;) {
 		memset(&m, 0, sizeof m);
 		iov.iov_base = buf;
@@ -321,26 +335,34 @@ wm_recv(int sock, uint8_t *buf, int64_t deadline, int *fd, char *msg)
 			nfds = 4;
 		memcpy(fds, CMSG_DATA(c), sizeof(int) * (size_t)nfds);
 		for (i = 0; i < nfds; i++) {
-			if (*fd == -1)
-				*fd = fds[i];
+			if (got < WM_MAX_FDS)
+				fd[got++] = fds[i];
 			else
 				close(fds[i]);
 		}
 	}
 	if (n == 0) {
-		if (*fd != -1)
-			close(*fd);
-		*fd = -1;
+		wm_close_fds(fd);
 		return (wm_seterr(msg, WALMMAP_ELOST, "walmmapd closed the "
 		    "connection"));
 	}
 	if (wal_proto_check(buf, (size_t)n, 1, why, sizeof why) != 0 ||
 	    (m.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) {
-		if (*fd != -1)
-			close(*fd);
-		*fd = -1;
+		wm_close_fds(fd);
 		return (wm_seterr(msg, WALMMAP_EPROTO, "walmmapd sent a bad "
 		    "frame: %s", m.msg_flags & MSG_TRUNC ? "too large" : why));
 	}
 	return ((int)n);
+}
+
+void
+wm_close_fds(int *fd)
+{
+	int i;
+
+	for (i = 0; i < WM_MAX_FDS; i++) {
+		if (fd[i] != -1)
+			close(fd[i]);
+		fd[i] = -1;
+	}
 }

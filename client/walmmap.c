@@ -59,6 +59,9 @@ struct walmmap {
 	int64_t			*cap_seq;	/* first seq, -1 refused */
 	int			 cap_err;
 
+	struct wm_shm		*shm;		/* NULL: socket only */
+	char			 shm_why[WM_MSG_MAX]; /* why not, if asked */
+
 	int			 deferred;	/* first error since a wait */
 	struct walmmap_progress	 prog;
 	walmmap_ack_cb		 ack_cb;
@@ -82,6 +85,13 @@ static int	wait_captured(struct walmmap *);
 static int	capture(struct walmmap *, uint64_t id, int64_t seq, int err);
 static int	take_deferred(struct walmmap *);
 static uint8_t	level(const struct walmmap *, enum walmmap_ack);
+static int	sock_append_batch(struct walmmap *, const struct iovec *,
+		    size_t, uint8_t lvl, int64_t *seqs);
+static int	shm_setup(struct walmmap *);
+static int	shm_append_batch(struct walmmap *, const struct iovec *,
+		    size_t, uint8_t lvl, int64_t *seqs);
+static int	shm_wait(struct walmmap *, enum wm_shm_cond, uint64_t target,
+		    int64_t deadline);
 
 int
 walmmap_connect(struct walmmap **wp, const char *socket, enum walmmap_ack ack,
@@ -95,9 +105,15 @@ walmmap_connect(struct walmmap **wp, const char *socket, enum walmmap_ack ack,
 	w->fd = -1;
 	w->prog.last_seq = -1;
 	w->prog.durable_seq = -1;
-	if (ack > WALMMAP_ACK_DURABLE || (flags & ~WALMMAP_NONBLOCK) != 0)
+	snprintf(w->shm_why, sizeof w->shm_why, "not requested "
+	    "(WALMMAP_SHM)");
+	if (ack > WALMMAP_ACK_DURABLE || (flags & ~(WALMMAP_NONBLOCK |
+	    WALMMAP_SHM)) != 0)
 		return (wm_seterr(w->msg, WALMMAP_EINVAL, "walmmap_connect: "
 		    "bad ack level %d or flags %#x", ack, flags));
+	if ((flags & WALMMAP_SHM) && (flags & WALMMAP_NONBLOCK))
+		return (wm_seterr(w->msg, WALMMAP_EINVAL, "walmmap_connect: "
+		    "WALMMAP_SHM cannot be combined with WALMMAP_NONBLOCK"));
 	w->ack = (uint8_t)ack;
 	w->flags = flags;
 	w->fifo = calloc(OUTSTANDING_MAX, sizeof *w->fifo);
@@ -111,6 +127,8 @@ walmmap_connect(struct walmmap **wp, const char *socket, enum walmmap_ack ack,
 		return (s);
 	w->fd = s;
 	w->next_id = 2;
+	if (flags & WALMMAP_SHM)
+		return (shm_setup(w));
 	return (0);
 }
 
@@ -119,6 +137,10 @@ walmmap_close(struct walmmap *w)
 {
 	if (w == NULL)
 		return;
+	if (w->shm != NULL) {
+		wm_shm_publish(w->shm);
+		wm_shm_free(w->shm);
+	}
 	if (w->fd != -1)
 		close(w->fd);
 	free(w->fifo);
@@ -151,11 +173,8 @@ int
 walmmap_append_batch(struct walmmap *w, const struct iovec *recs, size_t n,
     enum walmmap_ack ack, int64_t *seqs)
 {
-	struct wal_msg_append a;
-	size_t i = 0, start, off, nframes = 0, j, k, *frame = NULL;
-	enum frame_kind kind;
 	uint8_t lvl;
-	int rc = 0;
+	size_t j;
 
 	if (w->fd == -1 || w->lost)
 		return (wm_seterr(w->msg, WALMMAP_ELOST, "not connected to "
@@ -167,13 +186,28 @@ walmmap_append_batch(struct walmmap *w, const struct iovec *recs, size_t n,
 	lvl = level(w, ack);
 	if (seqs != NULL && lvl == WALMMAP_ACK_NONE)
 		lvl = WALMMAP_ACK_WRITTEN;	/* we must hear the seq */
-	kind = lvl == WALMMAP_ACK_NONE ? FRAME_UNTRACKED : FRAME_TRACKED;
 	for (j = 0; j < n; j++)
 		if (recs[j].iov_len > w->welcome.max_record)
 			return (wm_seterr(w->msg, WALMMAP_ETOOLARGE, "record %zu "
 			    "of %zu bytes exceeds the daemon's max_record of %"
 			    PRIu32 " bytes", j, recs[j].iov_len,
 			    w->welcome.max_record));
+	if (w->shm != NULL)
+		return (shm_append_batch(w, recs, n, lvl, seqs));
+	return (sock_append_batch(w, recs, n, lvl, seqs));
+}
+
+/* Append through the socket: records packed into frames, memfds. */
+static int
+sock_append_batch(struct walmmap *w, const struct iovec *recs, size_t n,
+    uint8_t lvl, int64_t *seqs)
+{
+	struct wal_msg_append a;
+	size_t i = 0, start, off, nframes = 0, j, k, *frame = NULL;
+	enum frame_kind kind;
+	int rc = 0;
+
+	kind = lvl == WALMMAP_ACK_NONE ? FRAME_UNTRACKED : FRAME_TRACKED;
 	if (seqs != NULL) {
 		/* Frames get consecutive ids from here; remember seqs. */
 		frame = calloc(n, sizeof *frame);
@@ -269,6 +303,13 @@ walmmap_wait(struct walmmap *w, enum walmmap_ack lvl, int timeout_ms)
 
 	if (w->fd == -1)
 		return (wm_seterr(w->msg, WALMMAP_ELOST, "not connected"));
+	if (w->shm != NULL && lvl != WALMMAP_ACK_DURABLE) {
+		/* (A SYNC below covers the ring: the daemon catches up.) */
+		wm_shm_publish(w->shm);
+		if ((rc = shm_wait(w, WM_SHM_WRITTEN, w->shm->records_pub,
+		    deadline)) < 0)
+			return (rc);
+	}
 	if (lvl == WALMMAP_ACK_DURABLE) {
 		if ((rc = request(w, WAL_MSG_SYNC, deadline)) < 0)
 			return (rc);
@@ -336,6 +377,33 @@ walmmap_progress(const struct walmmap *w, struct walmmap_progress *p)
 			p->pending += w->fifo[(w->fifo_head + i) %
 			    OUTSTANDING_MAX].count;
 	}
+	if (w->shm != NULL) {
+		const struct wal_shm_header *h = w->shm->hdr;
+		uint64_t written = atomic_load_explicit(&h->written,
+		    memory_order_acquire);
+		int64_t ws = atomic_load_explicit(&h->written_seq,
+		    memory_order_relaxed);
+		int64_t ds = atomic_load_explicit(&h->durable_seq,
+		    memory_order_relaxed);
+
+		p->acked += written;
+		if (w->shm->records_pub > written)
+			p->pending += w->shm->records_pub - written;
+		if (ws > p->last_seq)
+			p->last_seq = ws;
+		if (ds > p->durable_seq)
+			p->durable_seq = ds;
+	}
+}
+
+int
+walmmap_shm_active(const struct walmmap *w, const char **why)
+{
+	if (w->shm != NULL)
+		return (1);
+	if (why != NULL)
+		*why = w->shm_why;
+	return (0);
 }
 
 int
@@ -521,6 +589,8 @@ request(struct walmmap *w, uint16_t type, int64_t deadline)
 	if (w->fd == -1 || w->lost)
 		return (wm_seterr(w->msg, WALMMAP_ELOST, "not connected to "
 		    "walmmapd"));
+	if (w->shm != NULL)
+		wm_shm_publish(w->shm);	/* the daemon handles it first */
 	memset(&m, 0, sizeof m);
 	m.type = type;
 	m.len = sizeof m;
@@ -718,5 +788,184 @@ handle(struct walmmap *w, const uint8_t *buf, size_t len, int fd)
 		return (lost(w, wm_seterr(w->msg, WALMMAP_EPROTO, "walmmapd "
 		    "sent %s on a producer connection",
 		    wal_proto_type_name(hdr.type))));
+	}
+}
+
+/*
+ * Ask for a shared-memory ring right after the handshake. When the daemon
+ * cannot give one the connection stays on the socket and
+ * walmmap_shm_active() says why.
+ */
+static int
+shm_setup(struct walmmap *w)
+{
+	struct wal_msg_shm_open o;
+	struct wal_msg_shm_ready rd;
+	struct wal_msg_error e;
+	struct wal_msg hdr;
+	int fds[WM_MAX_FDS], n, rc;
+
+	memset(&o, 0, sizeof o);
+	o.hdr.type = WAL_MSG_SHM_OPEN;
+	o.hdr.len = sizeof o;
+	o.hdr.id = w->next_id++;
+	if ((rc = wm_send(w->fd, &o, sizeof o, -1, 0, w->msg)) < 0)
+		return (lost(w, rc));
+	if ((n = wm_recv_fds(w->fd, w->rx, -1, fds, w->msg)) < 0)
+		return (lost(w, n));
+	memcpy(&hdr, w->rx, sizeof hdr);
+	if (hdr.type == WAL_MSG_SHM_READY && hdr.id == o.hdr.id) {
+		memcpy(&rd, w->rx, sizeof rd);
+		if (wm_shm_map(&w->shm, &rd, fds, w->shm_why) < 0)
+			w->shm = NULL;	/* on the socket, shm_why says why */
+		return (0);
+	}
+	wm_close_fds(fds);
+	if (hdr.type == WAL_MSG_ERROR && hdr.id == o.hdr.id) {
+		memcpy(&e, w->rx, sizeof e);
+		snprintf(w->shm_why, sizeof w->shm_why, "walmmapd gave no "
+		    "shared-memory ring: %s: %.*s", wal_proto_strerror(e.code),
+		    (int)((size_t)n - sizeof e), (const char *)w->rx +
+		    sizeof e);
+		if (e.fatal)
+			return (lost(w, wm_seterr(w->msg, wm_perr(e.code), "%s",
+			    w->shm_why)));
+		return (0);
+	}
+	return (lost(w, wm_seterr(w->msg, WALMMAP_EPROTO, "walmmapd answered "
+	    "SHM_OPEN with %s", wal_proto_type_name(hdr.type))));
+}
+
+/* Seqs of the ring records before index upto whose slots were consumed. */
+static void
+shm_harvest(struct walmmap *w, const uint64_t *pos, int64_t *seqs,
+    size_t upto, size_t *done)
+{
+	for (; *done < upto; (*done)++) {
+		if (pos[*done] == UINT64_MAX)
+			continue;	/* went over the socket */
+		if (pos[*done] >= w->shm->head)
+			break;
+		seqs[*done] = wm_shm_seq(w->shm, pos[*done]);
+	}
+}
+
+/*
+ * Append through the ring: slots written at the tail and published once
+ * at the end (or when the ring fills). Records above the ring's limit go
+ * over the socket; the daemon writes what the ring holds first, so order
+ * is kept.
+ */
+static int
+shm_append_batch(struct walmmap *w, const struct iovec *recs, size_t n,
+    uint8_t lvl, int64_t *seqs)
+{
+	struct wm_shm *s = w->shm;
+	uint32_t flags = 0, len;
+	uint64_t one, *pos = NULL, target;
+	size_t i, done = 0, sent = 0;
+	int64_t p;
+	int rc;
+
+	if (lvl == WALMMAP_ACK_DURABLE)
+		flags |= WAL_SHM_F_DURABLE;
+	if (seqs != NULL) {
+		flags |= WAL_SHM_F_SEQ;
+		if (n == 1)
+			pos = &one;
+		else if ((pos = calloc(n, sizeof *pos)) == NULL)
+			return (wm_seterr(w->msg, WALMMAP_ENOMEM, "out of "
+			    "memory"));
+	}
+	for (i = 0; i < n; i++) {
+		len = (uint32_t)recs[i].iov_len;
+		if (len > s->max_record) {
+			wm_shm_publish(s);
+			w->prog.sent += sent;
+			sent = 0;
+			rc = sock_append_batch(w, &recs[i], 1, lvl,
+			    seqs != NULL ? &seqs[i] : NULL);
+			if (rc < 0)
+				goto out;
+			if (pos != NULL)
+				pos[i] = UINT64_MAX;
+			continue;
+		}
+		while ((p = wm_shm_reserve(s, len)) < 0) {
+			/* Full by the cached head: look again, then wait. */
+			if (wm_shm_refresh(s) != 0) {
+				rc = lost(w, wm_seterr(w->msg, WALMMAP_EPROTO,
+				    "walmmapd published a ring head outside "
+				    "the ring"));
+				goto out;
+			}
+			if (pos != NULL)
+				shm_harvest(w, pos, seqs, i, &done);
+			if ((p = wm_shm_reserve(s, len)) >= 0)
+				break;
+			wm_shm_publish(s);
+			/* Sleep until a quarter of the ring is free. */
+			target = s->tail + wal_shm_slot_bytes(len) +
+			    s->size / 4 - s->size;
+			if (target > s->published)
+				target = s->published;
+			if ((rc = shm_wait(w, WM_SHM_HEAD, target, -1)) < 0)
+				goto out;
+			if (pos != NULL)
+				shm_harvest(w, pos, seqs, i, &done);
+		}
+		wm_shm_write(s, (uint64_t)p, recs[i].iov_base, len, flags);
+		sent++;
+		if (pos != NULL)
+			pos[i] = (uint64_t)p;
+	}
+	wm_shm_publish(s);
+	w->prog.sent += sent;
+	rc = (int)n;
+	if (seqs == NULL)
+		goto out;
+	if ((rc = shm_wait(w, lvl == WALMMAP_ACK_DURABLE ? WM_SHM_DURABLE :
+	    WM_SHM_WRITTEN, s->records, -1)) < 0)
+		goto out;
+	if (wm_shm_refresh(s) != 0) {
+		rc = lost(w, wm_seterr(w->msg, WALMMAP_EPROTO, "walmmapd "
+		    "published a ring head outside the ring"));
+		goto out;
+	}
+	shm_harvest(w, pos, seqs, n, &done);
+	rc = (int)n;
+	if (done < n)
+		rc = lost(w, wm_seterr(w->msg, WALMMAP_EPROTO, "walmmapd "
+		    "counted record %zu as written but did not release its "
+		    "slot", done));
+out:
+	if (pos != &one)
+		free(pos);
+	return (rc);
+}
+
+/* Wait on the ring, answering socket frames meanwhile. */
+static int
+shm_wait(struct walmmap *w, enum wm_shm_cond cond, uint64_t target,
+    int64_t deadline)
+{
+	int rc;
+
+	for (;;) {
+		if (w->lost)
+			return (wm_seterr(w->msg, WALMMAP_ELOST, "connection to "
+			    "walmmapd lost"));
+		rc = wm_shm_wait(w->shm, w->fd, cond, target, deadline);
+		if (rc == 1)
+			return (0);
+		if (rc == 0)
+			return (wm_seterr(w->msg, WALMMAP_ETIMEDOUT, "records "
+			    "in the shared-memory ring still unacknowledged"));
+		if (rc < 0)
+			return (lost(w, wm_seterr(w->msg, WALMMAP_EPROTO,
+			    "walmmapd published a ring head outside the "
+			    "ring")));
+		if ((rc = read_one(w, 0)) < 0)
+			return (rc);
 	}
 }

@@ -72,6 +72,7 @@ struct walmmap;
 
 /* walmmap_connect() flags. */
 #define WALMMAP_NONBLOCK	0x1	/* appends never block (see below) */
+#define WALMMAP_SHM		0x2	/* append through shared memory */
 
 /*
  * Connect to walmmapd. socket: the daemon's socket path, or NULL for
@@ -85,6 +86,17 @@ struct walmmap;
  */
 int		 walmmap_connect(struct walmmap **wp, const char *socket,
 		    enum walmmap_ack ack, unsigned flags);
+
+/*
+ * With WALMMAP_SHM the daemon passes the connection a shared-memory ring
+ * and appends go through it without a system call while the daemon is
+ * draining; everything else (acks, waits, seqs, errors) works as on the
+ * socket, and records above the ring's limit still travel over the socket,
+ * in order. When the daemon cannot give a ring the connection works over
+ * the socket: walmmap_shm_active() returns 0 and sets *why (if not NULL)
+ * to the reason. Not combinable with WALMMAP_NONBLOCK.
+ */
+int		 walmmap_shm_active(const struct walmmap *, const char **why);
 
 /* Close the connection (unacknowledged records may or may not be in). */
 void		 walmmap_close(struct walmmap *);

@@ -49,8 +49,6 @@ static void	conn_ack_add(struct conn *, uint64_t id, int64_t first,
 static void	conn_ack_flush(struct conn *);
 static void	conn_queue(struct conn *, const void *, size_t);
 static void	conn_after_pass(struct conn *);
-static unsigned	errno_to_perr(int);
-static void	conn_expect(struct conn *);
 
 /* Make a connection for an accepted socket. */
 struct conn *
@@ -100,6 +98,7 @@ conn_free(struct conn *c)
 {
 	struct server *srv = c->srv;
 
+	shm_close_ring(c);
 	srv_durable_returned(srv, c);
 	TAILQ_REMOVE(&srv->conns, c, entry);
 	srv->nconns--;
@@ -122,6 +121,7 @@ conn_drain(struct conn *c)
 {
 	int rc;
 
+	shm_catch_up(c);
 	while (!c->closing && (rc = conn_recv_one(c)) > 0)
 		;
 	conn_after_pass(c);
@@ -156,7 +156,16 @@ conn_durable(struct conn *c, int64_t durable)
 			c->syncs[kept++] = c->syncs[i];
 	}
 	c->nsyncs = kept;
+	shm_durable(c, durable);
 	conn_flush(c);
+}
+
+/* Is a durable acknowledgement owed beyond durable (socket or ring)? */
+int
+conn_durable_pending(const struct conn *c, int64_t durable)
+{
+	return (c->durable_want > durable || c->nsyncs > 0 ||
+	    shm_durable_pending(c, durable));
 }
 
 /* A sync failed: everyone waiting for durability hears it. */
@@ -305,8 +314,7 @@ conn_after_pass(struct conn *c)
 	struct server *srv = c->srv;
 
 	conn_ack_flush(c);
-	if (c->durable_want > wal_ring_durable_seq(srv->ring) ||
-	    c->nsyncs > 0) {
+	if (conn_durable_pending(c, wal_ring_durable_seq(srv->ring))) {
 		srv_durable_returned(srv, c);
 		srv_request_sync(srv);
 	}
@@ -373,6 +381,8 @@ conn_recv_one(struct conn *c)
 		return (1);
 	}
 	c->srv->frames++;
+	/* What the ring got before this frame was sent goes first. */
+	shm_catch_up(c);
 	conn_handle(c, c->srv->rxbuf, (size_t)n, fd);
 	return (1);
 }
@@ -437,7 +447,7 @@ conn_handle(struct conn *c, const uint8_t *buf, size_t len, int fd)
 		struct wal_msg ok = { WAL_MSG_OK, 0, sizeof ok, hdr.id };
 
 		if (wal_ring_rotate(c->srv->ring, &err) != 0) {
-			conn_error(c, hdr.id, errno_to_perr(err.code), 0, "%s",
+			conn_error(c, hdr.id, conn_errno_perr(err.code), 0, "%s",
 			    err.msg);
 			break;
 		}
@@ -454,6 +464,10 @@ conn_handle(struct conn *c, const uint8_t *buf, size_t len, int fd)
 	}
 	case WAL_MSG_SUBSCRIBE:
 		conn_subscribe(c, (const struct wal_msg_subscribe *)
+		    (const void *)buf);
+		break;
+	case WAL_MSG_SHM_OPEN:
+		shm_open_ring(c, (const struct wal_msg_shm_open *)
 		    (const void *)buf);
 		break;
 	default:
@@ -525,7 +539,7 @@ conn_append(struct conn *c, const uint8_t *buf, size_t len)
 			log_warnx("%s", err.msg);
 			if (done > 0 && ack >= WAL_ACK_WRITTEN)
 				conn_ack_add(c, a.hdr.id, first, done);
-			conn_error(c, a.hdr.id, errno_to_perr(err.code), 0,
+			conn_error(c, a.hdr.id, conn_errno_perr(err.code), 0,
 			    "%" PRIu32 " of %" PRIu32 " records written: %s",
 			    done, a.count, err.msg);
 			goto out;
@@ -591,7 +605,7 @@ conn_append_fd(struct conn *c, const struct wal_msg_append_fd *a, int fd)
 	}
 	if (wal_ring_reserve(srv->ring, (uint32_t)a->size, &dst, &err) != 0) {
 		log_warnx("%s", err.msg);
-		conn_error(c, a->hdr.id, errno_to_perr(err.code), 0,
+		conn_error(c, a->hdr.id, conn_errno_perr(err.code), 0,
 		    "record not written: %s", err.msg);
 		goto out;
 	}
@@ -842,17 +856,27 @@ conn_ack_flush(struct conn *c)
 static void
 conn_queue(struct conn *c, const void *frame, size_t len)
 {
+	(void)conn_queue_fds(c, frame, len, NULL, 0);
+}
+
+/* conn_queue() with descriptors to pass (owned from now). 0 or -1. */
+int
+conn_queue_fds(struct conn *c, const void *frame, size_t len, const int *fds,
+    int nfds)
+{
 	if (c->nacks > 0)
 		conn_ack_flush(c);
-	if (outq_push(&c->out, frame, len) != 0) {
+	if (outq_push_fds(&c->out, frame, len, fds, nfds) != 0) {
 		log_warnx("client pid %ld: out of memory for replies; "
 		    "disconnecting it", (long)c->pid);
 		c->closing = 1;
+		return (-1);
 	}
+	return (0);
 }
 
 /* This client just got durability; it will likely be back for more. */
-static void
+void
 conn_expect(struct conn *c)
 {
 	if (c->durable_expected || c->srv->stopping)
@@ -862,8 +886,8 @@ conn_expect(struct conn *c)
 }
 
 /* Map a ring errno to a protocol error code. */
-static unsigned
-errno_to_perr(int e)
+unsigned
+conn_errno_perr(int e)
 {
 	switch (e) {
 	case ENOSPC:

@@ -2,9 +2,9 @@
  * walmmapd - per-connection queue of outgoing frames.
  *
  * A SOCK_SEQPACKET send either takes a whole frame or nothing, so frames are
- * queued whole and sent one per sendmsg(). A frame may carry a descriptor
- * (a memfd holding a large record) passed with SCM_RIGHTS; the queue owns
- * it until it is sent.
+ * queued whole and sent one per sendmsg(). A frame may carry descriptors
+ * (a memfd holding a large record, a shared-memory ring and its doorbells)
+ * passed with SCM_RIGHTS; the queue owns them until they are sent.
  */
 #include "config.h"
 
@@ -19,27 +19,42 @@
 
 struct outq_item {
 	uint32_t	len;
-	int32_t		fd;
+	int32_t		nfds;
+	int32_t		fds[OUTQ_MAX_FDS];
 };
 
 static int	outq_reserve(struct outq *, size_t);
+
+static void	outq_close_fds(const struct outq_item *);
 
 /* Queue a frame. Returns 0, or -1 when out of memory. */
 int
 outq_push(struct outq *q, const void *frame, size_t len)
 {
-	return (outq_push_fd(q, frame, len, -1));
+	return (outq_push_fds(q, frame, len, NULL, 0));
 }
 
 /* Queue a frame with a descriptor to pass (the queue takes ownership). */
 int
 outq_push_fd(struct outq *q, const void *frame, size_t len, int fd)
 {
-	struct outq_item it = { (uint32_t)len, fd };
+	return (outq_push_fds(q, frame, len, &fd, 1));
+}
 
+/* Queue a frame with up to OUTQ_MAX_FDS descriptors (owned from now). */
+int
+outq_push_fds(struct outq *q, const void *frame, size_t len, const int *fds,
+    int nfds)
+{
+	struct outq_item it;
+
+	memset(&it, 0, sizeof it);
+	it.len = (uint32_t)len;
+	it.nfds = nfds;
+	if (nfds > 0)
+		memcpy(it.fds, fds, sizeof(int) * (size_t)nfds);
 	if (outq_reserve(q, sizeof it + len) != 0) {
-		if (fd != -1)
-			close(fd);
+		outq_close_fds(&it);
 		return (-1);
 	}
 	memcpy(q->buf + q->tail, &it, sizeof it);
@@ -65,7 +80,7 @@ outq_send(struct outq *q, int fd)
 {
 	union {
 		struct cmsghdr	hdr;
-		char		buf[CMSG_SPACE(sizeof(int))];
+		char		buf[CMSG_SPACE(sizeof(int) * OUTQ_MAX_FDS)];
 	} cm;
 	struct outq_item it;
 	struct msghdr msg;
@@ -79,14 +94,17 @@ outq_send(struct outq *q, int fd)
 		iov.iov_len = it.len;
 		msg.msg_iov = &iov;
 		msg.msg_iovlen = 1;
-		if (it.fd != -1) {
+		if (it.nfds > 0) {
 			memset(&cm, 0, sizeof cm);
 			msg.msg_control = cm.buf;
-			msg.msg_controllen = sizeof cm.buf;
+			msg.msg_controllen = CMSG_SPACE(sizeof(int) *
+			    (size_t)it.nfds);
 			cm.hdr.cmsg_level = SOL_SOCKET;
 			cm.hdr.cmsg_type = SCM_RIGHTS;
-			cm.hdr.cmsg_len = CMSG_LEN(sizeof(int));
-			memcpy(CMSG_DATA(&cm.hdr), &it.fd, sizeof(int));
+			cm.hdr.cmsg_len = CMSG_LEN(sizeof(int) *
+			    (size_t)it.nfds);
+			memcpy(CMSG_DATA(&cm.hdr), it.fds, sizeof(int) *
+			    (size_t)it.nfds);
 		}
 		n = sendmsg(fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
 		if (n == -1) {
@@ -94,8 +112,7 @@ outq_send(struct outq *q, int fd)
 				return (0);
 			return (-1);
 		}
-		if (it.fd != -1)
-			close(it.fd);
+		outq_close_fds(&it);
 		q->head += sizeof it + it.len;
 		q->frames--;
 	}
@@ -111,8 +128,7 @@ outq_free(struct outq *q)
 
 	while (q->head < q->tail) {
 		memcpy(&it, q->buf + q->head, sizeof it);
-		if (it.fd != -1)
-			close(it.fd);
+		outq_close_fds(&it);
 		q->head += sizeof it + it.len;
 	}
 	free(q->buf);
@@ -143,4 +159,14 @@ outq_reserve(struct outq *q, size_t n)
 	q->buf = nb;
 	q->cap = cap;
 	return (0);
+}
+
+static void
+outq_close_fds(const struct outq_item *it)
+{
+	int i;
+
+	for (i = 0; i < it->nfds; i++)
+		if (it->fds[i] != -1)
+			close(it->fds[i]);
 }

@@ -28,11 +28,12 @@
 
 struct event;
 struct event_base;
+struct shm_ring;
 struct wal_reader;
 struct wal_ring;
 struct syncer;
 
-/* Outgoing frames, kept whole: [uint32 len][int32 fd or -1][frame]... */
+/* Outgoing frames, kept whole: [len][nfds][fds...][frame]... */
 struct outq {
 	uint8_t		*buf;
 	size_t		 head;		/* first unsent byte */
@@ -82,6 +83,8 @@ struct conn {
 	int			 sub_held;	/* sub_rec did not fit last frame */
 	struct wal_record	 sub_rec;	/* valid until the next read */
 
+	struct shm_ring		*shm;		/* shared-memory ring, if any */
+
 	uint64_t		 records;
 	TAILQ_ENTRY(conn)	 entry;
 };
@@ -114,6 +117,11 @@ struct server {
 	struct event		*ev_commit_delay;	/* waiting for a group */
 	int			 commit_delay_armed;
 	unsigned		 durable_expected;	/* conns still to return */
+
+	TAILQ_HEAD(, shm_ring)	 shms;		/* rings the drainer polls */
+	unsigned		 nshms;
+	struct event		*ev_drain;	/* srv_shm_drain_cb */
+	int			 drain_scheduled;
 
 	struct event		*ev_signals[4];
 	struct event		*ev_tick;	/* status, rates, retention */
@@ -158,12 +166,28 @@ void	 conn_sync_failed(struct conn *, const char *why);
 void	 conn_error(struct conn *, uint64_t id, unsigned code, int fatal,
 	    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 int	 conn_flush(struct conn *);
+int	 conn_queue_fds(struct conn *, const void *, size_t, const int *fds,
+	    int nfds);
+void	 conn_expect(struct conn *);
+int	 conn_durable_pending(const struct conn *, int64_t durable);
+unsigned conn_errno_perr(int);
 void	 conn_sub_wake(struct conn *);
 uint64_t conn_sub_segment(const struct conn *);
 
+/* shm.c */
+void	 shm_open_ring(struct conn *, const struct wal_msg_shm_open *);
+void	 shm_close_ring(struct conn *);
+void	 shm_catch_up(struct conn *);
+void	 shm_durable(struct conn *, int64_t durable_seq);
+int	 shm_durable_pending(const struct conn *, int64_t durable_seq);
+void	 srv_shm_drain_cb(int, short, void *);
+
 /* outq.c */
+#define OUTQ_MAX_FDS	3
 int	 outq_push(struct outq *, const void *frame, size_t len);
 int	 outq_push_fd(struct outq *, const void *frame, size_t len, int fd);
+int	 outq_push_fds(struct outq *, const void *frame, size_t len,
+	    const int *fds, int nfds);
 size_t	 outq_bytes(const struct outq *);
 int	 outq_send(struct outq *, int fd);
 void	 outq_free(struct outq *);

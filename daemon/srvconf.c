@@ -23,6 +23,7 @@
 #include "srvconf.h"
 #include "wal_format.h"
 #include "wal_proto.h"
+#include "wal_shm.h"
 
 static int	parse_uint(const char *, uint64_t max, uint64_t *);
 static int	parse_bool(const char *, int *);
@@ -74,6 +75,8 @@ config_defaults(struct srv_config *c)
 	c->max_inflight = 4u * 1024 * 1024;
 	c->sync_interval_ms = 1000;
 	c->commit_delay_ms = 2;
+	c->shm = 1;
+	c->shm_size = WAL_SHM_DEFAULT_SIZE;
 	c->shm_spin_us = 50;
 }
 
@@ -230,6 +233,15 @@ config_set(struct srv_config *c, const char *key, const char *val,
 			BAD("retain_age: \"%s\" is not a duration (0 keeps "
 			    "all)", val);
 		c->retain_age_s = v / 1000;
+	} else if (strcmp(key, "shm") == 0) {
+		if (parse_bool(val, &c->shm) != 0)
+			BAD("shm: \"%s\" is not yes or no", val);
+	} else if (strcmp(key, "shm_size") == 0) {
+		if (config_parse_size(val, &v) != 0 || v < WAL_SHM_MIN_SIZE ||
+		    v > WAL_SHM_MAX_SIZE)
+			BAD("shm_size: \"%s\" is not a size from 64K to 256M",
+			    val);
+		c->shm_size = v;
 	} else if (strcmp(key, "shm_spin") == 0) {
 		if (config_parse_duration_ms(val, &v) == 0 && v <= 100)
 			c->shm_spin_us = (unsigned)(v * 1000);

@@ -156,6 +156,7 @@ main(int argc, char **argv)
 	srv.listen_fd = -1;
 	srv.sync_fd = -1;
 	TAILQ_INIT(&srv.conns);
+	TAILQ_INIT(&srv.shms);
 	srv.conf_path = conf;
 	srv.conf_must_exist = conf_given;
 	if (load_config(&srv.cfg, conf, conf_given, &overrides, why,
@@ -227,6 +228,7 @@ main(int argc, char **argv)
 	srv.ev_sync_kick = event_new(srv.base, -1, 0, srv_sync_kick_cb, &srv);
 	srv.ev_commit_delay = evtimer_new(srv.base, srv_commit_delay_cb, &srv);
 	srv.ev_tick = event_new(srv.base, -1, EV_PERSIST, tick_cb, &srv);
+	srv.ev_drain = event_new(srv.base, -1, 0, srv_shm_drain_cb, &srv);
 	srv.ev_stop_timer = evtimer_new(srv.base, stop_timer_cb, &srv);
 	srv.ev_signals[0] = evsignal_new(srv.base, SIGTERM, signal_cb, &srv);
 	srv.ev_signals[1] = evsignal_new(srv.base, SIGINT, signal_cb, &srv);
@@ -234,6 +236,7 @@ main(int argc, char **argv)
 	if (srv.ev_sync_done == NULL || srv.ev_sync_timer == NULL ||
 	    srv.ev_tick == NULL || srv.ev_stop_timer == NULL ||
 	    srv.ev_sync_kick == NULL || srv.ev_commit_delay == NULL ||
+	    srv.ev_drain == NULL ||
 	    srv.ev_signals[0] == NULL || srv.ev_signals[1] == NULL ||
 	    srv.ev_signals[2] == NULL)
 		fatalx("cannot create events");
@@ -286,6 +289,7 @@ main(int argc, char **argv)
 	event_free(srv.ev_sync_kick);
 	event_free(srv.ev_commit_delay);
 	event_free(srv.ev_tick);
+	event_free(srv.ev_drain);
 	event_free(srv.ev_stop_timer);
 	if (srv.ev_watchdog != NULL)
 		event_free(srv.ev_watchdog);
@@ -488,6 +492,8 @@ reload(struct server *srv)
 	LIVE(retain_segments, "retain_segments", PRIu64);
 	LIVE(retain_bytes, "retain_bytes", PRIu64);
 	LIVE(retain_age_s, "retain_age (s)", PRIu64);
+	LIVE(shm, "shm", "d");
+	LIVE(shm_size, "shm_size", PRIu64);
 	LIVE(shm_spin_us, "shm_spin (us)", "u");
 	LIVE(debug, "debug", "d");
 	LIVE(commit_delay_ms, "commit_delay (ms)", "u");
@@ -547,7 +553,7 @@ sync_done_cb(int fd, short ev, void *arg)
 		/* conn_durable may have freed c; next is still valid. */
 	}
 	TAILQ_FOREACH(c, &srv->conns, entry)
-		if (c->durable_want > durable || c->nsyncs > 0)
+		if (conn_durable_pending(c, durable))
 			again = 1;
 	if (again)
 		srv_request_sync(srv);

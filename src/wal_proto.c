@@ -50,6 +50,8 @@ static const struct {
 	{ WAL_MSG_RECORD_FD, "RECORD_FD", sizeof(struct wal_msg) +
 	    sizeof(struct wal_rec_out), 1, 1 },
 	{ WAL_MSG_SUB_END, "SUB_END", sizeof(struct wal_msg_sub_end), 1, 1 },
+	{ WAL_MSG_SHM_READY, "SHM_READY", sizeof(struct wal_msg_shm_ready), 1,
+	    1 },
 };
 
 static const char *const perr_text[] = {

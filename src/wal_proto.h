@@ -37,7 +37,7 @@ enum wal_msg_type {
 	WAL_MSG_STATUS = 5,	/* header only */
 	WAL_MSG_ROTATE = 6,	/* header only */
 	WAL_MSG_SUBSCRIBE = 7,	/* struct wal_msg_subscribe */
-	WAL_MSG_SHM_OPEN = 8,	/* struct wal_msg_shm_open (reserved) */
+	WAL_MSG_SHM_OPEN = 8,	/* struct wal_msg_shm_open: ask for a ring */
 	WAL_MSG_PING = 9,	/* header only: OK once earlier frames are done */
 
 	/* daemon -> client */
@@ -50,6 +50,7 @@ enum wal_msg_type {
 	WAL_MSG_RECORDS = 107,	/* struct wal_msg_records + wal_rec_out[] */
 	WAL_MSG_RECORD_FD = 108, /* struct wal_rec_out + SCM_RIGHTS memfd */
 	WAL_MSG_SUB_END = 109,	/* struct wal_msg_sub_end */
+	WAL_MSG_SHM_READY = 110, /* struct wal_msg_shm_ready + 3 descriptors */
 };
 
 /* Acknowledgement levels. */
@@ -180,10 +181,23 @@ struct wal_msg_sub_end {
 	uint32_t	pad;
 };
 
-/* SHM_OPEN is reserved for the shared-memory path. */
+/* SHM_OPEN: ask for a shared-memory ring of size data bytes (0: default). */
 struct wal_msg_shm_open {
 	struct wal_msg	hdr;
 	uint64_t	size;
+};
+
+/*
+ * SHM_READY: the ring (see wal_shm.h), passed with SCM_RIGHTS as three
+ * descriptors in this order: the memfd (header_size + size bytes, sealed
+ * against shrinking), the producer's doorbell to the daemon and the
+ * daemon's doorbell to the producer (both eventfds).
+ */
+struct wal_msg_shm_ready {
+	struct wal_msg	hdr;
+	uint64_t	size;		/* data bytes, a power of two */
+	uint32_t	header_size;
+	uint32_t	max_record;	/* larger records go over the socket */
 };
 
 /* STATUS_REPLY. */

@@ -147,6 +147,36 @@ ts_fill_payload(uint8_t *buf, size_t len, int64_t seq)
 		buf[i] = ts_payload_byte(seq, i);
 }
 
+size_t
+ts_key_payload(uint8_t *buf, unsigned p, uint64_t n)
+{
+	size_t len = (size_t)snprintf((char *)buf, 64, "%u:%" PRIu64 ":", p,
+	    n);
+	size_t extra = (size_t)((p * 31 + n * 7) % 200);
+
+	memset(buf + len, 'a' + (int)(n % 26), extra);
+	return (len + extra);
+}
+
+int
+ts_key_parse(const uint8_t *buf, size_t len, int exact, unsigned *p,
+    uint64_t *n)
+{
+	char tmp[64];
+	size_t k = len < sizeof tmp - 1 ? len : sizeof tmp - 1;
+	size_t want;
+	uint8_t exp[TS_KEY_PAYLOAD_MAX];
+
+	memcpy(tmp, buf, k);
+	tmp[k] = '\0';
+	if (sscanf(tmp, "%u:%" SCNu64 ":", p, n) != 2)
+		return (0);
+	want = ts_key_payload(exp, *p, *n);
+	if (exact ? want != len : want > len)
+		return (0);
+	return (memcmp(exp, buf, want) == 0);
+}
+
 /* Run fn in a child with a private tmpfs. */
 int
 ts_with_tmpfs(size_t size, int (*fn)(void *, const char *), void *arg)

@@ -44,6 +44,20 @@ void	 ts_fill_payload(uint8_t *buf, size_t len, int64_t seq);
 int	 ts_with_tmpfs(size_t size, int (*fn)(void *, const char *),
 	    void *arg);
 
+/*
+ * Payload of producer p's n-th record: "p:n:" then 0..199 filler bytes
+ * (buf holds TS_KEY_PAYLOAD_MAX). Returns its length.
+ */
+#define TS_KEY_PAYLOAD_MAX	264
+size_t	 ts_key_payload(uint8_t *buf, unsigned p, uint64_t n);
+
+/*
+ * Parse "p:n:" back: 1 when buf is that key's payload (exact) or starts
+ * with it (!exact), else 0.
+ */
+int	 ts_key_parse(const uint8_t *buf, size_t len, int exact, unsigned *p,
+	    uint64_t *n);
+
 /* Payload size used for seq by the default test workload (0..300 bytes). */
 size_t	 ts_size_of(int64_t seq);
 

@@ -20,8 +20,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <check.h>
+
 #include "testsupport.h"
 #include "tsdaemon.h"
+#include "wal_proto.h"
 
 #define MAX_ARGS	64
 
@@ -291,4 +294,35 @@ exit_status(int status)
 	if (WIFSIGNALED(status))
 		return (128 + WTERMSIG(status));
 	return (-1);
+}
+
+int
+ts_raw_connect(const struct ts_daemon *d)
+{
+	struct sockaddr_un sun;
+	int s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+
+	memset(&sun, 0, sizeof sun);
+	sun.sun_family = AF_UNIX;
+	if (snprintf(sun.sun_path, sizeof sun.sun_path, "%s", d->sock) >=
+	    (int)sizeof sun.sun_path)
+		ck_abort_msg("socket path too long");
+	ck_assert_int_eq(connect(s, (struct sockaddr *)&sun, sizeof sun), 0);
+	return (s);
+}
+
+void
+ts_raw_hello(int s)
+{
+	struct wal_msg_hello h;
+	uint8_t buf[256];
+
+	memset(&h, 0, sizeof h);
+	h.hdr.type = WAL_MSG_HELLO;
+	h.hdr.len = sizeof h;
+	h.version_min = h.version_max = WAL_PROTO_VERSION;
+	h.ack = WAL_ACK_WRITTEN;
+	ck_assert_int_eq(send(s, &h, sizeof h, 0), sizeof h);
+	ck_assert_int_eq(recv(s, buf, sizeof buf, 0),
+	    sizeof(struct wal_msg_welcome));
 }

@@ -62,6 +62,12 @@ int	 ts_daemon_log_wait(const struct ts_daemon *, const char *text);
 int	 ts_run_prog(const char *prog, const char *input, size_t inlen,
 	    char **out, ...);
 
+/* A raw connection to the daemon's socket (for malformed input). */
+int	 ts_raw_connect(const struct ts_daemon *);
+
+/* HELLO on a raw connection; asserts a WELCOME comes back. */
+void	 ts_raw_hello(int s);
+
 /* Path of a program in the build tree, in a static buffer. */
 const char *ts_prog(const char *prog);
 

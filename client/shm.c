@@ -1,0 +1,266 @@
+/*
+ * libwalmmap - the producer's side of a shared-memory ring (see
+ * src/wal_shm.h for the layout and the rules both sides follow).
+ *
+ * One thread writes (the handle's user). Slots are written at the private
+ * tail and published in one sequentially consistent store per append
+ * call; head is read from the header only when the cached copy says the
+ * ring is full, so a steady stream of appends touches no line the daemon
+ * writes except daemon_sleeping, which changes only when it sleeps.
+ */
+#include "config.h"
+
+#include <sys/mman.h>
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "walmmap.h"
+
+#define SHM_SPIN_NS	20000		/* poll this long before sleeping */
+
+static inline void
+cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield");
+#endif
+}
+
+/* Map the ring passed with SHM_READY; takes the three descriptors. */
+int
+wm_shm_map(struct wm_shm **sp, const struct wal_msg_shm_ready *rd, int *fds,
+    char *msg)
+{
+	struct wm_shm *s;
+	struct stat st;
+	void *base;
+	size_t len;
+	int rc;
+
+	*sp = NULL;
+	len = (size_t)rd->header_size + rd->size;
+	if (fds[0] == -1 || fds[1] == -1 || fds[2] == -1) {
+		rc = wm_seterr(msg, WALMMAP_EPROTO, "walmmapd passed the ring "
+		    "without its descriptors");
+		goto fail;
+	}
+	if (rd->header_size != WAL_SHM_HEADER_SIZE || rd->size <
+	    WAL_SHM_MIN_SIZE || rd->size > WAL_SHM_MAX_SIZE ||
+	    (rd->size & (rd->size - 1)) != 0 || fstat(fds[0], &st) == -1 ||
+	    (uint64_t)st.st_size < len) {
+		rc = wm_seterr(msg, WALMMAP_EPROTO, "walmmapd passed a ring of "
+		    "%" PRIu64 " bytes (header %" PRIu32 ") that does not "
+		    "match its memfd", rd->size, rd->header_size);
+		goto fail;
+	}
+	base = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED |
+	    MAP_POPULATE, fds[0], 0);
+	if (base == MAP_FAILED) {
+		rc = wm_seterr(msg, WALMMAP_ENOMEM, "cannot map the %zu-byte "
+		    "shared-memory ring: %s", len, strerror(errno));
+		goto fail;
+	}
+	if ((s = calloc(1, sizeof *s)) == NULL) {
+		munmap(base, len);
+		rc = wm_seterr(msg, WALMMAP_ENOMEM, "out of memory");
+		goto fail;
+	}
+	s->hdr = base;
+	s->data = (uint8_t *)base + rd->header_size;
+	s->maplen = len;
+	s->size = rd->size;
+	s->max_record = rd->max_record;
+	s->efd_in = fds[1];
+	s->efd_out = fds[2];
+	close(fds[0]);
+	if (s->hdr->magic != WAL_SHM_MAGIC || s->hdr->version !=
+	    WAL_SHM_VERSION || s->hdr->size != s->size) {
+		wm_shm_free(s);
+		return (wm_seterr(msg, WALMMAP_EPROTO, "the shared-memory ring "
+		    "has an unknown header (magic %#" PRIx32 ", version %"
+		    PRIu32 ")", ((struct wal_shm_header *)base)->magic,
+		    ((struct wal_shm_header *)base)->version));
+	}
+	*sp = s;
+	return (0);
+fail:
+	wm_close_fds(fds);
+	return (rc);
+}
+
+void
+wm_shm_free(struct wm_shm *s)
+{
+	if (s == NULL)
+		return;
+	munmap(s->hdr, s->maplen);
+	close(s->efd_in);
+	close(s->efd_out);
+	free(s);
+}
+
+/*
+ * Room for a record of len bytes at the tail, by the cached head only.
+ * Returns its slot's position, or -1 when the ring looks full (refresh the
+ * head, or wait).
+ */
+int64_t
+wm_shm_reserve(struct wm_shm *s, uint32_t len)
+{
+	uint64_t need = wal_shm_slot_bytes(len), off, pad = 0, pos;
+	struct wal_shm_slot *slot;
+
+	off = s->tail & (s->size - 1);
+	if (off + need > s->size)
+		pad = s->size - off;
+	if (s->tail + pad + need - s->head > s->size)
+		return (-1);
+	if (pad > 0) {
+		slot = (struct wal_shm_slot *)(void *)(s->data + off);
+		slot->len = WAL_SHM_PAD;
+		slot->flags = 0;
+		s->tail += pad;
+	}
+	pos = s->tail;
+	s->tail += need;
+	return ((int64_t)pos);
+}
+
+/* Fill a reserved slot. */
+void
+wm_shm_write(struct wm_shm *s, uint64_t pos, const void *data, uint32_t len,
+    uint32_t flags)
+{
+	struct wal_shm_slot *slot;
+
+	slot = (struct wal_shm_slot *)(void *)(s->data + (pos & (s->size - 1)));
+	slot->len = len;
+	slot->flags = flags;
+	if (len > 0)
+		memcpy(slot + 1, data, len);
+	s->records++;
+}
+
+/*
+ * Publish the slots written so far (the store pairs with the daemon's
+ * acquire load of tail) and ring the doorbell if the daemon sleeps.
+ */
+void
+wm_shm_publish(struct wm_shm *s)
+{
+	uint32_t one = 1;
+	uint64_t bell = 1;
+
+	if (s->published == s->tail)
+		return;
+	atomic_store_explicit(&s->hdr->tail, s->tail, memory_order_seq_cst);
+	s->published = s->tail;
+	s->records_pub = s->records;
+	if (atomic_load_explicit(&s->hdr->daemon_sleeping,
+	    memory_order_seq_cst) && atomic_compare_exchange_strong(
+	    &s->hdr->daemon_sleeping, &one, 0))
+		(void)write(s->efd_in, &bell, sizeof bell);
+}
+
+/* Re-read the daemon's head. -1 when it makes no sense. */
+int
+wm_shm_refresh(struct wm_shm *s)
+{
+	uint64_t h = atomic_load_explicit(&s->hdr->head, memory_order_acquire);
+
+	if (h < s->head || h > s->published)
+		return (-1);
+	s->head = h;
+	return (0);
+}
+
+/* The seq the daemon stored in a consumed slot (WAL_SHM_F_SEQ). */
+int64_t
+wm_shm_seq(const struct wm_shm *s, uint64_t pos)
+{
+	const struct wal_shm_slot *slot;
+
+	slot = (const struct wal_shm_slot *)(const void *)(s->data +
+	    (pos & (s->size - 1)));
+	return (*(const volatile int64_t *)&slot->seq);
+}
+
+/* Has the daemon reached target on the counter cond names? */
+int
+wm_shm_reached(struct wm_shm *s, enum wm_shm_cond cond, uint64_t target)
+{
+	switch (cond) {
+	case WM_SHM_WRITTEN:
+		return (atomic_load_explicit(&s->hdr->written,
+		    memory_order_acquire) >= target);
+	case WM_SHM_DURABLE:
+		return (atomic_load_explicit(&s->hdr->durable,
+		    memory_order_acquire) >= target);
+	case WM_SHM_HEAD:
+		if (wm_shm_refresh(s) != 0)
+			return (-1);
+		return (s->head >= target);
+	}
+	return (-1);
+}
+
+/*
+ * Wait until the daemon reaches target (1), the deadline passes (0), the
+ * socket has something to read (2), or the daemon publishes nonsense (-1).
+ * Spins briefly, then sleeps on the doorbell with producer_waiting set.
+ */
+int
+wm_shm_wait(struct wm_shm *s, int sock, enum wm_shm_cond cond,
+    uint64_t target, int64_t deadline)
+{
+	struct pollfd pfd[2];
+	struct timespec t0, t;
+	uint64_t n;
+	int rc, i;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (i = 0;; i++) {
+		if ((rc = wm_shm_reached(s, cond, target)) != 0)
+			return (rc);
+		if ((i & 63) != 63) {
+			cpu_relax();
+			continue;
+		}
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		if ((t.tv_sec - t0.tv_sec) * 1000000000L + (t.tv_nsec -
+		    t0.tv_nsec) < SHM_SPIN_NS)
+			continue;
+		atomic_store_explicit(&s->hdr->producer_waiting, 1,
+		    memory_order_seq_cst);
+		if ((rc = wm_shm_reached(s, cond, target)) != 0)
+			return (rc);
+		pfd[0].fd = s->efd_out;
+		pfd[0].events = POLLIN;
+		pfd[1].fd = sock;
+		pfd[1].events = POLLIN;
+		pfd[0].revents = pfd[1].revents = 0;
+		rc = poll(pfd, 2, wm_left_ms(deadline));
+		if (rc == 0)
+			return (0);
+		if (pfd[0].revents & POLLIN)
+			(void)read(s->efd_out, &n, sizeof n);
+		if (pfd[1].revents) {
+			/* Progress first: a dying daemon may have done it. */
+			if ((rc = wm_shm_reached(s, cond, target)) != 0)
+				return (rc);
+			return (2);
+		}
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		i = 0;
+	}
+}

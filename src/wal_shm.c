@@ -1,0 +1,203 @@
+/*
+ * walmmapd - the daemon's side of a shared-memory ring (see wal_shm.h).
+ *
+ * The producer's memory is hostile: every value read from it is read once
+ * into a local, checked against the ring's bounds, and only then used.
+ * Positions, counts and seqs the daemon owns live in struct
+ * wal_shm_consumer and are only ever stored into the shared header.
+ */
+#include "config.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "wal_shm.h"
+
+_Static_assert(sizeof(struct wal_shm_slot) == WAL_SHM_ALIGN, "slot layout");
+_Static_assert(sizeof(struct wal_shm_header) == 256, "header layout");
+_Static_assert(offsetof(struct wal_shm_header, tail) == 64, "tail line");
+_Static_assert(offsetof(struct wal_shm_header, head) == 128, "head line");
+_Static_assert(offsetof(struct wal_shm_header, daemon_sleeping) == 192,
+    "sleep line");
+
+static int	corrupt(char *why, size_t len, const char *fmt, ...)
+		    __attribute__((format(printf, 3, 4)));
+
+void
+wal_shm_format(void *base, uint64_t size, uint32_t max_record)
+{
+	struct wal_shm_header *h = base;
+
+	memset(h, 0, sizeof *h);
+	h->magic = WAL_SHM_MAGIC;
+	h->version = WAL_SHM_VERSION;
+	h->size = size;
+	h->header_size = WAL_SHM_HEADER_SIZE;
+	h->max_record = max_record;
+	atomic_init(&h->written_seq, -1);
+	atomic_init(&h->durable_seq, -1);
+	/* Nothing drains a new ring until its producer rings. */
+	atomic_init(&h->daemon_sleeping, 1);
+}
+
+void
+wal_shm_consumer_init(struct wal_shm_consumer *c, void *base, uint64_t size,
+    uint32_t max_record)
+{
+	memset(c, 0, sizeof *c);
+	c->hdr = base;
+	c->data = (const uint8_t *)base + WAL_SHM_HEADER_SIZE;
+	c->size = size;
+	c->max_record = max_record;
+	c->written_seq = -1;
+}
+
+int
+wal_shm_load_tail(struct wal_shm_consumer *c, char *why, size_t len)
+{
+	uint64_t t = atomic_load_explicit(&c->hdr->tail, memory_order_acquire);
+
+	if (t < c->head || t - c->head > c->size)
+		return (corrupt(why, len, "tail %" PRIu64 " is outside the "
+		    "ring (head %" PRIu64 ", size %" PRIu64 ")", t, c->head,
+		    c->size));
+	if (t % WAL_SHM_ALIGN != 0)
+		return (corrupt(why, len, "tail %" PRIu64 " is not a multiple "
+		    "of %u", t, WAL_SHM_ALIGN));
+	c->tail = t;
+	return (t != c->head);
+}
+
+int
+wal_shm_peek(struct wal_shm_consumer *c, struct wal_shm_rec *rec, char *why,
+    size_t len)
+{
+	uint64_t off, avail, word, need;
+	uint32_t n, flags;
+
+	for (;;) {
+		avail = c->tail - c->head;
+		if (avail == 0)
+			return (0);
+		off = c->head & (c->size - 1);
+		/* One read of the slot's first word: len and flags. */
+		word = *(const volatile uint64_t *)(const void *)(c->data + off);
+		n = (uint32_t)(word & 0xffffffffu);
+		flags = (uint32_t)(word >> 32);
+		if (n != WAL_SHM_PAD)
+			break;
+		/* Padding: the rest of the data area is skipped. */
+		need = c->size - off;
+		if (need > avail)
+			return (corrupt(why, len, "padding at offset %" PRIu64
+			    " runs past the published tail", off));
+		c->head += need;
+	}
+	if (n > c->max_record)
+		return (corrupt(why, len, "record of %" PRIu32 " bytes at "
+		    "offset %" PRIu64 " exceeds the ring's limit of %" PRIu32,
+		    n, off, c->max_record));
+	if ((flags & ~WAL_SHM_F_MASK) != 0)
+		return (corrupt(why, len, "unknown slot flags %#" PRIx32 " at "
+		    "offset %" PRIu64, flags, off));
+	need = wal_shm_slot_bytes(n);
+	if (need > avail || off + need > c->size)
+		return (corrupt(why, len, "record of %" PRIu32 " bytes at "
+		    "offset %" PRIu64 " runs past the %s", n, off,
+		    need > avail ? "published tail" : "end of the ring"));
+	rec->payload = c->data + off + sizeof(struct wal_shm_slot);
+	rec->len = n;
+	rec->flags = flags;
+	rec->slot_pos = c->head;
+	rec->next = c->head + need;
+	return (1);
+}
+
+void
+wal_shm_consume(struct wal_shm_consumer *c, const struct wal_shm_rec *rec,
+    int64_t seq)
+{
+	if (rec->flags & WAL_SHM_F_SEQ) {
+		uint8_t *slot = (uint8_t *)(uintptr_t)c->data +
+		    (rec->slot_pos & (c->size - 1));
+
+		/* Writing into the producer's memory is always harmless. */
+		*(volatile int64_t *)(void *)(slot + offsetof(struct
+		    wal_shm_slot, seq)) = seq;
+	}
+	c->head = rec->next;
+	c->written++;
+	c->written_seq = seq;
+}
+
+int
+wal_shm_publish(struct wal_shm_consumer *c)
+{
+	struct wal_shm_header *h = c->hdr;
+
+	/*
+	 * head and written_seq before written: a producer that sees a
+	 * record counted as written also sees its slot released and its seq.
+	 */
+	atomic_store_explicit(&h->head, c->head, memory_order_release);
+	atomic_store_explicit(&h->written_seq, c->written_seq,
+	    memory_order_release);
+	atomic_store_explicit(&h->written, c->written, memory_order_seq_cst);
+	if (atomic_load_explicit(&h->producer_waiting, memory_order_seq_cst)) {
+		atomic_store_explicit(&h->producer_waiting, 0,
+		    memory_order_relaxed);
+		return (1);
+	}
+	return (0);
+}
+
+int
+wal_shm_publish_durable(struct wal_shm_consumer *c, uint64_t durable,
+    int64_t durable_seq)
+{
+	struct wal_shm_header *h = c->hdr;
+
+	atomic_store_explicit(&h->durable_seq, durable_seq,
+	    memory_order_relaxed);
+	atomic_store_explicit(&h->durable, durable, memory_order_seq_cst);
+	if (atomic_load_explicit(&h->producer_waiting, memory_order_seq_cst)) {
+		atomic_store_explicit(&h->producer_waiting, 0,
+		    memory_order_relaxed);
+		return (1);
+	}
+	return (0);
+}
+
+int
+wal_shm_sleep(struct wal_shm_consumer *c)
+{
+	struct wal_shm_header *h = c->hdr;
+
+	atomic_store_explicit(&h->daemon_sleeping, 1, memory_order_seq_cst);
+	if (atomic_load_explicit(&h->tail, memory_order_seq_cst) != c->head) {
+		atomic_store_explicit(&h->daemon_sleeping, 0,
+		    memory_order_relaxed);
+		return (0);
+	}
+	return (1);
+}
+
+void
+wal_shm_awake(struct wal_shm_consumer *c)
+{
+	atomic_store_explicit(&c->hdr->daemon_sleeping, 0,
+	    memory_order_relaxed);
+}
+
+static int
+corrupt(char *why, size_t len, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, len, fmt, ap);
+	va_end(ap);
+	return (-1);
+}

@@ -1,0 +1,171 @@
+/*
+ * walmmapd - the shared-memory ring between one producer and the daemon.
+ *
+ * The daemon creates the ring (a sealed memfd) for one connection on
+ * request and passes it with two eventfd doorbells; man/walmmap-protocol.7
+ * ("SHARED-MEMORY RING") describes it for people, this file for code.
+ *
+ * Layout (host byte order; the ring never leaves the host):
+ *
+ *	[0, WAL_SHM_HEADER_SIZE)	struct wal_shm_header
+ *	[WAL_SHM_HEADER_SIZE, +size)	data: slots, each WAL_SHM_ALIGN aligned
+ *
+ * A slot is a struct wal_shm_slot followed by len payload bytes, padded to
+ * WAL_SHM_ALIGN. A slot whose len is WAL_SHM_PAD fills the rest of the data
+ * area: the next slot starts at offset 0. A slot never wraps. Positions
+ * (tail, head) count bytes since the ring was made; a position's offset in
+ * the data area is position & (size - 1).
+ *
+ * Producer: writes slots at tail, then publishes the new tail with a
+ * sequentially consistent store and reads daemon_sleeping; if it is 1 it
+ * rings the daemon's doorbell. It never writes below head + size.
+ *
+ * Daemon: loads tail once per pass, checks it, copies each record once
+ * into the log (the CRC is computed over its own copy), then publishes
+ * head, written and written_seq with release stores. It never reads back
+ * anything it wrote: the producer may scribble over the whole mapping.
+ *
+ * Sleeping: a side that found nothing to do sets its flag (sequentially
+ * consistent), looks once more, and only then waits on its doorbell. The
+ * other side reads the flag after publishing and rings when it is set.
+ */
+#ifndef WAL_SHM_H
+#define WAL_SHM_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define WAL_SHM_MAGIC		0x52534c57u	/* "WLSR" */
+#define WAL_SHM_VERSION		1u
+#define WAL_SHM_HEADER_SIZE	4096u
+#define WAL_SHM_ALIGN		16u
+#define WAL_SHM_PAD		0xffffffffu	/* slot len: skip to the end */
+#define WAL_SHM_MIN_SIZE	(64u * 1024)
+#define WAL_SHM_MAX_SIZE	(256u * 1024 * 1024)
+#define WAL_SHM_DEFAULT_SIZE	(4u * 1024 * 1024)
+
+/* Slot flags. */
+#define WAL_SHM_F_SEQ		0x1u	/* daemon stores the seq in the slot */
+#define WAL_SHM_F_DURABLE	0x2u	/* producer waits for durability */
+#define WAL_SHM_F_MASK		0x3u
+
+struct wal_shm_slot {
+	uint32_t	len;		/* payload bytes, or WAL_SHM_PAD */
+	uint32_t	flags;		/* WAL_SHM_F_* */
+	int64_t		seq;		/* written by the daemon (F_SEQ) */
+};
+
+struct wal_shm_header {
+	/* Set by the daemon before the ring is passed; never changed. */
+	uint32_t		magic;
+	uint32_t		version;
+	uint64_t		size;		/* data bytes, a power of two */
+	uint32_t		header_size;
+	uint32_t		max_record;	/* largest payload in a slot */
+	uint8_t			pad0[40];
+
+	/* The producer's cache line. */
+	_Atomic uint64_t	tail;		/* bytes published */
+	_Atomic uint32_t	producer_waiting; /* asleep on its doorbell */
+	uint8_t			pad1[52];
+
+	/* The daemon's progress. */
+	_Atomic uint64_t	head;		/* bytes consumed (free again) */
+	_Atomic uint64_t	written;	/* records written */
+	_Atomic uint64_t	durable;	/* records durable */
+	_Atomic int64_t		written_seq;	/* seq of the last written, -1 */
+	_Atomic int64_t		durable_seq;	/* log durable up to, -1 */
+	uint8_t			pad2[24];
+
+	/* The daemon's sleep flag, alone so polling it stays cheap. */
+	_Atomic uint32_t	daemon_sleeping;
+	uint8_t			pad3[60];
+};
+
+/* Bytes a record of len payload bytes takes in the ring. */
+static inline uint64_t
+wal_shm_slot_bytes(uint32_t len)
+{
+	return (sizeof(struct wal_shm_slot) +
+	    (((uint64_t)len + WAL_SHM_ALIGN - 1) & ~(uint64_t)(WAL_SHM_ALIGN - 1)));
+}
+
+/* Largest payload a ring of size data bytes accepts (a quarter of it). */
+static inline uint32_t
+wal_shm_max_record(uint64_t size, uint32_t limit)
+{
+	uint64_t m = size / 4 - sizeof(struct wal_shm_slot);
+
+	return (m < limit ? (uint32_t)m : limit);
+}
+
+/* Lay out a fresh ring in base (header_size + size bytes, zeroed). */
+void	wal_shm_format(void *base, uint64_t size, uint32_t max_record);
+
+/*
+ * The daemon's side. All fields are private copies; the shared header is
+ * only written, except tail (loaded once per pass and checked).
+ */
+struct wal_shm_consumer {
+	struct wal_shm_header	*hdr;
+	const uint8_t		*data;
+	uint64_t		 size;
+	uint32_t		 max_record;
+	uint64_t		 head;
+	uint64_t		 tail;		/* as last loaded and checked */
+	uint64_t		 written;
+	int64_t			 written_seq;
+};
+
+/* A record found in the ring; payload points into shared memory. */
+struct wal_shm_rec {
+	const uint8_t	*payload;	/* copy it once, trust nothing */
+	uint32_t	 len;
+	uint32_t	 flags;
+	uint64_t	 slot_pos;	/* position of its slot */
+	uint64_t	 next;		/* position after it */
+};
+
+void	wal_shm_consumer_init(struct wal_shm_consumer *, void *base,
+	    uint64_t size, uint32_t max_record);
+
+/*
+ * Load the producer's tail and check it. Returns 1 when records may be
+ * waiting, 0 when none, -1 when the ring is corrupt (why says how).
+ */
+int	wal_shm_load_tail(struct wal_shm_consumer *, char *why, size_t len);
+
+/*
+ * The next record below the loaded tail (skipping padding). Returns 1
+ * with *rec, 0 when none is left, -1 when the ring is corrupt. Does not
+ * consume the record: call wal_shm_consume() once it is written.
+ */
+int	wal_shm_peek(struct wal_shm_consumer *, struct wal_shm_rec *,
+	    char *why, size_t len);
+
+/* The record from wal_shm_peek() was written with seq. */
+void	wal_shm_consume(struct wal_shm_consumer *, const struct wal_shm_rec *,
+	    int64_t seq);
+
+/*
+ * Publish head, written and written_seq. Returns 1 when the producer is
+ * asleep and must be woken (its flag is cleared).
+ */
+int	wal_shm_publish(struct wal_shm_consumer *);
+
+/* Publish durability (records durable, log durable seq); as above. */
+int	wal_shm_publish_durable(struct wal_shm_consumer *, uint64_t durable,
+	    int64_t durable_seq);
+
+/*
+ * About to sleep: set daemon_sleeping, then look at tail once more.
+ * Returns 1 when asleep (nothing published), 0 when records arrived
+ * meanwhile (the flag is cleared again).
+ */
+int	wal_shm_sleep(struct wal_shm_consumer *);
+
+/* Woken (or draining anyway): the producer need not ring. */
+void	wal_shm_awake(struct wal_shm_consumer *);
+
+#endif /* WAL_SHM_H */

@@ -1,0 +1,553 @@
+/*
+ * walmmapd tests - shared-memory rings against a real walmmapd: producers
+ * through libwalmmap, and hostile producers that map the ring themselves.
+ */
+#include "config.h"
+
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <check.h>
+
+#include "testsupport.h"
+#include "tsdaemon.h"
+#include "wal_proto.h"
+#include "wal_reader.h"
+#include "wal_shm.h"
+#include "walmmap.h"
+
+#define RING_SIZE	"256K"		/* ring max record: 64K - 16 */
+
+static char		*base;
+static struct ts_daemon	 d;
+
+static void
+setup(void)
+{
+	base = ts_mkdtemp("shm");
+	ts_daemon_init(&d, base);
+	ck_assert_int_eq(ts_daemon_start(&d, "--segment-size", "16M", "-o",
+	    "prefault=no", "-o", "shm_size=" RING_SIZE, NULL), 0);
+}
+
+static void
+teardown(void)
+{
+	ts_daemon_kill(&d);
+	if (d.notify_fd != -1)
+		close(d.notify_fd);
+	ts_rmtree(base);
+}
+
+static struct walmmap *
+connect_shm(void)
+{
+	struct walmmap *w;
+	const char *why;
+	int rc = walmmap_connect(&w, d.sock, WALMMAP_ACK_WRITTEN, WALMMAP_SHM);
+
+	ck_assert_msg(rc == 0, "connect: %s", walmmap_errmsg(w));
+	ck_assert_msg(walmmap_shm_active(w, &why), "no ring: %s", why);
+	return (w);
+}
+
+/*
+ * Read the whole log: seqs contiguous from 0, every record a key payload,
+ * each producer's keys 0, 1, 2, ... in order. counts[p] gets producer p's
+ * records (producers 0..np-1; others are counted in *other).
+ */
+static long
+check_log(unsigned np, int exact, uint64_t *counts, uint64_t *other)
+{
+	struct wal_reader *r;
+	struct wal_record rec;
+	struct wal_error err;
+	uint64_t key;
+	unsigned p;
+	long n = 0;
+	int rc;
+
+	memset(counts, 0, np * sizeof *counts);
+	*other = 0;
+	ck_assert_msg(wal_reader_open(d.data, &r, &err) == 0, "%s", err.msg);
+	while ((rc = wal_reader_next(r, &rec, &err)) == 1) {
+		ck_assert_int_eq(rec.seq, n);
+		n++;
+		if (!ts_key_parse(rec.payload, rec.size, exact, &p, &key) ||
+		    p >= np) {
+			(*other)++;
+			continue;
+		}
+		ck_assert_msg(key == counts[p], "producer %u: record %" PRIu64
+		    " at seq %" PRId64 ", expected %" PRIu64, p, key, rec.seq,
+		    counts[p]);
+		counts[p]++;
+	}
+	ck_assert_int_eq(rc, 0);
+	ck_assert_msg(wal_reader_stopped(r)->status == WAL_REC_END,
+	    "log damaged: %s", wal_rec_strstatus(wal_reader_stopped(r)->status));
+	wal_reader_close(r);
+	return (n);
+}
+
+/* Producer p appends keys 0..n-1 through a ring; exits 0 when all acked. */
+static pid_t
+spawn_producer(unsigned p, uint64_t n)
+{
+	uint8_t buf[TS_KEY_PAYLOAD_MAX];
+	struct walmmap_progress pr;
+	struct walmmap *w;
+	uint64_t k;
+	pid_t pid;
+
+	if ((pid = fork()) != 0)
+		return (pid);
+	if (walmmap_connect(&w, d.sock, WALMMAP_ACK_WRITTEN, WALMMAP_SHM) != 0
+	    || !walmmap_shm_active(w, NULL))
+		_exit(10);
+	for (k = 0; k < n; k++)
+		if (walmmap_append(w, buf, ts_key_payload(buf, p, k),
+		    WALMMAP_ACK_DEFAULT, NULL) != 0)
+			_exit(11);
+	if (walmmap_wait(w, WALMMAP_ACK_WRITTEN, -1) != 0)
+		_exit(12);
+	walmmap_progress(w, &pr);
+	walmmap_close(w);
+	_exit(pr.acked == n && pr.pending == 0 ? 0 : 13);
+}
+
+static void
+reap_ok(pid_t pid, const char *what)
+{
+	int status;
+
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	    "%s: status %#x", what, status);
+}
+
+/* The daemon has dropped every connection but ours (clients == 1). */
+static void
+wait_clients(struct walmmap *w, uint64_t want)
+{
+	struct walmmap_status st;
+	int i;
+
+	for (i = 0; i < 3000; i++) {
+		ck_assert_int_eq(walmmap_status(w, &st), 0);
+		if (st.clients == want)
+			return;
+		usleep(10000);
+	}
+	ck_abort_msg("daemon still has %" PRIu64 " clients", st.clients);
+}
+
+/* Seqs through the ring: single, batch, oversized (socket), durable. */
+START_TEST(test_shm_seqs_and_order)
+{
+	uint8_t buf[TS_KEY_PAYLOAD_MAX], *big;
+	struct walmmap_status st;
+	struct iovec iov[3];
+	int64_t seq, seqs[3];
+	uint64_t counts[1], other, k;
+	struct walmmap *w = connect_shm();
+
+	for (k = 0; k < 1000; k++) {
+		ck_assert_int_eq(walmmap_append(w, buf, ts_key_payload(buf, 0,
+		    k), WALMMAP_ACK_DEFAULT, &seq), 0);
+		ck_assert_int_eq(seq, (int64_t)k);
+	}
+	/* A record above the ring's limit travels over the socket, in order. */
+	big = malloc(200000);
+	memset(big, 'B', 200000);
+	iov[0].iov_base = buf;
+	iov[0].iov_len = ts_key_payload(buf, 0, 1000);
+	iov[1].iov_base = big;
+	iov[1].iov_len = 200000;
+	iov[2].iov_base = buf + 100;
+	iov[2].iov_len = ts_key_payload(buf + 100, 0, 1001);
+	ck_assert_int_eq(walmmap_append_batch(w, iov, 3, WALMMAP_ACK_DEFAULT,
+	    seqs), 3);
+	ck_assert_int_eq(seqs[0], 1000);
+	ck_assert_int_eq(seqs[1], 1001);
+	ck_assert_int_eq(seqs[2], 1002);
+	/* Durable through the ring. */
+	ck_assert_int_eq(walmmap_append(w, buf, ts_key_payload(buf, 0, 1002),
+	    WALMMAP_ACK_DURABLE, &seq), 0);
+	ck_assert_int_eq(seq, 1003);
+	ck_assert_int_eq(walmmap_status(w, &st), 0);
+	ck_assert_int_ge(st.durable_seq, 1003);
+	walmmap_close(w);
+	ck_assert_int_eq(ts_daemon_stop(&d), 0);
+	ck_assert_int_eq(check_log(1, 1, counts, &other), 1004);
+	ck_assert_int_eq(counts[0], 1003);
+	ck_assert_int_eq(other, 1);		/* the big one */
+	free(big);
+}
+END_TEST
+
+/* A daemon with shm = no: the connection falls back, saying why. */
+START_TEST(test_shm_fallback)
+{
+	struct walmmap *w;
+	const char *why;
+	int64_t seq;
+
+	ck_assert_int_eq(ts_daemon_stop(&d), 0);
+	ck_assert_int_eq(ts_daemon_start(&d, "-o", "shm=no", NULL), 0);
+	ck_assert_int_eq(walmmap_connect(&w, d.sock, WALMMAP_ACK_WRITTEN,
+	    WALMMAP_SHM), 0);
+	ck_assert_int_eq(walmmap_shm_active(w, &why), 0);
+	ck_assert_msg(strstr(why, "shm = no") != NULL, "%s", why);
+	ck_assert_int_eq(walmmap_append(w, "x", 1, WALMMAP_ACK_DEFAULT, &seq),
+	    0);
+	ck_assert_int_eq(seq, 0);
+	walmmap_close(w);
+	/* And WALMMAP_SHM with WALMMAP_NONBLOCK is refused up front. */
+	ck_assert_int_eq(walmmap_connect(&w, d.sock, WALMMAP_ACK_WRITTEN,
+	    WALMMAP_SHM | WALMMAP_NONBLOCK), -WALMMAP_EINVAL);
+	walmmap_close(w);
+}
+END_TEST
+
+/* 4 producers x 250,000 records: each once, in order, seqs contiguous. */
+START_TEST(test_shm_four_producers)
+{
+	enum { NP = 4, EACH = 250000 };
+	uint64_t counts[NP], other;
+	pid_t pids[NP];
+	unsigned p;
+
+	for (p = 0; p < NP; p++)
+		pids[p] = spawn_producer(p, EACH);
+	for (p = 0; p < NP; p++)
+		reap_ok(pids[p], "producer");
+	ck_assert_int_eq(ts_daemon_stop(&d), 0);
+	ck_assert_int_eq(check_log(NP, 1, counts, &other), NP * EACH);
+	for (p = 0; p < NP; p++)
+		ck_assert_int_eq(counts[p], EACH);
+	ck_assert_int_eq(other, 0);
+}
+END_TEST
+
+/*
+ * A full ring blocks the producer (the daemon is stopped); once the
+ * daemon runs again the producer continues and nothing is lost.
+ */
+START_TEST(test_shm_ring_full_blocks)
+{
+	enum { N = 1000, LEN = 1000 };	/* 1 MB through a 256 KiB ring */
+	int go[2], prog[2], status;
+	uint64_t counts[1], other;
+	unsigned got = 0;
+	char c;
+	pid_t pid;
+
+	ck_assert_int_eq(pipe(go), 0);
+	ck_assert_int_eq(pipe(prog), 0);
+	if ((pid = fork()) == 0) {
+		uint8_t buf[LEN];
+		struct walmmap *w;
+		uint64_t k;
+
+		close(go[1]);
+		close(prog[0]);
+		if (walmmap_connect(&w, d.sock, WALMMAP_ACK_WRITTEN,
+		    WALMMAP_SHM) != 0 || !walmmap_shm_active(w, NULL))
+			_exit(10);
+		if (write(prog[1], "c", 1) != 1 || read(go[0], &c, 1) != 1)
+			_exit(11);
+		for (k = 0; k < N; k++) {
+			size_t len = ts_key_payload(buf, 0, k);
+
+			memset(buf + len, '.', LEN - len);
+			if (walmmap_append(w, buf, LEN, WALMMAP_ACK_DEFAULT,
+			    NULL) != 0 || write(prog[1], "a", 1) != 1)
+				_exit(12);
+		}
+		_exit(walmmap_wait(w, WALMMAP_ACK_WRITTEN, -1) == 0 ? 0 : 13);
+	}
+	close(go[0]);
+	close(prog[1]);
+	ck_assert_int_eq(read(prog[0], &c, 1), 1);	/* connected */
+	ts_daemon_signal(&d, SIGSTOP);
+	ck_assert_int_eq(write(go[1], "g", 1), 1);
+	/* While the daemon is stopped at most a ring's worth gets in. */
+	while (got < 20 && read(prog[0], &c, 1) == 1)
+		got++;
+	usleep(300000);
+	ck_assert_int_eq(waitpid(pid, &status, WNOHANG), 0);	/* blocked */
+	{
+		struct pollfd pfd = { prog[0], POLLIN, 0 };
+
+		while (poll(&pfd, 1, 0) == 1 && read(prog[0], &c, 1) == 1)
+			got++;
+	}
+	ck_assert_uint_lt(got, N);
+	ts_daemon_signal(&d, SIGCONT);
+	while (read(prog[0], &c, 1) == 1)
+		got++;
+	ck_assert_int_eq(got, N);
+	reap_ok(pid, "blocked producer");
+	close(prog[0]);
+	close(go[1]);
+	ck_assert_int_eq(ts_daemon_stop(&d), 0);
+	ck_assert_int_eq(check_log(1, 0, counts, &other), N);
+	ck_assert_int_eq(counts[0], N);
+}
+END_TEST
+
+/* A producer that maps the ring itself, without the library. */
+struct raw_ring {
+	int			 sock;
+	struct wal_shm_header	*hdr;
+	uint8_t			*data;
+	uint64_t		 size;
+	size_t			 maplen;
+	int			 efd_in;
+	int			 efd_out;
+	uint64_t		 tail;
+};
+
+static void
+raw_ring_open(struct raw_ring *r)
+{
+	union {
+		struct cmsghdr	hdr;
+		char		buf[CMSG_SPACE(sizeof(int) * 3)];
+	} cm;
+	struct wal_msg_shm_open o;
+	struct wal_msg_shm_ready rd;
+	struct msghdr msg;
+	struct iovec iov;
+	int fds[3];
+
+	memset(r, 0, sizeof *r);
+	r->sock = ts_raw_connect(&d);
+	ts_raw_hello(r->sock);
+	memset(&o, 0, sizeof o);
+	o.hdr.type = WAL_MSG_SHM_OPEN;
+	o.hdr.len = sizeof o;
+	o.hdr.id = 7;
+	ck_assert_int_eq(send(r->sock, &o, sizeof o, 0), sizeof o);
+	memset(&msg, 0, sizeof msg);
+	iov.iov_base = &rd;
+	iov.iov_len = sizeof rd;
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	msg.msg_control = cm.buf;
+	msg.msg_controllen = sizeof cm.buf;
+	ck_assert_int_eq(recvmsg(r->sock, &msg, MSG_CMSG_CLOEXEC), sizeof rd);
+	ck_assert_int_eq(rd.hdr.type, WAL_MSG_SHM_READY);
+	ck_assert_ptr_nonnull(CMSG_FIRSTHDR(&msg));
+	ck_assert_int_eq(CMSG_FIRSTHDR(&msg)->cmsg_len, CMSG_LEN(sizeof fds));
+	memcpy(fds, CMSG_DATA(CMSG_FIRSTHDR(&msg)), sizeof fds);
+	r->size = rd.size;
+	r->maplen = rd.header_size + rd.size;
+	r->hdr = mmap(NULL, r->maplen, PROT_READ | PROT_WRITE, MAP_SHARED,
+	    fds[0], 0);
+	ck_assert_ptr_ne(r->hdr, MAP_FAILED);
+	close(fds[0]);
+	r->data = (uint8_t *)r->hdr + rd.header_size;
+	r->efd_in = fds[1];
+	r->efd_out = fds[2];
+	/* Shrinking it under the daemon is refused by the seals. */
+	ck_assert_int_eq(ftruncate(fds[0], 0), -1);
+}
+
+/* Write a slot at the private tail (no publication). */
+static void
+raw_put(struct raw_ring *r, const void *p, uint32_t len, uint32_t copy)
+{
+	struct wal_shm_slot *s = (struct wal_shm_slot *)(void *)(r->data +
+	    (r->tail & (r->size - 1)));
+
+	s->len = len;
+	s->flags = 0;
+	memcpy(s + 1, p, copy);
+	r->tail += wal_shm_slot_bytes(len);
+}
+
+static void
+raw_publish(struct raw_ring *r, uint64_t tail)
+{
+	uint64_t one = 1;
+
+	atomic_store(&r->hdr->tail, tail);
+	ck_assert_int_eq(write(r->efd_in, &one, sizeof one), sizeof one);
+}
+
+static void
+raw_close(struct raw_ring *r)
+{
+	munmap(r->hdr, r->maplen);
+	close(r->efd_in);
+	close(r->efd_out);
+	close(r->sock);
+}
+
+/*
+ * A producer SIGKILLed with a record half-written: the records it
+ * published are in the log, the half one is not, and the daemon goes on.
+ */
+START_TEST(test_shm_killed_mid_record)
+{
+	uint8_t buf[TS_KEY_PAYLOAD_MAX];
+	uint64_t counts[2], other;
+	struct walmmap *w;
+	int ready[2], status;
+	char c;
+	pid_t pid;
+
+	ck_assert_int_eq(pipe(ready), 0);
+	if ((pid = fork()) == 0) {
+		struct raw_ring r;
+		size_t len;
+
+		raw_ring_open(&r);
+		len = ts_key_payload(buf, 1, 0);
+		raw_put(&r, buf, (uint32_t)len, (uint32_t)len);
+		len = ts_key_payload(buf, 1, 1);
+		raw_put(&r, buf, (uint32_t)len, (uint32_t)len);
+		raw_publish(&r, r.tail);
+		/* Half of the third, never published. */
+		len = ts_key_payload(buf, 1, 2);
+		raw_put(&r, buf, (uint32_t)len, (uint32_t)len / 2);
+		if (write(ready[1], "r", 1) != 1)
+			_exit(1);
+		for (;;)
+			pause();
+	}
+	close(ready[1]);
+	ck_assert_int_eq(read(ready[0], &c, 1), 1);
+	w = connect_shm();
+	/* The killed producer's published records arrive before our own. */
+	ck_assert_int_eq(kill(pid, SIGKILL), 0);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	wait_clients(w, 1);
+	ck_assert_int_eq(walmmap_append(w, buf, ts_key_payload(buf, 0, 0),
+	    WALMMAP_ACK_DEFAULT, NULL), 0);
+	ck_assert_int_eq(walmmap_wait(w, WALMMAP_ACK_WRITTEN, -1), 0);
+	walmmap_close(w);
+	close(ready[0]);
+	ck_assert_int_eq(ts_daemon_stop(&d), 0);
+	ck_assert_int_eq(check_log(2, 1, counts, &other), 3);
+	ck_assert_int_eq(counts[0], 1);
+	ck_assert_int_eq(counts[1], 2);
+	ck_assert_int_eq(other, 0);
+}
+END_TEST
+
+/*
+ * A producer that never finishes its record (stalled, alive, nothing
+ * published) and one that scribbles random bytes over its whole ring:
+ * a good producer beside them loses nothing, the scribbler is cut off with
+ * an error, and the daemon keeps running.
+ */
+START_TEST(test_shm_hostile_rings)
+{
+	enum { GOOD = 50000 };
+	uint8_t buf[TS_KEY_PAYLOAD_MAX];
+	struct walmmap_status st;
+	uint64_t counts[1], other;
+	struct raw_ring stalled;
+	struct walmmap *w;
+	pid_t good, bad;
+	int status;
+
+	raw_ring_open(&stalled);
+	raw_put(&stalled, buf, 100, 10);	/* never published */
+
+	if ((bad = fork()) == 0) {
+		struct wal_msg_error e;
+		struct pollfd pfd;
+		struct raw_ring r;
+		uint64_t i, x = 0x9e3779b97f4a7c15ull, one = 1;
+		uint8_t rx[1024];
+		ssize_t n;
+
+		raw_ring_open(&r);
+		for (i = 0; i < 100000000; i++) {
+			uint64_t *p = (uint64_t *)(void *)r.hdr;
+			size_t j;
+
+			/* Random bytes over header and data... */
+			for (j = 0; j < 64; j++) {
+				x ^= x << 13;
+				x ^= x >> 7;
+				x ^= x << 17;
+				p[x % (r.maplen / 8)] = x;
+			}
+			/* ...and now and then a plausible tail and length. */
+			if (i % 3 == 0) {
+				uint32_t *len = (uint32_t *)(void *)(r.data +
+				    ((x >> 8) & (r.size - 1) & ~15ull));
+
+				*len = (uint32_t)(x >> 40);
+				atomic_store(&r.hdr->tail, (x >> 20) & 0xfff0);
+			}
+			if (write(r.efd_in, &one, sizeof one) != sizeof one)
+				_exit(2);
+			pfd.fd = r.sock;
+			pfd.events = POLLIN;
+			if (poll(&pfd, 1, 0) == 1)
+				break;
+		}
+		n = recv(r.sock, rx, sizeof rx, 0);
+		if (n < (ssize_t)sizeof e)
+			_exit(3);
+		memcpy(&e, rx, sizeof e);
+		_exit(e.hdr.type == WAL_MSG_ERROR && e.code == WAL_PERR_PROTO &&
+		    e.fatal ? 0 : 4);
+	}
+	good = spawn_producer(0, GOOD);
+	reap_ok(good, "good producer");
+	reap_ok(bad, "scribbler");
+	ck_assert(ts_daemon_log_wait(&d, "shared-memory ring corrupt"));
+	/* Still serving, the stalled ring still attached. */
+	w = connect_shm();
+	wait_clients(w, 2);
+	ck_assert_int_eq(walmmap_status(w, &st), 0);
+	ck_assert_uint_ge(st.records, GOOD);
+	walmmap_close(w);
+	raw_close(&stalled);
+	ck_assert_int_eq(ts_daemon_stop(&d), 0);
+	ck_assert_int_ge(check_log(1, 1, counts, &other), GOOD);
+	ck_assert_int_eq(counts[0], GOOD);
+	(void)status;
+}
+END_TEST
+
+static Suite *
+shm_suite(void)
+{
+	Suite *s = suite_create("shm");
+	TCase *tc = tcase_create("rings");
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 300);
+	tcase_add_test(tc, test_shm_seqs_and_order);
+	tcase_add_test(tc, test_shm_fallback);
+	tcase_add_test(tc, test_shm_four_producers);
+	tcase_add_test(tc, test_shm_ring_full_blocks);
+	tcase_add_test(tc, test_shm_killed_mid_record);
+	tcase_add_test(tc, test_shm_hostile_rings);
+	suite_add_tcase(s, tc);
+	return (s);
+}
+
+int
+main(void)
+{
+	return (ts_run(shm_suite()));
+}
