@@ -31,6 +31,7 @@ struct pending {
 	uint64_t	id;
 	uint32_t	count;		/* records not yet answered */
 	uint32_t	bytes;		/* frame bytes, for the window */
+	int		durable;	/* asked for durability */
 };
 
 struct walmmap {
@@ -46,6 +47,9 @@ struct walmmap {
 	size_t			 fifo_len;
 	uint64_t		 window;	/* bytes in fifo frames */
 	uint64_t		 untracked;	/* ack-none frames since a PING */
+	uint8_t			 send_level;	/* of the frames being sent */
+	int64_t			 durable_owed;	/* daemon will say DURABLE up
+						   to here unasked, -1 */
 
 	/* A request waiting for its reply. */
 	uint64_t		 reply_id;
@@ -105,6 +109,7 @@ walmmap_connect(struct walmmap **wp, const char *socket, enum walmmap_ack ack,
 	w->fd = -1;
 	w->prog.last_seq = -1;
 	w->prog.durable_seq = -1;
+	w->durable_owed = -1;
 	snprintf(w->shm_why, sizeof w->shm_why, "not requested "
 	    "(WALMMAP_SHM)");
 	if (ack > WALMMAP_ACK_DURABLE || (flags & ~(WALMMAP_NONBLOCK |
@@ -208,6 +213,7 @@ sock_append_batch(struct walmmap *w, const struct iovec *recs, size_t n,
 	int rc = 0;
 
 	kind = lvl == WALMMAP_ACK_NONE ? FRAME_UNTRACKED : FRAME_TRACKED;
+	w->send_level = lvl;
 	if (seqs != NULL) {
 		/* Frames get consecutive ids from here; remember seqs. */
 		frame = calloc(n, sizeof *frame);
@@ -338,6 +344,20 @@ walmmap_wait_durable(struct walmmap *w, int64_t seq, int timeout_ms)
 
 	if (w->prog.durable_seq >= seq)
 		return (0);
+	if (seq <= w->durable_owed) {
+		/* Appended as durable: its DURABLE comes without asking. */
+		while (w->prog.durable_seq < seq) {
+			if ((rc = read_one(w, deadline)) < 0)
+				return (rc);
+			if (rc == 0)
+				return (wm_seterr(w->msg, WALMMAP_ETIMEDOUT,
+				    "seq %" PRId64 " not durable in time",
+				    seq));
+			if (w->deferred == -WALMMAP_ESYNC)
+				return (take_deferred(w));
+		}
+		return (0);
+	}
 	if ((rc = request(w, WAL_MSG_SYNC, deadline)) < 0)
 		return (rc);
 	if (w->prog.durable_seq < seq)
@@ -530,6 +550,7 @@ send_frame(struct walmmap *w, const void *buf, size_t len, int fd,
 	p->id = hdr.id;
 	p->count = records;
 	p->bytes = (uint32_t)len;
+	p->durable = w->send_level == WALMMAP_ACK_DURABLE;
 	w->fifo_len++;
 	w->window += len;
 	return (0);
@@ -719,6 +740,10 @@ handle(struct walmmap *w, const uint8_t *buf, size_t len, int fd)
 			if (e.count > 0 && e.first_seq + e.count - 1 >
 			    w->prog.last_seq)
 				w->prog.last_seq = e.first_seq + e.count - 1;
+			/* The daemon syncs durable records by itself. */
+			if (p->durable && e.count > 0 && e.first_seq +
+			    e.count - 1 > w->durable_owed)
+				w->durable_owed = e.first_seq + e.count - 1;
 			capture(w, e.id, e.first_seq, 0);
 			if (w->ack_cb != NULL && e.count > 0)
 				w->ack_cb(w->ack_arg, e.first_seq, e.count, 0);

@@ -138,6 +138,11 @@ conn_durable(struct conn *c, int64_t durable)
 	d.hdr.type = WAL_MSG_DURABLE;
 	d.hdr.len = sizeof d;
 	d.durable_seq = durable;
+	/* Held acks go out just before the DURABLE that covers them. */
+	if (c->acks_held && c->durable_want <= durable) {
+		c->acks_held = 0;
+		conn_ack_flush(c);
+	}
 	/* Report progress over this client's durable records. */
 	if (c->durable_low >= 0 && c->durable_low <= durable) {
 		conn_queue(c, &d, sizeof d);
@@ -174,6 +179,7 @@ conn_sync_failed(struct conn *c, const char *why)
 {
 	size_t i;
 
+	c->acks_held = 0;	/* conn_error() sends them first */
 	if (c->durable_want >= 0) {
 		conn_error(c, 0, WAL_PERR_SYNC, 0, "%s", why);
 		c->durable_want = c->durable_low = -1;
@@ -313,7 +319,16 @@ conn_after_pass(struct conn *c)
 {
 	struct server *srv = c->srv;
 
-	conn_ack_flush(c);
+	/*
+	 * Acks of a pass with durable appends wait for the sync: the client
+	 * then wakes once for ACK and DURABLE together. (Any other reply
+	 * flushes them first, so the order of replies holds.)
+	 */
+	if (c->acks_held && (c->durable_want < 0 || c->durable_want <=
+	    wal_ring_durable_seq(srv->ring)))
+		c->acks_held = 0;
+	if (!c->acks_held)
+		conn_ack_flush(c);
 	if (conn_durable_pending(c, wal_ring_durable_seq(srv->ring))) {
 		srv_durable_returned(srv, c);
 		srv_request_sync(srv);
@@ -560,6 +575,7 @@ out:
 			c->durable_want = first + done - 1;
 			if (c->durable_low < 0)
 				c->durable_low = first;
+			c->acks_held = 1;
 		}
 	}
 }
@@ -631,6 +647,7 @@ conn_append_fd(struct conn *c, const struct wal_msg_append_fd *a, int fd)
 		c->durable_want = seq;
 		if (c->durable_low < 0)
 			c->durable_low = seq;
+		c->acks_held = 1;
 	}
 out:
 	close(fd);

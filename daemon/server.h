@@ -66,6 +66,7 @@ struct conn {
 	struct outq		 out;
 	struct wal_ack_entry	*acks;		/* coalesced in one read pass */
 	size_t			 nacks;
+	int			 acks_held;	/* until the durable sync */
 	size_t			 acks_cap;
 
 	int64_t			 durable_want;	/* -1: no durable ack owed */

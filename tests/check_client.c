@@ -546,6 +546,38 @@ START_TEST(test_verify_every_problem)
 }
 END_TEST
 
+/*
+ * Durable appends hold their ACK until the sync; written appends and
+ * requests behind them on the same connection still get answered, in
+ * order, and durable waits need no SYNC of their own.
+ */
+START_TEST(test_durable_acks_held_in_order)
+{
+	struct walmmap *w = connect_ok(WALMMAP_ACK_WRITTEN, 0);
+	struct walmmap_status st;
+	struct walmmap_progress p;
+	int64_t seq;
+	int i;
+
+	for (i = 0; i < 10; i++)
+		ck_assert_int_eq(walmmap_append(w, "d", 1, WALMMAP_ACK_DURABLE,
+		    NULL), 0);
+	ck_assert_int_eq(walmmap_append(w, "w", 1, WALMMAP_ACK_WRITTEN, &seq),
+	    0);
+	ck_assert_int_eq(seq, 10);
+	ck_assert_int_eq(walmmap_status(w, &st), 0);
+	ck_assert_int_eq(st.written_seq, 10);
+	ck_assert_int_eq(walmmap_append(w, "d", 1, WALMMAP_ACK_DURABLE, &seq),
+	    0);
+	ck_assert_int_eq(seq, 11);
+	walmmap_progress(w, &p);
+	ck_assert_int_ge(p.durable_seq, 11);
+	ck_assert_uint_eq(p.acked, 12);
+	ck_assert_int_eq(walmmap_wait(w, WALMMAP_ACK_DURABLE, -1), 0);
+	walmmap_close(w);
+}
+END_TEST
+
 static Suite *
 client_suite(void)
 {
@@ -554,6 +586,7 @@ client_suite(void)
 
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, test_durable_acks_held_in_order);
 	tcase_add_test(tc, test_walctl_append_dump_verify);
 	tcase_add_test(tc, test_walctl_commands);
 	tcase_add_test(tc, test_walctl_tail_follow);

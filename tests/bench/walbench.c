@@ -1,0 +1,463 @@
+/*
+ * walbench - walmmapd against its limits and its peers, in one run.
+ *
+ *	walbench [--json] [--quick] [--daemon PATH] SCENARIO...
+ *	walbench [--json] [--quick] --all
+ *
+ * Each scenario measures walmmapd and, in the same run, a baseline (the
+ * physical or transport limit, or what a user would use instead) and
+ * prints one line per variant with the ratio. See tests/bench/BENCHMARKS.md.
+ */
+#include "config.h"
+
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <ftw.h>
+#include <getopt.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "walbench.h"
+
+static const struct {
+	const char	*name;
+	int		(*fn)(const struct wb *);
+	const char	*what;
+} scenarios[] = {
+	{ "core", wb_core, "the ring writer in-process vs write() and memcpy" },
+	{ "seqpacket", wb_seqpacket, "clients through walmmapd vs a raw "
+	    "SOCK_SEQPACKET pair" },
+	{ "shm", wb_shm, "producers through rings vs a raw SPSC ring" },
+	{ "durable", wb_durable, "durable acks vs fdatasync per record" },
+	{ "latency", wb_latency, "append->ack round trip at a fixed load" },
+	{ "recovery", wb_recovery, "start on 1 GiB, walctl verify vs read()" },
+	{ "redis", wb_redis, "durable vs Redis appendfsync always" },
+};
+#define NSCEN	(sizeof scenarios / sizeof scenarios[0])
+
+static void
+usage(FILE *f, int status)
+{
+	size_t i;
+
+	fprintf(f, "usage: walbench [--json] [--quick] [--daemon PATH] "
+	    "SCENARIO... | --all\nscenarios:\n");
+	for (i = 0; i < NSCEN; i++)
+		fprintf(f, "  %-10s %s\n", scenarios[i].name,
+		    scenarios[i].what);
+	exit(status);
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "json",	no_argument,		NULL, 'j' },
+		{ "quick",	no_argument,		NULL, 'q' },
+		{ "all",	no_argument,		NULL, 'a' },
+		{ "daemon",	required_argument,	NULL, 'd' },
+		{ "help",	no_argument,		NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct wb wb;
+	const char *tmpdir;
+	int c, all = 0, rc = 0, want[NSCEN];
+	size_t i;
+
+	memset(&wb, 0, sizeof wb);
+	memset(want, 0, sizeof want);
+	snprintf(wb.daemon, sizeof wb.daemon, "%s/daemon/walmmapd",
+	    WB_BUILDDIR);
+	snprintf(wb.walctl, sizeof wb.walctl, "%s/client/walctl", WB_BUILDDIR);
+	while ((c = getopt_long(argc, argv, "jqad:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'j':
+			wb.json = 1;
+			break;
+		case 'q':
+			wb.quick = 1;
+			break;
+		case 'a':
+			all = 1;
+			break;
+		case 'd':
+			snprintf(wb.daemon, sizeof wb.daemon, "%s", optarg);
+			break;
+		case 'h':
+			usage(stdout, 0);
+			break;
+		default:
+			usage(stderr, 2);
+		}
+	}
+	for (; optind < argc; optind++) {
+		for (i = 0; i < NSCEN; i++)
+			if (strcmp(argv[optind], scenarios[i].name) == 0)
+				break;
+		if (i == NSCEN) {
+			fprintf(stderr, "walbench: unknown scenario \"%s\"\n",
+			    argv[optind]);
+			usage(stderr, 2);
+		}
+		want[i] = 1;
+	}
+	if (all)
+		for (i = 0; i < NSCEN; i++)
+			want[i] = 1;
+	for (i = 0; i < NSCEN && !want[i]; i++)
+		;
+	if (i == NSCEN)
+		usage(stderr, 2);
+	if ((tmpdir = getenv("TMPDIR")) == NULL)
+		tmpdir = "/tmp";
+	snprintf(wb.tmp, sizeof wb.tmp, "%s/walbench-XXXXXX", tmpdir);
+	if (mkdtemp(wb.tmp) == NULL) {
+		fprintf(stderr, "walbench: mkdtemp %s: %s\n", wb.tmp,
+		    strerror(errno));
+		return (1);
+	}
+	signal(SIGPIPE, SIG_IGN);
+	for (i = 0; i < NSCEN; i++) {
+		if (!want[i])
+			continue;
+		if (!wb.json)
+			printf("== %s: %s\n", scenarios[i].name,
+			    scenarios[i].what);
+		fflush(stdout);
+		if (scenarios[i].fn(&wb) != 0) {
+			fprintf(stderr, "walbench: scenario %s failed\n",
+			    scenarios[i].name);
+			rc = 1;
+		}
+		fflush(stdout);
+	}
+	wb_rmtree(wb.tmp);
+	return (rc);
+}
+
+void
+wb_result_init(struct wb_result *r, const char *scenario, const char *baseline)
+{
+	memset(r, 0, sizeof *r);
+	r->scenario = scenario;
+	r->baseline = baseline;
+	r->p50 = r->p99 = r->p999 = -1;
+}
+
+static void
+json_num(const char *key, double v, int last)
+{
+	if (v < 0 || isnan(v))
+		printf("\"%s\":null%s", key, last ? "" : ",");
+	else
+		printf("\"%s\":%.1f%s", key, v, last ? "" : ",");
+}
+
+/* One variant: a line for people, or a JSON object. */
+void
+wb_report(const struct wb *wb, const struct wb_result *r)
+{
+	double ratio = r->base_rps > 0 ? r->rps / r->base_rps : -1;
+	double ns = r->rps > 0 ? 1e9 / r->rps : -1;
+
+	if (wb->json) {
+		fflush(stdout);
+		printf("{\"scenario\":\"%s\",\"variant\":\"%s\",", r->scenario,
+		    r->variant);
+		json_num("records_per_s", r->rps, 0);
+		json_num("mb_per_s", r->rps * r->rec_bytes / 1e6, 0);
+		json_num("ns_per_record", ns, 0);
+		json_num("p50_ns", r->p50, 0);
+		json_num("p99_ns", r->p99, 0);
+		json_num("p999_ns", r->p999, 0);
+		printf("\"baseline\":\"%s\",", r->baseline);
+		json_num("baseline_records_per_s", r->base_rps, 0);
+		if (ratio < 0)
+			printf("\"ratio\":null,");
+		else
+			printf("\"ratio\":%.3f,", ratio);
+		printf("\"note\":\"%s\"}\n", r->note);
+		fflush(stdout);
+		return;
+	}
+	printf("%-10s %-26s %12.0f rec/s %8.1f MB/s %9.1f ns/rec", r->scenario,
+	    r->variant, r->rps, r->rps * r->rec_bytes / 1e6, ns);
+	if (r->p50 >= 0)
+		printf("  p50 %.1f us p99 %.1f us p999 %.1f us", r->p50 / 1e3,
+		    r->p99 / 1e3, r->p999 / 1e3);
+	printf("\n%-10s   vs %-23s %12.0f rec/s  ratio %.3f%s%s\n", "",
+	    r->baseline, r->base_rps, ratio, r->note[0] ? "  " : "", r->note);
+	fflush(stdout);		/* before the next fork */
+}
+
+void
+wb_skip(const struct wb *wb, const char *scenario, const char *why)
+{
+	if (wb->json)
+		printf("{\"scenario\":\"%s\",\"skipped\":\"%s\"}\n", scenario,
+		    why);
+	else
+		printf("%-10s skipped: %s\n", scenario, why);
+	fflush(stdout);
+}
+
+double
+wb_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ((double)ts.tv_sec + (double)ts.tv_nsec / 1e9);
+}
+
+uint64_t
+wb_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ((uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec);
+}
+
+/* Can we connect to path? */
+static int
+try_connect(const char *path)
+{
+	struct sockaddr_un sun;
+	int s, rc;
+
+	memset(&sun, 0, sizeof sun);
+	sun.sun_family = AF_UNIX;
+	if (strlen(path) >= sizeof sun.sun_path)
+		return (0);
+	memcpy(sun.sun_path, path, strlen(path) + 1);
+	if ((s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0)) == -1)
+		return (0);
+	rc = connect(s, (struct sockaddr *)&sun, sizeof sun) == 0;
+	close(s);
+	return (rc);
+}
+
+/* CPU ticks the process used so far. */
+static unsigned long long
+cpu_ticks(pid_t pid)
+{
+	char path[64], buf[1024], *p;
+	unsigned long long ut = 0, st = 0;
+	FILE *f;
+
+	snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
+	if ((f = fopen(path, "r")) == NULL)
+		return (0);
+	if (fgets(buf, sizeof buf, f) != NULL && (p = strrchr(buf, ')')) !=
+	    NULL)
+		sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu "
+		    "%llu", &ut, &st);
+	fclose(f);
+	return (ut + st);
+}
+
+static double daemon_ready_s;
+
+int
+wb_daemon_start(const struct wb *wb, struct wb_daemon *d, const char *tag,
+    int keep_dir, const char *const *extra)
+{
+	const char *argv[40];
+	unsigned long long t, last;
+	double t0;
+	int n = 0, i, idle;
+
+	if (!keep_dir)
+		snprintf(d->dir, sizeof d->dir, "%s/%s", wb->tmp, tag);
+	snprintf(d->sock, sizeof d->sock, "%s/%s.sock", wb->tmp, tag);
+	argv[n++] = wb->daemon;
+	argv[n++] = "-f";
+	argv[n++] = "-d";
+	argv[n++] = d->dir;
+	argv[n++] = "-s";
+	argv[n++] = d->sock;
+	for (i = 0; extra != NULL && extra[i] != NULL && n < 38; i++)
+		argv[n++] = extra[i];
+	argv[n] = NULL;
+	t0 = wb_now();
+	if ((d->pid = fork()) == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (freopen("/dev/null", "w", stderr) == NULL)
+			_exit(126);
+		execv(argv[0], (char *const *)argv);
+		_exit(127);
+	}
+	if (d->pid == -1)
+		return (-1);
+	for (i = 0; i < 60000 && !try_connect(d->sock); i++) {
+		if (waitpid(d->pid, NULL, WNOHANG) == d->pid) {
+			fprintf(stderr, "walbench: %s exited at start\n",
+			    wb->daemon);
+			d->pid = 0;
+			return (-1);
+		}
+		usleep(500);
+	}
+	daemon_ready_s = wb_now() - t0;
+	/* Wait until the standby segments are pre-faulted: CPU goes idle. */
+	last = cpu_ticks(d->pid);
+	for (i = 0, idle = 0; i < 600 && idle < 3; i++) {
+		usleep(100000);
+		t = cpu_ticks(d->pid);
+		idle = t == last ? idle + 1 : 0;
+		last = t;
+	}
+	return (0);
+}
+
+double
+wb_daemon_ready_s(const struct wb_daemon *d)
+{
+	(void)d;
+	return (daemon_ready_s);
+}
+
+void
+wb_daemon_stop(struct wb_daemon *d, int remove_dir)
+{
+	if (d->pid > 0) {
+		kill(d->pid, SIGTERM);
+		waitpid(d->pid, NULL, 0);
+		d->pid = 0;
+	}
+	if (remove_dir)
+		wb_rmtree(d->dir);
+}
+
+static int	child_ready_fd = -1, child_go_fd = -1;
+
+int
+wb_start_children(struct wb_group *g, int n, int (*fn)(int, void *),
+    void *arg)
+{
+	char c;
+	int i;
+
+	g->n = n;
+	if ((g->pids = calloc((size_t)n, sizeof *g->pids)) == NULL ||
+	    pipe(g->go) == -1 || pipe(g->ready) == -1)
+		return (-1);
+	for (i = 0; i < n; i++) {
+		if ((g->pids[i] = fork()) == 0) {
+			prctl(PR_SET_PDEATHSIG, SIGKILL);
+			close(g->go[1]);
+			close(g->ready[0]);
+			child_ready_fd = g->ready[1];
+			child_go_fd = g->go[0];
+			/* fn sets up, calls wb_child_sync(), then runs. */
+			_exit(fn(i, arg));
+		}
+	}
+	close(g->ready[1]);
+	for (i = 0; i < n; i++)
+		if (read(g->ready[0], &c, 1) != 1)
+			break;
+	close(g->ready[0]);
+	close(g->go[0]);
+	return (i == n ? 0 : -1);
+}
+
+void
+wb_child_sync(void)
+{
+	char c;
+
+	if (write(child_ready_fd, "r", 1) != 1)
+		_exit(120);
+	close(child_ready_fd);
+	(void)read(child_go_fd, &c, 1);	/* returns 0 at the start */
+	close(child_go_fd);
+}
+
+void
+wb_go(struct wb_group *g)
+{
+	close(g->go[1]);	/* every child's read returns 0 */
+}
+
+int
+wb_wait_children(struct wb_group *g)
+{
+	int i, status, rc = 0;
+
+	for (i = 0; i < g->n; i++) {
+		if (waitpid(g->pids[i], &status, 0) != g->pids[i] ||
+		    !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+			fprintf(stderr, "walbench: child %d failed (status "
+			    "%#x)\n", i, status);
+			rc = -1;
+		}
+	}
+	free(g->pids);
+	return (rc);
+}
+
+void *
+wb_shared(size_t len)
+{
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED |
+	    MAP_ANONYMOUS, -1, 0);
+
+	return (p == MAP_FAILED ? NULL : p);
+}
+
+static int
+cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return (x < y ? -1 : x > y);
+}
+
+void
+wb_percentiles(uint64_t *ns, size_t n, struct wb_result *r)
+{
+	if (n == 0)
+		return;
+	qsort(ns, n, sizeof *ns, cmp_u64);
+	r->p50 = (double)ns[n / 2];
+	r->p99 = (double)ns[n * 99 / 100];
+	r->p999 = (double)ns[n * 999 / 1000];
+}
+
+static int
+rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return (remove(path));
+}
+
+void
+wb_rmtree(const char *path)
+{
+	(void)nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* A recognisable payload. */
+void
+wb_fill(uint8_t *buf, size_t len, uint64_t n)
+{
+	size_t i;
+
+	for (i = 0; i < len; i++)
+		buf[i] = (uint8_t)('a' + (n + i) % 26);
+}
