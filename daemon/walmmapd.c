@@ -206,6 +206,11 @@ main(int argc, char **argv)
 		log_warnx("recovery zeroed %" PRIu64 " bytes after the last "
 		    "valid record of segment %" PRIu64 " (offset %" PRIu64 ")",
 		    rec.torn_bytes, rec.tail_id, rec.tail_offset);
+	if (rec.discarded > 0)
+		log_warnx("recovery found a hole in the log (a power cut before "
+		    "a sync): it ends in segment %" PRIu64 "; %" PRIu64 " later "
+		    "segment%s renamed *.discarded", rec.tail_id, rec.discarded,
+		    rec.discarded == 1 ? "" : "s");
 
 	if ((srv.base = event_base_new()) == NULL)
 		fatalx("cannot create the event loop");

@@ -25,6 +25,12 @@ static int	holds_valid_record(const uint8_t *base, uint64_t from,
 static int	save_discarded(int dirfd, const char *dir, uint64_t id,
 		    const uint8_t *base, uint64_t off, uint64_t len,
 		    struct wal_error *err);
+static int	recover_breaks(int dirfd, const char *dir,
+		    const struct wal_seglist *, size_t tail_idx,
+		    struct wal_recovered *, struct wal_recovery *,
+		    struct wal_error *err);
+static int	discard_segment(int dirfd, const char *dir, uint64_t id,
+		    struct wal_error *err);
 
 /* Recover a locked directory. */
 int
@@ -77,8 +83,11 @@ wal_recover_dir(int dirfd, const char *dir, uint64_t segment_size,
 		info->torn_bytes += torn;
 		if (scan.records > 0) {
 			out->tail = seg;
-			info->tail_id = seg->id;
-			info->tail_offset = seg->used;
+			if ((rc = recover_breaks(dirfd, dir, &list, i, out,
+			    info, err)) != 0)
+				goto fail;
+			info->tail_id = out->tail->id;
+			info->tail_offset = out->tail->used;
 			break;
 		}
 		/* Empty: a standby of an earlier run; reuse it if it fits. */
@@ -95,6 +104,10 @@ wal_recover_dir(int dirfd, const char *dir, uint64_t segment_size,
 	return (0);
 
 fail:
+	if (out->tail != NULL) {
+		wal_seg_close(out->tail);
+		out->tail = NULL;
+	}
 	while ((seg = out->empties) != NULL) {
 		out->empties = seg->next;
 		wal_seg_close(seg);
@@ -206,4 +219,109 @@ save_discarded(int dirfd, const char *dir, uint64_t id, const uint8_t *base,
 	}
 	close(fd);
 	return (wal_dir_sync(dirfd, dir, err));
+}
+
+/*
+ * A power cut can leave holes in the last segments: pages written after
+ * the last sync reach the disk in any order, or not at all. What was
+ * durable is a prefix of the log (a sync covers every segment holding
+ * unsynced records), so the log ends at the first break: a segment whose
+ * records stop before its last non-zero byte, or one whose first seq does
+ * not follow the previous segment's last. Everything after the break was
+ * never durable: the segment holding the break becomes the tail and the
+ * segments after it are renamed "<name>.discarded". Only the segments that
+ * can hold unsynced records are read: the ring syncs sealed segments
+ * beyond WAL_MAX_SEALED_UNSYNCED.
+ */
+static int
+recover_breaks(int dirfd, const char *dir, const struct wal_seglist *list,
+    size_t tail_idx, struct wal_recovered *out, struct wal_recovery *info,
+    struct wal_error *err)
+{
+	const size_t window = WAL_MAX_SEALED_UNSYNCED + 2;
+	struct wal_segment *seg, *prev = NULL, *brk = NULL;
+	struct wal_scan scan;
+	size_t i, lo, brk_idx = 0;
+	uint64_t torn;
+	int rc = 0;
+
+	lo = tail_idx > window ? tail_idx - window : 0;
+	for (i = lo; i < tail_idx && brk == NULL; i++) {
+		if ((rc = wal_seg_open(dirfd, dir, list->ids[i], 1, &seg,
+		    err)) != 0)
+			goto out;
+		if (seg->base == NULL) {
+			wal_seg_close(seg);
+			continue;
+		}
+		wal_scan(seg->base, seg->size, WAL_FILE_HEADER_SIZE, -1, &scan);
+		seg->used = scan.end;
+		seg->first_seq = scan.first_seq;
+		seg->last_seq = scan.last_seq;
+		if (scan.records == 0 || (prev != NULL && scan.first_seq !=
+		    prev->last_seq + 1)) {
+			/* A hole before this segment: the log ends at prev. */
+			wal_seg_close(seg);
+			if (prev != NULL) {
+				brk = prev;
+				brk_idx = i - 1;
+				prev = NULL;
+			}
+			continue;
+		}
+		if (last_nonzero_end(seg->base, scan.end, seg->size) !=
+		    scan.end) {
+			/* Torn inside: the log ends in this segment. */
+			brk = seg;
+			brk_idx = i;
+			break;
+		}
+		if (prev != NULL)
+			wal_seg_close(prev);
+		prev = seg;
+	}
+	if (brk == NULL) {
+		if (prev == NULL || out->tail->first_seq == prev->last_seq + 1)
+			goto out;	/* continuous up to the tail */
+		brk = prev;
+		brk_idx = tail_idx - 1;
+		prev = NULL;
+		while (brk_idx > lo && list->ids[brk_idx] != brk->id)
+			brk_idx--;
+	}
+	/* The break's segment becomes the tail; the rest is discarded. */
+	torn = 0;
+	wal_scan(brk->base, brk->size, WAL_FILE_HEADER_SIZE, -1, &scan);
+	if ((rc = recover_tail(dirfd, dir, brk, &scan, &torn, err)) != 0)
+		goto out;
+	info->torn_bytes += torn;
+	wal_seg_close(out->tail);
+	out->tail = brk;
+	brk = NULL;
+	for (i = brk_idx + 1; i <= tail_idx; i++) {
+		if ((rc = discard_segment(dirfd, dir, list->ids[i], err)) != 0)
+			goto out;
+		info->discarded++;
+	}
+	rc = wal_dir_sync(dirfd, dir, err);
+out:
+	if (prev != NULL && prev != out->tail)
+		wal_seg_close(prev);
+	if (brk != NULL && brk != out->tail)
+		wal_seg_close(brk);
+	return (rc);
+}
+
+/* Move a segment beyond a break out of the log, keeping its bytes. */
+static int
+discard_segment(int dirfd, const char *dir, uint64_t id, struct wal_error *err)
+{
+	char name[WAL_SEGMENT_NAME_MAX], to[WAL_SEGMENT_NAME_MAX + 16];
+
+	wal_seg_name(name, sizeof name, id);
+	snprintf(to, sizeof to, "%s.discarded", name);
+	if (renameat(dirfd, name, dirfd, to) == -1)
+		return (wal_seterrno(err, errno, "cannot move %s/%s (after a "
+		    "break in the log) to %s", dir, name, to));
+	return (0);
 }

@@ -26,7 +26,10 @@ struct wal_recovered {
  * scan it to its last valid record, zero what follows (a torn record or
  * stray bytes; bytes that still hold valid-looking records are first saved
  * to "<segment>.discarded-<offset>" beside it), and compute where seq and
- * segment ids continue. Segments before the tail are not read.
+ * segment ids continue. The few segments before the tail that may hold
+ * unsynced records are checked for a break (a hole a power cut left); the
+ * log then ends there and the segments after it are renamed
+ * "<segment>.discarded". Older segments are not read.
  */
 int	wal_recover_dir(int dirfd, const char *dir, uint64_t segment_size,
 	    struct wal_recovered *out, struct wal_recovery *info,

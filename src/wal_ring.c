@@ -39,9 +39,6 @@
 #include "wal_recover.h"
 #include "wal_ring.h"
 
-/* Sealed segments kept open awaiting a sync before the ring syncs itself. */
-#define WAL_MAX_SEALED_UNSYNCED	4
-
 struct wal_ring {
 	char			*dir;
 	int			 dirfd;

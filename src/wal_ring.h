@@ -22,6 +22,13 @@
 
 struct wal_ring;
 
+/*
+ * Sealed segments kept open awaiting a sync before the ring syncs them
+ * itself. So at most this many + 1 sealed segments and the active one hold
+ * unsynced records, which bounds what recovery checks for holes.
+ */
+#define WAL_MAX_SEALED_UNSYNCED	4
+
 struct wal_ring_config {
 	const char	*dir;		/* existing directory */
 	uint64_t	 segment_size;	/* 0: WAL_SEGMENT_DEFAULT */
@@ -38,6 +45,7 @@ struct wal_recovery {
 	uint64_t	torn_bytes;	/* garbage zeroed after the tail */
 	uint64_t	adopted;	/* empty pre-allocated segments reused */
 	uint64_t	temps_removed;	/* .tmp. files of interrupted creation */
+	uint64_t	discarded;	/* segments after a break, moved aside */
 };
 
 struct wal_ring_stats {

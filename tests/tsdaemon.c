@@ -69,11 +69,19 @@ ts_daemon_start(struct ts_daemon *d, ...)
 int
 ts_daemon_startv(struct ts_daemon *d, char *const *extra)
 {
-	char *argv[MAX_ARGS + 8];
+	char *argv[MAX_ARGS + 24], wrap[512], *w, *save = NULL;
+	const char *wrapper = getenv("TS_DAEMON_WRAPPER");
 	int n = 0, i, logfd;
 
 	if (ts_daemon_notify_open(d) != 0)
 		return (-1);
+	/* TS_DAEMON_WRAPPER="valgrind --error-exitcode=99 -q": run under it. */
+	if (wrapper != NULL && *wrapper != '\0') {
+		snprintf(wrap, sizeof wrap, "%s", wrapper);
+		for (w = strtok_r(wrap, " ", &save); w != NULL && n < 16;
+		    w = strtok_r(NULL, " ", &save))
+			argv[n++] = w;
+	}
 	argv[n++] = (char *)ts_prog("daemon/walmmapd");
 	argv[n++] = (char *)"-f";
 	argv[n++] = (char *)"-d";
@@ -97,7 +105,7 @@ ts_daemon_startv(struct ts_daemon *d, char *const *extra)
 		setenv("NOTIFY_SOCKET", d->notify_path, 1);
 		unsetenv("LISTEN_FDS");
 		unsetenv("LISTEN_PID");
-		execv(argv[0], argv);
+		execvp(argv[0], argv);
 		fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
 		_exit(127);
 	}

@@ -24,7 +24,8 @@ struct ts_daemon {
 void	 ts_daemon_init(struct ts_daemon *, const char *base);
 
 /*
- * Start walmmapd -f -d data -s sock [extra args, NULL-terminated] and wait
+ * Start walmmapd -f -d data -s sock [extra args, NULL-terminated] (under
+ * $TS_DAEMON_WRAPPER, for example valgrind, when it is set) and wait
  * until it sends READY=1 (returns 0) or exits (returns its exit status,
  * > 0) or 60 s pass (-1).
  */
