@@ -694,7 +694,8 @@ lost(struct walmmap *w, int rc)
 	w->lost = 1;
 	walmmap_progress(w, &p);
 	snprintf(why, sizeof why, "%s", w->msg);
-	return (wm_seterr(w->msg, rc == -WALMMAP_EPROTO ? WALMMAP_EPROTO :
+	/* Keep the reason a daemon gave (ENOSPC, EPERM, ...); else ELOST. */
+	return (wm_seterr(w->msg, rc < 0 && rc != -WALMMAP_EIO ? -rc :
 	    WALMMAP_ELOST, "%s; %" PRIu64 " records acknowledged written (up "
 	    "to seq %" PRId64 "), %" PRIu64 " sent without an answer", why,
 	    p.acked, p.last_seq, p.pending));

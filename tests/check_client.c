@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -237,17 +238,33 @@ START_TEST(test_walctl_tail_follow)
 }
 END_TEST
 
-/* In a small tmpfs: fill the disk through the daemon. */
+/*
+ * In a small tmpfs: fill the disk through the daemon (socket, then ring),
+ * read what is there, free space, and append again.
+ */
 static int
 disk_full(void *arg, const char *dir)
 {
 	struct ts_daemon td;
-	struct walmmap *w;
+	struct walmmap *w, *ws;
+	struct walmmap_reader *rd;
+	struct walmmap_record rec;
+	char filler[PATH_MAX];
 	uint8_t buf[1000];
 	int64_t seq = -1, last = -1;
-	int rc, i;
+	long n;
+	int rc, i, fd;
 
 	(void)arg;
+	/* Space we can give back later. */
+	snprintf(filler, sizeof filler, "%s/filler", dir);
+	if ((fd = open(filler, O_WRONLY | O_CREAT, 0644)) == -1)
+		return (20);
+	memset(buf, 0, sizeof buf);
+	for (i = 0; i < 192; i++)
+		if (write(fd, buf, sizeof buf) != (ssize_t)sizeof buf)
+			return (21);
+	close(fd);
 	ts_daemon_init(&td, dir);
 	if (ts_daemon_start(&td, "--segment-size", "64K", "--ring", "2", "-o",
 	    "prefault=no", NULL) != 0)
@@ -276,6 +293,51 @@ disk_full(void *arg, const char *dir)
 	/* The connection and the daemon go on; nothing acked is lost. */
 	if (walmmap_status(w, &(struct walmmap_status){ 0 }) != 0)
 		return (14);
+	/* A ring producer hits the same wall: a clear error, not a hang. */
+	if (walmmap_connect(&ws, td.sock, WALMMAP_ACK_WRITTEN, WALMMAP_SHM)
+	    != 0 || !walmmap_shm_active(ws, NULL))
+		return (17);
+	for (i = 0; i < 1000; i++)
+		if ((rc = walmmap_append(ws, buf, sizeof buf,
+		    WALMMAP_ACK_DEFAULT, &seq)) != 0)
+			break;
+		else
+			last = seq;
+	if (rc != -WALMMAP_ENOSPC || strstr(walmmap_errmsg(ws),
+	    "No space left on device") == NULL) {
+		fprintf(stderr, "disk_full: ring: rc %d: %s\n", rc,
+		    walmmap_errmsg(ws));
+		return (18);
+	}
+	walmmap_close(ws);
+	/* Reads still work while the disk is full. */
+	if (walmmap_subscribe(&rd, td.sock, 0, last, 0) != 0)
+		return (19);
+	for (n = 0; (rc = walmmap_reader_next(rd, &rec, 10000)) == 1; n++)
+		;
+	walmmap_reader_close(rd);
+	if (n != last + 1) {
+		fprintf(stderr, "disk_full: subscription read %ld of %lld "
+		    "records (rc %d)\n", n, (long long)last + 1, rc);
+		return (22);
+	}
+	/* Space comes back: appends resume on the same connection. */
+	if (unlink(filler) != 0)
+		return (23);
+	for (i = 0; i < 50; i++) {
+		if ((rc = walmmap_append(w, buf, sizeof buf,
+		    WALMMAP_ACK_DEFAULT, &seq)) == 0)
+			break;
+		if (rc != -WALMMAP_ENOSPC)
+			return (24);
+		usleep(100000);	/* the daemon retries segment creation */
+	}
+	if (rc != 0 || seq != last + 1) {
+		fprintf(stderr, "disk_full: after freeing space: rc %d seq "
+		    "%lld: %s\n", rc, (long long)seq, walmmap_errmsg(w));
+		return (25);
+	}
+	last = seq;
 	walmmap_close(w);
 	if (ts_daemon_stop(&td) != 0)
 		return (15);
@@ -285,7 +347,10 @@ disk_full(void *arg, const char *dir)
 	return (0);
 }
 
-/* Disk full is reported by the daemon as ENOSPC with its reason. */
+/*
+ * Disk full is reported by the daemon as ENOSPC with its reason, on the
+ * socket and through a ring; reads go on; appends resume with space.
+ */
 START_TEST(test_disk_full)
 {
 	int rc = ts_with_tmpfs(512 * 1024, disk_full, NULL);

@@ -855,6 +855,69 @@ START_TEST(test_connection_lost)
 END_TEST
 
 /* Stale socket replaced; a live daemon's socket and lock respected. */
+/*
+ * Out of descriptors (EMFILE): the daemon backs off instead of dying and
+ * accepts again once clients go away.
+ */
+START_TEST(test_out_of_descriptors)
+{
+	enum { N = 48 };
+	struct walmmap *w;
+	int fds[N], i;
+	int64_t seq;
+
+	setenv("TS_DAEMON_WRAPPER", "prlimit --nofile=32:32", 1);
+	start();
+	unsetenv("TS_DAEMON_WRAPPER");
+	for (i = 0; i < N; i++)
+		fds[i] = ts_raw_connect(&d);
+	ck_assert(ts_daemon_log_wait(&d, "out of file descriptors"));
+	for (i = 0; i < N; i++)
+		close(fds[i]);
+	/* Within the back-off second (and a few more), service resumes. */
+	for (i = 0; i < 100; i++) {
+		if (walmmap_connect(&w, d.sock, WALMMAP_ACK_WRITTEN, 0) == 0)
+			break;
+		walmmap_close(w);
+		usleep(100000);
+	}
+	ck_assert_int_lt(i, 100);
+	ck_assert_int_eq(walmmap_append(w, "x", 1, WALMMAP_ACK_DEFAULT, &seq),
+	    0);
+	walmmap_close(w);
+	ck_assert_int_eq(ts_daemon_stop(&d), 0);
+}
+END_TEST
+
+/*
+ * The data directory vanishes under a running daemon: appends that need a
+ * new segment fail with the reason, and the daemon keeps answering.
+ */
+START_TEST(test_data_dir_vanishes)
+{
+	struct walmmap_status st;
+	struct walmmap *w;
+	uint8_t buf[1000];
+	int64_t seq;
+	int rc = 0, i;
+
+	ck_assert_int_eq(ts_daemon_start(&d, "--segment-size", "64K", "--ring",
+	    "2", "-o", "prefault=no", NULL), 0);
+	w = connect_ok(WALMMAP_ACK_WRITTEN);
+	ts_rmtree(strdup(d.data));	/* ts_rmtree frees its argument */
+	memset(buf, 'v', sizeof buf);
+	for (i = 0; i < 1000; i++)
+		if ((rc = walmmap_append(w, buf, sizeof buf,
+		    WALMMAP_ACK_DEFAULT, &seq)) != 0)
+			break;
+	ck_assert_int_eq(rc, -WALMMAP_EIO);
+	ck_assert_msg(strstr(walmmap_errmsg(w), "No such file or directory")
+	    != NULL, "%s", walmmap_errmsg(w));
+	ck_assert_int_eq(walmmap_status(w, &st), 0);
+	walmmap_close(w);
+}
+END_TEST
+
 START_TEST(test_second_daemon)
 {
 	struct ts_daemon d2;
@@ -1155,6 +1218,8 @@ daemon_suite(void)
 	tcase_add_test(tc, test_sigterm_drain);
 	tcase_add_test(tc, test_connection_lost);
 	tcase_add_test(tc, test_second_daemon);
+	tcase_add_test(tc, test_out_of_descriptors);
+	tcase_add_test(tc, test_data_dir_vanishes);
 	tcase_add_test(tc, test_bad_config);
 	tcase_add_test(tc, test_reload);
 	tcase_add_test(tc, test_kill9_shm);

@@ -246,6 +246,34 @@ START_TEST(test_timestamp_is_realtime)
 }
 END_TEST
 
+/* The clock jumps back: timestamps follow it, seqs never do. */
+START_TEST(test_clock_jumps_back)
+{
+	static const int64_t ts[] = { 5000, 9000, 1000, 1000, 7000, 2 };
+	struct wal_ring *r = open_ring(SEG64K, 2);
+	struct wal_reader *rd;
+	struct wal_record rec;
+	struct wal_error err;
+	int64_t seq;
+	size_t i;
+
+	for (i = 0; i < sizeof ts / sizeof ts[0]; i++) {
+		ck_assert_int_eq(wal_ring_append(r, "t", 1, ts[i], &seq, &err),
+		    0);
+		ck_assert_int_eq(seq, (int64_t)i);
+	}
+	wal_ring_close(r);
+	ck_assert_int_eq(wal_reader_open(dir, &rd, &err), 0);
+	for (i = 0; i < sizeof ts / sizeof ts[0]; i++) {
+		ck_assert_int_eq(wal_reader_next(rd, &rec, &err), 1);
+		ck_assert_int_eq(rec.seq, (int64_t)i);
+		ck_assert_int_eq(rec.timestamp_ns, ts[i]);
+	}
+	ck_assert_int_eq(wal_reader_next(rd, &rec, &err), 0);
+	wal_reader_close(rd);
+}
+END_TEST
+
 START_TEST(test_explicit_rotate)
 {
 	struct wal_ring *r = open_ring(SEG64K, 3);
@@ -455,6 +483,7 @@ ring_suite(void)
 	tcase_add_test(tc, test_record_over_64mib);
 	tcase_add_test(tc, test_appendv_gathers);
 	tcase_add_test(tc, test_timestamp_is_realtime);
+	tcase_add_test(tc, test_clock_jumps_back);
 	tcase_add_test(tc, test_explicit_rotate);
 	tcase_add_test(tc, test_sync_advances_durable);
 	tcase_add_test(tc, test_sync_concurrent_with_rotation);
