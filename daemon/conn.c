@@ -548,9 +548,11 @@ conn_append(struct conn *c, const uint8_t *buf, size_t len)
 	off = 0;
 	while (wal_proto_next_record((const struct wal_msg_append *)
 	    (const void *)buf, len, &off, &payload, &size)) {
-		if (wal_ring_append(srv->ring, payload, size, ts, &seq, &err)
-		    != 0) {
+		uint8_t *dst;
+
+		if (wal_ring_reserve(srv->ring, size, &dst, &err) != 0) {
 			/* Disk full at rotation: the rest is not written. */
+			wal_ring_flush(srv->ring);
 			log_warnx("%s", err.msg);
 			if (done > 0 && ack >= WAL_ACK_WRITTEN)
 				conn_ack_add(c, a.hdr.id, first, done);
@@ -559,11 +561,14 @@ conn_append(struct conn *c, const uint8_t *buf, size_t len)
 			    done, a.count, err.msg);
 			goto out;
 		}
+		memcpy(dst, payload, size);
+		seq = wal_ring_commit_deferred(srv->ring, ts);
 		if (first < 0)
 			first = seq;
 		done++;
 		srv->bytes += size;
 	}
+	wal_ring_flush(srv->ring);	/* written before acknowledged */
 	if (ack >= WAL_ACK_WRITTEN)
 		conn_ack_add(c, a.hdr.id, first, done);
 out:

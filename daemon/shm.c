@@ -366,6 +366,7 @@ shm_drain_ring(struct shm_ring *r, unsigned budget, int64_t ts)
 			break;
 		}
 		if (wal_ring_reserve(srv->ring, rec.len, &dst, &err) != 0) {
+			wal_ring_flush(srv->ring);
 			log_warnx("%s", err.msg);
 			shm_fail(r, conn_errno_perr(err.code), "%" PRIu64
 			    " records from the shared-memory ring written, "
@@ -375,13 +376,14 @@ shm_drain_ring(struct shm_ring *r, unsigned budget, int64_t ts)
 		}
 		/* The one read of the payload; the CRC covers our copy. */
 		memcpy(dst, rec.payload, rec.len);
-		seq = wal_ring_commit(srv->ring, ts);
+		seq = wal_ring_commit_deferred(srv->ring, ts);
 		wal_shm_consume(&r->cons, &rec, seq);
 		if (rec.flags & WAL_SHM_F_DURABLE)
 			r->durable_want = seq;
 		srv->bytes += rec.len;
 		n++;
 	}
+	wal_ring_flush(srv->ring);	/* written before published */
 	if (n == 0 && !r->broken)
 		return (0);
 	if (n > 0) {

@@ -94,6 +94,18 @@ int	wal_ring_reserve(struct wal_ring *, uint32_t size, uint8_t **payload,
 	    struct wal_error *err);
 int64_t	wal_ring_commit(struct wal_ring *, int64_t timestamp_ns);
 
+/*
+ * Batched commits: wal_ring_commit_deferred() writes the header and
+ * returns the seq, but the record is written (CRC stored, written_seq
+ * published) only at the next wal_ring_flush() (automatic every
+ * WAL_RING_CRC_BATCH records, and before a rotation or close). Computing
+ * the CRCs of a batch together avoids a store-forwarding stall per record.
+ * Acknowledge nothing before the flush.
+ */
+#define WAL_RING_CRC_BATCH	32
+int64_t	wal_ring_commit_deferred(struct wal_ring *, int64_t timestamp_ns);
+void	wal_ring_flush(struct wal_ring *);
+
 /* Seal the active segment and continue in a new one (no-op when empty). */
 int	wal_ring_rotate(struct wal_ring *, struct wal_error *err);
 

@@ -468,6 +468,60 @@ START_TEST(test_reserve_commit)
 }
 END_TEST
 
+/*
+ * Deferred commits: nothing is written (CRC stored, written_seq
+ * published, readable) before the flush; a full batch flushes itself;
+ * rotation and close flush what is pending.
+ */
+static void
+commit_one(struct wal_ring *r, int64_t s)
+{
+	struct wal_error err;
+	uint8_t *p;
+
+	if (wal_ring_reserve(r, (uint32_t)ts_size_of(s), &p, &err) != 0)
+		ck_abort_msg("reserve %lld: %s", (long long)s, err.msg);
+	ts_fill_payload(p, ts_size_of(s), s);
+	ck_assert_int_eq(wal_ring_commit_deferred(r, -1), s);
+}
+
+START_TEST(test_deferred_commit)
+{
+	struct wal_ring *r = open_ring(SEG64K, 4);
+	struct wal_error err;
+	int64_t s;
+
+	for (s = 0; s < 5; s++)
+		commit_one(r, s);
+	ck_assert_int_eq(wal_ring_written_seq(r), -1);
+	ck_assert_int_eq(wal_ring_next_seq(r), 5);
+	ck_assert_int_eq(ts_verify_log(dir, 0, ts_size_of, NULL), 0);
+	wal_ring_flush(r);
+	ck_assert_int_eq(wal_ring_written_seq(r), 4);
+	ck_assert_int_eq(ts_verify_log(dir, 0, ts_size_of, NULL), 5);
+	wal_ring_flush(r);			/* nothing pending: no-op */
+	ck_assert_int_eq(wal_ring_written_seq(r), 4);
+
+	/* The batch-th deferred record flushes the whole batch. */
+	for (; s < 5 + WAL_RING_CRC_BATCH - 1; s++)
+		commit_one(r, s);
+	ck_assert_int_eq(wal_ring_written_seq(r), 4);
+	commit_one(r, s++);
+	ck_assert_int_eq(wal_ring_written_seq(r), s - 1);
+
+	/* Rotation seals the segment with its pending CRCs in it. */
+	commit_one(r, s++);
+	commit_one(r, s++);
+	ck_assert_int_eq(wal_ring_rotate(r, &err), 0);
+	ck_assert_int_eq(wal_ring_written_seq(r), s - 1);
+
+	/* Close writes what is still pending. */
+	commit_one(r, s++);
+	wal_ring_close(r);
+	ck_assert_int_eq(ts_verify_log(dir, 0, ts_size_of, NULL), s);
+}
+END_TEST
+
 static Suite *
 ring_suite(void)
 {
@@ -490,6 +544,7 @@ ring_suite(void)
 	tcase_add_test(tc, test_bad_config);
 	tcase_add_test(tc, test_enospc_at_rotation);
 	tcase_add_test(tc, test_reserve_commit);
+	tcase_add_test(tc, test_deferred_commit);
 	suite_add_tcase(s, tc);
 	return (s);
 }
