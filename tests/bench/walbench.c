@@ -1,8 +1,8 @@
 /*
  * walbench - walmmapd against its limits and its peers, in one run.
  *
- *	walbench [--json] [--quick] [--daemon PATH] SCENARIO...
- *	walbench [--json] [--quick] --all
+ *	walbench [--json] [--quick] [--reps N] [--daemon PATH] SCENARIO...
+ *	walbench [--json] [--quick] [--reps N] --all
  *
  * Each scenario measures walmmapd and, in the same run, a baseline (the
  * physical or transport limit, or what a user would use instead) and
@@ -51,8 +51,8 @@ usage(FILE *f, int status)
 {
 	size_t i;
 
-	fprintf(f, "usage: walbench [--json] [--quick] [--daemon PATH] "
-	    "SCENARIO... | --all\nscenarios:\n");
+	fprintf(f, "usage: walbench [--json] [--quick] [--reps N] "
+	    "[--daemon PATH] SCENARIO... | --all\nscenarios:\n");
 	for (i = 0; i < NSCEN; i++)
 		fprintf(f, "  %-10s %s\n", scenarios[i].name,
 		    scenarios[i].what);
@@ -67,6 +67,7 @@ main(int argc, char **argv)
 		{ "quick",	no_argument,		NULL, 'q' },
 		{ "all",	no_argument,		NULL, 'a' },
 		{ "daemon",	required_argument,	NULL, 'd' },
+		{ "reps",	required_argument,	NULL, 'r' },
 		{ "help",	no_argument,		NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
@@ -80,7 +81,7 @@ main(int argc, char **argv)
 	snprintf(wb.daemon, sizeof wb.daemon, "%s/daemon/walmmapd",
 	    WB_BUILDDIR);
 	snprintf(wb.walctl, sizeof wb.walctl, "%s/client/walctl", WB_BUILDDIR);
-	while ((c = getopt_long(argc, argv, "jqad:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "jqad:r:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'j':
 			wb.json = 1;
@@ -93,6 +94,14 @@ main(int argc, char **argv)
 			break;
 		case 'd':
 			snprintf(wb.daemon, sizeof wb.daemon, "%s", optarg);
+			break;
+		case 'r':
+			wb.reps = atoi(optarg);
+			if (wb.reps < 1 || wb.reps > 99) {
+				fprintf(stderr, "walbench: --reps %s: want "
+				    "1..99\n", optarg);
+				usage(stderr, 2);
+			}
 			break;
 		case 'h':
 			usage(stdout, 0);
@@ -119,6 +128,8 @@ main(int argc, char **argv)
 		;
 	if (i == NSCEN)
 		usage(stderr, 2);
+	if (wb.reps == 0)
+		wb.reps = wb.quick ? 1 : 3;
 	if ((tmpdir = getenv("TMPDIR")) == NULL)
 		tmpdir = "/tmp";
 	snprintf(wb.tmp, sizeof wb.tmp, "%s/walbench-XXXXXX", tmpdir);
@@ -424,6 +435,21 @@ cmp_u64(const void *a, const void *b)
 	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
 
 	return (x < y ? -1 : x > y);
+}
+
+static int
+cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return ((x > y) - (x < y));
+}
+
+double
+wb_median(double *v, int n)
+{
+	qsort(v, (size_t)n, sizeof *v, cmp_double);
+	return ((n % 2) ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2);
 }
 
 void

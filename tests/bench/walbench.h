@@ -14,6 +14,7 @@
 struct wb {
 	int		 json;
 	int		 quick;
+	int		 reps;			/* runs per noisy pair (median) */
 	char		 tmp[256];		/* scratch directory */
 	char		 daemon[PATH_MAX];	/* walmmapd to measure */
 	char		 walctl[PATH_MAX];
@@ -76,6 +77,9 @@ int	 wb_wait_children(struct wb_group *);	/* 0: all exited 0 */
 
 /* Memory shared with children (MAP_SHARED | MAP_ANONYMOUS). */
 void	*wb_shared(size_t);
+
+/* The median of n values (sorted in place). */
+double	 wb_median(double *v, int n);
 
 /* Percentiles of n samples (sorted in place). */
 void	 wb_percentiles(uint64_t *ns, size_t n, struct wb_result *);
