@@ -4,6 +4,7 @@
 #ifndef WAL_SEGMENT_H
 #define WAL_SEGMENT_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "wal_error.h"
@@ -19,6 +20,12 @@ struct wal_segment {
 	uint8_t			*base;		/* mapping, NULL when unmapped */
 	uint64_t		 size;		/* file (and mapping) size */
 	uint64_t		 used;		/* bytes holding magic + records */
+	/*
+	 * Bytes up to which records are complete (CRC in place): stored
+	 * with release by the ring's writer, loaded by its syncers, which
+	 * write back only that much of an active segment.
+	 */
+	_Atomic uint64_t	 written;
 	int64_t			 first_seq;	/* -1 while empty */
 	int64_t			 last_seq;	/* -1 while empty */
 	int			 writable;
