@@ -30,49 +30,6 @@ wal_rec_strstatus(enum wal_rec_status st)
 	return (wal_rec_status_text[st]);
 }
 
-uint32_t
-wal_le32_load(const uint8_t *p)
-{
-	uint32_t v;
-
-	memcpy(&v, p, sizeof v);
-	return (le32toh(v));
-}
-
-uint64_t
-wal_le64_load(const uint8_t *p)
-{
-	uint64_t v;
-
-	memcpy(&v, p, sizeof v);
-	return (le64toh(v));
-}
-
-void
-wal_le32_store(uint8_t *p, uint32_t v)
-{
-	v = htole32(v);
-	memcpy(p, &v, sizeof v);
-}
-
-void
-wal_le64_store(uint8_t *p, uint64_t v)
-{
-	v = htole64(v);
-	memcpy(p, &v, sizeof v);
-}
-
-/* Encode the 24-byte record header. */
-void
-wal_record_encode_header(uint8_t out[WAL_RECORD_HEADER_SIZE], int64_t seq,
-    int64_t timestamp_ns, uint32_t size)
-{
-	wal_le32_store(out, WAL_RECORD_MAGIC);
-	wal_le64_store(out + 4, (uint64_t)seq);
-	wal_le64_store(out + 12, (uint64_t)timestamp_ns);
-	wal_le32_store(out + 20, size);
-}
-
 /* CRC-32 over header then payload. */
 uint32_t
 wal_record_crc(const uint8_t hdr[WAL_RECORD_HEADER_SIZE], const void *payload,

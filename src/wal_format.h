@@ -16,8 +16,10 @@
 #ifndef WAL_FORMAT_H
 #define WAL_FORMAT_H
 
+#include <endian.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #define WAL_FILE_MAGIC		"SIGNETWAL1\0\0\0\0\0\0"
 #define WAL_FILE_HEADER_SIZE	16
@@ -81,9 +83,52 @@ wal_record_span(uint64_t n)
 	return (WAL_RECORD_OVERHEAD + n);
 }
 
+/*
+ * Little-endian loads and stores that do not care about alignment. Inline:
+ * the writer stores five of them per record.
+ */
+static inline uint32_t
+wal_le32_load(const uint8_t *p)
+{
+	uint32_t v;
+
+	memcpy(&v, p, sizeof v);
+	return (le32toh(v));
+}
+
+static inline uint64_t
+wal_le64_load(const uint8_t *p)
+{
+	uint64_t v;
+
+	memcpy(&v, p, sizeof v);
+	return (le64toh(v));
+}
+
+static inline void
+wal_le32_store(uint8_t *p, uint32_t v)
+{
+	v = htole32(v);
+	memcpy(p, &v, sizeof v);
+}
+
+static inline void
+wal_le64_store(uint8_t *p, uint64_t v)
+{
+	v = htole64(v);
+	memcpy(p, &v, sizeof v);
+}
+
 /* Encode the 24-byte header. */
-void		 wal_record_encode_header(uint8_t out[WAL_RECORD_HEADER_SIZE],
-		    int64_t seq, int64_t timestamp_ns, uint32_t size);
+static inline void
+wal_record_encode_header(uint8_t out[WAL_RECORD_HEADER_SIZE], int64_t seq,
+    int64_t timestamp_ns, uint32_t size)
+{
+	wal_le32_store(out, WAL_RECORD_MAGIC);
+	wal_le64_store(out + 4, (uint64_t)seq);
+	wal_le64_store(out + 12, (uint64_t)timestamp_ns);
+	wal_le32_store(out + 20, size);
+}
 
 /* CRC-32 of an encoded header followed by the payload. */
 uint32_t	 wal_record_crc(const uint8_t hdr[WAL_RECORD_HEADER_SIZE],
@@ -115,10 +160,5 @@ void		 wal_scan(const uint8_t *base, uint64_t size, uint64_t start,
 /* True if buf[0..len) is all zero bytes. */
 int		 wal_is_zero(const uint8_t *buf, size_t len);
 
-/* Little-endian loads and stores that do not care about alignment. */
-uint32_t	 wal_le32_load(const uint8_t *);
-uint64_t	 wal_le64_load(const uint8_t *);
-void		 wal_le32_store(uint8_t *, uint32_t);
-void		 wal_le64_store(uint8_t *, uint64_t);
 
 #endif /* WAL_FORMAT_H */
