@@ -169,6 +169,7 @@ wb_durable(const struct wb *wb)
 	struct wb_result r;
 	struct wb_daemon d;
 	double rps, base;
+	uint64_t syncs;
 	long each;
 	size_t i;
 
@@ -198,10 +199,14 @@ wb_durable(const struct wb *wb)
 		r.rps = rps;
 		r.rec_bytes = 64;
 		r.base_rps = base;
+		syncs = after.syncs - before.syncs;
+		/* Sync time against the round: what is left is turnaround. */
 		snprintf(r.note, sizeof r.note, "%" PRIu64 " syncs, %.1f "
-		    "records/sync", after.syncs - before.syncs,
-		    (double)(each * clients[i]) / (double)(after.syncs -
-		    before.syncs + (after.syncs == before.syncs)));
+		    "records/sync, %.0f us/sync, %.0f us/round", syncs,
+		    (double)(each * clients[i]) / (double)(syncs + !syncs),
+		    (double)(after.sync_ns_total - before.sync_ns_total) /
+		    1e3 / (double)(syncs + !syncs), (double)(each *
+		    clients[i]) / rps * 1e6 / (double)(syncs + !syncs));
 		wb_report(wb, &r);
 	}
 	return (0);
