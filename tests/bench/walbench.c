@@ -18,6 +18,9 @@
 #include <sys/wait.h>
 
 #include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <ftw.h>
 #include <getopt.h>
 #include <math.h>
@@ -435,6 +438,67 @@ cmp_u64(const void *a, const void *b)
 	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
 
 	return (x < y ? -1 : x > y);
+}
+
+#define RTT_ROUNDS	100000
+
+static _Atomic long rtt_flag;
+
+static int
+pin(int cpu)
+{
+	cpu_set_t set;
+
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	return (pthread_setaffinity_np(pthread_self(), sizeof set, &set));
+}
+
+/* CPU 1: answer every odd value with the next even one. */
+static void *
+rtt_echo(void *arg)
+{
+	long i;
+
+	(void)arg;
+	if (pin(1) != 0)
+		return (NULL);
+	for (i = 0; i < RTT_ROUNDS; i++) {
+		while (atomic_load(&rtt_flag) != 2 * i + 1)
+			;
+		atomic_store(&rtt_flag, 2 * i + 2);
+	}
+	return (NULL);
+}
+
+double
+wb_cpu_rtt_ns(void)
+{
+	cpu_set_t saved;
+	pthread_t t;
+	double t0, t1;
+	long i;
+
+	if (sysconf(_SC_NPROCESSORS_ONLN) < 2 ||
+	    pthread_getaffinity_np(pthread_self(), sizeof saved, &saved) != 0 ||
+	    !CPU_ISSET(0, &saved) || !CPU_ISSET(1, &saved) || pin(0) != 0)
+		return (-1);
+	atomic_store(&rtt_flag, 0);
+	if (pthread_create(&t, NULL, rtt_echo, NULL) != 0) {
+		pthread_setaffinity_np(pthread_self(), sizeof saved, &saved);
+		return (-1);
+	}
+	t0 = wb_now();
+	for (i = 0; i < RTT_ROUNDS; i++) {
+		atomic_store(&rtt_flag, 2 * i + 1);
+		while (atomic_load(&rtt_flag) != 2 * i + 2)
+			;
+	}
+	t1 = wb_now();
+	pthread_join(t, NULL);
+	/* Children forked later must not inherit the pinning. */
+	pthread_setaffinity_np(pthread_self(), sizeof saved, &saved);
+	return ((t1 - t0) / RTT_ROUNDS * 1e9);
 }
 
 static int

@@ -78,6 +78,14 @@ int	 wb_wait_children(struct wb_group *);	/* 0: all exited 0 */
 /* Memory shared with children (MAP_SHARED | MAP_ANONYMOUS). */
 void	*wb_shared(size_t);
 
+/*
+ * Round trip of one cache line between CPU 0 and CPU 1, in ns: how far
+ * apart the host has placed the two vCPUs at this moment (100 ns on one
+ * die here, 400 ns and more across dies). Cross-process figures (shm, the
+ * raw SPSC ring) scale with it. < 0 if it cannot be measured.
+ */
+double	 wb_cpu_rtt_ns(void);
+
 /* The median of n values (sorted in place). */
 double	 wb_median(double *v, int n);
 

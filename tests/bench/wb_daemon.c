@@ -350,6 +350,7 @@ wb_shm(const struct wb *wb)
 	};
 	struct wb_result r;
 	double rps[MAXREPS], base[MAXREPS], sock[MAXREPS], ans[MAXREPS];
+	double rtt[MAXREPS];
 	long total = wb->quick ? 400000 : 8000000;
 	size_t i;
 	int k, single;
@@ -357,6 +358,7 @@ wb_shm(const struct wb *wb)
 	for (i = 0; i < sizeof v / sizeof v[0]; i++) {
 		single = v[i].producers == 1;
 		for (k = 0; k < wb->reps; k++) {
+			rtt[k] = wb_cpu_rtt_ns();
 			rps[k] = daemon_run(wb, "shm", WALMMAP_SHM,
 			    v[i].producers, total, v[i].size, 1, &ans[k]);
 			base[k] = run_raw_spsc(total, v[i].size);
@@ -373,8 +375,9 @@ wb_shm(const struct wb *wb)
 		r.rec_bytes = v[i].size;
 		r.base_rps = wb_median(base, wb->reps);
 		snprintf(r.note, sizeof r.note, "producer %.1f ns/append, "
-		    "written acks, median of %d", wb_median(ans, wb->reps),
-		    wb->reps);
+		    "written acks, median of %d, cpu0-cpu1 %.0f ns",
+		    wb_median(ans, wb->reps), wb->reps,
+		    wb_median(rtt, wb->reps));
 		wb_report(wb, &r);
 		if (!single)
 			continue;
