@@ -12,6 +12,8 @@
  *                                   a time, by the background thread or by a
  *                                   writer that found no standby)
  *  closing fds of sealed segments   sync_lock (only a sync retires them)
+ *  unmapping sealed segments        background thread, under lock, except
+ *                                   sync_pin (the one a sync is msyncing)
  *  active->written                  stored by the writer with release
  *                                   before written_seq (same rule)
  *  written_seq                      stored by the writer with release after
@@ -71,6 +73,9 @@ struct wal_ring {
 	pthread_cond_t		 cond;		/* wakes the background thread */
 	struct wal_segment	*standby;	/* ready, ascending id (lock) */
 	struct wal_segment	*sealed;	/* awaiting sync, ascending (lock) */
+	struct wal_segment	*sync_pin;	/* mapping a sync is using: the
+						   bg thread leaves it mapped
+						   (lock) */
 	unsigned		 nstandby;	/* (lock) */
 	unsigned		 nsealed;	/* (lock) */
 	int			 stop;		/* (lock) */
@@ -462,7 +467,8 @@ wal_ring_sync(struct wal_ring *r, int64_t *durable, struct wal_error *err)
 	struct wal_segment *active;
 	int64_t target, upto;
 	uint64_t end;
-	int rc = 0;
+	uint8_t *base;
+	int rc = 0, saved;
 
 	pthread_mutex_lock(&r->sync_lock);
 	/* Pairs with the release store in wal_ring_commit(). */
@@ -484,13 +490,25 @@ wal_ring_sync(struct wal_ring *r, int64_t *durable, struct wal_error *err)
 	 * faults again (page_mkwrite) - 30% of the daemon's time at 20 M
 	 * records/s before this.
 	 */
+	/*
+	 * A rotation may seal the segment while we msync it; the pin keeps
+	 * the background thread from unmapping it under us.
+	 */
 	pthread_mutex_lock(&r->lock);
 	active = r->active;
+	base = active->base;
+	r->sync_pin = active;
 	pthread_mutex_unlock(&r->lock);
 	/* Covers every record <= target in this segment (loaded after). */
 	end = atomic_load_explicit(&active->written, memory_order_acquire);
-	if (msync(active->base, end, MS_SYNC) == -1) {
-		rc = wal_seterrno(err, errno, "cannot sync the active segment "
+	rc = msync(base, end, MS_SYNC);
+	saved = errno;
+	pthread_mutex_lock(&r->lock);
+	r->sync_pin = NULL;
+	pthread_cond_signal(&r->cond);	/* it may be waiting to unmap it */
+	pthread_mutex_unlock(&r->lock);
+	if (rc == -1) {
+		rc = wal_seterrno(err, saved, "cannot sync the active segment "
 		    "in %s", r->dir);
 		goto out;
 	}
@@ -657,7 +675,7 @@ ring_bg_main(void *arg)
 	while (!r->stop) {
 		/* 1. Unmap a sealed segment still mapped. */
 		for (seg = r->sealed; seg != NULL; seg = seg->next)
-			if (seg->base != NULL)
+			if (seg->base != NULL && seg != r->sync_pin)
 				break;
 		if (seg != NULL) {
 			base = seg->base;
