@@ -1,10 +1,12 @@
 /*
  * walmmapd - per-connection queue of outgoing frames.
  *
- * A SOCK_SEQPACKET send either takes a whole frame or nothing, so frames are
- * queued whole and sent one per sendmsg(). A frame may carry descriptors
- * (a memfd holding a large record, a shared-memory ring and its doorbells)
- * passed with SCM_RIGHTS; the queue owns them until they are sent.
+ * A SOCK_SEQPACKET send either takes a whole frame or nothing, so frames
+ * are queued whole and sent as one message each, up to OUTQ_BATCH of them
+ * per sendmmsg(): an ACK and the DURABLE after it cost one system call. A
+ * frame may carry descriptors (a memfd holding a large record, a
+ * shared-memory ring and its doorbells) passed with SCM_RIGHTS; the queue
+ * owns them until they are sent.
  */
 #include "config.h"
 
@@ -71,6 +73,34 @@ outq_bytes(const struct outq *q)
 	return (q->tail - q->head);
 }
 
+#define OUTQ_BATCH	16
+
+union outq_cmsg {
+	struct cmsghdr	hdr;
+	char		buf[CMSG_SPACE(sizeof(int) * OUTQ_MAX_FDS)];
+};
+
+/* Point msg at the frame of it (at p) and its descriptors, if any. */
+static void
+outq_msg(struct msghdr *msg, struct iovec *iov, union outq_cmsg *cm,
+    const struct outq_item *it, uint8_t *p)
+{
+	memset(msg, 0, sizeof *msg);
+	iov->iov_base = p + sizeof *it;
+	iov->iov_len = it->len;
+	msg->msg_iov = iov;
+	msg->msg_iovlen = 1;
+	if (it->nfds <= 0)
+		return;
+	memset(cm, 0, sizeof *cm);
+	msg->msg_control = cm->buf;
+	msg->msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)it->nfds);
+	cm->hdr.cmsg_level = SOL_SOCKET;
+	cm->hdr.cmsg_type = SCM_RIGHTS;
+	cm->hdr.cmsg_len = CMSG_LEN(sizeof(int) * (size_t)it->nfds);
+	memcpy(CMSG_DATA(&cm->hdr), it->fds, sizeof(int) * (size_t)it->nfds);
+}
+
 /*
  * Send queued frames until the socket would block. Returns 1 when the
  * queue is empty, 0 when frames remain, -1 on a socket error (errno).
@@ -78,43 +108,39 @@ outq_bytes(const struct outq *q)
 int
 outq_send(struct outq *q, int fd)
 {
-	union {
-		struct cmsghdr	hdr;
-		char		buf[CMSG_SPACE(sizeof(int) * OUTQ_MAX_FDS)];
-	} cm;
+	union outq_cmsg cm[OUTQ_BATCH];
+	struct mmsghdr mm[OUTQ_BATCH];
+	struct iovec iov[OUTQ_BATCH];
 	struct outq_item it;
-	struct msghdr msg;
-	struct iovec iov;
-	ssize_t n;
+	size_t off;
+	int i, n, sent;
 
 	while (q->head < q->tail) {
-		memcpy(&it, q->buf + q->head, sizeof it);
-		memset(&msg, 0, sizeof msg);
-		iov.iov_base = q->buf + q->head + sizeof it;
-		iov.iov_len = it.len;
-		msg.msg_iov = &iov;
-		msg.msg_iovlen = 1;
-		if (it.nfds > 0) {
-			memset(&cm, 0, sizeof cm);
-			msg.msg_control = cm.buf;
-			msg.msg_controllen = CMSG_SPACE(sizeof(int) *
-			    (size_t)it.nfds);
-			cm.hdr.cmsg_level = SOL_SOCKET;
-			cm.hdr.cmsg_type = SCM_RIGHTS;
-			cm.hdr.cmsg_len = CMSG_LEN(sizeof(int) *
-			    (size_t)it.nfds);
-			memcpy(CMSG_DATA(&cm.hdr), it.fds, sizeof(int) *
-			    (size_t)it.nfds);
+		for (n = 0, off = q->head; n < OUTQ_BATCH && off < q->tail;
+		    n++) {
+			memcpy(&it, q->buf + off, sizeof it);
+			outq_msg(&mm[n].msg_hdr, &iov[n], &cm[n], &it,
+			    q->buf + off);
+			mm[n].msg_len = 0;
+			off += sizeof it + it.len;
 		}
-		n = sendmsg(fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
-		if (n == -1) {
+		/*
+		 * Messages are sent in order; an error after the first is
+		 * reported by the next call, which starts at it.
+		 */
+		sent = sendmmsg(fd, mm, (unsigned)n, MSG_DONTWAIT |
+		    MSG_NOSIGNAL);
+		if (sent == -1) {
 			if (errno == EAGAIN || errno == EINTR)
 				return (0);
 			return (-1);
 		}
-		outq_close_fds(&it);
-		q->head += sizeof it + it.len;
-		q->frames--;
+		for (i = 0; i < sent; i++) {
+			memcpy(&it, q->buf + q->head, sizeof it);
+			outq_close_fds(&it);
+			q->head += sizeof it + it.len;
+			q->frames--;
+		}
 	}
 	q->head = q->tail = 0;
 	return (1);
