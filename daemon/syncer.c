@@ -15,6 +15,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,6 +50,8 @@ struct syncer *
 syncer_start(struct wal_ring *ring, int notify_fd)
 {
 	struct syncer *s;
+	sigset_t all, saved;
+	int rc;
 
 	if ((s = calloc(1, sizeof *s)) == NULL)
 		return (NULL);
@@ -57,7 +60,12 @@ syncer_start(struct wal_ring *ring, int notify_fd)
 	s->durable = wal_ring_durable_seq(ring);
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->cond, NULL);
-	if (pthread_create(&s->thread, NULL, syncer_main, s) != 0) {
+	/* Signals are the event loop's: the thread starts with all blocked. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &saved);
+	rc = pthread_create(&s->thread, NULL, syncer_main, s);
+	pthread_sigmask(SIG_SETMASK, &saved, NULL);
+	if (rc != 0) {
 		pthread_mutex_destroy(&s->lock);
 		pthread_cond_destroy(&s->cond);
 		free(s);

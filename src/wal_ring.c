@@ -32,6 +32,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -130,6 +131,7 @@ wal_ring_open(const struct wal_ring_config *cfg, struct wal_ring **out,
 	struct wal_recovered rec;
 	pthread_condattr_t cattr;
 	struct wal_ring *r;
+	sigset_t all, saved;
 	struct wal_segment *seg;
 	int rc;
 
@@ -201,7 +203,16 @@ wal_ring_open(const struct wal_ring_config *cfg, struct wal_ring **out,
 	}
 	atomic_store(&r->durable_seq, rec.next_seq - 1);
 
-	if ((rc = pthread_create(&r->bg, NULL, ring_bg_main, r)) != 0) {
+	/*
+	 * The thread starts with every signal blocked, so asynchronous ones
+	 * (SIGTERM, SIGHUP) reach the caller's threads, where a daemon's
+	 * event loop waits for them.
+	 */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &saved);
+	rc = pthread_create(&r->bg, NULL, ring_bg_main, r);
+	pthread_sigmask(SIG_SETMASK, &saved, NULL);
+	if (rc != 0) {
 		rc = wal_seterrno(err, rc, "cannot start the segment thread");
 		goto fail;
 	}

@@ -184,8 +184,36 @@ ts_daemon_stop(struct ts_daemon *d)
 		usleep(50000);
 	}
 	fprintf(stderr, "walmmapd ignored SIGTERM for 30 s\n");
+	ts_daemon_dump(d);
 	ts_daemon_kill(d);
 	return (-1);
+}
+
+/*
+ * A daemon that hangs: its log's tail and every thread's stack on stderr
+ * (the test's log), with gdb when it is installed, else each thread's
+ * kernel wait channel.
+ */
+void
+ts_daemon_dump(const struct ts_daemon *d)
+{
+	char cmd[PATH_MAX + 256], *log;
+	size_t len;
+
+	if ((log = ts_daemon_log(d)) != NULL) {
+		len = strlen(log);
+		fprintf(stderr, "---- walmmapd log (last 4000 bytes) ----\n%s\n",
+		    log + (len > 4000 ? len - 4000 : 0));
+		free(log);
+	}
+	snprintf(cmd, sizeof cmd, "if command -v gdb >/dev/null; then "
+	    "gdb -batch -nx -p %ld -ex 'thread apply all bt' 2>&1 | "
+	    "grep -v '^\\[' >&2; else for t in /proc/%ld/task/*; do "
+	    "echo \"$t $(cat $t/comm) $(cat $t/wchan)\" >&2; done; fi",
+	    (long)d->pid, (long)d->pid);
+	fflush(stderr);
+	if (system(cmd) == -1)
+		fprintf(stderr, "cannot run: %s\n", cmd);
 }
 
 void

@@ -45,6 +45,9 @@ int	 ts_daemon_stop(struct ts_daemon *);
 /* SIGKILL and reap. */
 void	 ts_daemon_kill(struct ts_daemon *);
 
+/* A hung daemon's log tail and thread stacks, on stderr. */
+void	 ts_daemon_dump(const struct ts_daemon *);
+
 /* Send a signal (SIGHUP for reload tests). */
 void	 ts_daemon_signal(struct ts_daemon *, int sig);
 
