@@ -148,20 +148,20 @@ check_log(struct acked *acked)
 	memset(next, 0, sizeof next);
 	ck_assert_msg(wal_reader_open(d.data, &r, &err) == 0, "%s", err.msg);
 	while ((rc = wal_reader_next(r, &rec, &err)) == 1) {
-		ck_assert_msg(rec.seq == (int64_t)n, "seq %" PRId64 " where %"
+		TS_CHECK(rec.seq == (int64_t)n, "seq %" PRId64 " where %"
 		    PRIu64 " was due", rec.seq, n);
 		n++;
 		len = rec.size < sizeof tmp - 1 ? rec.size : sizeof tmp - 1;
 		memcpy(tmp, rec.payload, len);
 		tmp[len] = '\0';
-		ck_assert_msg(sscanf(tmp, "%u:%" SCNu64 ":", &p, &k) == 2 &&
+		TS_CHECK(sscanf(tmp, "%u:%" SCNu64 ":", &p, &k) == 2 &&
 		    p < NPROD, "seq %" PRId64 ": not a producer's record",
 		    rec.seq);
-		ck_assert_msg(rec.size == payload(want, p, k) &&
+		TS_CHECK(rec.size == payload(want, p, k) &&
 		    memcmp(want, rec.payload, rec.size) == 0, "seq %" PRId64
 		    ": payload of %u:%" PRIu64 " damaged", rec.seq, p, k);
 		/* Order kept, nothing twice. */
-		ck_assert_msg(!seen[p] || k > last[p], "producer %u (%s): key %"
+		TS_CHECK(!seen[p] || k > last[p], "producer %u (%s): key %"
 		    PRIu64 " after %" PRIu64 " at seq %" PRId64, p,
 		    prods[p].name, k, last[p], rec.seq);
 		seen[p] = 1;
@@ -172,7 +172,7 @@ check_log(struct acked *acked)
 			    " (key %" PRIu64 ") missing", p, prods[p].name,
 			    acked[p].seq[next[p]], acked[p].key[next[p]]);
 		if (next[p] < acked[p].n && acked[p].seq[next[p]] == rec.seq) {
-			ck_assert_msg(acked[p].key[next[p]] == k, "seq %" PRId64
+			TS_CHECK(acked[p].key[next[p]] == k, "seq %" PRId64
 			    " holds key %" PRIu64 ", acked as %" PRIu64,
 			    rec.seq, k, acked[p].key[next[p]]);
 			next[p]++;

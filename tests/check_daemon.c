@@ -85,7 +85,8 @@ log_records(const char *dir, void (*fn)(void *, const struct wal_record *),
 
 	ck_assert_msg(wal_reader_open(dir, &r, &err) == 0, "%s", err.msg);
 	while ((rc = wal_reader_next(r, &rec, &err)) == 1) {
-		ck_assert_int_eq(rec.seq, n);
+		TS_CHECK(rec.seq == n, "seq %" PRId64 " where %ld was due",
+		    rec.seq, n);
 		if (fn != NULL)
 			fn(arg, &rec);
 		n++;
@@ -200,15 +201,18 @@ check_producer_order(void *arg, const struct wal_record *rec)
 	/* sscanf needs a string; the payload is not NUL-terminated. */
 	memcpy(text, rec->payload, rec->size < 31 ? rec->size : 31);
 	text[rec->size < 31 ? rec->size : 31] = '\0';
-	ck_assert_int_eq(sscanf(text, "%u:%" SCNu64 ":", &p, &n), 2);
-	ck_assert_uint_lt(p, 8);
+	TS_CHECK(sscanf(text, "%u:%" SCNu64 ":", &p, &n) == 2 && p < 8,
+	    "seq %" PRId64 ": not a producer's record", rec->seq);
 	/* Exactly once and in each producer's order. */
-	ck_assert_int_eq((int64_t)n, pc->last[p] + 1);
+	TS_CHECK((int64_t)n == pc->last[p] + 1, "seq %" PRId64 ": producer "
+	    "%u record %" PRIu64 " after %" PRId64, rec->seq, p, n,
+	    pc->last[p]);
 	pc->last[p] = (int64_t)n;
 	pc->count[p]++;
 	len = ts_key_payload(want, p, n);
-	ck_assert_uint_eq(rec->size, len);
-	ck_assert(memcmp(rec->payload, want, len) == 0);
+	TS_CHECK(rec->size == len && memcmp(rec->payload, want, len) == 0,
+	    "seq %" PRId64 ": payload of %u:%" PRIu64 " damaged", rec->seq, p,
+	    n);
 }
 
 /* 8 producers x 12,500 records: all there once, seqs contiguous, order. */
@@ -283,7 +287,7 @@ check_acked(void *arg, const struct wal_record *rec)
 
 	if (a->next < a->n && a->seq[a->next] == rec->seq) {
 		len = ts_key_payload(want, 0, a->key[a->next]);
-		ck_assert_msg(rec->size == len && memcmp(rec->payload, want,
+		TS_CHECK(rec->size == len && memcmp(rec->payload, want,
 		    len) == 0, "acked seq %" PRId64 " holds the wrong record",
 		    rec->seq);
 		a->next++;

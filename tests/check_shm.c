@@ -81,14 +81,15 @@ check_log(unsigned np, int exact, uint64_t *counts, uint64_t *other)
 	*other = 0;
 	ck_assert_msg(wal_reader_open(d.data, &r, &err) == 0, "%s", err.msg);
 	while ((rc = wal_reader_next(r, &rec, &err)) == 1) {
-		ck_assert_int_eq(rec.seq, n);
+		TS_CHECK(rec.seq == n, "seq %" PRId64 " where %ld was due",
+		    rec.seq, n);
 		n++;
 		if (!ts_key_parse(rec.payload, rec.size, exact, &p, &key) ||
 		    p >= np) {
 			(*other)++;
 			continue;
 		}
-		ck_assert_msg(key == counts[p], "producer %u: record %" PRIu64
+		TS_CHECK(key == counts[p], "producer %u: record %" PRIu64
 		    " at seq %" PRId64 ", expected %" PRIu64, p, key, rec.seq,
 		    counts[p]);
 		counts[p]++;
