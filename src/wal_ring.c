@@ -482,7 +482,7 @@ wal_ring_sync(struct wal_ring *r, int64_t *durable, struct wal_error *err)
 	int rc = 0, saved;
 
 	pthread_mutex_lock(&r->sync_lock);
-	/* Pairs with the release store in wal_ring_commit(). */
+	/* Pairs with the release store in wal_ring_flush(). */
 	target = atomic_load_explicit(&r->written_seq, memory_order_acquire);
 	if (target <= atomic_load_explicit(&r->durable_seq,
 	    memory_order_relaxed))
@@ -491,8 +491,8 @@ wal_ring_sync(struct wal_ring *r, int64_t *durable, struct wal_error *err)
 	 * Every record <= target is in the active segment or a sealed one.
 	 * Sync the active one first: a rotation after we read it puts it on
 	 * the sealed list, which ring_sync_sealed_locked() below syncs whole
-	 * and closes; until then only we (holding sync_lock) could close it,
-	 * so its mapping stays valid while we use it.
+	 * and closes. Meanwhile the background thread may want to unmap it;
+	 * sync_pin keeps it mapped while we use the mapping.
 	 *
 	 * Only its written part is synced (msync MS_SYNC of a range is a
 	 * range fdatasync on Linux): a whole-file fdatasync would also write
@@ -500,10 +500,6 @@ wal_ring_sync(struct wal_ring *r, int64_t *durable, struct wal_error *err)
 	 * write-protect them, so that every later first store to one of them
 	 * faults again (page_mkwrite) - 30% of the daemon's time at 20 M
 	 * records/s before this.
-	 */
-	/*
-	 * A rotation may seal the segment while we msync it; the pin keeps
-	 * the background thread from unmapping it under us.
 	 */
 	pthread_mutex_lock(&r->lock);
 	active = r->active;

@@ -10,11 +10,9 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -100,46 +98,6 @@ log_records(const char *dir, void (*fn)(void *, const struct wal_record *),
 	return (n);
 }
 
-/*
- * Threads of pid other than its main one that block SIGTERM, SIGINT and
- * SIGHUP; fails the test on one that does not (a signal must reach the
- * event loop, never a helper thread).
- */
-static int
-helper_threads_block_signals(pid_t pid)
-{
-	const unsigned long long want = (1ull << (SIGTERM - 1)) |
-	    (1ull << (SIGINT - 1)) | (1ull << (SIGHUP - 1));
-	char path[PATH_MAX], line[256];
-	unsigned long long blk;
-	struct dirent *de;
-	int n = 0;
-	FILE *f;
-	DIR *dir;
-
-	snprintf(path, sizeof path, "/proc/%ld/task", (long)pid);
-	ck_assert_ptr_nonnull(dir = opendir(path));
-	while ((de = readdir(dir)) != NULL) {
-		if (de->d_name[0] == '.' || atol(de->d_name) == (long)pid)
-			continue;
-		snprintf(path, sizeof path, "/proc/%ld/task/%s/status",
-		    (long)pid, de->d_name);
-		if ((f = fopen(path, "r")) == NULL)
-			continue;	/* gone meanwhile */
-		blk = 0;
-		while (fgets(line, sizeof line, f) != NULL)
-			if (sscanf(line, "SigBlk: %llx", &blk) == 1)
-				break;
-		fclose(f);
-		ck_assert_msg((blk & want) == want, "walmmapd thread %s does "
-		    "not block SIGTERM/SIGINT/SIGHUP (SigBlk %llx)",
-		    de->d_name, blk);
-		n++;
-	}
-	closedir(dir);
-	return (n);
-}
-
 START_TEST(test_start_stop)
 {
 	struct walmmap *w;
@@ -161,7 +119,7 @@ START_TEST(test_start_stop)
 	ck_assert_int_eq((pid_t)st.pid, d.pid);
 	/* After a sync both helpers (segments, syncs) have run. */
 	ck_assert_int_eq(walmmap_sync(w, NULL), 0);
-	ck_assert_int_ge(helper_threads_block_signals(d.pid), 2);
+	ck_assert_int_ge(ts_helper_threads_block_signals(d.pid), 2);
 	walmmap_close(w);
 	ck_assert_int_eq(ts_daemon_stop(&d), 0);
 	/* Its socket is gone; the log says how it stopped. */

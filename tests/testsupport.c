@@ -12,7 +12,9 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -281,5 +283,40 @@ ts_verify_log(const char *dir, int64_t first, size_t (*sizefn)(int64_t),
 		*stop = (int)wal_reader_stopped(r)->status;
 	free(want);
 	wal_reader_close(r);
+	return (n);
+}
+
+int
+ts_helper_threads_block_signals(pid_t pid)
+{
+	const unsigned long long want = (1ull << (SIGTERM - 1)) |
+	    (1ull << (SIGINT - 1)) | (1ull << (SIGHUP - 1));
+	char path[PATH_MAX], line[256];
+	unsigned long long blk;
+	struct dirent *de;
+	int n = 0;
+	FILE *f;
+	DIR *dir;
+
+	snprintf(path, sizeof path, "/proc/%ld/task", (long)pid);
+	ck_assert_ptr_nonnull(dir = opendir(path));
+	while ((de = readdir(dir)) != NULL) {
+		if (de->d_name[0] == '.' || atol(de->d_name) == (long)pid)
+			continue;
+		snprintf(path, sizeof path, "/proc/%ld/task/%s/status",
+		    (long)pid, de->d_name);
+		if ((f = fopen(path, "r")) == NULL)
+			continue;	/* gone meanwhile */
+		blk = 0;
+		while (fgets(line, sizeof line, f) != NULL)
+			if (sscanf(line, "SigBlk: %llx", &blk) == 1)
+				break;
+		fclose(f);
+		ck_assert_msg((blk & want) == want, "thread %s of pid %ld does "
+		    "not block SIGTERM/SIGINT/SIGHUP (SigBlk %llx)",
+		    de->d_name, (long)pid, blk);
+		n++;
+	}
+	closedir(dir);
 	return (n);
 }

@@ -82,6 +82,14 @@ long	 ts_verify_log(const char *dir, int64_t first,
 		ck_abort_msg(__VA_ARGS__);				\
 } while (0)
 
+/*
+ * Count the threads of pid other than its main one, failing the test on
+ * one that does not block SIGTERM, SIGINT and SIGHUP (asynchronous
+ * signals must reach the main thread's event loop). A thread that has not
+ * started yet still shows every signal blocked.
+ */
+int	 ts_helper_threads_block_signals(pid_t pid);
+
 /* Run a suite; returns the process exit status (0 when all passed). */
 int	 ts_run(Suite *);
 

@@ -203,9 +203,9 @@ daemon_run(const struct wb *wb, const char *tag, unsigned flags, int n,
 }
 
 /*
- * Runs of a pair can differ by 2x here (two cores shared by the daemon,
- * the producers and the kernel's writeback), so each pair runs wb->reps
- * times, alternating, and the medians are reported.
+ * Runs of a pair can differ by 10x here (the host moves the two vCPUs
+ * between one die and two; see wb_cpu_rtt_ns()), so each pair runs
+ * wb->reps times, alternating, and the medians are reported.
  */
 #define MAXREPS	99
 
