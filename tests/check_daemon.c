@@ -911,7 +911,19 @@ START_TEST(test_data_dir_vanishes)
 	ck_assert_int_eq(ts_daemon_start(&d, "--segment-size", "64K", "--ring",
 	    "2", "-o", "prefault=no", NULL), 0);
 	w = connect_ok(WALMMAP_ACK_WRITTEN);
+	/*
+	 * Wait for the standby segment first: created while the tree is
+	 * being removed, it would keep the directory from going away.
+	 */
+	for (i = 0; i < 1000; i++) {
+		ck_assert_int_eq(walmmap_status(w, &st), 0);
+		if (st.segments >= 2)
+			break;
+		usleep(10000);
+	}
+	ck_assert_uint_ge(st.segments, 2);
 	ts_rmtree(strdup(d.data));	/* ts_rmtree frees its argument */
+	ck_assert_msg(access(d.data, F_OK) == -1, "%s still there", d.data);
 	memset(buf, 'v', sizeof buf);
 	for (i = 0; i < 1000; i++)
 		if ((rc = walmmap_append(w, buf, sizeof buf,
