@@ -3,6 +3,7 @@
  */
 #include "config.h"
 
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -22,6 +23,7 @@
 
 #include <check.h>
 
+#include "faultinject.h"
 #include "testsupport.h"
 #include "tsdaemon.h"
 #include "wal_proto.h"
@@ -29,6 +31,7 @@
 #define MAX_ARGS	64
 
 static int	exit_status(int);
+static void	ts_fault_env(const char *ctl);
 
 const char *
 ts_prog(const char *prog)
@@ -105,6 +108,8 @@ ts_daemon_startv(struct ts_daemon *d, char *const *extra)
 		setenv("NOTIFY_SOCKET", d->notify_path, 1);
 		unsetenv("LISTEN_FDS");
 		unsetenv("LISTEN_PID");
+		if (d->fault_ctl != NULL)
+			ts_fault_env(d->fault_ctl);
 		execvp(argv[0], argv);
 		fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
 		_exit(127);
@@ -361,4 +366,60 @@ ts_raw_hello(int s)
 	ck_assert_int_eq(send(s, &h, sizeof h, 0), sizeof h);
 	ck_assert_int_eq(recv(s, buf, sizeof buf, 0),
 	    sizeof(struct wal_msg_welcome));
+}
+
+/* Path of the fault-injection shim in the build tree. */
+const char *
+wf_shim_path(void)
+{
+	static char path[PATH_MAX];
+
+	snprintf(path, sizeof path, "%s/tests/.libs/libfaultinject.so",
+	    TS_BUILDDIR);
+	return (path);
+}
+
+/* Create or reset a fault control file and map it. */
+struct wf_ctl *
+wf_ctl_open(const char *path)
+{
+	struct wf_ctl *c;
+	int fd;
+
+	if ((fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600))
+	    == -1)
+		return (NULL);
+	if (ftruncate(fd, sizeof *c) == -1) {
+		close(fd);
+		return (NULL);
+	}
+	c = mmap(NULL, sizeof *c, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	close(fd);
+	if (c == MAP_FAILED)
+		return (NULL);
+	c->ncalls = WF_NCALLS;
+	c->magic = WF_MAGIC;
+	return (c);
+}
+
+void
+wf_ctl_close(struct wf_ctl *c)
+{
+	if (c != NULL)
+		munmap(c, sizeof *c);
+}
+
+/* In the daemon's child: preload the shim, controlled by ctl. */
+static void
+ts_fault_env(const char *ctl)
+{
+	char opts[1024];
+	const char *old = getenv("ASAN_OPTIONS");
+
+	setenv("LD_PRELOAD", wf_shim_path(), 1);
+	setenv("WALFAULT_CTL", ctl, 1);
+	/* A sanitizer runtime must otherwise be the first library. */
+	snprintf(opts, sizeof opts, "%s%sverify_asan_link_order=0",
+	    old != NULL ? old : "", old != NULL && *old != '\0' ? ":" : "");
+	setenv("ASAN_OPTIONS", opts, 1);
 }

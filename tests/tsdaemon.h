@@ -18,6 +18,11 @@ struct ts_daemon {
 	char	log[PATH_MAX];		/* base/walmmapd.log (appended) */
 	int	notify_fd;		/* our NOTIFY_SOCKET */
 	char	notify_path[PATH_MAX];
+	/*
+	 * When set, the daemon starts with the fault-injection shim
+	 * preloaded, controlled by this file (see faultinject.h).
+	 */
+	const char *fault_ctl;
 };
 
 /* Paths under base; nothing started. */

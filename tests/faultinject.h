@@ -1,0 +1,86 @@
+/*
+ * walmmapd tests - the fault-injection shim's control block.
+ *
+ * libfaultinject.so (tests/faultinject.c) is preloaded into a walmmapd a
+ * test starts (ts_daemon.fault_ctl). It maps the file named by
+ * $WALFAULT_CTL, a struct wf_ctl the test created with wf_ctl_open(), and
+ * fails the calls the test armed there, at any moment the test chooses:
+ *
+ *	wf_arm(ctl, WF_MSYNC, 3, EIO, 0);	the 3rd msync from now fails
+ *	wf_arm(ctl, WF_FDATASYNC, 1, EIO, 1);	every fdatasync from now fails
+ *	wf_disarm(ctl, WF_MSYNC);
+ *
+ * Calls on descriptors 0-2 (the daemon's log) are never failed. Counters
+ * say how often each call was made and failed. Both sides touch only the
+ * _Atomic fields after the file is set up.
+ */
+#ifndef FAULTINJECT_H
+#define FAULTINJECT_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#define WF_MAGIC	0x57464c54u	/* "WFLT" */
+
+enum wf_call {
+	WF_MSYNC,
+	WF_FDATASYNC,
+	WF_FSYNC,
+	WF_FALLOCATE,	/* fallocate and posix_fallocate */
+	WF_MMAP,	/* file mappings only (not anonymous memory) */
+	WF_RENAME,	/* renameat2, renameat, rename */
+	WF_PREAD,
+	WF_WRITE,	/* write and pwrite, descriptors > 2 */
+	WF_NCALLS
+};
+
+struct wf_op {
+	_Atomic int64_t		countdown;	/* >0: fail when it reaches 0 */
+	_Atomic int32_t		err;		/* errno to fail with */
+	_Atomic int32_t		persist;	/* once failed, fail every call */
+	_Atomic int32_t		failing;	/* persist tripped (shim) */
+	_Atomic uint64_t	calls;		/* made (shim) */
+	_Atomic uint64_t	injected;	/* failed by us (shim) */
+};
+
+struct wf_ctl {
+	uint32_t		magic;
+	uint32_t		ncalls;
+	struct wf_op		op[WF_NCALLS];
+};
+
+/* Names, for messages and step logs. */
+static const char *const wf_call_names[WF_NCALLS] = {
+	"msync", "fdatasync", "fsync", "fallocate", "mmap", "rename",
+	"pread", "write",
+};
+
+/* Arm: the nth call from now (1 = the next) fails with err. */
+static inline void
+wf_arm(struct wf_ctl *c, enum wf_call call, int64_t nth, int err, int persist)
+{
+	struct wf_op *op = &c->op[call];
+
+	atomic_store(&op->failing, 0);
+	atomic_store(&op->err, err);
+	atomic_store(&op->persist, persist);
+	atomic_store(&op->countdown, nth);
+}
+
+/* Disarm a call (a persistent failure stops too). */
+static inline void
+wf_disarm(struct wf_ctl *c, enum wf_call call)
+{
+	atomic_store(&c->op[call].countdown, 0);
+	atomic_store(&c->op[call].failing, 0);
+	atomic_store(&c->op[call].persist, 0);
+}
+
+/* Create (or reset) the control file at path and map it; NULL on error. */
+struct wf_ctl	*wf_ctl_open(const char *path);
+void		 wf_ctl_close(struct wf_ctl *);
+
+/* Path of the shim in the build tree. */
+const char	*wf_shim_path(void);
+
+#endif /* FAULTINJECT_H */
