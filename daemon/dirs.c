@@ -220,6 +220,15 @@ dirs_check(int fd, int created, mode_t mode, const char *what,
 		    (unsigned)(st.st_mode & 07777), (unsigned)me, (unsigned)me);
 		goto fail;
 	}
+	if ((st.st_mode & (S_IWGRP | S_IWOTH)) && (st.st_mode & S_ISVTX)) {
+		snprintf(why, whylen, "%s %s (owner uid %u, mode %04o) can be "
+		    "written by its group or by others; refusing it, since they "
+		    "could plant files there for walmmapd to write through: it "
+		    "is a shared directory, so give walmmapd a directory of its "
+		    "own in it", what, path, (unsigned)st.st_uid,
+		    (unsigned)(st.st_mode & 07777));
+		goto fail;
+	}
 	if (st.st_mode & (S_IWGRP | S_IWOTH)) {
 		snprintf(why, whylen, "%s %s (owner uid %u, mode %04o) can be "
 		    "written by its group or by others; refusing it, since they "
