@@ -9,11 +9,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
+#include <unistd.h>
 
 #include "log.h"
 
 static int	log_debugging;
 static int	log_syslog;		/* detached: stderr is /dev/null */
+static int	log_tee_fd = -1;	/* the starting process, waiting */
 
 static void	vlog(int prio, int with_errno, const char *, va_list);
 
@@ -32,6 +34,17 @@ log_to_syslog(void)
 	log_syslog = 1;
 }
 
+/*
+ * While a detached daemon starts, also send its warnings and errors, as
+ * lines in the standard-error format, to fd: the starting process copies
+ * them to the terminal. -1 stops.
+ */
+void
+log_tee(int fd)
+{
+	log_tee_fd = fd;
+}
+
 void
 log_set_debug(int debug)
 {
@@ -41,20 +54,24 @@ log_set_debug(int debug)
 static void
 vlog(int prio, int with_errno, const char *fmt, va_list ap)
 {
-	char buf[2048];
-	int saved = errno;
+	char buf[2048], msg[2304], line[2400];
+	int saved = errno, n;
 
 	vsnprintf(buf, sizeof buf, fmt, ap);
-	if (log_syslog) {
-		if (with_errno)
-			syslog(prio, "%s: %s", buf, strerror(saved));
-		else
-			syslog(prio, "%s", buf);
-	} else if (with_errno)
-		fprintf(stderr, "<%d>walmmapd: %s: %s\n", prio, buf,
-		    strerror(saved));
+	if (with_errno)
+		snprintf(msg, sizeof msg, "%s: %s", buf, strerror(saved));
 	else
-		fprintf(stderr, "<%d>walmmapd: %s\n", prio, buf);
+		snprintf(msg, sizeof msg, "%s", buf);
+	n = snprintf(line, sizeof line, "<%d>walmmapd: %s\n", prio, msg);
+	if (n < 0 || (size_t)n >= sizeof line)
+		n = (int)strlen(line);
+	if (log_syslog)
+		syslog(prio, "%s", msg);
+	else
+		fputs(line, stderr);
+	/* One write: a line is shorter than PIPE_BUF, so it stays whole. */
+	if (log_tee_fd != -1 && prio <= LOG_WARNING)
+		(void)write(log_tee_fd, line, (size_t)n);
 	errno = saved;
 }
 

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +31,7 @@ static void	server_accept_cb(int, short, void *);
 static void	server_accept_resume_cb(int, short, void *);
 static int	server_allowed(const struct server *, uid_t, gid_t);
 static int	server_bind(struct server *);
+static void	server_unlink(struct server *);
 
 /*
  * Take the socket from systemd (socket activation) or bind our own. A
@@ -93,10 +95,31 @@ srv_close_listener(struct server *srv)
 		event_del(srv->ev_accept_resume);
 	close(srv->listen_fd);
 	srv->listen_fd = -1;
-	if (srv->socket_created && unlink(srv->cfg.socket_path) == -1 &&
-	    errno != ENOENT)
-		log_warn("cannot remove socket %s", srv->cfg.socket_path);
+	if (srv->socket_created)
+		server_unlink(srv);
 	srv->socket_created = 0;
+}
+
+/* Remove our socket file: the one we bound, in its directory, or nothing. */
+static void
+server_unlink(struct server *srv)
+{
+	const char *path = srv->cfg.socket_path;
+	struct stat st;
+
+	if (fstatat(srv->sock_dirfd, srv->sock_name, &st,
+	    AT_SYMLINK_NOFOLLOW) == -1) {
+		if (errno != ENOENT)
+			log_warn("cannot examine socket %s", path);
+	} else if (!S_ISSOCK(st.st_mode) || st.st_dev != srv->sock_dev ||
+	    st.st_ino != srv->sock_ino)
+		log_warnx("%s is no longer the socket walmmapd bound; leaving "
+		    "it", path);
+	else if (unlinkat(srv->sock_dirfd, srv->sock_name, 0) == -1 &&
+	    errno != ENOENT)
+		log_warn("cannot remove socket %s", path);
+	close(srv->sock_dirfd);
+	srv->sock_dirfd = -1;
 }
 
 /* Begin an orderly stop: no new clients, answer what was sent, sync. */
@@ -491,73 +514,134 @@ server_allowed(const struct server *srv, uid_t uid, gid_t gid)
 	return (0);
 }
 
-/* Bind our own socket, replacing a stale file but never a live daemon's. */
+/*
+ * Bind our own socket, replacing a stale socket but never a live daemon's
+ * and never anything else. Its directory must be ours and writable by us
+ * alone (srv_dir_open), and every step names the socket relative to that
+ * directory's descriptor, so no path is re-resolved and no symbolic link
+ * is followed: bind and connect take a name relative to the working
+ * directory, which is the socket directory just for these calls.
+ */
 static int
 server_bind(struct server *srv)
 {
-	const char *path = srv->cfg.socket_path;
+	const char *path = srv->cfg.socket_path, *name;
+	char dir[PATH_MAX], why[1024];
 	struct sockaddr_un sun;
 	struct stat st;
 	mode_t old;
-	int fd, probe;
+	int fd = -1, probe, cwd = -1, dirfd;
 
+	if ((name = strrchr(path, '/')) == NULL || name[1] == '\0' ||
+	    (size_t)(name - path) >= sizeof dir) {
+		log_errx("socket path %s is not an absolute path to a file",
+		    path);
+		return (-1);
+	}
+	if (name == path)
+		snprintf(dir, sizeof dir, "/");
+	else {
+		memcpy(dir, path, (size_t)(name - path));
+		dir[name - path] = '\0';
+	}
+	name++;
 	memset(&sun, 0, sizeof sun);
 	sun.sun_family = AF_UNIX;
-	if (strlen(path) >= sizeof sun.sun_path) {
-		log_errx("socket path %s is longer than %zu bytes", path,
+	if (strlen(name) >= sizeof sun.sun_path) {
+		log_errx("socket name %s is longer than %zu bytes", name,
 		    sizeof sun.sun_path - 1);
 		return (-1);
 	}
-	memcpy(sun.sun_path, path, strlen(path) + 1);
+	memcpy(sun.sun_path, name, strlen(name) + 1);
 
-	if (lstat(path, &st) == 0) {
+	if ((dirfd = srv_dir_open("socket directory", dir, 1, 0755, why,
+	    sizeof why)) == -1) {
+		log_errx("%s", why);
+		return (-1);
+	}
+	if ((cwd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC)) == -1 ||
+	    fchdir(dirfd) == -1) {
+		log_warn("cannot enter socket directory %s", dir);
+		goto fail;
+	}
+
+	if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
 		if (!S_ISSOCK(st.st_mode)) {
-			log_errx("%s exists and is not a socket; not touching "
-			    "it", path);
-			return (-1);
+			log_errx("%s exists and is %s, not a socket; not "
+			    "touching it", path, S_ISLNK(st.st_mode) ?
+			    "a symbolic link" : "something else");
+			goto fail;
 		}
 		probe = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
 		if (probe != -1 && connect(probe, (struct sockaddr *)&sun,
 		    sizeof sun) == 0) {
 			close(probe);
 			log_errx("another walmmapd is listening on %s", path);
-			return (-1);
+			goto fail;
 		}
 		if (probe != -1)
 			close(probe);
 		log_info("removing stale socket %s", path);
-		if (unlink(path) == -1) {
+		if (unlinkat(dirfd, name, 0) == -1) {
 			log_warn("cannot remove stale socket %s", path);
-			return (-1);
+			goto fail;
 		}
 	}
 	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd == -1) {
 		log_warn("socket");
-		return (-1);
+		goto fail;
 	}
+	/*
+	 * The mode comes from the umask, so the socket never has another
+	 * one. The umask is the process's: a segment the ring's thread
+	 * creates meanwhile is at most made less accessible.
+	 */
 	old = umask(0777 & ~srv->cfg.socket_mode);
 	if (bind(fd, (struct sockaddr *)&sun, sizeof sun) == -1) {
 		umask(old);
 		log_warn("cannot bind %s", path);
-		close(fd);
-		return (-1);
+		goto fail;
 	}
 	umask(old);
+	if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == -1 ||
+	    !S_ISSOCK(st.st_mode)) {
+		log_errx("%s changed right after walmmapd bound it (it is not "
+		    "a socket now); not touching it", path);
+		goto fail;
+	}
 	srv->socket_created = 1;
-	if (chmod(path, srv->cfg.socket_mode) == -1)
-		log_warn("cannot set mode %04o on %s", srv->cfg.socket_mode,
-		    path);
-	if (srv->cfg.socket_group != (gid_t)-1 &&
-	    chown(path, (uid_t)-1, srv->cfg.socket_group) == -1)
+	srv->sock_dirfd = dirfd;
+	srv->sock_name = srv->cfg.socket_path + (name - path);
+	srv->sock_dev = st.st_dev;
+	srv->sock_ino = st.st_ino;
+	if (fchdir(cwd) == -1 && chdir("/") == -1)
+		log_warn("cannot leave socket directory %s", dir);
+	close(cwd);
+	cwd = -1;
+	if (srv->cfg.socket_group != (gid_t)-1 && fchownat(dirfd, name,
+	    (uid_t)-1, srv->cfg.socket_group, AT_SYMLINK_NOFOLLOW) == -1)
 		log_warn("cannot set group %ld on %s",
 		    (long)srv->cfg.socket_group, path);
 	if (listen(fd, SOMAXCONN) == -1) {
 		log_warn("cannot listen on %s", path);
 		close(fd);
+		server_unlink(srv);
+		srv->socket_created = 0;
 		return (-1);
 	}
 	srv->listen_fd = fd;
 	log_info("listening on %s", path);
 	return (0);
+
+fail:
+	if (fd != -1)
+		close(fd);
+	if (cwd != -1) {
+		if (fchdir(cwd) == -1 && chdir("/") == -1)
+			log_warn("cannot leave socket directory %s", dir);
+		close(cwd);
+	}
+	close(dirfd);
+	return (-1);
 }

@@ -95,13 +95,16 @@ TAILQ_HEAD(connlist, conn);
 struct server {
 	struct srv_config	 cfg;
 	const char		*conf_path;	/* NULL: none */
-	int			 conf_must_exist;
 	struct event_base	*base;
 	struct wal_ring		*ring;
 
 	int			 listen_fd;
 	int			 socket_from_systemd;
 	int			 socket_created;	/* we bound it: unlink */
+	int			 sock_dirfd;	/* its directory, checked; or -1 */
+	const char		*sock_name;	/* its name there */
+	dev_t			 sock_dev;	/* the file we bound */
+	ino_t			 sock_ino;
 	struct event		*ev_accept;
 	struct event		*ev_accept_resume;	/* EMFILE back-off */
 
@@ -144,6 +147,10 @@ struct server {
 	uint64_t		 rate_records;	/* records at the last tick */
 	uint64_t		 records_per_s;
 };
+
+/* dirs.c */
+int	 srv_dir_open(const char *what, const char *path, int parents,
+	    mode_t, char *why, size_t whylen);
 
 /* server.c */
 int	 srv_listen(struct server *);

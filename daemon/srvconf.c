@@ -80,6 +80,24 @@ config_defaults(struct srv_config *c)
 	c->shm_spin_us = 50;
 }
 
+/* The configuration file read when -c names none. */
+void
+config_default_path(char *buf, size_t len)
+{
+	const char *dir = getenv("CONFIGURATION_DIRECTORY");
+	char *colon;
+
+	if (dir == NULL || *dir == '\0') {
+		snprintf(buf, len, "%s", SRV_DEFAULT_CONF);
+		return;
+	}
+	/* systemd may pass several, colon-separated: use the first. */
+	snprintf(buf, len, "%s", dir);
+	if ((colon = strchr(buf, ':')) != NULL)
+		*colon = '\0';
+	strncat(buf, "/walmmapd.conf", len - strlen(buf) - 1);
+}
+
 /* Load a file. */
 int
 config_load(struct srv_config *c, const char *path, int must_exist,
@@ -123,6 +141,13 @@ config_load(struct srv_config *c, const char *path, int must_exist,
 			fclose(f);
 			return (-1);
 		}
+	}
+	/* A read error is not the end of the file: nothing half-read counts. */
+	if (ferror(f)) {
+		snprintf(err, errlen, "cannot read config file %s: %s", path,
+		    strerror(errno));
+		fclose(f);
+		return (-1);
 	}
 	fclose(f);
 	return (0);

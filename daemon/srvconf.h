@@ -41,6 +41,12 @@ struct srv_config {
 	int		 max_record_given;
 };
 
+/*
+ * The file read when none is named: $CONFIGURATION_DIRECTORY/walmmapd.conf
+ * (systemd's ConfigurationDirectory=) when set, else SRV_DEFAULT_CONF.
+ */
+void	config_default_path(char *buf, size_t len);
+
 /* Fill in the built-in defaults (dir and socket from the environment). */
 void	config_defaults(struct srv_config *);
 

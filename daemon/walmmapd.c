@@ -41,10 +41,10 @@ static void	usage(FILE *, int) __attribute__((noreturn));
 static void	add_override(struct overrides *, const char *, const char *);
 static int	load_config(struct srv_config *, const char *conf, int must,
 		    const struct overrides *, char *, size_t);
-static int	make_dir(const char *, int parents, mode_t);
-static int	make_parent(const char *);
 static int	daemonize(void);
-static void	ready(int fd, const char *);
+static int	detach_wait(int, pid_t);
+static void	ready(int fd);
+static void	libevent_log_cb(int, const char *);
 static void	signal_cb(int, short, void *);
 static void	reload(struct server *);
 static void	sync_done_cb(int, short, void *);
@@ -58,6 +58,9 @@ static struct overrides	 overrides;
 static void
 usage(FILE *f, int status)
 {
+	char conf[PATH_MAX];
+
+	config_default_path(conf, sizeof conf);
 	fprintf(f,
 "usage: walmmapd [-fDhV] [-c file] [-d dir] [-s socket] [--segment-size size]\n"
 "                [--ring n] [-o key=value]...\n"
@@ -71,7 +74,7 @@ usage(FILE *f, int status)
 "  -D, --debug             log debugging messages\n"
 "  -V, --version           print the version and exit\n"
 "  -h, --help              print this help and exit\n",
-	    SRV_DEFAULT_CONF);
+	    conf);
 	exit(status);
 }
 
@@ -96,12 +99,14 @@ main(int argc, char **argv)
 	struct wal_recovery rec;
 	struct wal_error err;
 	struct conn *c;
-	char why[1024], *eq;
-	const char *conf = SRV_DEFAULT_CONF;
-	int ch, conf_given = 0, foreground = 0, ready_fd = -1, i;
+	char why[1024], *eq, default_conf[PATH_MAX];
+	const char *conf;
+	int ch, conf_given = 0, foreground = 0, ready_fd = -1, dirfd, i;
 	uint64_t wd_usec;
 	struct timeval tv;
 
+	config_default_path(default_conf, sizeof default_conf);
+	conf = default_conf;
 	while ((ch = getopt_long(argc, argv, "c:d:s:fo:DVh", longopts,
 	    NULL)) != -1) {
 		switch (ch) {
@@ -154,51 +159,47 @@ main(int argc, char **argv)
 
 	memset(&srv, 0, sizeof srv);
 	srv.listen_fd = -1;
+	srv.sock_dirfd = -1;
 	srv.sync_fd = -1;
 	TAILQ_INIT(&srv.conns);
 	TAILQ_INIT(&srv.shms);
 	srv.conf_path = conf;
-	srv.conf_must_exist = conf_given;
 	if (load_config(&srv.cfg, conf, conf_given, &overrides, why,
 	    sizeof why) != 0) {
 		fprintf(stderr, "<3>walmmapd: %s\n", why);
 		exit(1);
 	}
 	log_init(srv.cfg.debug);
+	event_set_log_callback(libevent_log_cb);
 
 	/* Under systemd (or asked to) stay in the foreground. */
 	if (getenv("NOTIFY_SOCKET") != NULL || getenv("LISTEN_FDS") != NULL ||
 	    getenv("INVOCATION_ID") != NULL)
 		foreground = 1;
+	/* Before detaching: a write to the pipe must not kill us. */
+	signal(SIGPIPE, SIG_IGN);
 	if (!foreground && (ready_fd = daemonize()) == -1)
 		exit(1);
 
-	signal(SIGPIPE, SIG_IGN);
-	if (make_dir(srv.cfg.dir, !srv.cfg.dir_given, 0750) != 0) {
-		log_warn("cannot create data directory %s", srv.cfg.dir);
-		ready(ready_fd, "cannot create the data directory");
-		exit(1);
-	}
-
-	/* The socket's directory (for example /run/walmmapd). */
-	if (make_parent(srv.cfg.socket_path) != 0) {
-		log_warn("cannot create the directory of socket %s",
-		    srv.cfg.socket_path);
-		ready(ready_fd, "cannot create the socket directory");
-		exit(1);
-	}
+	/*
+	 * The data directory, checked on the descriptor the ring then uses:
+	 * recovery writes and renames files in it as root.
+	 */
+	if ((dirfd = srv_dir_open("data directory", srv.cfg.dir,
+	    !srv.cfg.dir_given, 0750, why, sizeof why)) == -1)
+		fatalx("%s", why);
 
 	/* The ring first: its lock decides whether we may run at all. */
 	memset(&rc, 0, sizeof rc);
 	rc.dir = srv.cfg.dir;
+	rc.has_dirfd = 1;
+	rc.dirfd = dirfd;
 	rc.segment_size = srv.cfg.segment_size;
 	rc.ring_segments = srv.cfg.ring;
 	rc.no_prefault = !srv.cfg.prefault;
-	if (wal_ring_open(&rc, &srv.ring, &rec, &err) != 0) {
-		log_errx("%s", err.msg);
-		ready(ready_fd, err.msg);
-		exit(1);
-	}
+	if (wal_ring_open(&rc, &srv.ring, &rec, &err) != 0)
+		fatalx("%s", err.msg);
+	close(dirfd);
 	log_info("data directory %s: %" PRIu64 " segment%s, next seq %" PRId64
 	    "%s", srv.cfg.dir, rec.segments, rec.segments == 1 ? "" : "s",
 	    rec.next_seq, rec.torn_bytes ? " (torn tail repaired)" : "");
@@ -265,7 +266,6 @@ main(int argc, char **argv)
 	}
 
 	if (srv_listen(&srv) != 0) {
-		ready(ready_fd, "cannot listen");
 		wal_ring_close(srv.ring);
 		exit(1);
 	}
@@ -275,7 +275,7 @@ main(int argc, char **argv)
 	    srv.cfg.segment_size, srv.cfg.ring, rec.next_seq);
 	sd_notifyf(0, "READY=1\nSTATUS=ready, next seq %" PRId64 "\nMAINPID=%ld",
 	    rec.next_seq, (long)getpid());
-	ready(ready_fd, NULL);
+	ready(ready_fd);
 
 	event_base_dispatch(srv.base);
 
@@ -348,72 +348,28 @@ fail:
 	return (-1);
 }
 
-/* Create the data directory (and its parents for the default one). */
-static int
-make_dir(const char *path, int parents, mode_t mode)
-{
-	char buf[PATH_MAX], *p;
-
-	if (parents) {
-		snprintf(buf, sizeof buf, "%s", path);
-		for (p = buf + 1; *p != '\0'; p++) {
-			if (*p != '/')
-				continue;
-			*p = '\0';
-			if (mkdir(buf, 0755) == -1 && errno != EEXIST)
-				return (-1);
-			*p = '/';
-		}
-	}
-	if (mkdir(path, mode) == -1 && errno != EEXIST)
-		return (-1);
-	return (0);
-}
-
-/* Create the directory a file goes in, if missing. */
-static int
-make_parent(const char *path)
-{
-	char buf[PATH_MAX], *slash;
-
-	snprintf(buf, sizeof buf, "%s", path);
-	if ((slash = strrchr(buf, '/')) == NULL || slash == buf)
-		return (0);
-	*slash = '\0';
-	if (access(buf, F_OK) == 0)
-		return (0);
-	return (make_dir(buf, 1, 0755));
-}
-
 /*
- * Detach. The parent waits on a pipe until the child is ready (exit 0) or
- * has failed (exit 1), so "walmmapd && use it" works. Returns the child's
- * end of the pipe, or -1.
+ * Detach. The starting process stays until the daemon is ready or has
+ * failed (detach_wait), so "walmmapd && use it" works and a failure shows
+ * on the terminal. Returns the daemon's end of the pipe, or -1.
  */
 static int
 daemonize(void)
 {
-	int pfd[2], devnull, status;
-	char msg[512];
-	ssize_t n;
+	int pfd[2], devnull;
 	pid_t pid;
 
 	if (pipe2(pfd, O_CLOEXEC) == -1) {
-		log_warn("pipe");
+		log_warn("cannot create a pipe to detach");
 		return (-1);
 	}
 	if ((pid = fork()) == -1) {
-		log_warn("fork");
+		log_warn("cannot fork to detach");
 		return (-1);
 	}
 	if (pid > 0) {
 		close(pfd[1]);
-		n = read(pfd[0], msg, sizeof msg - 1);
-		if (n > 0 && msg[0] == '\0')
-			_exit(0);
-		if (n <= 0 && waitpid(pid, &status, WNOHANG) == 0)
-			_exit(0);
-		_exit(1);
+		_exit(detach_wait(pfd[0], pid));
 	}
 	close(pfd[0]);
 	if (setsid() == -1)
@@ -426,20 +382,86 @@ daemonize(void)
 			close(devnull);
 	}
 	log_to_syslog();
+	log_tee(pfd[1]);
 	return (pfd[1]);
 }
 
-/* Tell a waiting parent we are ready (why == NULL) or failed. */
+/*
+ * The starting process: copy the daemon's start-up warnings and errors to
+ * our standard error until it says it is ready (a NUL byte: exit 0) or
+ * closes the pipe without saying so (it failed or died: its exit status,
+ * at least 1).
+ */
+static int
+detach_wait(int fd, pid_t pid)
+{
+	char buf[4096], *nul;
+	ssize_t n;
+	size_t len;
+	int status, said = 0;
+
+	for (;;) {
+		if ((n = read(fd, buf, sizeof buf)) == -1 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		nul = memchr(buf, '\0', (size_t)n);
+		len = nul != NULL ? (size_t)(nul - buf) : (size_t)n;
+		if (len > 0 && fwrite(buf, 1, len, stderr) == len)
+			said = 1;
+		if (nul != NULL)
+			return (0);
+	}
+	/* The pipe closed without "ready": the daemon is exiting. */
+	while (waitpid(pid, &status, 0) == -1)
+		if (errno != EINTR) {
+			fprintf(stderr, "walmmapd: the daemon (pid %ld) stopped "
+			    "while starting: waitpid: %s\n", (long)pid,
+			    strerror(errno));
+			return (1);
+		}
+	if (WIFSIGNALED(status)) {
+		fprintf(stderr, "walmmapd: the daemon (pid %ld) was killed by "
+		    "signal %d (%s) while starting\n", (long)pid,
+		    WTERMSIG(status), strsignal(WTERMSIG(status)));
+		return (1);
+	}
+	if (!said)
+		fprintf(stderr, "walmmapd: the daemon (pid %ld) exited with "
+		    "status %d while starting, saying nothing\n", (long)pid,
+		    WEXITSTATUS(status));
+	return (WEXITSTATUS(status) != 0 ? WEXITSTATUS(status) : 1);
+}
+
+/* Tell a waiting starting process that we are ready. */
 static void
-ready(int fd, const char *why)
+ready(int fd)
 {
 	if (fd == -1)
 		return;
-	if (why == NULL)
-		(void)write(fd, "", 1);
-	else
-		(void)write(fd, why, strlen(why));
+	log_tee(-1);
+	(void)write(fd, "", 1);
 	close(fd);
+}
+
+/* libevent's own messages (it exits after an error) go to our log. */
+static void
+libevent_log_cb(int severity, const char *msg)
+{
+	switch (severity) {
+	case EVENT_LOG_DEBUG:
+		log_debug("libevent: %s", msg);
+		break;
+	case EVENT_LOG_MSG:
+		log_info("libevent: %s", msg);
+		break;
+	case EVENT_LOG_WARN:
+		log_warnx("libevent: %s", msg);
+		break;
+	default:
+		log_errx("libevent: %s", msg);
+		break;
+	}
 }
 
 static void
@@ -462,10 +484,15 @@ reload(struct server *srv)
 	char why[1024];
 	struct timeval tv;
 
+	/*
+	 * The file must be there now, even if it was not at start: a file
+	 * missing for a moment (being replaced) must not switch access
+	 * control off by bringing back the built-in defaults.
+	 */
 	sd_notify(0, "RELOADING=1");
-	if (load_config(&n, srv->conf_path, srv->conf_must_exist, &overrides,
-	    why, sizeof why) != 0) {
-		log_errx("reload: %s; keeping the running configuration", why);
+	if (load_config(&n, srv->conf_path, 1, &overrides, why,
+	    sizeof why) != 0) {
+		log_warnx("reload: %s; keeping the running configuration", why);
 		sd_notify(0, "READY=1");
 		return;
 	}

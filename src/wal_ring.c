@@ -172,9 +172,16 @@ wal_ring_open(const struct wal_ring_config *cfg, struct wal_ring **out,
 		    "%d..%d", r->ring_segments, WAL_RING_MIN, WAL_RING_MAX);
 		goto fail;
 	}
-	if ((rc = wal_dir_open(r->dir, err)) < 0)
+	if (cfg->has_dirfd) {
+		if ((r->dirfd = fcntl(cfg->dirfd, F_DUPFD_CLOEXEC, 0)) == -1) {
+			rc = wal_seterrno(err, errno, "cannot duplicate the "
+			    "descriptor of %s", r->dir);
+			goto fail;
+		}
+	} else if ((rc = wal_dir_open(r->dir, err)) < 0)
 		goto fail;
-	r->dirfd = rc;
+	else
+		r->dirfd = rc;
 	if ((rc = wal_dir_lock(r->dirfd, r->dir, err)) != 0)
 		goto fail;
 	if ((rc = wal_recover_dir(r->dirfd, r->dir, r->segment_size, &rec,

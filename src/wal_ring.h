@@ -30,7 +30,9 @@ struct wal_ring;
 #define WAL_MAX_SEALED_UNSYNCED	4
 
 struct wal_ring_config {
-	const char	*dir;		/* existing directory */
+	const char	*dir;		/* existing directory (and its name) */
+	int		 has_dirfd;	/* use dirfd, not a new open of dir: */
+	int		 dirfd;		/*   the caller checked it (dup'd) */
 	uint64_t	 segment_size;	/* 0: WAL_SEGMENT_DEFAULT */
 	unsigned	 ring_segments;	/* mapped segments, 0: WAL_RING_DEFAULT */
 	int		 no_prefault;	/* skip pre-faulting (tests, tmpfs) */

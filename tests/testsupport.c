@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <grp.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <sched.h>
@@ -194,7 +195,7 @@ ts_with_tmpfs(size_t size, int (*fn)(void *, const char *), void *arg)
 	pid = fork();
 	if (pid == 0) {
 		close(pfd[0]);
-		snprintf(opts, sizeof opts, "size=%zu", size);
+		snprintf(opts, sizeof opts, "size=%zu,mode=0700", size);
 		if (unshare(CLONE_NEWNS) == -1 ||
 		    mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == -1 ||
 		    mount("tmpfs", dir, "tmpfs", 0, opts) == -1)
@@ -212,6 +213,27 @@ ts_with_tmpfs(size_t size, int (*fn)(void *, const char *), void *arg)
 	waitpid(pid, &status, 0);
 	ts_rmtree(dir);
 	if (!ok)
+		return (-1);
+	return (WIFEXITED(status) ? WEXITSTATUS(status) : 128 +
+	    WTERMSIG(status));
+}
+
+/* Run fn in a child as another user. */
+int
+ts_as_user(uid_t uid, gid_t gid, int (*fn)(void *), void *arg)
+{
+	pid_t pid;
+	int status;
+
+	if ((pid = fork()) == -1)
+		return (-1);
+	if (pid == 0) {
+		if (setgroups(0, NULL) == -1 || setresgid(gid, gid, gid) == -1
+		    || setresuid(uid, uid, uid) == -1)
+			_exit(125);
+		_exit(fn(arg));
+	}
+	if (waitpid(pid, &status, 0) != pid)
 		return (-1);
 	return (WIFEXITED(status) ? WEXITSTATUS(status) : 128 +
 	    WTERMSIG(status));

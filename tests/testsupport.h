@@ -45,6 +45,12 @@ int	 ts_with_tmpfs(size_t size, int (*fn)(void *, const char *),
 	    void *arg);
 
 /*
+ * Run fn(arg) in a child process as uid and gid (no supplementary groups;
+ * needs root). Returns its exit status (128 + signal if killed), or -1.
+ */
+int	 ts_as_user(uid_t, gid_t, int (*fn)(void *), void *arg);
+
+/*
  * Payload of producer p's n-th record: "p:n:" then 0..199 filler bytes
  * (buf holds TS_KEY_PAYLOAD_MAX). Returns its length.
  */

@@ -5,6 +5,7 @@
 
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -31,6 +32,8 @@
 #define MAX_ARGS	64
 
 static int	exit_status(int);
+static int	run_argv(char **argv, const char *input, size_t inlen,
+		    unsigned long nofile, char **out);
 static void	ts_fault_env(const char *ctl);
 
 const char *
@@ -110,6 +113,8 @@ ts_daemon_startv(struct ts_daemon *d, char *const *extra)
 		unsetenv("LISTEN_PID");
 		if (d->fault_ctl != NULL)
 			ts_fault_env(d->fault_ctl);
+		for (i = 0; d->env != NULL && d->env[i] != NULL; i++)
+			putenv(d->env[i]);
 		execvp(argv[0], argv);
 		fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
 		_exit(127);
@@ -275,12 +280,8 @@ ts_run_prog(const char *prog, const char *input, size_t inlen, char **out,
     ...)
 {
 	char *argv[MAX_ARGS];
-	int in[2], outp[2], status, n = 1;
-	size_t len = 0, cap = 4096, done = 0;
-	char *buf;
-	ssize_t r;
 	va_list ap;
-	pid_t pid;
+	int n = 1;
 
 	argv[0] = (char *)ts_prog(prog);
 	va_start(ap, out);
@@ -288,12 +289,48 @@ ts_run_prog(const char *prog, const char *input, size_t inlen, char **out,
 		n++;
 	va_end(ap);
 	argv[n] = NULL;
+	return (run_argv(argv, input, inlen, 0, out));
+}
+
+int
+ts_run_prog_nofile(const char *prog, unsigned long nofile, char **out, ...)
+{
+	char *argv[MAX_ARGS];
+	va_list ap;
+	int n = 1;
+
+	argv[0] = (char *)ts_prog(prog);
+	va_start(ap, out);
+	while (n < MAX_ARGS - 1 && (argv[n] = va_arg(ap, char *)) != NULL)
+		n++;
+	va_end(ap);
+	argv[n] = NULL;
+	return (run_argv(argv, NULL, 0, nofile, out));
+}
+
+/* Run argv with input on stdin and nofile descriptors (0: as ours). */
+static int
+run_argv(char **argv, const char *input, size_t inlen, unsigned long nofile,
+    char **out)
+{
+	struct rlimit rl;
+	int in[2], outp[2], status;
+	size_t len = 0, cap = 4096, done = 0;
+	char *buf;
+	ssize_t r;
+	pid_t pid;
+
 	if (pipe2(in, O_CLOEXEC) == -1 || pipe2(outp, O_CLOEXEC) == -1)
 		return (-1);
 	if ((pid = fork()) == -1)
 		return (-1);
 	if (pid == 0) {
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (nofile > 0 && getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+			rl.rlim_cur = nofile;
+			if (setrlimit(RLIMIT_NOFILE, &rl) == -1)
+				_exit(126);
+		}
 		dup2(in[0], STDIN_FILENO);
 		dup2(outp[1], STDOUT_FILENO);
 		dup2(outp[1], STDERR_FILENO);

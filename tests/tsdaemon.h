@@ -23,6 +23,8 @@ struct ts_daemon {
 	 * preloaded, controlled by this file (see faultinject.h).
 	 */
 	const char *fault_ctl;
+	/* Extra NAME=VALUE entries for the daemon's environment, or NULL. */
+	char *const *env;
 };
 
 /* Paths under base; nothing started. */
@@ -70,6 +72,10 @@ int	 ts_daemon_log_wait(const struct ts_daemon *, const char *text);
  */
 int	 ts_run_prog(const char *prog, const char *input, size_t inlen,
 	    char **out, ...);
+
+/* ts_run_prog without input, the program's soft RLIMIT_NOFILE nofile. */
+int	 ts_run_prog_nofile(const char *prog, unsigned long nofile, char **out,
+	    ...);
 
 /* A raw connection to the daemon's socket (for malformed input). */
 int	 ts_raw_connect(const struct ts_daemon *);
