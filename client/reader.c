@@ -61,14 +61,25 @@ walmmap_reader_open(struct walmmap_reader **rp, const char *path)
 {
 	struct walmmap_reader *r;
 	struct wal_error err;
+	int rc;
 
 	if ((*rp = r = reader_new()) == NULL)
 		return (-WALMMAP_ENOMEM);
 	if (path == NULL)
 		return (wm_seterr(r->msg, WALMMAP_EINVAL, "no path to read"));
-	if (wal_reader_open(path, &r->files, &err) != 0)
-		return (wm_seterr(r->msg, err.code == -ENOMEM ? WALMMAP_ENOMEM :
+	if ((rc = wal_reader_open(path, &r->files, &err)) != 0)
+		return (wm_seterr(r->msg, rc == -ENOMEM ? WALMMAP_ENOMEM :
 		    WALMMAP_EIO, "%s", err.msg));
+	return (0);
+}
+
+int
+walmmap_reader_set_strict(struct walmmap_reader *r, int on)
+{
+	if (r->files == NULL)
+		return (wm_seterr(r->msg, WALMMAP_ENOTSUP, "a subscription "
+		    "reads what the daemon wrote; strict is for files"));
+	wal_reader_set_strict(r->files, on);
 	return (0);
 }
 
@@ -126,12 +137,15 @@ int
 walmmap_reader_seek(struct walmmap_reader *r, int64_t seq)
 {
 	struct wal_error err;
+	int rc;
 
 	if (r->files == NULL)
 		return (wm_seterr(r->msg, WALMMAP_ENOTSUP, "a subscription "
 		    "cannot seek; subscribe from the seq instead"));
-	if (wal_reader_seek(r->files, seq, &err) != 0)
-		return (wm_seterr(r->msg, WALMMAP_EIO, "%s", err.msg));
+	/* -ENOENT: seq is beyond the end; the reader waits there for it. */
+	if ((rc = wal_reader_seek(r->files, seq, &err)) != 0 && rc != -ENOENT)
+		return (wm_seterr(r->msg, rc == -ENOMEM ? WALMMAP_ENOMEM :
+		    WALMMAP_EIO, "%s", err.msg));
 	return (0);
 }
 
@@ -176,6 +190,13 @@ files_next(struct walmmap_reader *r, struct walmmap_record *rec,
 			return (1);
 		}
 		st = wal_reader_stopped(r->files);
+		if (st->status == WAL_REC_REMOVED)
+			return (wm_seterr(r->msg, WALMMAP_EREMOVED, "records "
+			    "from seq %" PRId64 " to %" PRId64 " were removed "
+			    "by retention while they were being read; the log "
+			    "continues at seq %" PRId64 " in %s",
+			    st->expect_seq, st->found_seq - 1, st->found_seq,
+			    st->file ? st->file : "?"));
 		if (st->status != WAL_REC_END) {
 			char seqs[96] = "";
 
@@ -306,7 +327,12 @@ sub_frame(struct walmmap_reader *r, size_t len, int fd)
 
 		memcpy(&e, r->rx, sizeof e);
 		r->ended = 1;
-		if (e.reason != 0)
+		if (e.reason == WAL_REC_REMOVED)
+			r->end_err = wm_seterr(r->msg, WALMMAP_EREMOVED,
+			    "walmmapd: records from seq %" PRId64 " on were "
+			    "removed by retention before they were sent",
+			    e.next_seq);
+		else if (e.reason != 0)
 			r->end_err = wm_seterr(r->msg, WALMMAP_ECORRUPT,
 			    "the log is damaged at seq %" PRId64 ": %s",
 			    e.next_seq, wal_rec_strstatus(e.reason));

@@ -37,6 +37,7 @@ static const char *const error_text[] = {
 	[WALMMAP_ECORRUPT] = "the log is damaged",
 	[WALMMAP_ESHUTDOWN] = "walmmapd is shutting down",
 	[WALMMAP_ENOTSUP] = "not supported",
+	[WALMMAP_EREMOVED] = "records removed by retention",
 };
 
 const char *

@@ -58,7 +58,9 @@ enum walmmap_error {
 	WALMMAP_ESYNC = 14,		/* the daemon could not sync */
 	WALMMAP_ECORRUPT = 15,		/* reader: damaged log data */
 	WALMMAP_ESHUTDOWN = 16,		/* daemon is stopping */
-	WALMMAP_ENOTSUP = 17		/* not supported here */
+	WALMMAP_ENOTSUP = 17,		/* not supported here */
+	WALMMAP_EREMOVED = 18		/* reader: the records it was to read
+					   next were deleted by retention */
 };
 
 /* Name of an error (positive or negative code). Never NULL. */
@@ -223,9 +225,15 @@ struct walmmap_record {
  * Open a directory of segment files or one segment file. No daemon is
  * involved; the files may be written by a running daemon meanwhile. Same
  * error convention as walmmap_connect().
+ *
+ * A file reader treats an invalid record at the end of the log (no valid
+ * record after it) as one the writer has not finished: the end for now,
+ * not damage. walmmap_reader_set_strict() says the log is not being
+ * written, so such a record is reported as damage too.
  */
 int		 walmmap_reader_open(struct walmmap_reader **rp,
 		    const char *path);
+int		 walmmap_reader_set_strict(struct walmmap_reader *, int on);
 
 /* walmmap_subscribe() flags. */
 #define WALMMAP_FOLLOW		0x1	/* keep streaming new records */
@@ -242,7 +250,10 @@ int		 walmmap_subscribe(struct walmmap_reader **rp,
 void		 walmmap_reader_close(struct walmmap_reader *);
 const char	*walmmap_reader_errmsg(const struct walmmap_reader *);
 
-/* Files only: go to the record with this seq (or the first after it). */
+/*
+ * Files only: go to the record with this seq (or the first after it). A
+ * seq beyond the end is not an error: the reader waits there for it.
+ */
 int		 walmmap_reader_seek(struct walmmap_reader *, int64_t seq);
 
 /*
@@ -250,7 +261,9 @@ int		 walmmap_reader_seek(struct walmmap_reader *, int64_t seq);
  * timeout_ms (0: do not wait; < 0: wait without limit; a file reader polls
  * the files, a subscription waits on the socket); a negative error
  * otherwise. WALMMAP_ECORRUPT means the log is damaged at the reader's
- * position (walmmap_reader_errmsg() says where). After the end of a
+ * position (walmmap_reader_errmsg() says where). WALMMAP_EREMOVED means
+ * retention deleted the records the reader was to read next while it read
+ * (seek to carry on from what is left). After the end of a
  * subscription without WALMMAP_FOLLOW, or after its to_seq, it returns 0
  * at once.
  */

@@ -692,6 +692,7 @@ conn_subscribe(struct conn *c, const struct wal_msg_subscribe *s)
 	struct server *srv = c->srv;
 	struct wal_error err;
 	int64_t from = s->from_seq;
+	int rc;
 
 	if (c->sub != NULL) {
 		conn_error(c, s->hdr.id, WAL_PERR_PROTO, 1, "second "
@@ -704,7 +705,8 @@ conn_subscribe(struct conn *c, const struct wal_msg_subscribe *s)
 	}
 	if (from < 0)
 		from = wal_ring_next_seq(srv->ring);
-	if (wal_reader_seek(c->sub, from, &err) != 0) {
+	/* -ENOENT: from is past the end; the reader waits there. */
+	if ((rc = wal_reader_seek(c->sub, from, &err)) != 0 && rc != -ENOENT) {
 		conn_error(c, s->hdr.id, WAL_PERR_IO, 1, "%s", err.msg);
 		return;
 	}

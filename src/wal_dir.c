@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "wal_dir.h"
@@ -91,17 +92,28 @@ wal_seglist_free(struct wal_seglist *l)
 	l->count = 0;
 }
 
-/* Take the exclusive writer lock. */
+/*
+ * Take the exclusive writer lock. A reader that asks whether a writer is
+ * live (walctl verify) holds a shared lock for two system calls: retry a
+ * few times over ~20 ms before calling the directory taken.
+ */
 int
 wal_dir_lock(int dirfd, const char *path, struct wal_error *err)
 {
-	if (flock(dirfd, LOCK_EX | LOCK_NB) == 0)
-		return (0);
-	if (errno == EWOULDBLOCK)
-		return (wal_seterr(err, EWOULDBLOCK, "directory %s is in use "
-		    "by another writer (is another walmmapd running on it?)",
-		    path));
-	return (wal_seterrno(err, errno, "cannot lock directory %s", path));
+	const struct timespec pause = { 0, 2 * 1000 * 1000 };
+	int tries;
+
+	for (tries = 0; flock(dirfd, LOCK_EX | LOCK_NB) != 0; tries++) {
+		if (errno != EWOULDBLOCK)
+			return (wal_seterrno(err, errno, "cannot lock "
+			    "directory %s", path));
+		if (tries == 10)
+			return (wal_seterr(err, EWOULDBLOCK, "directory %s is "
+			    "in use by another writer (is another walmmapd "
+			    "running on it?)", path));
+		nanosleep(&pause, NULL);
+	}
+	return (0);
 }
 
 /* fsync a directory. */

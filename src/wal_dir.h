@@ -29,6 +29,8 @@ void	wal_seglist_free(struct wal_seglist *);
  * Take the exclusive writer lock of a directory (flock on the directory
  * itself, so no lock file is left behind). Fails with -EWOULDBLOCK when
  * another writer holds it. The lock lives as long as dirfd stays open.
+ * Readers learn whether a writer is live by taking a shared lock and
+ * dropping it at once (walmmap_verify()); this retries past that moment.
  */
 int	wal_dir_lock(int dirfd, const char *path, struct wal_error *err);
 

@@ -18,6 +18,7 @@ static const char *const wal_rec_status_text[] = {
 	[WAL_REC_BAD_CRC] = "CRC mismatch",
 	[WAL_REC_BAD_SEQ] = "sequence discontinuity",
 	[WAL_REC_BAD_FILE] = "missing SIGNETWAL1 file magic",
+	[WAL_REC_REMOVED] = "records removed by retention",
 };
 
 /* Text for a record status. */

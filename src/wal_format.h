@@ -53,6 +53,8 @@ enum wal_rec_status {
 	WAL_REC_BAD_CRC,	/* CRC does not match header + payload */
 	WAL_REC_BAD_SEQ,	/* seq is not the expected one */
 	WAL_REC_BAD_FILE,	/* file too short or without the file magic */
+	WAL_REC_REMOVED,	/* the records wanted next were deleted
+				   (retention) while a reader read */
 };
 
 /* Result of scanning the records of one segment image. */

@@ -364,6 +364,53 @@ run_argv(char **argv, const char *input, size_t inlen, unsigned long nofile,
 	return (exit_status(status));
 }
 
+/* Start a program with stdout and stderr on pipes (see tsdaemon.h). */
+pid_t
+ts_spawn_prog(const char *prog, int *outfd, int *errfd, ...)
+{
+	char *argv[MAX_ARGS];
+	int outp[2], errp[2], n = 1;
+	va_list ap;
+	pid_t pid;
+
+	argv[0] = (char *)ts_prog(prog);
+	va_start(ap, errfd);
+	while (n < MAX_ARGS - 1 && (argv[n] = va_arg(ap, char *)) != NULL)
+		n++;
+	va_end(ap);
+	argv[n] = NULL;
+	if (pipe2(outp, O_CLOEXEC) == -1 || pipe2(errp, O_CLOEXEC) == -1)
+		ck_abort_msg("pipe: %s", strerror(errno));
+	/* One page: the program blocks once it wrote that much unread. */
+	if (fcntl(outp[1], F_SETPIPE_SZ, 4096) == -1)
+		ck_abort_msg("F_SETPIPE_SZ: %s", strerror(errno));
+	if ((pid = fork()) == -1)
+		ck_abort_msg("fork: %s", strerror(errno));
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		dup2(outp[1], STDOUT_FILENO);
+		dup2(errp[1], STDERR_FILENO);
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	close(outp[1]);
+	close(errp[1]);
+	*outfd = outp[0];
+	*errfd = errp[0];
+	return (pid);
+}
+
+/* Reap a program ts_spawn_prog() started. */
+int
+ts_prog_wait(pid_t pid)
+{
+	int status;
+
+	if (waitpid(pid, &status, 0) == -1)
+		return (-1);
+	return (exit_status(status));
+}
+
 static int
 exit_status(int status)
 {

@@ -77,6 +77,16 @@ int	 ts_run_prog(const char *prog, const char *input, size_t inlen,
 int	 ts_run_prog_nofile(const char *prog, unsigned long nofile, char **out,
 	    ...);
 
+/*
+ * Start a program from the build tree with args (NULL-terminated), its
+ * stdout on a pipe of one page (it blocks once it has written that much
+ * unread) whose read end is *outfd, its stderr on another (*errfd).
+ * Returns its pid; it dies with the test process. ts_prog_wait() reaps it
+ * and returns its exit status (128 + signal if killed).
+ */
+pid_t	 ts_spawn_prog(const char *prog, int *outfd, int *errfd, ...);
+int	 ts_prog_wait(pid_t pid);
+
 /* A raw connection to the daemon's socket (for malformed input). */
 int	 ts_raw_connect(const struct ts_daemon *);
 
