@@ -275,6 +275,8 @@ ts_verify_log(const char *dir, int64_t first, size_t (*sizefn)(int64_t),
 		fprintf(stderr, "verify %s: %s\n", dir, err.msg);
 		return (-1);
 	}
+	/* The logs checked here are not being written: a bad end is damage. */
+	wal_reader_set_strict(r, 1);
 	while ((rc = wal_reader_next(r, &rec, &err)) == 1) {
 		if (rec.seq != first + n) {
 			fprintf(stderr, "verify %s: seq %lld where %lld was "
