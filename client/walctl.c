@@ -492,8 +492,9 @@ cmd_append(int argc, char **argv)
 		char msg[1024];
 
 		snprintf(msg, sizeof msg, "%s (reading stopped at %s %ju of "
-		    "%s; %" PRIu64 " records acknowledged)", walmmap_errmsg(w),
-		    delim == '\n' ? "line" : "record", lineno, name, p.acked);
+		    "%s; %" PRIu64 " record%s acknowledged)", walmmap_errmsg(w),
+		    delim == '\n' ? "line" : "record", lineno, name, p.acked,
+		    p.acked == 1 ? "" : "s");
 		rc = fail_request(msg);
 	} else if (p.sent == 0)
 		printf("0 records\n");
