@@ -25,11 +25,14 @@ int	wm_left_ms(int64_t deadline);
 int64_t	wm_deadline(int timeout_ms);
 
 /*
- * Connect to walmmapd and exchange HELLO/WELCOME. Returns the socket or
- * -code with msg set.
+ * Connect to walmmapd and exchange HELLO/WELCOME within timeout_ms (< 0:
+ * no limit). Returns the socket or -code with msg set. wm_connect() uses
+ * WALMMAP_CONNECT_TIMEOUT_MS.
  */
 int	wm_connect(const char *path, uint8_t ack, struct wal_msg_welcome *,
 	    char *msg);
+int	wm_connect_timeout(const char *path, uint8_t ack,
+	    struct wal_msg_welcome *, int timeout_ms, char *msg);
 
 /*
  * Receive one frame into buf (WAL_PROTO_MAX_FRAME bytes) within the

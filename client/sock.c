@@ -5,6 +5,7 @@
 #include "config.h"
 
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 
 #include <errno.h>
@@ -117,15 +118,107 @@ wm_left_ms(int64_t deadline)
 	return (left > 1000000 ? 1000000 : (int)left);
 }
 
+/* Connect within the default limit. */
 int
 wm_connect(const char *path, uint8_t ack, struct wal_msg_welcome *w,
     char *msg)
+{
+	return (wm_connect_timeout(path, ack, w, WALMMAP_CONNECT_TIMEOUT_MS,
+	    msg));
+}
+
+/*
+ * Connect to the socket before deadline. A daemon whose listen queue is
+ * full (one that stopped accepting) makes connect(2) wait; on a Unix
+ * socket SO_SNDTIMEO bounds that wait, which then fails with EAGAIN.
+ * Returns 0, or -1 with errno (ETIMEDOUT when the deadline passed).
+ */
+static int
+connect_by(int s, const struct sockaddr_un *sun, int64_t deadline)
+{
+	struct timeval tv;
+	int left, rc;
+
+	for (;;) {
+		if ((left = wm_left_ms(deadline)) == 0) {
+			errno = ETIMEDOUT;
+			return (-1);
+		}
+		memset(&tv, 0, sizeof tv);
+		if (left > 0) {
+			tv.tv_sec = left / 1000;
+			tv.tv_usec = (left % 1000) * 1000;
+		}
+		if (setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) ==
+		    -1)
+			return (-1);
+		rc = connect(s, (const struct sockaddr *)sun, sizeof *sun);
+		if (rc == 0 || errno != EINTR)
+			break;
+	}
+	if (rc == -1 && errno == EAGAIN)
+		errno = ETIMEDOUT;
+	/* Later sends block, or not, as each asks: no limit of their own. */
+	memset(&tv, 0, sizeof tv);
+	if (rc == 0 && setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv,
+	    sizeof tv) == -1)
+		return (-1);
+	return (rc);
+}
+
+/*
+ * The daemon's answer to HELLO, read before deadline. Returns its length,
+ * 0 when the daemon closed, -1 with errno (ETIMEDOUT when the deadline
+ * passed). A refusal closes with our HELLO unread, and Linux then reports
+ * ECONNRESET before the queued ERROR: ask again to read it.
+ */
+static ssize_t
+hello_reply(int s, uint8_t *buf, size_t len, int64_t deadline)
+{
+	struct pollfd pfd = { s, POLLIN, 0 };
+	ssize_t n;
+	int rc, reset = 0;
+
+	for (;;) {
+		n = recv(s, buf, len, MSG_DONTWAIT);
+		if (n >= 0)
+			return (n);
+		if (errno == EINTR)
+			continue;
+		if (errno == ECONNRESET && !reset) {
+			reset = 1;
+			continue;
+		}
+		if (errno != EAGAIN) {
+			if (reset)
+				errno = ECONNRESET;
+			return (-1);
+		}
+		if (reset) {
+			errno = ECONNRESET;
+			return (-1);
+		}
+		rc = poll(&pfd, 1, wm_left_ms(deadline));
+		if (rc == 0) {
+			errno = ETIMEDOUT;
+			return (-1);
+		}
+		if (rc == -1 && errno != EINTR)
+			return (-1);
+	}
+}
+
+/* Connect and exchange HELLO/WELCOME, all within timeout_ms. */
+int
+wm_connect_timeout(const char *path, uint8_t ack, struct wal_msg_welcome *w,
+    int timeout_ms, char *msg)
 {
 	struct sockaddr_un sun;
 	struct wal_msg_hello h;
 	uint8_t buf[sizeof(struct wal_msg_error) + 600];
 	char def[sizeof sun.sun_path + 64];
 	struct wal_msg hdr;
+	int64_t deadline = wm_deadline(timeout_ms);
 	ssize_t n;
 	int s, rc;
 
@@ -142,7 +235,7 @@ wm_connect(const char *path, uint8_t ack, struct wal_msg_welcome *w,
 	if ((s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0)) == -1)
 		return (wm_seterr(msg, WALMMAP_EIO, "socket: %s",
 		    strerror(errno)));
-	if (connect(s, (struct sockaddr *)&sun, sizeof sun) == -1) {
+	if (connect_by(s, &sun, deadline) == -1) {
 		int e = errno;
 
 		close(s);
@@ -157,6 +250,10 @@ wm_connect(const char *path, uint8_t ack, struct wal_msg_welcome *w,
 		if (e == EPROTOTYPE)
 			return (wm_seterr(msg, WALMMAP_ENODAEMON, "%s is not "
 			    "walmmapd's socket (not SOCK_SEQPACKET)", path));
+		if (e == ETIMEDOUT)
+			return (wm_seterr(msg, WALMMAP_ETIMEDOUT, "walmmapd at "
+			    "%s did not accept the connection within %d ms "
+			    "(its listen queue is full)", path, timeout_ms));
 		return (wm_seterr(msg, WALMMAP_EIO, "cannot connect to %s: %s",
 		    path, strerror(e)));
 	}
@@ -168,8 +265,9 @@ wm_connect(const char *path, uint8_t ack, struct wal_msg_welcome *w,
 	h.version_max = WAL_PROTO_VERSION;
 	h.ack = ack;
 	/*
-	 * A daemon that refuses us may close before our HELLO arrives; its
-	 * ERROR frame is still queued, so read on even if the send failed.
+	 * The daemon answers WELCOME, or ERROR when it refuses us. One that
+	 * refuses may close before our HELLO arrives; its ERROR frame is
+	 * still queued, so read on even if the send failed.
 	 */
 	rc = wm_send(s, &h, sizeof h, -1, 0, msg);
 	if (rc < 0) {
@@ -180,17 +278,13 @@ wm_connect(const char *path, uint8_t ack, struct wal_msg_welcome *w,
 			close(s);
 			return (rc);
 		}
-	} else {
-		/*
-		 * The daemon answers WELCOME, or ERROR when it refuses us. A
-		 * refusal closes with our HELLO unread, and Linux then reports
-		 * ECONNRESET before the queued ERROR: ask again to read it.
-		 */
-		do
-			n = recv(s, buf, sizeof buf, 0);
-		while (n == -1 && errno == EINTR);
-		if (n == -1 && errno == ECONNRESET)
-			n = recv(s, buf, sizeof buf, MSG_DONTWAIT);
+	} else
+		n = hello_reply(s, buf, sizeof buf, deadline);
+	if (n == -1 && errno == ETIMEDOUT) {
+		close(s);
+		return (wm_seterr(msg, WALMMAP_ETIMEDOUT, "walmmapd at %s did "
+		    "not answer the handshake within %d ms", path,
+		    timeout_ms));
 	}
 	if (n <= 0) {
 		close(s);

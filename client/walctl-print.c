@@ -12,6 +12,7 @@
 
 static void	json_string(FILE *, const uint8_t *, size_t);
 static void	base64(FILE *, const uint8_t *, size_t);
+static size_t	utf8_len(const uint8_t *, size_t);
 static int	utf8_valid(const uint8_t *, size_t);
 
 /* "2026-11-25T10:00:00.123456789Z" */
@@ -80,20 +81,44 @@ print_record(FILE *f, enum out_format fmt, const struct walmmap_record *r)
 	}
 }
 
-/* A JSON string value for NUL-terminated text. */
+/*
+ * "key":"text" for NUL-terminated text that need not be UTF-8 (a path):
+ * each byte that is not part of valid UTF-8 becomes U+FFFD, so the JSON
+ * is valid; then, only when that happened, "key_base64" with the exact
+ * bytes.
+ */
 void
-print_json_str(FILE *f, const char *s)
+print_json_text(FILE *f, const char *key, const char *s)
 {
-	json_string(f, (const uint8_t *)s, strlen(s));
+	const uint8_t *p = (const uint8_t *)s;
+	size_t n = strlen(s);
+
+	fprintf(f, "\"%s\":", key);
+	json_string(f, p, n);
+	if (utf8_valid(p, n))
+		return;
+	fprintf(f, ",\"%s_base64\":\"", key);
+	base64(f, p, n);
+	fputc('"', f);
 }
 
+/* A JSON string; bytes that are not valid UTF-8 become U+FFFD. */
 static void
 json_string(FILE *f, const uint8_t *p, size_t n)
 {
-	size_t i;
+	size_t i, len;
 
 	fputc('"', f);
 	for (i = 0; i < n; i++) {
+		if (p[i] >= 0x80) {
+			if ((len = utf8_len(p + i, n - i)) == 0)
+				fputs("\\ufffd", f);
+			else {
+				fwrite(p + i, 1, len, f);
+				i += len - 1;
+			}
+			continue;
+		}
 		switch (p[i]) {
 		case '"':
 			fputs("\\\"", f);
@@ -149,41 +174,51 @@ base64(FILE *f, const uint8_t *p, size_t n)
 	}
 }
 
-/* Strict UTF-8: no overlongs, no surrogates, nothing above U+10FFFF. */
+/*
+ * Length of the character at p in strict UTF-8 (no overlongs, no
+ * surrogates, nothing above U+10FFFF); 0 when p does not start one.
+ */
+static size_t
+utf8_len(const uint8_t *p, size_t n)
+{
+	size_t len, k;
+	uint32_t cp;
+
+	if (p[0] < 0x80)
+		return (1);
+	if ((p[0] & 0xe0) == 0xc0) {
+		len = 2;
+		cp = p[0] & 0x1f;
+	} else if ((p[0] & 0xf0) == 0xe0) {
+		len = 3;
+		cp = p[0] & 0x0f;
+	} else if ((p[0] & 0xf8) == 0xf0) {
+		len = 4;
+		cp = p[0] & 0x07;
+	} else
+		return (0);
+	if (n < len)
+		return (0);
+	for (k = 1; k < len; k++) {
+		if ((p[k] & 0xc0) != 0x80)
+			return (0);
+		cp = cp << 6 | (p[k] & 0x3f);
+	}
+	if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) ||
+	    (len == 4 && cp < 0x10000) || cp > 0x10ffff ||
+	    (cp >= 0xd800 && cp <= 0xdfff))
+		return (0);
+	return (len);
+}
+
+/* Valid UTF-8 without NUL bytes (a payload with NUL stays binary). */
 static int
 utf8_valid(const uint8_t *p, size_t n)
 {
-	size_t i = 0, len, k;
-	uint32_t cp;
+	size_t i = 0, len;
 
 	while (i < n) {
-		if (p[i] < 0x80) {
-			if (p[i] == 0)
-				return (0);	/* NUL: keep it binary */
-			i++;
-			continue;
-		}
-		if ((p[i] & 0xe0) == 0xc0) {
-			len = 2;
-			cp = p[i] & 0x1f;
-		} else if ((p[i] & 0xf0) == 0xe0) {
-			len = 3;
-			cp = p[i] & 0x0f;
-		} else if ((p[i] & 0xf8) == 0xf0) {
-			len = 4;
-			cp = p[i] & 0x07;
-		} else
-			return (0);
-		if (n - i < len)
-			return (0);
-		for (k = 1; k < len; k++) {
-			if ((p[i + k] & 0xc0) != 0x80)
-				return (0);
-			cp = cp << 6 | (p[i + k] & 0x3f);
-		}
-		if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) ||
-		    (len == 4 && cp < 0x10000) || cp > 0x10ffff ||
-		    (cp >= 0xd800 && cp <= 0xdfff))
+		if (p[i] == 0 || (len = utf8_len(p + i, n - i)) == 0)
 			return (0);
 		i += len;
 	}

@@ -7,6 +7,8 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,6 +58,7 @@ static const struct cmd cmds[] = {
 #define NCMDS	(sizeof cmds / sizeof cmds[0])
 
 static const char	*socket_path;	/* -s, else the library's default */
+static int		 timeout_ms = -2; /* -t in ms, -1 none, -2 defaults */
 static const struct cmd	*current;
 
 static void __attribute__((noreturn))
@@ -64,12 +67,15 @@ usage(int status)
 	FILE *f = status == 0 ? stdout : stderr;
 	size_t i;
 
-	fprintf(f, "usage: walctl [-s SOCKET] COMMAND [ARGS]\n\n");
+	fprintf(f, "usage: walctl [-s SOCKET] [-t SECONDS] COMMAND [ARGS]\n\n");
 	for (i = 0; i < NCMDS; i++)
 		fprintf(f, "  %-50s %s\n", cmds[i].usage, cmds[i].help);
 	fprintf(f, "\n  -s SOCKET  walmmapd's socket (default: $WALMMAP_SOCKET "
-	    "or the daemon's default)\n  -V         version\n"
-	    "Run \"walctl COMMAND -h\" for a command's help.\n");
+	    "or the daemon's default)\n  -t, --timeout SECONDS\n"
+	    "             limit on connecting and on each request (default "
+	    "%d s and %d s; 0: none)\n  -V         version\n"
+	    "Run \"walctl COMMAND -h\" for a command's help.\n",
+	    WALMMAP_CONNECT_TIMEOUT_MS / 1000, WALMMAP_TIMEOUT_MS / 1000);
 	exit(status);
 }
 
@@ -82,7 +88,10 @@ cmd_usage(int status)
 	exit(status);
 }
 
-/* Print an error and return the exit code for it. */
+/*
+ * Print a reader's error and return its exit code: 2 when a file could
+ * not be read or the daemon not reached, 1 for damage or a lost stream.
+ */
 static int
 fail(int code, const char *msg)
 {
@@ -90,6 +99,44 @@ fail(int code, const char *msg)
 	return (code == -WALMMAP_ENODAEMON || code == -WALMMAP_EPERM ||
 	    code == -WALMMAP_EINVAL || code == -WALMMAP_EIO ? EXIT_USAGE :
 	    EXIT_PROBLEMS);
+}
+
+/* Connecting failed (not running, refused us, no handshake): 2. */
+static int
+fail_connect(const char *msg)
+{
+	fprintf(stderr, "walctl %s: %s\n", current->name, msg);
+	return (EXIT_USAGE);
+}
+
+/* A request on a connection failed, whatever the reason: 1. */
+static int
+fail_request(const char *msg)
+{
+	fprintf(stderr, "walctl %s: %s\n", current->name, msg);
+	return (EXIT_PROBLEMS);
+}
+
+/*
+ * Has writing to standard output failed? Then say so (once) and return
+ * the exit code, else 0. errno is the failed write's when called right
+ * after it.
+ */
+static int
+out_failed(void)
+{
+	static int told;
+	int e = errno;
+
+	if (fflush(stdout) == EOF)
+		e = errno;
+	if (!ferror(stdout))
+		return (0);
+	if (!told)
+		fprintf(stderr, "walctl %s: cannot write to standard output: "
+		    "%s\n", current->name, strerror(e));
+	told = 1;
+	return (EXIT_USAGE);
 }
 
 static int
@@ -155,17 +202,21 @@ simple_opts(int argc, char **argv, int *json)
 	return (0);
 }
 
+/* Connect within --timeout, which then bounds every request too. */
 static int
 connect_or_fail(struct walmmap **w, enum walmmap_ack ack)
 {
 	int rc;
 
-	if ((rc = walmmap_connect(w, socket_path, ack, 0)) != 0) {
-		rc = fail(rc, walmmap_errmsg(*w));
+	if ((rc = walmmap_connect_timeout(w, socket_path, ack, 0,
+	    timeout_ms == -2 ? WALMMAP_CONNECT_TIMEOUT_MS : timeout_ms)) != 0) {
+		rc = fail_connect(walmmap_errmsg(*w));
 		walmmap_close(*w);
 		*w = NULL;
 		return (rc);
 	}
+	if (timeout_ms != -2)
+		walmmap_set_timeout(*w, timeout_ms);
 	return (0);
 }
 
@@ -178,8 +229,9 @@ print_seq_json(FILE *f, const char *key, int64_t v, int comma)
 		fprintf(f, "\"%s\":%" PRId64 "%s", key, v, comma ? "," : "");
 }
 
+/* The daemon's status; *dir (if not NULL) its whole data directory. */
 static int
-query_status(struct walmmap_status *st)
+query_status(struct walmmap_status *st, char **dir)
 {
 	struct walmmap *w;
 	int rc;
@@ -187,9 +239,13 @@ query_status(struct walmmap_status *st)
 	if ((rc = connect_or_fail(&w, WALMMAP_ACK_NONE)) != 0)
 		return (rc);
 	if ((rc = walmmap_status(w, st)) != 0) {
-		rc = fail(rc, walmmap_errmsg(w));
+		rc = fail_request(walmmap_errmsg(w));
 		walmmap_close(w);
 		return (rc);
+	}
+	if (dir != NULL && (*dir = strdup(walmmap_status_dir(w))) == NULL) {
+		walmmap_close(w);
+		return (fail_request("out of memory"));
 	}
 	walmmap_close(w);
 	return (0);
@@ -199,14 +255,16 @@ static int
 cmd_status(int argc, char **argv)
 {
 	struct walmmap_status st;
+	char *dir;
 	int json = 0, rc;
 
 	simple_opts(argc, argv, &json);
-	if ((rc = query_status(&st)) != 0)
+	if ((rc = query_status(&st, &dir)) != 0)
 		return (rc);
 	if (json) {
-		printf("{\"pid\":%" PRIu64 ",\"dir\":", st.pid);
-		print_json_str(stdout, st.dir);
+		printf("{\"pid\":%" PRIu64 ",", st.pid);
+		print_json_text(stdout, "dir", dir);
+		free(dir);
 		printf(",\"protocol\":%u,", st.protocol);
 		print_seq_json(stdout, "first_seq", st.first_seq, 1);
 		print_seq_json(stdout, "last_seq", st.written_seq, 1);
@@ -222,7 +280,8 @@ cmd_status(int argc, char **argv)
 	}
 	printf("walmmapd pid %" PRIu64 ", up %" PRIu64 " s, protocol %u\n",
 	    st.pid, st.uptime_s, st.protocol);
-	printf("directory    %s\n", st.dir);
+	printf("directory    %s\n", dir);
+	free(dir);
 	if (st.first_seq >= 0 && st.written_seq >= 0)
 		printf("records      seq %" PRId64 " .. %" PRId64 " (%" PRId64
 		    " on disk)\n", st.first_seq, st.written_seq,
@@ -251,7 +310,7 @@ cmd_stats(int argc, char **argv)
 	int json = 0, rc;
 
 	simple_opts(argc, argv, &json);
-	if ((rc = query_status(&st)) != 0)
+	if ((rc = query_status(&st, NULL)) != 0)
 		return (rc);
 	avg = st.syncs ? st.sync_ns_total / st.syncs : 0;
 	if (json) {
@@ -283,6 +342,73 @@ cmd_stats(int argc, char **argv)
 	return (EXIT_OK);
 }
 
+/* What read_record() found besides a record. */
+#define READ_END	-1		/* no more input */
+#define READ_LONG	-2		/* a record over the limit */
+#define READ_ERROR	-3		/* read error or no memory: errno */
+
+/*
+ * The next record of in, up to delim (not kept), into *buf, which grows
+ * to at most limit bytes: a longer record is READ_LONG with the rest of
+ * it unread, so memory stays bounded whatever the input. Returns the
+ * record's length, READ_END, READ_LONG or READ_ERROR.
+ */
+static ssize_t
+read_record(FILE *in, int delim, char **buf, size_t *cap, size_t limit)
+{
+	size_t n = 0, ncap;
+	char *nbuf;
+	int ch;
+
+	for (;;) {
+		if ((ch = getc_unlocked(in)) == EOF) {
+			if (ferror(in))
+				return (READ_ERROR);
+			return (n == 0 ? READ_END : (ssize_t)n);
+		}
+		if (ch == delim)
+			return ((ssize_t)n);
+		if (n == limit)
+			return (READ_LONG);
+		if (n == *cap) {
+			ncap = *cap < 4096 ? 4096 : *cap * 2;
+			if (ncap > limit)
+				ncap = limit;
+			if ((nbuf = realloc(*buf, ncap)) == NULL) {
+				errno = ENOMEM;
+				return (READ_ERROR);
+			}
+			*buf = nbuf;
+			*cap = ncap;
+		}
+		(*buf)[n++] = (char)ch;
+	}
+}
+
+/*
+ * Wait for what was sent before a failure and say how much of it is in:
+ * "N records before it appended (seq A .. B written)".
+ */
+static void
+appended_before(struct walmmap *w, enum walmmap_ack ack, int64_t first,
+    char *buf, size_t len)
+{
+	struct walmmap_progress p;
+
+	(void)walmmap_wait(w, ack == WALMMAP_ACK_NONE ? WALMMAP_ACK_WRITTEN :
+	    ack, -1);
+	walmmap_progress(w, &p);
+	if (ack == WALMMAP_ACK_NONE)
+		snprintf(buf, len, "%" PRIu64 " record%s before it sent", p.sent,
+		    p.sent == 1 ? "" : "s");
+	else if (p.acked == 0)
+		snprintf(buf, len, "no record before it appended");
+	else
+		snprintf(buf, len, "%" PRIu64 " record%s before it appended "
+		    "(seq %" PRId64 " .. %" PRId64 ")", p.acked, p.acked == 1 ?
+		    "" : "s", first, p.last_seq);
+}
+
 static int
 cmd_append(int argc, char **argv)
 {
@@ -295,8 +421,10 @@ cmd_append(int argc, char **argv)
 	enum walmmap_ack ack = WALMMAP_ACK_WRITTEN;
 	struct walmmap *w;
 	struct walmmap_progress p;
-	char *line = NULL;
-	size_t cap = 0;
+	const char *name = "standard input";
+	char *line = NULL, done[256];
+	uintmax_t lineno = 0;
+	size_t cap = 0, limit;
 	ssize_t n;
 	int64_t first = -1;
 	int ch, delim = '\n', rc;
@@ -319,34 +447,56 @@ cmd_append(int argc, char **argv)
 	}
 	if (argc - optind > 1)
 		cmd_usage(EXIT_USAGE);
-	if (argc - optind == 1 && strcmp(argv[optind], "-") != 0 &&
-	    (in = fopen(argv[optind], "re")) == NULL) {
-		fprintf(stderr, "walctl append: cannot read %s: %s\n",
-		    argv[optind], strerror(errno));
-		return (EXIT_USAGE);
+	if (argc - optind == 1 && strcmp(argv[optind], "-") != 0) {
+		name = argv[optind];
+		if ((in = fopen(name, "re")) == NULL) {
+			fprintf(stderr, "walctl append: cannot read %s: %s\n",
+			    name, strerror(errno));
+			return (EXIT_USAGE);
+		}
 	}
 	if ((rc = connect_or_fail(&w, ack)) != 0)
 		goto out;
-	while ((n = getdelim(&line, &cap, delim, in)) != -1) {
-		if (n > 0 && line[n - 1] == delim)
-			n--;
+	limit = walmmap_max_record(w);
+	while ((n = read_record(in, delim, &line, &cap, limit)) >= 0) {
+		lineno++;
 		/* The first record's seq is waited for; the rest stream. */
 		rc = walmmap_append(w, line, (size_t)n, WALMMAP_ACK_DEFAULT,
 		    first < 0 ? &first : NULL);
 		if (rc != 0)
 			break;
 	}
-	if (rc == 0 && ferror(in)) {
-		fprintf(stderr, "walctl append: read error: %s\n",
-		    strerror(errno));
-		rc = -WALMMAP_EIO;
+	if (rc == 0 && n == READ_LONG) {
+		appended_before(w, ack, first, done, sizeof done);
+		fprintf(stderr, "walctl append: %s: %s %ju is longer than the "
+		    "daemon's record limit of %zu bytes (max_record); %s\n",
+		    name, delim == '\n' ? "line" : "record", lineno + 1, limit,
+		    done);
+		rc = EXIT_PROBLEMS;
+		goto close;
+	}
+	if (rc == 0 && n == READ_ERROR) {
+		int e = errno;
+
+		appended_before(w, ack, first, done, sizeof done);
+		fprintf(stderr, "walctl append: cannot read %s %ju of %s: %s; "
+		    "%s\n", delim == '\n' ? "line" : "record", lineno + 1, name,
+		    strerror(e), done);
+		rc = EXIT_USAGE;
+		goto close;
 	}
 	if (rc == 0 && ack != WALMMAP_ACK_NONE)
 		rc = walmmap_wait(w, ack, -1);
 	walmmap_progress(w, &p);
-	if (rc != 0)
-		rc = fail(rc, walmmap_errmsg(w));
-	else if (p.sent == 0)
+	if (rc != 0) {
+		char msg[1024];
+
+		snprintf(msg, sizeof msg, "%s (reading stopped at %s %ju of "
+		    "%s; %" PRIu64 " record%s acknowledged)", walmmap_errmsg(w),
+		    delim == '\n' ? "line" : "record", lineno, name, p.acked,
+		    p.acked == 1 ? "" : "s");
+		rc = fail_request(msg);
+	} else if (p.sent == 0)
 		printf("0 records\n");
 	else if (ack == WALMMAP_ACK_NONE)
 		printf("%" PRIu64 " records sent\n", p.sent);
@@ -354,6 +504,7 @@ cmd_append(int argc, char **argv)
 		printf("%" PRIu64 " records, seq %" PRId64 " .. %" PRId64 " %s\n",
 		    p.acked, first, p.last_seq, ack == WALMMAP_ACK_DURABLE ?
 		    "durable" : "written");
+close:
 	walmmap_close(w);
 out:
 	free(line);
@@ -373,7 +524,7 @@ cmd_sync(int argc, char **argv)
 	if ((rc = connect_or_fail(&w, WALMMAP_ACK_NONE)) != 0)
 		return (rc);
 	if ((rc = walmmap_sync(w, &durable)) != 0)
-		rc = fail(rc, walmmap_errmsg(w));
+		rc = fail_request(walmmap_errmsg(w));
 	else if (durable >= 0)
 		printf("durable up to seq %" PRId64 "\n", durable);
 	else
@@ -392,7 +543,7 @@ cmd_rotate(int argc, char **argv)
 	if ((rc = connect_or_fail(&w, WALMMAP_ACK_NONE)) != 0)
 		return (rc);
 	if ((rc = walmmap_rotate(w)) != 0)
-		rc = fail(rc, walmmap_errmsg(w));
+		rc = fail_request(walmmap_errmsg(w));
 	walmmap_close(w);
 	return (rc);
 }
@@ -459,6 +610,41 @@ read_opts(int argc, char **argv, struct read_opts *o, int tail)
 	return (0);
 }
 
+/*
+ * The next record while following: wait for the reader and for standard
+ * output at once, so that walctl stops as soon as whoever reads its
+ * output has gone (a pipe's reader closed it), even when no record comes.
+ */
+static int
+follow_next(struct walmmap_reader *r, struct walmmap_record *rec)
+{
+	struct pollfd pfd[2];
+	int rc;
+
+	for (;;) {
+		/* A file reader has no descriptor: it polls the files. */
+		rc = walmmap_reader_next(r, rec, walmmap_reader_fd(r) == -1 ?
+		    250 : 0);
+		if (rc != 0)
+			return (rc);
+		pfd[0].fd = walmmap_reader_fd(r);
+		pfd[0].events = POLLIN;
+		pfd[1].fd = STDOUT_FILENO;
+		pfd[1].events = 0;	/* only POLLERR and POLLHUP */
+		pfd[0].revents = pfd[1].revents = 0;
+		if (poll(pfd, 2, pfd[0].fd == -1 ? 0 : -1) == -1 &&
+		    errno != EINTR)
+			return (0);
+		if (pfd[1].revents & (POLLERR | POLLHUP)) {
+			/* As a write there would: SIGPIPE is SIG_DFL. */
+			raise(SIGPIPE);
+			fprintf(stderr, "walctl %s: standard output was "
+			    "closed\n", current->name);
+			exit(EXIT_USAGE);
+		}
+	}
+}
+
 /* Records until the reader ends; 0 ok, else an exit code. */
 static int
 print_all(struct walmmap_reader *r, const struct read_opts *o, int timeout)
@@ -466,12 +652,15 @@ print_all(struct walmmap_reader *r, const struct read_opts *o, int timeout)
 	struct walmmap_record rec;
 	int rc;
 
-	while ((rc = walmmap_reader_next(r, &rec, timeout)) == 1) {
+	while ((rc = o->follow ? follow_next(r, &rec) :
+	    walmmap_reader_next(r, &rec, timeout)) == 1) {
 		if (o->to >= 0 && rec.seq > o->to)
 			break;
 		print_record(stdout, o->fmt, &rec);
 		if (o->follow)
 			fflush(stdout);
+		if (ferror(stdout))
+			return (out_failed());
 	}
 	if (rc < 0) {
 		fflush(stdout);
@@ -496,7 +685,7 @@ cmd_tail(int argc, char **argv)
 	from = o.from;
 	if (from < 0) {
 		/* The last N: ask where the log ends now. */
-		if ((rc = query_status(&st)) != 0)
+		if ((rc = query_status(&st, NULL)) != 0)
 			return (rc);
 		from = st.next_seq - o.last;
 		if (st.first_seq >= 0 && from < st.first_seq)
@@ -506,7 +695,7 @@ cmd_tail(int argc, char **argv)
 	}
 	if ((rc = walmmap_subscribe(&r, socket_path, from, -1,
 	    o.follow ? WALMMAP_FOLLOW : 0)) != 0) {
-		rc = fail(rc, walmmap_reader_errmsg(r));
+		rc = fail_connect(walmmap_reader_errmsg(r));
 		walmmap_reader_close(r);
 		return (rc);
 	}
@@ -623,17 +812,56 @@ cmd_verify(int argc, char **argv)
 	return (res.problems > 0 ? EXIT_PROBLEMS : EXIT_OK);
 }
 
+/* -t SECONDS (fractions allowed; 0: no limit) into timeout_ms. */
+static void
+parse_timeout(const char *s)
+{
+	char *end;
+	double v;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno != 0 || end == s || *end != '\0' || !(v >= 0) ||
+	    v > INT_MAX / 1000) {
+		fprintf(stderr, "walctl: --timeout %s: expected seconds, from 0 "
+		    "(no limit) to %d\n", s, INT_MAX / 1000);
+		exit(EXIT_USAGE);
+	}
+	timeout_ms = v == 0 ? -1 : (int)(v * 1000 + 0.5);
+	if (timeout_ms == 0)
+		timeout_ms = 1;
+}
+
 int
 main(int argc, char **argv)
 {
+	static const struct option lo[] = {
+		{ "socket", required_argument, NULL, 's' },
+		{ "timeout", required_argument, NULL, 't' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 }
+	};
+	sigset_t set;
 	size_t i;
-	int ch;
+	int ch, rc;
 
-	signal(SIGPIPE, SIG_IGN);
-	while ((ch = getopt(argc, argv, "+s:hV")) != -1) {
+	/*
+	 * Writing to a pipe whose reader has gone ends walctl, as it ends
+	 * cat(1), whatever the parent left: the library's own sends do not
+	 * raise SIGPIPE (MSG_NOSIGNAL).
+	 */
+	signal(SIGPIPE, SIG_DFL);
+	sigemptyset(&set);
+	sigaddset(&set, SIGPIPE);
+	sigprocmask(SIG_UNBLOCK, &set, NULL);
+	while ((ch = getopt_long(argc, argv, "+s:t:hV", lo, NULL)) != -1) {
 		switch (ch) {
 		case 's':
 			socket_path = optarg;
+			break;
+		case 't':
+			parse_timeout(optarg);
 			break;
 		case 'h':
 			usage(EXIT_OK);
@@ -658,5 +886,9 @@ main(int argc, char **argv)
 	argc -= optind;
 	argv += optind;
 	optind = 0;	/* glibc: 0 restarts getopt, permuting again */
-	return (current->fn(argc, argv));
+	rc = current->fn(argc, argv);
+	/* What is still buffered, and anything that failed before. */
+	if (out_failed() != 0 && rc == EXIT_OK)
+		rc = EXIT_USAGE;
+	return (rc);
 }

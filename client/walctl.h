@@ -11,13 +11,13 @@
 
 /* Exit codes (walctl(1)). */
 #define EXIT_OK		0
-#define EXIT_PROBLEMS	1	/* verify found damage; a command failed */
-#define EXIT_USAGE	2	/* usage, I/O or connection errors */
+#define EXIT_PROBLEMS	1	/* verify found damage; a request failed */
+#define EXIT_USAGE	2	/* usage, file or output, connection errors */
 
 enum out_format { OUT_TEXT, OUT_JSON, OUT_RAW };
 
 void	print_time(FILE *, int64_t ns);
 void	print_record(FILE *, enum out_format, const struct walmmap_record *);
-void	print_json_str(FILE *, const char *);
+void	print_json_text(FILE *, const char *key, const char *);
 
 #endif /* WALCTL_H */

@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +23,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "wal_format.h"
 #include "walmmap.h"
 
 #define OUTSTANDING_MAX	4096		/* frames awaiting an ACK */
@@ -38,7 +40,9 @@ struct walmmap {
 	int			 fd;		/* -1 after a failed connect */
 	uint8_t			 ack;
 	unsigned		 flags;
+	int			 timeout_ms;	/* each call's limit, -1 none */
 	int			 lost;
+	char			 lost_why[WM_MSG_MAX]; /* how it was lost */
 	struct wal_msg_welcome	 welcome;
 	uint64_t		 next_id;
 
@@ -67,6 +71,20 @@ struct walmmap {
 	char			 shm_why[WM_MSG_MAX]; /* why not, if asked */
 
 	int			 deferred;	/* first error since a wait */
+
+	/*
+	 * Failed syncs. The daemon reports one once (an ERROR with id 0 for
+	 * durable appends, or with a SYNC's id) and never sends DURABLE for
+	 * what it covered, so it is kept here apart from deferred, which an
+	 * earlier error may hold: seqs sync_lo..sync_hi of this connection
+	 * are not durable, for good (-1: none).
+	 */
+	uint64_t		 sync_failures;
+	int64_t			 sync_lo;
+	int64_t			 sync_hi;
+	char			 sync_why[WM_MSG_MAX];
+
+	char			*status_dir;	/* last STATUS_REPLY's, whole */
 	struct walmmap_progress	 prog;
 	walmmap_ack_cb		 ack_cb;
 	void			*ack_arg;
@@ -81,17 +99,24 @@ static int	send_frame(struct walmmap *, const void *, size_t, int fd,
 		    uint32_t records, enum frame_kind);
 static int	read_one(struct walmmap *, int64_t deadline);
 static int	handle(struct walmmap *, const uint8_t *, size_t, int fd);
-static int	request(struct walmmap *, uint16_t type, int64_t deadline);
+static int	request(struct walmmap *, uint16_t type, uint16_t flags,
+		    int64_t deadline);
 static int	lost(struct walmmap *, int rc);
+static int	not_connected(struct walmmap *);
+static int64_t	ring_written(const struct walmmap *);
 static int	append_fd(struct walmmap *, const void *, size_t, uint8_t,
 		    uint64_t id, enum frame_kind);
 static int	wait_captured(struct walmmap *);
+static int64_t	op_deadline(const struct walmmap *);
+static void	sync_failed(struct walmmap *, int64_t covered);
+static int	sync_covers(const struct walmmap *, int64_t seq);
+static int	sync_error(struct walmmap *, int64_t seq);
 static int	capture(struct walmmap *, uint64_t id, int64_t seq, int err);
 static int	take_deferred(struct walmmap *);
 static uint8_t	level(const struct walmmap *, enum walmmap_ack);
 static int	sock_append_batch(struct walmmap *, const struct iovec *,
 		    size_t, uint8_t lvl, int64_t *seqs);
-static int	shm_setup(struct walmmap *);
+static int	shm_setup(struct walmmap *, int64_t deadline);
 static int	shm_append_batch(struct walmmap *, const struct iovec *,
 		    size_t, uint8_t lvl, int64_t *seqs);
 static int	shm_wait(struct walmmap *, enum wm_shm_cond, uint64_t target,
@@ -101,15 +126,26 @@ int
 walmmap_connect(struct walmmap **wp, const char *socket, enum walmmap_ack ack,
     unsigned flags)
 {
+	return (walmmap_connect_timeout(wp, socket, ack, flags,
+	    WALMMAP_CONNECT_TIMEOUT_MS));
+}
+
+int
+walmmap_connect_timeout(struct walmmap **wp, const char *socket,
+    enum walmmap_ack ack, unsigned flags, int timeout_ms)
+{
 	struct walmmap *w;
+	int64_t deadline = wm_deadline(timeout_ms);
 	int s;
 
 	if ((*wp = w = calloc(1, sizeof *w)) == NULL)
 		return (-WALMMAP_ENOMEM);
 	w->fd = -1;
+	w->timeout_ms = WALMMAP_TIMEOUT_MS;
 	w->prog.last_seq = -1;
 	w->prog.durable_seq = -1;
 	w->durable_owed = -1;
+	w->sync_lo = w->sync_hi = -1;
 	snprintf(w->shm_why, sizeof w->shm_why, "not requested "
 	    "(WALMMAP_SHM)");
 	if (ack > WALMMAP_ACK_DURABLE || (flags & ~(WALMMAP_NONBLOCK |
@@ -128,13 +164,26 @@ walmmap_connect(struct walmmap **wp, const char *socket, enum walmmap_ack ack,
 	if (w->fifo == NULL || w->rx == NULL || w->tx == NULL ||
 	    w->reply == NULL)
 		return (wm_seterr(w->msg, WALMMAP_ENOMEM, "out of memory"));
-	if ((s = wm_connect(socket, w->ack, &w->welcome, w->msg)) < 0)
+	if ((s = wm_connect_timeout(socket, w->ack, &w->welcome, timeout_ms,
+	    w->msg)) < 0)
 		return (s);
 	w->fd = s;
 	w->next_id = 2;
 	if (flags & WALMMAP_SHM)
-		return (shm_setup(w));
+		return (shm_setup(w, deadline));
 	return (0);
+}
+
+void
+walmmap_set_timeout(struct walmmap *w, int timeout_ms)
+{
+	w->timeout_ms = timeout_ms < 0 ? -1 : timeout_ms;
+}
+
+uint32_t
+walmmap_max_record(const struct walmmap *w)
+{
+	return (w->welcome.max_record);
 }
 
 void
@@ -152,6 +201,7 @@ walmmap_close(struct walmmap *w)
 	free(w->rx);
 	free(w->tx);
 	free(w->reply);
+	free(w->status_dir);
 	free(w);
 }
 
@@ -182,21 +232,32 @@ walmmap_append_batch(struct walmmap *w, const struct iovec *recs, size_t n,
 	size_t j;
 
 	if (w->fd == -1 || w->lost)
-		return (wm_seterr(w->msg, WALMMAP_ELOST, "not connected to "
-		    "walmmapd"));
+		return (not_connected(w));
 	if ((ack > WALMMAP_ACK_DURABLE && ack != WALMMAP_ACK_DEFAULT) ||
 	    (seqs != NULL && (w->flags & WALMMAP_NONBLOCK)))
 		return (wm_seterr(w->msg, WALMMAP_EINVAL, "walmmap_append: bad "
 		    "ack level, or a seq wanted in non-blocking mode"));
+	/* The count is returned as an int. */
+	if (n > INT_MAX || (recs == NULL && n > 0))
+		return (wm_seterr(w->msg, WALMMAP_EINVAL, "walmmap_append_batch: "
+		    "%s", recs == NULL ? "no records array" : "more than "
+		    "INT_MAX records in one batch"));
 	lvl = level(w, ack);
 	if (seqs != NULL && lvl == WALMMAP_ACK_NONE)
 		lvl = WALMMAP_ACK_WRITTEN;	/* we must hear the seq */
-	for (j = 0; j < n; j++)
-		if (recs[j].iov_len > w->welcome.max_record)
+	/* All checked before anything is sent: a refusal sends nothing. */
+	for (j = 0; j < n; j++) {
+		if (recs[j].iov_base == NULL && recs[j].iov_len > 0)
+			return (wm_seterr(w->msg, WALMMAP_EINVAL, "record %zu "
+			    "has no data but a length of %zu bytes", j,
+			    recs[j].iov_len));
+		if (recs[j].iov_len > w->welcome.max_record ||
+		    recs[j].iov_len > WAL_MAX_PAYLOAD)
 			return (wm_seterr(w->msg, WALMMAP_ETOOLARGE, "record %zu "
 			    "of %zu bytes exceeds the daemon's max_record of %"
 			    PRIu32 " bytes", j, recs[j].iov_len,
 			    w->welcome.max_record));
+	}
 	if (w->shm != NULL)
 		return (shm_append_batch(w, recs, n, lvl, seqs));
 	return (sock_append_batch(w, recs, n, lvl, seqs));
@@ -274,6 +335,13 @@ sock_append_batch(struct walmmap *w, const struct iovec *recs, size_t n,
 		}
 		nframes++;
 	}
+	if (rc == -WALMMAP_ETIMEDOUT && i > 0) {
+		char why[WM_MSG_MAX];
+
+		snprintf(why, sizeof why, "%s", w->msg);
+		(void)wm_seterr(w->msg, WALMMAP_ETIMEDOUT, "%s (%zu of the "
+		    "%zu records sent)", why, i, n);
+	}
 	if (rc < 0 && (rc != -WALMMAP_EAGAIN || i == 0))
 		goto out;
 	rc = (int)i;
@@ -290,6 +358,10 @@ sock_append_batch(struct walmmap *w, const struct iovec *recs, size_t n,
 	if (lvl == WALMMAP_ACK_DURABLE && n > 0) {
 		int r = walmmap_wait_durable(w, seqs[n - 1], -1);
 
+		/* A failed sync may have covered earlier frames only. */
+		for (j = 0; r == 0 && j < n; j++)
+			if (sync_covers(w, seqs[j]))
+				r = sync_error(w, seqs[j]);
 		if (r < 0)
 			rc = r;
 	}
@@ -304,11 +376,16 @@ out:
 int
 walmmap_wait(struct walmmap *w, enum walmmap_ack lvl, int timeout_ms)
 {
-	int64_t deadline = wm_deadline(timeout_ms);
+	int64_t deadline;
 	int rc;
 
-	if (w->fd == -1)
-		return (wm_seterr(w->msg, WALMMAP_ELOST, "not connected"));
+	if (lvl != WALMMAP_ACK_WRITTEN && lvl != WALMMAP_ACK_DURABLE)
+		return (wm_seterr(w->msg, WALMMAP_EINVAL, "walmmap_wait: level "
+		    "%d is neither WALMMAP_ACK_WRITTEN nor WALMMAP_ACK_DURABLE",
+		    (int)lvl));
+	if (w->fd == -1 || w->lost)
+		return (not_connected(w));
+	deadline = timeout_ms < 0 ? op_deadline(w) : wm_deadline(timeout_ms);
 	if (w->shm != NULL && lvl != WALMMAP_ACK_DURABLE) {
 		/* (A SYNC below covers the ring: the daemon catches up.) */
 		wm_shm_publish(w->shm);
@@ -317,12 +394,17 @@ walmmap_wait(struct walmmap *w, enum walmmap_ack lvl, int timeout_ms)
 			return (rc);
 	}
 	if (lvl == WALMMAP_ACK_DURABLE) {
-		if ((rc = request(w, WAL_MSG_SYNC, deadline)) < 0)
+		if ((rc = request(w, WAL_MSG_SYNC, 0, deadline)) < 0)
 			return (rc);
+		/* However much else went wrong, say this first. */
+		if (w->sync_hi >= 0) {
+			(void)take_deferred(w);
+			return (sync_error(w, w->sync_hi));
+		}
 		return (take_deferred(w));
 	}
 	if (w->untracked > 0) {
-		if ((rc = request(w, WAL_MSG_PING, deadline)) < 0)
+		if ((rc = request(w, WAL_MSG_PING, 0, deadline)) < 0)
 			return (rc);
 		w->untracked = 0;
 	}
@@ -332,18 +414,29 @@ walmmap_wait(struct walmmap *w, enum walmmap_ack lvl, int timeout_ms)
 		else if (rc == 0)
 			return (wm_seterr(w->msg, WALMMAP_ETIMEDOUT, "%zu "
 			    "appends still unacknowledged after %d ms",
-			    w->fifo_len, timeout_ms));
+			    w->fifo_len, timeout_ms < 0 ? w->timeout_ms :
+			    timeout_ms));
+	/* Take what else came, and notice a daemon that went away. */
+	while ((rc = read_one(w, 0)) > 0)
+		;
+	if (rc < 0)
+		return (rc);
 	return (take_deferred(w));
 }
 
 int
 walmmap_wait_durable(struct walmmap *w, int64_t seq, int timeout_ms)
 {
-	int64_t deadline = wm_deadline(timeout_ms);
+	int64_t deadline;
 	int rc;
 
+	if (sync_covers(w, seq))
+		return (sync_error(w, seq));
 	if (w->prog.durable_seq >= seq)
 		return (0);
+	if (w->fd == -1 || w->lost)
+		return (not_connected(w));
+	deadline = timeout_ms < 0 ? op_deadline(w) : wm_deadline(timeout_ms);
 	if (seq <= w->durable_owed) {
 		/* Appended as durable: its DURABLE comes without asking. */
 		while (w->prog.durable_seq < seq) {
@@ -351,15 +444,22 @@ walmmap_wait_durable(struct walmmap *w, int64_t seq, int timeout_ms)
 				return (rc);
 			if (rc == 0)
 				return (wm_seterr(w->msg, WALMMAP_ETIMEDOUT,
-				    "seq %" PRId64 " not durable in time",
-				    seq));
-			if (w->deferred == -WALMMAP_ESYNC)
-				return (take_deferred(w));
+				    "seq %" PRId64 " not durable within %d ms",
+				    seq, timeout_ms < 0 ? w->timeout_ms :
+				    timeout_ms));
+			/* The failure ends the wait: nothing else follows. */
+			if (sync_covers(w, seq))
+				return (sync_error(w, seq));
+			if (seq > w->durable_owed && w->prog.durable_seq < seq)
+				break;	/* no longer owed: ask */
 		}
-		return (0);
+		if (w->prog.durable_seq >= seq)
+			return (0);
 	}
-	if ((rc = request(w, WAL_MSG_SYNC, deadline)) < 0)
+	if ((rc = request(w, WAL_MSG_SYNC, 0, deadline)) < 0)
 		return (rc);
+	if (sync_covers(w, seq))
+		return (sync_error(w, seq));
 	if (w->prog.durable_seq < seq)
 		return (wm_seterr(w->msg, WALMMAP_ESYNC, "seq %" PRId64 " is "
 		    "not durable after a sync (durable up to %" PRId64 ")",
@@ -372,7 +472,7 @@ walmmap_sync(struct walmmap *w, int64_t *durable_seq)
 {
 	int rc;
 
-	if ((rc = request(w, WAL_MSG_SYNC, -1)) < 0)
+	if ((rc = request(w, WAL_MSG_SYNC, 0, op_deadline(w))) < 0)
 		return (rc);
 	if (durable_seq != NULL)
 		*durable_seq = w->prog.durable_seq;
@@ -382,7 +482,7 @@ walmmap_sync(struct walmmap *w, int64_t *durable_seq)
 int
 walmmap_rotate(struct walmmap *w)
 {
-	return (request(w, WAL_MSG_ROTATE, -1));
+	return (request(w, WAL_MSG_ROTATE, 0, op_deadline(w)));
 }
 
 void
@@ -432,7 +532,8 @@ walmmap_status(struct walmmap *w, struct walmmap_status *out)
 	struct wal_status st;
 	int rc;
 
-	if ((rc = request(w, WAL_MSG_STATUS, -1)) < 0)
+	if ((rc = request(w, WAL_MSG_STATUS, WAL_STATUS_F_DIR,
+	    op_deadline(w))) < 0)
 		return (rc);
 	memcpy(&st, w->reply, sizeof st);
 	memset(out, 0, sizeof *out);
@@ -461,7 +562,15 @@ walmmap_status(struct walmmap *w, struct walmmap_status *out)
 	out->pid = st.pid;
 	memcpy(out->dir, st.dir, sizeof out->dir);
 	out->dir[sizeof out->dir - 1] = '\0';
+	if (w->status_dir == NULL)
+		w->status_dir = strdup(out->dir);	/* an older daemon */
 	return (0);
+}
+
+const char *
+walmmap_status_dir(const struct walmmap *w)
+{
+	return (w->status_dir != NULL ? w->status_dir : "");
 }
 
 void
@@ -483,7 +592,7 @@ walmmap_process(struct walmmap *w)
 	int rc;
 
 	if (w->fd == -1 || w->lost)
-		return (wm_seterr(w->msg, WALMMAP_ELOST, "not connected"));
+		return (not_connected(w));
 	while ((rc = read_one(w, 0)) > 0)
 		;
 	return (rc < 0 ? rc : 0);
@@ -510,14 +619,20 @@ send_frame(struct walmmap *w, const void *buf, size_t len, int fd,
 	struct pending *p;
 	struct wal_msg hdr;
 	int rc, nb = (w->flags & WALMMAP_NONBLOCK) != 0;
+	int64_t deadline = nb ? 0 : op_deadline(w);
 
 	if (kind == FRAME_TRACKED)
 		while (w->fifo_len == OUTSTANDING_MAX || (w->fifo_len > 0 &&
 		    w->window + len > cap)) {
-			if ((rc = read_one(w, nb ? 0 : -1)) < 0)
+			if ((rc = read_one(w, deadline)) < 0)
 				return (rc);
-			if (rc == 0)
+			if (rc == 0 && nb)
 				return (-WALMMAP_EAGAIN);
+			if (rc == 0)
+				return (wm_seterr(w->msg, WALMMAP_ETIMEDOUT,
+				    "walmmapd acknowledged nothing within %d "
+				    "ms with the in-flight window full",
+				    w->timeout_ms));
 		}
 	for (;;) {
 		rc = wm_send(w->fd, buf, len, fd, 1, w->msg);
@@ -533,10 +648,14 @@ send_frame(struct walmmap *w, const void *buf, size_t len, int fd,
 		pfd.fd = w->fd;
 		pfd.events = POLLOUT | POLLIN;
 		pfd.revents = 0;
-		if (poll(&pfd, 1, -1) == -1 && errno != EINTR)
+		rc = poll(&pfd, 1, wm_left_ms(deadline));
+		if (rc == 0)
+			return (wm_seterr(w->msg, WALMMAP_ETIMEDOUT, "walmmapd "
+			    "took no frame within %d ms", w->timeout_ms));
+		if (rc == -1 && errno != EINTR)
 			return (wm_seterr(w->msg, WALMMAP_EIO, "poll: %s",
 			    strerror(errno)));
-		if (pfd.revents & POLLIN)
+		if (rc > 0 && (pfd.revents & POLLIN))
 			if ((rc = read_one(w, 0)) < 0)
 				return (rc);
 	}
@@ -600,20 +719,24 @@ append_fd(struct walmmap *w, const void *data, size_t len, uint8_t lvl,
 	return (rc);
 }
 
-/* Send a header-only request and wait for its answer. */
+/*
+ * Send a header-only request and wait for its answer until deadline. A
+ * late answer (after a timeout) is ignored: its id is no longer awaited.
+ */
 static int
-request(struct walmmap *w, uint16_t type, int64_t deadline)
+request(struct walmmap *w, uint16_t type, uint16_t flags, int64_t deadline)
 {
 	struct wal_msg m;
+	int64_t t0 = wm_now_ms();
 	int rc;
 
 	if (w->fd == -1 || w->lost)
-		return (wm_seterr(w->msg, WALMMAP_ELOST, "not connected to "
-		    "walmmapd"));
+		return (not_connected(w));
 	if (w->shm != NULL)
 		wm_shm_publish(w->shm);	/* the daemon handles it first */
 	memset(&m, 0, sizeof m);
 	m.type = type;
+	m.flags = flags;
 	m.len = sizeof m;
 	m.id = w->next_id++;
 	if ((rc = send_frame(w, &m, sizeof m, -1, 0, FRAME_REQUEST)) < 0)
@@ -621,12 +744,16 @@ request(struct walmmap *w, uint16_t type, int64_t deadline)
 	w->reply_id = m.id;
 	w->reply_done = 0;
 	while (!w->reply_done) {
-		if ((rc = read_one(w, deadline)) < 0)
+		if ((rc = read_one(w, deadline)) < 0) {
+			w->reply_id = 0;
 			return (rc);
-		if (rc == 0)
+		}
+		if (rc == 0) {
+			w->reply_id = 0;
 			return (wm_seterr(w->msg, WALMMAP_ETIMEDOUT, "no answer "
-			    "to %s from walmmapd in time",
-			    wal_proto_type_name(type)));
+			    "to %s from walmmapd within %" PRId64 " ms",
+			    wal_proto_type_name(type), wm_now_ms() - t0));
+		}
 	}
 	w->reply_id = 0;
 	return (w->reply_err);
@@ -637,12 +764,72 @@ static int
 wait_captured(struct walmmap *w)
 {
 	uint64_t hi = w->cap_lo + w->cap_n;
+	int64_t deadline = op_deadline(w);
 	int rc;
 
-	while (w->fifo_len > 0 && w->fifo[w->fifo_head].id < hi)
-		if ((rc = read_one(w, -1)) < 0)
+	while (w->fifo_len > 0 && w->fifo[w->fifo_head].id < hi) {
+		if ((rc = read_one(w, deadline)) < 0)
 			return (rc);
+		if (rc == 0)
+			return (wm_seterr(w->msg, WALMMAP_ETIMEDOUT, "walmmapd "
+			    "did not acknowledge the records within %d ms",
+			    w->timeout_ms));
+	}
 	return (w->cap_err);
+}
+
+/* The deadline of a wait bounded by the connection's timeout. */
+static int64_t
+op_deadline(const struct walmmap *w)
+{
+	return (wm_deadline(w->timeout_ms));
+}
+
+/*
+ * The daemon reported a failed sync covering this connection's records up
+ * to covered: none of them after the durable seq known is durable, and
+ * the daemon sends no DURABLE for them.
+ */
+static void
+sync_failed(struct walmmap *w, int64_t covered)
+{
+	int64_t lo = w->prog.durable_seq + 1;
+
+	w->sync_failures++;
+	snprintf(w->sync_why, sizeof w->sync_why, "%s", w->msg);
+	w->durable_owed = -1;
+	if (covered < lo)
+		return;
+	if (w->sync_lo < 0 || lo < w->sync_lo)
+		w->sync_lo = lo;
+	if (covered > w->sync_hi)
+		w->sync_hi = covered;
+}
+
+/* Did a failed sync cover seq? */
+static int
+sync_covers(const struct walmmap *w, int64_t seq)
+{
+	return (w->sync_hi >= 0 && seq >= w->sync_lo && seq <= w->sync_hi);
+}
+
+/* The error for seq, which a failed sync covered. */
+static int
+sync_error(struct walmmap *w, int64_t seq)
+{
+	return (wm_seterr(w->msg, WALMMAP_ESYNC, "seq %" PRId64 " is not "
+	    "durable: %s", seq, w->sync_why));
+}
+
+/* The error of a call on a connection that is gone. */
+static int
+not_connected(struct walmmap *w)
+{
+	if (w->fd == -1)
+		return (wm_seterr(w->msg, WALMMAP_ELOST, "not connected to "
+		    "walmmapd"));
+	return (wm_seterr(w->msg, WALMMAP_ELOST, "connection to walmmapd "
+	    "lost earlier: %s", w->lost_why));
 }
 
 /*
@@ -672,8 +859,7 @@ read_one(struct walmmap *w, int64_t deadline)
 	int n, fd;
 
 	if (w->lost)
-		return (wm_seterr(w->msg, WALMMAP_ELOST, "connection to "
-		    "walmmapd lost"));
+		return (not_connected(w));
 	n = wm_recv(w->fd, w->rx, deadline, &fd, w->msg);
 	if (n < 0)
 		return (lost(w, n));
@@ -695,10 +881,22 @@ lost(struct walmmap *w, int rc)
 	walmmap_progress(w, &p);
 	snprintf(why, sizeof why, "%s", w->msg);
 	/* Keep the reason a daemon gave (ENOSPC, EPERM, ...); else ELOST. */
-	return (wm_seterr(w->msg, rc < 0 && rc != -WALMMAP_EIO ? -rc :
+	rc = wm_seterr(w->msg, rc < 0 && rc != -WALMMAP_EIO ? -rc :
 	    WALMMAP_ELOST, "%s; %" PRIu64 " records acknowledged written (up "
 	    "to seq %" PRId64 "), %" PRIu64 " sent without an answer", why,
-	    p.acked, p.last_seq, p.pending));
+	    p.acked, p.last_seq, p.pending);
+	snprintf(w->lost_why, sizeof w->lost_why, "%s", w->msg);
+	return (rc);
+}
+
+/* Highest seq the daemon took from our ring, -1 none or no ring. */
+static int64_t
+ring_written(const struct walmmap *w)
+{
+	if (w->shm == NULL)
+		return (-1);
+	return (atomic_load_explicit(&w->shm->hdr->written_seq,
+	    memory_order_acquire));
 }
 
 /* The first error since the last wait, if any. */
@@ -792,6 +990,15 @@ handle(struct walmmap *w, const uint8_t *buf, size_t len, int fd)
 			w->fifo_len--;
 			captured = capture(w, hdr.id, -1, rc);
 		}
+		/*
+		 * A failed sync: with id 0 it covers the durable appends
+		 * acknowledged so far, with a SYNC's id everything written.
+		 */
+		if (e.code == WAL_PERR_SYNC)
+			sync_failed(w, hdr.id == 0 ? (w->durable_owed >
+			    ring_written(w) ? w->durable_owed : ring_written(w)) :
+			    (w->prog.last_seq > ring_written(w) ?
+			    w->prog.last_seq : ring_written(w)));
 		if (hdr.id != 0 && hdr.id == w->reply_id) {
 			w->reply_done = 1;
 			w->reply_err = rc;
@@ -809,6 +1016,15 @@ handle(struct walmmap *w, const uint8_t *buf, size_t len, int fd)
 			w->reply_done = 1;
 			w->reply_err = 0;
 		}
+		if (hdr.id == w->reply_id && hdr.type == WAL_MSG_STATUS_REPLY) {
+			/* The whole directory follows (WAL_STATUS_F_DIR). */
+			free(w->status_dir);
+			w->status_dir = NULL;
+			if (len > sizeof(struct wal_status))
+				w->status_dir = strndup((const char *)buf +
+				    sizeof(struct wal_status), len -
+				    sizeof(struct wal_status));
+		}
 		return (1);
 	default:
 		return (lost(w, wm_seterr(w->msg, WALMMAP_EPROTO, "walmmapd "
@@ -823,7 +1039,7 @@ handle(struct walmmap *w, const uint8_t *buf, size_t len, int fd)
  * walmmap_shm_active() says why.
  */
 static int
-shm_setup(struct walmmap *w)
+shm_setup(struct walmmap *w, int64_t deadline)
 {
 	struct wal_msg_shm_open o;
 	struct wal_msg_shm_ready rd;
@@ -837,8 +1053,11 @@ shm_setup(struct walmmap *w)
 	o.hdr.id = w->next_id++;
 	if ((rc = wm_send(w->fd, &o, sizeof o, -1, 0, w->msg)) < 0)
 		return (lost(w, rc));
-	if ((n = wm_recv_fds(w->fd, w->rx, -1, fds, w->msg)) < 0)
+	if ((n = wm_recv_fds(w->fd, w->rx, deadline, fds, w->msg)) < 0)
 		return (lost(w, n));
+	if (n == 0)
+		return (lost(w, wm_seterr(w->msg, WALMMAP_ETIMEDOUT, "walmmapd "
+		    "did not answer SHM_OPEN in time")));
 	memcpy(&hdr, w->rx, sizeof hdr);
 	if (hdr.type == WAL_MSG_SHM_READY && hdr.id == o.hdr.id) {
 		memcpy(&rd, w->rx, sizeof rd);
@@ -935,7 +1154,8 @@ shm_append_batch(struct walmmap *w, const struct iovec *recs, size_t n,
 			    s->size / 4 - s->size;
 			if (target > s->published)
 				target = s->published;
-			if ((rc = shm_wait(w, WM_SHM_HEAD, target, -1)) < 0)
+			if ((rc = shm_wait(w, WM_SHM_HEAD, target,
+			    op_deadline(w))) < 0)
 				goto out;
 			if (pos != NULL)
 				shm_harvest(w, pos, seqs, i, &done);
@@ -951,7 +1171,7 @@ shm_append_batch(struct walmmap *w, const struct iovec *recs, size_t n,
 	if (seqs == NULL)
 		goto out;
 	if ((rc = shm_wait(w, lvl == WALMMAP_ACK_DURABLE ? WM_SHM_DURABLE :
-	    WM_SHM_WRITTEN, s->records, -1)) < 0)
+	    WM_SHM_WRITTEN, s->records, op_deadline(w))) < 0)
 		goto out;
 	if (wm_shm_refresh(s) != 0) {
 		rc = lost(w, wm_seterr(w->msg, WALMMAP_EPROTO, "walmmapd "
@@ -970,28 +1190,37 @@ out:
 	return (rc);
 }
 
-/* Wait on the ring, answering socket frames meanwhile. */
+/*
+ * Wait on the ring, answering socket frames meanwhile. A failed sync the
+ * daemon reports on the socket ends a wait for durability: the ring's
+ * durable count will not reach the records it covered.
+ */
 static int
 shm_wait(struct walmmap *w, enum wm_shm_cond cond, uint64_t target,
     int64_t deadline)
 {
+	uint64_t failures = w->sync_failures;
 	int rc;
 
 	for (;;) {
 		if (w->lost)
-			return (wm_seterr(w->msg, WALMMAP_ELOST, "connection to "
-			    "walmmapd lost"));
+			return (not_connected(w));
 		rc = wm_shm_wait(w->shm, w->fd, cond, target, deadline);
 		if (rc == 1)
 			return (0);
 		if (rc == 0)
 			return (wm_seterr(w->msg, WALMMAP_ETIMEDOUT, "records "
-			    "in the shared-memory ring still unacknowledged"));
+			    "in the shared-memory ring still unacknowledged "
+			    "when the time limit expired"));
 		if (rc < 0)
 			return (lost(w, wm_seterr(w->msg, WALMMAP_EPROTO,
 			    "walmmapd published a ring head outside the "
 			    "ring")));
 		if ((rc = read_one(w, 0)) < 0)
 			return (rc);
+		if (cond == WM_SHM_DURABLE && w->sync_failures != failures)
+			return (wm_seterr(w->msg, WALMMAP_ESYNC, "records in "
+			    "the shared-memory ring are not durable: %s",
+			    w->sync_why));
 	}
 }

@@ -12,6 +12,13 @@
  * error; walmmap_errmsg() / walmmap_reader_errmsg() give the full message
  * of the last failure on a handle (what failed, on what, and why).
  *
+ * Time limits: no call waits without a limit unless told to. Connecting
+ * (the socket's connect and the HELLO handshake) is bounded by
+ * WALMMAP_CONNECT_TIMEOUT_MS, every other wait on a connection by its
+ * timeout (WALMMAP_TIMEOUT_MS unless walmmap_set_timeout() changed it);
+ * a limit that expires returns WALMMAP_ETIMEDOUT and leaves the connection
+ * usable (late answers are matched up or ignored).
+ *
  * Threads: a handle may be used by one thread at a time; different handles
  * are independent. The library has no global state, starts no threads,
  * never prints and never exits. It blocks SIGPIPE on its own sends
@@ -48,7 +55,7 @@ enum walmmap_error {
 	WALMMAP_ENOSPC = 4,		/* the log's disk is full */
 	WALMMAP_EVERSION = 5,		/* no common protocol version */
 	WALMMAP_ELOST = 6,		/* connection to the daemon lost */
-	WALMMAP_ETIMEDOUT = 7,		/* the wait's timeout expired */
+	WALMMAP_ETIMEDOUT = 7,		/* a time limit expired */
 	WALMMAP_EAGAIN = 8,		/* non-blocking: try again later */
 	WALMMAP_EINVAL = 9,		/* bad argument */
 	WALMMAP_EIO = 10,		/* I/O error (daemon's or ours) */
@@ -72,6 +79,10 @@ const char	*walmmap_strerror(int err);
 
 struct walmmap;
 
+/* Default time limits, in milliseconds. */
+#define WALMMAP_CONNECT_TIMEOUT_MS	5000	/* connect and handshake */
+#define WALMMAP_TIMEOUT_MS		30000	/* each call on a connection */
+
 /* walmmap_connect() flags. */
 #define WALMMAP_NONBLOCK	0x1	/* appends never block (see below) */
 #define WALMMAP_SHM		0x2	/* append through shared memory */
@@ -88,6 +99,25 @@ struct walmmap;
  */
 int		 walmmap_connect(struct walmmap **wp, const char *socket,
 		    enum walmmap_ack ack, unsigned flags);
+
+/*
+ * walmmap_connect() with its own limit for connecting and the handshake
+ * (timeout_ms < 0: no limit) instead of WALMMAP_CONNECT_TIMEOUT_MS.
+ */
+int		 walmmap_connect_timeout(struct walmmap **wp,
+		    const char *socket, enum walmmap_ack ack, unsigned flags,
+		    int timeout_ms);
+
+/*
+ * The limit, in milliseconds, on the waits of every later call on this
+ * connection that has no timeout argument of its own (appends, sync,
+ * rotate, status) and of waits called with timeout_ms < 0. timeout_ms < 0
+ * removes the limit. Default WALMMAP_TIMEOUT_MS.
+ */
+void		 walmmap_set_timeout(struct walmmap *, int timeout_ms);
+
+/* Largest record the daemon takes, as it said when we connected. */
+uint32_t	 walmmap_max_record(const struct walmmap *);
 
 /*
  * With WALMMAP_SHM the daemon passes the connection a shared-memory ring
@@ -116,8 +146,11 @@ const char	*walmmap_errmsg(const struct walmmap *);
  * and its acknowledgement is collected later (walmmap_wait(), or any call
  * that reads from the daemon). Either way the call blocks while the
  * connection's unacknowledged bytes exceed the daemon's in-flight limit.
+ * Each of those waits is bounded by the connection's timeout.
  *
- * Records larger than one socket message travel in a sealed memfd.
+ * data may be NULL only when len is 0; len above the protocol's 64 MiB
+ * limit is WALMMAP_ETOOLARGE without sending. Records larger than one
+ * socket message travel in a sealed memfd.
  */
 int		 walmmap_append(struct walmmap *, const void *data, size_t len,
 		    enum walmmap_ack ack, int64_t *seq);
@@ -127,22 +160,30 @@ int		 walmmap_append(struct walmmap *, const void *data, size_t len,
  * message get consecutive seqs). With seqs != NULL (an array of n) the
  * call waits for the acknowledgements and stores each record's seq.
  * Returns the number of records appended (n, or fewer in non-blocking
- * mode when the socket filled up), or a negative error.
+ * mode when the socket filled up), or a negative error. n above INT_MAX,
+ * or a record with NULL data and a nonzero length, is WALMMAP_EINVAL
+ * before anything is sent.
  */
 int		 walmmap_append_batch(struct walmmap *, const struct iovec *recs,
 		    size_t n, enum walmmap_ack ack, int64_t *seqs);
 
 /*
  * Wait until every record appended so far on this connection is at least
- * at level (WALMMAP_ACK_WRITTEN or WALMMAP_ACK_DURABLE). timeout_ms < 0
- * waits without limit. Returns 0, WALMMAP_ETIMEDOUT, or the error the
+ * at level (WALMMAP_ACK_WRITTEN or WALMMAP_ACK_DURABLE; anything else is
+ * WALMMAP_EINVAL). timeout_ms < 0 uses the connection's timeout. Returns
+ * 0, WALMMAP_ETIMEDOUT, the loss of the connection, or the error the
  * daemon reported for one of the records (the first one since the last
- * wait).
+ * wait). At WALMMAP_ACK_DURABLE, once a sync the daemon reported failed
+ * covered records of this connection, the answer is WALMMAP_ESYNC for
+ * good: those records are not durable.
  */
 int		 walmmap_wait(struct walmmap *, enum walmmap_ack level,
 		    int timeout_ms);
 
-/* Wait until the record with this seq is durable (seq from an append). */
+/*
+ * Wait until the record with this seq is durable (seq from an append);
+ * WALMMAP_ESYNC when a failed sync covered it, however much is pending.
+ */
 int		 walmmap_wait_durable(struct walmmap *, int64_t seq,
 		    int timeout_ms);
 
@@ -189,9 +230,16 @@ struct walmmap_status {
 	uint64_t	records_per_s;	/* over the last second */
 	uint64_t	uptime_s;
 	uint64_t	pid;
-	char		dir[256];	/* data directory */
+	char		dir[256];	/* data directory (first 255 bytes) */
 };
 int		 walmmap_status(struct walmmap *, struct walmmap_status *);
+
+/*
+ * The data directory of the last successful walmmap_status() on this
+ * connection, whole however long it is ("" before one). Valid until the
+ * next walmmap_status() or walmmap_close().
+ */
+const char	*walmmap_status_dir(const struct walmmap *);
 
 /*
  * Non-blocking use (WALMMAP_NONBLOCK). Appends send without waiting:
@@ -200,7 +248,8 @@ int		 walmmap_status(struct walmmap *, struct walmmap_status *);
  * walmmap_process(). walmmap_process() reads what the daemon sent without
  * blocking and reports each acknowledgement through the callback, in the
  * order the appends were made (count records from first_seq, or the error
- * that refused them). walmmap_wait() and friends still block.
+ * that refused them). walmmap_wait() and friends still block, within the
+ * connection's timeout.
  */
 typedef void	(*walmmap_ack_cb)(void *arg, int64_t first_seq, uint32_t count,
 		    int error);

@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -450,11 +451,20 @@ conn_handle(struct conn *c, const uint8_t *buf, size_t len, int fd)
 		conn_sync(c, hdr.id);
 		break;
 	case WAL_MSG_STATUS: {
+		uint8_t reply[sizeof(struct wal_status) + PATH_MAX];
 		struct wal_status st;
+		size_t dlen = 0;
 
 		srv_status(c->srv, &st);
 		st.hdr.id = hdr.id;
-		conn_queue(c, &st, sizeof st);
+		if (hdr.flags & WAL_STATUS_F_DIR) {
+			/* The whole directory, which st.dir may cut. */
+			dlen = strnlen(c->srv->cfg.dir, PATH_MAX);
+			memcpy(reply + sizeof st, c->srv->cfg.dir, dlen);
+			st.hdr.len = (uint32_t)(sizeof st + dlen);
+		}
+		memcpy(reply, &st, sizeof st);
+		conn_queue(c, reply, sizeof st + dlen);
 		break;
 	}
 	case WAL_MSG_ROTATE: {

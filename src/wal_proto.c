@@ -43,7 +43,7 @@ static const struct {
 	{ WAL_MSG_ACK, "ACK", sizeof(struct wal_msg_ack), 0, 1 },
 	{ WAL_MSG_DURABLE, "DURABLE", sizeof(struct wal_msg_durable), 1, 1 },
 	{ WAL_MSG_ERROR, "ERROR", sizeof(struct wal_msg_error), 0, 1 },
-	{ WAL_MSG_STATUS_REPLY, "STATUS_REPLY", sizeof(struct wal_status), 1,
+	{ WAL_MSG_STATUS_REPLY, "STATUS_REPLY", sizeof(struct wal_status), 0,
 	    1 },
 	{ WAL_MSG_OK, "OK", sizeof(struct wal_msg), 1, 1 },
 	{ WAL_MSG_RECORDS, "RECORDS", sizeof(struct wal_msg_records), 0, 1 },

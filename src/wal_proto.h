@@ -45,7 +45,7 @@ enum wal_msg_type {
 	WAL_MSG_ACK = 102,	/* struct wal_msg_ack + wal_ack_entry[] */
 	WAL_MSG_DURABLE = 103,	/* struct wal_msg_durable */
 	WAL_MSG_ERROR = 104,	/* struct wal_msg_error + text */
-	WAL_MSG_STATUS_REPLY = 105, /* struct wal_status */
+	WAL_MSG_STATUS_REPLY = 105, /* struct wal_status [+ directory] */
 	WAL_MSG_OK = 106,	/* header only: request done */
 	WAL_MSG_RECORDS = 107,	/* struct wal_msg_records + wal_rec_out[] */
 	WAL_MSG_RECORD_FD = 108, /* struct wal_rec_out + SCM_RIGHTS memfd */
@@ -199,6 +199,14 @@ struct wal_msg_shm_ready {
 	uint32_t	header_size;
 	uint32_t	max_record;	/* larger records go over the socket */
 };
+
+/*
+ * STATUS with this in hdr.flags: the reply carries, after struct
+ * wal_status, the data directory's whole path (not NUL-terminated, up to
+ * hdr.len); dir holds only its first 255 bytes. Older daemons ignore the
+ * flag and send the fixed part alone.
+ */
+#define WAL_STATUS_F_DIR	0x1
 
 /* STATUS_REPLY. */
 struct wal_status {

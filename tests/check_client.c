@@ -3,7 +3,11 @@
  */
 #include "config.h"
 
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 
 #include <errno.h>
@@ -11,17 +15,30 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <check.h>
 
+#include "faultinject.h"
 #include "testsupport.h"
 #include "tsdaemon.h"
+#include "wal_proto.h"
 #include "walmmap.h"
+
+/* Built with a sanitizer (GCC says so one way, Clang another). */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define SANITIZED	1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define SANITIZED	1
+#endif
+#endif
 
 static char		*base;
 static struct ts_daemon	 d;
@@ -643,6 +660,715 @@ START_TEST(test_durable_acks_held_in_order)
 }
 END_TEST
 
+/* ------------------------------------------------------------------ */
+/* Helpers: a fake daemon, walctl with chosen descriptors, bounded waits. */
+/* ------------------------------------------------------------------ */
+
+/*
+ * A fake walmmapd: a listening socket of our own and a thread that takes
+ * one connection, answers HELLO with WELCOME, then runs a script that
+ * sends exactly the frames the real daemon would.
+ */
+struct fake {
+	char		 path[PATH_MAX];
+	int		 lfd;
+	pthread_t	 thr;
+	void		(*script)(struct fake *, int s);
+	uint8_t		*buf;		/* last frame received */
+};
+
+/* Receive one frame; its header (type 0 when the client closed). */
+static struct wal_msg
+fake_recv(struct fake *f, int s)
+{
+	struct wal_msg hdr;
+	ssize_t n;
+
+	memset(&hdr, 0, sizeof hdr);
+	n = recv(s, f->buf, WAL_PROTO_MAX_FRAME, 0);
+	if (n >= (ssize_t)sizeof hdr)
+		memcpy(&hdr, f->buf, sizeof hdr);
+	return (hdr);
+}
+
+/* Send ACK for one append frame. */
+static void
+fake_ack(int s, uint64_t id, int64_t first, uint32_t count)
+{
+	struct {
+		struct wal_msg_ack	a;
+		struct wal_ack_entry	e;
+	} m;
+
+	memset(&m, 0, sizeof m);
+	m.a.hdr.type = WAL_MSG_ACK;
+	m.a.hdr.len = sizeof m;
+	m.a.count = 1;
+	m.e.id = id;
+	m.e.first_seq = first;
+	m.e.count = count;
+	(void)send(s, &m, sizeof m, MSG_NOSIGNAL);
+}
+
+/* Send ERROR as conn_error() does. */
+static void
+fake_error(int s, uint64_t id, unsigned code, const char *text)
+{
+	uint8_t buf[sizeof(struct wal_msg_error) + 256];
+	struct wal_msg_error e;
+	size_t n = strlen(text);
+
+	memset(&e, 0, sizeof e);
+	e.hdr.type = WAL_MSG_ERROR;
+	e.hdr.len = (uint32_t)(sizeof e + n);
+	e.hdr.id = id;
+	e.code = code;
+	memcpy(buf, &e, sizeof e);
+	memcpy(buf + sizeof e, text, n);
+	(void)send(s, buf, e.hdr.len, MSG_NOSIGNAL);
+}
+
+static void *
+fake_main(void *arg)
+{
+	struct fake *f = arg;
+	struct wal_msg_welcome w;
+	struct wal_msg hdr;
+	int s;
+
+	if ((s = accept4(f->lfd, NULL, NULL, SOCK_CLOEXEC)) == -1)
+		return (NULL);
+	hdr = fake_recv(f, s);
+	if (hdr.type == WAL_MSG_HELLO) {
+		memset(&w, 0, sizeof w);
+		w.hdr.type = WAL_MSG_WELCOME;
+		w.hdr.len = sizeof w;
+		w.hdr.id = hdr.id;
+		w.version = WAL_PROTO_VERSION;
+		w.max_frame = WAL_PROTO_MAX_FRAME;
+		w.max_record = 1024 * 1024;
+		w.max_inflight = 4 * 1024 * 1024;
+		w.next_seq = 0;
+		(void)send(s, &w, sizeof w, MSG_NOSIGNAL);
+		f->script(f, s);
+	}
+	/* Until the client closes: nothing more is sent. */
+	while (fake_recv(f, s).type != 0)
+		;
+	close(s);
+	return (NULL);
+}
+
+static void
+fake_start(struct fake *f, void (*script)(struct fake *, int))
+{
+	struct sockaddr_un sun;
+
+	memset(f, 0, sizeof *f);
+	snprintf(f->path, sizeof f->path, "%s/fake.sock", base);
+	f->script = script;
+	ck_assert_ptr_nonnull(f->buf = malloc(WAL_PROTO_MAX_FRAME));
+	memset(&sun, 0, sizeof sun);
+	sun.sun_family = AF_UNIX;
+	ck_assert_uint_lt(strlen(f->path), sizeof sun.sun_path);
+	memcpy(sun.sun_path, f->path, strlen(f->path));
+	f->lfd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	ck_assert_int_ge(f->lfd, 0);
+	ck_assert_int_eq(bind(f->lfd, (struct sockaddr *)&sun, sizeof sun), 0);
+	ck_assert_int_eq(listen(f->lfd, 4), 0);
+	ck_assert_int_eq(pthread_create(&f->thr, NULL, fake_main, f), 0);
+}
+
+/* After the client closed: the thread ends. */
+static void
+fake_stop(struct fake *f)
+{
+	pthread_join(f->thr, NULL);
+	close(f->lfd);
+	unlink(f->path);
+	free(f->buf);
+}
+
+/*
+ * Start walctl with args (NULL-terminated, after "-s SOCK"), stdin from
+ * in and stdout to out (-1: /dev/null), stderr to base/walctl.err.
+ */
+static pid_t
+walctl_spawn(int in, int out, const char *const *args)
+{
+	char *argv[32], err[PATH_MAX];
+	pid_t pid;
+	int n = 0, fd;
+
+	argv[n++] = (char *)"walctl";
+	argv[n++] = (char *)"-s";
+	argv[n++] = d.sock;
+	while (*args != NULL && n < 31)
+		argv[n++] = (char *)*args++;
+	argv[n] = NULL;
+	snprintf(err, sizeof err, "%s/walctl.err", base);
+	if ((pid = fork()) == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		signal(SIGPIPE, SIG_IGN);	/* walctl must undo it */
+		fd = open("/dev/null", O_RDWR);
+		dup2(in != -1 ? in : fd, STDIN_FILENO);
+		dup2(out != -1 ? out : fd, STDOUT_FILENO);
+		fd = open(err, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		dup2(fd, STDERR_FILENO);
+		execv(ts_prog("client/walctl"), argv);
+		_exit(127);
+	}
+	ck_assert_int_gt(pid, 0);
+	return (pid);
+}
+
+/* What walctl_spawn()'s walctl said on stderr (malloc'd). */
+static char *
+walctl_err(void)
+{
+	char path[PATH_MAX];
+	uint8_t *buf;
+	size_t len;
+
+	snprintf(path, sizeof path, "%s/walctl.err", base);
+	if ((buf = ts_read_file(path, &len)) == NULL)
+		return (strdup(""));
+	buf = realloc(buf, len + 1);
+	buf[len] = '\0';
+	return ((char *)buf);
+}
+
+/*
+ * Wait up to secs for pid: its exit status (128 + signal if killed), or
+ * -1 when it was still running (then it is killed).
+ */
+static int
+wait_bounded(pid_t pid, int secs)
+{
+	int status, i;
+
+	for (i = 0; i < secs * 100; i++) {
+		if (waitpid(pid, &status, WNOHANG) == pid)
+			return (WIFEXITED(status) ? WEXITSTATUS(status) :
+			    128 + WTERMSIG(status));
+		usleep(10000);
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, &status, 0);
+	return (-1);
+}
+
+static int64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+}
+
+/* Restart the fixture's daemon with other options. */
+static void
+restart(const char *ctl, const char *opt)
+{
+	ts_daemon_kill(&d);
+	d.fault_ctl = ctl;
+	ck_assert_int_eq(ts_daemon_start(&d, "--segment-size", "256K", "-o",
+	    "prefault=no", "-o", opt != NULL ? opt : "prefault=no", NULL), 0);
+}
+
+/* ------------------------------------------------------------------ */
+/* Defect 13: a sync failure is never dropped.                         */
+/* ------------------------------------------------------------------ */
+
+/*
+ * An append refused for a full disk is still pending when a durable
+ * append's sync fails: the daemon sends its ACK, then what
+ * conn_sync_failed() sends (ERROR, WAL_PERR_SYNC, id 0, not fatal), and
+ * nothing more about that record.
+ */
+static void
+script_nospc_then_sync_fails(struct fake *f, int s)
+{
+	struct wal_msg hdr;
+
+	hdr = fake_recv(f, s);			/* APPEND, no seq wanted */
+	ck_assert_int_eq(hdr.type, WAL_MSG_APPEND);
+	fake_error(s, hdr.id, WAL_PERR_NOSPC, "record not written: cannot "
+	    "create segment: No space left on device");
+	hdr = fake_recv(f, s);			/* APPEND, durable */
+	ck_assert_int_eq(hdr.type, WAL_MSG_APPEND);
+	fake_ack(s, hdr.id, 0, 1);
+	fake_error(s, 0, WAL_PERR_SYNC, "msync of wal_mmap_0000000000.wal: "
+	    "Input/output error");
+	hdr = fake_recv(f, s);			/* SYNC */
+	ck_assert_int_eq(hdr.type, WAL_MSG_SYNC);
+	fake_error(s, hdr.id, WAL_PERR_SYNC, "the log had a sync failure");
+}
+
+START_TEST(test_sync_failure_with_error_pending)
+{
+	struct walmmap *w;
+	struct fake f;
+	int64_t seq = -1, t0;
+	int rc;
+
+	fake_start(&f, script_nospc_then_sync_fails);
+	ck_assert_int_eq(walmmap_connect(&w, f.path, WALMMAP_ACK_WRITTEN, 0),
+	    0);
+	walmmap_set_timeout(w, 10000);	/* a hang shows as a timeout */
+	ck_assert_int_eq(walmmap_append(w, "a", 1, WALMMAP_ACK_DEFAULT, NULL),
+	    0);
+	t0 = now_ms();
+	rc = walmmap_append(w, "b", 1, WALMMAP_ACK_DURABLE, &seq);
+	ck_assert_msg(rc == -WALMMAP_ESYNC, "durable append: %d (%s) after "
+	    "%lld ms", rc, walmmap_errmsg(w), (long long)(now_ms() - t0));
+	ck_assert_msg(strstr(walmmap_errmsg(w), "Input/output error") != NULL,
+	    "%s", walmmap_errmsg(w));
+	/* The failure stays: the daemon never makes seq 0 durable now. */
+	ck_assert_int_eq(walmmap_wait_durable(w, 0, 0), -WALMMAP_ESYNC);
+	ck_assert_int_eq(walmmap_wait(w, WALMMAP_ACK_DURABLE, 5000),
+	    -WALMMAP_ESYNC);
+	walmmap_close(w);
+	fake_stop(&f);
+}
+END_TEST
+
+/*
+ * End to end: a memfd record the daemon cannot read leaves an error
+ * pending; then every msync and fdatasync fails and a durable append
+ * must come back with an error, not wait.
+ */
+START_TEST(test_sync_failure_end_to_end)
+{
+	char ctlpath[PATH_MAX];
+	struct wf_ctl *ctl;
+	struct walmmap *w;
+	uint8_t *big;
+	int64_t seq = -1;
+	int rc;
+
+	snprintf(ctlpath, sizeof ctlpath, "%s/fault.ctl", base);
+	ck_assert_ptr_nonnull(ctl = wf_ctl_open(ctlpath));
+	restart(ctlpath, NULL);
+	w = connect_ok(WALMMAP_ACK_WRITTEN, 0);
+	walmmap_set_timeout(w, 15000);
+	ck_assert_int_eq(walmmap_append(w, "ok", 2, WALMMAP_ACK_DURABLE, &seq),
+	    0);
+	/* 200 KB: a sealed memfd, which the daemon preads. */
+	big = calloc(1, 200 * 1024);
+	wf_arm(ctl, WF_PREAD, 1, EIO, 0);
+	ck_assert_int_eq(walmmap_append(w, big, 200 * 1024,
+	    WALMMAP_ACK_DEFAULT, NULL), 0);
+	wf_arm(ctl, WF_MSYNC, 1, EIO, 1);
+	wf_arm(ctl, WF_FDATASYNC, 1, EIO, 1);
+	seq = -1;
+	rc = walmmap_append(w, "d", 1, WALMMAP_ACK_DURABLE, &seq);
+	ck_assert_msg(rc < 0 && rc != -WALMMAP_ETIMEDOUT, "durable append "
+	    "with every sync failing: %d (%s)", rc, walmmap_errmsg(w));
+	/* Written but not durable (or refused): never reported durable. */
+	ck_assert_msg(seq < 0 || walmmap_wait_durable(w, seq, 0) < 0,
+	    "seq %lld durable after a failed sync", (long long)seq);
+	wf_disarm(ctl, WF_MSYNC);
+	wf_disarm(ctl, WF_FDATASYNC);
+	free(big);
+	walmmap_close(w);
+	wf_ctl_close(ctl);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* Defect 20: every blocking call is bounded.                          */
+/* ------------------------------------------------------------------ */
+
+START_TEST(test_timeouts_stopped_daemon)
+{
+	const char *status_args[] = { "--timeout", "1", "status", NULL };
+	struct walmmap *w, *w2;
+	struct walmmap_status st;
+	int64_t seq = -1, t0;
+	char *err;
+	int rc;
+
+	w = connect_ok(WALMMAP_ACK_WRITTEN, 0);
+	ck_assert_int_eq(walmmap_append(w, "x", 1, WALMMAP_ACK_DEFAULT, &seq),
+	    0);
+	ts_daemon_signal(&d, SIGSTOP);
+
+	/* walctl: the handshake times out, exit 2 with a message. */
+	rc = wait_bounded(walctl_spawn(-1, -1, status_args), 20);
+	err = walctl_err();
+	ck_assert_msg(rc == 2, "walctl --timeout 1 status: %d: %s", rc, err);
+	ck_assert_msg(strstr(err, "did not answer the handshake within 1000 "
+	    "ms") != NULL, "%s", err);
+	free(err);
+
+	/* The library: connect, with a limit given and by default. */
+	t0 = now_ms();
+	rc = walmmap_connect_timeout(&w2, d.sock, WALMMAP_ACK_WRITTEN,
+	    WALMMAP_NONBLOCK, 300);
+	ck_assert_msg(rc == -WALMMAP_ETIMEDOUT, "%d: %s", rc,
+	    walmmap_errmsg(w2));
+	walmmap_close(w2);
+	rc = walmmap_connect(&w2, d.sock, WALMMAP_ACK_WRITTEN,
+	    WALMMAP_NONBLOCK);
+	ck_assert_msg(rc == -WALMMAP_ETIMEDOUT, "%d: %s", rc,
+	    walmmap_errmsg(w2));
+	walmmap_close(w2);
+	ck_assert_int_lt(now_ms() - t0, 30000);
+
+	/* Every request on a live connection. */
+	walmmap_set_timeout(w, 300);
+	ck_assert_int_eq(walmmap_status(w, &st), -WALMMAP_ETIMEDOUT);
+	ck_assert_int_eq(walmmap_sync(w, NULL), -WALMMAP_ETIMEDOUT);
+	ck_assert_int_eq(walmmap_rotate(w), -WALMMAP_ETIMEDOUT);
+	ck_assert_int_eq(walmmap_append(w, "y", 1, WALMMAP_ACK_DEFAULT, &seq),
+	    -WALMMAP_ETIMEDOUT);
+	ck_assert_int_eq(walmmap_wait(w, WALMMAP_ACK_WRITTEN, -1),
+	    -WALMMAP_ETIMEDOUT);
+	ck_assert_int_eq(walmmap_wait(w, WALMMAP_ACK_DURABLE, 200),
+	    -WALMMAP_ETIMEDOUT);
+	ck_assert_int_eq(walmmap_wait_durable(w, 1, -1), -WALMMAP_ETIMEDOUT);
+	ck_assert_int_eq(walmmap_append(w, "z", 1, WALMMAP_ACK_DURABLE, &seq),
+	    -WALMMAP_ETIMEDOUT);
+
+	/* Resumed, the connection is still good: late answers sort out. */
+	ts_daemon_signal(&d, SIGCONT);
+	walmmap_set_timeout(w, 30000);
+	ck_assert_int_eq(walmmap_wait(w, WALMMAP_ACK_DURABLE, -1), 0);
+	ck_assert_int_eq(walmmap_status(w, &st), 0);
+	ck_assert_int_eq(st.next_seq, 3);
+	ck_assert_int_eq(walmmap_append(w, "n", 1, WALMMAP_ACK_DEFAULT, &seq),
+	    0);
+	ck_assert_int_eq(seq, 3);
+	walmmap_close(w);
+	ck_assert_int_eq(ts_daemon_stop(&d), 0);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* Defect 21: output errors.                                           */
+/* ------------------------------------------------------------------ */
+
+/* Enough records that dump's output fills any pipe many times over. */
+static void
+fill_log(int n)
+{
+	struct walmmap *w = connect_ok(WALMMAP_ACK_WRITTEN, 0);
+	char buf[64];
+	int i, len;
+
+	for (i = 0; i < n; i++) {
+		len = snprintf(buf, sizeof buf, "record number %d", i);
+		ck_assert_int_eq(walmmap_append(w, buf, (size_t)len,
+		    WALMMAP_ACK_DEFAULT, NULL), 0);
+	}
+	ck_assert_int_eq(walmmap_wait(w, WALMMAP_ACK_WRITTEN, -1), 0);
+	walmmap_close(w);
+}
+
+/* Read from fd until a newline, within 10 s. 1 if one came. */
+static int
+read_line(int fd)
+{
+	struct pollfd pfd = { fd, POLLIN, 0 };
+	char c;
+	int i;
+
+	for (i = 0; i < 1000; i++) {
+		if (poll(&pfd, 1, 10) == 1) {
+			if (read(fd, &c, 1) != 1)
+				return (0);
+			if (c == '\n')
+				return (1);
+		}
+	}
+	return (0);
+}
+
+START_TEST(test_walctl_output_errors)
+{
+	const char *dump[] = { "dump", d.data, NULL };
+	const char *tail[] = { "tail", "-f", "-n", "1", NULL };
+	const char *status[] = { "status", NULL };
+	char *err;
+	int full, p[2], rc;
+
+	fill_log(30000);
+	/* A full device: exit 2, and say why. */
+	ck_assert_int_ge(full = open("/dev/full", O_WRONLY | O_CLOEXEC), 0);
+	rc = wait_bounded(walctl_spawn(-1, full, dump), 60);
+	err = walctl_err();
+	ck_assert_msg(rc == 2, "dump > /dev/full: %d: %s", rc, err);
+	ck_assert_msg(strstr(err, "cannot write to standard output: No space "
+	    "left on device") != NULL, "%s", err);
+	/* Once, not once per record. */
+	ck_assert_ptr_null(strchr(err, '\n') == NULL ? NULL :
+	    strchr(strchr(err, '\n') + 1, '\n'));
+	free(err);
+	rc = wait_bounded(walctl_spawn(-1, full, status), 20);
+	ck_assert_int_eq(rc, 2);
+	close(full);
+
+	/*
+	 * dump | head -1: dump stops at the closed pipe (SIGPIPE), not with
+	 * 0 after reading the whole log.
+	 */
+	ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+	rc = (int)walctl_spawn(-1, p[1], dump);
+	close(p[1]);
+	ck_assert(read_line(p[0]));
+	close(p[0]);
+	rc = wait_bounded((pid_t)rc, 20);
+	ck_assert_msg(rc > 0, "dump | head -1: status %d", rc);
+
+	/* tail -f | head -1: ends once the reader has gone, no new record. */
+	ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+	rc = (int)walctl_spawn(-1, p[1], tail);
+	close(p[1]);
+	ck_assert(read_line(p[0]));
+	close(p[0]);
+	rc = wait_bounded((pid_t)rc, 20);
+	ck_assert_msg(rc > 0, "tail -f | head -1: status %d (-1: still "
+	    "running after 20 s)", rc);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* Defect 22: walctl append's input.                                   */
+/* ------------------------------------------------------------------ */
+
+START_TEST(test_walctl_append_input)
+{
+	const char *append_dir[] = { "append", base, NULL };
+	char *in, *out, *err;
+	size_t big = 1024 * 1024, len;
+	pid_t pid;
+	int rc, zero;
+
+	/* A line over max_record: its number and what went in before it. */
+	len = 4 + big + 3;
+	in = malloc(len + 1);
+	memcpy(in, "a\nb\n", 4);
+	memset(in + 4, 'x', big);
+	memcpy(in + 4 + big, "\nc\n", 3);
+	in[len] = '\0';
+	rc = ts_run_prog("client/walctl", in, len, &out, "-s", d.sock,
+	    "append", NULL);
+	ck_assert_msg(rc == 1, "%d: %s", rc, out);
+	ck_assert_msg(strstr(out, "line 3 is longer than the daemon's record "
+	    "limit") != NULL && strstr(out, "2 records before it appended "
+	    "(seq 0 .. 1)") != NULL, "%s", out);
+	free(out);
+	free(in);
+	ck_assert_int_eq(WALCTL(NULL, &out, "dump", d.data, "--raw"), 0);
+	ck_assert_str_eq(out, "a\nb\n");
+	free(out);
+
+	/* Input that cannot be read (a directory): exit 2, named. */
+	rc = wait_bounded(walctl_spawn(-1, -1, append_dir), 20);
+	err = walctl_err();
+	ck_assert_msg(rc == 2 && strstr(err, "cannot read line 1 of") != NULL,
+	    "%d: %s", rc, err);
+	free(err);
+
+	/*
+	 * An endless line under a memory limit (the issue's "ulimit -v"):
+	 * refused once it passes the record limit, not "0 records", exit 0
+	 * after the allocation failed. (A sanitizer's shadow memory does
+	 * not fit under such a limit.)
+	 */
+#ifndef SANITIZED
+	ck_assert_int_ge(zero = open("/dev/zero", O_RDONLY | O_CLOEXEC), 0);
+	if ((pid = fork()) == 0) {
+		struct rlimit rl = { 256 << 20, 256 << 20 };
+		const char *argv[] = { "walctl", "-s", d.sock, "append", NULL };
+
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		setrlimit(RLIMIT_AS, &rl);
+		dup2(zero, STDIN_FILENO);
+		dup2(open("/dev/null", O_WRONLY), STDOUT_FILENO);
+		dup2(STDOUT_FILENO, STDERR_FILENO);
+		execv(ts_prog("client/walctl"), (char **)argv);
+		_exit(127);
+	}
+	close(zero);
+	rc = wait_bounded(pid, 60);
+	ck_assert_msg(rc == 1, "endless line under ulimit -v: %d", rc);
+#else
+	(void)pid;
+	(void)zero;
+#endif
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* Defect 23: misuse, lost connections, exit codes, status --json.     */
+/* ------------------------------------------------------------------ */
+
+START_TEST(test_api_misuse)
+{
+	struct walmmap *w = connect_ok(WALMMAP_ACK_WRITTEN, 0);
+	struct iovec iov[2] = { { (void *)"a", 1 }, { NULL, 5 } };
+	int64_t seq;
+
+	ck_assert_int_eq(walmmap_wait(w, (enum walmmap_ack)77, 0),
+	    -WALMMAP_EINVAL);
+	ck_assert_int_eq(walmmap_wait(w, WALMMAP_ACK_DEFAULT, 0),
+	    -WALMMAP_EINVAL);
+	ck_assert_int_eq(walmmap_wait(w, WALMMAP_ACK_NONE, 0), -WALMMAP_EINVAL);
+	ck_assert_int_eq(walmmap_append(w, NULL, 10, WALMMAP_ACK_DEFAULT,
+	    NULL), -WALMMAP_EINVAL);
+	ck_assert_int_eq(walmmap_append_batch(w, iov, 2, WALMMAP_ACK_DEFAULT,
+	    NULL), -WALMMAP_EINVAL);
+	/* Refused before anything is sent or read past the array. */
+	ck_assert_int_eq(walmmap_append_batch(w, iov, (size_t)INT_MAX + 1,
+	    WALMMAP_ACK_DEFAULT, NULL), -WALMMAP_EINVAL);
+	ck_assert_int_eq(walmmap_append(w, NULL, 0, WALMMAP_ACK_DEFAULT,
+	    &seq), 0);
+	ck_assert_int_eq(seq, 0);	/* nothing else went in */
+
+	/* A lost connection is reported, with nothing outstanding too. */
+	ts_daemon_kill(&d);
+	ck_assert_int_eq(walmmap_wait(w, WALMMAP_ACK_WRITTEN, 5000),
+	    -WALMMAP_ELOST);
+	ck_assert_int_eq(walmmap_wait(w, WALMMAP_ACK_WRITTEN, 5000),
+	    -WALMMAP_ELOST);
+	ck_assert_msg(strstr(walmmap_errmsg(w), "closed the connection") !=
+	    NULL, "%s", walmmap_errmsg(w));
+	ck_assert_int_eq(walmmap_wait(w, WALMMAP_ACK_DURABLE, 5000),
+	    -WALMMAP_ELOST);
+	walmmap_close(w);
+}
+END_TEST
+
+/* walctl(1)'s exit codes: a refused connection 2, a failed request 1. */
+START_TEST(test_walctl_exit_codes)
+{
+	char ctlpath[PATH_MAX], *in, *out;
+	struct wf_ctl *ctl;
+	struct walmmap *w;
+	size_t len = 200 * 1024;
+	int rc;
+
+	/* At max_connections: refused, 2. */
+	restart(NULL, "max_connections=1");
+	w = connect_ok(WALMMAP_ACK_WRITTEN, 0);
+	rc = WALCTL(NULL, &out, "status");
+	ck_assert_msg(rc == 2 && strstr(out, "max_connections") != NULL,
+	    "%d: %s", rc, out);
+	free(out);
+	walmmap_close(w);
+
+	/* The daemon fails a record with an I/O error: 1. */
+	snprintf(ctlpath, sizeof ctlpath, "%s/fault.ctl", base);
+	ck_assert_ptr_nonnull(ctl = wf_ctl_open(ctlpath));
+	restart(ctlpath, NULL);
+	in = malloc(len + 1);
+	memset(in, 'r', len);
+	in[len] = '\n';
+	wf_arm(ctl, WF_PREAD, 1, EIO, 0);
+	rc = ts_run_prog("client/walctl", in, len + 1, &out, "-s", d.sock,
+	    "append", NULL);
+	ck_assert_msg(rc == 1 && strstr(out, "Input/output error") != NULL,
+	    "%d: %s", rc, out);
+	free(out);
+	free(in);
+	wf_ctl_close(ctl);
+
+	/* A bad --timeout is a usage error. */
+	ck_assert_int_eq(WALCTL(NULL, &out, "--timeout", "soon", "status"), 2);
+	free(out);
+}
+END_TEST
+
+static const char b64tab[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/* Base64 of s into out (big enough). */
+static void
+b64(const char *s, char *out)
+{
+	const uint8_t *p = (const uint8_t *)s;
+	size_t n = strlen(s), i;
+	uint32_t v;
+
+	for (i = 0; i + 2 < n; i += 3) {
+		v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
+		*out++ = b64tab[v >> 18];
+		*out++ = b64tab[(v >> 12) & 63];
+		*out++ = b64tab[(v >> 6) & 63];
+		*out++ = b64tab[v & 63];
+	}
+	if (n - i == 1) {
+		v = (uint32_t)p[i] << 16;
+		*out++ = b64tab[v >> 18];
+		*out++ = b64tab[(v >> 12) & 63];
+		*out++ = '=';
+		*out++ = '=';
+	} else if (n - i == 2) {
+		v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8;
+		*out++ = b64tab[v >> 18];
+		*out++ = b64tab[(v >> 12) & 63];
+		*out++ = b64tab[(v >> 6) & 63];
+		*out++ = '=';
+	}
+	*out = '\0';
+}
+
+/* Is every byte of s ASCII or part of valid UTF-8 (roughly)? */
+static int
+json_bytes_ok(const char *s)
+{
+	const uint8_t *p = (const uint8_t *)s;
+
+	for (; *p != '\0'; p++)
+		if (*p >= 0x80)
+			return (0);	/* our expected output is all ASCII */
+	return (1);
+}
+
+/*
+ * status --json names a data directory that is not UTF-8 and longer than
+ * 255 bytes: valid JSON, U+FFFD for the bad bytes, the exact bytes in
+ * dir_base64, nothing cut.
+ */
+START_TEST(test_status_json_dir)
+{
+	char dir[PATH_MAX], want[PATH_MAX * 2], *out, *p;
+	size_t n;
+
+	n = (size_t)snprintf(dir, sizeof dir, "%s/\xff\xfe-", base);
+	memset(dir + n, 'x', 200);
+	dir[n + 200] = '\0';
+	ck_assert_int_eq(mkdir(dir, 0755), 0);
+	strcat(dir, "/");
+	n = strlen(dir);
+	memset(dir + n, 'y', 100);
+	strcpy(dir + n + 100, "-end");
+	ck_assert_uint_gt(strlen(dir), 255);
+	ts_daemon_kill(&d);
+	snprintf(d.data, sizeof d.data, "%s", dir);
+	ck_assert_int_eq(ts_daemon_start(&d, "--segment-size", "256K", "-o",
+	    "prefault=no", NULL), 0);
+	ck_assert_int_eq(WALCTL(NULL, &out, "status", "--json"), 0);
+	ck_assert_msg(json_bytes_ok(out), "not ASCII: %s", out);
+	snprintf(want, sizeof want, "\"dir\":\"%s/\\ufffd\\ufffd-", base);
+	ck_assert_msg(strstr(out, want) != NULL, "want %s in %s", want, out);
+	ck_assert_msg((p = strstr(out, "yyyy-end\",\"dir_base64\":\"")) !=
+	    NULL, "%s", out);
+	b64(dir, want);
+	p = strchr(p, ':') + 2;
+	ck_assert_msg(strncmp(p, want, strlen(want)) == 0 &&
+	    p[strlen(want)] == '"', "base64 %s in %s", want, p);
+	free(out);
+	/* Text: the whole name. */
+	ck_assert_int_eq(WALCTL(NULL, &out, "status"), 0);
+	ck_assert_msg(strstr(out, dir) != NULL, "%s", out);
+	free(out);
+}
+END_TEST
+
 static Suite *
 client_suite(void)
 {
@@ -660,6 +1386,14 @@ client_suite(void)
 	tcase_add_test(tc, test_nonblocking);
 	tcase_add_test(tc, test_readers);
 	tcase_add_test(tc, test_verify_every_problem);
+	tcase_add_test(tc, test_sync_failure_with_error_pending);
+	tcase_add_test(tc, test_sync_failure_end_to_end);
+	tcase_add_test(tc, test_timeouts_stopped_daemon);
+	tcase_add_test(tc, test_walctl_output_errors);
+	tcase_add_test(tc, test_walctl_append_input);
+	tcase_add_test(tc, test_api_misuse);
+	tcase_add_test(tc, test_walctl_exit_codes);
+	tcase_add_test(tc, test_status_json_dir);
 	suite_add_tcase(s, tc);
 	return (s);
 }
