@@ -945,6 +945,39 @@ START_TEST(test_checkpoint_follows_syncs)
 }
 END_TEST
 
+/*
+ * A sync that fails while the ring is opened (recovery's) fails the open,
+ * says what to do, and leaves the marker: the next open writes the
+ * segments again before it syncs them.
+ */
+START_TEST(test_recovery_sync_failure)
+{
+	struct wal_ring_config cfg = { .dir = dir, .segment_size = SEG64K,
+	    .ring_segments = 2 };
+	struct wal_recovery info;
+	struct wal_error err;
+	struct wal_ring *r;
+
+	r = open_ring(SEG64K, 2);
+	append_n(r, 0, 100);
+	wal_ring_close(r);
+	wf_arm(ctl, WF_FDATASYNC, 1, EIO, 0);
+	ck_assert_int_eq(wal_ring_open(&cfg, &r, &info, &err), -EIO);
+	ck_assert_ptr_nonnull(strstr(err.msg, "cannot sync segment"));
+	ck_assert_ptr_nonnull(strstr(err.msg, WAL_SYNC_FAILED_NAME));
+	ck_assert_ptr_nonnull(strstr(err.msg, "start again"));
+	ck_assert_int_eq(access(dir_file(WAL_SYNC_FAILED_NAME), F_OK), 0);
+	ck_assert_int_eq(wal_ring_open(&cfg, &r, &info, &err), 0);
+	ck_assert_int_eq(info.sync_failed, 1);
+	ck_assert_uint_ge(info.rewritten, 1);
+	ck_assert_int_eq(info.next_seq, 100);
+	ck_assert_int_eq(wal_ring_durable_seq(r), 99);
+	ck_assert_int_eq(access(dir_file(WAL_SYNC_FAILED_NAME), F_OK), -1);
+	wal_ring_close(r);
+	ck_assert_int_eq(ts_verify_log(dir, 0, ts_size_of, NULL), 100);
+}
+END_TEST
+
 static Suite *
 ring_suite(void)
 {
@@ -976,6 +1009,7 @@ ring_suite(void)
 	tcase_add_test(tc, test_create_mmap_fails_after_rename);
 	tcase_add_test(tc, test_create_dirsync_fails_after_rename);
 	tcase_add_test(tc, test_checkpoint_follows_syncs);
+	tcase_add_test(tc, test_recovery_sync_failure);
 	suite_add_tcase(s, tc);
 	return (s);
 }
