@@ -643,7 +643,8 @@ conn_append_fd(struct conn *c, const struct wal_msg_append_fd *a, int fd)
 	while (got < a->size) {
 		n = pread(fd, dst + got, a->size - got, (off_t)got);
 		if (n <= 0) {
-			/* Not committed: the reserved space is reused. */
+			/* Not committed: zero what the pread stored. */
+			wal_ring_abandon(srv->ring);
 			conn_error(c, a->hdr.id, WAL_PERR_BADFD, 0, "cannot "
 			    "read the record's memfd: %s", n == 0 ?
 			    "short read" : strerror(errno));

@@ -349,6 +349,9 @@ srv_retention(struct server *srv)
 		return;
 	wal_ring_stats(srv->ring, &rs);
 	limit = rs.active_id;
+	/* Only synced for good, and never the newest records (wal_ring.h). */
+	if (rs.retain_below < limit)
+		limit = rs.retain_below;
 	TAILQ_FOREACH(c, &srv->conns, entry)
 		if (conn_sub_segment(c) < limit)
 			limit = conn_sub_segment(c);

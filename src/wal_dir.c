@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "wal_checkpoint.h"
 #include "wal_dir.h"
 #include "wal_segment.h"
 
@@ -45,6 +46,7 @@ wal_dir_list(int dirfd, const char *path, struct wal_seglist *out,
 
 	out->ids = NULL;
 	out->count = 0;
+	out->id_bound = 0;
 	if ((fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1)
 		return (wal_seterrno(err, errno, "cannot list directory %s",
 		    path));
@@ -54,6 +56,9 @@ wal_dir_list(int dirfd, const char *path, struct wal_seglist *out,
 		    path));
 	}
 	while ((errno = 0, de = readdir(d)) != NULL) {
+		if (wal_seg_parse_any_name(de->d_name, &id) == 0 &&
+		    id >= out->id_bound)
+			out->id_bound = id == UINT64_MAX ? id : id + 1;
 		if (wal_seg_parse_name(de->d_name, &id) != 0)
 			continue;
 		if (count == cap) {
@@ -142,8 +147,10 @@ wal_dir_remove_temps(int dirfd)
 		return;
 	}
 	while ((de = readdir(d)) != NULL) {
-		if (strncmp(de->d_name, ".tmp.", 5) == 0 &&
-		    wal_seg_parse_name(de->d_name + 5, &id) == 0)
+		if (strncmp(de->d_name, ".tmp.", 5) != 0)
+			continue;
+		if (wal_seg_parse_name(de->d_name + 5, &id) == 0 ||
+		    strcmp(de->d_name + 5, WAL_CHECKPOINT_NAME) == 0)
 			unlinkat(dirfd, de->d_name, 0);
 	}
 	closedir(d);

@@ -13,6 +13,11 @@
 struct wal_seglist {
 	uint64_t	*ids;
 	size_t		 count;
+	/*
+	 * 1 + the largest id named by a segment or by a file named after
+	 * one ("<segment>.discarded", ...), 0 if none: ids below it were used.
+	 */
+	uint64_t	 id_bound;
 };
 
 /* Open a directory for segment work (O_DIRECTORY); returns fd or -errno. */
@@ -37,7 +42,10 @@ int	wal_dir_lock(int dirfd, const char *path, struct wal_error *err);
 /* Make the directory's entries durable. */
 int	wal_dir_sync(int dirfd, const char *path, struct wal_error *err);
 
-/* Remove leftover temporary files of interrupted segment creations. */
+/*
+ * Remove leftover temporary files of interrupted segment creations and
+ * checkpoint writes (".tmp.<segment>", ".tmp.walmmapd.checkpoint").
+ */
 void	wal_dir_remove_temps(int dirfd);
 
 #endif /* WAL_DIR_H */

@@ -7,7 +7,9 @@
  *                                   written under lock on rotation so that
  *                                   wal_ring_sync() can read it under lock.
  *  standby list, sealed list,       lock
- *  stop, counters marked (lock)
+ *  stop, counters marked (lock),
+ *  synced_below/synced_seq,
+ *  ckpt_id, ckpt_retry
  *  next_id                          create_lock (one segment creation at
  *                                   a time, by the background thread or by a
  *                                   writer that found no standby)
@@ -21,8 +23,33 @@
  *                                   acquire by syncers: every record up to
  *                                   it is in a segment on the sealed list or
  *                                   the active one
- *  durable_seq                      stored with release by a sync after its
- *                                   fdatasyncs returned; acquire by readers
+ *  durable_seq                      stored with release, under sync_lock,
+ *                                   by a sync after its msync/fdatasyncs
+ *                                   returned, never after a failure;
+ *                                   acquire by readers
+ *  fail_code, fail_err              set once, under sync_lock, by the first
+ *                                   failed sync: fail_err is written before
+ *                                   fail_code is stored with release, and
+ *                                   never changes after; readers load
+ *                                   fail_code with acquire
+ *  rec_id                           stored (relaxed) by the writer when a
+ *                                   segment gets its first record
+ *
+ * Where durability is published, and why each is safe:
+ *
+ *  - written_seq/active->written: after the CRCs are stored; the bytes are
+ *    in the page cache, so they survive kill -9 (not a power cut: nothing
+ *    claims that).
+ *  - durable_seq: only by a sync under sync_lock whose msync of the active
+ *    segment and fdatasync of every sealed one succeeded, and only while no
+ *    sync has failed (a failed write-back is reported once: a later sync of
+ *    the same pages would succeed without writing them).
+ *  - synced_below (memory) and walmmapd.checkpoint (disk): after the
+ *    fdatasync of every sealed segment below it succeeded; the file is
+ *    written by the background thread, off the acknowledgement path, and
+ *    never after a failure. Recovery reads from the checkpoint's segment
+ *    on, so every segment it skips was synced in full and is never written
+ *    again. Retention removes only segments below the checkpoint on disk.
  */
 #include "config.h"
 
@@ -34,11 +61,13 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "wal_checkpoint.h"
 #include "wal_crc.h"
 #include "wal_dir.h"
 #include "wal_recover.h"
@@ -69,6 +98,11 @@ struct wal_ring {
 
 	_Atomic int64_t		 written_seq;
 	_Atomic int64_t		 durable_seq;
+	_Atomic uint64_t	 rec_id;	/* newest segment with a record */
+
+	/* The first failed sync: sticky (see the top of the file). */
+	_Atomic int		 fail_code;
+	struct wal_error	 fail_err;
 
 	pthread_mutex_t		 lock;
 	pthread_cond_t		 cond;		/* wakes the background thread */
@@ -83,6 +117,13 @@ struct wal_ring {
 	time_t			 create_retry;	/* after a failed bg creation, retry
 						   at this CLOCK_MONOTONIC second;
 						   0 when none failed (lock) */
+	uint64_t		 synced_below;	/* segments below are synced in
+						   full (lock) */
+	int64_t			 synced_seq;	/* their last seq (lock) */
+	uint64_t		 ckpt_id;	/* synced_below of the checkpoint
+						   on disk (lock) */
+	time_t			 ckpt_retry;	/* after a failed checkpoint write
+						   (full disk), retry then (lock) */
 
 	pthread_mutex_t		 create_lock;
 	uint64_t		 next_id;	/* (create_lock) */
@@ -106,10 +147,13 @@ static int	 ring_create_segment(struct wal_ring *, struct wal_segment **,
 static int	 ring_switch(struct wal_ring *, struct wal_error *err);
 static void	 ring_free_list(struct wal_segment *);
 static struct wal_segment *ring_pop_standby(struct wal_ring *);
-static int	 ring_sync_sealed(struct wal_ring *);
+static int	 ring_sync_sealed(struct wal_ring *, struct wal_error *);
 static int	 ring_sync_sealed_locked(struct wal_ring *, int64_t *,
 		    struct wal_error *);
 static void	 ring_set_durable(struct wal_ring *, int64_t);
+static int	 ring_fail(struct wal_ring *, const struct wal_error *);
+static void	 ring_write_checkpoint(struct wal_ring *,
+		    const struct wal_checkpoint *);
 static void	 ring_list_append(struct wal_segment **, struct wal_segment *);
 
 /* Current CLOCK_REALTIME in ns. */
@@ -190,8 +234,11 @@ wal_ring_open(const struct wal_ring_config *cfg, struct wal_ring **out,
 
 	r->next_id = rec.next_id;
 	r->next_seq = rec.next_seq;
+	r->synced_below = rec.synced.synced_below;
+	r->synced_seq = rec.synced.last_seq;
+	r->ckpt_id = rec.on_disk.synced_below;
+	atomic_store(&r->rec_id, rec.rec_id);
 	atomic_store(&r->written_seq, rec.next_seq - 1);
-	/* What an earlier run wrote is durable once we sync it here. */
 	r->active = rec.tail;
 	for (seg = rec.empties; seg != NULL; seg = seg->next) {
 		if (r->seg_flags & WAL_SEG_PREFAULT)
@@ -202,12 +249,10 @@ wal_ring_open(const struct wal_ring_config *cfg, struct wal_ring **out,
 	if (r->active == NULL && (rc = ring_switch(r, err)) != 0)
 		goto fail;
 	atomic_store(&r->active->written, r->active->used);
-	if (r->active->used > WAL_FILE_HEADER_SIZE && fdatasync(r->active->fd)
-	    == -1) {
-		rc = wal_seterrno(err, errno, "cannot sync recovered segment "
-		    "%" PRIu64 " in %s", r->active->id, r->dir);
-		goto fail;
-	}
+	/*
+	 * Recovery fdatasynced every segment at or after the checkpoint (and
+	 * the directory): every record it found is durable now.
+	 */
 	atomic_store(&r->durable_seq, rec.next_seq - 1);
 
 	/*
@@ -232,10 +277,18 @@ fail:
 	return (rc);
 }
 
-/* Sync and tear down. */
+/*
+ * Sync and tear down. After a sync failure nothing more is synced or
+ * claimed: wal_ring_sync() returns the sticky error, and the checkpoint
+ * stays where it was.
+ */
 void
 wal_ring_close(struct wal_ring *r)
 {
+	struct wal_checkpoint ck;
+	struct wal_error err;
+	int sealed_left;
+
 	if (r == NULL)
 		return;
 	wal_ring_flush(r);
@@ -247,8 +300,22 @@ wal_ring_close(struct wal_ring *r)
 		pthread_join(r->bg, NULL);
 		r->bg_running = 0;
 	}
-	if (r->active != NULL)
-		(void)wal_ring_sync(r, NULL, NULL);
+	if (r->active != NULL && wal_ring_sync(r, NULL, &err) == 0 &&
+	    ring_sync_sealed(r, &err) == 0) {
+		/*
+		 * Every segment below the active one is synced in full; the
+		 * next run continues the active one, so it stays outside.
+		 */
+		pthread_mutex_lock(&r->lock);
+		sealed_left = r->sealed != NULL;
+		pthread_mutex_unlock(&r->lock);
+		ck.synced_below = r->active->id;
+		ck.last_seq = r->active->first_seq >= 0 ?
+		    r->active->first_seq - 1 : r->next_seq - 1;
+		ck.next_id = r->next_id;
+		if (!sealed_left && ck.synced_below > r->ckpt_id)
+			ring_write_checkpoint(r, &ck);
+	}
 	ring_free_list(r->sealed);
 	ring_free_list(r->standby);
 	wal_seg_close(r->active);
@@ -322,13 +389,31 @@ wal_ring_commit_deferred(struct wal_ring *r, int64_t timestamp_ns)
 	r->crc_rec[r->ncrc] = p;
 	r->crc_size[r->ncrc] = size;
 	a->used += wal_record_span(size);
-	if (a->first_seq < 0)
+	if (a->first_seq < 0) {
 		a->first_seq = seq;
+		/* Retention keeps the newest segment holding a record. */
+		atomic_store_explicit(&r->rec_id, a->id, memory_order_relaxed);
+	}
 	a->last_seq = seq;
 	r->next_seq = seq + 1;
+	r->pending = NULL;
 	if (++r->ncrc == WAL_RING_CRC_BATCH)
 		wal_ring_flush(r);
 	return (seq);
+}
+
+/*
+ * Give up a reservation: zero what the caller may have written into it, so
+ * that no stale bytes are left after the segment's last record (recovery
+ * would read them as a torn record and end the log there).
+ */
+void
+wal_ring_abandon(struct wal_ring *r)
+{
+	if (r->pending == NULL)
+		return;
+	memset(r->pending, 0, wal_record_span(r->pending_size));
+	r->pending = NULL;
 }
 
 /* CRCs of the deferred records, then publish them as written. */
@@ -418,6 +503,7 @@ wal_ring_rotate(struct wal_ring *r, struct wal_error *err)
  * Sync and close the sealed segments present now. The caller holds
  * sync_lock. Their records all precede the active segment's, so on success
  * *upto gets the last one's last seq (unchanged when there were none).
+ * On a failure the segments stay on the list; the caller makes it sticky.
  */
 static int
 ring_sync_sealed_locked(struct wal_ring *r, int64_t *upto,
@@ -449,6 +535,15 @@ ring_sync_sealed_locked(struct wal_ring *r, int64_t *upto,
 	last->next = NULL;
 	for (seg = batch; seg != NULL; seg = seg->next)
 		r->nsealed--;
+	/*
+	 * Every segment below last is synced now (earlier ones left the list
+	 * only through a sync like this one): the background thread records
+	 * it in the checkpoint.
+	 */
+	r->synced_below = last->id + 1;
+	if (last->last_seq >= 0)
+		r->synced_seq = last->last_seq;
+	pthread_cond_signal(&r->cond);
 	pthread_mutex_unlock(&r->lock);
 	ring_free_list(batch);
 	return (0);
@@ -458,22 +553,76 @@ ring_sync_sealed_locked(struct wal_ring *r, int64_t *upto,
 static void
 ring_set_durable(struct wal_ring *r, int64_t seq)
 {
+	if (atomic_load_explicit(&r->fail_code, memory_order_relaxed) != 0)
+		return;
 	/* Pairs with acquire loads in wal_ring_durable_seq(). */
 	if (seq > atomic_load_explicit(&r->durable_seq, memory_order_relaxed))
 		atomic_store_explicit(&r->durable_seq, seq,
 		    memory_order_release);
 }
 
-/* Background: sync and close sealed segments, never the active one. */
+/*
+ * Make a sync failure sticky; the caller holds sync_lock, so no sync can
+ * claim anything between the failure and its publication. Leaves the
+ * marker walmmapd.sync-failed in the directory (best effort; a failure to
+ * is added to the message), so that the next start writes everything
+ * after the checkpoint again. Returns the first failure's -errno.
+ */
 static int
-ring_sync_sealed(struct wal_ring *r)
+ring_fail(struct wal_ring *r, const struct wal_error *why)
+{
+	struct wal_error e2;
+	size_t len;
+
+	if (atomic_load_explicit(&r->fail_code, memory_order_relaxed) == 0) {
+		r->fail_err = *why;
+		if (r->fail_err.code <= 0)
+			r->fail_err.code = EIO;
+		if (wal_sync_failed_mark(r->dirfd, r->dir, why->msg, &e2) !=
+		    0) {
+			len = strlen(r->fail_err.msg);
+			snprintf(r->fail_err.msg + len, sizeof r->fail_err.msg
+			    - len, "; also %s", e2.msg);
+		}
+		/* Pairs with the acquire load in wal_ring_failed(). */
+		atomic_store_explicit(&r->fail_code, r->fail_err.code,
+		    memory_order_release);
+	}
+	return (-r->fail_err.code);
+}
+
+/* The sticky failure, if any: 0, or its -errno and message. */
+int
+wal_ring_failed(const struct wal_ring *r, struct wal_error *err)
+{
+	int code;
+
+	/* Pairs with the release store in ring_fail(). */
+	code = atomic_load_explicit(&r->fail_code, memory_order_acquire);
+	if (code == 0)
+		return (0);
+	if (err != NULL)
+		*err = r->fail_err;
+	return (-code);
+}
+
+/*
+ * Sync and close the sealed segments (background thread, or a writer
+ * bounding how many there are). Fails at once after an earlier failure.
+ */
+static int
+ring_sync_sealed(struct wal_ring *r, struct wal_error *err)
 {
 	int64_t upto = -1;
 	int rc;
 
 	pthread_mutex_lock(&r->sync_lock);
-	if ((rc = ring_sync_sealed_locked(r, &upto, NULL)) == 0)
-		ring_set_durable(r, upto);
+	if ((rc = wal_ring_failed(r, err)) == 0) {
+		if ((rc = ring_sync_sealed_locked(r, &upto, err)) == 0)
+			ring_set_durable(r, upto);
+		else
+			rc = ring_fail(r, err);
+	}
 	pthread_mutex_unlock(&r->sync_lock);
 	return (rc);
 }
@@ -483,12 +632,18 @@ int
 wal_ring_sync(struct wal_ring *r, int64_t *durable, struct wal_error *err)
 {
 	struct wal_segment *active;
+	struct wal_error local;
 	int64_t target, upto;
 	uint64_t end;
 	uint8_t *base;
 	int rc = 0, saved;
 
+	if (err == NULL)
+		err = &local;
 	pthread_mutex_lock(&r->sync_lock);
+	/* After a failure nothing is synced or claimed again. */
+	if ((rc = wal_ring_failed(r, err)) != 0)
+		goto out;
 	/* Pairs with the release store in wal_ring_flush(). */
 	target = atomic_load_explicit(&r->written_seq, memory_order_acquire);
 	if (target <= atomic_load_explicit(&r->durable_seq,
@@ -522,15 +677,20 @@ wal_ring_sync(struct wal_ring *r, int64_t *durable, struct wal_error *err)
 	pthread_cond_signal(&r->cond);	/* it may be waiting to unmap it */
 	pthread_mutex_unlock(&r->lock);
 	if (rc == -1) {
-		rc = wal_seterrno(err, saved, "cannot sync the active segment "
-		    "in %s", r->dir);
+		wal_seterrno(err, saved, "cannot sync segment %" PRIu64 " (the "
+		    "active one) in %s", active->id, r->dir);
+		rc = ring_fail(r, err);
 		goto out;
 	}
-	if ((rc = ring_sync_sealed_locked(r, &upto, err)) != 0)
+	if ((rc = ring_sync_sealed_locked(r, &upto, err)) != 0) {
+		rc = ring_fail(r, err);
 		goto out;
+	}
 	atomic_fetch_add_explicit(&r->syncs, 1, memory_order_relaxed);
 	ring_set_durable(r, target);
 out:
+	if (rc != 0)
+		(void)wal_ring_failed(r, err);	/* the first failure's text */
 	if (durable != NULL)
 		*durable = atomic_load_explicit(&r->durable_seq,
 		    memory_order_acquire);
@@ -560,6 +720,8 @@ wal_ring_durable_seq(const struct wal_ring *r)
 void
 wal_ring_stats(struct wal_ring *r, struct wal_ring_stats *st)
 {
+	uint64_t rec;
+
 	memset(st, 0, sizeof *st);
 	st->written_seq = wal_ring_written_seq(r);
 	st->next_seq = st->written_seq + 1;
@@ -575,7 +737,20 @@ wal_ring_stats(struct wal_ring *r, struct wal_ring_stats *st)
 	st->active_used = r->active->used;
 	st->standby = r->nstandby;
 	st->sealed_unsynced = r->nsealed;
+	st->synced_below = r->synced_below;
+	st->checkpoint_id = r->ckpt_id;
 	pthread_mutex_unlock(&r->lock);
+	/*
+	 * Retention may remove a segment only if it is synced for good (below
+	 * the checkpoint on disk: recovery never reads it again) and a later
+	 * segment holds a record (so the log never loses its newest records,
+	 * and a restart never begins again at seq 0).
+	 */
+	st->retain_below = st->checkpoint_id;
+	rec = atomic_load_explicit(&r->rec_id, memory_order_relaxed);
+	if (rec < st->retain_below)
+		st->retain_below = rec;
+	st->failed = -wal_ring_failed(r, NULL);
 }
 
 /*
@@ -586,9 +761,27 @@ static int
 ring_switch(struct wal_ring *r, struct wal_error *err)
 {
 	struct wal_segment *next, *old;
-	int rc;
+	struct wal_error local;
+	int full, rc;
 
+	if (err == NULL)
+		err = &local;
 	wal_ring_flush(r);	/* the old segment is sealed below */
+	/*
+	 * At most WAL_MAX_SEALED_UNSYNCED sealed segments await a sync: at
+	 * the bound the writer syncs them itself before it seals another.
+	 * Waiting for the background thread instead would tie the append
+	 * path to a thread that may be busy creating a segment (exactly when
+	 * rotations come fast) or waiting out a full disk; syncing here costs
+	 * the same fdatasyncs, and only when the bound is reached.
+	 */
+	if (r->active != NULL) {
+		pthread_mutex_lock(&r->lock);
+		full = r->nsealed >= WAL_MAX_SEALED_UNSYNCED;
+		pthread_mutex_unlock(&r->lock);
+		if (full && (rc = ring_sync_sealed(r, err)) != 0)
+			return (rc);
+	}
 	next = ring_pop_standby(r);
 	if (next == NULL) {
 		/*
@@ -658,35 +851,72 @@ static int
 ring_create_segment(struct wal_ring *r, struct wal_segment **out,
     struct wal_error *err)
 {
-	int rc;
+	int named, rc;
 
 	rc = wal_seg_create(r->dirfd, r->dir, r->next_id, r->segment_size,
-	    r->seg_flags, out, err);
-	if (rc == 0) {
+	    r->seg_flags, out, &named, err);
+	/* An id whose name appeared is never used again, even on failure. */
+	if (rc == 0 || named)
 		r->next_id++;
+	if (rc == 0)
 		atomic_fetch_add(&r->segments_created, 1);
-	} else
+	else
 		atomic_fetch_add(&r->create_failures, 1);
 	return (rc);
 }
 
 /*
+ * Write the checkpoint (background thread, or close once it has stopped)
+ * and publish it for retention. A failed sync of it is sticky like any
+ * other; a failure to write it (a full disk) is retried a second later.
+ */
+static void
+ring_write_checkpoint(struct wal_ring *r, const struct wal_checkpoint *ck)
+{
+	struct wal_error err;
+	struct timespec now;
+	int rc, sync_failed;
+
+	rc = wal_checkpoint_write(r->dirfd, r->dir, ck, &sync_failed, &err);
+	if (rc != 0 && sync_failed) {
+		pthread_mutex_lock(&r->sync_lock);
+		(void)ring_fail(r, &err);
+		pthread_mutex_unlock(&r->sync_lock);
+	}
+	pthread_mutex_lock(&r->lock);
+	if (rc == 0) {
+		if (ck->synced_below > r->ckpt_id)
+			r->ckpt_id = ck->synced_below;
+		r->ckpt_retry = 0;
+	} else if (!sync_failed) {
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		r->ckpt_retry = now.tv_sec + 1;
+	}
+	pthread_mutex_unlock(&r->lock);
+}
+
+/*
  * Background thread: unmap sealed segments and start their write-back,
- * keep ring_segments - 1 standby segments ready, and sync when too many
- * sealed segments await a sync.
+ * keep ring_segments - 1 standby segments ready, sync sealed segments and
+ * record them in the checkpoint. After a sync failure it only unmaps and
+ * creates: nothing is synced or recorded again.
  */
 static void *
 ring_bg_main(void *arg)
 {
 	struct wal_ring *r = arg;
 	struct wal_segment *seg;
+	struct wal_checkpoint ck;
+	struct wal_error err;
 	struct timespec deadline, now;
 	uint8_t *base;
 	uint64_t size;
-	int fd, rc;
+	time_t wake;
+	int fd, failed, rc;
 
 	pthread_mutex_lock(&r->lock);
 	while (!r->stop) {
+		failed = wal_ring_failed(r, NULL) != 0;
 		/* 1. Unmap a sealed segment still mapped. */
 		for (seg = r->sealed; seg != NULL; seg = seg->next)
 			if (seg->base != NULL && seg != r->sync_pin)
@@ -730,19 +960,39 @@ ring_bg_main(void *arg)
 			continue;
 		}
 		/*
-		 * 3. Bound the descriptors held by sealed segments: sync and
-		 * close them. Never the active one, whose pre-faulted pages a
-		 * write-back would make fault again on the append path.
+		 * 3. Sync sealed segments as soon as they are unmapped, so the
+		 * checkpoint follows the writer and their descriptors close.
+		 * Never the active one, whose pre-faulted pages a write-back
+		 * would make fault again on the append path.
 		 */
-		if (r->nsealed > WAL_MAX_SEALED_UNSYNCED) {
+		if (r->nsealed > 0 && !failed) {
 			pthread_mutex_unlock(&r->lock);
-			(void)ring_sync_sealed(r);
+			(void)ring_sync_sealed(r, &err);
 			pthread_mutex_lock(&r->lock);
 			continue;
 		}
-		if (r->create_retry != 0) {
+		/* 4. Record what is synced in the checkpoint. */
+		if (r->synced_below > r->ckpt_id && !failed &&
+		    now.tv_sec >= r->ckpt_retry) {
+			ck.synced_below = r->synced_below;
+			ck.last_seq = r->synced_seq;
+			pthread_mutex_unlock(&r->lock);
+			pthread_mutex_lock(&r->create_lock);
+			ck.next_id = r->next_id;
+			pthread_mutex_unlock(&r->create_lock);
+			ring_write_checkpoint(r, &ck);
+			pthread_mutex_lock(&r->lock);
+			continue;
+		}
+		wake = 0;
+		if (r->create_retry != 0 && r->nstandby + 1 < r->ring_segments)
+			wake = r->create_retry;
+		if (r->ckpt_retry != 0 && r->synced_below > r->ckpt_id &&
+		    !failed && (wake == 0 || r->ckpt_retry < wake))
+			wake = r->ckpt_retry;
+		if (wake != 0) {
 			/* The condvar uses CLOCK_MONOTONIC (see open). */
-			deadline.tv_sec = r->create_retry;
+			deadline.tv_sec = wake;
 			deadline.tv_nsec = 0;
 			pthread_cond_timedwait(&r->cond, &r->lock, &deadline);
 			continue;

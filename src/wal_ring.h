@@ -23,9 +23,10 @@
 struct wal_ring;
 
 /*
- * Sealed segments kept open awaiting a sync before the ring syncs them
- * itself. So at most this many + 1 sealed segments and the active one hold
- * unsynced records, which bounds what recovery checks for holes.
+ * Sealed segments that may await a sync at once: the background thread
+ * syncs them as soon as it can, and a writer that finds this many syncs
+ * them itself before it seals another. So at most this many sealed
+ * segments and the active one hold unsynced records (and descriptors).
  */
 #define WAL_MAX_SEALED_UNSYNCED	4
 
@@ -38,7 +39,19 @@ struct wal_ring_config {
 	int		 no_prefault;	/* skip pre-faulting (tests, tmpfs) */
 };
 
-/* What recovery found when the ring was opened. */
+/* How recovery used the checkpoint (struct wal_recovery.checkpoint). */
+enum wal_ckpt_state {
+	WAL_CKPT_USED = 0,	/* read from its segment on */
+	WAL_CKPT_NONE,		/* none (a new directory or one made by an
+				   earlier version): scanned and synced in full */
+	WAL_CKPT_BAD,		/* unusable (checkpoint_why says why):
+				   scanned and synced in full */
+};
+
+/*
+ * What recovery found and did when the ring was opened. Library code does
+ * not log: the caller reports what it wants to.
+ */
 struct wal_recovery {
 	uint64_t	segments;	/* segment files present */
 	int64_t		next_seq;	/* where this run continues */
@@ -46,8 +59,19 @@ struct wal_recovery {
 	uint64_t	tail_offset;	/* offset after its last record */
 	uint64_t	torn_bytes;	/* garbage zeroed after the tail */
 	uint64_t	adopted;	/* empty pre-allocated segments reused */
+	uint64_t	removed;	/* empty segments removed: of another
+					   size, or unused ones below the tail */
 	uint64_t	temps_removed;	/* .tmp. files of interrupted creation */
 	uint64_t	discarded;	/* segments after a break, moved aside */
+	int		checkpoint;	/* enum wal_ckpt_state */
+	char		checkpoint_why[WAL_ERROR_MSG_MAX];
+	uint64_t	scan_from_id;	/* first segment id read */
+	uint64_t	scanned;	/* segments read for breaks */
+	uint64_t	synced;		/* segments fdatasynced before the
+					   recovered records were called durable */
+	int		sync_failed;	/* the previous run left the marker
+					   walmmapd.sync-failed */
+	uint64_t	rewritten;	/* segments written again because of it */
 };
 
 struct wal_ring_stats {
@@ -63,14 +87,25 @@ struct wal_ring_stats {
 	uint64_t	create_failures;
 	uint64_t	syncs;
 	uint64_t	standby;	/* standby segments ready now */
-	uint64_t	sealed_unsynced;
+	uint64_t	sealed_unsynced; /* <= WAL_MAX_SEALED_UNSYNCED */
+	uint64_t	synced_below;	/* segments below it are synced in full */
+	uint64_t	checkpoint_id;	/* and below this one walmmapd.checkpoint
+					   says so (<= synced_below) */
+	uint64_t	retain_below;	/* retention may remove only segments
+					   below this id */
+	int		failed;		/* errno of the sticky sync failure,
+					   0 if none (see wal_ring_failed()) */
 };
 
 /* Lock the directory, recover it, start the background thread. */
 int	wal_ring_open(const struct wal_ring_config *, struct wal_ring **,
 	    struct wal_recovery *, struct wal_error *err);
 
-/* Sync, stop the background thread, unmap and close everything. */
+/*
+ * Sync, record the sync in the checkpoint, stop the background thread,
+ * unmap and close everything. After a sync failure it syncs and records
+ * nothing.
+ */
 void	wal_ring_close(struct wal_ring *);
 
 /*
@@ -97,6 +132,13 @@ int	wal_ring_reserve(struct wal_ring *, uint32_t size, uint8_t **payload,
 int64_t	wal_ring_commit(struct wal_ring *, int64_t timestamp_ns);
 
 /*
+ * Give up a reservation instead of committing it (for example when the
+ * payload cannot be read): what the caller wrote into it is zeroed, so no
+ * stale bytes stay after the segment's last record.
+ */
+void	wal_ring_abandon(struct wal_ring *);
+
+/*
  * Batched commits: wal_ring_commit_deferred() writes the header and
  * returns the seq, but the record is written (CRC stored, written_seq
  * published) only at the next wal_ring_flush() (automatic every
@@ -112,13 +154,26 @@ void	wal_ring_flush(struct wal_ring *);
 int	wal_ring_rotate(struct wal_ring *, struct wal_error *err);
 
 /*
- * Make every record written before the call durable: fdatasync of each
- * segment holding unsynced records (directory entries were synced when the
- * segments were created). Concurrent callers are serialised; one call
- * covers all records written before it started (group commit). Stores the
- * durable seq in *durable if not NULL.
+ * Make every record written before the call durable: msync of the active
+ * segment's written part and fdatasync of each sealed segment holding
+ * unsynced records (directory entries were synced when the segments were
+ * created). Concurrent callers are serialised; one call covers all records
+ * written before it started (group commit). Stores the durable seq in
+ * *durable if not NULL.
+ *
+ * A failure is sticky: after the first failed sync (here, in the
+ * background thread, or of the checkpoint) the durable seq never advances
+ * again and every call returns that first error at once. The ring leaves
+ * walmmapd.sync-failed in the directory, so that the next open writes
+ * every segment after the checkpoint again before calling it durable.
  */
 int	wal_ring_sync(struct wal_ring *, int64_t *durable, struct wal_error *err);
+
+/*
+ * The sticky sync failure: 0 if none, else its negative errno, with its
+ * message in *err (if not NULL). Any thread.
+ */
+int	wal_ring_failed(const struct wal_ring *, struct wal_error *err);
 
 /* Seq the next append gets. Writer thread. */
 int64_t	wal_ring_next_seq(const struct wal_ring *);

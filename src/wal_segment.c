@@ -37,9 +37,12 @@ wal_seg_name(char *buf, size_t len, uint64_t id)
 	    id);
 }
 
-/* Parse a segment file name: the prefix, 10 or more digits, the suffix. */
-int
-wal_seg_parse_name(const char *name, uint64_t *id)
+/*
+ * Parse the prefix, 10 or more digits and the suffix of a segment name;
+ * returns 0, sets *id and *rest (what follows the suffix), or -1.
+ */
+static int
+wal_seg_parse(const char *name, uint64_t *id, const char **rest)
 {
 	const char *p;
 	uint64_t v = 0;
@@ -53,7 +56,36 @@ wal_seg_parse_name(const char *name, uint64_t *id)
 			return (-1);
 		v = v * 10 + (uint64_t)(*p - '0');
 	}
-	if (digits < 10 || strcmp(p, WAL_SEGMENT_SUFFIX) != 0)
+	if (digits < 10 || strncmp(p, WAL_SEGMENT_SUFFIX,
+	    strlen(WAL_SEGMENT_SUFFIX)) != 0)
+		return (-1);
+	*id = v;
+	*rest = p + strlen(WAL_SEGMENT_SUFFIX);
+	return (0);
+}
+
+/* Parse a segment file name: the prefix, 10 or more digits, the suffix. */
+int
+wal_seg_parse_name(const char *name, uint64_t *id)
+{
+	const char *rest;
+	uint64_t v;
+
+	if (wal_seg_parse(name, &v, &rest) != 0 || *rest != '\0')
+		return (-1);
+	*id = v;
+	return (0);
+}
+
+/* Parse the id of a segment name or of a name made from one by a suffix. */
+int
+wal_seg_parse_any_name(const char *name, uint64_t *id)
+{
+	const char *rest;
+	uint64_t v;
+
+	if (wal_seg_parse(name, &v, &rest) != 0 || (*rest != '\0' &&
+	    *rest != '.'))
 		return (-1);
 	*id = v;
 	return (0);
@@ -70,7 +102,7 @@ wal_seg_size_valid(uint64_t size)
 /* Create, reserve, name and map a new segment. */
 int
 wal_seg_create(int dirfd, const char *dirname, uint64_t id, uint64_t size,
-    int flags, struct wal_segment **out, struct wal_error *err)
+    int flags, struct wal_segment **out, int *named, struct wal_error *err)
 {
 	char name[WAL_SEGMENT_NAME_MAX], tmp[WAL_SEGMENT_NAME_MAX + 16];
 	char path[4096];
@@ -78,6 +110,8 @@ wal_seg_create(int dirfd, const char *dirname, uint64_t id, uint64_t size,
 	int fd, rc;
 
 	*out = NULL;
+	if (named != NULL)
+		*named = 0;
 	wal_seg_name(name, sizeof name, id);
 	snprintf(path, sizeof path, "%s/%s", dirname, name);
 	if (!wal_seg_size_valid(size))
@@ -86,7 +120,8 @@ wal_seg_create(int dirfd, const char *dirname, uint64_t id, uint64_t size,
 		    "64 KiB and 16 GiB", path, size));
 	snprintf(tmp, sizeof tmp, WAL_TEMP_PREFIX "%s", name);
 
-	fd = openat(dirfd, tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+	fd = openat(dirfd, tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW |
+	    O_CLOEXEC, 0640);
 	if (fd == -1)
 		return (wal_seterrno(err, errno, "cannot create segment %s",
 		    path));
@@ -113,15 +148,20 @@ wal_seg_create(int dirfd, const char *dirname, uint64_t id, uint64_t size,
 		wal_seterrno(err, rc, "cannot name new segment %s", path);
 		goto fail;
 	}
-	if ((rc = wal_dir_sync(dirfd, dirname, err)) != 0) {
-		close(fd);
-		return (rc);
-	}
 
+	/*
+	 * From here on the file has its final name. A failure takes the name
+	 * away again, so no empty segment is left where recovery would take
+	 * it for a hole, and tells the caller never to use the id again.
+	 */
+	if (named != NULL)
+		*named = 1;
+	if ((rc = -wal_dir_sync(dirfd, dirname, err)) != 0)
+		goto unname;
 	if ((seg = calloc(1, sizeof *seg)) == NULL) {
-		close(fd);
-		return (wal_seterrno(err, ENOMEM, "cannot map segment %s",
-		    path));
+		rc = ENOMEM;
+		wal_seterrno(err, rc, "cannot map segment %s", path);
+		goto unname;
 	}
 	seg->id = id;
 	seg->fd = fd;
@@ -129,9 +169,9 @@ wal_seg_create(int dirfd, const char *dirname, uint64_t id, uint64_t size,
 	seg->used = WAL_FILE_HEADER_SIZE;
 	seg->first_seq = seg->last_seq = -1;
 	seg->writable = 1;
-	if ((rc = wal_seg_map(seg, path, err)) != 0) {
-		wal_seg_close(seg);
-		return (rc);
+	if ((rc = -wal_seg_map(seg, path, err)) != 0) {
+		free(seg);
+		goto unname;
 	}
 	if (flags & WAL_SEG_PREFAULT)
 		wal_seg_prefault(seg);
@@ -140,6 +180,13 @@ wal_seg_create(int dirfd, const char *dirname, uint64_t id, uint64_t size,
 
 fail:
 	unlinkat(dirfd, tmp, 0);
+	close(fd);
+	return (-rc);
+
+unname:
+	/* Best effort: the error already says what failed. */
+	unlinkat(dirfd, name, 0);
+	(void)fsync(dirfd);
 	close(fd);
 	return (-rc);
 }
@@ -155,7 +202,16 @@ wal_seg_open(int dirfd, const char *dirname, uint64_t id, int writable,
 	*out = NULL;
 	wal_seg_name(name, sizeof name, id);
 	snprintf(path, sizeof path, "%s/%s", dirname, name);
-	fd = openat(dirfd, name, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+	/*
+	 * Never through a symbolic link, and without blocking on a FIFO
+	 * someone planted under a segment name (the type is checked next).
+	 */
+	fd = openat(dirfd, name, (writable ? O_RDWR : O_RDONLY) | O_NOFOLLOW |
+	    O_NONBLOCK | O_CLOEXEC);
+	if (fd == -1 && errno == ELOOP)
+		return (wal_seterr(err, ELOOP, "segment %s is a symbolic link, "
+		    "which walmmapd never follows: move it out of the "
+		    "directory", path));
 	if (fd == -1)
 		return (wal_seterrno(err, errno, "cannot open segment %s",
 		    path));
@@ -173,7 +229,8 @@ wal_seg_open_path(const char *path, int writable, struct wal_segment **out,
 
 	*out = NULL;
 	(void)wal_seg_parse_name(base != NULL ? base + 1 : path, &id);
-	fd = open(path, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+	fd = open(path, (writable ? O_RDWR : O_RDONLY) | O_NONBLOCK |
+	    O_CLOEXEC);
 	if (fd == -1)
 		return (wal_seterrno(err, errno, "cannot open %s", path));
 	return (wal_seg_adopt_fd(fd, id, path, writable, out, err));
@@ -192,6 +249,17 @@ wal_seg_adopt_fd(int fd, uint64_t id, const char *path, int writable,
 		rc = errno;
 		close(fd);
 		return (wal_seterrno(err, rc, "cannot stat %s", path));
+	}
+	if (!S_ISREG(st.st_mode)) {
+		close(fd);
+		return (wal_seterr(err, EINVAL, "%s is not a regular file: "
+		    "move it out of the directory", path));
+	}
+	/* Regular files never block: O_NONBLOCK was for the open only. */
+	if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) == -1) {
+		rc = errno;
+		close(fd);
+		return (wal_seterrno(err, rc, "cannot open %s", path));
 	}
 	if ((seg = calloc(1, sizeof *seg)) == NULL) {
 		close(fd);

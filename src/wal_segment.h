@@ -41,6 +41,12 @@ void	wal_seg_name(char *buf, size_t len, uint64_t id);
 /* Parse a segment file name; returns 0 and sets *id, or -1. */
 int	wal_seg_parse_name(const char *name, uint64_t *id);
 
+/*
+ * Parse the id out of a segment name or of a file named after one
+ * ("wal_mmap_0000000042.wal.discarded-4096"); returns 0 and sets *id, or -1.
+ */
+int	wal_seg_parse_any_name(const char *name, uint64_t *id);
+
 /* True if size is a valid segment size (64 KiB multiple, 64 KiB..16 GiB). */
 int	wal_seg_size_valid(uint64_t size);
 
@@ -50,12 +56,19 @@ int	wal_seg_size_valid(uint64_t size);
  * file magic, make size and name durable, map it read-write and optionally
  * pre-fault it. The file is built under a temporary name and renamed into
  * place, so a crash never leaves a partial segment under a segment name.
+ * A failure after the rename removes the name again; *named (if not NULL)
+ * then says 1: the id was visible in the directory and must not be used
+ * again (the removal may not be durable).
  */
 int	wal_seg_create(int dirfd, const char *dirname, uint64_t id,
-	    uint64_t size, int flags, struct wal_segment **out,
+	    uint64_t size, int flags, struct wal_segment **out, int *named,
 	    struct wal_error *err);
 
-/* Open and map an existing segment (read-only unless writable). */
+/*
+ * Open and map an existing segment (read-only unless writable). A segment
+ * name that is a symbolic link or not a regular file is refused, never
+ * followed.
+ */
 int	wal_seg_open(int dirfd, const char *dirname, uint64_t id, int writable,
 	    struct wal_segment **out, struct wal_error *err);
 

@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 
 #include <check.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -16,25 +17,66 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "faultinject.h"
 #include "testsupport.h"
+#include "tsdaemon.h"
+#include "wal_checkpoint.h"
 #include "wal_format.h"
 #include "wal_reader.h"
 #include "wal_ring.h"
+#include "wal_segment.h"
 
 #define SEG64K	(64 * 1024)
 
 static char *dir;
+static struct wf_ctl *ctl;	/* fails and counts this process's calls */
 
 static void
 setup(void)
 {
+	char path[4200];
+
 	dir = ts_mkdtemp("recover");
+	snprintf(path, sizeof path, "%s.faultctl", dir);
+	ck_assert_ptr_nonnull(ctl = wf_ctl_open(path));
+	wf_ctl_use(ctl);
 }
 
 static void
 teardown(void)
 {
+	char path[4200];
+
+	wf_ctl_use(NULL);
+	wf_ctl_close(ctl);
+	snprintf(path, sizeof path, "%s.faultctl", dir);
+	unlink(path);
 	ts_rmtree(dir);
+}
+
+/* Path of a file in a directory, in a static buffer. */
+static const char *
+file_in(const char *d, const char *name)
+{
+	static char buf[4200];
+
+	snprintf(buf, sizeof buf, "%s/%s", d, name);
+	return (buf);
+}
+
+/* Open a ring on d with a segment size; abort on failure. */
+static struct wal_ring *
+open_ring_at(const char *d, uint64_t segsize, unsigned n,
+    struct wal_recovery *info)
+{
+	struct wal_ring_config cfg = { .dir = d, .segment_size = segsize,
+	    .ring_segments = n, .no_prefault = 1 };
+	struct wal_ring *r;
+	struct wal_error err;
+
+	if (wal_ring_open(&cfg, &r, info, &err) != 0)
+		ck_abort_msg("wal_ring_open %s: %s", d, err.msg);
+	return (r);
 }
 
 static struct wal_ring *
@@ -437,18 +479,29 @@ image_free(struct image *im)
  * subset, 2: all, the last one torn at a random 512-byte boundary, 3: all
  * but one random page). A segment created after the sync is on disk with
  * its file header (creation syncs the header before the rename and the
- * directory after it), and its later pages as above.
+ * directory after it), and its later pages as above. Segments below
+ * synced_below were synced in full since: all their pages are on disk.
+ * The checkpoint, written atomically, is as it was (ckpt, NULL if none).
  */
 static void
 make_state(const struct image *synced, const struct image *now, int mode,
+    uint64_t synced_below, const uint8_t *ckpt, size_t ckpt_len,
     const char *to)
 {
 	char path[PATH_MAX];
 	uint8_t *img;
+	uint64_t id;
 	size_t i, j, off, page, last_page, hole, changed;
 	int fd;
 
 	ck_assert_int_eq(mkdir(to, 0755), 0);
+	if (ckpt != NULL) {
+		fd = open(file_in(to, WAL_CHECKPOINT_NAME), O_WRONLY | O_CREAT,
+		    0644);
+		ck_assert_int_ne(fd, -1);
+		ck_assert_int_eq(write(fd, ckpt, ckpt_len), (ssize_t)ckpt_len);
+		close(fd);
+	}
 	for (i = 0; i < now->n; i++) {
 		const uint8_t *old = NULL;
 
@@ -461,6 +514,10 @@ make_state(const struct image *synced, const struct image *now, int mode,
 			memcpy(img, old, now->len[i]);
 		else
 			memcpy(img, WAL_FILE_MAGIC, WAL_FILE_HEADER_SIZE);
+		/* Synced in full since: every page is on disk. */
+		if (wal_seg_parse_name(now->name[i], &id) == 0 &&
+		    id < synced_below)
+			memcpy(img, now->data[i], now->len[i]);
 		hole = (size_t)-1;
 		last_page = (size_t)-1;
 		for (page = 0, changed = 0; page < now->len[i]; page += 4096)
@@ -524,7 +581,7 @@ START_TEST(test_power_loss_states)
 	for (trial = 0; trial < 40; trial++) {
 		mode = trial % 4;
 		snprintf(state, sizeof state, "%s/state-%d", dir, trial);
-		make_state(&synced, &now, mode, state);
+		make_state(&synced, &now, mode, 0, NULL, 0, state);
 		{
 			struct wal_ring_config cfg = { .dir = state,
 			    .segment_size = SEG64K, .ring_segments = 3,
@@ -556,6 +613,628 @@ START_TEST(test_power_loss_states)
 }
 END_TEST
 
+
+/* Wait (at most 10 s) until the ring's counters satisfy ok(). */
+static void
+wait_stats(struct wal_ring *r, int (*ok)(const struct wal_ring_stats *),
+    const char *what)
+{
+	struct wal_ring_stats st;
+	int i;
+
+	for (i = 0; i < 10000; i++) {
+		wal_ring_stats(r, &st);
+		if (ok(&st))
+			return;
+		usleep(1000);
+	}
+	ck_abort_msg("waited 10 s for %s", what);
+}
+
+static int
+three_standbys(const struct wal_ring_stats *st)
+{
+	return (st->standby == 3);
+}
+
+static int
+checkpoint_caught_up(const struct wal_ring_stats *st)
+{
+	return (st->checkpoint_id == st->synced_below);
+}
+
+static int
+sealed_synced_and_recorded(const struct wal_ring_stats *st)
+{
+	return (st->sealed_unsynced == 0 && st->checkpoint_id ==
+	    st->synced_below);
+}
+
+/* Files in d whose name contains ".discarded". */
+static int
+count_discarded(const char *d)
+{
+	struct dirent *de;
+	DIR *dp;
+	int n = 0;
+
+	ck_assert_ptr_nonnull(dp = opendir(d));
+	while ((de = readdir(dp)) != NULL)
+		if (strstr(de->d_name, ".discarded") != NULL)
+			n++;
+	closedir(dp);
+	return (n);
+}
+
+/* The checkpoint of d: 1 read, 0 none. */
+static int
+read_checkpoint(const char *d, struct wal_checkpoint *ck)
+{
+	struct wal_error err;
+	int fd, rc;
+
+	ck_assert_int_ge(fd = open(d, O_RDONLY | O_DIRECTORY), 0);
+	rc = wal_checkpoint_read(fd, d, ck, &err);
+	close(fd);
+	ck_assert_msg(rc >= 0, "%s", err.msg);
+	return (rc);
+}
+
+/*
+ * Issue #13, defect 1: three clean runs with 64 KiB, 128 KiB and 128 KiB
+ * segments. The 64 KiB standbys of the first run are removed by the
+ * second, not left below its tail where the third would take them for a
+ * hole: no record lost, no seq reused, nothing discarded.
+ */
+START_TEST(test_segment_size_change)
+{
+	struct wal_recovery info;
+	struct wal_ring *r;
+	struct wal_error err;
+	int64_t durable;
+
+	r = open_ring_at(dir, SEG64K, 4, &info);
+	append_n(r, 0, 100);
+	wait_stats(r, three_standbys, "three standby segments");
+	ck_assert_int_eq(wal_ring_sync(r, &durable, &err), 0);
+	wal_ring_close(r);
+	ck_assert_int_eq(ts_count_files(dir, "wal_mmap_"), 4);
+
+	r = open_ring_at(dir, 2 * SEG64K, 4, &info);
+	ck_assert_uint_eq(info.removed, 3);
+	ck_assert_uint_eq(info.adopted, 0);
+	ck_assert_int_eq(info.next_seq, 100);
+	append_n(r, 100, 300);
+	ck_assert_int_eq(wal_ring_sync(r, &durable, &err), 0);
+	ck_assert_int_eq(durable, 399);
+	wal_ring_close(r);
+
+	r = open_ring_at(dir, 2 * SEG64K, 4, &info);
+	ck_assert_uint_eq(info.discarded, 0);
+	ck_assert_uint_eq(info.torn_bytes, 0);
+	ck_assert_int_eq(info.next_seq, 400);
+	append_n(r, 400, 10);
+	wal_ring_close(r);
+	ck_assert_int_eq(count_discarded(dir), 0);
+	ck_assert_int_eq(ts_verify_log(dir, 0, ts_size_of, NULL), 410);
+}
+END_TEST
+
+/*
+ * Issue #13, defect 2: after a crash the reopen syncs every segment at or
+ * after the checkpoint (not only the tail) before it calls the records
+ * durable.
+ */
+START_TEST(test_reopen_syncs_after_checkpoint)
+{
+	struct wal_checkpoint ck = { 0, -1, 0 };
+	struct wal_recovery info;
+	struct wal_ring *r;
+	struct wal_scan sc;
+	uint64_t id, with_records = 0, calls;
+	uint8_t *img;
+	size_t len;
+	int status;
+	pid_t pid;
+
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct wal_ring_config cfg = { .dir = dir,
+		    .segment_size = SEG64K, .ring_segments = 2 };
+		uint8_t buf[1000];
+		int64_t s;
+
+		if (wal_ring_open(&cfg, &r, NULL, NULL) != 0)
+			_exit(3);
+		for (s = 0; s < 200; s++) {
+			ts_fill_payload(buf, sizeof buf, s);
+			if (wal_ring_append(r, buf, sizeof buf, -1, NULL,
+			    NULL) != 0)
+				_exit(4);
+		}
+		raise(SIGKILL);
+		_exit(5);
+	}
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFSIGNALED(status));
+
+	(void)read_checkpoint(dir, &ck);
+	for (id = ck.synced_below; id < 64; id++) {
+		if ((img = ts_read_file(ts_seg_path(dir, id), &len)) == NULL)
+			continue;
+		wal_scan(img, len, WAL_FILE_HEADER_SIZE, -1, &sc);
+		if (sc.records > 0)
+			with_records++;
+		free(img);
+	}
+	ck_assert_uint_ge(with_records, 1);
+	calls = atomic_load(&ctl->op[WF_FDATASYNC].calls);
+	r = open_ring(&info);
+	calls = atomic_load(&ctl->op[WF_FDATASYNC].calls) - calls;
+	ck_assert_uint_eq(info.scan_from_id, ck.synced_below);
+	ck_assert_uint_eq(info.synced, with_records);
+	ck_assert_msg(calls >= with_records, "%llu fdatasyncs for %llu "
+	    "segments holding records after the checkpoint",
+	    (unsigned long long)calls, (unsigned long long)with_records);
+	ck_assert_int_eq(info.next_seq, 200);
+	ck_assert_int_eq(wal_ring_durable_seq(r), 199);
+	wal_ring_close(r);
+}
+END_TEST
+
+/*
+ * A power cut at any moment after the checkpoint: sealed segments synced
+ * by the background thread are whole, the checkpoint is as it was, every
+ * other page written since the last sync is there or not. Each state
+ * recovers to a gap-free prefix holding every record that was durable.
+ */
+START_TEST(test_power_loss_after_checkpoint)
+{
+	struct image synced, now;
+	struct wal_ring_stats st;
+	struct wal_recovery info;
+	struct wal_ring *r;
+	struct wal_error err;
+	struct wal_checkpoint ck;
+	char state[PATH_MAX];
+	uint8_t *ckpt;
+	size_t ckpt_len;
+	int64_t durable;
+	long n, lo = 3000, hi = 0;
+	int trial, mode;
+
+	srandom(13);
+	r = open_ring(NULL);
+	append_n(r, 0, 1000);
+	ck_assert_int_eq(wal_ring_sync(r, &durable, &err), 0);
+	wait_stats(r, checkpoint_caught_up, "the checkpoint");
+	snapshot(dir, &synced);
+	/*
+	 * Unsynced, across rotations; the background thread syncs the sealed
+	 * segments of the first part (and moves the checkpoint on) meanwhile.
+	 */
+	append_n(r, 1000, 800);
+	wait_stats(r, sealed_synced_and_recorded, "the checkpoint");
+	append_n(r, 1800, 700);
+	/* The moment of the power cut. */
+	durable = wal_ring_durable_seq(r);
+	wal_ring_stats(r, &st);
+	ckpt = ts_read_file(file_in(dir, WAL_CHECKPOINT_NAME), &ckpt_len);
+	ck_assert_ptr_nonnull(ckpt);
+	ck_assert_int_eq(read_checkpoint(dir, &ck), 1);
+	ck_assert_uint_ge(ck.synced_below, 1);
+	snapshot(dir, &now);
+	wal_ring_close(r);
+	for (trial = 0; trial < 40; trial++) {
+		mode = trial % 4;
+		snprintf(state, sizeof state, "%s/state-%d", dir, trial);
+		make_state(&synced, &now, mode, st.synced_below, ckpt,
+		    ckpt_len, state);
+		r = open_ring_at(state, SEG64K, 3, &info);
+		ck_assert_int_eq(info.checkpoint, WAL_CKPT_USED);
+		ck_assert_uint_ge(info.scan_from_id, ck.synced_below);
+		append_n(r, info.next_seq, 10);
+		wal_ring_close(r);
+		n = ts_verify_log(state, 0, ts_size_of, NULL);
+		ck_assert_msg(n == info.next_seq + 10, "state %d (mode %d): "
+		    "%ld records readable, the writer continued at %lld",
+		    trial, mode, n, (long long)info.next_seq);
+		n -= 10;
+		ck_assert_msg(n > durable, "state %d (mode %d): %ld records, "
+		    "durable up to %lld", trial, mode, n, (long long)durable);
+		ck_assert_int_le(n, 2500);
+		lo = n < lo ? n : lo;
+		hi = n > hi ? n : hi;
+	}
+	fprintf(stderr, "power loss after a checkpoint at segment %llu: 40 "
+	    "states, %ld..%ld of 2500 records recovered, all %lld durable "
+	    "ones in each\n", (unsigned long long)ck.synced_below, lo, hi,
+	    (long long)durable + 1);
+	free(ckpt);
+	image_free(&synced);
+	image_free(&now);
+}
+END_TEST
+
+/*
+ * Issue #13, defects 7 and 24: segments after a break are moved aside
+ * under a new name (an earlier .discarded file, or a symbolic link
+ * planted under the name, is left alone), and their ids are never used
+ * again, even once the segments that held them are gone.
+ */
+START_TEST(test_discard_never_overwrites_nor_reuses)
+{
+	struct wal_recovery info;
+	struct wal_ring_stats st;
+	struct wal_ring *r;
+	struct stat sb;
+	char target[PATH_MAX], link3[PATH_MAX], link4[PATH_MAX];
+	uint8_t zero[4096] = { 0 }, *got;
+	int64_t last2;
+	size_t len;
+	uint64_t id;
+
+	r = open_ring(NULL);
+	append_n(r, 0, 2000);
+	wal_ring_stats(r, &st);
+	ck_assert_uint_ge(st.active_id, 5);
+	wal_ring_close(r);
+	/* A hole in segment 3 (its first page lost), read in full. */
+	ck_assert_int_eq(ts_pwrite_file(ts_seg_path(dir, 3), zero + 16,
+	    sizeof zero - 16, 16), 0);
+	ck_assert_int_eq(unlink(file_in(dir, WAL_CHECKPOINT_NAME)), 0);
+	(void)tail_offset(2, &last2);
+	/* An earlier discard's copy, and a link planted by someone. */
+	snprintf(link3, sizeof link3, "%s.discarded", ts_seg_path(dir, 3));
+	ck_assert_int_eq(ts_write_file(link3, "earlier", 7), 0);
+	snprintf(target, sizeof target, "%s.target", dir);
+	ck_assert_int_eq(ts_write_file(target, "not yours", 9), 0);
+	snprintf(link4, sizeof link4, "%s.discarded", ts_seg_path(dir, 4));
+	ck_assert_int_eq(symlink(target, link4), 0);
+
+	r = open_ring(&info);
+	ck_assert_int_eq(info.next_seq, last2 + 1);
+	ck_assert_uint_eq(info.discarded, st.active_id - 2);
+	wal_ring_close(r);
+	got = ts_read_file(link3, &len);
+	ck_assert(got != NULL && len == 7 && memcmp(got, "earlier", 7) == 0);
+	free(got);
+	ck_assert_int_eq(lstat(link4, &sb), 0);
+	ck_assert(S_ISLNK(sb.st_mode));
+	got = ts_read_file(target, &len);
+	ck_assert(got != NULL && len == 9 && memcmp(got, "not yours", 9) == 0);
+	free(got);
+	unlink(target);
+	snprintf(link3, sizeof link3, "%s.discarded.1", ts_seg_path(dir, 3));
+	ck_assert_int_eq(access(link3, F_OK), 0);
+	snprintf(link4, sizeof link4, "%s.discarded.1", ts_seg_path(dir, 4));
+	ck_assert_int_eq(access(link4, F_OK), 0);
+
+	/*
+	 * Remove every segment above 2 and the checkpoint: only the
+	 * .discarded names still say ids 3.. were used.
+	 */
+	for (id = 3; id < 64; id++)
+		(void)unlink(ts_seg_path(dir, id));
+	ck_assert_int_eq(unlink(file_in(dir, WAL_CHECKPOINT_NAME)), 0);
+	r = open_ring(&info);
+	ck_assert_int_eq(info.next_seq, last2 + 1);
+	append_n(r, last2 + 1, 1500);
+	wal_ring_close(r);
+	for (id = 3; id <= st.active_id; id++)
+		ck_assert_msg(access(ts_seg_path(dir, id), F_OK) == -1,
+		    "segment id %llu was used again", (unsigned long long)id);
+	ck_assert_int_eq(ts_verify_log(dir, 0, ts_size_of, NULL),
+	    last2 + 1 + 1500);
+}
+END_TEST
+
+/*
+ * Issue #13, defect 24: recovery never writes through a symbolic link
+ * planted as a ".discarded-<offset>" name, nor opens one planted as a
+ * segment or as the checkpoint.
+ */
+START_TEST(test_symlinks_never_followed)
+{
+	struct wal_ring_config cfg = { .dir = dir, .segment_size = SEG64K,
+	    .ring_segments = 3 };
+	struct wal_recovery info;
+	struct wal_ring *r;
+	struct wal_error err;
+	struct stat sb;
+	char target[PATH_MAX], name[PATH_MAX];
+	uint8_t *img, *got, b;
+	uint64_t off;
+	size_t len, tlen;
+	int64_t n;
+
+	snprintf(target, sizeof target, "%s.target", dir);
+	ck_assert_int_eq(ts_write_file(target, "root's file", 11), 0);
+
+	/* 1. Bytes recovery saves, under a planted link's name. */
+	r = open_ring(NULL);
+	append_n(r, 0, 40);
+	wal_ring_close(r);
+	off = WAL_FILE_HEADER_SIZE;
+	for (n = 0; n < 20; n++)
+		off += wal_record_span(ts_size_of(n));
+	img = ts_read_file(ts_seg_path(dir, 0), &len);
+	b = img[off + 24] ^ 0x04;
+	free(img);
+	ck_assert_int_eq(ts_pwrite_file(ts_seg_path(dir, 0), &b, 1,
+	    (off_t)off + 24), 0);
+	snprintf(name, sizeof name, "%s.discarded-%llu", ts_seg_path(dir, 0),
+	    (unsigned long long)off);
+	ck_assert_int_eq(symlink(target, name), 0);
+	r = open_ring(&info);
+	ck_assert_int_eq(info.next_seq, 20);
+	wal_ring_close(r);
+	got = ts_read_file(target, &tlen);
+	ck_assert(got != NULL && tlen == 11 && memcmp(got, "root's file",
+	    11) == 0);
+	free(got);
+	ck_assert_int_eq(lstat(name, &sb), 0);
+	ck_assert(S_ISLNK(sb.st_mode));
+	strcat(name, ".1");
+	ck_assert_int_eq(stat(name, &sb), 0);
+	ck_assert(S_ISREG(sb.st_mode) && sb.st_size > 0);
+
+	/* 2. A link planted as a segment: refused, never followed. */
+	img = ts_read_file(ts_seg_path(dir, 0), &len);
+	memset(img + len - 100, 0x77, 100);	/* "torn" bytes to zero */
+	ck_assert_int_eq(ts_write_file(target, img, len), 0);
+	free(img);
+	ck_assert_int_eq(symlink(target, ts_seg_path(dir, 9)), 0);
+	ck_assert_int_eq(wal_ring_open(&cfg, &r, &info, &err), -ELOOP);
+	ck_assert_ptr_nonnull(strstr(err.msg, "symbolic link"));
+	ck_assert_ptr_nonnull(strstr(err.msg, "wal_mmap_0000000009.wal"));
+	got = ts_read_file(target, &tlen);
+	ck_assert(got != NULL && tlen == len && got[len - 1] == 0x77);
+	free(got);
+	ck_assert_int_eq(unlink(ts_seg_path(dir, 9)), 0);
+
+	/* 3. A link planted as the checkpoint: not read, replaced. */
+	ck_assert_int_eq(unlink(file_in(dir, WAL_CHECKPOINT_NAME)), 0);
+	ck_assert_int_eq(symlink(target, file_in(dir, WAL_CHECKPOINT_NAME)),
+	    0);
+	r = open_ring(&info);
+	ck_assert_int_eq(info.checkpoint, WAL_CKPT_BAD);
+	ck_assert_ptr_nonnull(strstr(info.checkpoint_why, "symbolic link"));
+	ck_assert_int_eq(info.next_seq, 20);
+	wal_ring_close(r);
+	ck_assert_int_eq(lstat(file_in(dir, WAL_CHECKPOINT_NAME), &sb), 0);
+	ck_assert(S_ISREG(sb.st_mode));
+	got = ts_read_file(target, &tlen);
+	ck_assert(got != NULL && tlen == len && got[len - 1] == 0x77);
+	free(got);
+	unlink(target);
+}
+END_TEST
+
+/*
+ * A missing, corrupt or mismatched checkpoint never stops the log from
+ * opening: the directory is read and synced in full, and recovery says so.
+ */
+START_TEST(test_bad_checkpoint_full_scan)
+{
+	struct wal_checkpoint ck;
+	struct wal_ring_stats st;
+	struct wal_recovery info;
+	struct wal_ring *r;
+	struct wal_error err;
+	int fd, sync_failed;
+
+	r = open_ring(NULL);
+	append_n(r, 0, 2000);
+	wal_ring_close(r);
+	ck_assert_int_eq(read_checkpoint(dir, &ck), 1);
+	ck_assert_uint_ge(ck.synced_below, 3);
+
+	r = open_ring(&info);
+	ck_assert_int_eq(info.checkpoint, WAL_CKPT_USED);
+	ck_assert_uint_eq(info.scan_from_id, ck.synced_below);
+	ck_assert_uint_eq(info.synced, 1);
+	wal_ring_close(r);
+
+	ck_assert_int_eq(ts_write_file(file_in(dir, WAL_CHECKPOINT_NAME),
+	    "walmmapd checkpoint 1\nsynced-below 2\n", 37), 0);
+	r = open_ring(&info);
+	ck_assert_int_eq(info.checkpoint, WAL_CKPT_BAD);
+	ck_assert_ptr_nonnull(strstr(info.checkpoint_why, "corrupt"));
+	ck_assert_uint_eq(info.scan_from_id, 0);
+	ck_assert_uint_eq(info.synced, ck.synced_below + 1);
+	ck_assert_int_eq(info.next_seq, 2000);
+	wal_ring_close(r);
+
+	/* Valid, but not this directory's: segment 1 ends elsewhere. */
+	ck.synced_below = 2;
+	ck.last_seq = 5;
+	ck_assert_int_ge(fd = open(dir, O_RDONLY | O_DIRECTORY), 0);
+	ck_assert_int_eq(wal_checkpoint_write(fd, dir, &ck, &sync_failed,
+	    &err), 0);
+	close(fd);
+	r = open_ring(&info);
+	ck_assert_int_eq(info.checkpoint, WAL_CKPT_BAD);
+	ck_assert_ptr_nonnull(strstr(info.checkpoint_why, "ends at seq"));
+	ck_assert_uint_eq(info.scan_from_id, 0);
+	ck_assert_int_eq(info.next_seq, 2000);
+	wal_ring_close(r);
+
+	ck_assert_int_eq(unlink(file_in(dir, WAL_CHECKPOINT_NAME)), 0);
+	r = open_ring(&info);
+	ck_assert_int_eq(info.checkpoint, WAL_CKPT_NONE);
+	ck_assert_uint_eq(info.scan_from_id, 0);
+	wal_ring_close(r);
+	ck_assert_int_eq(ts_verify_log(dir, 0, ts_size_of, NULL), 2000);
+
+	/*
+	 * One that says later records and ids existed (their segments are
+	 * gone): their seqs and ids are never handed out again.
+	 */
+	ck.synced_below = 2;
+	ck.last_seq = 4999;
+	ck.next_id = 100;
+	ck_assert_int_ge(fd = open(dir, O_RDONLY | O_DIRECTORY), 0);
+	ck_assert_int_eq(wal_checkpoint_write(fd, dir, &ck, &sync_failed,
+	    &err), 0);
+	close(fd);
+	r = open_ring(&info);
+	ck_assert_int_eq(info.checkpoint, WAL_CKPT_BAD);
+	ck_assert_int_eq(info.next_seq, 5000);
+	append_n(r, 5000, 3);
+	wal_ring_stats(r, &st);
+	wal_ring_close(r);
+	ck_assert_uint_gt(st.active_id, info.tail_id);
+	ck_assert_int_eq(ts_verify_log(ts_seg_path(dir, st.active_id), 5000,
+	    ts_size_of, NULL), 3);
+}
+END_TEST
+
+/*
+ * Issue #13, defect 19: retention can never take the newest records, and
+ * a restart never begins again at seq 0, even with the active segment
+ * empty and every segment retention may remove gone, or every one gone.
+ */
+START_TEST(test_restart_never_goes_back)
+{
+	struct wal_recovery info;
+	struct wal_ring_stats st;
+	struct wal_ring *r;
+	struct wal_error err;
+	int64_t durable;
+	uint64_t id;
+
+	r = open_ring(NULL);
+	append_n(r, 0, 2000);
+	ck_assert_int_eq(wal_ring_rotate(r, &err), 0);	/* active: empty */
+	ck_assert_int_eq(wal_ring_sync(r, &durable, &err), 0);
+	wait_stats(r, checkpoint_caught_up, "the checkpoint");
+	wal_ring_stats(r, &st);
+	ck_assert_uint_lt(st.retain_below, st.active_id);
+	wal_ring_close(r);
+	for (id = 0; id < st.retain_below; id++)
+		ck_assert_int_eq(unlink(ts_seg_path(dir, id)), 0);
+	r = open_ring(&info);
+	ck_assert_int_eq(info.next_seq, 2000);
+	wal_ring_close(r);
+
+	for (id = 0; id < 64; id++)
+		(void)unlink(ts_seg_path(dir, id));
+	r = open_ring(&info);
+	ck_assert_int_eq(info.next_seq, 2000);
+	append_n(r, 2000, 5);
+	wal_ring_close(r);
+	ck_assert_int_eq(ts_verify_log(dir, 2000, ts_size_of, NULL), 5);
+}
+END_TEST
+
+/* Last seq of a walctl status output ("next seq N"), -1 if not found. */
+static long long
+status_next_seq(struct ts_daemon *d)
+{
+	char *out = NULL, *p;
+	long long v = -1;
+	int rc;
+
+	rc = ts_run_prog("client/walctl", NULL, 0, &out, "-s", d->sock,
+	    "status", NULL);
+	ck_assert_msg(rc == 0, "walctl status: %s", out ? out : "");
+	if ((p = strstr(out, "next seq")) != NULL)
+		v = strtoll(p + strlen("next seq"), NULL, 10);
+	free(out);
+	return (v);
+}
+
+/*
+ * Issue #13, defect 19 with the daemon: the segment size changes, the
+ * active segment is rotated away empty and retention keeps one sealed
+ * segment. The next start goes on at seq 100, not 0.
+ */
+START_TEST(test_retention_keeps_newest_records)
+{
+	static const char lines[] = "a\nb\nc\nd\ne\nf\ng\nh\ni\nj\n";
+	struct ts_daemon d;
+	char *out = NULL;
+	int i;
+
+	ts_daemon_init(&d, dir);
+	ck_assert_int_eq(ts_daemon_start(&d, "--segment-size", "64K", "--ring",
+	    "4", "-o", "prefault=no", NULL), 0);
+	for (i = 0; i < 10; i++)
+		ck_assert_int_eq(ts_run_prog("client/walctl", lines,
+		    sizeof lines - 1, NULL, "-s", d.sock, "append", "--ack",
+		    "durable", NULL), 0);
+	ck_assert_int_eq(status_next_seq(&d), 100);
+	ck_assert_int_eq(ts_daemon_stop(&d), 0);
+
+	ck_assert_int_eq(ts_daemon_start(&d, "--segment-size", "128K",
+	    "--ring", "4", "-o", "prefault=no", "-o", "retain_segments=1",
+	    NULL), 0);
+	ck_assert_int_eq(ts_run_prog("client/walctl", NULL, 0, &out, "-s",
+	    d.sock, "rotate", NULL), 0);
+	free(out);
+	/*
+	 * Retention runs once a second: give it two passes. Nothing below
+	 * depends on when they ran.
+	 */
+	usleep(2200 * 1000);
+	ck_assert_int_eq(ts_daemon_stop(&d), 0);
+
+	ck_assert_int_eq(ts_daemon_start(&d, "--segment-size", "128K",
+	    "--ring", "4", "-o", "prefault=no", NULL), 0);
+	ck_assert_int_eq(status_next_seq(&d), 100);
+	ck_assert_int_eq(ts_daemon_stop(&d), 0);
+	ck_assert_int_eq(ts_verify_log(d.data, 0, NULL, NULL), 100);
+}
+END_TEST
+
+/*
+ * Retention removes only segments the checkpoint on disk covers: recovery
+ * reads from the checkpoint's segment on and needs every segment after it.
+ * Here the checkpoint cannot be written (every write to a file fails, the
+ * standbys were made before), segments are sealed and synced, retention
+ * keeps one, walmmapd is killed: the restart finds every record.
+ */
+START_TEST(test_retention_waits_for_checkpoint)
+{
+	struct ts_daemon d;
+	struct wf_ctl *dctl;
+	char ctlpath[PATH_MAX], *in;
+	size_t i, len = 300 * 901;
+	int k;
+
+	ts_daemon_init(&d, dir);
+	snprintf(ctlpath, sizeof ctlpath, "%s/daemon.faultctl", dir);
+	ck_assert_ptr_nonnull(dctl = wf_ctl_open(ctlpath));
+	d.fault_ctl = ctlpath;
+	ck_assert_int_eq(ts_daemon_start(&d, "--segment-size", "64K", "--ring",
+	    "16", "-o", "prefault=no", "-o", "retain_segments=1", NULL), 0);
+	for (k = 0; k < 10000 && ts_count_files(d.data, "wal_mmap_") < 16; k++)
+		usleep(1000);
+	ck_assert_int_eq(ts_count_files(d.data, "wal_mmap_"), 16);
+	wf_arm(dctl, WF_WRITE, 1, ENOSPC, 1);
+	ck_assert_ptr_nonnull(in = malloc(len));
+	for (i = 0; i < len; i++)
+		in[i] = i % 901 == 900 ? '\n' : 'a' + (char)(i / 901 % 26);
+	ck_assert_int_eq(ts_run_prog("client/walctl", in, len, NULL, "-s",
+	    d.sock, "append", "--ack", "written", NULL), 0);
+	free(in);
+	/* Retention runs once a second: give it two passes. */
+	usleep(2200 * 1000);
+	ts_daemon_kill(&d);
+	wf_disarm(dctl, WF_WRITE);
+	d.fault_ctl = NULL;
+	ck_assert_int_eq(ts_daemon_start(&d, "--segment-size", "64K", "-o",
+	    "prefault=no", NULL), 0);
+	ck_assert_int_eq(status_next_seq(&d), 300);
+	ck_assert_int_eq(ts_daemon_stop(&d), 0);
+	ck_assert_int_eq(count_discarded(d.data), 0);
+	ck_assert_int_eq(ts_verify_log(d.data, 0, NULL, NULL), 300);
+	wf_ctl_close(dctl);
+}
+END_TEST
+
 static Suite *
 recover_suite(void)
 {
@@ -575,6 +1254,15 @@ recover_suite(void)
 	tcase_add_test(tc, test_foreign_segment_refused);
 	tcase_add_test(tc, test_stale_temp_removed);
 	tcase_add_test(tc, test_kill9_mid_stream);
+	tcase_add_test(tc, test_segment_size_change);
+	tcase_add_test(tc, test_reopen_syncs_after_checkpoint);
+	tcase_add_test(tc, test_power_loss_after_checkpoint);
+	tcase_add_test(tc, test_discard_never_overwrites_nor_reuses);
+	tcase_add_test(tc, test_symlinks_never_followed);
+	tcase_add_test(tc, test_bad_checkpoint_full_scan);
+	tcase_add_test(tc, test_restart_never_goes_back);
+	tcase_add_test(tc, test_retention_keeps_newest_records);
+	tcase_add_test(tc, test_retention_waits_for_checkpoint);
 	suite_add_tcase(s, tc);
 	return (s);
 }

@@ -17,7 +17,9 @@
 
 #include <zlib.h>
 
+#include "faultinject.h"
 #include "testsupport.h"
+#include "wal_checkpoint.h"
 #include "wal_format.h"
 #include "wal_reader.h"
 #include "wal_ring.h"
@@ -25,17 +27,39 @@
 #define SEG64K	(64 * 1024)
 
 static char *dir;
+static struct wf_ctl *ctl;	/* fails this process's own calls */
 
 static void
 setup(void)
 {
+	char path[4200];
+
 	dir = ts_mkdtemp("ring");
+	snprintf(path, sizeof path, "%s.faultctl", dir);
+	ck_assert_ptr_nonnull(ctl = wf_ctl_open(path));
+	wf_ctl_use(ctl);
 }
 
 static void
 teardown(void)
 {
+	char path[4200];
+
+	wf_ctl_use(NULL);
+	wf_ctl_close(ctl);
+	snprintf(path, sizeof path, "%s.faultctl", dir);
+	unlink(path);
 	ts_rmtree(dir);
+}
+
+/* Path of a file in the test directory, in a static buffer. */
+static const char *
+dir_file(const char *name)
+{
+	static char buf[4200];
+
+	snprintf(buf, sizeof buf, "%s/%s", dir, name);
+	return (buf);
 }
 
 static struct wal_ring *
@@ -549,6 +573,411 @@ START_TEST(test_bg_thread_blocks_signals)
 }
 END_TEST
 
+
+/* Wait (at most 10 s) until the ring's counters satisfy ok(). */
+static void
+wait_stats(struct wal_ring *r, int (*ok)(const struct wal_ring_stats *),
+    const char *what)
+{
+	struct wal_ring_stats st;
+	int i;
+
+	for (i = 0; i < 10000; i++) {
+		wal_ring_stats(r, &st);
+		if (ok(&st))
+			return;
+		usleep(1000);
+	}
+	ck_abort_msg("waited 10 s for %s", what);
+}
+
+static int
+checkpoint_caught_up(const struct wal_ring_stats *st)
+{
+	return (st->checkpoint_id == st->synced_below);
+}
+
+static int
+bg_idle(const struct wal_ring_stats *st)
+{
+	return (st->standby > 0 && st->sealed_unsynced == 0 &&
+	    st->checkpoint_id == st->synced_below);
+}
+
+static int
+one_create_failure(const struct wal_ring_stats *st)
+{
+	return (st->create_failures >= 1);
+}
+
+/*
+ * Issue #13, defect 3: a failed sync is sticky. The kernel reports a
+ * failed write-back once and marks the pages clean, so the sync after it
+ * succeeds without writing them; the ring must never call them durable.
+ * It leaves walmmapd.sync-failed, and the next open writes everything after
+ * the checkpoint again, syncs it and only then removes the marker.
+ */
+START_TEST(test_sync_failure_is_sticky)
+{
+	struct wal_ring_config cfg = { .dir = dir, .segment_size = SEG64K,
+	    .ring_segments = 2 };
+	struct wal_recovery info;
+	struct wal_ring_stats st;
+	struct wal_error err, err2;
+	struct wal_ring *r;
+	uint8_t *ck1, *ck2;
+	size_t l1, l2;
+	int64_t durable, n = 200;
+	int i, rc = 0;
+
+	r = open_ring(SEG64K, 2);
+	append_n(r, 0, 100);
+	ck_assert_int_eq(wal_ring_sync(r, &durable, &err), 0);
+	ck_assert_int_eq(durable, 99);
+	append_n(r, 100, 100);
+	wf_arm(ctl, WF_MSYNC, 1, EIO, 0);
+	ck_assert_int_eq(wal_ring_sync(r, &durable, &err), -EIO);
+	ck_assert_int_eq(durable, 99);
+	ck_assert_ptr_nonnull(strstr(err.msg, "cannot sync segment 0"));
+	ck_assert_ptr_nonnull(strstr(err.msg, "Input/output error"));
+	/* The next msync would succeed: it must not be asked. */
+	ck_assert_int_eq(wal_ring_sync(r, &durable, &err2), -EIO);
+	ck_assert_int_eq(durable, 99);
+	ck_assert_str_eq(err2.msg, err.msg);
+	ck_assert_uint_eq(atomic_load(&ctl->op[WF_MSYNC].calls), 2);
+	ck_assert_int_eq(wal_ring_durable_seq(r), 99);
+	ck_assert_int_eq(wal_ring_failed(r, &err2), -EIO);
+	ck_assert_str_eq(err2.msg, err.msg);
+	wal_ring_stats(r, &st);
+	ck_assert_int_eq(st.failed, EIO);
+	ck_assert_int_eq(access(dir_file(WAL_SYNC_FAILED_NAME), F_OK), 0);
+	ck1 = ts_read_file(dir_file(WAL_CHECKPOINT_NAME), &l1);
+	ck_assert_ptr_nonnull(ck1);
+
+	/*
+	 * Records are still written, but nothing is synced again: not by the
+	 * background thread either, so once WAL_MAX_SEALED_UNSYNCED sealed
+	 * segments wait, the next rotation fails with the first error.
+	 */
+	for (i = 0; i < 3 * WAL_MAX_SEALED_UNSYNCED && rc == 0; i++) {
+		append_n(r, n, 1);
+		n++;
+		rc = wal_ring_rotate(r, &err2);
+	}
+	ck_assert_int_eq(rc, -EIO);
+	ck_assert_str_eq(err2.msg, err.msg);
+	wal_ring_stats(r, &st);
+	ck_assert_uint_eq(st.sealed_unsynced, WAL_MAX_SEALED_UNSYNCED);
+	ck_assert_int_eq(wal_ring_durable_seq(r), 99);
+	wal_ring_close(r);
+	/* Close claimed nothing: the checkpoint did not move. */
+	ck2 = ts_read_file(dir_file(WAL_CHECKPOINT_NAME), &l2);
+	ck_assert_ptr_nonnull(ck2);
+	ck_assert_uint_eq(l1, l2);
+	ck_assert(memcmp(ck1, ck2, l1) == 0);
+	free(ck1);
+	free(ck2);
+	ck_assert_int_eq(access(dir_file(WAL_SYNC_FAILED_NAME), F_OK), 0);
+
+	/* The next open writes every segment after the checkpoint again. */
+	ck_assert_int_eq(wal_ring_open(&cfg, &r, &info, &err), 0);
+	ck_assert_int_eq(info.sync_failed, 1);
+	ck_assert_uint_ge(info.rewritten, 2);
+	ck_assert_uint_eq(info.rewritten, info.synced);
+	ck_assert_int_eq(info.next_seq, n);
+	ck_assert_int_eq(wal_ring_durable_seq(r), n - 1);
+	ck_assert_int_eq(wal_ring_failed(r, NULL), 0);
+	ck_assert_int_eq(access(dir_file(WAL_SYNC_FAILED_NAME), F_OK), -1);
+	ck_assert_int_eq(errno, ENOENT);
+	append_n(r, n, 10);
+	ck_assert_int_eq(wal_ring_sync(r, &durable, &err), 0);
+	ck_assert_int_eq(durable, n + 9);
+	wal_ring_close(r);
+	ck_assert_int_eq(ts_verify_log(dir, 0, ts_size_of, NULL), n + 10);
+}
+END_TEST
+
+/*
+ * A failed fdatasync of a sealed segment in the background thread is
+ * sticky too (it used to be ignored and retried).
+ */
+START_TEST(test_background_sync_failure_is_sticky)
+{
+	struct wal_ring *r = open_ring(SEG64K, 2);
+	struct wal_error err;
+	int64_t durable;
+	int i;
+
+	append_n(r, 0, 50);
+	ck_assert_int_eq(wal_ring_sync(r, &durable, &err), 0);
+	wait_stats(r, bg_idle, "the background thread to go idle");
+	wf_arm(ctl, WF_FDATASYNC, 1, EIO, 0);
+	append_n(r, 50, 50);
+	ck_assert_int_eq(wal_ring_rotate(r, &err), 0);
+	for (i = 0; i < 10000 && wal_ring_failed(r, NULL) == 0; i++)
+		usleep(1000);
+	ck_assert_int_eq(wal_ring_failed(r, &err), -EIO);
+	ck_assert_ptr_nonnull(strstr(err.msg, "cannot sync segment 0"));
+	ck_assert_uint_eq(atomic_load(&ctl->op[WF_FDATASYNC].injected), 1);
+	/* The syncs the group commit would make now would all succeed. */
+	append_n(r, 100, 5);
+	ck_assert_int_eq(wal_ring_sync(r, &durable, &err), -EIO);
+	ck_assert_int_eq(durable, 49);
+	ck_assert_int_eq(access(dir_file(WAL_SYNC_FAILED_NAME), F_OK), 0);
+	wal_ring_close(r);
+	ck_assert_int_eq(ts_verify_log(dir, 0, ts_size_of, NULL), 105);
+}
+END_TEST
+
+/*
+ * Issue #13, defect 5: at most WAL_MAX_SEALED_UNSYNCED sealed segments
+ * await a sync, under a rotation-heavy load with 64 KiB segments and a
+ * background thread kept busy creating fifteen standbys.
+ */
+START_TEST(test_sealed_unsynced_bound)
+{
+	struct wal_ring *r = open_ring(SEG64K, 16);
+	struct wal_ring_stats st;
+	struct wal_error err;
+	uint8_t buf[1000];
+	uint64_t peak = 0;
+	int64_t s;
+
+	for (s = 0; s < 20000; s++) {
+		ts_fill_payload(buf, sizeof buf, s);
+		if (wal_ring_append(r, buf, sizeof buf, -1, NULL, &err) != 0)
+			ck_abort_msg("append %lld: %s", (long long)s, err.msg);
+		wal_ring_stats(r, &st);
+		if (st.sealed_unsynced > peak)
+			peak = st.sealed_unsynced;
+	}
+	ck_assert_uint_ge(st.rotations, 300);
+	ck_assert_msg(peak <= WAL_MAX_SEALED_UNSYNCED, "%llu sealed segments "
+	    "awaited a sync at once", (unsigned long long)peak);
+	wal_ring_close(r);
+	{
+		struct wal_reader *rd;
+		struct wal_record rec;
+		int64_t n = 0;
+
+		ck_assert_int_eq(wal_reader_open(dir, &rd, &err), 0);
+		while (wal_reader_next(rd, &rec, &err) == 1) {
+			TS_CHECK(rec.seq == n && rec.size == 1000, "seq %lld",
+			    (long long)n);
+			n++;
+		}
+		ck_assert_int_eq(n, 20000);
+		wal_reader_close(rd);
+	}
+}
+END_TEST
+
+/*
+ * Issue #13, defect 6: a reservation given up (an APPEND_FD payload that
+ * could not be read) leaves no stale bytes after the segment's last record,
+ * which a later recovery would read as a torn record and end the log at.
+ */
+START_TEST(test_abandoned_reservation_is_zeroed)
+{
+	struct wal_ring_config cfg = { .dir = dir, .segment_size = SEG64K,
+	    .ring_segments = 2 };
+	struct wal_recovery info;
+	struct wal_ring_stats st;
+	struct wal_error err;
+	struct wal_ring *r;
+	struct wal_scan sc;
+	uint8_t *p, *img, buf[1000];
+	uint32_t rest;
+	size_t len;
+	int64_t s = 0;
+
+	r = open_ring(SEG64K, 2);
+	for (;; s++) {
+		wal_ring_stats(r, &st);
+		if (st.active_used > SEG64K - 2100)
+			break;
+		ts_fill_payload(buf, sizeof buf, s);
+		ck_assert_int_eq(wal_ring_append(r, buf, sizeof buf, -1, NULL,
+		    &err), 0);
+	}
+	ck_assert_uint_eq(st.active_id, 0);
+	/* A payload read fails part-way: 600 of 1000 bytes were stored. */
+	ck_assert_int_eq(wal_ring_reserve(r, 1000, &p, &err), 0);
+	memset(p, 0xa5, 600);
+	wal_ring_abandon(r);
+	/* The next record does not fit in what is left: segment 0 is sealed. */
+	rest = (uint32_t)(SEG64K - st.active_used);
+	{
+		uint8_t *big = calloc(1, rest);
+
+		ck_assert_int_eq(wal_ring_append(r, big, rest - 27, -1, NULL,
+		    &err), 0);
+		free(big);
+	}
+	wal_ring_stats(r, &st);
+	ck_assert_uint_eq(st.active_id, 1);
+	s++;
+	wal_ring_close(r);
+
+	img = ts_read_file(ts_seg_path(dir, 0), &len);
+	ck_assert_ptr_nonnull(img);
+	wal_scan(img, len, WAL_FILE_HEADER_SIZE, -1, &sc);
+	ck_assert_int_eq(sc.last_seq, s - 2);
+	ck_assert_msg(wal_is_zero(img + sc.end, len - sc.end), "stale bytes "
+	    "after the last record of a sealed segment");
+	free(img);
+
+	/* Read in full (no checkpoint): no tear, nothing discarded. */
+	ck_assert_int_eq(unlink(dir_file(WAL_CHECKPOINT_NAME)), 0);
+	ck_assert_int_eq(wal_ring_open(&cfg, &r, &info, &err), 0);
+	ck_assert_int_eq(info.checkpoint, WAL_CKPT_NONE);
+	ck_assert_uint_eq(info.torn_bytes, 0);
+	ck_assert_uint_eq(info.discarded, 0);
+	ck_assert_int_eq(info.next_seq, s);
+	wal_ring_close(r);
+	ck_assert_int_eq(ts_count_files(dir, "wal_mmap_0000000000.wal."), 0);
+	ck_assert_int_eq(ts_count_files(dir, "wal_mmap_0000000001.wal."), 0);
+	ck_assert_int_eq(ts_verify_log(dir, 0, NULL, NULL), s);
+}
+END_TEST
+
+/*
+ * Issue #13, defect 7: a segment creation that fails after the file got
+ * its name (directory fsync, mmap) does not wedge every later creation:
+ * the name is removed and the id is not used again.
+ */
+static void
+create_fails_after_rename(enum wf_call call, int64_t nth, int errnum)
+{
+	struct wal_ring_config cfg = { .dir = dir, .segment_size = SEG64K,
+	    .ring_segments = 2, .no_prefault = 1 };
+	struct wal_recovery info;
+	struct wal_ring_stats st;
+	struct wal_error err;
+	struct wal_ring *r;
+	int i;
+
+	ck_assert_int_eq(wal_ring_open(&cfg, &r, NULL, &err), 0);
+	append_n(r, 0, 10);
+	wait_stats(r, bg_idle, "the background thread to go idle");
+	wal_ring_stats(r, &st);
+	ck_assert_uint_eq(st.active_id, 0);	/* segment 1 is the standby */
+	wf_arm(ctl, call, nth, errnum, 0);
+	/* Segment 1 becomes active; creating segment 2 fails. */
+	ck_assert_int_eq(wal_ring_rotate(r, &err), 0);
+	wait_stats(r, one_create_failure, "the standby creation to fail");
+	ck_assert_uint_eq(atomic_load(&ctl->op[call].injected), 1);
+	ck_assert_int_eq(access(ts_seg_path(dir, 2), F_OK), -1);
+	/* The next creations work (inline, no standby is ready). */
+	for (i = 0; i < 3; i++) {
+		append_n(r, 10 + i, 1);
+		ck_assert_int_eq(wal_ring_rotate(r, &err), 0);
+	}
+	append_n(r, 13, 1);
+	wal_ring_stats(r, &st);
+	ck_assert_uint_ge(st.active_id, 4);
+	wal_ring_close(r);
+	/* Id 2 is never used; the log has no hole. */
+	ck_assert_int_eq(access(ts_seg_path(dir, 2), F_OK), -1);
+	ck_assert_int_eq(wal_ring_open(&cfg, &r, &info, &err), 0);
+	ck_assert_uint_eq(info.discarded, 0);
+	ck_assert_int_eq(info.next_seq, 14);
+	wal_ring_close(r);
+	ck_assert_int_eq(ts_verify_log(dir, 0, ts_size_of, NULL), 14);
+}
+
+START_TEST(test_create_mmap_fails_after_rename)
+{
+	create_fails_after_rename(WF_MMAP, 1, ENOMEM);
+}
+END_TEST
+
+START_TEST(test_create_dirsync_fails_after_rename)
+{
+	/* The new file's fsync, then the directory's. */
+	create_fails_after_rename(WF_FSYNC, 2, EIO);
+}
+END_TEST
+
+/*
+ * The checkpoint follows the sealed segments the ring synced, off the
+ * acknowledgement path; a reopen reads from its segment on.
+ */
+START_TEST(test_checkpoint_follows_syncs)
+{
+	struct wal_ring_config cfg = { .dir = dir, .segment_size = SEG64K,
+	    .ring_segments = 2 };
+	struct wal_checkpoint ck;
+	struct wal_recovery info;
+	struct wal_ring_stats st;
+	struct wal_error err;
+	struct wal_ring *r;
+	int64_t last, durable;
+	uint8_t *img;
+	size_t len;
+	struct wal_scan sc;
+	int dfd;
+
+	r = open_ring(SEG64K, 2);
+	append_n(r, 0, 2000);
+	ck_assert_int_eq(wal_ring_sync(r, &durable, &err), 0);
+	wait_stats(r, checkpoint_caught_up, "the checkpoint");
+	wal_ring_stats(r, &st);
+	ck_assert_uint_ge(st.checkpoint_id, 2);
+	ck_assert_uint_le(st.retain_below, st.checkpoint_id);
+	dfd = open(dir, O_RDONLY | O_DIRECTORY);
+	ck_assert_int_eq(wal_checkpoint_read(dfd, dir, &ck, &err), 1);
+	close(dfd);
+	ck_assert_uint_eq(ck.synced_below, st.checkpoint_id);
+	img = ts_read_file(ts_seg_path(dir, ck.synced_below - 1), &len);
+	wal_scan(img, len, WAL_FILE_HEADER_SIZE, -1, &sc);
+	free(img);
+	ck_assert_int_eq(ck.last_seq, sc.last_seq);
+	ck_assert_uint_gt(ck.next_id, st.active_id);
+	last = durable;
+	wal_ring_close(r);
+
+	ck_assert_int_eq(wal_ring_open(&cfg, &r, &info, &err), 0);
+	ck_assert_int_eq(info.checkpoint, WAL_CKPT_USED);
+	ck_assert_uint_ge(info.scan_from_id, st.checkpoint_id);
+	ck_assert_int_eq(info.next_seq, last + 1);
+	wal_ring_close(r);
+}
+END_TEST
+
+/*
+ * A sync that fails while the ring is opened (recovery's) fails the open,
+ * says what to do, and leaves the marker: the next open writes the
+ * segments again before it syncs them.
+ */
+START_TEST(test_recovery_sync_failure)
+{
+	struct wal_ring_config cfg = { .dir = dir, .segment_size = SEG64K,
+	    .ring_segments = 2 };
+	struct wal_recovery info;
+	struct wal_error err;
+	struct wal_ring *r;
+
+	r = open_ring(SEG64K, 2);
+	append_n(r, 0, 100);
+	wal_ring_close(r);
+	wf_arm(ctl, WF_FDATASYNC, 1, EIO, 0);
+	ck_assert_int_eq(wal_ring_open(&cfg, &r, &info, &err), -EIO);
+	ck_assert_ptr_nonnull(strstr(err.msg, "cannot sync segment"));
+	ck_assert_ptr_nonnull(strstr(err.msg, WAL_SYNC_FAILED_NAME));
+	ck_assert_ptr_nonnull(strstr(err.msg, "start again"));
+	ck_assert_int_eq(access(dir_file(WAL_SYNC_FAILED_NAME), F_OK), 0);
+	ck_assert_int_eq(wal_ring_open(&cfg, &r, &info, &err), 0);
+	ck_assert_int_eq(info.sync_failed, 1);
+	ck_assert_uint_ge(info.rewritten, 1);
+	ck_assert_int_eq(info.next_seq, 100);
+	ck_assert_int_eq(wal_ring_durable_seq(r), 99);
+	ck_assert_int_eq(access(dir_file(WAL_SYNC_FAILED_NAME), F_OK), -1);
+	wal_ring_close(r);
+	ck_assert_int_eq(ts_verify_log(dir, 0, ts_size_of, NULL), 100);
+}
+END_TEST
+
 static Suite *
 ring_suite(void)
 {
@@ -573,6 +1002,14 @@ ring_suite(void)
 	tcase_add_test(tc, test_reserve_commit);
 	tcase_add_test(tc, test_deferred_commit);
 	tcase_add_test(tc, test_bg_thread_blocks_signals);
+	tcase_add_test(tc, test_sync_failure_is_sticky);
+	tcase_add_test(tc, test_background_sync_failure_is_sticky);
+	tcase_add_test(tc, test_sealed_unsynced_bound);
+	tcase_add_test(tc, test_abandoned_reservation_is_zeroed);
+	tcase_add_test(tc, test_create_mmap_fails_after_rename);
+	tcase_add_test(tc, test_create_dirsync_fails_after_rename);
+	tcase_add_test(tc, test_checkpoint_follows_syncs);
+	tcase_add_test(tc, test_recovery_sync_failure);
 	suite_add_tcase(s, tc);
 	return (s);
 }

@@ -45,7 +45,7 @@ START_TEST(test_create_reserves_and_writes_magic)
 	struct stat st;
 
 	ck_assert_int_eq(wal_seg_create(dirfd_, dir, 3, 4 * SEG64K,
-	    WAL_SEG_PREFAULT, &seg, &err), 0);
+	    WAL_SEG_PREFAULT, &seg, NULL, &err), 0);
 	ck_assert_ptr_nonnull(seg->base);
 	ck_assert_uint_eq(seg->used, WAL_FILE_HEADER_SIZE);
 	ck_assert_mem_eq(seg->base, "SIGNETWAL1\0\0\0\0\0\0", 16);
@@ -64,11 +64,11 @@ START_TEST(test_create_never_clobbers)
 	struct wal_error err;
 	uint8_t mark = 0xAB;
 
-	ck_assert_int_eq(wal_seg_create(dirfd_, dir, 5, SEG64K, 0, &seg,
+	ck_assert_int_eq(wal_seg_create(dirfd_, dir, 5, SEG64K, 0, &seg, NULL,
 	    &err), 0);
 	seg->base[100] = mark;
 	wal_seg_close(seg);
-	ck_assert_int_eq(wal_seg_create(dirfd_, dir, 5, SEG64K, 0, &seg,
+	ck_assert_int_eq(wal_seg_create(dirfd_, dir, 5, SEG64K, 0, &seg, NULL,
 	    &err), -EEXIST);
 	ck_assert_ptr_null(seg);
 	ck_assert_ptr_nonnull(strstr(err.msg, "wal_mmap_0000000005.wal"));
@@ -86,7 +86,7 @@ START_TEST(test_create_rejects_bad_size)
 	struct wal_error err;
 
 	ck_assert_int_eq(wal_seg_create(dirfd_, dir, 0, SEG64K + 1, 0, &seg,
-	    &err), -EINVAL);
+	    NULL, &err), -EINVAL);
 	ck_assert_ptr_nonnull(strstr(err.msg, "not a multiple of 64 KiB"));
 	ck_assert_int_eq(ts_count_files(dir, "wal_mmap_"), 0);
 }
@@ -101,11 +101,11 @@ enospc_child(void *arg, const char *d)
 
 	(void)arg;
 	/* 1 MiB of tmpfs: a 64 KiB segment fits, a 2 MiB one does not. */
-	if (wal_seg_create(fd, d, 0, SEG64K, 0, &seg, &err) != 0)
+	if (wal_seg_create(fd, d, 0, SEG64K, 0, &seg, NULL, &err) != 0)
 		return (10);
 	wal_seg_close(seg);
-	if (wal_seg_create(fd, d, 1, 2 * 1024 * 1024, 0, &seg, &err) !=
-	    -ENOSPC)
+	if (wal_seg_create(fd, d, 1, 2 * 1024 * 1024, 0, &seg, NULL,
+	    &err) != -ENOSPC)
 		return (11);
 	if (strstr(err.msg, "No space left on device") == NULL ||
 	    strstr(err.msg, "wal_mmap_0000000001.wal") == NULL)
@@ -175,7 +175,7 @@ START_TEST(test_dir_list_sorted_and_filtered)
 
 	for (i = 0; i < 4; i++) {
 		ck_assert_int_eq(wal_seg_create(dirfd_, dir, ids[i], SEG64K, 0,
-		    &seg, &err), 0);
+		    &seg, NULL, &err), 0);
 		wal_seg_close(seg);
 	}
 	fd = openat(dirfd_, "notes.txt", O_CREAT | O_WRONLY, 0600);
@@ -223,7 +223,7 @@ START_TEST(test_flush_and_unmap)
 	struct wal_segment *seg;
 	struct wal_error err;
 
-	ck_assert_int_eq(wal_seg_create(dirfd_, dir, 0, SEG64K, 0, &seg,
+	ck_assert_int_eq(wal_seg_create(dirfd_, dir, 0, SEG64K, 0, &seg, NULL,
 	    &err), 0);
 	memcpy(seg->base + 16, "xyz", 3);
 	ck_assert_int_eq(wal_seg_flush(seg, 16, 3, 1, &err), 0);
@@ -233,6 +233,38 @@ START_TEST(test_flush_and_unmap)
 	/* Without a mapping a sync falls back to fdatasync. */
 	ck_assert_int_eq(wal_seg_flush(seg, 0, 0, 1, &err), 0);
 	wal_seg_close(seg);
+}
+END_TEST
+
+/*
+ * Issue #13, defect 24: a symbolic link or a FIFO under a segment name is
+ * refused, never followed or waited on; the id of any file named after a
+ * segment counts as used.
+ */
+START_TEST(test_open_refuses_links_and_fifos)
+{
+	struct wal_segment *seg;
+	struct wal_seglist l;
+	struct wal_error err;
+	char path[4200];
+
+	ck_assert_int_eq(wal_seg_create(dirfd_, dir, 0, SEG64K, 0, &seg, NULL,
+	    &err), 0);
+	wal_seg_close(seg);
+	snprintf(path, sizeof path, "%s", ts_seg_path(dir, 0));
+	ck_assert_int_eq(symlink(path, ts_seg_path(dir, 1)), 0);
+	ck_assert_int_eq(wal_seg_open(dirfd_, dir, 1, 1, &seg, &err), -ELOOP);
+	ck_assert_ptr_null(seg);
+	ck_assert_ptr_nonnull(strstr(err.msg, "symbolic link"));
+	ck_assert_int_eq(mkfifo(ts_seg_path(dir, 2), 0600), 0);
+	ck_assert_int_eq(wal_seg_open(dirfd_, dir, 2, 0, &seg, &err), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err.msg, "not a regular file"));
+	snprintf(path, sizeof path, "%s.discarded-4096.3", ts_seg_path(dir, 7));
+	ck_assert_int_eq(close(open(path, O_CREAT | O_WRONLY, 0600)), 0);
+	ck_assert_int_eq(wal_dir_list(dirfd_, dir, &l, &err), 0);
+	ck_assert_uint_eq(l.count, 3);
+	ck_assert_uint_eq(l.id_bound, 8);
+	wal_seglist_free(&l);
 }
 END_TEST
 
@@ -253,6 +285,7 @@ segment_suite(void)
 	tcase_add_test(tc, test_dir_open_missing);
 	tcase_add_test(tc, test_remove_temps);
 	tcase_add_test(tc, test_flush_and_unmap);
+	tcase_add_test(tc, test_open_refuses_links_and_fifos);
 	suite_add_tcase(s, tc);
 	return (s);
 }

@@ -22,11 +22,25 @@
 
 #include "faultinject.h"
 
+/*
+ * Not instrumented by ThreadSanitizer: its start-up calls mmap before its
+ * runtime can run instrumented code, and this file may be linked into (or
+ * preloaded ahead of) a program built with -fsanitize=thread.
+ */
+#if defined(__has_attribute)
+#if __has_attribute(no_sanitize)
+#define WF_NOTSAN	__attribute__((no_sanitize("thread")))
+#endif
+#endif
+#ifndef WF_NOTSAN
+#define WF_NOTSAN
+#endif
+
 static struct wf_ctl	*ctl;
 static atomic_int	 ctl_state;	/* 0 unknown, 1 mapped, -1 none */
 
 /* Map $WALFAULT_CTL once; NULL when there is none. */
-static struct wf_ctl *
+static WF_NOTSAN struct wf_ctl *
 wf_ctl_get(void)
 {
 	static int (*real_open)(const char *, int, ...);
@@ -62,11 +76,24 @@ wf_ctl_get(void)
 }
 
 /*
+ * For a test that links the shim into itself instead of preloading it into
+ * a daemon: use c from now on (NULL: fail nothing). c must stay mapped;
+ * a MAP_SHARED mapping is shared with the test's children.
+ */
+WF_NOTSAN void
+wf_ctl_use(struct wf_ctl *c)
+{
+	ctl = c;
+	atomic_store_explicit(&ctl_state, c != NULL ? 1 : -1,
+	    memory_order_release);
+}
+
+/*
  * Count a call; 0 to let it through, else the errno to fail it with.
  * fd >= 0 limits faults to regular files other than 0-2 (the daemon's
  * log, eventfds and sockets are not storage).
  */
-static int
+static WF_NOTSAN int
 wf_fail(enum wf_call call, int fd)
 {
 	struct wf_ctl *c = wf_ctl_get();
@@ -101,12 +128,21 @@ fail:
 	return (atomic_load(&op->err) != 0 ? atomic_load(&op->err) : EIO);
 }
 
+/*
+ * The next definition of a wrapped call. Resolved on first use by any
+ * thread; a race only resolves it twice to the same value (relaxed
+ * atomics keep that free of a data race).
+ */
 #define REAL(ret, name, ...)						\
-	static ret (*real)(__VA_ARGS__);				\
-	if (real == NULL)						\
-		real = (ret (*)(__VA_ARGS__))dlsym(RTLD_NEXT, name)
+	static ret (*_Atomic real_)(__VA_ARGS__);			\
+	ret (*real)(__VA_ARGS__) = atomic_load_explicit(&real_,		\
+	    memory_order_relaxed);					\
+	if (real == NULL) {						\
+		real = (ret (*)(__VA_ARGS__))dlsym(RTLD_NEXT, name);	\
+		atomic_store_explicit(&real_, real, memory_order_relaxed); \
+	}
 
-int
+WF_NOTSAN int
 msync(void *addr, size_t len, int flags)
 {
 	REAL(int, "msync", void *, size_t, int);
@@ -119,7 +155,7 @@ msync(void *addr, size_t len, int flags)
 	return (real(addr, len, flags));
 }
 
-int
+WF_NOTSAN int
 fdatasync(int fd)
 {
 	REAL(int, "fdatasync", int);
@@ -132,7 +168,7 @@ fdatasync(int fd)
 	return (real(fd));
 }
 
-int
+WF_NOTSAN int
 fsync(int fd)
 {
 	REAL(int, "fsync", int);
@@ -145,7 +181,7 @@ fsync(int fd)
 	return (real(fd));
 }
 
-int
+WF_NOTSAN int
 fallocate(int fd, int mode, off_t off, off_t len)
 {
 	REAL(int, "fallocate", int, int, off_t, off_t);
@@ -158,7 +194,7 @@ fallocate(int fd, int mode, off_t off, off_t len)
 	return (real(fd, mode, off, len));
 }
 
-int
+WF_NOTSAN int
 posix_fallocate(int fd, off_t off, off_t len)
 {
 	REAL(int, "posix_fallocate", int, off_t, off_t);
@@ -169,7 +205,7 @@ posix_fallocate(int fd, off_t off, off_t len)
 	return (real(fd, off, len));
 }
 
-void *
+WF_NOTSAN void *
 mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 {
 	REAL(void *, "mmap", void *, size_t, int, int, int, off_t);
@@ -182,7 +218,7 @@ mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 	return (real(addr, len, prot, flags, fd, off));
 }
 
-int
+WF_NOTSAN int
 renameat2(int ofd, const char *old, int nfd, const char *new, unsigned fl)
 {
 	REAL(int, "renameat2", int, const char *, int, const char *, unsigned);
@@ -195,7 +231,7 @@ renameat2(int ofd, const char *old, int nfd, const char *new, unsigned fl)
 	return (real(ofd, old, nfd, new, fl));
 }
 
-int
+WF_NOTSAN int
 renameat(int ofd, const char *old, int nfd, const char *new)
 {
 	REAL(int, "renameat", int, const char *, int, const char *);
@@ -208,7 +244,7 @@ renameat(int ofd, const char *old, int nfd, const char *new)
 	return (real(ofd, old, nfd, new));
 }
 
-int
+WF_NOTSAN int
 rename(const char *old, const char *new)
 {
 	REAL(int, "rename", const char *, const char *);
@@ -221,7 +257,7 @@ rename(const char *old, const char *new)
 	return (real(old, new));
 }
 
-ssize_t
+WF_NOTSAN ssize_t
 pread(int fd, void *buf, size_t len, off_t off)
 {
 	REAL(ssize_t, "pread", int, void *, size_t, off_t);
@@ -234,7 +270,7 @@ pread(int fd, void *buf, size_t len, off_t off)
 	return (real(fd, buf, len, off));
 }
 
-ssize_t
+WF_NOTSAN ssize_t
 write(int fd, const void *buf, size_t len)
 {
 	REAL(ssize_t, "write", int, const void *, size_t);
@@ -247,7 +283,7 @@ write(int fd, const void *buf, size_t len)
 	return (real(fd, buf, len));
 }
 
-ssize_t
+WF_NOTSAN ssize_t
 pwrite(int fd, const void *buf, size_t len, off_t off)
 {
 	REAL(ssize_t, "pwrite", int, const void *, size_t, off_t);

@@ -80,6 +80,12 @@ wf_disarm(struct wf_ctl *c, enum wf_call call)
 struct wf_ctl	*wf_ctl_open(const char *path);
 void		 wf_ctl_close(struct wf_ctl *);
 
+/*
+ * A test program that has faultinject.c linked in (not preloaded) fails
+ * its own calls as c says from now on (NULL: none). In the shim.
+ */
+void		 wf_ctl_use(struct wf_ctl *c);
+
 /* Path of the shim in the build tree. */
 const char	*wf_shim_path(void);
 

@@ -89,6 +89,20 @@ ts_read_file(const char *path, size_t *len)
 	return (buf);
 }
 
+/* Create or replace a file. */
+int
+ts_write_file(const char *path, const void *buf, size_t len)
+{
+	ssize_t n;
+	int fd;
+
+	if ((fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644)) == -1)
+		return (-1);
+	n = write(fd, buf, len);
+	close(fd);
+	return (n == (ssize_t)len ? 0 : -1);
+}
+
 /* Overwrite bytes of a file. */
 int
 ts_pwrite_file(const char *path, const void *buf, size_t len, off_t off)

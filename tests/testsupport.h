@@ -19,6 +19,9 @@ void	 ts_rmtree(char *path);
 /* Read a whole file; returns a malloc'd buffer and sets *len. */
 uint8_t	*ts_read_file(const char *path, size_t *len);
 
+/* Create or replace a file holding buf[0..len). Returns 0 or -1. */
+int	 ts_write_file(const char *path, const void *buf, size_t len);
+
 /* Overwrite len bytes of a file at off. Returns 0 or -1. */
 int	 ts_pwrite_file(const char *path, const void *buf, size_t len,
 	    off_t off);
