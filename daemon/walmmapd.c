@@ -47,6 +47,7 @@ static void	ready(int fd);
 static void	libevent_log_cb(int, const char *);
 static void	signal_cb(int, short, void *);
 static void	reload(struct server *);
+static void	log_recovery(const struct wal_recovery *);
 static void	sync_done_cb(int, short, void *);
 static void	sync_timer_cb(int, short, void *);
 static void	tick_cb(int, short, void *);
@@ -212,6 +213,7 @@ main(int argc, char **argv)
 		    "a sync): it ends in segment %" PRIu64 "; %" PRIu64 " later "
 		    "segment%s renamed *.discarded", rec.tail_id, rec.discarded,
 		    rec.discarded == 1 ? "" : "s");
+	log_recovery(&rec);
 
 	if ((srv.base = event_base_new()) == NULL)
 		fatalx("cannot create the event loop");
@@ -643,4 +645,31 @@ stop_timer_cb(int fd, short ev, void *arg)
 	log_info("closing %u client%s that stayed connected", srv->nconns,
 	    srv->nconns == 1 ? "" : "s");
 	event_base_loopbreak(srv->base);
+}
+
+/* Say how recovery used the checkpoint and what it synced or removed. */
+static void
+log_recovery(const struct wal_recovery *rec)
+{
+	if (rec->checkpoint == WAL_CKPT_BAD)
+		log_warnx("walmmapd.checkpoint is unusable (%s): read and "
+		    "synced all %" PRIu64 " segments", rec->checkpoint_why,
+		    rec->scanned);
+	else if (rec->checkpoint == WAL_CKPT_NONE && rec->scanned > 0)
+		log_info("no walmmapd.checkpoint (a directory of an earlier "
+		    "version): read and synced all %" PRIu64 " segments once",
+		    rec->scanned);
+	else if (rec->synced > 0)
+		log_info("recovery read segments from %" PRIu64 " on and "
+		    "synced %" PRIu64 " before calling their records durable",
+		    rec->scan_from_id, rec->synced);
+	if (rec->sync_failed)
+		log_warnx("the previous run stopped after a failed sync: "
+		    "%" PRIu64 " segment%s written again and synced; "
+		    "walmmapd.sync-failed removed", rec->rewritten,
+		    rec->rewritten == 1 ? "" : "s");
+	if (rec->removed > 0)
+		log_info("recovery removed %" PRIu64 " empty segment%s (another "
+		    "size, or unused)", rec->removed, rec->removed == 1 ? "" :
+		    "s");
 }
