@@ -26,6 +26,8 @@
 
 #define SHM_SPIN_NS	20000		/* poll this long before sleeping */
 
+static int	shm_failed(const struct wm_shm *);
+
 static inline void
 cpu_relax(void)
 {
@@ -218,6 +220,8 @@ wm_shm_reached(struct wm_shm *s, enum wm_shm_cond cond, uint64_t target)
  * Wait until the daemon reaches target (1), the deadline passes (0), the
  * socket has something to read (2), or the daemon publishes nonsense (-1).
  * Spins briefly, then sleeps on the doorbell with producer_waiting set.
+ * After a failed sync durability never comes: a wait for it goes to the
+ * socket, where the daemon says why (or closes the connection).
  */
 int
 wm_shm_wait(struct wm_shm *s, int sock, enum wm_shm_cond cond,
@@ -232,6 +236,8 @@ wm_shm_wait(struct wm_shm *s, int sock, enum wm_shm_cond cond,
 	for (i = 0;; i++) {
 		if ((rc = wm_shm_reached(s, cond, target)) != 0)
 			return (rc);
+		if (cond == WM_SHM_DURABLE && shm_failed(s))
+			break;
 		if ((i & 63) != 63) {
 			cpu_relax();
 			continue;
@@ -244,6 +250,8 @@ wm_shm_wait(struct wm_shm *s, int sock, enum wm_shm_cond cond,
 		    memory_order_seq_cst);
 		if ((rc = wm_shm_reached(s, cond, target)) != 0)
 			return (rc);
+		if (cond == WM_SHM_DURABLE && shm_failed(s))
+			break;
 		pfd[0].fd = s->efd_out;
 		pfd[0].events = POLLIN;
 		pfd[1].fd = sock;
@@ -263,4 +271,18 @@ wm_shm_wait(struct wm_shm *s, int sock, enum wm_shm_cond cond,
 		clock_gettime(CLOCK_MONOTONIC, &t0);
 		i = 0;
 	}
+	/* Failed: only the socket can tell us more. */
+	pfd[0].fd = sock;
+	pfd[0].events = POLLIN;
+	pfd[0].revents = 0;
+	rc = poll(pfd, 1, wm_left_ms(deadline));
+	return (rc == 0 ? 0 : 2);
+}
+
+/* Has the daemon said that durable will never advance again? */
+static int
+shm_failed(const struct wm_shm *s)
+{
+	return (atomic_load_explicit(&s->hdr->failed,
+	    memory_order_acquire) != 0);
 }

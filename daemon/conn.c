@@ -134,6 +134,11 @@ conn_durable(struct conn *c, int64_t durable)
 	struct wal_msg_durable d;
 	size_t i, kept = 0;
 
+	if (c->srv->sync_failed) {
+		/* Sticky: no later sync makes anything durable. */
+		conn_sync_failed(c, c->srv->sync_error);
+		return;
+	}
 	memset(&d, 0, sizeof d);
 	d.hdr.type = WAL_MSG_DURABLE;
 	d.hdr.len = sizeof d;
@@ -173,7 +178,12 @@ conn_durable_pending(const struct conn *c, int64_t durable)
 	    shm_durable_pending(c, durable));
 }
 
-/* A sync failed: everyone waiting for durability hears it. */
+/*
+ * A sync failed: everyone waiting for durability hears it, whatever else
+ * happened on the connection before: durable appends (ERROR with id 0),
+ * each SYNC request (ERROR with its id), a shared-memory ring (its failed
+ * word, and a fatal ERROR when it waits).
+ */
 void
 conn_sync_failed(struct conn *c, const char *why)
 {
@@ -187,6 +197,7 @@ conn_sync_failed(struct conn *c, const char *why)
 	for (i = 0; i < c->nsyncs; i++)
 		conn_error(c, c->syncs[i].id, WAL_PERR_SYNC, 0, "%s", why);
 	c->nsyncs = 0;
+	shm_sync_failed(c, why);
 	conn_flush(c);
 }
 
@@ -535,6 +546,11 @@ conn_append(struct conn *c, const uint8_t *buf, size_t len)
 
 	memcpy(&a, buf, sizeof a);
 	ack = a.ack == WAL_ACK_DEFAULT ? c->ack : a.ack;
+	if (ack == WAL_ACK_DURABLE && srv->sync_failed) {
+		conn_error(c, a.hdr.id, WAL_PERR_SYNC, 0, "%s; durable appends "
+		    "are refused", srv->sync_error);
+		return;
+	}
 	/* Refuse the whole frame before writing any of it. */
 	while (wal_proto_next_record((const struct wal_msg_append *)
 	    (const void *)buf, len, &off, &payload, &size))
@@ -605,6 +621,11 @@ conn_append_fd(struct conn *c, const struct wal_msg_append_fd *a, int fd)
 		    "a descriptor");
 		return;
 	}
+	if (ack == WAL_ACK_DURABLE && srv->sync_failed) {
+		conn_error(c, a->hdr.id, WAL_PERR_SYNC, 0, "%s; durable appends "
+		    "are refused", srv->sync_error);
+		goto out;
+	}
 	seals = fcntl(fd, F_GET_SEALS);
 	if (seals == -1 || (seals & need) != need) {
 		conn_error(c, a->hdr.id, WAL_PERR_BADFD, 0, "the record's memfd "
@@ -666,6 +687,10 @@ conn_sync(struct conn *c, uint64_t id)
 	int64_t target = wal_ring_written_seq(srv->ring);
 	struct wal_msg_durable d;
 
+	if (srv->sync_failed) {
+		conn_error(c, id, WAL_PERR_SYNC, 0, "%s", srv->sync_error);
+		return;
+	}
 	if (target <= wal_ring_durable_seq(srv->ring)) {
 		memset(&d, 0, sizeof d);
 		d.hdr.type = WAL_MSG_DURABLE;

@@ -118,6 +118,12 @@ struct server {
 	struct event		*ev_commit_delay;	/* waiting for a group */
 	int			 commit_delay_armed;
 	unsigned		 durable_expected;	/* conns still to return */
+	/*
+	 * A sync failed (srv_sync_failed): sticky. No durable position is
+	 * published after it, on the socket or in a ring.
+	 */
+	int			 sync_failed;
+	char			 sync_error[400];	/* what clients are told */
 
 	TAILQ_HEAD(, shm_ring)	 shms;		/* rings the drainer polls */
 	unsigned		 nshms;
@@ -181,7 +187,11 @@ void	 shm_close_ring(struct conn *);
 void	 shm_catch_up(struct conn *);
 void	 shm_durable(struct conn *, int64_t durable_seq);
 int	 shm_durable_pending(const struct conn *, int64_t durable_seq);
+void	 shm_sync_failed(struct conn *, const char *why);
 void	 srv_shm_drain_cb(int, short, void *);
+
+/* walmmapd.c */
+void	 srv_sync_failed(struct server *, const char *why, int64_t durable);
 
 /* outq.c */
 #define OUTQ_MAX_FDS	3

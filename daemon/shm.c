@@ -65,6 +65,7 @@ static void	shm_bell_cb(int, short, void *);
 static int	shm_drain_ring(struct shm_ring *, unsigned budget, int64_t ts);
 static void	shm_fail(struct shm_ring *, unsigned code, const char *fmt, ...)
 		    __attribute__((format(printf, 3, 4)));
+static void	shm_sync_refuse(struct shm_ring *);
 static void	shm_free(struct shm_ring *);
 static void	shm_publish(struct shm_ring *);
 static void	shm_wake_producer(struct shm_ring *);
@@ -213,7 +214,8 @@ shm_durable(struct conn *c, int64_t durable)
 	struct shm_ring *r = c->shm;
 	size_t i = 0;
 
-	if (r == NULL || r->broken)
+	/* After a failed sync nothing is durable any more (sticky). */
+	if (r == NULL || r->broken || c->srv->sync_failed)
 		return;
 	while (i < r->nmarks && r->marks[i].seq <= durable)
 		r->durable = r->marks[i++].count;
@@ -236,6 +238,28 @@ shm_durable_pending(const struct conn *c, int64_t durable)
 {
 	return (c->shm != NULL && !c->shm->broken &&
 	    c->shm->durable_want > durable);
+}
+
+/*
+ * A sync failed (srv_sync_failed): the ring's durable count is final. The
+ * header says so (failed), so a producer waiting for durability turns to
+ * its socket; one that waits for it already gets a fatal ERROR now, one
+ * that asks later has its durable record refused the same way
+ * (shm_sync_refuse). Written records are unaffected.
+ */
+void
+shm_sync_failed(struct conn *c, const char *why)
+{
+	struct shm_ring *r = c->shm;
+
+	if (r == NULL || r->broken)
+		return;
+	if (wal_shm_publish_failed(&r->cons))
+		shm_wake_producer(r);
+	if (r->durable_want >= 0) {
+		r->broken = 1;
+		conn_error(c, 0, WAL_PERR_SYNC, 1, "%s", why);
+	}
 }
 
 /*
@@ -365,6 +389,10 @@ shm_drain_ring(struct shm_ring *r, unsigned budget, int64_t ts)
 			    r->cons.written, why);
 			break;
 		}
+		if ((rec.flags & WAL_SHM_F_DURABLE) && srv->sync_failed) {
+			shm_sync_refuse(r);
+			break;
+		}
 		if (wal_ring_reserve(srv->ring, rec.len, &dst, &err) != 0) {
 			wal_ring_flush(srv->ring);
 			log_warnx("%s", err.msg);
@@ -434,6 +462,19 @@ shm_fail(struct shm_ring *r, unsigned code, const char *fmt, ...)
 	log_warnx("client pid %ld: %s; disconnecting it", (long)r->conn->pid,
 	    msg);
 	conn_error(r->conn, 0, code, 1, "%s", msg);
+}
+
+/*
+ * A durable record after a failed sync: refused like a durable append on
+ * the socket (not written), and the ring closed with the sync's error.
+ */
+static void
+shm_sync_refuse(struct shm_ring *r)
+{
+	r->broken = 1;
+	conn_error(r->conn, 0, WAL_PERR_SYNC, 1, "%s; %" PRIu64 " records "
+	    "from the shared-memory ring written, the next one (durable) is "
+	    "refused", r->conn->srv->sync_error, r->cons.written);
 }
 
 /* Try to sleep: 1 if every ring is idle, else 0 (all flags cleared). */

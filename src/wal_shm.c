@@ -19,6 +19,7 @@ _Static_assert(sizeof(struct wal_shm_slot) == WAL_SHM_ALIGN, "slot layout");
 _Static_assert(sizeof(struct wal_shm_header) == 256, "header layout");
 _Static_assert(offsetof(struct wal_shm_header, tail) == 64, "tail line");
 _Static_assert(offsetof(struct wal_shm_header, head) == 128, "head line");
+_Static_assert(offsetof(struct wal_shm_header, failed) == 168, "failed word");
 _Static_assert(offsetof(struct wal_shm_header, daemon_sleeping) == 192,
     "sleep line");
 
@@ -162,6 +163,20 @@ wal_shm_publish_durable(struct wal_shm_consumer *c, uint64_t durable,
 	atomic_store_explicit(&h->durable_seq, durable_seq,
 	    memory_order_relaxed);
 	atomic_store_explicit(&h->durable, durable, memory_order_seq_cst);
+	if (atomic_load_explicit(&h->producer_waiting, memory_order_seq_cst)) {
+		atomic_store_explicit(&h->producer_waiting, 0,
+		    memory_order_relaxed);
+		return (1);
+	}
+	return (0);
+}
+
+int
+wal_shm_publish_failed(struct wal_shm_consumer *c)
+{
+	struct wal_shm_header *h = c->hdr;
+
+	atomic_store_explicit(&h->failed, 1, memory_order_seq_cst);
 	if (atomic_load_explicit(&h->producer_waiting, memory_order_seq_cst)) {
 		atomic_store_explicit(&h->producer_waiting, 0,
 		    memory_order_relaxed);

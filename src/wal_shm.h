@@ -28,6 +28,10 @@
  * Sleeping: a side that found nothing to do sets its flag (sequentially
  * consistent), looks once more, and only then waits on its doorbell. The
  * other side reads the flag after publishing and rings when it is set.
+ *
+ * Failure: when a sync fails the daemon stores failed = 1. durable never
+ * advances again; the producer stops waiting for it and reads the reason
+ * from its socket (a fatal ERROR, code SYNC, or the connection closing).
  */
 #ifndef WAL_SHM_H
 #define WAL_SHM_H
@@ -76,7 +80,8 @@ struct wal_shm_header {
 	_Atomic uint64_t	durable;	/* records durable */
 	_Atomic int64_t		written_seq;	/* seq of the last written, -1 */
 	_Atomic int64_t		durable_seq;	/* log durable up to, -1 */
-	uint8_t			pad2[24];
+	_Atomic uint32_t	failed;		/* a sync failed: durable is final */
+	uint8_t			pad2[20];
 
 	/* The daemon's sleep flag, alone so polling it stays cheap. */
 	_Atomic uint32_t	daemon_sleeping;
@@ -157,6 +162,12 @@ int	wal_shm_publish(struct wal_shm_consumer *);
 /* Publish durability (records durable, log durable seq); as above. */
 int	wal_shm_publish_durable(struct wal_shm_consumer *, uint64_t durable,
 	    int64_t durable_seq);
+
+/*
+ * A sync failed: durable will never advance again. Returns 1 when the
+ * producer is asleep and must be woken (its flag is cleared).
+ */
+int	wal_shm_publish_failed(struct wal_shm_consumer *);
 
 /*
  * About to sleep: set daemon_sleeping, then look at tail once more.

@@ -308,95 +308,6 @@ START_TEST(test_shm_ring_full_blocks)
 }
 END_TEST
 
-/* A producer that maps the ring itself, without the library. */
-struct raw_ring {
-	int			 sock;
-	struct wal_shm_header	*hdr;
-	uint8_t			*data;
-	uint64_t		 size;
-	size_t			 maplen;
-	int			 efd_in;
-	int			 efd_out;
-	uint64_t		 tail;
-};
-
-static void
-raw_ring_open(struct raw_ring *r)
-{
-	union {
-		struct cmsghdr	hdr;
-		char		buf[CMSG_SPACE(sizeof(int) * 3)];
-	} cm;
-	struct wal_msg_shm_open o;
-	struct wal_msg_shm_ready rd;
-	struct msghdr msg;
-	struct iovec iov;
-	int fds[3];
-
-	memset(r, 0, sizeof *r);
-	r->sock = ts_raw_connect(&d);
-	ts_raw_hello(r->sock);
-	memset(&o, 0, sizeof o);
-	o.hdr.type = WAL_MSG_SHM_OPEN;
-	o.hdr.len = sizeof o;
-	o.hdr.id = 7;
-	ck_assert_int_eq(send(r->sock, &o, sizeof o, 0), sizeof o);
-	memset(&msg, 0, sizeof msg);
-	iov.iov_base = &rd;
-	iov.iov_len = sizeof rd;
-	msg.msg_iov = &iov;
-	msg.msg_iovlen = 1;
-	msg.msg_control = cm.buf;
-	msg.msg_controllen = sizeof cm.buf;
-	ck_assert_int_eq(recvmsg(r->sock, &msg, MSG_CMSG_CLOEXEC), sizeof rd);
-	ck_assert_int_eq(rd.hdr.type, WAL_MSG_SHM_READY);
-	ck_assert_ptr_nonnull(CMSG_FIRSTHDR(&msg));
-	ck_assert_int_eq(CMSG_FIRSTHDR(&msg)->cmsg_len, CMSG_LEN(sizeof fds));
-	memcpy(fds, CMSG_DATA(CMSG_FIRSTHDR(&msg)), sizeof fds);
-	r->size = rd.size;
-	r->maplen = rd.header_size + rd.size;
-	r->hdr = mmap(NULL, r->maplen, PROT_READ | PROT_WRITE, MAP_SHARED,
-	    fds[0], 0);
-	ck_assert_ptr_ne(r->hdr, MAP_FAILED);
-	close(fds[0]);
-	r->data = (uint8_t *)r->hdr + rd.header_size;
-	r->efd_in = fds[1];
-	r->efd_out = fds[2];
-	/* Shrinking it under the daemon is refused by the seals. */
-	ck_assert_int_eq(ftruncate(fds[0], 0), -1);
-}
-
-/* Write a slot at the private tail (no publication). */
-static void
-raw_put(struct raw_ring *r, const void *p, uint32_t len, uint32_t copy)
-{
-	struct wal_shm_slot *s = (struct wal_shm_slot *)(void *)(r->data +
-	    (r->tail & (r->size - 1)));
-
-	s->len = len;
-	s->flags = 0;
-	memcpy(s + 1, p, copy);
-	r->tail += wal_shm_slot_bytes(len);
-}
-
-static void
-raw_publish(struct raw_ring *r, uint64_t tail)
-{
-	uint64_t one = 1;
-
-	atomic_store(&r->hdr->tail, tail);
-	ck_assert_int_eq(write(r->efd_in, &one, sizeof one), sizeof one);
-}
-
-static void
-raw_close(struct raw_ring *r)
-{
-	munmap(r->hdr, r->maplen);
-	close(r->efd_in);
-	close(r->efd_out);
-	close(r->sock);
-}
-
 /*
  * A producer SIGKILLed with a record half-written: the records it
  * published are in the log, the half one is not, and the daemon goes on.
@@ -412,18 +323,18 @@ START_TEST(test_shm_killed_mid_record)
 
 	ck_assert_int_eq(pipe(ready), 0);
 	if ((pid = fork()) == 0) {
-		struct raw_ring r;
+		struct ts_ring r;
 		size_t len;
 
-		raw_ring_open(&r);
+		ts_ring_open(&d, &r, 0);
 		len = ts_key_payload(buf, 1, 0);
-		raw_put(&r, buf, (uint32_t)len, (uint32_t)len);
+		ts_ring_put(&r, buf, (uint32_t)len, (uint32_t)len, 0);
 		len = ts_key_payload(buf, 1, 1);
-		raw_put(&r, buf, (uint32_t)len, (uint32_t)len);
-		raw_publish(&r, r.tail);
+		ts_ring_put(&r, buf, (uint32_t)len, (uint32_t)len, 0);
+		ts_ring_publish(&r, r.tail);
 		/* Half of the third, never published. */
 		len = ts_key_payload(buf, 1, 2);
-		raw_put(&r, buf, (uint32_t)len, (uint32_t)len / 2);
+		ts_ring_put(&r, buf, (uint32_t)len, (uint32_t)len / 2, 0);
 		if (write(ready[1], "r", 1) != 1)
 			_exit(1);
 		for (;;)
@@ -461,23 +372,23 @@ START_TEST(test_shm_hostile_rings)
 	uint8_t buf[TS_KEY_PAYLOAD_MAX];
 	struct walmmap_status st;
 	uint64_t counts[1], other;
-	struct raw_ring stalled;
+	struct ts_ring stalled;
 	struct walmmap *w;
 	pid_t good, bad;
 	int status;
 
-	raw_ring_open(&stalled);
-	raw_put(&stalled, buf, 100, 10);	/* never published */
+	ts_ring_open(&d, &stalled, 0);
+	ts_ring_put(&stalled, buf, 100, 10, 0);	/* never published */
 
 	if ((bad = fork()) == 0) {
 		struct wal_msg_error e;
 		struct pollfd pfd;
-		struct raw_ring r;
+		struct ts_ring r;
 		uint64_t i, x = 0x9e3779b97f4a7c15ull, one = 1;
 		uint8_t rx[1024];
 		ssize_t n;
 
-		raw_ring_open(&r);
+		ts_ring_open(&d, &r, 0);
 		for (i = 0; i < 100000000; i++) {
 			uint64_t *p = (uint64_t *)(void *)r.hdr;
 			size_t j;
@@ -521,7 +432,7 @@ START_TEST(test_shm_hostile_rings)
 	ck_assert_int_eq(walmmap_status(w, &st), 0);
 	ck_assert_uint_ge(st.records, GOOD);
 	walmmap_close(w);
-	raw_close(&stalled);
+	ts_ring_close(&stalled);
 	ck_assert_int_eq(ts_daemon_stop(&d), 0);
 	ck_assert_int_ge(check_log(1, 1, counts, &other), GOOD);
 	ck_assert_int_eq(counts[0], GOOD);
