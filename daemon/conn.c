@@ -121,7 +121,7 @@ conn_drain(struct conn *c)
 {
 	int rc;
 
-	shm_catch_up(c);
+	shm_drain_published(c);
 	while (!c->closing && (rc = conn_recv_one(c)) > 0)
 		;
 	conn_after_pass(c);
@@ -366,6 +366,9 @@ conn_recv_one(struct conn *c)
 	ssize_t n;
 	int fd = -1, nfds, fds[4], i;
 
+	/* What the ring got before the frame was sent goes first. */
+	if (!shm_catch_up(c) || c->closing)
+		return (0);
 	memset(&msg, 0, sizeof msg);
 	iov.iov_base = c->srv->rxbuf;
 	iov.iov_len = WAL_PROTO_MAX_FRAME;
@@ -407,8 +410,6 @@ conn_recv_one(struct conn *c)
 		return (1);
 	}
 	c->srv->frames++;
-	/* What the ring got before this frame was sent goes first. */
-	shm_catch_up(c);
 	conn_handle(c, c->srv->rxbuf, (size_t)n, fd);
 	return (1);
 }
@@ -626,6 +627,11 @@ conn_append_fd(struct conn *c, const struct wal_msg_append_fd *a, int fd)
 		    "are refused", srv->sync_error);
 		goto out;
 	}
+	/*
+	 * Only a sealed memfd passes (only memfds take seals), and the
+	 * daemon only fstats and preads it: no call here can block on it,
+	 * whatever its owner does to it.
+	 */
 	seals = fcntl(fd, F_GET_SEALS);
 	if (seals == -1 || (seals & need) != need) {
 		conn_error(c, a->hdr.id, WAL_PERR_BADFD, 0, "the record's memfd "

@@ -127,8 +127,10 @@ struct server {
 
 	TAILQ_HEAD(, shm_ring)	 shms;		/* rings the drainer polls */
 	unsigned		 nshms;
-	struct event		*ev_drain;	/* srv_shm_drain_cb */
+	uint64_t		 shm_bytes;	/* memory of those rings */
+	struct event		*ev_drain;	/* srv_shm_drain_cb (timer) */
 	int			 drain_scheduled;
+	uint64_t		 drain_idle;	/* last records seen (mono ns) */
 
 	struct event		*ev_signals[4];
 	struct event		*ev_tick;	/* status, rates, retention */
@@ -184,10 +186,12 @@ uint64_t conn_sub_segment(const struct conn *);
 /* shm.c */
 void	 shm_open_ring(struct conn *, const struct wal_msg_shm_open *);
 void	 shm_close_ring(struct conn *);
-void	 shm_catch_up(struct conn *);
+int	 shm_catch_up(struct conn *);
+void	 shm_drain_published(struct conn *);
 void	 shm_durable(struct conn *, int64_t durable_seq);
 int	 shm_durable_pending(const struct conn *, int64_t durable_seq);
 void	 shm_sync_failed(struct conn *, const char *why);
+void	 shm_finish(struct server *);
 void	 srv_shm_drain_cb(int, short, void *);
 
 /* walmmapd.c */

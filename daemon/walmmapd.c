@@ -282,6 +282,7 @@ main(int argc, char **argv)
 	/* Stopped: whatever is left is closed, the ring synced and closed. */
 	while ((c = TAILQ_FIRST(&srv.conns)) != NULL)
 		conn_free(c);
+	shm_finish(&srv);
 	srv_close_listener(&srv);
 	syncer_stop(srv.syncer);
 	wal_ring_close(srv.ring);
@@ -499,6 +500,7 @@ reload(struct server *srv)
 	LIVE(retain_age_s, "retain_age (s)", PRIu64);
 	LIVE(shm, "shm", "d");
 	LIVE(shm_size, "shm_size", PRIu64);
+	LIVE(shm_total, "shm_total", PRIu64);
 	LIVE(shm_spin_us, "shm_spin (us)", "u");
 	LIVE(debug, "debug", "d");
 	LIVE(commit_delay_ms, "commit_delay (ms)", "u");
