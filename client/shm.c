@@ -7,13 +7,20 @@
  * call; head is read from the header only when the cached copy says the
  * ring is full, so a steady stream of appends touches no line the daemon
  * writes except daemon_sleeping, which changes only when it sleeps.
+ *
+ * Doorbells: walmmapd passes the producer's end of a socket pair twice
+ * (descriptors 2 and 3 of SHM_READY); daemons before it passed two
+ * eventfds. Both take an 8-byte write as a ring and give one or more
+ * messages to read when the daemon rings, so the code below serves both.
  */
 #include "config.h"
 
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <stdlib.h>
@@ -25,6 +32,11 @@
 #include "walmmap.h"
 
 #define SHM_SPIN_NS	20000		/* poll this long before sleeping */
+#define SHM_BELL_READS	64		/* wake-ups drained per wake */
+
+static void	shm_ring_bell(int);
+static void	shm_drain_bell(int);
+static int	shm_failed(const struct wm_shm *);
 
 static inline void
 cpu_relax(void)
@@ -83,6 +95,10 @@ wm_shm_map(struct wm_shm **sp, const struct wal_msg_shm_ready *rd, int *fds,
 	s->efd_in = fds[1];
 	s->efd_out = fds[2];
 	close(fds[0]);
+	/* Our copies never block us (the daemon never blocks on its own). */
+	(void)fcntl(s->efd_in, F_SETFL, fcntl(s->efd_in, F_GETFL) | O_NONBLOCK);
+	(void)fcntl(s->efd_out, F_SETFL, fcntl(s->efd_out, F_GETFL) |
+	    O_NONBLOCK);
 	if (s->hdr->magic != WAL_SHM_MAGIC || s->hdr->version !=
 	    WAL_SHM_VERSION || s->hdr->size != s->size) {
 		wm_shm_free(s);
@@ -152,14 +168,17 @@ wm_shm_write(struct wm_shm *s, uint64_t pos, const void *data, uint32_t len,
 }
 
 /*
- * Publish the slots written so far (the store pairs with the daemon's
- * acquire load of tail) and ring the doorbell if the daemon sleeps.
+ * Publish the slots written so far and ring the doorbell if the daemon
+ * sleeps. The seq_cst store of tail releases the slots (pairs with the
+ * daemon's acquire load of tail) and, with the seq_cst load after it,
+ * pairs with the daemon's store of daemon_sleeping, fence, load of tail
+ * (src/wal_shm.c wal_shm_sleep): either it sees our tail or we see its
+ * flag.
  */
 void
 wm_shm_publish(struct wm_shm *s)
 {
 	uint32_t one = 1;
-	uint64_t bell = 1;
 
 	if (s->published == s->tail)
 		return;
@@ -169,7 +188,7 @@ wm_shm_publish(struct wm_shm *s)
 	if (atomic_load_explicit(&s->hdr->daemon_sleeping,
 	    memory_order_seq_cst) && atomic_compare_exchange_strong(
 	    &s->hdr->daemon_sleeping, &one, 0))
-		(void)write(s->efd_in, &bell, sizeof bell);
+		shm_ring_bell(s->efd_in);
 }
 
 /* Re-read the daemon's head. -1 when it makes no sense. */
@@ -195,7 +214,12 @@ wm_shm_seq(const struct wm_shm *s, uint64_t pos)
 	return (*(const volatile int64_t *)&slot->seq);
 }
 
-/* Has the daemon reached target on the counter cond names? */
+/*
+ * Has the daemon reached target on the counter cond names? The acquire
+ * loads pair with the daemon's release stores in wal_shm_publish() and
+ * wal_shm_publish_durable(): a record counted is in the log and its slot's
+ * seq is stored.
+ */
 int
 wm_shm_reached(struct wm_shm *s, enum wm_shm_cond cond, uint64_t target)
 {
@@ -218,6 +242,8 @@ wm_shm_reached(struct wm_shm *s, enum wm_shm_cond cond, uint64_t target)
  * Wait until the daemon reaches target (1), the deadline passes (0), the
  * socket has something to read (2), or the daemon publishes nonsense (-1).
  * Spins briefly, then sleeps on the doorbell with producer_waiting set.
+ * After a failed sync durability never comes: a wait for it goes to the
+ * socket, where the daemon says why (or closes the connection).
  */
 int
 wm_shm_wait(struct wm_shm *s, int sock, enum wm_shm_cond cond,
@@ -225,13 +251,14 @@ wm_shm_wait(struct wm_shm *s, int sock, enum wm_shm_cond cond,
 {
 	struct pollfd pfd[2];
 	struct timespec t0, t;
-	uint64_t n;
 	int rc, i;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (i = 0;; i++) {
 		if ((rc = wm_shm_reached(s, cond, target)) != 0)
 			return (rc);
+		if (cond == WM_SHM_DURABLE && shm_failed(s))
+			break;
 		if ((i & 63) != 63) {
 			cpu_relax();
 			continue;
@@ -242,25 +269,74 @@ wm_shm_wait(struct wm_shm *s, int sock, enum wm_shm_cond cond,
 			continue;
 		atomic_store_explicit(&s->hdr->producer_waiting, 1,
 		    memory_order_seq_cst);
+		/*
+		 * Pairs with the daemon's stores of head, written, durable or
+		 * failed, fence, load of producer_waiting (src/wal_shm.c
+		 * producer_wants_bell): either the loads below see its
+		 * progress, or it sees our flag and rings.
+		 */
+		atomic_thread_fence(memory_order_seq_cst);
 		if ((rc = wm_shm_reached(s, cond, target)) != 0)
 			return (rc);
-		pfd[0].fd = s->efd_out;
+		if (cond == WM_SHM_DURABLE && shm_failed(s))
+			break;
+		pfd[0].fd = sock;
 		pfd[0].events = POLLIN;
-		pfd[1].fd = sock;
+		pfd[1].fd = s->efd_out;
 		pfd[1].events = POLLIN;
 		pfd[0].revents = pfd[1].revents = 0;
 		rc = poll(pfd, 2, wm_left_ms(deadline));
 		if (rc == 0)
 			return (0);
-		if (pfd[0].revents & POLLIN)
-			(void)read(s->efd_out, &n, sizeof n);
-		if (pfd[1].revents) {
+		if (pfd[1].revents & POLLIN)
+			shm_drain_bell(s->efd_out);
+		if (pfd[0].revents) {
 			/* Progress first: a dying daemon may have done it. */
 			if ((rc = wm_shm_reached(s, cond, target)) != 0)
 				return (rc);
 			return (2);
 		}
+		if (pfd[1].revents & (POLLERR | POLLHUP | POLLNVAL))
+			break;	/* the daemon dropped the ring */
 		clock_gettime(CLOCK_MONOTONIC, &t0);
 		i = 0;
 	}
+	/* Failed, or no doorbell: only the socket can tell us more. */
+	pfd[0].fd = sock;
+	pfd[0].events = POLLIN;
+	pfd[0].revents = 0;
+	rc = poll(pfd, 1, wm_left_ms(deadline));
+	return (rc == 0 ? 0 : 2);
+}
+
+/* Ring the daemon's doorbell; a full or broken doorbell is no error. */
+static void
+shm_ring_bell(int fd)
+{
+	uint64_t bell = 1;
+
+	/* No SIGPIPE when the daemon closed its end; an eventfd: write(). */
+	if (send(fd, &bell, sizeof bell, MSG_DONTWAIT | MSG_NOSIGNAL) == -1 &&
+	    errno == ENOTSOCK)
+		(void)write(fd, &bell, sizeof bell);
+}
+
+/* Woken: take every wake-up waiting, so the next poll sleeps. */
+static void
+shm_drain_bell(int fd)
+{
+	uint64_t buf[8];
+	int i;
+
+	for (i = 0; i < SHM_BELL_READS; i++)
+		if (read(fd, buf, sizeof buf) <= 0)
+			break;
+}
+
+/* Has the daemon said that durable will never advance again? */
+static int
+shm_failed(const struct wm_shm *s)
+{
+	return (atomic_load_explicit(&s->hdr->failed,
+	    memory_order_acquire) != 0);
 }

@@ -122,7 +122,7 @@ conn_drain(struct conn *c)
 {
 	int rc;
 
-	shm_catch_up(c);
+	shm_drain_published(c);
 	while (!c->closing && (rc = conn_recv_one(c)) > 0)
 		;
 	conn_after_pass(c);
@@ -135,6 +135,11 @@ conn_durable(struct conn *c, int64_t durable)
 	struct wal_msg_durable d;
 	size_t i, kept = 0;
 
+	if (c->srv->sync_failed) {
+		/* Sticky: no later sync makes anything durable. */
+		conn_sync_failed(c, c->srv->sync_error);
+		return;
+	}
 	memset(&d, 0, sizeof d);
 	d.hdr.type = WAL_MSG_DURABLE;
 	d.hdr.len = sizeof d;
@@ -174,7 +179,12 @@ conn_durable_pending(const struct conn *c, int64_t durable)
 	    shm_durable_pending(c, durable));
 }
 
-/* A sync failed: everyone waiting for durability hears it. */
+/*
+ * A sync failed: everyone waiting for durability hears it, whatever else
+ * happened on the connection before: durable appends (ERROR with id 0),
+ * each SYNC request (ERROR with its id), a shared-memory ring (its failed
+ * word, and a fatal ERROR when it waits).
+ */
 void
 conn_sync_failed(struct conn *c, const char *why)
 {
@@ -188,6 +198,7 @@ conn_sync_failed(struct conn *c, const char *why)
 	for (i = 0; i < c->nsyncs; i++)
 		conn_error(c, c->syncs[i].id, WAL_PERR_SYNC, 0, "%s", why);
 	c->nsyncs = 0;
+	shm_sync_failed(c, why);
 	conn_flush(c);
 }
 
@@ -356,6 +367,9 @@ conn_recv_one(struct conn *c)
 	ssize_t n;
 	int fd = -1, nfds, fds[4], i;
 
+	/* What the ring got before the frame was sent goes first. */
+	if (!shm_catch_up(c) || c->closing)
+		return (0);
 	memset(&msg, 0, sizeof msg);
 	iov.iov_base = c->srv->rxbuf;
 	iov.iov_len = WAL_PROTO_MAX_FRAME;
@@ -397,8 +411,6 @@ conn_recv_one(struct conn *c)
 		return (1);
 	}
 	c->srv->frames++;
-	/* What the ring got before this frame was sent goes first. */
-	shm_catch_up(c);
 	conn_handle(c, c->srv->rxbuf, (size_t)n, fd);
 	return (1);
 }
@@ -545,6 +557,11 @@ conn_append(struct conn *c, const uint8_t *buf, size_t len)
 
 	memcpy(&a, buf, sizeof a);
 	ack = a.ack == WAL_ACK_DEFAULT ? c->ack : a.ack;
+	if (ack == WAL_ACK_DURABLE && srv->sync_failed) {
+		conn_error(c, a.hdr.id, WAL_PERR_SYNC, 0, "%s; durable appends "
+		    "are refused", srv->sync_error);
+		return;
+	}
 	/* Refuse the whole frame before writing any of it. */
 	while (wal_proto_next_record((const struct wal_msg_append *)
 	    (const void *)buf, len, &off, &payload, &size))
@@ -615,6 +632,16 @@ conn_append_fd(struct conn *c, const struct wal_msg_append_fd *a, int fd)
 		    "a descriptor");
 		return;
 	}
+	if (ack == WAL_ACK_DURABLE && srv->sync_failed) {
+		conn_error(c, a->hdr.id, WAL_PERR_SYNC, 0, "%s; durable appends "
+		    "are refused", srv->sync_error);
+		goto out;
+	}
+	/*
+	 * Only a sealed memfd passes (only memfds take seals), and the
+	 * daemon only fstats and preads it: no call here can block on it,
+	 * whatever its owner does to it.
+	 */
 	seals = fcntl(fd, F_GET_SEALS);
 	if (seals == -1 || (seals & need) != need) {
 		conn_error(c, a->hdr.id, WAL_PERR_BADFD, 0, "the record's memfd "
@@ -677,6 +704,10 @@ conn_sync(struct conn *c, uint64_t id)
 	int64_t target = wal_ring_written_seq(srv->ring);
 	struct wal_msg_durable d;
 
+	if (srv->sync_failed) {
+		conn_error(c, id, WAL_PERR_SYNC, 0, "%s", srv->sync_error);
+		return;
+	}
 	if (target <= wal_ring_durable_seq(srv->ring)) {
 		memset(&d, 0, sizeof d);
 		d.hdr.type = WAL_MSG_DURABLE;

@@ -128,7 +128,7 @@ srv_stop(struct server *srv, const char *why)
 {
 	struct conn *c, *next;
 	struct wal_error err;
-	int64_t durable;
+	int64_t durable = -1;
 	struct timeval tv = { 5, 0 };
 
 	if (srv->stopping)
@@ -141,14 +141,11 @@ srv_stop(struct server *srv, const char *why)
 	/* Everything clients already sent is written and acknowledged. */
 	TAILQ_FOREACH_SAFE(c, &srv->conns, entry, next)
 		conn_drain(c);
-	if (wal_ring_sync(srv->ring, &durable, &err) != 0) {
-		log_errx("final sync failed: %s", err.msg);
-		srv->exit_status = 1;
-		TAILQ_FOREACH_SAFE(c, &srv->conns, entry, next)
-			conn_sync_failed(c, err.msg);
-	} else
-		TAILQ_FOREACH_SAFE(c, &srv->conns, entry, next)
-			conn_durable(c, durable);
+	if (!srv->sync_failed && wal_ring_sync(srv->ring, &durable, &err) != 0)
+		srv_sync_failed(srv, err.msg, durable);
+	/* After a failed sync conn_durable() fails the waiters instead. */
+	TAILQ_FOREACH_SAFE(c, &srv->conns, entry, next)
+		conn_durable(c, durable);
 	/* Give clients a moment to read their last acks. */
 	TAILQ_FOREACH_SAFE(c, &srv->conns, entry, next) {
 		c->closing = 1;

@@ -121,11 +121,19 @@ struct server {
 	struct event		*ev_commit_delay;	/* waiting for a group */
 	int			 commit_delay_armed;
 	unsigned		 durable_expected;	/* conns still to return */
+	/*
+	 * A sync failed (srv_sync_failed): sticky. No durable position is
+	 * published after it, on the socket or in a ring.
+	 */
+	int			 sync_failed;
+	char			 sync_error[400];	/* what clients are told */
 
 	TAILQ_HEAD(, shm_ring)	 shms;		/* rings the drainer polls */
 	unsigned		 nshms;
-	struct event		*ev_drain;	/* srv_shm_drain_cb */
+	uint64_t		 shm_bytes;	/* memory of those rings */
+	struct event		*ev_drain;	/* srv_shm_drain_cb (timer) */
 	int			 drain_scheduled;
+	uint64_t		 drain_idle;	/* last records seen (mono ns) */
 
 	struct event		*ev_signals[4];
 	struct event		*ev_tick;	/* status, rates, retention */
@@ -185,10 +193,16 @@ uint64_t conn_sub_segment(const struct conn *);
 /* shm.c */
 void	 shm_open_ring(struct conn *, const struct wal_msg_shm_open *);
 void	 shm_close_ring(struct conn *);
-void	 shm_catch_up(struct conn *);
+int	 shm_catch_up(struct conn *);
+void	 shm_drain_published(struct conn *);
 void	 shm_durable(struct conn *, int64_t durable_seq);
 int	 shm_durable_pending(const struct conn *, int64_t durable_seq);
+void	 shm_sync_failed(struct conn *, const char *why);
+void	 shm_finish(struct server *);
 void	 srv_shm_drain_cb(int, short, void *);
+
+/* walmmapd.c */
+void	 srv_sync_failed(struct server *, const char *why, int64_t durable);
 
 /* outq.c */
 #define OUTQ_MAX_FDS	3

@@ -2,21 +2,33 @@
  * walmmapd - shared-memory rings: one per connection that asks, drained by
  * the event-loop thread (the ring's writer) straight into the segment.
  *
- * The drainer runs as one libevent callback over every ring. While records
+ * The drainer runs as one libevent timer over every ring. While records
  * flow it polls without system calls; after shm_spin without any it sets
  * each ring's daemon_sleeping flag and returns to the loop, where a
- * producer's doorbell (an eventfd) wakes it. It also returns to the loop
- * every SHM_SLICE_NS so sockets, timers and syncs are served in between.
+ * producer's doorbell wakes it. Every SHM_SLICE_NS it re-adds itself with
+ * a zero timeout and returns, so the loop polls sockets, runs timers and
+ * handles signals before the next slice; its idle clock (drain_idle) runs
+ * on across slices. Rings are served round robin, SHM_PASS_BUDGET records
+ * each per pass, so no producer can hold the loop or starve another.
  *
  * The ring is the producer's memory and may change under us at any time:
  * wal_shm_* (src/wal_shm.c) reads each value once and checks it. A ring
  * that fails a check is closed with a fatal ERROR on the connection; its
  * records already written stay written, and nothing else is touched.
+ *
+ * Nothing a client holds can block the daemon: the doorbells are one
+ * socket pair per ring, of which the daemon keeps an end no client has
+ * (its flags are ours) and uses it with MSG_DONTWAIT only; the memfd is
+ * only mapped. A client that fills, closes or re-flags its end harms only
+ * itself.
+ *
+ * Memory: a ring is at most shm_size data bytes (whatever the client asks)
+ * and all rings together, closing ones included, at most shm_total.
  */
 #include "config.h"
 
-#include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -35,9 +47,11 @@
 #include "wal_ring.h"
 #include "wal_shm.h"
 
-#define SHM_PASS_BUDGET	4096		/* records per ring per pass */
-#define SHM_SLICE_NS	500000		/* then yield to the loop */
-#define SHM_MARKS	32
+#define SHM_PASS_BUDGET		4096	/* records per ring per pass */
+#define SHM_CATCH_UP_BUDGET	4096	/* records per catch-up step */
+#define SHM_SLICE_NS		500000	/* then yield to the loop */
+#define SHM_BELL_READS		64	/* doorbell messages per callback */
+#define SHM_MARKS		32
 
 /* Records [.., count) of a ring end with seq: durable once seq is. */
 struct shm_mark {
@@ -46,27 +60,35 @@ struct shm_mark {
 };
 
 struct shm_ring {
-	struct conn		*conn;
+	struct server		*srv;
+	struct conn		*conn;		/* NULL once closing */
+	pid_t			 pid;		/* the producer, for messages */
 	struct wal_shm_consumer	 cons;
 	void			*base;
 	size_t			 maplen;
-	int			 efd_in;	/* producer -> daemon doorbell */
-	int			 efd_out;	/* daemon -> producer doorbell */
+	int			 bell;		/* our end of the doorbell pair */
 	struct event		*ev_bell;
 	struct shm_mark		 marks[SHM_MARKS];
 	size_t			 nmarks;
 	uint64_t		 durable;	/* records durable */
 	int64_t			 durable_want;	/* F_DURABLE seq owed, -1 */
+	uint64_t		 catch_to;	/* catching up to this tail */
+	int			 catching;
+	int			 closing;	/* connection gone: drain, free */
 	int			 broken;	/* failed a check: no more reads */
 	TAILQ_ENTRY(shm_ring)	 entry;
 };
 
 static void	shm_bell_cb(int, short, void *);
-static int	shm_drain_ring(struct shm_ring *, unsigned budget, int64_t ts);
+static int	shm_drain_ring(struct shm_ring *, unsigned budget, int64_t ts,
+		    int load);
 static void	shm_fail(struct shm_ring *, unsigned code, const char *fmt, ...)
 		    __attribute__((format(printf, 3, 4)));
+static void	shm_sync_refuse(struct shm_ring *);
 static void	shm_free(struct shm_ring *);
+static void	shm_release(struct shm_ring *);
 static void	shm_publish(struct shm_ring *);
+static void	shm_schedule(struct server *);
 static void	shm_wake_producer(struct shm_ring *);
 static int	shm_sleep_all(struct server *);
 static uint64_t	shm_mono_ns(void);
@@ -89,7 +111,7 @@ shm_open_ring(struct conn *c, const struct wal_msg_shm_open *m)
 	struct wal_msg_shm_ready rd;
 	struct shm_ring *r = NULL;
 	uint64_t size;
-	int mfd = -1, fds[3];
+	int mfd = -1, sv[2] = { -1, -1 }, fds[3], saved;
 
 	if (!srv->cfg.shm) {
 		conn_error(c, m->hdr.id, WAL_PERR_UNSUPPORTED, 0,
@@ -101,18 +123,26 @@ shm_open_ring(struct conn *c, const struct wal_msg_shm_open *m)
 		    "already has a shared-memory ring");
 		return;
 	}
-	size = m->size != 0 ? m->size : srv->cfg.shm_size;
-	if (size < WAL_SHM_MIN_SIZE)
-		size = WAL_SHM_MIN_SIZE;
-	if (size > WAL_SHM_MAX_SIZE)
-		size = WAL_SHM_MAX_SIZE;
-	while (size & (size - 1))	/* round up to a power of two */
-		size = (size | (size - 1)) + 1;
+	/* A client may ask for less than shm_size, never for more. */
+	size = m->size != 0 && m->size < srv->cfg.shm_size ? m->size :
+	    srv->cfg.shm_size;
+	size = wal_shm_ring_size(size);
+	if (srv->shm_bytes + WAL_SHM_HEADER_SIZE + size > srv->cfg.shm_total) {
+		log_debug("client pid %ld: no shared-memory ring: shm_total "
+		    "reached", (long)c->pid);
+		conn_error(c, m->hdr.id, WAL_PERR_BUSY, 0, "shared-memory rings "
+		    "already hold %" PRIu64 " of shm_total %" PRIu64 " bytes; "
+		    "no room for a ring of %" PRIu64 " bytes", srv->shm_bytes,
+		    srv->cfg.shm_total, WAL_SHM_HEADER_SIZE + size);
+		return;
+	}
 
 	if ((r = calloc(1, sizeof *r)) == NULL)
 		goto fail;
+	r->srv = srv;
 	r->conn = c;
-	r->efd_in = r->efd_out = -1;
+	r->pid = c->pid;
+	r->bell = -1;
 	r->base = MAP_FAILED;
 	r->durable_want = -1;
 	r->maplen = WAL_SHM_HEADER_SIZE + size;
@@ -131,19 +161,32 @@ shm_open_ring(struct conn *c, const struct wal_msg_shm_open *m)
 	    srv->cfg.max_record));
 	wal_shm_consumer_init(&r->cons, r->base, size, wal_shm_max_record(size,
 	    srv->cfg.max_record));
-	r->efd_in = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	r->efd_out = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (r->efd_in == -1 || r->efd_out == -1)
+	/*
+	 * The doorbells: we keep sv[0], a description no client holds, and
+	 * the producer gets sv[1] (twice: its bell to us and ours to it).
+	 */
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC,
+	    0, sv) == -1)
 		goto fail;
-	r->ev_bell = event_new(srv->base, r->efd_in, EV_READ | EV_PERSIST,
+	r->bell = sv[0];
+	r->ev_bell = event_new(srv->base, r->bell, EV_READ | EV_PERSIST,
 	    shm_bell_cb, r);
 	if (r->ev_bell == NULL)
 		goto fail;
 	/* The queue closes what it passes: give it its own copies. */
 	fds[0] = mfd;
-	fds[1] = dup(r->efd_in);
-	fds[2] = dup(r->efd_out);
-	mfd = -1;
+	fds[1] = sv[1];
+	fds[2] = fcntl(sv[1], F_DUPFD_CLOEXEC, 0);
+	mfd = sv[1] = -1;
+	if (fds[2] == -1) {
+		saved = errno;
+		close(fds[0]);
+		close(fds[1]);
+		conn_error(c, m->hdr.id, WAL_PERR_IO, 0, "cannot pass the "
+		    "shared-memory ring: %s", strerror(saved));
+		shm_free(r);
+		return;
+	}
 	memset(&rd, 0, sizeof rd);
 	rd.hdr.type = WAL_MSG_SHM_READY;
 	rd.hdr.len = sizeof rd;
@@ -151,10 +194,8 @@ shm_open_ring(struct conn *c, const struct wal_msg_shm_open *m)
 	rd.size = size;
 	rd.header_size = WAL_SHM_HEADER_SIZE;
 	rd.max_record = r->cons.max_record;
-	if (fds[1] == -1 || fds[2] == -1 ||
-	    conn_queue_fds(c, &rd, sizeof rd, fds, 3) != 0) {
-		conn_error(c, m->hdr.id, WAL_PERR_IO, 0, "cannot pass the "
-		    "shared-memory ring: %s", strerror(errno));
+	if (conn_queue_fds(c, &rd, sizeof rd, fds, 3) != 0) {
+		/* Out of memory: the queue closed fds, the client is closing. */
 		shm_free(r);
 		return;
 	}
@@ -162,48 +203,138 @@ shm_open_ring(struct conn *c, const struct wal_msg_shm_open *m)
 	c->shm = r;
 	TAILQ_INSERT_TAIL(&srv->shms, r, entry);
 	srv->nshms++;
+	srv->shm_bytes += r->maplen;
 	log_debug("client pid %ld: shared-memory ring of %" PRIu64 " bytes",
 	    (long)c->pid, size);
 	return;
 fail:
+	saved = errno;
 	conn_error(c, m->hdr.id, WAL_PERR_IO, 0, "cannot create a %" PRIu64
-	    "-byte shared-memory ring: %s", size, strerror(errno));
+	    "-byte shared-memory ring: %s", size, strerror(saved));
 	if (mfd != -1)
 		close(mfd);
+	if (sv[1] != -1)
+		close(sv[1]);
 	if (r != NULL)
 		shm_free(r);
 }
 
 /*
- * The connection is going away: write what its producer published (a
- * producer that died mid-record never published that record), then
- * release the ring.
+ * The connection is going away. What its producer published until now is
+ * still written (a producer that died mid-record never published that
+ * record), by the drainer, a budget at a time between other work; the
+ * ring is freed once that is done.
  */
 void
 shm_close_ring(struct conn *c)
 {
 	struct shm_ring *r = c->shm;
+	char why[256];
+	int rc;
 
 	if (r == NULL)
 		return;
-	if (!r->broken)
-		(void)shm_drain_ring(r, UINT32_MAX, -1);
-	TAILQ_REMOVE(&c->srv->shms, r, entry);
-	c->srv->nshms--;
 	c->shm = NULL;
-	shm_free(r);
+	r->conn = NULL;
+	r->durable_want = -1;
+	r->catching = 0;
+	if (r->broken || (rc = wal_shm_load_tail(&r->cons, why,
+	    sizeof why)) == 0) {
+		shm_release(r);
+		return;
+	}
+	if (rc < 0) {
+		log_warnx("client pid %ld: shared-memory ring corrupt at "
+		    "close: %s; nothing more written from it", (long)r->pid,
+		    why);
+		shm_release(r);
+		return;
+	}
+	r->closing = 1;
+	event_del(r->ev_bell);
+	shm_schedule(r->srv);
 }
 
 /*
- * Write everything the connection's producer published before now: called
- * before a socket frame of the same connection is handled, so a client's
- * records keep their order across both paths.
+ * Called before each socket frame of the connection is received: the ring
+ * records its producer published before it sent the frame are written
+ * first, so a client's records keep their order across both paths. The
+ * frame's presence is checked with MSG_PEEK, then the tail is loaded: every
+ * record published before the frame was sent lies below it. Returns 1 when
+ * the frame may be received now (or the receive will see an end or error),
+ * 0 when no frame waits or records remain after SHM_CATCH_UP_BUDGET (the
+ * read event fires again on the next loop pass and the drainer helps).
  */
-void
+int
 shm_catch_up(struct conn *c)
 {
-	if (c->shm != NULL && !c->shm->broken)
-		(void)shm_drain_ring(c->shm, UINT32_MAX, -1);
+	struct shm_ring *r = c->shm;
+	char why[256], b;
+	ssize_t n;
+
+	if (r == NULL || r->broken)
+		return (1);
+	if (!r->catching) {
+		n = recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+		if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK ||
+		    errno == EINTR))
+			return (0);
+		if (n <= 0)
+			return (1);
+		if (wal_shm_load_tail(&r->cons, why, sizeof why) < 0) {
+			shm_fail(r, WAL_PERR_PROTO, "shared-memory ring corrupt: "
+			    "%s", why);
+			return (1);
+		}
+		r->catch_to = r->cons.tail;
+		r->catching = 1;
+	}
+	if (r->cons.head < r->catch_to)
+		(void)shm_drain_ring(r, SHM_CATCH_UP_BUDGET, -1, 0);
+	if (r->broken)
+		return (1);
+	if (r->cons.head < r->catch_to) {
+		shm_schedule(c->srv);
+		return (0);
+	}
+	r->catching = 0;
+	return (1);
+}
+
+/*
+ * Write everything the connection's producer published until now, at
+ * once (at shutdown, before the final sync: bounded by the ring's size).
+ */
+void
+shm_drain_published(struct conn *c)
+{
+	struct shm_ring *r = c->shm;
+
+	if (r == NULL || r->broken)
+		return;
+	r->catching = 0;
+	(void)shm_drain_ring(r, UINT32_MAX, -1, 1);
+}
+
+/*
+ * The loop has stopped and every connection is closed: write what the
+ * closing rings still hold and free them.
+ */
+void
+shm_finish(struct server *srv)
+{
+	struct shm_ring *r;
+
+	while ((r = TAILQ_FIRST(&srv->shms)) != NULL) {
+		if (r->conn != NULL) {
+			shm_close_ring(r->conn);
+			continue;
+		}
+		while (!r->broken && r->cons.head < r->cons.tail &&
+		    shm_drain_ring(r, UINT32_MAX, -1, 0) > 0)
+			;
+		shm_release(r);
+	}
 }
 
 /* A sync finished: tell each ring how many of its records are durable. */
@@ -213,7 +344,8 @@ shm_durable(struct conn *c, int64_t durable)
 	struct shm_ring *r = c->shm;
 	size_t i = 0;
 
-	if (r == NULL || r->broken)
+	/* After a failed sync nothing is durable any more (sticky). */
+	if (r == NULL || r->broken || c->srv->sync_failed)
 		return;
 	while (i < r->nmarks && r->marks[i].seq <= durable)
 		r->durable = r->marks[i++].count;
@@ -239,44 +371,77 @@ shm_durable_pending(const struct conn *c, int64_t durable)
 }
 
 /*
+ * A sync failed (srv_sync_failed): the ring's durable count is final. The
+ * header says so (failed), so a producer waiting for durability turns to
+ * its socket; one that waits for it already gets a fatal ERROR now, one
+ * that asks later has its durable record refused the same way
+ * (shm_sync_refuse). Written records are unaffected.
+ */
+void
+shm_sync_failed(struct conn *c, const char *why)
+{
+	struct shm_ring *r = c->shm;
+
+	if (r == NULL || r->broken)
+		return;
+	if (wal_shm_publish_failed(&r->cons))
+		shm_wake_producer(r);
+	if (r->durable_want >= 0) {
+		r->broken = 1;
+		conn_error(c, 0, WAL_PERR_SYNC, 1, "%s", why);
+	}
+}
+
+/*
  * The drainer: poll every ring until none has had records for shm_spin,
- * then sleep on the doorbells. Yields to the loop every SHM_SLICE_NS.
+ * then sleep on the doorbells. After each SHM_SLICE_NS it yields to the
+ * loop with a zero-timeout timer (event_active() would run it again before
+ * the loop polls anything) and comes back on the loop's next pass.
  */
 void
 srv_shm_drain_cb(int fd, short ev, void *arg)
 {
+	static const struct timeval zero = { 0, 0 };
 	struct server *srv = arg;
-	struct shm_ring *r, *next;
-	uint64_t start, now, idle, spin_ns;
+	struct shm_ring *r;
+	struct conn *c;
+	uint64_t start, spin_ns;
+	unsigned left;
 	int64_t ts;
-	int n, total, sync = 0;
+	int n, total, sync = 0, yield = 0;
 
 	(void)fd;
 	(void)ev;
 	spin_ns = (uint64_t)srv->cfg.shm_spin_us * 1000;
-	start = idle = shm_mono_ns();
+	start = shm_mono_ns();
 	TAILQ_FOREACH(r, &srv->shms, entry)
-		wal_shm_awake(&r->cons);
+		if (!r->closing)
+			wal_shm_awake(&r->cons);
 	for (;;) {
 		ts = wal_now_ns();
 		total = 0;
-		TAILQ_FOREACH_SAFE(r, &srv->shms, entry, next) {
-			struct conn *c = r->conn;
-
-			n = shm_drain_ring(r, SHM_PASS_BUDGET, ts);
-			if (n > 0) {
-				total += n;
-				if (r->durable_want > wal_ring_durable_seq(
-				    srv->ring))
-					sync = 1;
-			}
-			if (r->broken) {
+		/* Each ring once; the one served first now goes last. */
+		for (left = srv->nshms; left > 0 && !yield; left--) {
+			r = TAILQ_FIRST(&srv->shms);
+			TAILQ_REMOVE(&srv->shms, r, entry);
+			TAILQ_INSERT_TAIL(&srv->shms, r, entry);
+			n = shm_drain_ring(r, SHM_PASS_BUDGET, ts, 1);
+			total += n;
+			if (n > 0 && r->conn != NULL && r->durable_want >
+			    wal_ring_durable_seq(srv->ring))
+				sync = 1;
+			if (r->broken && (c = r->conn) != NULL) {
 				/* The fatal ERROR is queued: close. */
 				shm_close_ring(c);
 				conn_flush(c);
-			}
+			} else if (r->broken || (r->closing &&
+			    r->cons.head == r->cons.tail))
+				shm_release(r);
+			if (shm_mono_ns() - start >= SHM_SLICE_NS)
+				yield = 1;
 		}
 		if (total > 0) {
+			srv->drain_idle = shm_mono_ns();
 			if (srv->sub_dirty)
 				srv_wake_subscribers(srv);
 			if (sync) {
@@ -286,57 +451,73 @@ srv_shm_drain_cb(int fd, short ev, void *arg)
 		}
 		if (srv->nshms == 0)
 			break;
-		now = shm_mono_ns();
-		if (total > 0)
-			idle = now;
-		if (now - start >= SHM_SLICE_NS) {
-			/* Let sockets and timers in; come straight back. */
-			event_active(srv->ev_drain, EV_TIMEOUT, 0);
+		if (yield) {
+			/* Sockets, timers and signals first; then on. */
+			event_add(srv->ev_drain, &zero);
 			return;
 		}
-		if (now - idle >= spin_ns) {
-			if (shm_sleep_all(srv))
-				break;
-			idle = now;
-		}
+		if (shm_mono_ns() - srv->drain_idle >= spin_ns &&
+		    shm_sleep_all(srv))
+			break;
 		shm_cpu_relax();
 	}
 	srv->drain_scheduled = 0;
 }
 
-/* Records reached the log through some ring: keep draining. */
+/* Records may wait in some ring: run the drainer on the loop's next pass. */
 static void
 shm_schedule(struct server *srv)
 {
+	static const struct timeval zero = { 0, 0 };
+
 	if (srv->drain_scheduled)
 		return;
 	srv->drain_scheduled = 1;
-	event_active(srv->ev_drain, EV_TIMEOUT, 0);
+	srv->drain_idle = shm_mono_ns();
+	event_add(srv->ev_drain, &zero);
 }
 
-/* A producer rang: the drainer was asleep. */
+/*
+ * A producer rang: the drainer was asleep. Our own end of the pair, read
+ * with MSG_DONTWAIT whatever the producer did to its end, and at most
+ * SHM_BELL_READS messages: one that rings without pause cannot hold us.
+ */
 static void
 shm_bell_cb(int fd, short ev, void *arg)
 {
 	struct shm_ring *r = arg;
-	uint64_t n;
+	uint64_t buf[8];
+	ssize_t n;
+	int i;
 
 	(void)ev;
-	while (read(fd, &n, sizeof n) == (ssize_t)sizeof n)
-		;
-	shm_schedule(r->conn->srv);
+	for (i = 0; i < SHM_BELL_READS; i++) {
+		if ((n = recv(fd, buf, sizeof buf, MSG_DONTWAIT)) > 0)
+			continue;
+		if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK &&
+		    errno != EINTR)) {
+			/* It closed its end: it cannot ring any more. */
+			log_debug("client pid %ld: doorbell closed",
+			    (long)r->pid);
+			event_del(r->ev_bell);
+		}
+		break;
+	}
+	shm_schedule(r->srv);
 }
 
 /*
- * Copy up to budget published records into the log. ts < 0 stamps now.
- * Returns the records written; a corrupt ring or a failed write marks the
- * ring broken with a fatal ERROR queued on its connection.
+ * Copy up to budget published records into the log; load first loads the
+ * producer's tail again, else only what is below the tail loaded last is
+ * taken (a closing ring never loads again). ts < 0 stamps now. Returns the
+ * records written; a corrupt ring or a failed write marks the ring broken
+ * with a fatal ERROR queued on its connection.
  */
 static int
-shm_drain_ring(struct shm_ring *r, unsigned budget, int64_t ts)
+shm_drain_ring(struct shm_ring *r, unsigned budget, int64_t ts, int load)
 {
 	struct conn *c = r->conn;
-	struct server *srv = c->srv;
+	struct server *srv = r->srv;
 	struct wal_shm_rec rec;
 	struct wal_error err;
 	char why[256];
@@ -347,12 +528,14 @@ shm_drain_ring(struct shm_ring *r, unsigned budget, int64_t ts)
 
 	if (r->broken)
 		return (0);
-	if ((rc = wal_shm_load_tail(&r->cons, why, sizeof why)) <= 0) {
-		if (rc < 0)
-			shm_fail(r, WAL_PERR_PROTO, "shared-memory ring "
-			    "corrupt: %s", why);
+	if (load && !r->closing &&
+	    wal_shm_load_tail(&r->cons, why, sizeof why) < 0) {
+		shm_fail(r, WAL_PERR_PROTO, "shared-memory ring corrupt: %s",
+		    why);
 		return (0);
 	}
+	if (r->cons.head == r->cons.tail)
+		return (0);
 	if (ts < 0)
 		ts = wal_now_ns();
 	while (n < budget) {
@@ -363,6 +546,11 @@ shm_drain_ring(struct shm_ring *r, unsigned budget, int64_t ts)
 			shm_fail(r, WAL_PERR_PROTO, "shared-memory ring "
 			    "corrupt after %" PRIu64 " records: %s",
 			    r->cons.written, why);
+			break;
+		}
+		if ((rec.flags & WAL_SHM_F_DURABLE) && srv->sync_failed &&
+		    c != NULL) {
+			shm_sync_refuse(r);
 			break;
 		}
 		if (wal_ring_reserve(srv->ring, rec.len, &dst, &err) != 0) {
@@ -378,7 +566,7 @@ shm_drain_ring(struct shm_ring *r, unsigned budget, int64_t ts)
 		memcpy(dst, rec.payload, rec.len);
 		seq = wal_ring_commit_deferred(srv->ring, ts);
 		wal_shm_consume(&r->cons, &rec, seq);
-		if (rec.flags & WAL_SHM_F_DURABLE)
+		if ((rec.flags & WAL_SHM_F_DURABLE) && c != NULL)
 			r->durable_want = seq;
 		srv->bytes += rec.len;
 		n++;
@@ -388,15 +576,17 @@ shm_drain_ring(struct shm_ring *r, unsigned budget, int64_t ts)
 		return (0);
 	if (n > 0) {
 		srv->records += n;
-		c->records += n;
 		srv->sub_dirty = 1;
-		if (r->nmarks == SHM_MARKS)
-			r->nmarks--;	/* merge into the newest: later */
-		r->marks[r->nmarks].count = r->cons.written;
-		r->marks[r->nmarks].seq = seq;
-		r->nmarks++;
-		if (r->durable_want == seq)
-			srv_durable_returned(srv, c);
+		if (c != NULL) {
+			c->records += n;
+			if (r->nmarks == SHM_MARKS)
+				r->nmarks--;	/* merge into the newest */
+			r->marks[r->nmarks].count = r->cons.written;
+			r->marks[r->nmarks].seq = seq;
+			r->nmarks++;
+			if (r->durable_want == seq)
+				srv_durable_returned(srv, c);
+		}
 	}
 	shm_publish(r);
 	return ((int)n);
@@ -410,14 +600,20 @@ shm_publish(struct shm_ring *r)
 		shm_wake_producer(r);
 }
 
+/*
+ * Ring the producer's doorbell: never blocking (our own end, MSG_DONTWAIT).
+ * A full buffer means wake-ups it has not read yet; a closed end, that it
+ * is gone. Either way it harms only itself.
+ */
 static void
 shm_wake_producer(struct shm_ring *r)
 {
 	uint64_t one = 1;
 
-	if (write(r->efd_out, &one, sizeof one) == -1 && errno != EAGAIN)
-		log_warn("client pid %ld: cannot ring its doorbell",
-		    (long)r->conn->pid);
+	if (send(r->bell, &one, sizeof one, MSG_DONTWAIT | MSG_NOSIGNAL) ==
+	    -1 && errno != EAGAIN && errno != EWOULDBLOCK)
+		log_debug("client pid %ld: cannot ring its doorbell: %s",
+		    (long)r->pid, strerror(errno));
 }
 
 /* Stop reading a ring and tell its client why (fatal). */
@@ -431,25 +627,55 @@ shm_fail(struct shm_ring *r, unsigned code, const char *fmt, ...)
 	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
 	r->broken = 1;
-	log_warnx("client pid %ld: %s; disconnecting it", (long)r->conn->pid,
-	    msg);
-	conn_error(r->conn, 0, code, 1, "%s", msg);
+	log_warnx("client pid %ld: %s; %s", (long)r->pid, msg,
+	    r->conn != NULL ? "disconnecting it" : "its connection is gone");
+	if (r->conn != NULL)
+		conn_error(r->conn, 0, code, 1, "%s", msg);
 }
 
-/* Try to sleep: 1 if every ring is idle, else 0 (all flags cleared). */
+/*
+ * A durable record after a failed sync: refused like a durable append on
+ * the socket (not written), and the ring closed with the sync's error.
+ */
+static void
+shm_sync_refuse(struct shm_ring *r)
+{
+	r->broken = 1;
+	conn_error(r->conn, 0, WAL_PERR_SYNC, 1, "%s; %" PRIu64 " records "
+	    "from the shared-memory ring written, the next one (durable) is "
+	    "refused", r->srv->sync_error, r->cons.written);
+}
+
+/*
+ * Try to sleep: 1 if every ring is idle, else 0 (all flags cleared). A
+ * closing ring still holding records has no doorbell: it keeps us awake.
+ */
 static int
 shm_sleep_all(struct server *srv)
 {
 	struct shm_ring *r;
 
 	TAILQ_FOREACH(r, &srv->shms, entry)
-		if (!r->broken && !wal_shm_sleep(&r->cons))
+		if (r->closing || (!r->broken && !wal_shm_sleep(&r->cons)))
 			break;
 	if (r == NULL)
 		return (1);
 	TAILQ_FOREACH(r, &srv->shms, entry)
-		wal_shm_awake(&r->cons);
+		if (!r->closing)
+			wal_shm_awake(&r->cons);
 	return (0);
+}
+
+/* Take a ring off the drainer's list and free it. */
+static void
+shm_release(struct shm_ring *r)
+{
+	struct server *srv = r->srv;
+
+	TAILQ_REMOVE(&srv->shms, r, entry);
+	srv->nshms--;
+	srv->shm_bytes -= r->maplen;
+	shm_free(r);
 }
 
 static void
@@ -459,10 +685,8 @@ shm_free(struct shm_ring *r)
 		event_free(r->ev_bell);
 	if (r->base != MAP_FAILED)
 		munmap(r->base, r->maplen);
-	if (r->efd_in != -1)
-		close(r->efd_in);
-	if (r->efd_out != -1)
-		close(r->efd_out);
+	if (r->bell != -1)
+		close(r->bell);
 	free(r);
 }
 

@@ -77,6 +77,7 @@ config_defaults(struct srv_config *c)
 	c->commit_delay_ms = 2;
 	c->shm = 1;
 	c->shm_size = WAL_SHM_DEFAULT_SIZE;
+	c->shm_total = 256u * 1024 * 1024;
 	c->shm_spin_us = 50;
 }
 
@@ -267,6 +268,12 @@ config_set(struct srv_config *c, const char *key, const char *val,
 			BAD("shm_size: \"%s\" is not a size from 64K to 256M",
 			    val);
 		c->shm_size = v;
+	} else if (strcmp(key, "shm_total") == 0) {
+		if (config_parse_size(val, &v) != 0 || v < WAL_SHM_MIN_SIZE +
+		    WAL_SHM_HEADER_SIZE)
+			BAD("shm_total: \"%s\" is not a size of at least 68K",
+			    val);
+		c->shm_total = v;
 	} else if (strcmp(key, "shm_spin") == 0) {
 		if (config_parse_duration_ms(val, &v) == 0 && v <= 100)
 			c->shm_spin_us = (unsigned)(v * 1000);
@@ -299,6 +306,14 @@ config_validate(struct srv_config *c, char *err, size_t errlen)
 		    "a segment of %" PRIu64 " bytes (at most %" PRIu64 "); "
 		    "raise segment_size or lower max_record", c->max_record,
 		    c->segment_size, room);
+		return (-1);
+	}
+	if (c->shm && c->shm_total < WAL_SHM_HEADER_SIZE +
+	    wal_shm_ring_size(c->shm_size)) {
+		snprintf(err, errlen, "shm_total %" PRIu64 " is less than one "
+		    "ring of shm_size (%" PRIu64 " bytes and a %u-byte header); "
+		    "raise shm_total or lower shm_size", c->shm_total,
+		    wal_shm_ring_size(c->shm_size), WAL_SHM_HEADER_SIZE);
 		return (-1);
 	}
 	return (0);

@@ -33,7 +33,8 @@ struct srv_config {
 	uint64_t	 retain_bytes;		/* 0: keep all */
 	uint64_t	 retain_age_s;		/* 0: keep all */
 	int		 shm;			/* shared-memory rings allowed */
-	uint64_t	 shm_size;		/* ring size when unasked */
+	uint64_t	 shm_size;		/* ring size, and the most */
+	uint64_t	 shm_total;		/* all rings' memory */
 	unsigned	 shm_spin_us;		/* drainer spin before sleeping */
 	int		 debug;
 	int		 dir_given;		/* not a default */

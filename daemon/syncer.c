@@ -10,6 +10,10 @@
  * Shared fields are guarded by lock; the loop reads results only after the
  * eventfd fired (the write happens after the results are stored under
  * lock, the loop takes lock to read them).
+ *
+ * A failure is sticky: once a sync failed the thread syncs no more, every
+ * result reports the failure, and durable stays at the last seq a
+ * successful sync covered (see srv_sync_failed in walmmapd.c).
  */
 #include "config.h"
 
@@ -35,8 +39,8 @@ struct syncer {
 	int		 requested;	/* (lock) */
 	int		 stop;		/* (lock) */
 	/* Results (lock). */
-	int64_t		 durable;
-	int		 failed;
+	int64_t		 durable;	/* covered by the last good sync */
+	int		 failed;	/* sticky */
 	char		 err[WAL_ERROR_MSG_MAX];
 	uint64_t	 count;
 	uint64_t	 ns_total;
@@ -102,7 +106,10 @@ syncer_stop(struct syncer *s)
 	free(s);
 }
 
-/* Latest result: 0 and *durable, or -1 with the failure text. */
+/*
+ * Latest result: 0 and *durable, or -1 with the failure text once any
+ * sync failed (*durable is then what the last good sync covered).
+ */
 int
 syncer_result(struct syncer *s, int64_t *durable, char *err, size_t errlen)
 {
@@ -113,7 +120,6 @@ syncer_result(struct syncer *s, int64_t *durable, char *err, size_t errlen)
 	failed = s->failed;
 	if (failed)
 		snprintf(err, errlen, "%s", s->err);
-	s->failed = 0;
 	pthread_mutex_unlock(&s->lock);
 	return (failed ? -1 : 0);
 }
@@ -154,6 +160,8 @@ syncer_main(void *arg)
 		if (!s->requested && s->stop)
 			break;
 		s->requested = 0;
+		if (s->failed)
+			continue;	/* sticky: nothing more to learn */
 		pthread_mutex_unlock(&s->lock);
 
 		t0 = mono_ns();
@@ -161,8 +169,9 @@ syncer_main(void *arg)
 		dt = mono_ns() - t0;
 
 		pthread_mutex_lock(&s->lock);
-		s->durable = durable;
-		if (rc != 0) {
+		if (rc == 0)
+			s->durable = durable;
+		else {
 			s->failed = 1;
 			snprintf(s->err, sizeof s->err, "%s", err.msg);
 		}

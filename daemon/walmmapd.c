@@ -284,6 +284,7 @@ main(int argc, char **argv)
 	/* Stopped: whatever is left is closed, the ring synced and closed. */
 	while ((c = TAILQ_FIRST(&srv.conns)) != NULL)
 		conn_free(c);
+	shm_finish(&srv);
 	srv_close_listener(&srv);
 	syncer_stop(srv.syncer);
 	wal_ring_close(srv.ring);
@@ -528,6 +529,7 @@ reload(struct server *srv)
 	LIVE(retain_age_s, "retain_age (s)", PRIu64);
 	LIVE(shm, "shm", "d");
 	LIVE(shm_size, "shm_size", PRIu64);
+	LIVE(shm_total, "shm_total", PRIu64);
 	LIVE(shm_spin_us, "shm_spin (us)", "u");
 	LIVE(debug, "debug", "d");
 	LIVE(commit_delay_ms, "commit_delay (ms)", "u");
@@ -576,11 +578,11 @@ sync_done_cb(int fd, short ev, void *arg)
 	if (read(fd, &n, sizeof n) != (ssize_t)sizeof n)
 		return;
 	if (syncer_result(srv->syncer, &durable, why, sizeof why) != 0) {
-		log_errx("sync failed: %s", why);
-		TAILQ_FOREACH_SAFE(c, &srv->conns, entry, next)
-			conn_sync_failed(c, why);
+		srv_sync_failed(srv, why, durable);
 		return;
 	}
+	if (srv->sync_failed)
+		return;		/* sticky: a later success proves nothing */
 	srv_sync_round(srv);
 	TAILQ_FOREACH_SAFE(c, &srv->conns, entry, next) {
 		conn_durable(c, durable);
@@ -593,6 +595,40 @@ sync_done_cb(int fd, short ev, void *arg)
 		srv_request_sync(srv);
 }
 
+/*
+ * A sync failed: fail-stop. The kernel reports a lost write-back once and
+ * may then let the next sync succeed over pages it never wrote, so no
+ * later sync can make the records after the last good one durable
+ * (PostgreSQL's lesson of 2018). From now on (sync_failed, sticky): every
+ * client waiting for durability gets the error (conn_sync_failed: durable
+ * appends, SYNC requests, shared-memory rings), nothing durable is
+ * published again on the socket (conn_durable) or in a ring (shm_durable),
+ * durable appends and SYNC requests are refused, and the daemon stops with
+ * exit status 1. The next start syncs the log again before it reports
+ * anything durable. durable is the last seq a successful sync covered
+ * (-1: none).
+ */
+void
+srv_sync_failed(struct server *srv, const char *why, int64_t durable)
+{
+	struct conn *c, *next;
+
+	if (srv->sync_failed)
+		return;
+	srv->sync_failed = 1;
+	srv->exit_status = 1;
+	log_errx("sync failed: %s; records from seq %" PRId64 " on may not "
+	    "be on storage: failing every client waiting for durability and "
+	    "stopping", why, durable + 1);
+	/* Clients print it after the code's name, "sync failed". */
+	snprintf(srv->sync_error, sizeof srv->sync_error, "%s; nothing from "
+	    "seq %" PRId64 " on is durable and walmmapd is stopping", why,
+	    durable + 1);
+	TAILQ_FOREACH_SAFE(c, &srv->conns, entry, next)
+		conn_sync_failed(c, srv->sync_error);
+	srv_stop(srv, "sync failed");
+}
+
 /* Periodic sync: bounds how much written data is not yet durable. */
 static void
 sync_timer_cb(int fd, short ev, void *arg)
@@ -601,7 +637,8 @@ sync_timer_cb(int fd, short ev, void *arg)
 
 	(void)fd;
 	(void)ev;
-	if (wal_ring_written_seq(srv->ring) > wal_ring_durable_seq(srv->ring))
+	if (!srv->sync_failed && wal_ring_written_seq(srv->ring) >
+	    wal_ring_durable_seq(srv->ring))
 		srv_request_sync(srv);
 }
 

@@ -19,11 +19,13 @@ _Static_assert(sizeof(struct wal_shm_slot) == WAL_SHM_ALIGN, "slot layout");
 _Static_assert(sizeof(struct wal_shm_header) == 256, "header layout");
 _Static_assert(offsetof(struct wal_shm_header, tail) == 64, "tail line");
 _Static_assert(offsetof(struct wal_shm_header, head) == 128, "head line");
+_Static_assert(offsetof(struct wal_shm_header, failed) == 168, "failed word");
 _Static_assert(offsetof(struct wal_shm_header, daemon_sleeping) == 192,
     "sleep line");
 
 static int	corrupt(char *why, size_t len, const char *fmt, ...)
 		    __attribute__((format(printf, 3, 4)));
+static int	producer_wants_bell(struct wal_shm_header *);
 
 void
 wal_shm_format(void *base, uint64_t size, uint32_t max_record)
@@ -57,6 +59,7 @@ wal_shm_consumer_init(struct wal_shm_consumer *c, void *base, uint64_t size,
 int
 wal_shm_load_tail(struct wal_shm_consumer *c, char *why, size_t len)
 {
+	/* Pairs with the producer's store of tail: its slots are visible. */
 	uint64_t t = atomic_load_explicit(&c->hdr->tail, memory_order_acquire);
 
 	if (t < c->head || t - c->head > c->size)
@@ -144,13 +147,8 @@ wal_shm_publish(struct wal_shm_consumer *c)
 	atomic_store_explicit(&h->head, c->head, memory_order_release);
 	atomic_store_explicit(&h->written_seq, c->written_seq,
 	    memory_order_release);
-	atomic_store_explicit(&h->written, c->written, memory_order_seq_cst);
-	if (atomic_load_explicit(&h->producer_waiting, memory_order_seq_cst)) {
-		atomic_store_explicit(&h->producer_waiting, 0,
-		    memory_order_relaxed);
-		return (1);
-	}
-	return (0);
+	atomic_store_explicit(&h->written, c->written, memory_order_release);
+	return (producer_wants_bell(h));
 }
 
 int
@@ -161,13 +159,17 @@ wal_shm_publish_durable(struct wal_shm_consumer *c, uint64_t durable,
 
 	atomic_store_explicit(&h->durable_seq, durable_seq,
 	    memory_order_relaxed);
-	atomic_store_explicit(&h->durable, durable, memory_order_seq_cst);
-	if (atomic_load_explicit(&h->producer_waiting, memory_order_seq_cst)) {
-		atomic_store_explicit(&h->producer_waiting, 0,
-		    memory_order_relaxed);
-		return (1);
-	}
-	return (0);
+	atomic_store_explicit(&h->durable, durable, memory_order_release);
+	return (producer_wants_bell(h));
+}
+
+int
+wal_shm_publish_failed(struct wal_shm_consumer *c)
+{
+	struct wal_shm_header *h = c->hdr;
+
+	atomic_store_explicit(&h->failed, 1, memory_order_release);
+	return (producer_wants_bell(h));
 }
 
 int
@@ -176,7 +178,13 @@ wal_shm_sleep(struct wal_shm_consumer *c)
 	struct wal_shm_header *h = c->hdr;
 
 	atomic_store_explicit(&h->daemon_sleeping, 1, memory_order_seq_cst);
-	if (atomic_load_explicit(&h->tail, memory_order_seq_cst) != c->head) {
+	/*
+	 * Pairs with the producer's seq_cst store of tail followed by its
+	 * seq_cst load of daemon_sleeping (client/shm.c wm_shm_publish):
+	 * either we see its tail here, or it sees our flag and rings.
+	 */
+	atomic_thread_fence(memory_order_seq_cst);
+	if (atomic_load_explicit(&h->tail, memory_order_relaxed) != c->head) {
 		atomic_store_explicit(&h->daemon_sleeping, 0,
 		    memory_order_relaxed);
 		return (0);
@@ -189,6 +197,26 @@ wal_shm_awake(struct wal_shm_consumer *c)
 {
 	atomic_store_explicit(&c->hdr->daemon_sleeping, 0,
 	    memory_order_relaxed);
+}
+
+/*
+ * After publishing progress: is the producer asleep on its doorbell? The
+ * fence orders our stores above before the load of producer_waiting; it
+ * pairs with the fence between the producer's store of producer_waiting
+ * and its re-check of head, written, durable and failed (client/shm.c
+ * wm_shm_wait): either the producer sees what we stored, or we see its
+ * flag. Clears the flag when set (the caller rings).
+ */
+static int
+producer_wants_bell(struct wal_shm_header *h)
+{
+	atomic_thread_fence(memory_order_seq_cst);
+	if (atomic_load_explicit(&h->producer_waiting, memory_order_relaxed)) {
+		atomic_store_explicit(&h->producer_waiting, 0,
+		    memory_order_relaxed);
+		return (1);
+	}
+	return (0);
 }
 
 static int

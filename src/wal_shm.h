@@ -2,8 +2,9 @@
  * walmmapd - the shared-memory ring between one producer and the daemon.
  *
  * The daemon creates the ring (a sealed memfd) for one connection on
- * request and passes it with two eventfd doorbells; man/walmmap-protocol.7
- * ("SHARED-MEMORY RING") describes it for people, this file for code.
+ * request and passes it with the producer's end of a doorbell socket pair;
+ * man/walmmap-protocol.7 ("SHARED-MEMORY RING") describes it for people,
+ * this file for code.
  *
  * Layout (host byte order; the ring never leaves the host):
  *
@@ -28,6 +29,27 @@
  * Sleeping: a side that found nothing to do sets its flag (sequentially
  * consistent), looks once more, and only then waits on its doorbell. The
  * other side reads the flag after publishing and rings when it is set.
+ * Between each side's store and its load of the other side's word stands a
+ * sequentially consistent fence (or both are seq_cst operations), so on
+ * any CPU, arm64 included, at least one of them sees the other's store:
+ * either the sleeper sees the progress, or the publisher sees the flag and
+ * rings. The two pairs:
+ *
+ *  - the producer stores tail, then loads daemon_sleeping (both seq_cst);
+ *    the daemon stores daemon_sleeping, fence, then loads tail;
+ *  - the daemon stores head, written, durable or failed, fence, then loads
+ *    producer_waiting; the producer stores producer_waiting, fence, then
+ *    loads head, written, durable and failed.
+ *
+ * Doorbells: the daemon keeps one end of an AF_UNIX SOCK_SEQPACKET socket
+ * pair and passes the other; a message either way is a ring. The daemon
+ * reads and writes its own end with MSG_DONTWAIT only, so nothing the
+ * producer does to its end (flags, a full buffer, closing it) can block
+ * the daemon. A producer that breaks its doorbell harms only itself.
+ *
+ * Failure: when a sync fails the daemon stores failed = 1. durable never
+ * advances again; the producer stops waiting for it and reads the reason
+ * from its socket (a fatal ERROR, code SYNC, or the connection closing).
  */
 #ifndef WAL_SHM_H
 #define WAL_SHM_H
@@ -76,7 +98,8 @@ struct wal_shm_header {
 	_Atomic uint64_t	durable;	/* records durable */
 	_Atomic int64_t		written_seq;	/* seq of the last written, -1 */
 	_Atomic int64_t		durable_seq;	/* log durable up to, -1 */
-	uint8_t			pad2[24];
+	_Atomic uint32_t	failed;		/* a sync failed: durable is final */
+	uint8_t			pad2[20];
 
 	/* The daemon's sleep flag, alone so polling it stays cheap. */
 	_Atomic uint32_t	daemon_sleeping;
@@ -98,6 +121,22 @@ wal_shm_max_record(uint64_t size, uint32_t limit)
 	uint64_t m = size / 4 - sizeof(struct wal_shm_slot);
 
 	return (m < limit ? (uint32_t)m : limit);
+}
+
+/*
+ * Data bytes of a ring asked for with size (0 is not special here): at
+ * least WAL_SHM_MIN_SIZE, at most WAL_SHM_MAX_SIZE, a power of two.
+ */
+static inline uint64_t
+wal_shm_ring_size(uint64_t size)
+{
+	if (size < WAL_SHM_MIN_SIZE)
+		size = WAL_SHM_MIN_SIZE;
+	if (size > WAL_SHM_MAX_SIZE)
+		size = WAL_SHM_MAX_SIZE;
+	while (size & (size - 1))
+		size = (size | (size - 1)) + 1;
+	return (size);
 }
 
 /* Lay out a fresh ring in base (header_size + size bytes, zeroed). */
@@ -157,6 +196,12 @@ int	wal_shm_publish(struct wal_shm_consumer *);
 /* Publish durability (records durable, log durable seq); as above. */
 int	wal_shm_publish_durable(struct wal_shm_consumer *, uint64_t durable,
 	    int64_t durable_seq);
+
+/*
+ * A sync failed: durable will never advance again. Returns 1 when the
+ * producer is asleep and must be woken (its flag is cleared).
+ */
+int	wal_shm_publish_failed(struct wal_shm_consumer *);
 
 /*
  * About to sleep: set daemon_sleeping, then look at tail once more.

@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <signal.h>
@@ -308,95 +309,6 @@ START_TEST(test_shm_ring_full_blocks)
 }
 END_TEST
 
-/* A producer that maps the ring itself, without the library. */
-struct raw_ring {
-	int			 sock;
-	struct wal_shm_header	*hdr;
-	uint8_t			*data;
-	uint64_t		 size;
-	size_t			 maplen;
-	int			 efd_in;
-	int			 efd_out;
-	uint64_t		 tail;
-};
-
-static void
-raw_ring_open(struct raw_ring *r)
-{
-	union {
-		struct cmsghdr	hdr;
-		char		buf[CMSG_SPACE(sizeof(int) * 3)];
-	} cm;
-	struct wal_msg_shm_open o;
-	struct wal_msg_shm_ready rd;
-	struct msghdr msg;
-	struct iovec iov;
-	int fds[3];
-
-	memset(r, 0, sizeof *r);
-	r->sock = ts_raw_connect(&d);
-	ts_raw_hello(r->sock);
-	memset(&o, 0, sizeof o);
-	o.hdr.type = WAL_MSG_SHM_OPEN;
-	o.hdr.len = sizeof o;
-	o.hdr.id = 7;
-	ck_assert_int_eq(send(r->sock, &o, sizeof o, 0), sizeof o);
-	memset(&msg, 0, sizeof msg);
-	iov.iov_base = &rd;
-	iov.iov_len = sizeof rd;
-	msg.msg_iov = &iov;
-	msg.msg_iovlen = 1;
-	msg.msg_control = cm.buf;
-	msg.msg_controllen = sizeof cm.buf;
-	ck_assert_int_eq(recvmsg(r->sock, &msg, MSG_CMSG_CLOEXEC), sizeof rd);
-	ck_assert_int_eq(rd.hdr.type, WAL_MSG_SHM_READY);
-	ck_assert_ptr_nonnull(CMSG_FIRSTHDR(&msg));
-	ck_assert_int_eq(CMSG_FIRSTHDR(&msg)->cmsg_len, CMSG_LEN(sizeof fds));
-	memcpy(fds, CMSG_DATA(CMSG_FIRSTHDR(&msg)), sizeof fds);
-	r->size = rd.size;
-	r->maplen = rd.header_size + rd.size;
-	r->hdr = mmap(NULL, r->maplen, PROT_READ | PROT_WRITE, MAP_SHARED,
-	    fds[0], 0);
-	ck_assert_ptr_ne(r->hdr, MAP_FAILED);
-	close(fds[0]);
-	r->data = (uint8_t *)r->hdr + rd.header_size;
-	r->efd_in = fds[1];
-	r->efd_out = fds[2];
-	/* Shrinking it under the daemon is refused by the seals. */
-	ck_assert_int_eq(ftruncate(fds[0], 0), -1);
-}
-
-/* Write a slot at the private tail (no publication). */
-static void
-raw_put(struct raw_ring *r, const void *p, uint32_t len, uint32_t copy)
-{
-	struct wal_shm_slot *s = (struct wal_shm_slot *)(void *)(r->data +
-	    (r->tail & (r->size - 1)));
-
-	s->len = len;
-	s->flags = 0;
-	memcpy(s + 1, p, copy);
-	r->tail += wal_shm_slot_bytes(len);
-}
-
-static void
-raw_publish(struct raw_ring *r, uint64_t tail)
-{
-	uint64_t one = 1;
-
-	atomic_store(&r->hdr->tail, tail);
-	ck_assert_int_eq(write(r->efd_in, &one, sizeof one), sizeof one);
-}
-
-static void
-raw_close(struct raw_ring *r)
-{
-	munmap(r->hdr, r->maplen);
-	close(r->efd_in);
-	close(r->efd_out);
-	close(r->sock);
-}
-
 /*
  * A producer SIGKILLed with a record half-written: the records it
  * published are in the log, the half one is not, and the daemon goes on.
@@ -412,18 +324,18 @@ START_TEST(test_shm_killed_mid_record)
 
 	ck_assert_int_eq(pipe(ready), 0);
 	if ((pid = fork()) == 0) {
-		struct raw_ring r;
+		struct ts_ring r;
 		size_t len;
 
-		raw_ring_open(&r);
+		ts_ring_open(&d, &r, 0);
 		len = ts_key_payload(buf, 1, 0);
-		raw_put(&r, buf, (uint32_t)len, (uint32_t)len);
+		ts_ring_put(&r, buf, (uint32_t)len, (uint32_t)len, 0);
 		len = ts_key_payload(buf, 1, 1);
-		raw_put(&r, buf, (uint32_t)len, (uint32_t)len);
-		raw_publish(&r, r.tail);
+		ts_ring_put(&r, buf, (uint32_t)len, (uint32_t)len, 0);
+		ts_ring_publish(&r, r.tail);
 		/* Half of the third, never published. */
 		len = ts_key_payload(buf, 1, 2);
-		raw_put(&r, buf, (uint32_t)len, (uint32_t)len / 2);
+		ts_ring_put(&r, buf, (uint32_t)len, (uint32_t)len / 2, 0);
 		if (write(ready[1], "r", 1) != 1)
 			_exit(1);
 		for (;;)
@@ -461,23 +373,23 @@ START_TEST(test_shm_hostile_rings)
 	uint8_t buf[TS_KEY_PAYLOAD_MAX];
 	struct walmmap_status st;
 	uint64_t counts[1], other;
-	struct raw_ring stalled;
+	struct ts_ring stalled;
 	struct walmmap *w;
 	pid_t good, bad;
 	int status;
 
-	raw_ring_open(&stalled);
-	raw_put(&stalled, buf, 100, 10);	/* never published */
+	ts_ring_open(&d, &stalled, 0);
+	ts_ring_put(&stalled, buf, 100, 10, 0);	/* never published */
 
 	if ((bad = fork()) == 0) {
 		struct wal_msg_error e;
 		struct pollfd pfd;
-		struct raw_ring r;
+		struct ts_ring r;
 		uint64_t i, x = 0x9e3779b97f4a7c15ull, one = 1;
 		uint8_t rx[1024];
 		ssize_t n;
 
-		raw_ring_open(&r);
+		ts_ring_open(&d, &r, 0);
 		for (i = 0; i < 100000000; i++) {
 			uint64_t *p = (uint64_t *)(void *)r.hdr;
 			size_t j;
@@ -497,8 +409,10 @@ START_TEST(test_shm_hostile_rings)
 				*len = (uint32_t)(x >> 40);
 				atomic_store(&r.hdr->tail, (x >> 20) & 0xfff0);
 			}
-			if (write(r.efd_in, &one, sizeof one) != sizeof one)
-				_exit(2);
+			/* A full doorbell is no error (nor a closed one). */
+			if (send(r.efd_in, &one, sizeof one, MSG_DONTWAIT |
+			    MSG_NOSIGNAL) == -1 && errno == ENOTSOCK)
+				(void)write(r.efd_in, &one, sizeof one);
 			pfd.fd = r.sock;
 			pfd.events = POLLIN;
 			if (poll(&pfd, 1, 0) == 1)
@@ -521,11 +435,312 @@ START_TEST(test_shm_hostile_rings)
 	ck_assert_int_eq(walmmap_status(w, &st), 0);
 	ck_assert_uint_ge(st.records, GOOD);
 	walmmap_close(w);
-	raw_close(&stalled);
+	ts_ring_close(&stalled);
 	ck_assert_int_eq(ts_daemon_stop(&d), 0);
 	ck_assert_int_ge(check_log(1, 1, counts, &other), GOOD);
 	ck_assert_int_eq(counts[0], GOOD);
 	(void)status;
+}
+END_TEST
+
+/* walctl status answers within 2 s (a hang detector, not a timing). */
+static void
+status_answers(void)
+{
+	char *out;
+	int rc = ts_run_prog_within(2000, "client/walctl", &out, "-s", d.sock,
+	    "status", NULL);
+
+	if (rc != 0)
+		ts_daemon_dump(&d);
+	ck_assert_msg(rc == 0, "walctl status: %d: %s", rc, out);
+	free(out);
+}
+
+/* Reap pid within 30 s (0 and its status), or kill it (-1). */
+static int
+reap_within(pid_t pid, int *status)
+{
+	int i;
+
+	for (i = 0; i < 3000; i++) {
+		if (waitpid(pid, status, WNOHANG) == pid)
+			return (0);
+		usleep(10000);
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, status, 0);
+	return (-1);
+}
+
+/*
+ * shm_spin at its maximum (100 ms): a durable append through a ring is
+ * answered, status is answered while a producer publishes without pause,
+ * and SIGTERM stops the daemon. (The drainer used to re-queue itself with
+ * event_active() and reset its idle clock every slice: it never let the
+ * loop poll, so the sync's answer, status and SIGTERM never came.)
+ */
+START_TEST(test_shm_spin_yields)
+{
+	uint8_t buf[TS_KEY_PAYLOAD_MAX];
+	int status, i;
+	pid_t pid, busy;
+
+	ck_assert_int_eq(ts_daemon_stop(&d), 0);
+	ck_assert_int_eq(ts_daemon_start(&d, "-o", "prefault=no", "-o",
+	    "shm_size=" RING_SIZE, "-o", "shm_spin=100ms", NULL), 0);
+	if ((pid = fork()) == 0) {
+		struct walmmap *w;
+		int64_t seq;
+
+		if (walmmap_connect(&w, d.sock, WALMMAP_ACK_WRITTEN,
+		    WALMMAP_SHM) != 0 || !walmmap_shm_active(w, NULL))
+			_exit(10);
+		if (walmmap_append(w, buf, ts_key_payload(buf, 0, 0),
+		    WALMMAP_ACK_DURABLE, &seq) != 0 || seq != 0)
+			_exit(11);
+		walmmap_close(w);
+		_exit(0);
+	}
+	ck_assert_msg(reap_within(pid, &status) == 0, "the durable append "
+	    "through the ring was not answered in 30 s");
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	    "durable producer: status %#x", status);
+	status_answers();
+
+	/* A producer that never pauses. */
+	if ((busy = fork()) == 0) {
+		struct walmmap *w;
+		uint64_t k;
+
+		if (walmmap_connect(&w, d.sock, WALMMAP_ACK_NONE,
+		    WALMMAP_SHM) != 0 || !walmmap_shm_active(w, NULL))
+			_exit(10);
+		for (k = 1;; k++)
+			if (walmmap_append(w, buf, ts_key_payload(buf, 0, k),
+			    WALMMAP_ACK_DEFAULT, NULL) != 0)
+				_exit(0);
+	}
+	for (i = 0; i < 5; i++) {
+		usleep(100000);
+		status_answers();
+	}
+	ck_assert_int_eq(ts_daemon_stop(&d), 0);
+	if (reap_within(busy, &status) != 0)
+		ck_abort_msg("the busy producer did not stop with the daemon");
+}
+END_TEST
+
+/* A client asking for a ring larger than shm_size gets shm_size. */
+START_TEST(test_shm_size_capped)
+{
+	struct ts_ring r;
+
+	ts_ring_open(&d, &r, WAL_SHM_MAX_SIZE);
+	ck_assert_uint_eq(r.size, 256 * 1024);
+	ts_ring_close(&r);
+	ts_ring_open(&d, &r, 64 * 1024);	/* less is fine */
+	ck_assert_uint_eq(r.size, 64 * 1024);
+	ts_ring_close(&r);
+	status_answers();
+}
+END_TEST
+
+/*
+ * shm_total bounds the memory of all rings: a connection beyond it stays
+ * on the socket with a clear reason, and gets a ring once one is freed.
+ */
+START_TEST(test_shm_total)
+{
+	struct walmmap *w[4], *x;
+	const char *why;
+	int64_t seq;
+	int i;
+
+	ck_assert_int_eq(ts_daemon_stop(&d), 0);
+	/* Three rings of 64K + the 4K header fit in 256K, a fourth not. */
+	ck_assert_int_eq(ts_daemon_start(&d, "-o", "prefault=no", "-o",
+	    "shm_size=64K", "-o", "shm_total=256K", NULL), 0);
+	for (i = 0; i < 4; i++)
+		ck_assert_int_eq(walmmap_connect(&w[i], d.sock,
+		    WALMMAP_ACK_WRITTEN, WALMMAP_SHM), 0);
+	for (i = 0; i < 3; i++)
+		ck_assert(walmmap_shm_active(w[i], NULL));
+	ck_assert(!walmmap_shm_active(w[3], &why));
+	ck_assert_msg(strstr(why, "shm_total") != NULL, "%s", why);
+	/* It still appends, over the socket. */
+	ck_assert_int_eq(walmmap_append(w[3], "s", 1, WALMMAP_ACK_DEFAULT,
+	    &seq), 0);
+	walmmap_close(w[0]);
+	wait_clients(w[3], 3);
+	ck_assert_int_eq(walmmap_connect(&x, d.sock, WALMMAP_ACK_WRITTEN,
+	    WALMMAP_SHM), 0);
+	ck_assert_msg(walmmap_shm_active(x, &why), "%s", why);
+	walmmap_close(x);
+	for (i = 1; i < 4; i++)
+		walmmap_close(w[i]);
+	/* A configuration that cannot give even one ring is refused. */
+	ck_assert_int_eq(ts_daemon_stop(&d), 0);
+	ck_assert_int_eq(ts_daemon_start(&d, "-o", "shm_size=256K", "-o",
+	    "shm_total=128K", NULL), 1);
+	ck_assert(ts_daemon_log_wait(&d, "shm_total"));
+}
+END_TEST
+
+/*
+ * Fill a raw ring with short key records (32-byte slots) up to its end or
+ * its free space, from key *k on; returns how many.
+ */
+static uint64_t
+fill_ring(struct ts_ring *r, uint64_t *k)
+{
+	char key[32];
+	uint64_t n = 0;
+	uint32_t len;
+
+	for (;; (*k)++, n++) {
+		len = (uint32_t)snprintf(key, sizeof key, "0:%" PRIu64 ":", *k);
+		if ((r->tail & (r->size - 1)) + wal_shm_slot_bytes(len) >
+		    r->size || r->tail + wal_shm_slot_bytes(len) -
+		    atomic_load(&r->hdr->head) > r->size)
+			break;
+		ts_ring_put(r, key, len, len, 0);
+	}
+	return (n);
+}
+
+/*
+ * Ring records published before a socket frame are written before it is
+ * answered, however many there are (the catch-up goes in steps of 4096
+ * records, the loop serving others in between), and those of a
+ * connection that closes are all written (in steps too).
+ */
+START_TEST(test_shm_catch_up_in_steps)
+{
+	struct walmmap_status st;
+	struct walmmap *w;
+	struct wal_msg ping, hdr;
+	struct ts_ring r;
+	struct wal_reader *rd;
+	struct wal_record rec;
+	struct wal_error err;
+	uint64_t k = 0, n;
+	char key[32];
+	size_t len;
+	int i, rc;
+
+	ts_ring_open(&d, &r, 0);
+	/* A full ring, published without ringing: the drainer sleeps on. */
+	n = fill_ring(&r, &k);
+	ck_assert_uint_gt(n, 4096);
+	atomic_store(&r.hdr->tail, r.tail);
+	memset(&ping, 0, sizeof ping);
+	ping.type = WAL_MSG_PING;
+	ping.len = sizeof ping;
+	ping.id = 9;
+	ck_assert_int_eq(send(r.sock, &ping, sizeof ping, 0), sizeof ping);
+	ck_assert_int_eq(recv(r.sock, &hdr, sizeof hdr, 0), sizeof hdr);
+	ck_assert_int_eq(hdr.type, WAL_MSG_OK);
+	ck_assert_uint_eq(atomic_load(&r.hdr->written), n);
+
+	/* Another full ring, and the connection closes. */
+	n += fill_ring(&r, &k);
+	ck_assert_uint_gt(n, 2 * 4096);
+	atomic_store(&r.hdr->tail, r.tail);
+	ts_ring_close(&r);
+	w = connect_shm();
+	for (i = 0; i < 3000; i++) {
+		ck_assert_int_eq(walmmap_status(w, &st), 0);
+		if (st.records == n && st.clients == 1)
+			break;
+		usleep(10000);
+	}
+	ck_assert_uint_eq(st.records, n);
+	walmmap_close(w);
+	ck_assert_int_eq(ts_daemon_stop(&d), 0);
+	/* Every record once, in order. */
+	ck_assert_msg(wal_reader_open(d.data, &rd, &err) == 0, "%s", err.msg);
+	for (k = 0; (rc = wal_reader_next(rd, &rec, &err)) == 1; k++) {
+		len = (size_t)snprintf(key, sizeof key, "0:%" PRIu64 ":", k);
+		TS_CHECK(rec.seq == (int64_t)k && rec.size == len &&
+		    memcmp(rec.payload, key, len) == 0, "seq %" PRId64 ": "
+		    "not key %" PRIu64, rec.seq, k);
+	}
+	ck_assert_int_eq(rc, 0);
+	ck_assert_uint_eq(k, n);
+	wal_reader_close(rd);
+}
+END_TEST
+
+/*
+ * A producer that clears O_NONBLOCK on its doorbell and rings: the daemon
+ * reads its own end only, never blocking. (With the eventfd shared with
+ * the client, its read blocked the daemon for good.)
+ */
+START_TEST(test_shm_bell_blocking)
+{
+	uint8_t buf[TS_KEY_PAYLOAD_MAX];
+	struct ts_ring r;
+	size_t len;
+	int i;
+
+	ts_ring_open(&d, &r, 0);
+	ck_assert_int_eq(fcntl(r.efd_in, F_SETFL, fcntl(r.efd_in, F_GETFL) &
+	    ~O_NONBLOCK), 0);
+	ck_assert_int_eq(fcntl(r.efd_out, F_SETFL, fcntl(r.efd_out, F_GETFL) &
+	    ~O_NONBLOCK), 0);
+	for (i = 0; i < 3; i++) {
+		len = ts_key_payload(buf, 1, (uint64_t)i);
+		ts_ring_put(&r, buf, (uint32_t)len, (uint32_t)len, 0);
+		ts_ring_publish(&r, r.tail);
+	}
+	status_answers();
+	status_answers();
+	ts_ring_close(&r);
+	status_answers();
+	ck_assert_int_eq(ts_daemon_stop(&d), 0);
+}
+END_TEST
+
+/*
+ * A producer that fills the daemon's doorbell to it (never reading it,
+ * after pushing an eventfd's counter to its maximum): the daemon's rings
+ * fail without blocking and it goes on serving.
+ */
+START_TEST(test_shm_bell_saturated)
+{
+	uint8_t buf[TS_KEY_PAYLOAD_MAX];
+	uint64_t max = UINT64_MAX - 1, want;
+	struct ts_ring r;
+	size_t len;
+	int i, j;
+
+	ts_ring_open(&d, &r, 0);
+	ck_assert_int_eq(fcntl(r.efd_out, F_SETFL, fcntl(r.efd_out, F_GETFL) &
+	    ~O_NONBLOCK), 0);
+	ck_assert_int_eq(write(r.efd_out, &max, sizeof max), sizeof max);
+	for (i = 0; i < 2000; i++) {
+		if (r.tail - atomic_load(&r.hdr->head) + 64 > r.size)
+			break;
+		len = ts_key_payload(buf, 1, (uint64_t)i);
+		ts_ring_put(&r, buf, (uint32_t)len, (uint32_t)len, 0);
+		/* Asleep: the daemon must ring us after this record. */
+		atomic_store(&r.hdr->producer_waiting, 1);
+		want = atomic_load(&r.hdr->written) + 1;
+		atomic_store(&r.hdr->tail, r.tail);
+		if (send(r.efd_in, &want, sizeof want, MSG_DONTWAIT |
+		    MSG_NOSIGNAL) == -1 && errno == ENOTSOCK)
+			(void)write(r.efd_in, &want, sizeof want);
+		for (j = 0; j < 2000 && atomic_load(&r.hdr->written) < want;
+		    j++)
+			usleep(1000);
+		if (atomic_load(&r.hdr->written) < want)
+			break;		/* the daemon is stuck: see below */
+	}
+	status_answers();
+	ts_ring_close(&r);
+	status_answers();
+	ck_assert_int_eq(ts_daemon_stop(&d), 0);
 }
 END_TEST
 
@@ -543,6 +758,12 @@ shm_suite(void)
 	tcase_add_test(tc, test_shm_ring_full_blocks);
 	tcase_add_test(tc, test_shm_killed_mid_record);
 	tcase_add_test(tc, test_shm_hostile_rings);
+	tcase_add_test(tc, test_shm_spin_yields);
+	tcase_add_test(tc, test_shm_size_capped);
+	tcase_add_test(tc, test_shm_total);
+	tcase_add_test(tc, test_shm_catch_up_in_steps);
+	tcase_add_test(tc, test_shm_bell_blocking);
+	tcase_add_test(tc, test_shm_bell_saturated);
 	suite_add_tcase(s, tc);
 	return (s);
 }

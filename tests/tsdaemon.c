@@ -28,6 +28,7 @@
 #include "testsupport.h"
 #include "tsdaemon.h"
 #include "wal_proto.h"
+#include "wal_shm.h"
 
 #define MAX_ARGS	64
 
@@ -506,4 +507,173 @@ ts_fault_env(const char *ctl)
 	snprintf(opts, sizeof opts, "%s%sverify_asan_link_order=0",
 	    old != NULL ? old : "", old != NULL && *old != '\0' ? ":" : "");
 	setenv("ASAN_OPTIONS", opts, 1);
+}
+
+int
+ts_daemon_wait_exit(struct ts_daemon *d, int timeout_ms)
+{
+	int i, status;
+
+	if (d->pid <= 0)
+		return (-1);
+	for (i = 0; i <= timeout_ms / 10; i++) {
+		if (waitpid(d->pid, &status, WNOHANG) == d->pid) {
+			d->pid = 0;
+			return (exit_status(status));
+		}
+		usleep(10000);
+	}
+	return (-1);
+}
+
+int
+ts_run_prog_within(int timeout_ms, const char *prog, char **out, ...)
+{
+	char *argv[MAX_ARGS], *buf;
+	size_t len = 0, cap = 4096;
+	struct timespec t0, t;
+	struct pollfd pfd;
+	int outp[2], status, n = 1, done = 0, left;
+	ssize_t r;
+	va_list ap;
+	pid_t pid;
+
+	argv[0] = (char *)ts_prog(prog);
+	va_start(ap, out);
+	while (n < MAX_ARGS - 1 && (argv[n] = va_arg(ap, char *)) != NULL)
+		n++;
+	va_end(ap);
+	argv[n] = NULL;
+	if (pipe2(outp, O_CLOEXEC) == -1 || (pid = fork()) == -1)
+		return (-1);
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		dup2(outp[1], STDOUT_FILENO);
+		dup2(outp[1], STDERR_FILENO);
+		if ((n = open("/dev/null", O_RDONLY)) != -1)
+			dup2(n, STDIN_FILENO);
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	close(outp[1]);
+	if ((buf = malloc(cap)) == NULL)
+		abort();
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;) {
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		left = timeout_ms - (int)((t.tv_sec - t0.tv_sec) * 1000 +
+		    (t.tv_nsec - t0.tv_nsec) / 1000000);
+		pfd.fd = outp[0];
+		pfd.events = POLLIN;
+		if (left <= 0 || poll(&pfd, 1, left) == 0)
+			break;
+		if ((r = read(outp[0], buf + len, cap - len - 1)) <= 0) {
+			done = 1;
+			break;
+		}
+		len += (size_t)r;
+		if (cap - len < 1024 && (buf = realloc(buf, cap *= 2)) == NULL)
+			abort();
+	}
+	buf[len] = '\0';
+	close(outp[0]);
+	/* Output closed: the exit follows at once. */
+	for (n = 0; done && n < 100 && waitpid(pid, &status, WNOHANG) == 0;
+	    n++)
+		usleep(10000);
+	if (!done || n == 100) {
+		kill(pid, SIGKILL);
+		waitpid(pid, &status, 0);
+		status = -1;
+	}
+	if (out != NULL)
+		*out = buf;
+	else
+		free(buf);
+	return (status == -1 ? -1 : exit_status(status));
+}
+
+void
+ts_ring_open(const struct ts_daemon *d, struct ts_ring *r, uint64_t size)
+{
+	union {
+		struct cmsghdr	hdr;
+		char		buf[CMSG_SPACE(sizeof(int) * 3)];
+	} cm;
+	struct wal_msg_shm_open o;
+	struct wal_msg_shm_ready rd;
+	struct msghdr msg;
+	struct iovec iov;
+	int fds[3];
+
+	memset(r, 0, sizeof *r);
+	r->sock = ts_raw_connect(d);
+	ts_raw_hello(r->sock);
+	memset(&o, 0, sizeof o);
+	o.hdr.type = WAL_MSG_SHM_OPEN;
+	o.hdr.len = sizeof o;
+	o.hdr.id = 7;
+	o.size = size;
+	ck_assert_int_eq(send(r->sock, &o, sizeof o, 0), sizeof o);
+	memset(&msg, 0, sizeof msg);
+	iov.iov_base = &rd;
+	iov.iov_len = sizeof rd;
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	msg.msg_control = cm.buf;
+	msg.msg_controllen = sizeof cm.buf;
+	ck_assert_int_eq(recvmsg(r->sock, &msg, MSG_CMSG_CLOEXEC), sizeof rd);
+	ck_assert_int_eq(rd.hdr.type, WAL_MSG_SHM_READY);
+	ck_assert_ptr_nonnull(CMSG_FIRSTHDR(&msg));
+	ck_assert_int_eq(CMSG_FIRSTHDR(&msg)->cmsg_len, CMSG_LEN(sizeof fds));
+	memcpy(fds, CMSG_DATA(CMSG_FIRSTHDR(&msg)), sizeof fds);
+	r->size = rd.size;
+	r->maplen = rd.header_size + rd.size;
+	r->hdr = mmap(NULL, r->maplen, PROT_READ | PROT_WRITE, MAP_SHARED,
+	    fds[0], 0);
+	ck_assert_ptr_ne(r->hdr, MAP_FAILED);
+	close(fds[0]);
+	r->data = (uint8_t *)r->hdr + rd.header_size;
+	r->efd_in = fds[1];
+	r->efd_out = fds[2];
+	/* Shrinking it under the daemon is refused by the seals. */
+	ck_assert_int_eq(ftruncate(fds[0], 0), -1);
+}
+
+void
+ts_ring_put(struct ts_ring *r, const void *p, uint32_t len, uint32_t copy,
+    uint32_t flags)
+{
+	struct wal_shm_slot *s = (struct wal_shm_slot *)(void *)(r->data +
+	    (r->tail & (r->size - 1)));
+
+	s->len = len;
+	s->flags = flags;
+	memcpy(s + 1, p, copy);
+	r->tail += wal_shm_slot_bytes(len);
+}
+
+void
+ts_ring_publish(struct ts_ring *r, uint64_t tail)
+{
+	uint64_t one = 1;
+	ssize_t n;
+
+	atomic_store(&r->hdr->tail, tail);
+	/* A socket pair, or the eventfd of older daemons. */
+	n = send(r->efd_in, &one, sizeof one, MSG_DONTWAIT | MSG_NOSIGNAL);
+	if (n == -1 && errno == ENOTSOCK)
+		n = write(r->efd_in, &one, sizeof one);
+	/* A doorbell full of earlier rings is rung already. */
+	ck_assert_msg(n == sizeof one || errno == EAGAIN, "cannot ring the "
+	    "daemon's doorbell: %s", strerror(errno));
+}
+
+void
+ts_ring_close(struct ts_ring *r)
+{
+	munmap(r->hdr, r->maplen);
+	close(r->efd_in);
+	close(r->efd_out);
+	close(r->sock);
 }

@@ -9,6 +9,8 @@
 #include <sys/types.h>
 
 #include <limits.h>
+#include <stddef.h>
+#include <stdint.h>
 
 struct ts_daemon {
 	pid_t	pid;			/* 0: not running */
@@ -49,6 +51,12 @@ int	 ts_daemon_wait_ready(struct ts_daemon *);
 /* SIGTERM and wait: the exit status (128 + signal if killed). */
 int	 ts_daemon_stop(struct ts_daemon *);
 
+/*
+ * Wait up to timeout_ms for the daemon to exit by itself: its exit status
+ * (128 + signal if killed), or -1 when it is still running.
+ */
+int	 ts_daemon_wait_exit(struct ts_daemon *, int timeout_ms);
+
 /* SIGKILL and reap. */
 void	 ts_daemon_kill(struct ts_daemon *);
 
@@ -87,11 +95,49 @@ int	 ts_run_prog_nofile(const char *prog, unsigned long nofile, char **out,
 pid_t	 ts_spawn_prog(const char *prog, int *outfd, int *errfd, ...);
 int	 ts_prog_wait(pid_t pid);
 
+/*
+ * ts_run_prog() without input that gives up after timeout_ms: the exit
+ * status, or -1 when the program had not finished (it is killed then).
+ */
+int	 ts_run_prog_within(int timeout_ms, const char *prog, char **out, ...);
+
 /* A raw connection to the daemon's socket (for malformed input). */
 int	 ts_raw_connect(const struct ts_daemon *);
 
 /* HELLO on a raw connection; asserts a WELCOME comes back. */
 void	 ts_raw_hello(int s);
+
+/*
+ * A producer that maps its shared-memory ring itself, without the library
+ * (for hostile producers): the ring and doorbell descriptors as passed.
+ */
+struct wal_shm_header;
+struct ts_ring {
+	int			 sock;
+	struct wal_shm_header	*hdr;
+	uint8_t			*data;
+	uint64_t		 size;
+	size_t			 maplen;
+	int			 efd_in;	/* descriptor 2 of SHM_READY */
+	int			 efd_out;	/* descriptor 3 */
+	uint64_t		 tail;		/* private */
+};
+
+/*
+ * Connect, HELLO, SHM_OPEN asking for size data bytes (0: the daemon's
+ * choice), map the ring (asserts each step).
+ */
+void	 ts_ring_open(const struct ts_daemon *, struct ts_ring *,
+	    uint64_t size);
+
+/* Write a slot of len bytes (copy of them from p) at the private tail. */
+void	 ts_ring_put(struct ts_ring *, const void *p, uint32_t len,
+	    uint32_t copy, uint32_t flags);
+
+/* Publish tail and ring the daemon's doorbell. */
+void	 ts_ring_publish(struct ts_ring *, uint64_t tail);
+
+void	 ts_ring_close(struct ts_ring *);
 
 /* Path of a program in the build tree, in a static buffer. */
 const char *ts_prog(const char *prog);
