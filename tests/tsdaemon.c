@@ -32,6 +32,8 @@
 
 static int	exit_status(int);
 static void	ts_fault_env(const char *ctl);
+static int	ts_run_progv(unsigned, const char *, const char *, size_t,
+		    char **, va_list);
 
 const char *
 ts_prog(const char *prog)
@@ -142,6 +144,21 @@ ts_daemon_notify_open(struct ts_daemon *d)
 	return (0);
 }
 
+/*
+ * Nobody reads the notify socket after READY=1: close it, or the daemon's
+ * status line once a second fills its queue (net.unix.max_dgram_qlen, 10
+ * by default) and the next sd_notify() blocks the daemon.
+ */
+void
+ts_daemon_notify_close(struct ts_daemon *d)
+{
+	if (d->notify_fd == -1)
+		return;
+	close(d->notify_fd);
+	d->notify_fd = -1;
+	unlink(d->notify_path);
+}
+
 int
 ts_daemon_wait_ready(struct ts_daemon *d)
 {
@@ -159,8 +176,10 @@ ts_daemon_wait_ready(struct ts_daemon *d)
 			len = recv(d->notify_fd, buf, sizeof buf - 1, 0);
 			if (len > 0) {
 				buf[len] = '\0';
-				if (strstr(buf, "READY=1") != NULL)
+				if (strstr(buf, "READY=1") != NULL) {
+					ts_daemon_notify_close(d);
 					return (0);
+				}
 			}
 		}
 		if (waitpid(d->pid, &status, WNOHANG) == d->pid) {
@@ -176,19 +195,26 @@ ts_daemon_wait_ready(struct ts_daemon *d)
 int
 ts_daemon_stop(struct ts_daemon *d)
 {
-	int status, i;
+	return (ts_daemon_stop_within(d, 30));
+}
+
+int
+ts_daemon_stop_within(struct ts_daemon *d, unsigned seconds)
+{
+	int status;
+	unsigned i;
 
 	if (d->pid <= 0)
 		return (-1);
 	kill(d->pid, SIGTERM);
-	for (i = 0; i < 600; i++) {
+	for (i = 0; i < seconds * 20; i++) {
 		if (waitpid(d->pid, &status, WNOHANG) == d->pid) {
 			d->pid = 0;
 			return (exit_status(status));
 		}
 		usleep(50000);
 	}
-	fprintf(stderr, "walmmapd ignored SIGTERM for 30 s\n");
+	fprintf(stderr, "walmmapd ignored SIGTERM for %u s\n", seconds);
 	ts_daemon_dump(d);
 	ts_daemon_kill(d);
 	return (-1);
@@ -274,19 +300,43 @@ int
 ts_run_prog(const char *prog, const char *input, size_t inlen, char **out,
     ...)
 {
+	va_list ap;
+	int rc;
+
+	va_start(ap, out);
+	rc = ts_run_progv(0, prog, input, inlen, out, ap);
+	va_end(ap);
+	return (rc);
+}
+
+int
+ts_run_prog_within(unsigned seconds, const char *prog, const char *input,
+    size_t inlen, char **out, ...)
+{
+	va_list ap;
+	int rc;
+
+	va_start(ap, out);
+	rc = ts_run_progv(seconds, prog, input, inlen, out, ap);
+	va_end(ap);
+	return (rc);
+}
+
+/* ts_run_prog(), killed by SIGALRM after seconds (0: never). */
+static int
+ts_run_progv(unsigned seconds, const char *prog, const char *input,
+    size_t inlen, char **out, va_list ap)
+{
 	char *argv[MAX_ARGS];
 	int in[2], outp[2], status, n = 1;
 	size_t len = 0, cap = 4096, done = 0;
 	char *buf;
 	ssize_t r;
-	va_list ap;
 	pid_t pid;
 
 	argv[0] = (char *)ts_prog(prog);
-	va_start(ap, out);
 	while (n < MAX_ARGS - 1 && (argv[n] = va_arg(ap, char *)) != NULL)
 		n++;
-	va_end(ap);
 	argv[n] = NULL;
 	if (pipe2(in, O_CLOEXEC) == -1 || pipe2(outp, O_CLOEXEC) == -1)
 		return (-1);
@@ -297,6 +347,8 @@ ts_run_prog(const char *prog, const char *input, size_t inlen, char **out,
 		dup2(in[0], STDIN_FILENO);
 		dup2(outp[1], STDOUT_FILENO);
 		dup2(outp[1], STDERR_FILENO);
+		if (seconds > 0)
+			alarm(seconds);		/* survives execv */
 		execv(argv[0], argv);
 		_exit(127);
 	}
@@ -366,6 +418,128 @@ ts_raw_hello(int s)
 	ck_assert_int_eq(send(s, &h, sizeof h, 0), sizeof h);
 	ck_assert_int_eq(recv(s, buf, sizeof buf, 0),
 	    sizeof(struct wal_msg_welcome));
+}
+
+void
+ts_raw_frame(int s, uint16_t type, uint64_t id)
+{
+	struct wal_msg m;
+
+	memset(&m, 0, sizeof m);
+	m.type = type;
+	m.len = sizeof m;
+	m.id = id;
+	ck_assert_int_eq(send(s, &m, sizeof m, 0), sizeof m);
+}
+
+void
+ts_raw_append(int s, uint64_t id, const void *payload, uint32_t size,
+    uint8_t ack)
+{
+	struct wal_msg_append a;
+	uint8_t *frame;
+	size_t len = sizeof a + 4 + size;
+
+	memset(&a, 0, sizeof a);
+	a.hdr.type = WAL_MSG_APPEND;
+	a.hdr.len = (uint32_t)len;
+	a.hdr.id = id;
+	a.count = 1;
+	a.ack = ack;
+	if ((frame = malloc(len)) == NULL)
+		abort();
+	memcpy(frame, &a, sizeof a);
+	memcpy(frame + sizeof a, &size, 4);
+	memcpy(frame + sizeof a + 4, payload, size);
+	ck_assert_int_eq(send(s, frame, len, 0), (ssize_t)len);
+	free(frame);
+}
+
+int
+ts_raw_append_fd(int s, uint64_t id, uint64_t size, int mfd, uint8_t ack,
+    int flags)
+{
+	union {
+		struct cmsghdr	hdr;
+		char		buf[CMSG_SPACE(sizeof(int))];
+	} cm;
+	struct wal_msg_append_fd af;
+	struct msghdr msg;
+	struct iovec iov;
+
+	memset(&af, 0, sizeof af);
+	af.hdr.type = WAL_MSG_APPEND_FD;
+	af.hdr.len = sizeof af;
+	af.hdr.id = id;
+	af.size = size;
+	af.ack = ack;
+	memset(&msg, 0, sizeof msg);
+	memset(&cm, 0, sizeof cm);
+	iov.iov_base = &af;
+	iov.iov_len = sizeof af;
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	msg.msg_control = cm.buf;
+	msg.msg_controllen = sizeof cm.buf;
+	cm.hdr.cmsg_level = SOL_SOCKET;
+	cm.hdr.cmsg_type = SCM_RIGHTS;
+	cm.hdr.cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(&cm.hdr), &mfd, sizeof mfd);
+	return (sendmsg(s, &msg, flags | MSG_NOSIGNAL) == (ssize_t)sizeof af ?
+	    0 : -1);
+}
+
+void
+ts_raw_subscribe(int s, uint64_t id, int64_t from, int64_t to,
+    uint32_t flags)
+{
+	struct wal_msg_subscribe sub;
+
+	memset(&sub, 0, sizeof sub);
+	sub.hdr.type = WAL_MSG_SUBSCRIBE;
+	sub.hdr.len = sizeof sub;
+	sub.hdr.id = id;
+	sub.from_seq = from;
+	sub.to_seq = to;
+	sub.flags = flags;
+	ck_assert_int_eq(send(s, &sub, sizeof sub, 0), sizeof sub);
+}
+
+ssize_t
+ts_raw_recv(int s, void *buf, size_t len, int timeout_ms)
+{
+	struct pollfd pfd;
+	ssize_t n;
+	int rc;
+
+	pfd.fd = s;
+	pfd.events = POLLIN;
+	pfd.revents = 0;
+	while ((rc = poll(&pfd, 1, timeout_ms)) == -1 && errno == EINTR)
+		;
+	if (rc <= 0)
+		return (-1);
+	n = recv(s, buf, len, MSG_DONTWAIT);
+	/*
+	 * The peer closed with frames of ours unread: reported once, ahead
+	 * of the frames it sent before (still queued here).
+	 */
+	if (n == -1 && errno == ECONNRESET && (n = recv(s, buf, len,
+	    MSG_DONTWAIT)) == -1)
+		return (0);
+	return (n);
+}
+
+int
+ts_sealed_memfd(uint64_t size)
+{
+	int mfd = memfd_create("ts-record", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+
+	ck_assert_int_ge(mfd, 0);
+	ck_assert_int_eq(ftruncate(mfd, (off_t)size), 0);
+	ck_assert_int_eq(fcntl(mfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW |
+	    F_SEAL_WRITE), 0);
+	return (mfd);
 }
 
 /* Path of the fault-injection shim in the build tree. */
