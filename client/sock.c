@@ -85,6 +85,9 @@ wm_perr(unsigned code)
 		return (WALMMAP_ENOTSUP);
 	case WAL_PERR_SYNC:
 		return (WALMMAP_ESYNC);
+	case WAL_PERR_LAGGING:	/* the daemon ended the connection */
+	case WAL_PERR_TIMEOUT:
+		return (WALMMAP_ELOST);
 	default:
 		return (WALMMAP_EPROTO);
 	}

@@ -8,9 +8,9 @@
  */
 #include "config.h"
 
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/mman.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -29,12 +30,22 @@
 #include "wal_reader.h"
 #include "wal_ring.h"
 
-/* Frames read per readable event before yielding to other clients. */
+/*
+ * A read pass ends after CONN_READ_BATCH frames or once its frames made
+ * the daemon take CONN_READ_BUDGET bytes (frame bytes, or the payload
+ * written when that is more: a memfd record counts its whole size), so
+ * one client cannot starve the others. A frame is never split: the pass
+ * that reaches the budget finishes its frame.
+ */
 #define CONN_READ_BATCH		64
+#define CONN_READ_BUDGET	(1024 * 1024)
+
+/* Seconds a closing connection may take to read its last replies. */
+#define CONN_LINGER_S		60
 
 static void	conn_read_cb(int, short, void *);
 static void	conn_write_cb(int, short, void *);
-static int	conn_recv_one(struct conn *);
+static int	conn_recv_one(struct conn *, uint64_t *);
 static void	conn_handle(struct conn *, const uint8_t *, size_t, int fd);
 static void	conn_hello(struct conn *, const struct wal_msg_hello *);
 static void	conn_append(struct conn *, const uint8_t *, size_t);
@@ -50,6 +61,8 @@ static void	conn_ack_add(struct conn *, uint64_t id, int64_t first,
 static void	conn_ack_flush(struct conn *);
 static void	conn_queue(struct conn *, const void *, size_t);
 static void	conn_after_pass(struct conn *);
+static int	conn_owed(const struct conn *);
+static int64_t	conn_now(void);
 
 /* Make a connection for an accepted socket. */
 struct conn *
@@ -67,6 +80,7 @@ conn_new(struct server *srv, int fd)
 	c->durable_low = -1;
 	c->sub_to = -1;
 	c->ack = WAL_ACK_WRITTEN;
+	c->since = c->last_active = conn_now();
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
 		c->pid = cred.pid;
 		c->uid = cred.uid;
@@ -116,15 +130,25 @@ conn_free(struct conn *c)
 		event_base_loopbreak(srv->base);
 }
 
-/* Read and process whatever a client already sent (used at shutdown). */
+/*
+ * Read and process what a client already sent (used at shutdown), up to
+ * budget bytes counted as a read pass counts them: a client that keeps
+ * sending cannot hold the stop. What is not read is not acknowledged.
+ */
 void
-conn_drain(struct conn *c)
+conn_drain(struct conn *c, uint64_t budget)
 {
-	int rc;
+	uint64_t spent = 0;
+	int rc = 1;
 
 	shm_drain_published(c);
-	while (!c->closing && (rc = conn_recv_one(c)) > 0)
-		;
+	while (!c->closing && spent < budget)
+		if ((rc = conn_recv_one(c, &spent)) <= 0)
+			break;
+	if (rc < 0) {
+		conn_free(c);
+		return;
+	}
 	conn_after_pass(c);
 }
 
@@ -232,7 +256,70 @@ conn_error(struct conn *c, uint64_t id, unsigned code, int fatal,
 	    (char *)buf + sizeof e);
 	conn_queue(c, buf, e.hdr.len);
 	if (fatal)
-		c->closing = 1;
+		conn_closing(c);
+}
+
+/*
+ * Close the connection once its queued replies are sent. It is not read
+ * any more (a readable socket nobody reads would spin the loop); a peer
+ * that does not take its last replies within CONN_LINGER_S is dropped.
+ */
+void
+conn_closing(struct conn *c)
+{
+	if (c->closing)
+		return;
+	c->closing = 1;
+	c->closing_since = conn_now();
+	event_del(c->ev_read);
+}
+
+/*
+ * Once a second: drop a connection that sent no HELLO within
+ * hello_timeout, one idle for idle_timeout (no frame, no ring record and
+ * nothing owed to it), and a closing one whose peer does not read.
+ */
+void
+conn_check_timeouts(struct conn *c)
+{
+	const struct srv_config *cfg = &c->srv->cfg;
+	int64_t now = conn_now();
+
+	if (c->closing) {
+		if (now - c->closing_since >= CONN_LINGER_S * 1000) {
+			log_info("client pid %ld uid %ld did not read its last "
+			    "replies within %ds; disconnecting it",
+			    (long)c->pid, (long)c->uid, CONN_LINGER_S);
+			conn_free(c);
+		}
+		return;
+	}
+	if (!c->hello_done) {
+		if (cfg->hello_timeout_s > 0 && now - c->since >=
+		    (int64_t)cfg->hello_timeout_s * 1000) {
+			log_info("client pid %ld uid %ld sent no HELLO within "
+			    "%us; disconnecting it", (long)c->pid,
+			    (long)c->uid, cfg->hello_timeout_s);
+			conn_error(c, 0, WAL_PERR_TIMEOUT, 1, "no HELLO within "
+			    "hello_timeout (%us)", cfg->hello_timeout_s);
+			conn_flush(c);
+		}
+		return;
+	}
+	/* Records through the ring and anything owed count as activity. */
+	if (c->records != c->active_records || conn_owed(c)) {
+		c->active_records = c->records;
+		c->last_active = now;
+		return;
+	}
+	if (cfg->idle_timeout_s > 0 && now - c->last_active >=
+	    (int64_t)cfg->idle_timeout_s * 1000) {
+		log_info("client pid %ld uid %ld idle for %us; disconnecting "
+		    "it", (long)c->pid, (long)c->uid, cfg->idle_timeout_s);
+		conn_error(c, 0, WAL_PERR_TIMEOUT, 1, "idle for idle_timeout "
+		    "(%us)", cfg->idle_timeout_s);
+		conn_flush(c);
+	}
 }
 
 /*
@@ -282,6 +369,33 @@ conn_sub_wake(struct conn *c)
 	}
 }
 
+/*
+ * A subscriber holds back more than max_subscriber_hold of segments that
+ * retention would remove: end its subscription with an error and close.
+ */
+void
+conn_sub_drop(struct conn *c, uint64_t held)
+{
+	int64_t pos;
+
+	if (c->sub == NULL)
+		return;
+	/* The first seq not queued for it: where to subscribe again. */
+	pos = c->sub_held ? c->sub_rec.seq : wal_reader_position(c->sub);
+	log_warnx("subscriber pid %ld uid %ld dropped: at seq %" PRId64
+	    " it holds back %" PRIu64 " bytes of segments that retention "
+	    "would remove (max_subscriber_hold %" PRIu64 ")", (long)c->pid,
+	    (long)c->uid, pos, held, c->srv->cfg.max_subscriber_hold);
+	wal_reader_close(c->sub);	/* its segments are free now */
+	c->sub = NULL;
+	c->sub_held = 0;
+	conn_error(c, 0, WAL_PERR_LAGGING, 1, "subscription ended at seq %"
+	    PRId64 ": it fell %" PRIu64 " bytes behind what retention keeps "
+	    "(max_subscriber_hold %" PRIu64 "); subscribe again from a later "
+	    "seq", pos, held, c->srv->cfg.max_subscriber_hold);
+	conn_flush(c);
+}
+
 /* Segment a subscriber reads now (retention keeps it), else UINT64_MAX. */
 uint64_t
 conn_sub_segment(const struct conn *c)
@@ -291,17 +405,19 @@ conn_sub_segment(const struct conn *c)
 	return (wal_reader_current_id(c->sub));
 }
 
-/* Readable: take up to CONN_READ_BATCH frames, then answer in one go. */
+/* Readable: take one budgeted pass of frames, then answer in one go. */
 static void
 conn_read_cb(int fd, short ev, void *arg)
 {
 	struct conn *c = arg;
+	uint64_t spent = 0;
 	int i, rc = 1;
 
 	(void)fd;
 	(void)ev;
-	for (i = 0; i < CONN_READ_BATCH && !c->closing; i++)
-		if ((rc = conn_recv_one(c)) <= 0)
+	for (i = 0; i < CONN_READ_BATCH && spent < CONN_READ_BUDGET &&
+	    !c->closing; i++)
+		if ((rc = conn_recv_one(c, &spent)) <= 0)
 			break;
 	if (rc < 0) {
 		/* Peer gone or socket error: nothing more to answer. */
@@ -331,6 +447,7 @@ conn_after_pass(struct conn *c)
 {
 	struct server *srv = c->srv;
 
+	c->last_active = conn_now();
 	/*
 	 * Acks of a pass with durable appends wait for the sync: the client
 	 * then wakes once for ACK and DURABLE together. (Any other reply
@@ -353,10 +470,15 @@ conn_after_pass(struct conn *c)
 /*
  * Receive one frame (and a descriptor with it, if any). Returns 1 after
  * handling a frame, 0 when nothing is waiting, -1 when the peer is gone.
+ * Adds to *spent the frame's bytes, or the payload bytes it made the
+ * daemon write when that is more.
  */
 static int
-conn_recv_one(struct conn *c)
+conn_recv_one(struct conn *c, uint64_t *spent)
 {
+	struct server *srv = c->srv;
+	struct wal_msg hdr;
+	uint64_t before = srv->bytes, wrote;
 	union {
 		struct cmsghdr	hdr;
 		char		buf[CMSG_SPACE(sizeof(int) * 4)];
@@ -402,7 +524,8 @@ conn_recv_one(struct conn *c)
 				close(fds[i]);
 		}
 	}
-	if (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) {
+	*spent += (uint64_t)n;
+	if (msg.msg_flags & MSG_TRUNC) {
 		if (fd != -1)
 			close(fd);
 		conn_error(c, 0, WAL_PERR_PROTO, 1, "frame larger than %u "
@@ -410,8 +533,35 @@ conn_recv_one(struct conn *c)
 		    WAL_PROTO_MAX_FRAME);
 		return (1);
 	}
-	c->srv->frames++;
-	conn_handle(c, c->srv->rxbuf, (size_t)n, fd);
+	srv->frames++;
+	if (msg.msg_flags & MSG_CTRUNC) {
+		/*
+		 * The kernel dropped what was passed: more descriptors than
+		 * a frame may carry, or none left in this process.
+		 */
+		if (fd != -1)
+			close(fd);
+		fd = -1;
+		memset(&hdr, 0, sizeof hdr);
+		if ((size_t)n >= sizeof hdr)
+			memcpy(&hdr, srv->rxbuf, sizeof hdr);
+		if (hdr.type == WAL_MSG_APPEND_FD && wal_proto_check(srv->rxbuf,
+		    (size_t)n, 0, NULL, 0) == 0) {
+			log_warnx("client pid %ld: a descriptor it passed was "
+			    "dropped (walmmapd is out of file descriptors, or "
+			    "more than 4 were passed)", (long)c->pid);
+			conn_error(c, hdr.id, WAL_PERR_BADFD, 0, "the memfd "
+			    "passed with APPEND_FD was dropped on receipt: "
+			    "walmmapd is out of file descriptors, or more than "
+			    "4 descriptors were passed; the record was not "
+			    "written");
+			return (1);
+		}
+	}
+	conn_handle(c, srv->rxbuf, (size_t)n, fd);
+	wrote = srv->bytes - before;
+	if (wrote > (uint64_t)n)
+		*spent += wrote - (uint64_t)n;
 	return (1);
 }
 
@@ -794,8 +944,7 @@ conn_sub_pump(struct conn *c)
 			}
 			/* Too big for any frame: hand over a sealed memfd. */
 			conn_sub_send_fd(c, &ro, &rec);
-			conn_flush(c);
-			return;
+			goto sent;
 		}
 		memcpy(frame + off, &ro, sizeof ro);
 		memcpy(frame + off + sizeof ro, rec.payload, rec.size);
@@ -809,11 +958,7 @@ conn_sub_pump(struct conn *c)
 		hdr.count = count;
 		memcpy(frame, &hdr, sizeof hdr);
 		conn_queue(c, frame, off);
-		if (conn_flush(c) < 0)
-			return;
-		if (outq_bytes(&c->out) == 0)
-			event_add(c->ev_write, NULL);	/* more may follow */
-		return;
+		goto sent;
 	}
 	/* Nothing more now. */
 	if (c->sub_follow && !c->sub_done &&
@@ -832,6 +977,15 @@ conn_sub_pump(struct conn *c)
 	wal_reader_close(c->sub);
 	c->sub = NULL;
 	conn_flush(c);
+	return;
+
+sent:
+	/*
+	 * More may follow: come back when writable (a queue still full has
+	 * armed the write event already).
+	 */
+	if (conn_flush(c) == 0 && outq_bytes(&c->out) == 0)
+		event_add(c->ev_write, NULL);
 }
 
 /* Queue RECORD_FD: one record in a sealed memfd (it fits no frame). */
@@ -858,7 +1012,7 @@ conn_sub_send_fd(struct conn *c, const struct wal_rec_out *ro,
 	if (outq_push_fd(&c->out, fb, sizeof fb, mfd) != 0) {	/* closes mfd */
 		log_warnx("client pid %ld: out of memory for replies; "
 		    "disconnecting it", (long)c->pid);
-		c->closing = 1;
+		conn_closing(c);
 	}
 }
 
@@ -908,7 +1062,7 @@ conn_ack_flush(struct conn *c)
 		if (outq_push(&c->out, frame, a.hdr.len) != 0) {
 			log_warnx("client pid %ld: out of memory for replies; "
 			    "disconnecting it", (long)c->pid);
-			c->closing = 1;
+			conn_closing(c);
 			break;
 		}
 	}
@@ -935,7 +1089,7 @@ conn_queue_fds(struct conn *c, const void *frame, size_t len, const int *fds,
 	if (outq_push_fds(&c->out, frame, len, fds, nfds) != 0) {
 		log_warnx("client pid %ld: out of memory for replies; "
 		    "disconnecting it", (long)c->pid);
-		c->closing = 1;
+		conn_closing(c);
 		return (-1);
 	}
 	return (0);
@@ -949,6 +1103,28 @@ conn_expect(struct conn *c)
 		return;
 	c->durable_expected = 1;
 	c->srv->durable_expected++;
+}
+
+/*
+ * Is anything owed to the client: replies queued or held, a durable ack
+ * or SYNC answer it waits for (socket or ring), a subscription?
+ */
+static int
+conn_owed(const struct conn *c)
+{
+	return (outq_bytes(&c->out) > 0 || c->nacks > 0 || c->acks_held ||
+	    c->sub != NULL || conn_durable_pending(c,
+	    wal_ring_durable_seq(c->srv->ring)));
+}
+
+/* Monotonic milliseconds, for timeouts. */
+static int64_t
+conn_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
 }
 
 /* Map a ring errno to a protocol error code. */

@@ -27,11 +27,16 @@
 #include "wal_ring.h"
 #include "wal_segment.h"
 
+/* Seconds from SIGTERM to exit, however much clients keep sending. */
+#define SRV_STOP_TIMEOUT_S	5
+
 static void	server_accept_cb(int, short, void *);
 static void	server_accept_resume_cb(int, short, void *);
 static int	server_allowed(const struct server *, uid_t, gid_t);
 static int	server_bind(struct server *);
 static void	server_unlink(struct server *);
+static void	server_forget_expected(struct server *);
+static unsigned	server_uid_conns(const struct server *, uid_t);
 
 /*
  * Take the socket from systemd (socket activation) or bind our own. A
@@ -122,39 +127,54 @@ server_unlink(struct server *srv)
 	srv->sock_dirfd = -1;
 }
 
-/* Begin an orderly stop: no new clients, answer what was sent, sync. */
+/*
+ * Begin an orderly stop: no new clients, answer what was sent, sync. The
+ * stop timer runs from the start, and each client's drain is budgeted
+ * (max_inflight bytes, what a well-behaved client keeps unacknowledged),
+ * so a client that keeps sending cannot delay the exit.
+ */
 void
 srv_stop(struct server *srv, const char *why)
 {
 	struct conn *c, *next;
 	struct wal_error err;
+	struct timespec now, end;
 	int64_t durable = -1;
-	struct timeval tv = { 5, 0 };
+	struct timeval tv = { SRV_STOP_TIMEOUT_S, 0 };
 
 	if (srv->stopping)
 		return;
 	srv->stopping = 1;
+	event_add(srv->ev_stop_timer, &tv);
+	clock_gettime(CLOCK_MONOTONIC, &end);
+	end.tv_sec += SRV_STOP_TIMEOUT_S;
 	log_info("%s: stopping", why);
 	sd_notify(0, "STOPPING=1\nSTATUS=stopping");
 	srv_close_listener(srv);
 
-	/* Everything clients already sent is written and acknowledged. */
-	TAILQ_FOREACH_SAFE(c, &srv->conns, entry, next)
-		conn_drain(c);
+	/* What clients already sent is written and acknowledged. */
+	TAILQ_FOREACH_SAFE(c, &srv->conns, entry, next) {
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if (now.tv_sec > end.tv_sec || (now.tv_sec == end.tv_sec &&
+		    now.tv_nsec >= end.tv_nsec)) {
+			log_warnx("stop: out of time; not reading the other "
+			    "clients (what they sent is not acknowledged)");
+			break;
+		}
+		conn_drain(c, srv->cfg.max_inflight);
+	}
 	if (!srv->sync_failed && wal_ring_sync(srv->ring, &durable, &err) != 0)
 		srv_sync_failed(srv, err.msg, durable);
 	/* After a failed sync conn_durable() fails the waiters instead. */
 	TAILQ_FOREACH_SAFE(c, &srv->conns, entry, next)
 		conn_durable(c, durable);
-	/* Give clients a moment to read their last acks. */
+	/* Give clients a moment (the stop timer) to read their last acks. */
 	TAILQ_FOREACH_SAFE(c, &srv->conns, entry, next) {
-		c->closing = 1;
+		conn_closing(c);
 		conn_flush(c);
 	}
 	if (srv->nconns == 0)
 		event_base_loopbreak(srv->base);
-	else
-		event_add(srv->ev_stop_timer, &tv);
 }
 
 /*
@@ -173,6 +193,10 @@ srv_request_sync(struct server *srv)
 
 	if (srv->durable_expected > 0 && srv->cfg.commit_delay_ms > 0) {
 		if (!srv->commit_delay_armed) {
+			log_debug("sync deferred up to %ums: %u client%s of the "
+			    "last sync not back yet", srv->cfg.commit_delay_ms,
+			    srv->durable_expected, srv->durable_expected == 1 ?
+			    "" : "s");
 			srv->commit_delay_armed = 1;
 			tv.tv_sec = srv->cfg.commit_delay_ms / 1000;
 			tv.tv_usec = (srv->cfg.commit_delay_ms % 1000) * 1000;
@@ -194,11 +218,7 @@ srv_request_sync(struct server *srv)
 void
 srv_sync_round(struct server *srv)
 {
-	struct conn *c;
-
-	TAILQ_FOREACH(c, &srv->conns, entry)
-		c->durable_expected = 0;
-	srv->durable_expected = 0;
+	server_forget_expected(srv);
 }
 
 /* A client of the last round is back (or gone). */
@@ -221,7 +241,11 @@ srv_commit_delay_cb(int fd, short ev, void *arg)
 	(void)fd;
 	(void)ev;
 	srv->commit_delay_armed = 0;
-	srv->durable_expected = 0;	/* stop waiting for the rest */
+	/*
+	 * Stop waiting for the rest: each connection's flag goes with the
+	 * count, or one coming back later would take the count below zero.
+	 */
+	server_forget_expected(srv);
 	srv_request_sync(srv);
 }
 
@@ -235,6 +259,16 @@ srv_sync_kick_cb(int fd, short ev, void *arg)
 	(void)ev;
 	srv->sync_kick_pending = 0;
 	syncer_request(srv->syncer);
+}
+
+/* Once a second: handshake, idle and linger timeouts. */
+void
+srv_check_timeouts(struct server *srv)
+{
+	struct conn *c, *next;
+
+	TAILQ_FOREACH_SAFE(c, &srv->conns, entry, next)
+		conn_check_timeouts(c);	/* may free c */
 }
 
 /* Records were appended: subscribers waiting at the end can go on. */
@@ -326,6 +360,11 @@ srv_status(struct server *srv, struct wal_status *st)
  * newest sealed one (it carries the sequence across a restart while the
  * active one is empty), never one a subscriber is reading or will read,
  * and only from the front, so what remains is one contiguous log.
+ *
+ * A subscriber may hold back at most max_subscriber_hold bytes of
+ * segments retention would otherwise remove; one that holds back more
+ * (stalled, or far slower than the writers) is dropped with an error, so
+ * it cannot switch retention off and fill the disk.
  */
 void
 srv_retention(struct server *srv)
@@ -333,12 +372,13 @@ srv_retention(struct server *srv)
 	const struct srv_config *cfg = &srv->cfg;
 	struct wal_ring_stats rs;
 	struct wal_seglist list;
-	struct conn *c;
+	struct conn *c, *next;
 	struct stat sb;
 	char name[WAL_SEGMENT_NAME_MAX];
 	uint64_t limit, sealed_bytes = 0, *sizes = NULL, removed = 0;
+	uint64_t held, seg, bytes;
 	time_t now = time(NULL), *mtimes = NULL;
-	size_t i, nsealed;
+	size_t i, j, nsealed, cut;
 	int dirfd;
 
 	if (cfg->retain_segments == 0 && cfg->retain_bytes == 0 &&
@@ -349,9 +389,6 @@ srv_retention(struct server *srv)
 	/* Only synced for good, and never the newest records (wal_ring.h). */
 	if (rs.retain_below < limit)
 		limit = rs.retain_below;
-	TAILQ_FOREACH(c, &srv->conns, entry)
-		if (conn_sub_segment(c) < limit)
-			limit = conn_sub_segment(c);
 	if ((dirfd = wal_dir_open(cfg->dir, NULL)) < 0)
 		return;
 	if (wal_dir_list(dirfd, cfg->dir, &list, NULL) != 0) {
@@ -374,21 +411,35 @@ srv_retention(struct server *srv)
 		}
 		sealed_bytes += sizes[i];
 	}
-	for (i = 0; i + 1 < nsealed && list.ids[i] < limit; i++) {
-		int over = (cfg->retain_segments > 0 && nsealed - i >
-		    cfg->retain_segments) || (cfg->retain_bytes > 0 &&
-		    sealed_bytes > cfg->retain_bytes) || (cfg->retain_age_s > 0
-		    && now - mtimes[i] > (time_t)cfg->retain_age_s);
-
-		if (!over)
-			break;
+	/* What the limits alone would remove: list.ids[0 .. cut). */
+	bytes = sealed_bytes;
+	for (cut = 0; cut + 1 < nsealed && ((cfg->retain_segments > 0 &&
+	    nsealed - cut > cfg->retain_segments) || (cfg->retain_bytes > 0 &&
+	    bytes > cfg->retain_bytes) || (cfg->retain_age_s > 0 &&
+	    now - mtimes[cut] > (time_t)cfg->retain_age_s)); cut++)
+		bytes -= sizes[cut];
+	while (cut > 0 && list.ids[cut - 1] >= limit)
+		cut--;
+	/* Subscribers keep their segments, up to max_subscriber_hold. */
+	TAILQ_FOREACH_SAFE(c, &srv->conns, entry, next) {
+		if ((seg = conn_sub_segment(c)) >= limit)
+			continue;
+		for (held = 0, j = 0; j < cut; j++)
+			if (list.ids[j] >= seg)
+				held += sizes[j];
+		if (cfg->max_subscriber_hold > 0 && held >
+		    cfg->max_subscriber_hold)
+			conn_sub_drop(c, held);	/* may free c */
+		else
+			limit = seg;
+	}
+	for (i = 0; i < cut && list.ids[i] < limit; i++) {
 		wal_seg_name(name, sizeof name, list.ids[i]);
 		if (unlinkat(dirfd, name, 0) == -1) {
 			log_warn("retention: cannot remove %s/%s", cfg->dir,
 			    name);
 			break;
 		}
-		sealed_bytes -= sizes[i];
 		removed++;
 	}
 	if (removed > 0) {
@@ -474,6 +525,33 @@ server_accept_cb(int lfd, short ev, void *arg)
 			close(fd);
 			continue;
 		}
+		if (server_uid_conns(srv, cred.uid) >=
+		    srv->cfg.max_connections_per_uid) {
+			static const char msg[] = "max_connections_per_uid "
+			    "reached for this uid";
+			uint8_t buf[sizeof(struct wal_msg_error) + sizeof msg];
+			struct wal_msg_error e;
+			time_t now = time(NULL);
+
+			memset(&e, 0, sizeof e);
+			e.hdr.type = WAL_MSG_ERROR;
+			e.hdr.len = sizeof buf - 1;
+			e.code = WAL_PERR_BUSY;
+			e.fatal = 1;
+			memcpy(buf, &e, sizeof e);
+			memcpy(buf + sizeof e, msg, sizeof msg - 1);
+			(void)send(fd, buf, e.hdr.len, MSG_DONTWAIT |
+			    MSG_NOSIGNAL);
+			if (now != srv->uid_cap_logged) {	/* once a second */
+				srv->uid_cap_logged = now;
+				log_warnx("refused pid %ld uid %ld: it has "
+				    "max_connections_per_uid (%u) connections",
+				    (long)cred.pid, (long)cred.uid,
+				    srv->cfg.max_connections_per_uid);
+			}
+			close(fd);
+			continue;
+		}
 		if ((c = conn_new(srv, fd)) == NULL) {
 			log_warnx("out of memory for a new client");
 			close(fd);
@@ -493,6 +571,30 @@ server_accept_resume_cb(int fd, short ev, void *arg)
 	(void)ev;
 	if (srv->listen_fd != -1)
 		event_add(srv->ev_accept, NULL);
+}
+
+/* Nobody of the last sync round is expected back any more. */
+static void
+server_forget_expected(struct server *srv)
+{
+	struct conn *c;
+
+	TAILQ_FOREACH(c, &srv->conns, entry)
+		c->durable_expected = 0;
+	srv->durable_expected = 0;
+}
+
+/* Connections of one uid (closing ones too: they hold a slot). */
+static unsigned
+server_uid_conns(const struct server *srv, uid_t uid)
+{
+	const struct conn *c;
+	unsigned n = 0;
+
+	TAILQ_FOREACH(c, &srv->conns, entry)
+		if (c->uid == uid)
+			n++;
+	return (n);
 }
 
 /* Allow-list: empty lists allow everyone; root is always allowed. */

@@ -62,6 +62,10 @@ struct conn {
 	uint8_t			 ack;		/* connection default level */
 	int			 read_paused;	/* out queue over the cap */
 	int			 closing;	/* close once the queue drains */
+	int64_t			 since;		/* connected (monotonic ms) */
+	int64_t			 last_active;	/* last read pass (ms) */
+	int64_t			 closing_since;	/* (ms) */
+	uint64_t		 active_records; /* records at the last check */
 
 	struct outq		 out;
 	struct wal_ack_entry	*acks;		/* coalesced in one read pass */
@@ -111,6 +115,7 @@ struct server {
 	struct connlist		 conns;
 	unsigned		 nconns;
 	uint64_t		 clients_total;
+	time_t			 uid_cap_logged;	/* last refusal logged */
 
 	struct syncer		*syncer;
 	int			 sync_fd;	/* eventfd: sync thread -> loop */
@@ -172,11 +177,14 @@ void	 srv_durable_returned(struct server *, struct conn *);
 void	 srv_sync_round(struct server *);
 void	 srv_wake_subscribers(struct server *);
 void	 srv_retention(struct server *);
+void	 srv_check_timeouts(struct server *);
 
 /* conn.c */
 struct conn *conn_new(struct server *, int fd);
 void	 conn_free(struct conn *);
-void	 conn_drain(struct conn *);
+void	 conn_drain(struct conn *, uint64_t budget);
+void	 conn_closing(struct conn *);
+void	 conn_check_timeouts(struct conn *);
 void	 conn_durable(struct conn *, int64_t durable_seq);
 void	 conn_sync_failed(struct conn *, const char *why);
 void	 conn_error(struct conn *, uint64_t id, unsigned code, int fatal,
@@ -189,6 +197,7 @@ int	 conn_durable_pending(const struct conn *, int64_t durable);
 unsigned conn_errno_perr(int);
 void	 conn_sub_wake(struct conn *);
 uint64_t conn_sub_segment(const struct conn *);
+void	 conn_sub_drop(struct conn *, uint64_t held);
 
 /* shm.c */
 void	 shm_open_ring(struct conn *, const struct wal_msg_shm_open *);

@@ -72,6 +72,8 @@ config_defaults(struct srv_config *c)
 	c->prefault = 1;
 	c->max_record = WAL_MAX_PAYLOAD;
 	c->max_connections = 1024;
+	c->hello_timeout_s = 10;
+	c->max_subscriber_hold = 1024ull * 1024 * 1024;
 	c->max_inflight = 4u * 1024 * 1024;
 	c->sync_interval_ms = 1000;
 	c->commit_delay_ms = 2;
@@ -220,6 +222,29 @@ config_set(struct srv_config *c, const char *key, const char *val,
 			BAD("max_connections: \"%s\" is not a number from 1 to "
 			    "1000000", val);
 		c->max_connections = (unsigned)v;
+	} else if (strcmp(key, "max_connections_per_uid") == 0) {
+		if (parse_uint(val, 1000000, &v) != 0 || v == 0)
+			BAD("max_connections_per_uid: \"%s\" is not a number "
+			    "from 1 to 1000000", val);
+		c->max_connections_per_uid = (unsigned)v;
+		c->max_connections_per_uid_given = 1;
+	} else if (strcmp(key, "hello_timeout") == 0) {
+		if (config_parse_duration_ms(val, &v) != 0 || v > 3600000 ||
+		    (v > 0 && v < 1000))
+			BAD("hello_timeout: \"%s\" is not a duration from 1s "
+			    "to 1h (0 waits forever)", val);
+		c->hello_timeout_s = (unsigned)((v + 999) / 1000);
+	} else if (strcmp(key, "idle_timeout") == 0) {
+		if (config_parse_duration_ms(val, &v) != 0 || v > 30 *
+		    86400000ull || (v > 0 && v < 1000))
+			BAD("idle_timeout: \"%s\" is not a duration from 1s "
+			    "to 30d (0 keeps idle clients)", val);
+		c->idle_timeout_s = (unsigned)((v + 999) / 1000);
+	} else if (strcmp(key, "max_subscriber_hold") == 0) {
+		if (config_parse_size(val, &v) != 0)
+			BAD("max_subscriber_hold: \"%s\" is not a size (0 lets "
+			    "subscribers hold everything)", val);
+		c->max_subscriber_hold = v;
 	} else if (strcmp(key, "max_inflight") == 0) {
 		if (config_parse_size(val, &v) != 0 || v < 64 * 1024 ||
 		    v > 1024ull * 1024 * 1024)
@@ -301,6 +326,10 @@ config_validate(struct srv_config *c, char *err, size_t errlen)
 
 	if (!c->max_record_given && c->max_record > room)
 		c->max_record = (uint32_t)room;
+	/* By default one uid may take a quarter of the connections. */
+	if (!c->max_connections_per_uid_given)
+		c->max_connections_per_uid = c->max_connections / 4 > 0 ?
+		    c->max_connections / 4 : 1;
 	if (c->max_record > room) {
 		snprintf(err, errlen, "max_record %" PRIu32 " does not fit in "
 		    "a segment of %" PRIu64 " bytes (at most %" PRIu64 "); "

@@ -22,6 +22,10 @@ struct srv_config {
 	int		 prefault;
 	uint32_t	 max_record;
 	unsigned	 max_connections;
+	unsigned	 max_connections_per_uid;
+	unsigned	 hello_timeout_s;	/* 0: wait for HELLO forever */
+	unsigned	 idle_timeout_s;	/* 0: idle clients stay */
+	uint64_t	 max_subscriber_hold;	/* 0: subscribers hold all */
 	uint32_t	 max_inflight;
 	unsigned	 sync_interval_ms;	/* 0: no periodic sync */
 	unsigned	 commit_delay_ms;	/* wait for a sync's group */
@@ -40,6 +44,7 @@ struct srv_config {
 	int		 dir_given;		/* not a default */
 	int		 socket_given;
 	int		 max_record_given;
+	int		 max_connections_per_uid_given;
 };
 
 /*

@@ -523,6 +523,10 @@ reload(struct server *srv)
 	RESTART_ONLY(socket_group, "socket_group");
 	LIVE(max_record, "max_record", PRIu32);
 	LIVE(max_connections, "max_connections", "u");
+	LIVE(max_connections_per_uid, "max_connections_per_uid", "u");
+	LIVE(hello_timeout_s, "hello_timeout (s)", "u");
+	LIVE(idle_timeout_s, "idle_timeout (s)", "u");
+	LIVE(max_subscriber_hold, "max_subscriber_hold", PRIu64);
 	LIVE(max_inflight, "max_inflight", PRIu32);
 	LIVE(retain_segments, "retain_segments", PRIu64);
 	LIVE(retain_bytes, "retain_bytes", PRIu64);
@@ -642,7 +646,7 @@ sync_timer_cb(int fd, short ev, void *arg)
 		srv_request_sync(srv);
 }
 
-/* Once a second: rates, systemd status line, retention. */
+/* Once a second: rates, systemd status line, timeouts, retention. */
 static void
 tick_cb(int fd, short ev, void *arg)
 {
@@ -658,6 +662,7 @@ tick_cb(int fd, short ev, void *arg)
 	    wal_ring_durable_seq(srv->ring));
 	if (srv->sub_dirty)
 		srv_wake_subscribers(srv);
+	srv_check_timeouts(srv);
 	if (!srv->stopping)
 		srv_retention(srv);
 }

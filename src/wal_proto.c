@@ -66,6 +66,8 @@ static const char *const perr_text[] = {
 	[WAL_PERR_SHUTDOWN] = "daemon is shutting down",
 	[WAL_PERR_UNSUPPORTED] = "request not supported",
 	[WAL_PERR_SYNC] = "sync failed",
+	[WAL_PERR_LAGGING] = "subscriber too far behind",
+	[WAL_PERR_TIMEOUT] = "connection timed out",
 };
 
 static int	bad(char *why, size_t len, const char *fmt, ...)

@@ -74,6 +74,8 @@ enum wal_proto_err {
 	WAL_PERR_SHUTDOWN = 9,	/* daemon is stopping */
 	WAL_PERR_UNSUPPORTED = 10, /* request not supported */
 	WAL_PERR_SYNC = 11,	/* sync failed: durability not reached */
+	WAL_PERR_LAGGING = 12,	/* subscriber held back too much of the log */
+	WAL_PERR_TIMEOUT = 13,	/* no HELLO in time, or idle too long */
 };
 
 /* Every frame starts with this. */

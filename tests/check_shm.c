@@ -448,8 +448,8 @@ static void
 status_answers(void)
 {
 	char *out;
-	int rc = ts_run_prog_within(2000, "client/walctl", &out, "-s", d.sock,
-	    "status", NULL);
+	int rc = ts_run_prog_within(2, "client/walctl", NULL, 0, &out, "-s",
+	    d.sock, "status", NULL);
 
 	if (rc != 0)
 		ts_daemon_dump(&d);

@@ -109,6 +109,8 @@ wf_fail(enum wf_call call, int fd)
 	    !S_ISREG(st.st_mode)))))
 		return (0);
 	atomic_fetch_add(&op->calls, 1);
+	while (atomic_load(&op->hold))
+		usleep(1000);
 	if (atomic_load(&op->failing))
 		goto fail;
 	left = atomic_load(&op->countdown);

@@ -9,6 +9,8 @@
  *	wf_arm(ctl, WF_MSYNC, 3, EIO, 0);	the 3rd msync from now fails
  *	wf_arm(ctl, WF_FDATASYNC, 1, EIO, 1);	every fdatasync from now fails
  *	wf_disarm(ctl, WF_MSYNC);
+ *	wf_hold(ctl, WF_MSYNC, 1);	msyncs wait (counted first) ...
+ *	wf_hold(ctl, WF_MSYNC, 0);	... until released
  *
  * Calls on descriptors 0-2 (the daemon's log) are never failed. Counters
  * say how often each call was made and failed. Both sides touch only the
@@ -41,6 +43,7 @@ struct wf_op {
 	_Atomic int32_t		failing;	/* persist tripped (shim) */
 	_Atomic uint64_t	calls;		/* made (shim) */
 	_Atomic uint64_t	injected;	/* failed by us (shim) */
+	_Atomic int32_t		hold;		/* 1: calls wait until 0 */
 };
 
 struct wf_ctl {
@@ -74,6 +77,17 @@ wf_disarm(struct wf_ctl *c, enum wf_call call)
 	atomic_store(&c->op[call].countdown, 0);
 	atomic_store(&c->op[call].failing, 0);
 	atomic_store(&c->op[call].persist, 0);
+}
+
+/*
+ * Hold: from now on the call waits in the shim, after counting itself in
+ * calls, until released (so a test sees it began and decides when it
+ * ends; a sync held this way stays in flight).
+ */
+static inline void
+wf_hold(struct wf_ctl *c, enum wf_call call, int on)
+{
+	atomic_store(&c->op[call].hold, on);
 }
 
 /* Create (or reset) the control file at path and map it; NULL on error. */

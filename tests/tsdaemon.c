@@ -34,8 +34,10 @@
 
 static int	exit_status(int);
 static int	run_argv(char **argv, const char *input, size_t inlen,
-		    unsigned long nofile, char **out);
+		    unsigned long nofile, unsigned seconds, char **out);
 static void	ts_fault_env(const char *ctl);
+static int	ts_run_progv(unsigned, const char *, const char *, size_t,
+		    char **, va_list);
 
 const char *
 ts_prog(const char *prog)
@@ -148,6 +150,21 @@ ts_daemon_notify_open(struct ts_daemon *d)
 	return (0);
 }
 
+/*
+ * Nobody reads the notify socket after READY=1: close it, or the daemon's
+ * status line once a second fills its queue (net.unix.max_dgram_qlen, 10
+ * by default) and the next sd_notify() blocks the daemon.
+ */
+void
+ts_daemon_notify_close(struct ts_daemon *d)
+{
+	if (d->notify_fd == -1)
+		return;
+	close(d->notify_fd);
+	d->notify_fd = -1;
+	unlink(d->notify_path);
+}
+
 int
 ts_daemon_wait_ready(struct ts_daemon *d)
 {
@@ -165,8 +182,10 @@ ts_daemon_wait_ready(struct ts_daemon *d)
 			len = recv(d->notify_fd, buf, sizeof buf - 1, 0);
 			if (len > 0) {
 				buf[len] = '\0';
-				if (strstr(buf, "READY=1") != NULL)
+				if (strstr(buf, "READY=1") != NULL) {
+					ts_daemon_notify_close(d);
 					return (0);
+				}
 			}
 		}
 		if (waitpid(d->pid, &status, WNOHANG) == d->pid) {
@@ -182,19 +201,26 @@ ts_daemon_wait_ready(struct ts_daemon *d)
 int
 ts_daemon_stop(struct ts_daemon *d)
 {
-	int status, i;
+	return (ts_daemon_stop_within(d, 30));
+}
+
+int
+ts_daemon_stop_within(struct ts_daemon *d, unsigned seconds)
+{
+	int status;
+	unsigned i;
 
 	if (d->pid <= 0)
 		return (-1);
 	kill(d->pid, SIGTERM);
-	for (i = 0; i < 600; i++) {
+	for (i = 0; i < seconds * 20; i++) {
 		if (waitpid(d->pid, &status, WNOHANG) == d->pid) {
 			d->pid = 0;
 			return (exit_status(status));
 		}
 		usleep(50000);
 	}
-	fprintf(stderr, "walmmapd ignored SIGTERM for 30 s\n");
+	fprintf(stderr, "walmmapd ignored SIGTERM for %u s\n", seconds);
 	ts_daemon_dump(d);
 	ts_daemon_kill(d);
 	return (-1);
@@ -280,17 +306,41 @@ int
 ts_run_prog(const char *prog, const char *input, size_t inlen, char **out,
     ...)
 {
-	char *argv[MAX_ARGS];
 	va_list ap;
+	int rc;
+
+	va_start(ap, out);
+	rc = ts_run_progv(0, prog, input, inlen, out, ap);
+	va_end(ap);
+	return (rc);
+}
+
+int
+ts_run_prog_within(unsigned seconds, const char *prog, const char *input,
+    size_t inlen, char **out, ...)
+{
+	va_list ap;
+	int rc;
+
+	va_start(ap, out);
+	rc = ts_run_progv(seconds, prog, input, inlen, out, ap);
+	va_end(ap);
+	return (rc);
+}
+
+/* ts_run_prog(), killed by SIGALRM after seconds (0: never). */
+static int
+ts_run_progv(unsigned seconds, const char *prog, const char *input,
+    size_t inlen, char **out, va_list ap)
+{
+	char *argv[MAX_ARGS];
 	int n = 1;
 
 	argv[0] = (char *)ts_prog(prog);
-	va_start(ap, out);
 	while (n < MAX_ARGS - 1 && (argv[n] = va_arg(ap, char *)) != NULL)
 		n++;
-	va_end(ap);
 	argv[n] = NULL;
-	return (run_argv(argv, input, inlen, 0, out));
+	return (run_argv(argv, input, inlen, 0, seconds, out));
 }
 
 int
@@ -306,13 +356,16 @@ ts_run_prog_nofile(const char *prog, unsigned long nofile, char **out, ...)
 		n++;
 	va_end(ap);
 	argv[n] = NULL;
-	return (run_argv(argv, NULL, 0, nofile, out));
+	return (run_argv(argv, NULL, 0, nofile, 0, out));
 }
 
-/* Run argv with input on stdin and nofile descriptors (0: as ours). */
+/*
+ * Run argv with input on stdin and nofile descriptors (0: as ours), killed
+ * by SIGALRM after seconds (0: never).
+ */
 static int
 run_argv(char **argv, const char *input, size_t inlen, unsigned long nofile,
-    char **out)
+    unsigned seconds, char **out)
 {
 	struct rlimit rl;
 	int in[2], outp[2], status;
@@ -335,6 +388,8 @@ run_argv(char **argv, const char *input, size_t inlen, unsigned long nofile,
 		dup2(in[0], STDIN_FILENO);
 		dup2(outp[1], STDOUT_FILENO);
 		dup2(outp[1], STDERR_FILENO);
+		if (seconds > 0)
+			alarm(seconds);		/* survives execv */
 		execv(argv[0], argv);
 		_exit(127);
 	}
@@ -453,6 +508,128 @@ ts_raw_hello(int s)
 	    sizeof(struct wal_msg_welcome));
 }
 
+void
+ts_raw_frame(int s, uint16_t type, uint64_t id)
+{
+	struct wal_msg m;
+
+	memset(&m, 0, sizeof m);
+	m.type = type;
+	m.len = sizeof m;
+	m.id = id;
+	ck_assert_int_eq(send(s, &m, sizeof m, 0), sizeof m);
+}
+
+void
+ts_raw_append(int s, uint64_t id, const void *payload, uint32_t size,
+    uint8_t ack)
+{
+	struct wal_msg_append a;
+	uint8_t *frame;
+	size_t len = sizeof a + 4 + size;
+
+	memset(&a, 0, sizeof a);
+	a.hdr.type = WAL_MSG_APPEND;
+	a.hdr.len = (uint32_t)len;
+	a.hdr.id = id;
+	a.count = 1;
+	a.ack = ack;
+	if ((frame = malloc(len)) == NULL)
+		abort();
+	memcpy(frame, &a, sizeof a);
+	memcpy(frame + sizeof a, &size, 4);
+	memcpy(frame + sizeof a + 4, payload, size);
+	ck_assert_int_eq(send(s, frame, len, 0), (ssize_t)len);
+	free(frame);
+}
+
+int
+ts_raw_append_fd(int s, uint64_t id, uint64_t size, int mfd, uint8_t ack,
+    int flags)
+{
+	union {
+		struct cmsghdr	hdr;
+		char		buf[CMSG_SPACE(sizeof(int))];
+	} cm;
+	struct wal_msg_append_fd af;
+	struct msghdr msg;
+	struct iovec iov;
+
+	memset(&af, 0, sizeof af);
+	af.hdr.type = WAL_MSG_APPEND_FD;
+	af.hdr.len = sizeof af;
+	af.hdr.id = id;
+	af.size = size;
+	af.ack = ack;
+	memset(&msg, 0, sizeof msg);
+	memset(&cm, 0, sizeof cm);
+	iov.iov_base = &af;
+	iov.iov_len = sizeof af;
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	msg.msg_control = cm.buf;
+	msg.msg_controllen = sizeof cm.buf;
+	cm.hdr.cmsg_level = SOL_SOCKET;
+	cm.hdr.cmsg_type = SCM_RIGHTS;
+	cm.hdr.cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(&cm.hdr), &mfd, sizeof mfd);
+	return (sendmsg(s, &msg, flags | MSG_NOSIGNAL) == (ssize_t)sizeof af ?
+	    0 : -1);
+}
+
+void
+ts_raw_subscribe(int s, uint64_t id, int64_t from, int64_t to,
+    uint32_t flags)
+{
+	struct wal_msg_subscribe sub;
+
+	memset(&sub, 0, sizeof sub);
+	sub.hdr.type = WAL_MSG_SUBSCRIBE;
+	sub.hdr.len = sizeof sub;
+	sub.hdr.id = id;
+	sub.from_seq = from;
+	sub.to_seq = to;
+	sub.flags = flags;
+	ck_assert_int_eq(send(s, &sub, sizeof sub, 0), sizeof sub);
+}
+
+ssize_t
+ts_raw_recv(int s, void *buf, size_t len, int timeout_ms)
+{
+	struct pollfd pfd;
+	ssize_t n;
+	int rc;
+
+	pfd.fd = s;
+	pfd.events = POLLIN;
+	pfd.revents = 0;
+	while ((rc = poll(&pfd, 1, timeout_ms)) == -1 && errno == EINTR)
+		;
+	if (rc <= 0)
+		return (-1);
+	n = recv(s, buf, len, MSG_DONTWAIT);
+	/*
+	 * The peer closed with frames of ours unread: reported once, ahead
+	 * of the frames it sent before (still queued here).
+	 */
+	if (n == -1 && errno == ECONNRESET && (n = recv(s, buf, len,
+	    MSG_DONTWAIT)) == -1)
+		return (0);
+	return (n);
+}
+
+int
+ts_sealed_memfd(uint64_t size)
+{
+	int mfd = memfd_create("ts-record", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+
+	ck_assert_int_ge(mfd, 0);
+	ck_assert_int_eq(ftruncate(mfd, (off_t)size), 0);
+	ck_assert_int_eq(fcntl(mfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW |
+	    F_SEAL_WRITE), 0);
+	return (mfd);
+}
+
 /* Path of the fault-injection shim in the build tree. */
 const char *
 wf_shim_path(void)
@@ -524,73 +701,6 @@ ts_daemon_wait_exit(struct ts_daemon *d, int timeout_ms)
 		usleep(10000);
 	}
 	return (-1);
-}
-
-int
-ts_run_prog_within(int timeout_ms, const char *prog, char **out, ...)
-{
-	char *argv[MAX_ARGS], *buf;
-	size_t len = 0, cap = 4096;
-	struct timespec t0, t;
-	struct pollfd pfd;
-	int outp[2], status, n = 1, done = 0, left;
-	ssize_t r;
-	va_list ap;
-	pid_t pid;
-
-	argv[0] = (char *)ts_prog(prog);
-	va_start(ap, out);
-	while (n < MAX_ARGS - 1 && (argv[n] = va_arg(ap, char *)) != NULL)
-		n++;
-	va_end(ap);
-	argv[n] = NULL;
-	if (pipe2(outp, O_CLOEXEC) == -1 || (pid = fork()) == -1)
-		return (-1);
-	if (pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		dup2(outp[1], STDOUT_FILENO);
-		dup2(outp[1], STDERR_FILENO);
-		if ((n = open("/dev/null", O_RDONLY)) != -1)
-			dup2(n, STDIN_FILENO);
-		execv(argv[0], argv);
-		_exit(127);
-	}
-	close(outp[1]);
-	if ((buf = malloc(cap)) == NULL)
-		abort();
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	for (;;) {
-		clock_gettime(CLOCK_MONOTONIC, &t);
-		left = timeout_ms - (int)((t.tv_sec - t0.tv_sec) * 1000 +
-		    (t.tv_nsec - t0.tv_nsec) / 1000000);
-		pfd.fd = outp[0];
-		pfd.events = POLLIN;
-		if (left <= 0 || poll(&pfd, 1, left) == 0)
-			break;
-		if ((r = read(outp[0], buf + len, cap - len - 1)) <= 0) {
-			done = 1;
-			break;
-		}
-		len += (size_t)r;
-		if (cap - len < 1024 && (buf = realloc(buf, cap *= 2)) == NULL)
-			abort();
-	}
-	buf[len] = '\0';
-	close(outp[0]);
-	/* Output closed: the exit follows at once. */
-	for (n = 0; done && n < 100 && waitpid(pid, &status, WNOHANG) == 0;
-	    n++)
-		usleep(10000);
-	if (!done || n == 100) {
-		kill(pid, SIGKILL);
-		waitpid(pid, &status, 0);
-		status = -1;
-	}
-	if (out != NULL)
-		*out = buf;
-	else
-		free(buf);
-	return (status == -1 ? -1 : exit_status(status));
 }
 
 void

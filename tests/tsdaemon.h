@@ -48,6 +48,9 @@ int	 ts_daemon_startv(struct ts_daemon *, char *const *extra);
 int	 ts_daemon_notify_open(struct ts_daemon *);
 int	 ts_daemon_wait_ready(struct ts_daemon *);
 
+/* Close and remove it (done once READY=1 arrived; reopened on start). */
+void	 ts_daemon_notify_close(struct ts_daemon *);
+
 /* SIGTERM and wait: the exit status (128 + signal if killed). */
 int	 ts_daemon_stop(struct ts_daemon *);
 
@@ -56,6 +59,12 @@ int	 ts_daemon_stop(struct ts_daemon *);
  * (128 + signal if killed), or -1 when it is still running.
  */
 int	 ts_daemon_wait_exit(struct ts_daemon *, int timeout_ms);
+
+/*
+ * SIGTERM and wait at most seconds: the exit status, or -1 (after a dump
+ * and SIGKILL) when the daemon is still running.
+ */
+int	 ts_daemon_stop_within(struct ts_daemon *, unsigned seconds);
 
 /* SIGKILL and reap. */
 void	 ts_daemon_kill(struct ts_daemon *);
@@ -95,11 +104,9 @@ int	 ts_run_prog_nofile(const char *prog, unsigned long nofile, char **out,
 pid_t	 ts_spawn_prog(const char *prog, int *outfd, int *errfd, ...);
 int	 ts_prog_wait(pid_t pid);
 
-/*
- * ts_run_prog() without input that gives up after timeout_ms: the exit
- * status, or -1 when the program had not finished (it is killed then).
- */
-int	 ts_run_prog_within(int timeout_ms, const char *prog, char **out, ...);
+/* ts_run_prog() killed with SIGALRM (status 142) after seconds. */
+int	 ts_run_prog_within(unsigned seconds, const char *prog,
+	    const char *input, size_t inlen, char **out, ...);
 
 /* A raw connection to the daemon's socket (for malformed input). */
 int	 ts_raw_connect(const struct ts_daemon *);
@@ -138,6 +145,33 @@ void	 ts_ring_put(struct ts_ring *, const void *p, uint32_t len,
 void	 ts_ring_publish(struct ts_ring *, uint64_t tail);
 
 void	 ts_ring_close(struct ts_ring *);
+
+/* A header-only frame (PING, SYNC, STATUS, ...) on a raw connection. */
+void	 ts_raw_frame(int s, uint16_t type, uint64_t id);
+
+/* An APPEND of one record at an ack level (WAL_ACK_*). */
+void	 ts_raw_append(int s, uint64_t id, const void *payload,
+	    uint32_t size, uint8_t ack);
+
+/*
+ * APPEND_FD passing mfd, with send flags (MSG_DONTWAIT...). 0, or -1 with
+ * errno when the frame was not sent.
+ */
+int	 ts_raw_append_fd(int s, uint64_t id, uint64_t size, int mfd,
+	    uint8_t ack, int flags);
+
+/* SUBSCRIBE from..to (-1: no limit) with WAL_SUB_* flags. */
+void	 ts_raw_subscribe(int s, uint64_t id, int64_t from, int64_t to,
+	    uint32_t flags);
+
+/*
+ * Receive one frame, waiting at most timeout_ms: its length, 0 at the
+ * end of the connection, -1 when nothing came in time.
+ */
+ssize_t	 ts_raw_recv(int s, void *buf, size_t len, int timeout_ms);
+
+/* A sparse memfd of size bytes, sealed as APPEND_FD requires. */
+int	 ts_sealed_memfd(uint64_t size);
 
 /* Path of a program in the build tree, in a static buffer. */
 const char *ts_prog(const char *prog);
