@@ -261,6 +261,9 @@ sub_next(struct walmmap_reader *r, struct walmmap_record *rec, int timeout_ms)
 			r->big_len = (size_t)-1;	/* handed out */
 			return (1);
 		}
+		/* Frames without a record do not extend the wait. */
+		if (r->rx_left == 0 && wm_expired(deadline))
+			return (0);
 	}
 }
 

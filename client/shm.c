@@ -239,8 +239,9 @@ wm_shm_reached(struct wm_shm *s, enum wm_shm_cond cond, uint64_t target)
 }
 
 /*
- * Wait until the daemon reaches target (1), the deadline passes (0), the
- * socket has something to read (2), or the daemon publishes nonsense (-1).
+ * Wait until the daemon reaches target (1), the deadline passes (0, even
+ * while the doorbell keeps ringing), the socket has something to read
+ * (2), or the daemon publishes nonsense (-1).
  * Spins briefly, then sleeps on the doorbell with producer_waiting set.
  * After a failed sync durability never comes: a wait for it goes to the
  * socket, where the daemon says why (or closes the connection).
@@ -280,6 +281,9 @@ wm_shm_wait(struct wm_shm *s, int sock, enum wm_shm_cond cond,
 			return (rc);
 		if (cond == WM_SHM_DURABLE && shm_failed(s))
 			break;
+		/* Doorbells that keep ringing do not extend the wait. */
+		if (wm_expired(deadline))
+			return (0);
 		pfd[0].fd = sock;
 		pfd[0].events = POLLIN;
 		pfd[1].fd = s->efd_out;

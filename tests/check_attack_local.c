@@ -1,0 +1,621 @@
+/*
+ * walmmapd tests - attacks by a local user, found by review after issue
+ * #13's fixes. Two sides:
+ *
+ * - The daemon (run as root by the suite): the data directory's path is
+ *   used again after start-up, a second start removes a live daemon's
+ *   socket, the umask for the socket reaches the other threads. The
+ *   attacker's steps run in a child as uid 65534 (ts_as_user); those
+ *   tests skip with a message when not run as root.
+ * - The client: a fake daemon (a child process with a listening socket of
+ *   the test's) answers HELLO and then misbehaves, and every blocking call
+ *   of the library and walctl must still return within its time limit.
+ */
+#include "config.h"
+
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <check.h>
+
+#include "testsupport.h"
+#include "tsdaemon.h"
+#include "wal_proto.h"
+#include "wal_ring.h"
+#include "wal_shm.h"
+#include "walmmap.h"
+
+#define NOBODY	65534
+
+/* Format into an array; the test fails if it does not fit. */
+#define PATHF(buf, ...)							\
+	ck_assert_int_lt(snprintf(buf, sizeof buf, __VA_ARGS__),	\
+	    (int)sizeof buf)
+
+static char		*base;
+static struct ts_daemon	 d;
+static pid_t		 fake_pid;
+
+static void
+setup(void)
+{
+	base = ts_mkdtemp("attack");
+	ts_daemon_init(&d, base);
+	fake_pid = 0;
+}
+
+static void
+teardown(void)
+{
+	int status;
+
+	ts_daemon_kill(&d);
+	if (fake_pid > 0) {
+		kill(fake_pid, SIGKILL);
+		waitpid(fake_pid, &status, 0);
+	}
+	if (d.notify_fd != -1)
+		close(d.notify_fd);
+	ts_rmtree(base);
+}
+
+/* ------------------------------------------------------------------ */
+/* A fake daemon that misbehaves after the handshake.                  */
+/* ------------------------------------------------------------------ */
+
+enum fake_mode {
+	FAKE_SILENT,		/* reads everything, answers nothing */
+	FAKE_FLOOD,		/* DURABLE frames without end, reads nothing */
+	FAKE_ACK_FLOOD,		/* ACKs the first APPEND, then FAKE_FLOOD */
+	FAKE_SUB_FLOOD,		/* empty RECORDS frames without end */
+	FAKE_SHM_FLOOD,		/* a ring, then FAKE_FLOOD */
+	FAKE_SHM_BELLS,		/* a ring, then its doorbell without end */
+};
+
+static ssize_t
+fake_recv(int s, uint8_t *buf, struct wal_msg *hdr)
+{
+	ssize_t n;
+
+	memset(hdr, 0, sizeof *hdr);
+	n = recv(s, buf, WAL_PROTO_MAX_FRAME, 0);
+	if (n >= (ssize_t)sizeof *hdr)
+		memcpy(hdr, buf, sizeof *hdr);
+	return (n);
+}
+
+/*
+ * Let s queue as many frames as the system allows (root may go past
+ * wmem_max): a client that takes a frame whenever one is queued then
+ * never finds the queue empty.
+ */
+static void
+fake_deep(int s)
+{
+	int size = 256 * 1024 * 1024;
+
+	if (setsockopt(s, SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof size) ==
+	    -1)
+		(void)setsockopt(s, SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
+}
+
+/*
+ * Send frames of len bytes from buf, 64 per call so that we are always
+ * ahead of a client that takes one per call, until the client goes (or,
+ * with flags MSG_DONTWAIT, until the queue is full).
+ */
+static int
+fake_burst(int s, const void *buf, size_t len, int flags)
+{
+	struct mmsghdr mm[64];
+	struct iovec iov;
+	int i;
+
+	iov.iov_base = (void *)(uintptr_t)buf;
+	iov.iov_len = len;
+	memset(mm, 0, sizeof mm);
+	for (i = 0; i < 64; i++) {
+		mm[i].msg_hdr.msg_iov = &iov;
+		mm[i].msg_hdr.msg_iovlen = 1;
+	}
+	return (sendmmsg(s, mm, 64, MSG_NOSIGNAL | flags));
+}
+
+static void
+fake_flood(int s, const void *buf, size_t len)
+{
+	fake_deep(s);
+	while (fake_burst(s, buf, len, 0) > 0)
+		;
+}
+
+/* Answer SHM_OPEN with a ring; returns our end of its doorbells. */
+static int
+fake_shm(int s, const struct wal_msg *open_hdr)
+{
+	union {
+		struct cmsghdr	hdr;
+		char		buf[CMSG_SPACE(3 * sizeof(int))];
+	} cm;
+	const uint64_t size = WAL_SHM_MIN_SIZE;
+	struct wal_msg_shm_ready rd;
+	struct msghdr m;
+	struct iovec iov;
+	int fds[3], bell[2];
+	void *base_;
+
+	if ((fds[0] = memfd_create("fake-ring", MFD_CLOEXEC)) == -1 ||
+	    ftruncate(fds[0], (off_t)(WAL_SHM_HEADER_SIZE + size)) == -1 ||
+	    socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, bell) == -1)
+		_exit(3);
+	base_ = mmap(NULL, WAL_SHM_HEADER_SIZE + size, PROT_READ | PROT_WRITE,
+	    MAP_SHARED, fds[0], 0);
+	if (base_ == MAP_FAILED)
+		_exit(3);
+	wal_shm_format(base_, size, wal_shm_max_record(size, 1024));
+	fds[1] = fds[2] = bell[1];
+	memset(&rd, 0, sizeof rd);
+	rd.hdr.type = WAL_MSG_SHM_READY;
+	rd.hdr.len = sizeof rd;
+	rd.hdr.id = open_hdr->id;
+	rd.size = size;
+	rd.header_size = WAL_SHM_HEADER_SIZE;
+	rd.max_record = wal_shm_max_record(size, 1024);
+	memset(&m, 0, sizeof m);
+	memset(&cm, 0, sizeof cm);
+	iov.iov_base = &rd;
+	iov.iov_len = sizeof rd;
+	m.msg_iov = &iov;
+	m.msg_iovlen = 1;
+	m.msg_control = cm.buf;
+	m.msg_controllen = sizeof cm.buf;
+	cm.hdr.cmsg_level = SOL_SOCKET;
+	cm.hdr.cmsg_type = SCM_RIGHTS;
+	cm.hdr.cmsg_len = CMSG_LEN(3 * sizeof(int));
+	memcpy(CMSG_DATA(&cm.hdr), fds, sizeof fds);
+	if (sendmsg(s, &m, MSG_NOSIGNAL) != (ssize_t)sizeof rd)
+		_exit(3);
+	close(fds[0]);
+	close(bell[1]);
+	return (bell[0]);
+}
+
+/* One connection, as mode says. */
+static void
+fake_serve(int s, enum fake_mode mode, uint8_t *buf)
+{
+	struct wal_msg_welcome w;
+	struct wal_msg_durable du;
+	struct wal_msg_records rs;
+	struct wal_msg hdr;
+	uint64_t one = 1;
+	int bell;
+
+	if (fake_recv(s, buf, &hdr) <= 0 || hdr.type != WAL_MSG_HELLO)
+		return;
+	memset(&w, 0, sizeof w);
+	w.hdr.type = WAL_MSG_WELCOME;
+	w.hdr.len = sizeof w;
+	w.hdr.id = hdr.id;
+	w.version = WAL_PROTO_VERSION;
+	w.max_frame = WAL_PROTO_MAX_FRAME;
+	w.max_record = 1024;
+	w.max_inflight = 4 * 1024 * 1024;
+	if (send(s, &w, sizeof w, MSG_NOSIGNAL) != (ssize_t)sizeof w)
+		return;
+
+	memset(&du, 0, sizeof du);
+	du.hdr.type = WAL_MSG_DURABLE;
+	du.hdr.len = sizeof du;
+	du.durable_seq = -1;
+	switch (mode) {
+	case FAKE_SILENT:
+		while (fake_recv(s, buf, &hdr) > 0)
+			;
+		break;
+	case FAKE_ACK_FLOOD: {
+		struct {
+			struct wal_msg_ack	a;
+			struct wal_ack_entry	e;
+		} ack;
+
+		if (fake_recv(s, buf, &hdr) <= 0 || hdr.type != WAL_MSG_APPEND)
+			return;
+		memset(&ack, 0, sizeof ack);
+		ack.a.hdr.type = WAL_MSG_ACK;
+		ack.a.hdr.len = sizeof ack;
+		ack.a.count = 1;
+		ack.e.id = hdr.id;
+		ack.e.first_seq = 0;
+		ack.e.count = 1;
+		if (send(s, &ack, sizeof ack, MSG_NOSIGNAL) !=
+		    (ssize_t)sizeof ack)
+			return;
+		usleep(200000);		/* the client takes the ACK alone */
+	}
+		/* FALLTHROUGH */
+	case FAKE_FLOOD:
+		fake_flood(s, &du, sizeof du);
+		break;
+	case FAKE_SUB_FLOOD:
+		memset(&rs, 0, sizeof rs);
+		rs.hdr.type = WAL_MSG_RECORDS;
+		rs.hdr.len = sizeof rs;
+		fake_flood(s, &rs, sizeof rs);
+		break;
+	case FAKE_SHM_FLOOD:
+	case FAKE_SHM_BELLS:
+		if (fake_recv(s, buf, &hdr) <= 0 ||
+		    hdr.type != WAL_MSG_SHM_OPEN)
+			return;
+		bell = fake_shm(s, &hdr);
+		if (mode == FAKE_SHM_FLOOD) {
+			fake_flood(s, &du, sizeof du);
+			break;
+		}
+		/* Ring while the client is there (it reads the bell). */
+		fake_deep(bell);
+		for (;;) {
+			struct pollfd pfd = { s, POLLIN, 0 };
+
+			(void)fake_burst(bell, &one, sizeof one, MSG_DONTWAIT);
+			if (poll(&pfd, 1, 0) == 1 && fake_recv(s, buf, &hdr) <=
+			    0)
+				break;
+		}
+		break;
+	}
+}
+
+/*
+ * Start a fake daemon in a child process on base/fake.sock: it serves
+ * one connection after another (walctl tail makes two) as mode says.
+ */
+static const char *
+fake_start(enum fake_mode mode)
+{
+	static char path[PATH_MAX];
+	struct sockaddr_un sun;
+	uint8_t *buf;
+	int lfd, s;
+
+	PATHF(path, "%s/fake.sock", base);
+	memset(&sun, 0, sizeof sun);
+	sun.sun_family = AF_UNIX;
+	ck_assert_uint_lt(strlen(path), sizeof sun.sun_path);
+	memcpy(sun.sun_path, path, strlen(path));
+	lfd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	ck_assert_int_ge(lfd, 0);
+	ck_assert_int_eq(bind(lfd, (struct sockaddr *)&sun, sizeof sun), 0);
+	ck_assert_int_eq(listen(lfd, 8), 0);
+	fake_pid = fork();
+	ck_assert_int_ge(fake_pid, 0);
+	if (fake_pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if ((buf = malloc(WAL_PROTO_MAX_FRAME)) == NULL)
+			_exit(2);
+		while ((s = accept4(lfd, NULL, NULL, SOCK_CLOEXEC)) != -1) {
+			fake_serve(s, mode, buf);
+			close(s);
+		}
+		_exit(0);
+	}
+	close(lfd);
+	return (path);
+}
+
+/* Stop the fake daemon and remove its socket. */
+static void
+fake_stop(void)
+{
+	char path[PATH_MAX];
+
+	kill(fake_pid, SIGKILL);
+	waitpid(fake_pid, NULL, 0);
+	fake_pid = 0;
+	PATHF(path, "%s/fake.sock", base);
+	unlink(path);
+}
+
+/*
+ * Run fn(arg) in a child: its exit status, or -1 when it had not
+ * returned after secs (a hang; it is killed).
+ */
+static int
+bounded(int (*fn)(const char *), const char *arg, int secs)
+{
+	int status, i;
+	pid_t pid;
+
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		_exit(fn(arg));
+	}
+	for (i = 0; i < secs * 100; i++) {
+		if (waitpid(pid, &status, WNOHANG) == pid)
+			return (WIFEXITED(status) ? WEXITSTATUS(status) :
+			    128 + WTERMSIG(status));
+		usleep(10000);
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, &status, 0);
+	return (-1);
+}
+
+/*
+ * Connect, give the fake daemon time to queue frames, then limit every
+ * wait to 20 ms: far less than the client needs to take what is queued.
+ * Exits 10 on failure.
+ */
+static struct walmmap *
+connect_short(const char *path, unsigned flags)
+{
+	struct walmmap *w;
+	int rc;
+
+	if ((rc = walmmap_connect(&w, path, WALMMAP_ACK_WRITTEN, flags)) !=
+	    0) {
+		fprintf(stderr, "connect: %d: %s\n", rc, walmmap_errmsg(w));
+		_exit(10);
+	}
+	usleep(300000);
+	walmmap_set_timeout(w, 20);
+	return (w);
+}
+
+/* Exit 0 when rc is a time-out, else say what it was. */
+static int
+timed_out(struct walmmap *w, const char *call, int rc)
+{
+	if (rc == -WALMMAP_ETIMEDOUT)
+		return (0);
+	fprintf(stderr, "%s: %d: %s\n", call, rc, walmmap_errmsg(w));
+	return (1);
+}
+
+static int
+call_status(const char *path)
+{
+	struct walmmap *w = connect_short(path, 0);
+	struct walmmap_status st;
+
+	return (timed_out(w, "walmmap_status", walmmap_status(w, &st)));
+}
+
+static int
+call_sync(const char *path)
+{
+	struct walmmap *w = connect_short(path, 0);
+
+	return (timed_out(w, "walmmap_sync", walmmap_sync(w, NULL)));
+}
+
+/* walmmap_wait(WRITTEN) after an untracked append: its PING. */
+static int
+call_wait_ping(const char *path)
+{
+	struct walmmap *w = connect_short(path, 0);
+
+	if (walmmap_append(w, "x", 1, WALMMAP_ACK_NONE, NULL) != 0)
+		return (11);
+	return (timed_out(w, "walmmap_wait", walmmap_wait(w,
+	    WALMMAP_ACK_WRITTEN, -1)));
+}
+
+/* walmmap_wait(WRITTEN) for a tracked append (no PING). */
+static int
+call_wait_acks(const char *path)
+{
+	struct walmmap *w = connect_short(path, 0);
+
+	if (walmmap_append(w, "x", 1, WALMMAP_ACK_WRITTEN, NULL) != 0)
+		return (11);
+	return (timed_out(w, "walmmap_wait", walmmap_wait(w,
+	    WALMMAP_ACK_WRITTEN, 20)));
+}
+
+/* An append that wants its seq waits for the ACK. */
+static int
+call_append_seq(const char *path)
+{
+	struct walmmap *w = connect_short(path, 0);
+	int64_t seq;
+
+	return (timed_out(w, "walmmap_append", walmmap_append(w, "x", 1,
+	    WALMMAP_ACK_WRITTEN, &seq)));
+}
+
+/*
+ * A durable append: its ACK comes, its DURABLE never does, and the wait
+ * for it (the daemon owes it, so nothing is asked) meets other frames.
+ */
+static int
+call_wait_durable(const char *path)
+{
+	struct walmmap *w = connect_short(path, 0);
+	int rc;
+
+	if (walmmap_append(w, "x", 1, WALMMAP_ACK_DURABLE, NULL) != 0)
+		return (11);
+	if ((rc = walmmap_wait(w, WALMMAP_ACK_WRITTEN, 150)) != 0) {
+		fprintf(stderr, "walmmap_wait: %d: %s\n", rc,
+		    walmmap_errmsg(w));
+		return (12);
+	}
+	usleep(300000);		/* frames queue up */
+	return (timed_out(w, "walmmap_wait_durable", walmmap_wait_durable(w,
+	    0, -1)));
+}
+
+/* Untracked appends until the socket is full: the wait to send. */
+static int
+call_append_full(const char *path)
+{
+	struct walmmap *w = connect_short(path, 0);
+	static char rec[1024];
+	int i, rc = 0;
+
+	for (i = 0; i < 1000000 && rc == 0; i++)
+		rc = walmmap_append(w, rec, sizeof rec, WALMMAP_ACK_NONE, NULL);
+	return (timed_out(w, "walmmap_append", rc));
+}
+
+/* walmmap_process() handles what came without waiting for more. */
+static int
+call_process(const char *path)
+{
+	struct walmmap *w = connect_short(path, 0);
+	int rc;
+
+	if ((rc = walmmap_process(w)) < 0) {
+		fprintf(stderr, "walmmap_process: %d: %s\n", rc,
+		    walmmap_errmsg(w));
+		return (1);
+	}
+	return (0);
+}
+
+/* A ring append waits for written; the socket or the bell keeps busy. */
+static int
+call_shm_append(const char *path)
+{
+	struct walmmap *w = connect_short(path, WALMMAP_SHM);
+	const char *why;
+	int64_t seq;
+
+	if (!walmmap_shm_active(w, &why)) {
+		fprintf(stderr, "no ring: %s\n", why);
+		return (12);
+	}
+	return (timed_out(w, "walmmap_append (ring)", walmmap_append(w, "x",
+	    1, WALMMAP_ACK_WRITTEN, &seq)));
+}
+
+/* A subscription's next record within its timeout. */
+static int
+call_sub_next(const char *path)
+{
+	struct walmmap_reader *r;
+	struct walmmap_record rec;
+	int rc;
+
+	if ((rc = walmmap_subscribe(&r, path, 0, -1, 0)) != 0) {
+		fprintf(stderr, "subscribe: %d: %s\n", rc,
+		    walmmap_reader_errmsg(r));
+		return (10);
+	}
+	usleep(300000);		/* frames queue up */
+	rc = walmmap_reader_next(r, &rec, 20);
+	if (rc == 0)
+		return (0);
+	fprintf(stderr, "walmmap_reader_next: %d: %s\n", rc,
+	    walmmap_reader_errmsg(r));
+	return (1);
+}
+
+/* Each call against a fake daemon in mode: it returns, as asked. */
+static void
+each_returns(enum fake_mode mode, int (*const *calls)(const char *),
+    const char *const *names)
+{
+	const char *path = fake_start(mode);
+	int i, rc;
+
+	for (i = 0; calls[i] != NULL; i++) {
+		rc = bounded(calls[i], path, 20);
+		ck_assert_msg(rc != -1, "%s: still waiting after 20 s "
+		    "(fake daemon mode %d)", names[i], (int)mode);
+		ck_assert_msg(rc == 0, "%s: exit %d (fake daemon mode %d)",
+		    names[i], rc, (int)mode);
+	}
+}
+
+/*
+ * A daemon that sends frames without end, none of them the answer: every
+ * wait still ends at its limit. The waits used to return only when
+ * nothing was left to read.
+ */
+START_TEST(test_client_flood)
+{
+	int (*const calls[])(const char *) = { call_status, call_sync,
+	    call_wait_ping, call_wait_acks, call_append_seq, call_append_full,
+	    call_process, NULL };
+	const char *const names[] = { "status", "sync", "wait (PING)",
+	    "wait (ACKs)", "append with seq", "append to a full socket",
+	    "process" };
+
+	each_returns(FAKE_FLOOD, calls, names);
+}
+END_TEST
+
+/* The ACK comes, then anything but DURABLE: a durable append ends. */
+START_TEST(test_client_flood_durable)
+{
+	int (*const calls[])(const char *) = { call_wait_durable, NULL };
+	const char *const names[] = { "wait for an owed DURABLE" };
+
+	each_returns(FAKE_ACK_FLOOD, calls, names);
+}
+END_TEST
+
+/* A ring append: socket frames or doorbells without end. */
+START_TEST(test_client_flood_shm)
+{
+	int (*const calls[])(const char *) = { call_shm_append, NULL };
+	const char *const names[] = { "ring append" };
+
+	each_returns(FAKE_SHM_FLOOD, calls, names);
+	fake_stop();
+	each_returns(FAKE_SHM_BELLS, calls, names);
+}
+END_TEST
+
+/* A subscription sent empty RECORDS frames without end. */
+START_TEST(test_client_flood_subscription)
+{
+	int (*const calls[])(const char *) = { call_sub_next, NULL };
+	const char *const names[] = { "walmmap_reader_next" };
+
+	each_returns(FAKE_SUB_FLOOD, calls, names);
+}
+END_TEST
+
+static Suite *
+attack_suite(void)
+{
+	Suite *s = suite_create("attack_local");
+	TCase *tc;
+
+	tc = tcase_create("client");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 180);
+	tcase_add_test(tc, test_client_flood);
+	tcase_add_test(tc, test_client_flood_durable);
+	tcase_add_test(tc, test_client_flood_shm);
+	tcase_add_test(tc, test_client_flood_subscription);
+	suite_add_tcase(s, tc);
+	return (s);
+}
+
+int
+main(void)
+{
+	return (ts_run(attack_suite()));
+}
