@@ -597,6 +597,35 @@ START_TEST(test_client_flood_subscription)
 }
 END_TEST
 
+/*
+ * walctl tail (not following) against a daemon that stops sending, and
+ * against one that sends nothing useful: it ends within --timeout.
+ */
+START_TEST(test_walctl_tail_stalled)
+{
+	enum fake_mode modes[] = { FAKE_SILENT, FAKE_SUB_FLOOD };
+	const char *path;
+	char *out;
+	size_t i;
+	int rc;
+
+	for (i = 0; i < sizeof modes / sizeof modes[0]; i++) {
+		path = fake_start(modes[i]);
+		rc = ts_run_prog_within(20000, "client/walctl", &out, "-s",
+		    path, "-t", "1", "tail", "--from", "0", NULL);
+		ck_assert_msg(rc != -1, "walctl -t 1 tail --from 0: still "
+		    "running after 20 s (fake daemon mode %d): %s",
+		    (int)modes[i], out);
+		ck_assert_msg(rc == 1, "walctl tail: exit %d (fake daemon "
+		    "mode %d): %s", rc, (int)modes[i], out);
+		ck_assert_msg(strstr(out, "timed out") != NULL ||
+		    strstr(out, "within") != NULL, "%s", out);
+		free(out);
+		fake_stop();
+	}
+}
+END_TEST
+
 static Suite *
 attack_suite(void)
 {
@@ -610,6 +639,7 @@ attack_suite(void)
 	tcase_add_test(tc, test_client_flood_durable);
 	tcase_add_test(tc, test_client_flood_shm);
 	tcase_add_test(tc, test_client_flood_subscription);
+	tcase_add_test(tc, test_walctl_tail_stalled);
 	suite_add_tcase(s, tc);
 	return (s);
 }
