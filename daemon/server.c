@@ -255,10 +255,10 @@ srv_status(struct server *srv, struct wal_status *st)
 	struct wal_ring_stats rs;
 	struct wal_seglist list;
 	struct stat sb;
-	char path[4200], name[WAL_SEGMENT_NAME_MAX];
+	char name[WAL_SEGMENT_NAME_MAX];
 	uint64_t count, total, max;
 	size_t i;
-	int dirfd;
+	int dirfd = srv->data_dirfd;
 
 	memset(st, 0, sizeof *st);
 	st->hdr.type = WAL_MSG_STATUS_REPLY;
@@ -288,13 +288,12 @@ srv_status(struct server *srv, struct wal_status *st)
 	st->pid = (uint64_t)getpid();
 	snprintf(st->dir, sizeof st->dir, "%s", srv->cfg.dir);
 
-	if ((dirfd = wal_dir_open(srv->cfg.dir, NULL)) < 0)
-		return;
 	if (wal_dir_list(dirfd, srv->cfg.dir, &list, NULL) == 0) {
 		st->segments = list.count;
 		for (i = 0; i < list.count; i++) {
 			wal_seg_name(name, sizeof name, list.ids[i]);
-			if (fstatat(dirfd, name, &sb, 0) == 0)
+			if (fstatat(dirfd, name, &sb, AT_SYMLINK_NOFOLLOW) ==
+			    0 && S_ISREG(sb.st_mode))
 				st->disk_bytes += (uint64_t)sb.st_size;
 		}
 		/* The oldest segment's first record is the oldest kept. */
@@ -304,9 +303,8 @@ srv_status(struct server *srv, struct wal_status *st)
 			int fd;
 
 			wal_seg_name(name, sizeof name, list.ids[i]);
-			snprintf(path, sizeof path, "%s/%s", srv->cfg.dir,
-			    name);
-			if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
+			if ((fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW |
+			    O_NONBLOCK | O_CLOEXEC)) == -1)
 				continue;
 			if (pread(fd, hdr, sizeof hdr, 0) == (ssize_t)sizeof hdr
 			    && wal_le32_load(hdr + WAL_FILE_HEADER_SIZE) ==
@@ -317,7 +315,6 @@ srv_status(struct server *srv, struct wal_status *st)
 		}
 		wal_seglist_free(&list);
 	}
-	close(dirfd);
 }
 
 /*
@@ -339,7 +336,7 @@ srv_retention(struct server *srv)
 	uint64_t limit, sealed_bytes = 0, *sizes = NULL, removed = 0;
 	time_t now = time(NULL), *mtimes = NULL;
 	size_t i, nsealed;
-	int dirfd;
+	int dirfd = srv->data_dirfd;
 
 	if (cfg->retain_segments == 0 && cfg->retain_bytes == 0 &&
 	    cfg->retain_age_s == 0)
@@ -352,12 +349,8 @@ srv_retention(struct server *srv)
 	TAILQ_FOREACH(c, &srv->conns, entry)
 		if (conn_sub_segment(c) < limit)
 			limit = conn_sub_segment(c);
-	if ((dirfd = wal_dir_open(cfg->dir, NULL)) < 0)
+	if (wal_dir_list(dirfd, cfg->dir, &list, NULL) != 0)
 		return;
-	if (wal_dir_list(dirfd, cfg->dir, &list, NULL) != 0) {
-		close(dirfd);
-		return;
-	}
 	/* Sealed segments: ids below the active one; keep the newest. */
 	for (nsealed = 0; nsealed < list.count && list.ids[nsealed] <
 	    rs.active_id; nsealed++)
@@ -368,7 +361,7 @@ srv_retention(struct server *srv)
 		goto out;
 	for (i = 0; i < nsealed; i++) {
 		wal_seg_name(name, sizeof name, list.ids[i]);
-		if (fstatat(dirfd, name, &sb, 0) == 0) {
+		if (fstatat(dirfd, name, &sb, AT_SYMLINK_NOFOLLOW) == 0) {
 			sizes[i] = (uint64_t)sb.st_size;
 			mtimes[i] = sb.st_mtime;
 		}
@@ -400,7 +393,6 @@ out:
 	free(sizes);
 	free(mtimes);
 	wal_seglist_free(&list);
-	close(dirfd);
 }
 
 /* Accept clients until the backlog is empty or descriptors run out. */

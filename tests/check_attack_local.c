@@ -74,6 +74,152 @@ teardown(void)
 	ts_rmtree(base);
 }
 
+static int
+is_root(const char *test)
+{
+	if (geteuid() == 0)
+		return (1);
+	fprintf(stderr, "%s: skipped (needs root to act as another user)\n",
+	    test);
+	return (0);
+}
+
+/* ------------------------------------------------------------------ */
+/* The daemon.                                                         */
+/* ------------------------------------------------------------------ */
+
+/*
+ * A log of root's that the attacker must neither read nor shorten: n
+ * records "secret N" of 1000 bytes in 64 KiB segments.
+ */
+static void
+make_victim_log(const char *dir, int n)
+{
+	struct wal_ring_config rc;
+	struct wal_recovery rec;
+	struct wal_error err;
+	struct wal_ring *r;
+	char buf[1000];
+	int64_t seq;
+	int i;
+
+	ck_assert_int_eq(mkdir(dir, 0700), 0);
+	memset(&rc, 0, sizeof rc);
+	rc.dir = dir;
+	rc.segment_size = 64 * 1024;
+	rc.ring_segments = 2;
+	rc.no_prefault = 1;
+	ck_assert_msg(wal_ring_open(&rc, &r, &rec, &err) == 0, "%s", err.msg);
+	for (i = 0; i < n; i++) {
+		memset(buf, 'v', sizeof buf);
+		snprintf(buf, sizeof buf, "secret %d", i);
+		ck_assert_msg(wal_ring_append(r, buf, sizeof buf, -1, &seq,
+		    &err) == 0, "%s", err.msg);
+	}
+	ck_assert_msg(wal_ring_sync(r, &seq, &err) == 0, "%s", err.msg);
+	wal_ring_close(r);
+}
+
+struct swap {
+	const char	*data;		/* the daemon's data directory */
+	const char	*moved;		/* where the attacker moves it */
+	const char	*target;	/* what the attacker puts there */
+};
+
+/* The attacker owns the data directory's parent: swap the directory. */
+static int
+swap_dir(void *arg)
+{
+	const struct swap *sw = arg;
+
+	if (rename(sw->data, sw->moved) == -1)
+		return (1);
+	return (symlink(sw->target, sw->data) == -1 ? 2 : 0);
+}
+
+/* Subscribe as the attacker and read to the end: 0 when no secret came. */
+static int
+read_as_attacker(void *arg)
+{
+	struct walmmap_reader *r;
+	struct walmmap_record rec;
+	int rc, n = 0;
+
+	if ((rc = walmmap_subscribe(&r, arg, 0, -1, 0)) != 0) {
+		fprintf(stderr, "subscribe: %d: %s\n", rc,
+		    walmmap_reader_errmsg(r));
+		return (10);
+	}
+	while ((rc = walmmap_reader_next(r, &rec, 10000)) == 1) {
+		n++;
+		if (rec.size >= 6 && memcmp(rec.data, "secret", 6) == 0) {
+			fprintf(stderr, "read %.*s through the daemon\n",
+			    (int)(rec.size < 16 ? rec.size : 16),
+			    (const char *)rec.data);
+			walmmap_reader_close(r);
+			return (1);
+		}
+	}
+	walmmap_reader_close(r);
+	return (rc < 0 && rc != -WALMMAP_ELOST ? 11 : 0);
+}
+
+/*
+ * The data directory is checked once, at start-up, and then used through
+ * its descriptor. Retention, status and subscriptions used its path
+ * again: whoever owns a parent could then swap the directory for a link
+ * to another log of root's, whose records the daemon sent to them and
+ * whose segments retention removed.
+ */
+START_TEST(test_data_dir_path_swapped)
+{
+	char home[PATH_MAX], moved[PATH_MAX], victim[PATH_MAX];
+	struct swap sw;
+	char *out;
+	int i, before;
+
+	if (!is_root("test_data_dir_path_swapped"))
+		return;
+	ck_assert_int_eq(chmod(base, 0755), 0);
+	PATHF(home, "%s/home", base);
+	ck_assert_int_eq(mkdir(home, 0755), 0);
+	ck_assert_int_eq(chown(home, NOBODY, NOBODY), 0);
+	PATHF(d.data, "%s/wal", home);
+	PATHF(moved, "%s/moved", home);
+	PATHF(victim, "%s/victim", base);
+	make_victim_log(victim, 300);
+	before = ts_count_files(victim, "wal_mmap_");
+	ck_assert_int_ge(before, 4);
+
+	ck_assert_int_eq(ts_daemon_start(&d, "--segment-size", "64K", "-o",
+	    "prefault=no", "-o", "retain_segments=1", NULL), 0);
+	ck_assert_int_eq(chmod(d.sock, 0666), 0);
+	sw.data = d.data;
+	sw.moved = moved;
+	sw.target = victim;
+	ck_assert_int_eq(ts_as_user(NOBODY, NOBODY, swap_dir, &sw), 0);
+
+	/* What a subscriber gets is the daemon's own log. */
+	ck_assert_int_eq(ts_as_user(NOBODY, NOBODY, read_as_attacker, d.sock),
+	    0);
+
+	/* Retention runs on the daemon's own segments, and only on them. */
+	for (i = 0; i < 4; i++) {
+		ck_assert_int_eq(ts_run_prog("client/walctl", "r\n", 2, &out,
+		    "-s", d.sock, "append", "--ack", "durable", NULL), 0);
+		free(out);
+		ck_assert_int_eq(ts_run_prog("client/walctl", NULL, 0, &out,
+		    "-s", d.sock, "rotate", NULL), 0);
+		free(out);
+	}
+	ck_assert(ts_daemon_log_wait(&d, "retention: removed"));
+	ck_assert_int_eq(ts_count_files(victim, "wal_mmap_"), before);
+	ck_assert_int_lt(ts_count_files(moved, "wal_mmap_"), 6);
+	ck_assert_int_eq(ts_daemon_stop(&d), 0);
+	ck_assert_int_eq(ts_count_files(victim, "wal_mmap_"), before);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ */
 /* A fake daemon that misbehaves after the handshake.                  */
 /* ------------------------------------------------------------------ */
@@ -631,6 +777,12 @@ attack_suite(void)
 {
 	Suite *s = suite_create("attack_local");
 	TCase *tc;
+
+	tc = tcase_create("daemon");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 180);
+	tcase_add_test(tc, test_data_dir_path_swapped);
+	suite_add_tcase(s, tc);
 
 	tc = tcase_create("client");
 	tcase_add_checked_fixture(tc, setup, teardown);
