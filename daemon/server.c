@@ -31,6 +31,7 @@ static void	server_accept_cb(int, short, void *);
 static void	server_accept_resume_cb(int, short, void *);
 static int	server_allowed(const struct server *, uid_t, gid_t);
 static int	server_bind(struct server *);
+static int	server_probe(const struct sockaddr_un *, const char *path);
 static void	server_unlink(struct server *);
 
 /*
@@ -522,7 +523,7 @@ server_bind(struct server *srv)
 	struct sockaddr_un sun;
 	struct stat st;
 	mode_t old;
-	int fd = -1, probe, cwd = -1, dirfd;
+	int fd = -1, cwd = -1, dirfd;
 
 	if ((name = strrchr(path, '/')) == NULL || name[1] == '\0' ||
 	    (size_t)(name - path) >= sizeof dir) {
@@ -564,15 +565,8 @@ server_bind(struct server *srv)
 			    "a symbolic link" : "something else");
 			goto fail;
 		}
-		probe = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-		if (probe != -1 && connect(probe, (struct sockaddr *)&sun,
-		    sizeof sun) == 0) {
-			close(probe);
-			log_errx("another walmmapd is listening on %s", path);
+		if (server_probe(&sun, path) != 0)
 			goto fail;
-		}
-		if (probe != -1)
-			close(probe);
 		log_info("removing stale socket %s", path);
 		if (unlinkat(dirfd, name, 0) == -1) {
 			log_warn("cannot remove stale socket %s", path);
@@ -635,5 +629,40 @@ fail:
 		close(cwd);
 	}
 	close(dirfd);
+	return (-1);
+}
+
+/*
+ * Is a socket file stale? Only a refused connection proves that nobody
+ * listens on it: 0. A connection made or waiting for accept (a live
+ * daemon, even a stopped or busy one; the probe never waits) and any
+ * other failure, which proves nothing (no descriptor left, not a
+ * SOCK_SEQPACKET socket), leave it alone: -1, logged. sun names it
+ * relative to the working directory.
+ */
+static int
+server_probe(const struct sockaddr_un *sun, const char *path)
+{
+	int s, e;
+
+	s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (s == -1) {
+		log_warn("cannot tell whether another walmmapd is listening on "
+		    "%s (no socket to ask with); leaving it", path);
+		return (-1);
+	}
+	if (connect(s, (const struct sockaddr *)sun, sizeof *sun) == 0 ||
+	    errno == EAGAIN || errno == EINPROGRESS) {
+		close(s);
+		log_errx("another walmmapd is listening on %s", path);
+		return (-1);
+	}
+	e = errno;
+	close(s);
+	if (e == ECONNREFUSED)
+		return (0);
+	errno = e;
+	log_warn("cannot tell whether another walmmapd is listening on %s; "
+	    "leaving it", path);
 	return (-1);
 }

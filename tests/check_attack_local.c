@@ -15,6 +15,7 @@
 
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -217,6 +218,122 @@ START_TEST(test_data_dir_path_swapped)
 	ck_assert_int_lt(ts_count_files(moved, "wal_mmap_"), 6);
 	ck_assert_int_eq(ts_daemon_stop(&d), 0);
 	ck_assert_int_eq(ts_count_files(victim, "wal_mmap_"), before);
+}
+END_TEST
+
+/*
+ * A socket a live daemon listens on is never removed. A second start on
+ * the same socket (another data directory) decided "stale" whenever its
+ * probe could not connect, for whatever reason: with few descriptors
+ * left, socket(2) failed and it removed the live daemon's socket.
+ */
+START_TEST(test_second_start_keeps_live_socket)
+{
+	char data2[PATH_MAX], nofile[16], *out;
+	struct stat st;
+	unsigned long n;
+	int rc;
+
+	ck_assert_int_eq(ts_daemon_start(&d, "--segment-size", "64K", "-o",
+	    "prefault=no", NULL), 0);
+	for (n = 8; n <= 64; n++) {
+		PATHF(data2, "%s/data-%lu", base, n);
+		PATHF(nofile, "%lu", n);
+		rc = ts_run_prog_nofile("daemon/walmmapd", n, &out, "-f", "-d",
+		    data2, "-s", d.sock, "--segment-size", "64K", "-o",
+		    "prefault=no", NULL);
+		ck_assert_msg(rc != 0, "second start with %lu descriptors: "
+		    "exit 0: %s", n, out);
+		ck_assert_msg(lstat(d.sock, &st) == 0 && S_ISSOCK(st.st_mode),
+		    "a second start with %lu descriptors removed the live "
+		    "daemon's socket: %s", n, out);
+		free(out);
+	}
+	ck_assert_int_eq(ts_run_prog("client/walctl", NULL, 0, &out, "-s",
+	    d.sock, "status", NULL), 0);
+	free(out);
+	ck_assert_int_eq(ts_daemon_stop(&d), 0);
+}
+END_TEST
+
+/*
+ * Fill the listen queue of the socket at path: connections nobody accepts,
+ * made in a child (it raises its descriptor limit for them) that keeps
+ * them until killed. Returns its pid once the queue is full.
+ */
+static pid_t
+fill_backlog(const char *path)
+{
+	struct sockaddr_un sun;
+	struct rlimit rl;
+	int p[2], s;
+	char c;
+	pid_t pid;
+
+	memset(&sun, 0, sizeof sun);
+	sun.sun_family = AF_UNIX;
+	ck_assert_uint_lt(strlen(path), sizeof sun.sun_path);
+	memcpy(sun.sun_path, path, strlen(path));
+	ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+			rl.rlim_cur = rl.rlim_max;
+			(void)setrlimit(RLIMIT_NOFILE, &rl);
+		}
+		for (;;) {
+			s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK |
+			    SOCK_CLOEXEC, 0);
+			if (s == -1)
+				_exit(2);
+			if (connect(s, (struct sockaddr *)&sun, sizeof sun) ==
+			    -1)
+				break;
+		}
+		/* EAGAIN: the queue is full. */
+		if (errno != EAGAIN || write(p[1], "x", 1) != 1)
+			_exit(3);
+		pause();
+		_exit(0);
+	}
+	close(p[1]);
+	ck_assert_msg(read(p[0], &c, 1) == 1, "could not fill the listen "
+	    "queue of %s", path);
+	close(p[0]);
+	return (pid);
+}
+
+/*
+ * A live daemon that is stopped (kill -STOP) with its listen queue full
+ * makes a blocking connect wait for ever: a second start on its socket
+ * hung in its probe instead of saying another walmmapd is listening.
+ */
+START_TEST(test_second_start_daemon_stopped)
+{
+	char data2[PATH_MAX], *out;
+	pid_t filler;
+	int rc;
+
+	ck_assert_int_eq(ts_daemon_start(&d, "--segment-size", "64K", "-o",
+	    "prefault=no", NULL), 0);
+	ts_daemon_signal(&d, SIGSTOP);
+	filler = fill_backlog(d.sock);
+	PATHF(data2, "%s/data2", base);
+	rc = ts_run_prog_within(20000, "daemon/walmmapd", &out, "-f", "-d",
+	    data2, "-s", d.sock, "--segment-size", "64K", "-o", "prefault=no",
+	    NULL);
+	kill(filler, SIGKILL);
+	waitpid(filler, NULL, 0);
+	ts_daemon_signal(&d, SIGCONT);
+	ck_assert_msg(rc != -1, "a second start still waited after 20 s: %s",
+	    out);
+	ck_assert_msg(rc == 1, "second start: exit %d: %s", rc, out);
+	ck_assert_msg(strstr(out, "another walmmapd is listening") != NULL,
+	    "%s", out);
+	free(out);
+	ck_assert_int_eq(ts_daemon_stop(&d), 0);
 }
 END_TEST
 
@@ -782,6 +899,8 @@ attack_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 180);
 	tcase_add_test(tc, test_data_dir_path_swapped);
+	tcase_add_test(tc, test_second_start_keeps_live_socket);
+	tcase_add_test(tc, test_second_start_daemon_stopped);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("client");
