@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 
+#include <sched.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -552,6 +553,16 @@ server_bind(struct server *srv)
 		log_errx("%s", why);
 		return (-1);
 	}
+	/*
+	 * The working directory and the umask below are this thread's alone:
+	 * the ring's and the syncer's threads, which create segments, the
+	 * checkpoint and the sync-failure marker meanwhile, keep the umask
+	 * walmmapd was started with.
+	 */
+	if (unshare(CLONE_FS) == -1)
+		log_warn("cannot give the main thread its own umask; files "
+		    "created while the socket is bound may get mode %04o",
+		    (unsigned)(0640 & srv->cfg.socket_mode));
 	if ((cwd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC)) == -1 ||
 	    fchdir(dirfd) == -1) {
 		log_warn("cannot enter socket directory %s", dir);
@@ -580,8 +591,7 @@ server_bind(struct server *srv)
 	}
 	/*
 	 * The mode comes from the umask, so the socket never has another
-	 * one. The umask is the process's: a segment the ring's thread
-	 * creates meanwhile is at most made less accessible.
+	 * one (the umask is this thread's, see unshare above).
 	 */
 	old = umask(0777 & ~srv->cfg.socket_mode);
 	if (bind(fd, (struct sockaddr *)&sun, sizeof sun) == -1) {

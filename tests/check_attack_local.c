@@ -337,6 +337,54 @@ START_TEST(test_second_start_daemon_stopped)
 }
 END_TEST
 
+/*
+ * The socket is bound under a umask matching socket_mode; that umask is
+ * the main thread's alone. The ring's and the syncer's threads create
+ * segments, the checkpoint and the sync-failure marker meanwhile, and
+ * must keep the umask walmmapd was started with (tests/bindswap.c
+ * records every other thread's umask right after bind).
+ */
+START_TEST(test_bind_umask_stays_in_main_thread)
+{
+	char preload[PATH_MAX + 16], rec[PATH_MAX], recenv[PATH_MAX + 32];
+	char asan[1100], *env[4], *log, *p;
+	const char *old = getenv("ASAN_OPTIONS");
+	uint8_t *b;
+	size_t len;
+	mode_t um;
+	int rc, n = 0;
+
+	PATHF(rec, "%s/umasks", base);
+	PATHF(preload, "LD_PRELOAD=%s",
+	    ts_prog("tests/.libs/libbindswap.so"));
+	PATHF(recenv, "WALTEST_BIND_UMASKS=%s", rec);
+	PATHF(asan, "ASAN_OPTIONS=%s%sverify_asan_link_order=0",
+	    old != NULL ? old : "", old != NULL && *old != '\0' ? ":" : "");
+	env[0] = preload;
+	env[1] = recenv;
+	env[2] = asan;
+	env[3] = NULL;
+	d.env = env;
+	um = umask(077);
+	rc = ts_daemon_start(&d, "--segment-size", "64K", "-o", "prefault=no",
+	    "-o", "socket_mode=0666", NULL);
+	umask(um);
+	log = ts_daemon_log(&d);
+	ck_assert_msg(rc == 0, "exit %d: %s", rc, log);
+	free(log);
+	ck_assert_int_eq(ts_daemon_stop(&d), 0);
+	ck_assert_ptr_nonnull(b = ts_read_file(rec, &len));
+	b = realloc(b, len + 1);
+	b[len] = '\0';
+	for (p = (char *)b; (p = strstr(p, "umask ")) != NULL; p++, n++)
+		ck_assert_msg(strncmp(p, "umask 0077", 10) == 0, "another "
+		    "thread's umask while the socket was bound: %.10s (all: "
+		    "%s)", p, (char *)b);
+	ck_assert_msg(n >= 2, "%d other threads seen: %s", n, (char *)b);
+	free(b);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ */
 /* A fake daemon that misbehaves after the handshake.                  */
 /* ------------------------------------------------------------------ */
@@ -901,6 +949,7 @@ attack_suite(void)
 	tcase_add_test(tc, test_data_dir_path_swapped);
 	tcase_add_test(tc, test_second_start_keeps_live_socket);
 	tcase_add_test(tc, test_second_start_daemon_stopped);
+	tcase_add_test(tc, test_bind_umask_stays_in_main_thread);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("client");
