@@ -222,6 +222,68 @@ START_TEST(test_data_dir_path_swapped)
 END_TEST
 
 /*
+ * Whoever owns a directory above the data directory can put a symbolic
+ * link in place of the next one down and aim walmmapd, started as root,
+ * at another directory of root's of the same name: the parents were
+ * followed whatever their links. A link among the parents is now
+ * followed on the terms of a link in place of the directory itself (made
+ * by root or walmmapd's user, in a directory only they can write to).
+ */
+START_TEST(test_data_dir_parent_link)
+{
+	char home[PATH_MAX], a[PATH_MAX], real[PATH_MAX], victim[PATH_MAX];
+	char vwal[PATH_MAX], moved[PATH_MAX], text[PATH_MAX + 64], *log;
+	struct swap sw;
+	int before, rc;
+
+	if (!is_root("test_data_dir_parent_link"))
+		return;
+	ck_assert_int_eq(chmod(base, 0755), 0);
+	PATHF(home, "%s/home", base);
+	ck_assert_int_eq(mkdir(home, 0755), 0);
+	PATHF(a, "%s/a", home);
+	ck_assert_int_eq(mkdir(a, 0755), 0);
+	ck_assert_int_eq(chown(home, NOBODY, NOBODY), 0);
+	PATHF(d.data, "%s/wal", a);
+	PATHF(victim, "%s/victim", base);
+	ck_assert_int_eq(mkdir(victim, 0700), 0);
+	PATHF(vwal, "%s/wal", victim);
+	make_victim_log(vwal, 100);
+	before = ts_count_files(vwal, "wal_mmap_");
+
+	/* The attacker swaps home/a for a link to root's victim. */
+	PATHF(moved, "%s/a.old", home);
+	sw.data = a;
+	sw.moved = moved;
+	sw.target = victim;
+	ck_assert_int_eq(ts_as_user(NOBODY, NOBODY, swap_dir, &sw), 0);
+	rc = ts_daemon_start(&d, "--segment-size", "64K", "-o", "prefault=no",
+	    NULL);
+	log = ts_daemon_log(&d);
+	ck_assert_msg(rc == 1, "walmmapd: exit %d, expected 1: %s", rc, log);
+	PATHF(text, "its parent %s is a symbolic link owned by uid %u", a,
+	    NOBODY);
+	ck_assert_msg(strstr(log, text) != NULL, "\"%s\" not in: %s", text,
+	    log);
+	free(log);
+	ck_assert_int_eq(ts_count_files(vwal, "wal_mmap_"), before);
+	ck_assert_int_eq(ts_verify_log(vwal, 0, NULL, NULL), 100);
+
+	/* A link root made in root's directory is followed. */
+	PATHF(real, "%s/real", base);
+	ck_assert_int_eq(mkdir(real, 0755), 0);
+	PATHF(a, "%s/link", base);
+	ck_assert_int_eq(symlink(real, a), 0);
+	PATHF(d.data, "%s/link/wal", base);
+	ck_assert_int_eq(ts_daemon_start(&d, "--segment-size", "64K", "-o",
+	    "prefault=no", NULL), 0);
+	ck_assert_int_eq(ts_daemon_stop(&d), 0);
+	PATHF(text, "%s/wal", real);
+	ck_assert_int_gt(ts_count_files(text, "wal_mmap_"), 0);
+}
+END_TEST
+
+/*
  * A socket a live daemon listens on is never removed. A second start on
  * the same socket (another data directory) decided "stale" whenever its
  * probe could not connect, for whatever reason: with few descriptors
@@ -947,6 +1009,7 @@ attack_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 180);
 	tcase_add_test(tc, test_data_dir_path_swapped);
+	tcase_add_test(tc, test_data_dir_parent_link);
 	tcase_add_test(tc, test_second_start_keeps_live_socket);
 	tcase_add_test(tc, test_second_start_daemon_stopped);
 	tcase_add_test(tc, test_bind_umask_stays_in_main_thread);
