@@ -57,7 +57,7 @@ wm_shm_map(struct wm_shm **sp, const struct wal_msg_shm_ready *rd, int *fds,
 	struct stat st;
 	void *base;
 	size_t len;
-	int rc;
+	int rc, seals;
 
 	*sp = NULL;
 	len = (size_t)rd->header_size + rd->size;
@@ -73,6 +73,16 @@ wm_shm_map(struct wm_shm **sp, const struct wal_msg_shm_ready *rd, int *fds,
 		rc = wm_seterr(msg, WALMMAP_EPROTO, "walmmapd passed a ring of "
 		    "%" PRIu64 " bytes (header %" PRIu32 ") that does not "
 		    "match its memfd", rd->size, rd->header_size);
+		goto fail;
+	}
+	/*
+	 * A memfd that can shrink could be cut under the mapping, and every
+	 * later access to the ring would kill us with SIGBUS.
+	 */
+	if ((seals = fcntl(fds[0], F_GET_SEALS)) == -1 ||
+	    (seals & F_SEAL_SHRINK) == 0) {
+		rc = wm_seterr(msg, WALMMAP_EPROTO, "walmmapd passed a ring "
+		    "whose memfd is not sealed against shrinking");
 		goto fail;
 	}
 	base = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED |

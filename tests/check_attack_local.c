@@ -458,6 +458,7 @@ enum fake_mode {
 	FAKE_SUB_FLOOD,		/* empty RECORDS frames without end */
 	FAKE_SHM_FLOOD,		/* a ring, then FAKE_FLOOD */
 	FAKE_SHM_BELLS,		/* a ring, then its doorbell without end */
+	FAKE_SHM_SHRINK,	/* an unsealed ring, cut at the first bell */
 };
 
 static ssize_t
@@ -517,9 +518,13 @@ fake_flood(int s, const void *buf, size_t len)
 		;
 }
 
-/* Answer SHM_OPEN with a ring; returns our end of its doorbells. */
+/*
+ * Answer SHM_OPEN with a ring, sealed against shrinking as walmmapd's are
+ * unless *memfd is not NULL (it gets the ring's descriptor then). Returns
+ * our end of its doorbells.
+ */
 static int
-fake_shm(int s, const struct wal_msg *open_hdr)
+fake_shm(int s, const struct wal_msg *open_hdr, int *memfd)
 {
 	union {
 		struct cmsghdr	hdr;
@@ -532,7 +537,8 @@ fake_shm(int s, const struct wal_msg *open_hdr)
 	int fds[3], bell[2];
 	void *base_;
 
-	if ((fds[0] = memfd_create("fake-ring", MFD_CLOEXEC)) == -1 ||
+	if ((fds[0] = memfd_create("fake-ring", MFD_CLOEXEC |
+	    MFD_ALLOW_SEALING)) == -1 ||
 	    ftruncate(fds[0], (off_t)(WAL_SHM_HEADER_SIZE + size)) == -1 ||
 	    socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, bell) == -1)
 		_exit(3);
@@ -541,6 +547,11 @@ fake_shm(int s, const struct wal_msg *open_hdr)
 	if (base_ == MAP_FAILED)
 		_exit(3);
 	wal_shm_format(base_, size, wal_shm_max_record(size, 1024));
+	if (memfd == NULL && fcntl(fds[0], F_ADD_SEALS, F_SEAL_SHRINK |
+	    F_SEAL_GROW | F_SEAL_SEAL) == -1)
+		_exit(3);
+	/* The client rings the bell when it publishes. */
+	((struct wal_shm_header *)base_)->daemon_sleeping = 1;
 	fds[1] = fds[2] = bell[1];
 	memset(&rd, 0, sizeof rd);
 	rd.hdr.type = WAL_MSG_SHM_READY;
@@ -563,7 +574,10 @@ fake_shm(int s, const struct wal_msg *open_hdr)
 	memcpy(CMSG_DATA(&cm.hdr), fds, sizeof fds);
 	if (sendmsg(s, &m, MSG_NOSIGNAL) != (ssize_t)sizeof rd)
 		_exit(3);
-	close(fds[0]);
+	if (memfd != NULL)
+		*memfd = fds[0];
+	else
+		close(fds[0]);
 	close(bell[1]);
 	return (bell[0]);
 }
@@ -631,12 +645,27 @@ fake_serve(int s, enum fake_mode mode, uint8_t *buf)
 		rs.hdr.len = sizeof rs;
 		fake_flood(s, &rs, sizeof rs);
 		break;
+	case FAKE_SHM_SHRINK: {
+		uint64_t rung;
+		int mfd;
+
+		if (fake_recv(s, buf, &hdr) <= 0 ||
+		    hdr.type != WAL_MSG_SHM_OPEN)
+			return;
+		bell = fake_shm(s, &hdr, &mfd);
+		/* The client published a record: take the memory away. */
+		if (recv(bell, &rung, sizeof rung, 0) > 0)
+			(void)ftruncate(mfd, 0);
+		while (fake_recv(s, buf, &hdr) > 0)
+			;
+		break;
+	}
 	case FAKE_SHM_FLOOD:
 	case FAKE_SHM_BELLS:
 		if (fake_recv(s, buf, &hdr) <= 0 ||
 		    hdr.type != WAL_MSG_SHM_OPEN)
 			return;
-		bell = fake_shm(s, &hdr);
+		bell = fake_shm(s, &hdr, NULL);
 		if (mode == FAKE_SHM_FLOOD) {
 			fake_flood(s, &du, sizeof du);
 			break;
@@ -881,6 +910,33 @@ call_shm_append(const char *path)
 	    1, WALMMAP_ACK_WRITTEN, &seq)));
 }
 
+/*
+ * A ring that the daemon can shrink under the client: refused, the
+ * connection stays on the socket (an append through it would take
+ * SIGBUS once the memfd is cut).
+ */
+static int
+call_shm_unsealed(const char *path)
+{
+	struct walmmap *w;
+	const char *why;
+	int64_t seq;
+	int rc;
+
+	if ((rc = walmmap_connect(&w, path, WALMMAP_ACK_WRITTEN,
+	    WALMMAP_SHM)) != 0) {
+		fprintf(stderr, "connect: %d: %s\n", rc, walmmap_errmsg(w));
+		return (10);
+	}
+	walmmap_set_timeout(w, 200);
+	if (!walmmap_shm_active(w, &why))
+		return (strstr(why, "not sealed") != NULL ? 0 : 13);
+	rc = walmmap_append(w, "x", 1, WALMMAP_ACK_WRITTEN, &seq);
+	fprintf(stderr, "ring append on a ring that can shrink: %d: %s\n", rc,
+	    walmmap_errmsg(w));
+	return (1);
+}
+
 /* A subscription's next record within its timeout. */
 static int
 call_sub_next(const char *path)
@@ -960,6 +1016,16 @@ START_TEST(test_client_flood_shm)
 }
 END_TEST
 
+/* A ring the daemon can cut under the client is not used. */
+START_TEST(test_client_shm_unsealed)
+{
+	int (*const calls[])(const char *) = { call_shm_unsealed, NULL };
+	const char *const names[] = { "ring of an unsealed memfd" };
+
+	each_returns(FAKE_SHM_SHRINK, calls, names);
+}
+END_TEST
+
 /* A subscription sent empty RECORDS frames without end. */
 START_TEST(test_client_flood_subscription)
 {
@@ -1021,6 +1087,7 @@ attack_suite(void)
 	tcase_add_test(tc, test_client_flood);
 	tcase_add_test(tc, test_client_flood_durable);
 	tcase_add_test(tc, test_client_flood_shm);
+	tcase_add_test(tc, test_client_shm_unsealed);
 	tcase_add_test(tc, test_client_flood_subscription);
 	tcase_add_test(tc, test_walctl_tail_stalled);
 	suite_add_tcase(s, tc);
