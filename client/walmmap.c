@@ -641,14 +641,14 @@ send_frame(struct walmmap *w, const void *buf, size_t len, int fd,
 				return (rc);
 			if (rc > 0 && !wm_expired(deadline))
 				continue;
+			if (w->fifo_len < OUTSTANDING_MAX && (w->fifo_len ==
+			    0 || w->window + len <= cap))
+				break;		/* room, just in time */
 			if (nb)
 				return (-WALMMAP_EAGAIN);
-			if (w->fifo_len == OUTSTANDING_MAX || (w->fifo_len >
-			    0 && w->window + len > cap))
-				return (wm_seterr(w->msg, WALMMAP_ETIMEDOUT,
-				    "walmmapd acknowledged nothing within %d "
-				    "ms with the in-flight window full",
-				    w->timeout_ms));
+			return (wm_seterr(w->msg, WALMMAP_ETIMEDOUT, "walmmapd "
+			    "acknowledged nothing within %d ms with the "
+			    "in-flight window full", w->timeout_ms));
 		}
 	for (;;) {
 		rc = wm_send(w->fd, buf, len, fd, 1, w->msg);
