@@ -36,6 +36,7 @@
 
 #include "testsupport.h"
 #include "tsdaemon.h"
+#include "wal_format.h"
 #include "wal_proto.h"
 #include "wal_ring.h"
 #include "wal_shm.h"
@@ -280,6 +281,49 @@ START_TEST(test_data_dir_parent_link)
 	ck_assert_int_eq(ts_daemon_stop(&d), 0);
 	PATHF(text, "%s/wal", real);
 	ck_assert_int_gt(ts_count_files(text, "wal_mmap_"), 0);
+}
+END_TEST
+
+/*
+ * walctl dump of a directory someone else prepared: a FIFO under a
+ * segment name. Seeking read each segment's first record with a blocking
+ * open(2), which waits for a writer that never comes.
+ */
+START_TEST(test_dump_fifo_segment)
+{
+	char dir[PATH_MAX], fifo[PATH_MAX], *out;
+	const char *froms[] = { "0", "50", "99", "1000" };
+	uint8_t *b;
+	uint64_t id, empty = 0;
+	size_t i, len;
+	int rc;
+
+	PATHF(dir, "%s/log", base);
+	make_victim_log(dir, 100);
+	/* The FIFO follows the last segment holding records (no standby). */
+	for (id = 0; id < 16; id++) {
+		if ((b = ts_read_file(ts_seg_path(dir, id), &len)) == NULL)
+			continue;
+		if (empty == 0 && len > WAL_FILE_HEADER_SIZE + 4 &&
+		    b[WAL_FILE_HEADER_SIZE] == 0)
+			empty = id;
+		free(b);
+		if (empty != 0)
+			ck_assert_int_eq(unlink(ts_seg_path(dir, id)), 0);
+	}
+	ck_assert_uint_gt(empty, 0);
+	PATHF(fifo, "%s", ts_seg_path(dir, empty));
+	ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+	for (i = 0; i < sizeof froms / sizeof froms[0]; i++) {
+		rc = ts_run_prog_within(20000, "client/walctl", &out, "dump",
+		    "--from", froms[i], dir, NULL);
+		ck_assert_msg(rc != -1, "walctl dump --from %s: still running "
+		    "after 20 s", froms[i]);
+		ck_assert_msg(rc == 2 && strstr(out, "not a regular file") !=
+		    NULL, "walctl dump --from %s: exit %d: %.300s", froms[i],
+		    rc, out);
+		free(out);
+	}
 }
 END_TEST
 
@@ -1076,6 +1120,7 @@ attack_suite(void)
 	tcase_set_timeout(tc, 180);
 	tcase_add_test(tc, test_data_dir_path_swapped);
 	tcase_add_test(tc, test_data_dir_parent_link);
+	tcase_add_test(tc, test_dump_fifo_segment);
 	tcase_add_test(tc, test_second_start_keeps_live_socket);
 	tcase_add_test(tc, test_second_start_daemon_stopped);
 	tcase_add_test(tc, test_bind_umask_stays_in_main_thread);
