@@ -525,7 +525,7 @@ fake_recv(int s, uint8_t *buf, struct wal_msg *hdr)
 static void
 fake_deep(int s)
 {
-	int size = 256 * 1024 * 1024;
+	int size = 64 * 1024 * 1024;
 
 	if (setsockopt(s, SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof size) ==
 	    -1)
