@@ -25,6 +25,13 @@ int	wm_left_ms(int64_t deadline);
 int64_t	wm_deadline(int timeout_ms);
 
 /*
+ * Has deadline passed (-1: never)? Every loop that waits for a particular
+ * answer asks after each frame it took: frames that keep coming, none of
+ * them the answer, must not keep it waiting past its limit.
+ */
+int	wm_expired(int64_t deadline);
+
+/*
  * Connect to walmmapd and exchange HELLO/WELCOME within timeout_ms (< 0:
  * no limit). Returns the socket or -code with msg set. wm_connect() uses
  * WALMMAP_CONNECT_TIMEOUT_MS.

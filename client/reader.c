@@ -166,6 +166,12 @@ walmmap_reader_fd(const struct walmmap_reader *r)
 	return (r->sock);
 }
 
+int
+walmmap_reader_ended(const struct walmmap_reader *r)
+{
+	return (r->sock != -1 && r->ended && r->end_err == 0);
+}
+
 /* Next record from the files; at the end, poll until the timeout. */
 static int
 files_next(struct walmmap_reader *r, struct walmmap_record *rec,
@@ -261,6 +267,9 @@ sub_next(struct walmmap_reader *r, struct walmmap_record *rec, int timeout_ms)
 			r->big_len = (size_t)-1;	/* handed out */
 			return (1);
 		}
+		/* Frames without a record do not extend the wait. */
+		if (r->rx_left == 0 && wm_expired(deadline))
+			return (0);
 	}
 }
 

@@ -57,7 +57,7 @@ wm_shm_map(struct wm_shm **sp, const struct wal_msg_shm_ready *rd, int *fds,
 	struct stat st;
 	void *base;
 	size_t len;
-	int rc;
+	int rc, seals;
 
 	*sp = NULL;
 	len = (size_t)rd->header_size + rd->size;
@@ -73,6 +73,16 @@ wm_shm_map(struct wm_shm **sp, const struct wal_msg_shm_ready *rd, int *fds,
 		rc = wm_seterr(msg, WALMMAP_EPROTO, "walmmapd passed a ring of "
 		    "%" PRIu64 " bytes (header %" PRIu32 ") that does not "
 		    "match its memfd", rd->size, rd->header_size);
+		goto fail;
+	}
+	/*
+	 * A memfd that can shrink could be cut under the mapping, and every
+	 * later access to the ring would kill us with SIGBUS.
+	 */
+	if ((seals = fcntl(fds[0], F_GET_SEALS)) == -1 ||
+	    (seals & F_SEAL_SHRINK) == 0) {
+		rc = wm_seterr(msg, WALMMAP_EPROTO, "walmmapd passed a ring "
+		    "whose memfd is not sealed against shrinking");
 		goto fail;
 	}
 	base = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED |
@@ -239,8 +249,9 @@ wm_shm_reached(struct wm_shm *s, enum wm_shm_cond cond, uint64_t target)
 }
 
 /*
- * Wait until the daemon reaches target (1), the deadline passes (0), the
- * socket has something to read (2), or the daemon publishes nonsense (-1).
+ * Wait until the daemon reaches target (1), the deadline passes (0, even
+ * while the doorbell keeps ringing), the socket has something to read
+ * (2), or the daemon publishes nonsense (-1).
  * Spins briefly, then sleeps on the doorbell with producer_waiting set.
  * After a failed sync durability never comes: a wait for it goes to the
  * socket, where the daemon says why (or closes the connection).
@@ -280,6 +291,9 @@ wm_shm_wait(struct wm_shm *s, int sock, enum wm_shm_cond cond,
 			return (rc);
 		if (cond == WM_SHM_DURABLE && shm_failed(s))
 			break;
+		/* Doorbells that keep ringing do not extend the wait. */
+		if (wm_expired(deadline))
+			return (0);
 		pfd[0].fd = sock;
 		pfd[0].events = POLLIN;
 		pfd[1].fd = s->efd_out;

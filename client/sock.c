@@ -121,6 +121,12 @@ wm_left_ms(int64_t deadline)
 	return (left > 1000000 ? 1000000 : (int)left);
 }
 
+int
+wm_expired(int64_t deadline)
+{
+	return (deadline >= 0 && wm_now_ms() > deadline);
+}
+
 /* Connect within the default limit. */
 int
 wm_connect(const char *path, uint8_t ack, struct wal_msg_welcome *w,

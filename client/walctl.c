@@ -666,6 +666,15 @@ print_all(struct walmmap_reader *r, const struct read_opts *o, int timeout)
 		fflush(stdout);
 		return (fail(rc, walmmap_reader_errmsg(r)));
 	}
+	/* A subscription that stopped short of its end: the daemon stalled. */
+	if (rc == 0 && timeout > 0 && walmmap_reader_fd(r) != -1 &&
+	    !walmmap_reader_ended(r)) {
+		fflush(stdout);
+		fprintf(stderr, "walctl %s: timed out: walmmapd sent nothing "
+		    "for %d ms and did not end the subscription\n",
+		    current->name, timeout);
+		return (EXIT_PROBLEMS);
+	}
 	return (EXIT_OK);
 }
 
@@ -699,7 +708,9 @@ cmd_tail(int argc, char **argv)
 		walmmap_reader_close(r);
 		return (rc);
 	}
-	rc = print_all(r, &o, -1);
+	/* Following waits for records without a limit; the rest does not. */
+	rc = print_all(r, &o, o.follow || timeout_ms == -1 ? -1 :
+	    timeout_ms == -2 ? WALMMAP_TIMEOUT_MS : timeout_ms);
 	walmmap_reader_close(r);
 	return (rc);
 }

@@ -27,6 +27,7 @@
 #include "walmmap.h"
 
 #define OUTSTANDING_MAX	4096		/* frames awaiting an ACK */
+#define DRAIN_MAX	1024		/* frames taken by one walmmap_process */
 
 /* An append frame waiting for its ACK. */
 struct pending {
@@ -96,7 +97,8 @@ struct walmmap {
 enum frame_kind { FRAME_REQUEST, FRAME_UNTRACKED, FRAME_TRACKED };
 
 static int	send_frame(struct walmmap *, const void *, size_t, int fd,
-		    uint32_t records, enum frame_kind);
+		    uint32_t records, enum frame_kind, int64_t deadline);
+static int	drain(struct walmmap *);
 static int	read_one(struct walmmap *, int64_t deadline);
 static int	handle(struct walmmap *, const uint8_t *, size_t, int fd);
 static int	request(struct walmmap *, uint16_t type, uint16_t flags,
@@ -105,9 +107,10 @@ static int	lost(struct walmmap *, int rc);
 static int	not_connected(struct walmmap *);
 static int64_t	ring_written(const struct walmmap *);
 static int	append_fd(struct walmmap *, const void *, size_t, uint8_t,
-		    uint64_t id, enum frame_kind);
+		    uint64_t id, enum frame_kind, int64_t deadline);
 static int	wait_captured(struct walmmap *);
 static int64_t	op_deadline(const struct walmmap *);
+static int64_t	send_deadline(const struct walmmap *);
 static void	sync_failed(struct walmmap *, int64_t covered);
 static int	sync_covers(const struct walmmap *, int64_t seq);
 static int	sync_error(struct walmmap *, int64_t seq);
@@ -298,7 +301,7 @@ sock_append_batch(struct walmmap *w, const struct iovec *recs, size_t n,
 		if (sizeof a + 4 + recs[i].iov_len > WAL_PROTO_MAX_FRAME) {
 			/* Too big for a message: a sealed memfd. */
 			rc = append_fd(w, recs[i].iov_base, recs[i].iov_len,
-			    lvl, id, kind);
+			    lvl, id, kind, send_deadline(w));
 			i++;
 		} else {
 			off = sizeof a;
@@ -320,7 +323,8 @@ sock_append_batch(struct walmmap *w, const struct iovec *recs, size_t n,
 			a.count = (uint32_t)(i - start);
 			a.ack = lvl;
 			memcpy(w->tx, &a, sizeof a);
-			rc = send_frame(w, w->tx, off, -1, a.count, kind);
+			rc = send_frame(w, w->tx, off, -1, a.count, kind,
+			    send_deadline(w));
 		}
 		if (rc < 0) {
 			w->next_id--;
@@ -411,15 +415,13 @@ walmmap_wait(struct walmmap *w, enum walmmap_ack lvl, int timeout_ms)
 	while (w->fifo_len > 0)
 		if ((rc = read_one(w, deadline)) < 0)
 			return (rc);
-		else if (rc == 0)
+		else if (rc == 0 || (w->fifo_len > 0 && wm_expired(deadline)))
 			return (wm_seterr(w->msg, WALMMAP_ETIMEDOUT, "%zu "
 			    "appends still unacknowledged after %d ms",
 			    w->fifo_len, timeout_ms < 0 ? w->timeout_ms :
 			    timeout_ms));
 	/* Take what else came, and notice a daemon that went away. */
-	while ((rc = read_one(w, 0)) > 0)
-		;
-	if (rc < 0)
+	if ((rc = drain(w)) < 0)
 		return (rc);
 	return (take_deferred(w));
 }
@@ -442,14 +444,15 @@ walmmap_wait_durable(struct walmmap *w, int64_t seq, int timeout_ms)
 		while (w->prog.durable_seq < seq) {
 			if ((rc = read_one(w, deadline)) < 0)
 				return (rc);
-			if (rc == 0)
+			/* The failure ends the wait: nothing else follows. */
+			if (rc > 0 && sync_covers(w, seq))
+				return (sync_error(w, seq));
+			if (rc == 0 || (w->prog.durable_seq < seq &&
+			    wm_expired(deadline)))
 				return (wm_seterr(w->msg, WALMMAP_ETIMEDOUT,
 				    "seq %" PRId64 " not durable within %d ms",
 				    seq, timeout_ms < 0 ? w->timeout_ms :
 				    timeout_ms));
-			/* The failure ends the wait: nothing else follows. */
-			if (sync_covers(w, seq))
-				return (sync_error(w, seq));
 			if (seq > w->durable_owed && w->prog.durable_seq < seq)
 				break;	/* no longer owed: ask */
 		}
@@ -593,8 +596,7 @@ walmmap_process(struct walmmap *w)
 
 	if (w->fd == -1 || w->lost)
 		return (not_connected(w));
-	while ((rc = read_one(w, 0)) > 0)
-		;
+	rc = drain(w);
 	return (rc < 0 ? rc : 0);
 }
 
@@ -606,33 +608,47 @@ level(const struct walmmap *w, enum walmmap_ack ack)
 }
 
 /*
- * Send a frame. A tracked frame waits for room in the window first; a full
- * socket is drained of replies while we wait, so neither side can block
- * the other.
+ * The deadline of one append frame's wait to be sent: the connection's
+ * timeout, or now in non-blocking mode (frames already there are taken,
+ * none is waited for).
+ */
+static int64_t
+send_deadline(const struct walmmap *w)
+{
+	return ((w->flags & WALMMAP_NONBLOCK) ? wm_deadline(0) :
+	    op_deadline(w));
+}
+
+/*
+ * Send a frame before deadline. A tracked frame waits for room in the
+ * window first; a full socket is drained of replies while we wait, so
+ * neither side can block the other.
  */
 static int
 send_frame(struct walmmap *w, const void *buf, size_t len, int fd,
-    uint32_t records, enum frame_kind kind)
+    uint32_t records, enum frame_kind kind, int64_t deadline)
 {
 	const uint64_t cap = w->welcome.max_inflight / 2;
 	struct pollfd pfd;
 	struct pending *p;
 	struct wal_msg hdr;
 	int rc, nb = (w->flags & WALMMAP_NONBLOCK) != 0;
-	int64_t deadline = nb ? 0 : op_deadline(w);
 
 	if (kind == FRAME_TRACKED)
 		while (w->fifo_len == OUTSTANDING_MAX || (w->fifo_len > 0 &&
 		    w->window + len > cap)) {
 			if ((rc = read_one(w, deadline)) < 0)
 				return (rc);
-			if (rc == 0 && nb)
+			if (rc > 0 && !wm_expired(deadline))
+				continue;
+			if (w->fifo_len < OUTSTANDING_MAX && (w->fifo_len ==
+			    0 || w->window + len <= cap))
+				break;		/* room, just in time */
+			if (nb)
 				return (-WALMMAP_EAGAIN);
-			if (rc == 0)
-				return (wm_seterr(w->msg, WALMMAP_ETIMEDOUT,
-				    "walmmapd acknowledged nothing within %d "
-				    "ms with the in-flight window full",
-				    w->timeout_ms));
+			return (wm_seterr(w->msg, WALMMAP_ETIMEDOUT, "walmmapd "
+			    "acknowledged nothing within %d ms with the "
+			    "in-flight window full", w->timeout_ms));
 		}
 	for (;;) {
 		rc = wm_send(w->fd, buf, len, fd, 1, w->msg);
@@ -645,6 +661,9 @@ send_frame(struct walmmap *w, const void *buf, size_t len, int fd,
 				return (rc);
 			return (-WALMMAP_EAGAIN);
 		}
+		if (wm_expired(deadline))
+			return (wm_seterr(w->msg, WALMMAP_ETIMEDOUT, "walmmapd "
+			    "took no frame within %d ms", w->timeout_ms));
 		pfd.fd = w->fd;
 		pfd.events = POLLOUT | POLLIN;
 		pfd.revents = 0;
@@ -678,7 +697,7 @@ send_frame(struct walmmap *w, const void *buf, size_t len, int fd,
 /* One record through a sealed memfd. */
 static int
 append_fd(struct walmmap *w, const void *data, size_t len, uint8_t lvl,
-    uint64_t id, enum frame_kind kind)
+    uint64_t id, enum frame_kind kind, int64_t deadline)
 {
 	struct wal_msg_append_fd a;
 	size_t done = 0;
@@ -714,7 +733,7 @@ append_fd(struct walmmap *w, const void *data, size_t len, uint8_t lvl,
 	a.hdr.id = id;
 	a.size = len;
 	a.ack = lvl;
-	rc = send_frame(w, &a, sizeof a, mfd, 1, kind);
+	rc = send_frame(w, &a, sizeof a, mfd, 1, kind, deadline);
 	close(mfd);
 	return (rc);
 }
@@ -739,7 +758,8 @@ request(struct walmmap *w, uint16_t type, uint16_t flags, int64_t deadline)
 	m.flags = flags;
 	m.len = sizeof m;
 	m.id = w->next_id++;
-	if ((rc = send_frame(w, &m, sizeof m, -1, 0, FRAME_REQUEST)) < 0)
+	if ((rc = send_frame(w, &m, sizeof m, -1, 0, FRAME_REQUEST,
+	    deadline)) < 0)
 		return (rc);
 	w->reply_id = m.id;
 	w->reply_done = 0;
@@ -748,7 +768,7 @@ request(struct walmmap *w, uint16_t type, uint16_t flags, int64_t deadline)
 			w->reply_id = 0;
 			return (rc);
 		}
-		if (rc == 0) {
+		if (rc == 0 || (!w->reply_done && wm_expired(deadline))) {
 			w->reply_id = 0;
 			return (wm_seterr(w->msg, WALMMAP_ETIMEDOUT, "no answer "
 			    "to %s from walmmapd within %" PRId64 " ms",
@@ -770,7 +790,8 @@ wait_captured(struct walmmap *w)
 	while (w->fifo_len > 0 && w->fifo[w->fifo_head].id < hi) {
 		if ((rc = read_one(w, deadline)) < 0)
 			return (rc);
-		if (rc == 0)
+		if (rc == 0 || (w->fifo_len > 0 && w->fifo[w->fifo_head].id <
+		    hi && wm_expired(deadline)))
 			return (wm_seterr(w->msg, WALMMAP_ETIMEDOUT, "walmmapd "
 			    "did not acknowledge the records within %d ms",
 			    w->timeout_ms));
@@ -866,6 +887,22 @@ read_one(struct walmmap *w, int64_t deadline)
 	if (n == 0)
 		return (0);
 	return (handle(w, w->rx, (size_t)n, fd));
+}
+
+/*
+ * Take the frames that are there without waiting, at most DRAIN_MAX: a
+ * daemon that never stops sending cannot keep us here. Returns the frames
+ * taken, or a negative error.
+ */
+static int
+drain(struct walmmap *w)
+{
+	int rc, n;
+
+	for (n = 0; n < DRAIN_MAX; n++)
+		if ((rc = read_one(w, 0)) <= 0)
+			return (rc < 0 ? rc : n);
+	return (n);
 }
 
 /* The connection is unusable: say what is known to be acknowledged. */
@@ -1222,5 +1259,11 @@ shm_wait(struct walmmap *w, enum wm_shm_cond cond, uint64_t target,
 			return (wm_seterr(w->msg, WALMMAP_ESYNC, "records in "
 			    "the shared-memory ring are not durable: %s",
 			    w->sync_why));
+		/* Frames that keep coming do not extend the wait. */
+		if (wm_expired(deadline) && wm_shm_reached(w->shm, cond,
+		    target) == 0)
+			return (wm_seterr(w->msg, WALMMAP_ETIMEDOUT, "records "
+			    "in the shared-memory ring still unacknowledged "
+			    "when the time limit expired"));
 	}
 }

@@ -322,6 +322,14 @@ int		 walmmap_reader_next(struct walmmap_reader *,
 /* Subscriptions: the socket, for poll(2). -1 for a file reader. */
 int		 walmmap_reader_fd(const struct walmmap_reader *);
 
+/*
+ * 1 once a subscription has ended: its to_seq was sent, or without
+ * WALMMAP_FOLLOW the end of the log (walmmap_reader_next() returns 0
+ * from then on; before, 0 means its time limit passed). A file reader
+ * never ends: 0.
+ */
+int		 walmmap_reader_ended(const struct walmmap_reader *);
+
 /* ------------------------------------------------------------------ */
 /* Verifying segment files (walctl verify).                            */
 /* ------------------------------------------------------------------ */

@@ -891,7 +891,8 @@ conn_subscribe(struct conn *c, const struct wal_msg_subscribe *s)
 		    "SUBSCRIBE on one connection");
 		return;
 	}
-	if (wal_reader_open(srv->cfg.dir, &c->sub, &err) != 0) {
+	if (wal_reader_open_dir(srv->data_dirfd, srv->cfg.dir, &c->sub,
+	    &err) != 0) {
 		conn_error(c, s->hdr.id, WAL_PERR_IO, 1, "%s", err.msg);
 		return;
 	}

@@ -24,9 +24,12 @@
 
 #include "server.h"
 
-static int	dirs_step(int, const char *, int create);
+static int	dirs_step(int, const char *, int create, const char *what,
+		    const char *path, const char *upto, char *why,
+		    size_t whylen);
 static int	dirs_trusted_link(int, const struct stat *, const char *what,
-		    const char *path, char *why, size_t whylen);
+		    const char *path, const char *link, char *why,
+		    size_t whylen);
 static int	dirs_check(int, int created, mode_t, const char *what,
 		    const char *path, char *why, size_t whylen);
 
@@ -37,8 +40,9 @@ static int	dirs_check(int, int created, mode_t, const char *what,
  * its missing parents with 0755) when it does not exist; the modes are set
  * exactly, whatever the umask. Refused, with the reason in why: a
  * directory that is not owned by our effective uid or that its group or
- * others can write to, and a symbolic link anyone else could have made.
- * Returns an O_DIRECTORY descriptor, or -1.
+ * others can write to, and a symbolic link anyone else could have made,
+ * in its place or in place of a parent. Returns an O_DIRECTORY
+ * descriptor, or -1.
  */
 int
 srv_dir_open(const char *what, const char *path, int parents, mode_t mode,
@@ -64,21 +68,14 @@ srv_dir_open(const char *what, const char *path, int parents, mode_t mode,
 		return (-1);
 	}
 
-	/* The parents: followed as they are (links too), made if allowed. */
+	/* The parents: links only trusted ones, made if allowed. */
 	p = buf;
 	while (*p == '/')
 		p++;
 	while ((slash = strchr(p, '/')) != NULL) {
 		*slash = '\0';
-		if ((next = dirs_step(fd, p, parents)) == -1) {
-			if (errno == ENOENT)
-				snprintf(why, whylen, "cannot create %s %s: "
-				    "%s does not exist (walmmapd creates the "
-				    "parents of its default directories only)",
-				    what, path, buf);
-			else
-				snprintf(why, whylen, "cannot open %s %s: %s: "
-				    "%s", what, path, buf, strerror(errno));
+		if ((next = dirs_step(fd, p, parents, what, path, buf, why,
+		    whylen)) == -1) {
 			close(fd);
 			return (-1);
 		}
@@ -104,7 +101,8 @@ srv_dir_open(const char *what, const char *path, int parents, mode_t mode,
 			goto create_failed;
 	}
 	if (S_ISLNK(lst.st_mode)) {
-		if (dirs_trusted_link(fd, &lst, what, path, why, whylen) != 0) {
+		if (dirs_trusted_link(fd, &lst, what, path, NULL, why,
+		    whylen) != 0) {
 			close(fd);
 			return (-1);
 		}
@@ -133,25 +131,62 @@ create_failed:
 }
 
 /*
- * One parent: open it, or create it (0755) when create is set. A parent
- * we create is reopened without following a link, so its mode is set on
- * the directory we made.
+ * One parent, name in at (upto: the path up to it, for messages): opened
+ * without following a symbolic link, unless only root or we could have
+ * made the link (dirs_trusted_link); a link anyone else made could aim
+ * walmmapd at a directory of root's of their choosing. Created (0755,
+ * whatever the umask) when missing and create is set. Returns its
+ * descriptor, or -1 with why set.
  */
 static int
-dirs_step(int at, const char *name, int create)
+dirs_step(int at, const char *name, int create, const char *what,
+    const char *path, const char *upto, char *why, size_t whylen)
 {
 	struct stat st;
-	int fd;
+	int fd, tried = 0, created = 0;
 
-	if ((fd = openat(at, name, DIRS_OPEN)) != -1 || errno != ENOENT ||
-	    !create)
-		return (fd);
-	if (mkdirat(at, name, 0755) == -1)
-		return (errno == EEXIST ? openat(at, name, DIRS_OPEN) : -1);
-	if ((fd = openat(at, name, DIRS_OPEN | O_NOFOLLOW)) == -1)
+	while (fstatat(at, name, &st, AT_SYMLINK_NOFOLLOW) == -1) {
+		if (errno != ENOENT || !create || tried) {
+			if (errno == ENOENT)
+				snprintf(why, whylen, "cannot create %s %s: "
+				    "%s does not exist (walmmapd creates the "
+				    "parents of its default directories only)",
+				    what, path, upto);
+			else
+				snprintf(why, whylen, "cannot open %s %s: %s: "
+				    "%s", what, path, upto, strerror(errno));
+			return (-1);
+		}
+		if (mkdirat(at, name, 0755) == 0)
+			created = 1;
+		else if (errno != EEXIST) {
+			snprintf(why, whylen, "cannot create %s %s: %s: %s",
+			    what, path, upto, strerror(errno));
+			return (-1);
+		}
+		tried = 1;
+	}
+	if (S_ISLNK(st.st_mode)) {
+		if (dirs_trusted_link(at, &st, what, path, upto, why,
+		    whylen) != 0)
+			return (-1);
+		fd = openat(at, name, DIRS_OPEN);
+	} else
+		fd = openat(at, name, DIRS_OPEN | O_NOFOLLOW);
+	if (fd == -1) {
+		if (errno == ELOOP)
+			snprintf(why, whylen, "%s %s: %s was replaced by a "
+			    "symbolic link while walmmapd opened it; refusing "
+			    "it", what, path, upto);
+		else
+			snprintf(why, whylen, "cannot open %s %s: %s: %s", what,
+			    path, upto, strerror(errno));
 		return (-1);
-	if (fstat(fd, &st) == 0 && st.st_uid == geteuid() &&
+	}
+	if (created && fstat(fd, &st) == 0 && st.st_uid == geteuid() &&
 	    fchmod(fd, 0755) == -1) {
+		snprintf(why, whylen, "cannot set mode 0755 on %s (a parent of "
+		    "%s %s): %s", upto, what, path, strerror(errno));
 		close(fd);
 		return (-1);
 	}
@@ -159,14 +194,15 @@ dirs_step(int at, const char *name, int create)
 }
 
 /*
- * A symbolic link in place of the directory is followed only when nobody
- * but root or us could have made it: it is owned by root or by us, and so
- * is the directory holding it, which nobody else can write to (systemd's
- * StateDirectory= with DynamicUser= is such a link into /var/lib/private).
+ * A symbolic link in place of the directory (link NULL) or of its parent
+ * link is followed only when nobody but root or us could have made it: it
+ * is owned by root or by us, and so is the directory holding it, which
+ * nobody else can write to (systemd's StateDirectory= with DynamicUser= is
+ * such a link into /var/lib/private; /var/run one to /run).
  */
 static int
 dirs_trusted_link(int at, const struct stat *lst, const char *what,
-    const char *path, char *why, size_t whylen)
+    const char *path, const char *link, char *why, size_t whylen)
 {
 	struct stat pst;
 	uid_t me = geteuid();
@@ -179,11 +215,20 @@ dirs_trusted_link(int at, const struct stat *lst, const char *what,
 	if ((lst->st_uid == 0 || lst->st_uid == me) && (pst.st_uid == 0 ||
 	    pst.st_uid == me) && (pst.st_mode & (S_IWGRP | S_IWOTH)) == 0)
 		return (0);
-	snprintf(why, whylen, "%s %s is a symbolic link owned by uid %u in a "
-	    "directory of uid %u with mode %04o; refusing to follow it, since "
-	    "another user could have made it or could replace it: give the "
-	    "path of the real directory", what, path, (unsigned)lst->st_uid,
-	    (unsigned)pst.st_uid, (unsigned)(pst.st_mode & 07777));
+	if (link == NULL)
+		snprintf(why, whylen, "%s %s is a symbolic link owned by uid %u "
+		    "in a directory of uid %u with mode %04o; refusing to "
+		    "follow it, since another user could have made it or could "
+		    "replace it: give the path of the real directory", what,
+		    path, (unsigned)lst->st_uid, (unsigned)pst.st_uid,
+		    (unsigned)(pst.st_mode & 07777));
+	else
+		snprintf(why, whylen, "%s %s: its parent %s is a symbolic link "
+		    "owned by uid %u in a directory of uid %u with mode %04o; "
+		    "refusing to follow it, since another user could have made "
+		    "it or could replace it: give the path of the real "
+		    "directory", what, path, link, (unsigned)lst->st_uid,
+		    (unsigned)pst.st_uid, (unsigned)(pst.st_mode & 07777));
 	return (-1);
 }
 

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 
+#include <sched.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -34,6 +35,7 @@ static void	server_accept_cb(int, short, void *);
 static void	server_accept_resume_cb(int, short, void *);
 static int	server_allowed(const struct server *, uid_t, gid_t);
 static int	server_bind(struct server *);
+static int	server_probe(const struct sockaddr_un *, const char *path);
 static void	server_unlink(struct server *);
 static void	server_forget_expected(struct server *);
 static unsigned	server_uid_conns(const struct server *, uid_t);
@@ -289,10 +291,10 @@ srv_status(struct server *srv, struct wal_status *st)
 	struct wal_ring_stats rs;
 	struct wal_seglist list;
 	struct stat sb;
-	char path[4200], name[WAL_SEGMENT_NAME_MAX];
+	char name[WAL_SEGMENT_NAME_MAX];
 	uint64_t count, total, max;
 	size_t i;
-	int dirfd;
+	int dirfd = srv->data_dirfd;
 
 	memset(st, 0, sizeof *st);
 	st->hdr.type = WAL_MSG_STATUS_REPLY;
@@ -322,13 +324,12 @@ srv_status(struct server *srv, struct wal_status *st)
 	st->pid = (uint64_t)getpid();
 	snprintf(st->dir, sizeof st->dir, "%s", srv->cfg.dir);
 
-	if ((dirfd = wal_dir_open(srv->cfg.dir, NULL)) < 0)
-		return;
 	if (wal_dir_list(dirfd, srv->cfg.dir, &list, NULL) == 0) {
 		st->segments = list.count;
 		for (i = 0; i < list.count; i++) {
 			wal_seg_name(name, sizeof name, list.ids[i]);
-			if (fstatat(dirfd, name, &sb, 0) == 0)
+			if (fstatat(dirfd, name, &sb, AT_SYMLINK_NOFOLLOW) ==
+			    0 && S_ISREG(sb.st_mode))
 				st->disk_bytes += (uint64_t)sb.st_size;
 		}
 		/* The oldest segment's first record is the oldest kept. */
@@ -338,9 +339,8 @@ srv_status(struct server *srv, struct wal_status *st)
 			int fd;
 
 			wal_seg_name(name, sizeof name, list.ids[i]);
-			snprintf(path, sizeof path, "%s/%s", srv->cfg.dir,
-			    name);
-			if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
+			if ((fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW |
+			    O_NONBLOCK | O_CLOEXEC)) == -1)
 				continue;
 			if (pread(fd, hdr, sizeof hdr, 0) == (ssize_t)sizeof hdr
 			    && wal_le32_load(hdr + WAL_FILE_HEADER_SIZE) ==
@@ -351,7 +351,6 @@ srv_status(struct server *srv, struct wal_status *st)
 		}
 		wal_seglist_free(&list);
 	}
-	close(dirfd);
 }
 
 /*
@@ -379,7 +378,7 @@ srv_retention(struct server *srv)
 	uint64_t held, seg, bytes;
 	time_t now = time(NULL), *mtimes = NULL;
 	size_t i, j, nsealed, cut;
-	int dirfd;
+	int dirfd = srv->data_dirfd;
 
 	if (cfg->retain_segments == 0 && cfg->retain_bytes == 0 &&
 	    cfg->retain_age_s == 0)
@@ -389,12 +388,8 @@ srv_retention(struct server *srv)
 	/* Only synced for good, and never the newest records (wal_ring.h). */
 	if (rs.retain_below < limit)
 		limit = rs.retain_below;
-	if ((dirfd = wal_dir_open(cfg->dir, NULL)) < 0)
+	if (wal_dir_list(dirfd, cfg->dir, &list, NULL) != 0)
 		return;
-	if (wal_dir_list(dirfd, cfg->dir, &list, NULL) != 0) {
-		close(dirfd);
-		return;
-	}
 	/* Sealed segments: ids below the active one; keep the newest. */
 	for (nsealed = 0; nsealed < list.count && list.ids[nsealed] <
 	    rs.active_id; nsealed++)
@@ -405,7 +400,7 @@ srv_retention(struct server *srv)
 		goto out;
 	for (i = 0; i < nsealed; i++) {
 		wal_seg_name(name, sizeof name, list.ids[i]);
-		if (fstatat(dirfd, name, &sb, 0) == 0) {
+		if (fstatat(dirfd, name, &sb, AT_SYMLINK_NOFOLLOW) == 0) {
 			sizes[i] = (uint64_t)sb.st_size;
 			mtimes[i] = sb.st_mtime;
 		}
@@ -451,7 +446,6 @@ out:
 	free(sizes);
 	free(mtimes);
 	wal_seglist_free(&list);
-	close(dirfd);
 }
 
 /* Accept clients until the backlog is empty or descriptors run out. */
@@ -632,7 +626,7 @@ server_bind(struct server *srv)
 	struct sockaddr_un sun;
 	struct stat st;
 	mode_t old;
-	int fd = -1, probe, cwd = -1, dirfd;
+	int fd = -1, cwd = -1, dirfd;
 
 	if ((name = strrchr(path, '/')) == NULL || name[1] == '\0' ||
 	    (size_t)(name - path) >= sizeof dir) {
@@ -661,6 +655,16 @@ server_bind(struct server *srv)
 		log_errx("%s", why);
 		return (-1);
 	}
+	/*
+	 * The working directory and the umask below are this thread's alone:
+	 * the ring's and the syncer's threads, which create segments, the
+	 * checkpoint and the sync-failure marker meanwhile, keep the umask
+	 * walmmapd was started with.
+	 */
+	if (unshare(CLONE_FS) == -1)
+		log_warn("cannot give the main thread its own umask; files "
+		    "created while the socket is bound may get mode %04o",
+		    (unsigned)(0640 & srv->cfg.socket_mode));
 	if ((cwd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC)) == -1 ||
 	    fchdir(dirfd) == -1) {
 		log_warn("cannot enter socket directory %s", dir);
@@ -674,15 +678,8 @@ server_bind(struct server *srv)
 			    "a symbolic link" : "something else");
 			goto fail;
 		}
-		probe = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-		if (probe != -1 && connect(probe, (struct sockaddr *)&sun,
-		    sizeof sun) == 0) {
-			close(probe);
-			log_errx("another walmmapd is listening on %s", path);
+		if (server_probe(&sun, path) != 0)
 			goto fail;
-		}
-		if (probe != -1)
-			close(probe);
 		log_info("removing stale socket %s", path);
 		if (unlinkat(dirfd, name, 0) == -1) {
 			log_warn("cannot remove stale socket %s", path);
@@ -696,8 +693,7 @@ server_bind(struct server *srv)
 	}
 	/*
 	 * The mode comes from the umask, so the socket never has another
-	 * one. The umask is the process's: a segment the ring's thread
-	 * creates meanwhile is at most made less accessible.
+	 * one (the umask is this thread's, see unshare above).
 	 */
 	old = umask(0777 & ~srv->cfg.socket_mode);
 	if (bind(fd, (struct sockaddr *)&sun, sizeof sun) == -1) {
@@ -745,5 +741,40 @@ fail:
 		close(cwd);
 	}
 	close(dirfd);
+	return (-1);
+}
+
+/*
+ * Is a socket file stale? Only a refused connection proves that nobody
+ * listens on it: 0. A connection made or waiting for accept (a live
+ * daemon, even a stopped or busy one; the probe never waits) and any
+ * other failure, which proves nothing (no descriptor left, not a
+ * SOCK_SEQPACKET socket), leave it alone: -1, logged. sun names it
+ * relative to the working directory.
+ */
+static int
+server_probe(const struct sockaddr_un *sun, const char *path)
+{
+	int s, e;
+
+	s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (s == -1) {
+		log_warn("cannot tell whether another walmmapd is listening on "
+		    "%s (no socket to ask with); leaving it", path);
+		return (-1);
+	}
+	if (connect(s, (const struct sockaddr *)sun, sizeof *sun) == 0 ||
+	    errno == EAGAIN || errno == EINPROGRESS) {
+		close(s);
+		log_errx("another walmmapd is listening on %s", path);
+		return (-1);
+	}
+	e = errno;
+	close(s);
+	if (e == ECONNREFUSED)
+		return (0);
+	errno = e;
+	log_warn("cannot tell whether another walmmapd is listening on %s; "
+	    "leaving it", path);
 	return (-1);
 }

@@ -101,6 +101,12 @@ struct server {
 	const char		*conf_path;	/* NULL: none */
 	struct event_base	*base;
 	struct wal_ring		*ring;
+	/*
+	 * The data directory as checked at start-up (srv_dir_open): status,
+	 * retention and subscriptions reach it through this descriptor, never
+	 * through cfg.dir, which whoever owns a parent could redirect.
+	 */
+	int			 data_dirfd;
 
 	int			 listen_fd;
 	int			 socket_from_systemd;

@@ -160,6 +160,7 @@ main(int argc, char **argv)
 
 	memset(&srv, 0, sizeof srv);
 	srv.listen_fd = -1;
+	srv.data_dirfd = -1;
 	srv.sock_dirfd = -1;
 	srv.sync_fd = -1;
 	TAILQ_INIT(&srv.conns);
@@ -183,8 +184,9 @@ main(int argc, char **argv)
 		exit(1);
 
 	/*
-	 * The data directory, checked on the descriptor the ring then uses:
-	 * recovery writes and renames files in it as root.
+	 * The data directory, checked on the descriptor the ring, status,
+	 * retention and subscriptions then use: recovery writes and renames
+	 * files in it as root, and its path is never looked up again.
 	 */
 	if ((dirfd = srv_dir_open("data directory", srv.cfg.dir,
 	    !srv.cfg.dir_given, 0750, why, sizeof why)) == -1)
@@ -200,7 +202,7 @@ main(int argc, char **argv)
 	rc.no_prefault = !srv.cfg.prefault;
 	if (wal_ring_open(&rc, &srv.ring, &rec, &err) != 0)
 		fatalx("%s", err.msg);
-	close(dirfd);
+	srv.data_dirfd = dirfd;
 	log_info("data directory %s: %" PRIu64 " segment%s, next seq %" PRId64
 	    "%s", srv.cfg.dir, rec.segments, rec.segments == 1 ? "" : "s",
 	    rec.next_seq, rec.torn_bytes ? " (torn tail repaired)" : "");
@@ -307,6 +309,7 @@ main(int argc, char **argv)
 		event_free(srv.ev_accept_resume);
 	event_base_free(srv.base);
 	close(srv.sync_fd);
+	close(srv.data_dirfd);
 	free(srv.rxbuf);
 	free(srv.txbuf);
 	free(srv.ackbuf);

@@ -77,6 +77,8 @@ static void	reader_set_seg(struct wal_reader *, size_t idx,
 static int64_t	reader_first_seq(struct wal_reader *, size_t idx);
 static void	reader_stop(struct wal_reader *, enum wal_rec_status,
 		    const char *file, uint64_t off, int64_t found);
+static int	reader_new(int dirfd, const char *path, struct wal_reader **,
+		    struct wal_error *);
 static void	seg_path(const struct wal_reader *, size_t idx, char *buf,
 		    size_t len);
 static int	seg_has_magic(const struct wal_segment *);
@@ -89,13 +91,42 @@ int
 wal_reader_open(const char *path, struct wal_reader **out,
     struct wal_error *err)
 {
-	struct wal_reader *r;
 	struct stat st;
-	int rc;
+	int rc, fd;
 
 	*out = NULL;
 	if (stat(path, &st) == -1)
 		return (wal_seterrno(err, errno, "cannot open %s", path));
+	if (S_ISDIR(st.st_mode)) {
+		if ((fd = wal_dir_open(path, err)) < 0)
+			return (fd);
+		rc = reader_new(fd, path, out, err);
+		close(fd);
+		return (rc);
+	}
+	return (reader_new(-1, path, out, err));
+}
+
+/* Open the directory dirfd refers to. */
+int
+wal_reader_open_dir(int dirfd, const char *path, struct wal_reader **out,
+    struct wal_error *err)
+{
+	*out = NULL;
+	if (dirfd < 0)
+		return (wal_seterr(err, EBADF, "cannot read %s: no directory "
+		    "descriptor", path));
+	return (reader_new(dirfd, path, out, err));
+}
+
+/* A reader of the directory dirfd (copied), or of the file path (-1). */
+static int
+reader_new(int dirfd, const char *path, struct wal_reader **out,
+    struct wal_error *err)
+{
+	struct wal_reader *r;
+	int rc;
+
 	if ((r = calloc(1, sizeof *r)) == NULL || (r->path = strdup(path)) ==
 	    NULL) {
 		free(r);
@@ -105,10 +136,11 @@ wal_reader_open(const char *path, struct wal_reader **out,
 	r->expect = -1;
 	r->skip_to = -1;
 	reader_stop(r, WAL_REC_END, NULL, 0, -1);
-	if (S_ISDIR(st.st_mode)) {
-		if ((rc = wal_dir_open(path, err)) < 0)
+	if (dirfd != -1) {
+		if ((r->dirfd = fcntl(dirfd, F_DUPFD_CLOEXEC, 0)) == -1) {
+			rc = wal_seterrno(err, errno, "cannot read %s", path);
 			goto fail;
-		r->dirfd = rc;
+		}
 		if ((rc = wal_dir_list(r->dirfd, path, &r->segs, err)) != 0)
 			goto fail;
 		if (r->segs.count > 0)
@@ -553,8 +585,16 @@ reader_first_seq(struct wal_reader *r, size_t idx)
 	char path[PATH_MAX];
 	int fd;
 
-	seg_path(r, idx, path, sizeof path);
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
+	/* In a directory: by name, never through a link or into a FIFO. */
+	if (r->dirfd != -1) {
+		wal_seg_name(path, sizeof path, r->segs.ids[idx]);
+		fd = openat(r->dirfd, path, O_RDONLY | O_NOFOLLOW |
+		    O_NONBLOCK | O_CLOEXEC);
+	} else {
+		seg_path(r, idx, path, sizeof path);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+	}
+	if (fd == -1)
 		return (-1);
 	if (pread(fd, hdr, sizeof hdr, 0) != (ssize_t)sizeof hdr) {
 		close(fd);

@@ -51,6 +51,14 @@ struct wal_reader_stop {
 /* Open a directory of segments or a single segment file. */
 int	wal_reader_open(const char *path, struct wal_reader **,
 	    struct wal_error *err);
+
+/*
+ * Open the directory of segments dirfd refers to (a copy of it is kept):
+ * path only names it in messages. Nothing goes through a path or a
+ * symbolic link (walmmapd's subscriptions: the directory it checked).
+ */
+int	wal_reader_open_dir(int dirfd, const char *path, struct wal_reader **,
+	    struct wal_error *err);
 void	wal_reader_close(struct wal_reader *);
 
 /*
