@@ -315,9 +315,9 @@ START_TEST(test_dump_fifo_segment)
 	PATHF(fifo, "%s", ts_seg_path(dir, empty));
 	ck_assert_int_eq(mkfifo(fifo, 0600), 0);
 	for (i = 0; i < sizeof froms / sizeof froms[0]; i++) {
-		rc = ts_run_prog_within(20000, "client/walctl", &out, "dump",
-		    "--from", froms[i], dir, NULL);
-		ck_assert_msg(rc != -1, "walctl dump --from %s: still running "
+		rc = ts_run_prog_within(20, "client/walctl", NULL, 0, &out,
+		    "dump", "--from", froms[i], dir, NULL);
+		ck_assert_msg(rc != 142, "walctl dump --from %s: still running "
 		    "after 20 s", froms[i]);
 		ck_assert_msg(rc == 2 && strstr(out, "not a regular file") !=
 		    NULL, "walctl dump --from %s: exit %d: %.300s", froms[i],
@@ -427,13 +427,13 @@ START_TEST(test_second_start_daemon_stopped)
 	ts_daemon_signal(&d, SIGSTOP);
 	filler = fill_backlog(d.sock);
 	PATHF(data2, "%s/data2", base);
-	rc = ts_run_prog_within(20000, "daemon/walmmapd", &out, "-f", "-d",
-	    data2, "-s", d.sock, "--segment-size", "64K", "-o", "prefault=no",
+	rc = ts_run_prog_within(20, "daemon/walmmapd", NULL, 0, &out, "-f",
+	    "-d", data2, "-s", d.sock, "--segment-size", "64K", "-o", "prefault=no",
 	    NULL);
 	kill(filler, SIGKILL);
 	waitpid(filler, NULL, 0);
 	ts_daemon_signal(&d, SIGCONT);
-	ck_assert_msg(rc != -1, "a second start still waited after 20 s: %s",
+	ck_assert_msg(rc != 142, "a second start still waited after 20 s: %s",
 	    out);
 	ck_assert_msg(rc == 1, "second start: exit %d: %s", rc, out);
 	ck_assert_msg(strstr(out, "another walmmapd is listening") != NULL,
@@ -1094,9 +1094,9 @@ START_TEST(test_walctl_tail_stalled)
 
 	for (i = 0; i < sizeof modes / sizeof modes[0]; i++) {
 		path = fake_start(modes[i]);
-		rc = ts_run_prog_within(20000, "client/walctl", &out, "-s",
-		    path, "-t", "1", "tail", "--from", "0", NULL);
-		ck_assert_msg(rc != -1, "walctl -t 1 tail --from 0: still "
+		rc = ts_run_prog_within(20, "client/walctl", NULL, 0, &out,
+		    "-s", path, "-t", "1", "tail", "--from", "0", NULL);
+		ck_assert_msg(rc != 142, "walctl -t 1 tail --from 0: still "
 		    "running after 20 s (fake daemon mode %d): %s",
 		    (int)modes[i], out);
 		ck_assert_msg(rc == 1, "walctl tail: exit %d (fake daemon "
