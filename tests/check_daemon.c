@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -267,16 +268,36 @@ spawn_logged_producer(const char *path, const char *mode, uint64_t key,
 	uint8_t buf[300];
 	uint64_t key0 = key;
 	int64_t seq;
+	struct pollfd pfd;
 	FILE *out;
 	pid_t pid;
+	int ready[2];
+	char c;
 
-	if ((pid = fork()) != 0)
+	/*
+	 * The caller kills the daemon at a random moment of the appends, so
+	 * it waits until the producer is connected (a loaded machine can
+	 * take longer than the shortest delay to get there).
+	 */
+	ck_assert_int_eq(pipe2(ready, O_CLOEXEC), 0);
+	if ((pid = fork()) != 0) {
+		close(ready[1]);
+		pfd.fd = ready[0];
+		pfd.events = POLLIN;
+		if (poll(&pfd, 1, 30000) == 1)
+			(void)read(ready[0], &c, 1);	/* 0: it failed */
+		close(ready[0]);
 		return (pid);
+	}
+	close(ready[0]);
 	if ((out = fopen(path, mode)) == NULL || walmmap_connect(&w, d.sock,
 	    WALMMAP_ACK_WRITTEN, flags) != 0)
 		_exit(10);
 	if ((flags & WALMMAP_SHM) && !walmmap_shm_active(w, NULL))
 		_exit(11);
+	if (write(ready[1], "r", 1) != 1)
+		_exit(13);
+	close(ready[1]);
 	setvbuf(out, NULL, _IONBF, 0);
 	for (;;) {
 		size_t len = ts_key_payload(buf, 0, key);
