@@ -287,6 +287,14 @@ main(int argc, char **argv)
 	shm_finish(&srv);
 	srv_close_listener(&srv);
 	syncer_stop(srv.syncer);
+	/*
+	 * The final sync and checkpoint, after the last records (rings of
+	 * clients that left). A sync that failed since the loop last looked,
+	 * this one included, still makes the exit status 1 and is logged like
+	 * any other (there is no client left to tell).
+	 */
+	if (wal_ring_shutdown(srv.ring, &err) != 0)
+		srv_sync_failed(&srv, err.msg, wal_ring_durable_seq(srv.ring));
 	wal_ring_close(srv.ring);
 	log_info("stopped after %" PRIu64 " records", srv.records);
 
@@ -642,14 +650,27 @@ sync_timer_cb(int fd, short ev, void *arg)
 		srv_request_sync(srv);
 }
 
-/* Once a second: rates, systemd status line, retention. */
+/*
+ * Once a second: a sync that failed where nobody waited for it, rates,
+ * systemd status line, retention.
+ */
 static void
 tick_cb(int fd, short ev, void *arg)
 {
 	struct server *srv = arg;
+	struct wal_error err;
 
 	(void)fd;
 	(void)ev;
+	/*
+	 * The background thread's sync of a sealed segment or checkpoint, or
+	 * a writer's at the bound of sealed segments, failed: stop as for any
+	 * failed sync, even if no client waits for durability.
+	 */
+	if (!srv->sync_failed && wal_ring_failed(srv->ring, &err) != 0) {
+		srv_sync_failed(srv, err.msg, wal_ring_durable_seq(srv->ring));
+		return;
+	}
 	srv->records_per_s = srv->records - srv->rate_records;
 	srv->rate_records = srv->records;
 	sd_notifyf(0, "STATUS=%" PRIu64 " records/s, %u client%s, last seq %"
