@@ -28,10 +28,185 @@
 #include "wal_ring.h"
 #include "walmmap.h"
 
+#define NPROD		5
+#define KEY_CYCLE	100000000ull
+#define MAXREC		3000
+
 static char		*base;
 static char		 ctlpath[PATH_MAX];
 static struct wf_ctl	*ctl;
 static struct ts_daemon	 d;
+
+static const struct {
+	enum walmmap_ack	 ack;
+	unsigned		 flags;
+	const char		*name;
+} prods[NPROD] = {
+	{ WALMMAP_ACK_NONE, 0, "socket, ack none" },
+	{ WALMMAP_ACK_WRITTEN, 0, "socket, written" },
+	{ WALMMAP_ACK_DURABLE, 0, "socket, durable" },
+	{ WALMMAP_ACK_WRITTEN, WALMMAP_SHM, "ring, written" },
+	{ WALMMAP_ACK_DURABLE, WALMMAP_SHM, "ring, durable" },
+};
+
+/* Producer p's record with key k: "p:k:" then filler, 4..MAXREC bytes. */
+static size_t
+payload(uint8_t *buf, unsigned p, uint64_t k)
+{
+	size_t len = (size_t)snprintf((char *)buf, 64, "%u:%" PRIu64 ":", p,
+	    k);
+	uint64_t x = k * 0x9e3779b97f4a7c15ull + p;
+	size_t extra = (size_t)((x >> 33) % (MAXREC - 40));
+
+	memset(buf + len, 'a' + (int)(x % 26), extra);
+	return (len + extra);
+}
+
+/*
+ * Producer p streams keys from key0 until the daemon goes away, logging
+ * "seq key" to path for each record acknowledged at its level.
+ */
+static pid_t
+spawn(unsigned p, uint64_t key0, const char *path)
+{
+	uint8_t buf[MAXREC];
+	struct walmmap *w;
+	uint64_t k;
+	int64_t seq, *want;
+	FILE *out;
+	pid_t pid;
+
+	if ((pid = fork()) != 0)
+		return (pid);
+	if ((out = fopen(path, "a")) == NULL || walmmap_connect(&w, d.sock,
+	    prods[p].ack, prods[p].flags) != 0)
+		_exit(0);
+	setvbuf(out, NULL, _IOLBF, 0);
+	for (k = key0;; k++) {
+		want = prods[p].ack == WALMMAP_ACK_NONE ? NULL : &seq;
+		if (walmmap_append(w, buf, payload(buf, p, k),
+		    WALMMAP_ACK_DEFAULT, want) != 0)
+			break;
+		if (want != NULL)
+			fprintf(out, "%" PRId64 " %" PRIu64 "\n", seq, k);
+	}
+	fclose(out);
+	_exit(0);
+}
+
+/* The records a producer was told about (in ack order). */
+struct acked {
+	int64_t		*seq;
+	uint64_t	*key;
+	size_t		 n;
+};
+
+/* What a producer was told, from its log. */
+static void
+load_acked(const char *path, struct acked *a)
+{
+	FILE *f = fopen(path, "r");
+	int64_t s;
+	uint64_t k;
+
+	a->n = 0;
+	if (f == NULL)
+		return;
+	while (fscanf(f, "%" SCNd64 " %" SCNu64, &s, &k) == 2) {
+		a->seq = realloc(a->seq, (a->n + 1) * sizeof *a->seq);
+		a->key = realloc(a->key, (a->n + 1) * sizeof *a->key);
+		a->seq[a->n] = s;
+		a->key[a->n++] = k;
+	}
+	fclose(f);
+}
+
+/* Check the log (it may start after 0: retention). Returns next seq. */
+static int64_t
+check_log(struct acked *acked, int64_t prev_next, const char *ctx)
+{
+	uint8_t want[MAXREC];
+	struct wal_reader *r;
+	struct wal_record rec;
+	struct wal_error err;
+	uint64_t last[NPROD], k;
+	int64_t n = -1, first = -1;
+	size_t next[NPROD], len;
+	int seen[NPROD], rc;
+	unsigned p;
+	char tmp[64];
+
+	memset(seen, 0, sizeof seen);
+	memset(next, 0, sizeof next);
+	ck_assert_msg(wal_reader_open(d.data, &r, &err) == 0, "%s", err.msg);
+	while ((rc = wal_reader_next(r, &rec, &err)) == 1) {
+		if (first < 0)
+			first = n = rec.seq;
+		TS_CHECK(rec.seq == n, "%s: seq %" PRId64 " where %" PRId64
+		    " was due", ctx, rec.seq, n);
+		n++;
+		len = rec.size < sizeof tmp - 1 ? rec.size : sizeof tmp - 1;
+		memcpy(tmp, rec.payload, len);
+		tmp[len] = '\0';
+		TS_CHECK(sscanf(tmp, "%u:%" SCNu64 ":", &p, &k) == 2 &&
+		    p < NPROD, "%s: seq %" PRId64 ": not a producer's record",
+		    ctx, rec.seq);
+		TS_CHECK(rec.size == payload(want, p, k) &&
+		    memcmp(want, rec.payload, rec.size) == 0, "%s: seq %"
+		    PRId64 ": payload of %u:%" PRIu64 " damaged", ctx,
+		    rec.seq, p, k);
+		TS_CHECK(!seen[p] || k > last[p], "%s: producer %u (%s): key %"
+		    PRIu64 " after %" PRIu64 " at seq %" PRId64, ctx, p,
+		    prods[p].name, k, last[p], rec.seq);
+		seen[p] = 1;
+		last[p] = k;
+		/* Acked records before the log's start went by retention. */
+		while (next[p] < acked[p].n && acked[p].seq[next[p]] < first)
+			next[p]++;
+		while (next[p] < acked[p].n && acked[p].seq[next[p]] < rec.seq)
+			ck_abort_msg("%s: producer %u (%s): acked seq %" PRId64
+			    " (key %" PRIu64 ") missing", ctx, p,
+			    prods[p].name, acked[p].seq[next[p]],
+			    acked[p].key[next[p]]);
+		if (next[p] < acked[p].n && acked[p].seq[next[p]] == rec.seq) {
+			TS_CHECK(acked[p].key[next[p]] == k, "%s: seq %" PRId64
+			    " holds key %" PRIu64 ", acked as %" PRIu64, ctx,
+			    rec.seq, k, acked[p].key[next[p]]);
+			next[p]++;
+		}
+	}
+	ck_assert_int_eq(rc, 0);
+	ck_assert_msg(wal_reader_stopped(r)->status == WAL_REC_END,
+	    "%s: log damaged: %s", ctx,
+	    wal_rec_strstatus(wal_reader_stopped(r)->status));
+	wal_reader_close(r);
+	for (p = 0; p < NPROD; p++) {
+		while (next[p] < acked[p].n && acked[p].seq[next[p]] < first)
+			next[p]++;
+		ck_assert_msg(next[p] == acked[p].n, "%s: producer %u (%s): %zu "
+		    "of %zu acked records found (first missing seq %" PRId64
+		    ")", ctx, p, prods[p].name, next[p], acked[p].n,
+		    acked[p].seq[next[p]]);
+	}
+	ck_assert_msg(n < 0 || n >= prev_next, "%s: log ends at %" PRId64
+	    ", an earlier run went up to %" PRId64, ctx, n, prev_next);
+	return (n);
+}
+
+/* "records from seq X on may not be on storage": X, or -1. */
+static int64_t
+failed_from(void)
+{
+	char *log = ts_daemon_log(&d), *p, *q = NULL;
+	long long x = -1;
+
+	for (p = log; (p = strstr(p, "records from seq ")) != NULL; p++)
+		q = p;
+	if (q != NULL)
+		sscanf(q, "records from seq %lld", &x);
+	free(log);
+	return (x);
+}
 
 /* Wait (at most 10 s) until the shim failed call at least n times. */
 static void
@@ -205,6 +380,143 @@ START_TEST(test_verify_after_segment_size_change)
 }
 END_TEST
 
+/*
+ * Restart cycles with everything the promise names at once: producers at
+ * every level on the socket and through rings stream while walmmapd is
+ * killed (-9), stopped, or made to fail its Nth msync, fdatasync or fsync,
+ * and each run has another configuration (segment size, ring, prefault,
+ * retention, ring size). After every cycle, recovery and then: seqs
+ * gap-free from the oldest kept, nothing twice, each producer's order
+ * kept, every acknowledged record at its seq with its payload, the log
+ * never shorter than before, walctl verify clean; after a failed sync
+ * nothing it covered was acknowledged durable and the daemon exited 1.
+ * ATTACK_CYCLES (default 3) and ATTACK_SEED (default 1) run it longer.
+ */
+START_TEST(test_restart_cycles)
+{
+	static const char *sizes[] = { "64K", "128K", "256K" };
+	static const char *rings[] = { "2", "3", "4" };
+	static const enum wf_call calls[] = { WF_MSYNC, WF_FDATASYNC,
+	    WF_FSYNC };
+	struct acked acked[NPROD];
+	char path[NPROD][PATH_MAX], ctx[256], *out, *args[32];
+	char retain[64], shm[64], marker[PATH_MAX + 64], *log;
+	const char *env = getenv("ATTACK_CYCLES");
+	const char *seedenv = getenv("ATTACK_SEED");
+	int cycles = env != NULL ? atoi(env) : 3, c, status, a, rc, act, i;
+	unsigned seed = seedenv != NULL ? (unsigned)atoi(seedenv) : 1;
+	int64_t next = 0, from, faults = 0, stopped = 0;
+	pid_t pids[NPROD];
+	unsigned p;
+
+	memset(acked, 0, sizeof acked);
+	for (p = 0; p < NPROD; p++)
+		snprintf(path[p], sizeof path[p], "%s/acked-%u", base, p);
+	srandom(seed);
+	for (c = 0; c < cycles; c++) {
+		a = 0;
+		args[a++] = "--segment-size";
+		args[a++] = (char *)sizes[random() % 3];
+		args[a++] = "--ring";
+		args[a++] = (char *)rings[random() % 3];
+		args[a++] = "-o";
+		args[a++] = random() % 2 ? "prefault=no" : "prefault=yes";
+		args[a++] = "-o";
+		snprintf(retain, sizeof retain, "retain_segments=%ld",
+		    random() % 3 == 0 ? 3 + random() % 3 : 0);
+		args[a++] = retain;
+		args[a++] = "-o";
+		snprintf(shm, sizeof shm, "shm_size=%s", random() % 2 ? "64K" :
+		    "128K");
+		args[a++] = shm;
+		args[a++] = "-o";
+		args[a++] = "sync_interval=50ms";
+		args[a] = NULL;
+		snprintf(ctx, sizeof ctx, "cycle %d (seed %u, %s %s %s %s %s)",
+		    c, seed, args[1], args[3], args[5], retain, shm);
+		rc = ts_daemon_startv(&d, args);
+		if (rc != 0) {
+			log = ts_daemon_log(&d);
+			ck_abort_msg("%s: walmmapd did not start (%d): %s", ctx,
+			    rc, log);
+		}
+		for (p = 0; p < NPROD; p++)
+			pids[p] = spawn(p, (uint64_t)c * KEY_CYCLE, path[p]);
+		usleep((useconds_t)(20000 + random() % 150000));
+		act = (int)(random() % 10);
+		from = -1;
+		if (act < 5)
+			ts_daemon_kill(&d);
+		else if (act < 7)
+			ck_assert_int_eq(ts_daemon_stop(&d), 0);
+		else {
+			enum wf_call call = calls[random() % 3];
+
+			wf_arm(ctl, call, 1 + random() % 3, EIO, 0);
+			faults++;
+			rc = ts_daemon_wait_exit(&d, 5000);
+			if (rc == -1)
+				rc = ts_daemon_stop(&d);
+			wf_disarm(ctl, call);
+			snprintf(marker, sizeof marker, "%s/walmmapd.sync-failed",
+			    d.data);
+			log = ts_daemon_log(&d);
+			/* A sync failed for good: the daemon must say so. */
+			ck_assert_msg(access(marker, F_OK) != 0 || rc == 1,
+			    "%s: %s failed, marker left, exit %d: %s", ctx,
+			    wf_call_names[call], rc, log);
+			ck_assert_msg(rc == 0 || rc == 1, "%s: exit %d: %s",
+			    ctx, rc, log);
+			free(log);
+			if (rc == 1) {
+				from = failed_from();
+				stopped++;
+			}
+			atomic_store(&ctl->op[call].injected, 0);
+		}
+		for (p = 0; p < NPROD; p++) {
+			ck_assert_int_eq(waitpid(pids[p], &status, 0), pids[p]);
+			ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status)
+			    == 0, "producer %u status %#x", p, status);
+		}
+		for (p = 0; p < NPROD; p++)
+			load_acked(path[p], &acked[p]);
+		if (from >= 0)
+			for (p = 0; p < NPROD; p++) {
+				if (prods[p].ack != WALMMAP_ACK_DURABLE)
+					continue;
+				for (i = 0; i < (int)acked[p].n; i++)
+					TS_CHECK(acked[p].seq[i] < from ||
+					    acked[p].key[i] < (uint64_t)c *
+					    KEY_CYCLE, "%s: producer %u told "
+					    "seq %" PRId64 " durable, the failed "
+					    "sync covered from %" PRId64, ctx, p,
+					    acked[p].seq[i], from);
+			}
+		/* Recovery with the plain configuration, then check. */
+		rc = ts_daemon_start(&d, "--segment-size", "128K", "-o",
+		    "prefault=no", NULL);
+		if (rc != 0) {
+			log = ts_daemon_log(&d);
+			ck_abort_msg("%s: restart failed (%d): %s", ctx, rc, log);
+		}
+		ck_assert_int_eq(ts_daemon_stop(&d), 0);
+		next = check_log(acked, next, ctx);
+		ck_assert_msg(ts_run_prog("client/walctl", NULL, 0, &out,
+		    "verify", "-q", d.data, NULL) == 0, "%s: walctl verify: %s",
+		    ctx, out);
+		free(out);
+	}
+	fprintf(stderr, "restart cycles: %d (seed %u), %lld faults armed, %lld "
+	    "stops on a failed sync, log at seq %lld\n", cycles, seed,
+	    (long long)faults, (long long)stopped, (long long)next);
+	for (p = 0; p < NPROD; p++) {
+		free(acked[p].seq);
+		free(acked[p].key);
+	}
+}
+END_TEST
+
 static void
 setup(void)
 {
@@ -236,6 +548,7 @@ attack_suite(void)
 	tcase_add_test(tc, test_bg_sync_failure_stops);
 	tcase_add_test(tc, test_final_sync_failure_exit_status);
 	tcase_add_test(tc, test_verify_after_segment_size_change);
+	tcase_add_test(tc, test_restart_cycles);
 	suite_add_tcase(s, tc);
 	return (s);
 }
