@@ -597,7 +597,7 @@ sync_done_cb(int fd, short ev, void *arg)
 		/* conn_durable may have freed c; next is still valid. */
 	}
 	TAILQ_FOREACH(c, &srv->conns, entry)
-		if (conn_durable_pending(c, durable))
+		if (conn_durable_owed(c))
 			again = 1;
 	if (again)
 		srv_request_sync(srv);

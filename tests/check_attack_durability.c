@@ -24,8 +24,10 @@
 #include "faultinject.h"
 #include "testsupport.h"
 #include "tsdaemon.h"
+#include "wal_proto.h"
 #include "wal_reader.h"
 #include "wal_ring.h"
+#include "wal_shm.h"
 #include "walmmap.h"
 
 #define NPROD		5
@@ -328,6 +330,86 @@ START_TEST(test_final_sync_failure_exit_status)
 END_TEST
 
 /*
+ * A client pipelines a durable append, then appends at level written that
+ * rotate segments, all read in one pass: a sync of the sealed segments
+ * that is not a group commit (the writer's at the bound of sealed
+ * segments, or the background thread's) covers the durable record before
+ * the pass ends. The DURABLE the client is owed must still come, and soon:
+ * not only at the next group commit somebody else asks for (there is none
+ * here, no periodic sync), which left the client waiting for good.
+ */
+START_TEST(test_durable_report_after_sealed_sync)
+{
+	struct wal_msg_durable dm;
+	struct wal_msg hdr;
+	uint8_t buf[4096];
+	size_t n;
+	int s, i, acked = 0;
+
+	ck_assert_int_eq(ts_daemon_start(&d, "--segment-size", "64K",
+	    "--ring", "2", "-o", "prefault=no", "-o", "sync_interval=0",
+	    NULL), 0);
+	s = ts_raw_connect(&d);
+	ts_raw_hello(s);
+	/* Everything below is read in one pass once the daemon runs again. */
+	ck_assert_int_eq(kill(d.pid, SIGSTOP), 0);
+	ts_raw_append(s, 1, WAL_ACK_DURABLE, 100, 'd');		/* seq 0 */
+	for (i = 0; i < 20; i++)		/* a segment each */
+		ts_raw_append_fd(s, 2 + (uint64_t)i, WAL_ACK_WRITTEN, 50000,
+		    'w');
+	ck_assert_int_eq(kill(d.pid, SIGCONT), 0);
+	for (;;) {
+		n = ts_raw_recv(s, buf, sizeof buf, 10000);
+		ck_assert_msg(n > 0, "no DURABLE for seq 0 within 10 s (%d "
+		    "ACK frames came)", acked);
+		memcpy(&hdr, buf, sizeof hdr);
+		ck_assert_msg(hdr.type == WAL_MSG_ACK || hdr.type ==
+		    WAL_MSG_DURABLE, "frame type %u", hdr.type);
+		if (hdr.type == WAL_MSG_ACK) {
+			acked++;
+			continue;
+		}
+		ck_assert_uint_ge(n, sizeof dm);
+		memcpy(&dm, buf, sizeof dm);
+		ck_assert_int_ge(dm.durable_seq, 0);
+		break;
+	}
+	ck_assert_int_gt(acked, 0);
+	close(s);
+	ck_assert_int_eq(ts_daemon_stop(&d), 0);
+}
+END_TEST
+
+/* The same through a shared-memory ring: its durable count must come. */
+START_TEST(test_ring_durable_after_sealed_sync)
+{
+	static uint8_t rec[50000];
+	struct ts_ring ring;
+	int i;
+
+	ck_assert_int_eq(ts_daemon_start(&d, "--segment-size", "64K",
+	    "--ring", "2", "-o", "prefault=no", "-o", "sync_interval=0",
+	    NULL), 0);
+	ts_ring_open(&d, &ring, 1024 * 1024);
+	memset(rec, 'r', sizeof rec);
+	/* One durable record, then a segment's worth each, one publish. */
+	ts_ring_put(&ring, rec, 100, 100, WAL_SHM_F_DURABLE);
+	for (i = 0; i < 15; i++)
+		ts_ring_put(&ring, rec, sizeof rec, sizeof rec, 0);
+	ts_ring_publish(&ring, ring.tail);
+	for (i = 0; i < 1000 && atomic_load(&ring.hdr->durable) < 1; i++)
+		usleep(10000);
+	ck_assert_msg(atomic_load(&ring.hdr->durable) >= 1, "the ring's "
+	    "durable count is %llu after 10 s (%llu written)",
+	    (unsigned long long)atomic_load(&ring.hdr->durable),
+	    (unsigned long long)atomic_load(&ring.hdr->written));
+	ck_assert_uint_eq(atomic_load(&ring.hdr->written), 16);
+	ts_ring_close(&ring);
+	ck_assert_int_eq(ts_daemon_stop(&d), 0);
+}
+END_TEST
+
+/*
  * A clean restart with another segment size removes the unused standbys
  * of the old size, which leaves a gap in the segment ids (ids are never
  * used twice). walctl verify must not call that healthy log damaged.
@@ -547,6 +629,8 @@ attack_suite(void)
 	tcase_set_timeout(tc, 3600);
 	tcase_add_test(tc, test_bg_sync_failure_stops);
 	tcase_add_test(tc, test_final_sync_failure_exit_status);
+	tcase_add_test(tc, test_durable_report_after_sealed_sync);
+	tcase_add_test(tc, test_ring_durable_after_sealed_sync);
 	tcase_add_test(tc, test_verify_after_segment_size_change);
 	tcase_add_test(tc, test_restart_cycles);
 	suite_add_tcase(s, tc);

@@ -471,6 +471,87 @@ ts_raw_hello(int s)
 	    sizeof(struct wal_msg_welcome));
 }
 
+void
+ts_raw_append(int s, uint64_t id, uint8_t ack, size_t len, int c)
+{
+	struct wal_msg_append a;
+	uint32_t size = (uint32_t)len;
+	uint8_t *buf;
+	size_t off = sizeof a;
+
+	ck_assert_uint_le(sizeof a + sizeof size + len, WAL_PROTO_MAX_FRAME);
+	ck_assert_ptr_nonnull(buf = malloc(sizeof a + sizeof size + len));
+	memset(&a, 0, sizeof a);
+	a.hdr.type = WAL_MSG_APPEND;
+	a.hdr.id = id;
+	a.hdr.len = (uint32_t)(sizeof a + sizeof size + len);
+	a.ack = ack;
+	a.count = 1;
+	memcpy(buf, &a, sizeof a);
+	memcpy(buf + off, &size, sizeof size);
+	off += sizeof size;
+	memset(buf + off, c, len);
+	ck_assert_int_eq(send(s, buf, a.hdr.len, 0), (ssize_t)a.hdr.len);
+	free(buf);
+}
+
+void
+ts_raw_append_fd(int s, uint64_t id, uint8_t ack, size_t len, int c)
+{
+	union {
+		struct cmsghdr	hdr;
+		char		buf[CMSG_SPACE(sizeof(int))];
+	} cm;
+	struct wal_msg_append_fd a;
+	struct cmsghdr *cmsg;
+	struct msghdr msg;
+	struct iovec iov;
+	uint8_t *p;
+	int mfd;
+
+	ck_assert_int_ne(mfd = memfd_create("ts-record", MFD_CLOEXEC |
+	    MFD_ALLOW_SEALING), -1);
+	ck_assert_ptr_nonnull(p = malloc(len > 0 ? len : 1));
+	memset(p, c, len);
+	ck_assert_int_eq(write(mfd, p, len), (ssize_t)len);
+	free(p);
+	ck_assert_int_eq(fcntl(mfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW |
+	    F_SEAL_WRITE), 0);
+	memset(&a, 0, sizeof a);
+	a.hdr.type = WAL_MSG_APPEND_FD;
+	a.hdr.len = sizeof a;
+	a.hdr.id = id;
+	a.size = len;
+	a.ack = ack;
+	iov.iov_base = &a;
+	iov.iov_len = sizeof a;
+	memset(&msg, 0, sizeof msg);
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	msg.msg_control = cm.buf;
+	msg.msg_controllen = sizeof cm.buf;
+	cmsg = CMSG_FIRSTHDR(&msg);
+	cmsg->cmsg_level = SOL_SOCKET;
+	cmsg->cmsg_type = SCM_RIGHTS;
+	cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cmsg), &mfd, sizeof mfd);
+	ck_assert_int_eq(sendmsg(s, &msg, 0), (ssize_t)sizeof a);
+	close(mfd);
+}
+
+size_t
+ts_raw_recv(int s, void *buf, size_t len, int timeout_ms)
+{
+	struct pollfd pfd = { s, POLLIN, 0 };
+	ssize_t n;
+
+	if (poll(&pfd, 1, timeout_ms) != 1)
+		return (0);
+	n = recv(s, buf, len, 0);
+	ck_assert_msg(n > 0, "the daemon closed the connection (%zd)", n);
+	return ((size_t)n);
+}
+
 /* Path of the fault-injection shim in the build tree. */
 const char *
 wf_shim_path(void)

@@ -106,6 +106,18 @@ int	 ts_raw_connect(const struct ts_daemon *);
 
 /* HELLO on a raw connection; asserts a WELCOME comes back. */
 void	 ts_raw_hello(int s);
+/*
+ * APPEND one record of len bytes (each byte c) at level ack, as request
+ * id; asserts it was sent whole.
+ */
+void	 ts_raw_append(int s, uint64_t id, uint8_t ack, size_t len, int c);
+/* APPEND_FD: the same record in a sealed memfd passed with the frame. */
+void	 ts_raw_append_fd(int s, uint64_t id, uint8_t ack, size_t len, int c);
+/*
+ * Receive one frame into buf within timeout_ms: its length, or 0 when
+ * none came; asserts the connection did not end.
+ */
+size_t	 ts_raw_recv(int s, void *buf, size_t len, int timeout_ms);
 
 /*
  * A producer that maps its shared-memory ring itself, without the library
