@@ -12,7 +12,10 @@
 #include <sys/wait.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,11 +25,14 @@
 #include <check.h>
 
 #include "faultinject.h"
+#include "powercut.h"
 #include "testsupport.h"
 #include "tsdaemon.h"
 #include "wal_proto.h"
+#include "wal_dir.h"
 #include "wal_reader.h"
 #include "wal_ring.h"
+#include "wal_segment.h"
 #include "wal_shm.h"
 #include "walmmap.h"
 
@@ -409,6 +415,190 @@ START_TEST(test_ring_durable_after_sealed_sync)
 }
 END_TEST
 
+/* Payload size of seq in the power-cut runs: small, every 97th large. */
+static size_t
+cut_size(int64_t seq)
+{
+	return (seq % 97 == 0 ? 3000 + (size_t)(seq % 5000) : ts_size_of(seq));
+}
+
+/* A second thread asking for group commits, as walmmapd's sync thread. */
+struct cut_syncer {
+	struct wal_ring	*r;
+	atomic_int	 stop;
+	unsigned	 seed;
+};
+
+static void *
+cut_syncer_main(void *arg)
+{
+	struct cut_syncer *cs = arg;
+
+	while (!atomic_load(&cs->stop)) {
+		usleep((useconds_t)(rand_r(&cs->seed) % 2000));
+		(void)wal_ring_sync(cs->r, NULL, NULL);
+	}
+	return (NULL);
+}
+
+/*
+ * Retention as walmmapd's srv_retention() does it, keeping keep sealed
+ * segments: only below the active segment, below the checkpoint on disk
+ * and the newest segment holding records (retain_below), never the newest
+ * sealed one, oldest first; then the directory is synced.
+ */
+static void
+cut_retention(struct wal_ring *r, const char *dir, size_t keep)
+{
+	char name[WAL_SEGMENT_NAME_MAX], path[PATH_MAX + 64];
+	struct wal_ring_stats st;
+	struct wal_seglist list;
+	struct wal_error err;
+	uint64_t limit;
+	size_t i, nsealed;
+	int dfd;
+
+	wal_ring_stats(r, &st);
+	limit = st.retain_below < st.active_id ? st.retain_below :
+	    st.active_id;
+	ck_assert_int_ge(dfd = open(dir, O_RDONLY | O_DIRECTORY), 0);
+	ck_assert_int_eq(wal_dir_list(dfd, dir, &list, &err), 0);
+	for (nsealed = 0; nsealed < list.count && list.ids[nsealed] <
+	    st.active_id; nsealed++)
+		;
+	for (i = 0; i + 1 < nsealed && list.ids[i] < limit && nsealed - i >
+	    keep; i++) {
+		wal_seg_name(name, sizeof name, list.ids[i]);
+		snprintf(path, sizeof path, "%s/%s", dir, name);
+		ck_assert_int_eq(unlink(path), 0);
+	}
+	ck_assert_int_eq(fsync(dfd), 0);
+	close(dfd);
+	wal_seglist_free(&list);
+}
+
+/* Seq of the first record of the log in dir, -1 if none. */
+static int64_t
+first_seq(const char *dir)
+{
+	struct wal_reader *rd;
+	struct wal_record rec;
+	struct wal_error err;
+	int64_t seq = -1;
+
+	ck_assert_msg(wal_reader_open(dir, &rd, &err) == 0, "%s", err.msg);
+	if (wal_reader_next(rd, &rec, &err) == 1)
+		seq = rec.seq;
+	wal_reader_close(rd);
+	return (seq);
+}
+
+/*
+ * Power cuts at random moments of a ring that appends across rotations
+ * while a sync thread (group commits), the writer (explicit syncs, and its
+ * own at the bound of sealed segments) and the background thread (sealed
+ * segments, the checkpoint) sync concurrently. The disk at each cut is
+ * built from what each msync/fdatasync/fsync that returned really covered
+ * (tests/powercut.c), each unsynced page there or not; retention removes
+ * old segments as walmmapd's does, and the restart may change the segment
+ * size. Every state must recover to a gap-free log holding every record
+ * that was durable at the cut (or removed by retention), nothing that was
+ * not written, and go on from there. ATTACK_CUTS (default 40) and
+ * ATTACK_SEED run it longer.
+ */
+START_TEST(test_power_cuts)
+{
+	struct wal_ring_config cfg = { .segment_size = 64 * 1024,
+	    .ring_segments = 3, .no_prefault = 1 };
+	struct wal_ring_config scfg = { .segment_size = 64 * 1024,
+	    .ring_segments = 3, .no_prefault = 1 };
+	const char *env = getenv("ATTACK_CUTS");
+	int cuts = env != NULL ? atoi(env) : 40, done = 0, mode, files;
+	struct cut_syncer cs;
+	struct wal_recovery info;
+	struct wal_error err;
+	struct wal_ring *r, *sr;
+	char data[PATH_MAX], state[PATH_MAX + 32];
+	uint8_t *buf;
+	pthread_t th;
+	int64_t seq = 0, s, durable, written, first, lo = INT64_MAX;
+	const char *seedenv = getenv("ATTACK_SEED");
+	unsigned seed = seedenv != NULL ? (unsigned)atoi(seedenv) : 99;
+	long n, k;
+
+	ck_assert_ptr_nonnull(buf = malloc(9000));
+	snprintf(data, sizeof data, "%s/pc-data", base);
+	ck_assert_int_eq(mkdir(data, 0750), 0);
+	pc_watch(data);
+	cfg.dir = data;
+	ck_assert_msg(wal_ring_open(&cfg, &r, NULL, &err) == 0, "%s", err.msg);
+	cs.r = r;
+	cs.seed = seed + 7;
+	atomic_init(&cs.stop, 0);
+	ck_assert_int_eq(pthread_create(&th, NULL, cut_syncer_main, &cs), 0);
+	while (done < cuts) {
+		/* Write for a while: records, sometimes a sync or rotation. */
+		for (k = 1 + rand_r(&seed) % 300; k > 0; k--) {
+			ts_fill_payload(buf, cut_size(seq), seq);
+			ck_assert_msg(wal_ring_append(r, buf, (uint32_t)
+			    cut_size(seq), -1, &s, &err) == 0, "%s", err.msg);
+			ck_assert_int_eq(s, seq);
+			seq++;
+			if (rand_r(&seed) % 500 == 0)
+				ck_assert_int_eq(wal_ring_rotate(r, &err), 0);
+			if (rand_r(&seed) % 300 == 0)
+				ck_assert_int_eq(wal_ring_sync(r, NULL, &err), 0);
+		}
+		if (rand_r(&seed) % 4 == 0)
+			cut_retention(r, data, 2 + rand_r(&seed) % 3);
+		/* The cut. */
+		mode = done % PC_NMODES;
+		snprintf(state, sizeof state, "%s/pc-state-%d", base, done);
+		pc_hold();
+		durable = wal_ring_durable_seq(r);
+		written = wal_ring_written_seq(r);
+		files = pc_cut(state, (enum pc_mode)mode, seed + (unsigned)done);
+		pc_release();
+		ck_assert_int_gt(files, 0);
+		/* Recover (maybe with another segment size), go on, read. */
+		scfg.dir = state;
+		scfg.segment_size = (1 + rand_r(&seed) % 2) * 64 * 1024;
+		ck_assert_msg(wal_ring_open(&scfg, &sr, &info, &err) == 0,
+		    "cut %d (mode %d): %s", done, mode, err.msg);
+		for (s = info.next_seq; s < info.next_seq + 5; s++) {
+			ts_fill_payload(buf, cut_size(s), s);
+			ck_assert_int_eq(wal_ring_append(sr, buf, (uint32_t)
+			    cut_size(s), -1, NULL, &err), 0);
+		}
+		wal_ring_close(sr);
+		first = first_seq(state);
+		n = ts_verify_log(state, first, cut_size, NULL);
+		ck_assert_msg(first >= 0 && first + n == info.next_seq + 5,
+		    "cut %d (mode %d): %ld records readable from %lld, the "
+		    "ring went on at %lld", done, mode, n, (long long)first,
+		    (long long)info.next_seq);
+		ck_assert_msg(info.next_seq > durable, "cut %d (mode %d): "
+		    "durable up to %lld at the cut, recovered up to %lld", done,
+		    mode, (long long)durable, (long long)info.next_seq - 1);
+		ck_assert_msg(info.next_seq <= written + 1, "cut %d (mode %d): "
+		    "recovered up to %lld, written up to %lld", done, mode,
+		    (long long)info.next_seq - 1, (long long)written);
+		if (info.next_seq - 1 - durable < lo)
+			lo = info.next_seq - 1 - durable;
+		ts_rmtree(strdup(state));
+		done++;
+	}
+	atomic_store(&cs.stop, 1);
+	pthread_join(th, NULL);
+	wal_ring_close(r);
+	fprintf(stderr, "power cuts: %d, %lld records, %llu syncs recorded, "
+	    "at least %lld records past the durable seq recovered\n", cuts,
+	    (long long)seq, (unsigned long long)pc_syncs(), (long long)lo);
+	pc_unwatch();
+	free(buf);
+}
+END_TEST
+
 /*
  * A clean restart with another segment size removes the unused standbys
  * of the old size, which leaves a gap in the segment ids (ids are never
@@ -631,6 +821,7 @@ attack_suite(void)
 	tcase_add_test(tc, test_final_sync_failure_exit_status);
 	tcase_add_test(tc, test_durable_report_after_sealed_sync);
 	tcase_add_test(tc, test_ring_durable_after_sealed_sync);
+	tcase_add_test(tc, test_power_cuts);
 	tcase_add_test(tc, test_verify_after_segment_size_change);
 	tcase_add_test(tc, test_restart_cycles);
 	suite_add_tcase(s, tc);
