@@ -586,7 +586,13 @@ sync_done_cb(int fd, short ev, void *arg)
 	if (read(fd, &n, sizeof n) != (ssize_t)sizeof n)
 		return;
 	if (syncer_result(srv->syncer, &durable, why, sizeof why) != 0) {
-		srv_sync_failed(srv, why, durable);
+		/*
+		 * What the sync thread last covered may be behind the ring's
+		 * durable seq, which the syncs of sealed segments also move
+		 * and SYNC replies report: the first seq not durable is after
+		 * the ring's (frozen by the failure).
+		 */
+		srv_sync_failed(srv, why, wal_ring_durable_seq(srv->ring));
 		return;
 	}
 	if (srv->sync_failed)

@@ -600,6 +600,58 @@ START_TEST(test_power_cuts)
 END_TEST
 
 /*
+ * Records a sync of sealed segments made durable were answered as durable
+ * (a SYNC reply); then a group commit fails. The failure must say that
+ * what is not durable starts after them, as the clients were told, not at
+ * the last seq the sync thread itself happened to cover (here: none).
+ */
+START_TEST(test_failed_sync_names_first_not_durable)
+{
+	static uint8_t rec[30000];
+	struct walmmap_status st;
+	struct walmmap *w;
+	int64_t seq, durable = -1;
+	char *log, want[128];
+	int i;
+
+	ck_assert_int_eq(ts_daemon_start(&d, "--segment-size", "64K",
+	    "--ring", "2", "-o", "prefault=no", "-o", "sync_interval=0",
+	    NULL), 0);
+	ck_assert_int_eq(walmmap_connect(&w, d.sock, WALMMAP_ACK_WRITTEN, 0),
+	    0);
+	memset(rec, 'k', sizeof rec);
+	for (i = 0; i < 4; i++)
+		ck_assert_int_eq(walmmap_append(w, rec, sizeof rec,
+		    WALMMAP_ACK_WRITTEN, &seq), 0);
+	ck_assert_int_eq(walmmap_rotate(w), 0);
+	/*
+	 * The background thread syncs what was sealed: all of it. Then a
+	 * SYNC is answered at once, without a group commit.
+	 */
+	for (i = 0; i < 1000; i++) {
+		ck_assert_int_eq(walmmap_status(w, &st), 0);
+		if (st.durable_seq >= seq)
+			break;
+		usleep(10000);
+	}
+	ck_assert_int_eq(walmmap_sync(w, &durable), 0);
+	ck_assert_int_eq(durable, seq);
+	/* The next group commit fails. */
+	wf_arm(ctl, WF_MSYNC, 1, EIO, 0);
+	ck_assert_int_lt(walmmap_append(w, "x", 1, WALMMAP_ACK_DURABLE, &seq),
+	    0);
+	ck_assert_int_eq(ts_daemon_wait_exit(&d, 10000), 1);
+	log = ts_daemon_log(&d);
+	snprintf(want, sizeof want, "records from seq %lld on may not be on "
+	    "storage", (long long)durable + 1);
+	ck_assert_msg(strstr(log, want) != NULL, "no \"%s\" after seqs up to "
+	    "%lld were answered durable:\n%s", want, (long long)durable, log);
+	free(log);
+	walmmap_close(w);
+}
+END_TEST
+
+/*
  * A clean restart with another segment size removes the unused standbys
  * of the old size, which leaves a gap in the segment ids (ids are never
  * used twice). walctl verify must not call that healthy log damaged.
@@ -821,6 +873,7 @@ attack_suite(void)
 	tcase_add_test(tc, test_final_sync_failure_exit_status);
 	tcase_add_test(tc, test_durable_report_after_sealed_sync);
 	tcase_add_test(tc, test_ring_durable_after_sealed_sync);
+	tcase_add_test(tc, test_failed_sync_names_first_not_durable);
 	tcase_add_test(tc, test_power_cuts);
 	tcase_add_test(tc, test_verify_after_segment_size_change);
 	tcase_add_test(tc, test_restart_cycles);
