@@ -56,15 +56,21 @@ static void	pc_snapshot_fd(int fd);
 static int	pc_read_file(int fd, uint8_t **out, size_t *len);
 static int	pc_write_file(const char *path, const uint8_t *buf, size_t len);
 
-/* The libc functions we wrap. */
+/* The libc functions we wrap, looked up once (any thread may be first). */
 static void
-pc_resolve(void)
+pc_resolve_once(void)
 {
-	if (real_msync != NULL)
-		return;
 	real_fdatasync = (int (*)(int))dlsym(RTLD_NEXT, "fdatasync");
 	real_fsync = (int (*)(int))dlsym(RTLD_NEXT, "fsync");
 	real_msync = (int (*)(void *, size_t, int))dlsym(RTLD_NEXT, "msync");
+}
+
+static void
+pc_resolve(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+	pthread_once(&once, pc_resolve_once);
 }
 
 /* Is fd a regular file in the watched directory? */
