@@ -195,12 +195,19 @@ conn_durable(struct conn *c, int64_t durable)
 	conn_flush(c);
 }
 
-/* Is a durable acknowledgement owed beyond durable (socket or ring)? */
+/*
+ * Is a durable acknowledgement owed (socket or ring)? Only conn_durable(),
+ * after a sync round, sends it, so one is owed even when the ring's
+ * durable seq already covers the record: a sync of sealed segments that
+ * was not a group commit (the writer's at the bound, or the background
+ * thread's) may have. The round that answers it finds nothing to sync and
+ * returns at once. After conn_durable(durable) an owed acknowledgement is
+ * one that durable does not cover.
+ */
 int
-conn_durable_pending(const struct conn *c, int64_t durable)
+conn_durable_owed(const struct conn *c)
 {
-	return (c->durable_want > durable || c->nsyncs > 0 ||
-	    shm_durable_pending(c, durable));
+	return (c->durable_want >= 0 || c->nsyncs > 0 || shm_durable_owed(c));
 }
 
 /*
@@ -458,7 +465,7 @@ conn_after_pass(struct conn *c)
 		c->acks_held = 0;
 	if (!c->acks_held)
 		conn_ack_flush(c);
-	if (conn_durable_pending(c, wal_ring_durable_seq(srv->ring))) {
+	if (conn_durable_owed(c)) {
 		srv_durable_returned(srv, c);
 		srv_request_sync(srv);
 	}
@@ -1114,8 +1121,7 @@ static int
 conn_owed(const struct conn *c)
 {
 	return (outq_bytes(&c->out) > 0 || c->nacks > 0 || c->acks_held ||
-	    c->sub != NULL || conn_durable_pending(c,
-	    wal_ring_durable_seq(c->srv->ring)));
+	    c->sub != NULL || conn_durable_owed(c));
 }
 
 /* Monotonic milliseconds, for timeouts. */

@@ -199,7 +199,7 @@ int	 conn_flush(struct conn *);
 int	 conn_queue_fds(struct conn *, const void *, size_t, const int *fds,
 	    int nfds);
 void	 conn_expect(struct conn *);
-int	 conn_durable_pending(const struct conn *, int64_t durable);
+int	 conn_durable_owed(const struct conn *);
 unsigned conn_errno_perr(int);
 void	 conn_sub_wake(struct conn *);
 uint64_t conn_sub_segment(const struct conn *);
@@ -211,7 +211,7 @@ void	 shm_close_ring(struct conn *);
 int	 shm_catch_up(struct conn *);
 void	 shm_drain_published(struct conn *);
 void	 shm_durable(struct conn *, int64_t durable_seq);
-int	 shm_durable_pending(const struct conn *, int64_t durable_seq);
+int	 shm_durable_owed(const struct conn *);
 void	 shm_sync_failed(struct conn *, const char *why);
 void	 shm_finish(struct server *);
 void	 srv_shm_drain_cb(int, short, void *);

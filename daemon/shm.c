@@ -362,12 +362,12 @@ shm_durable(struct conn *c, int64_t durable)
 	}
 }
 
-/* Does the ring owe a durable acknowledgement beyond durable? */
+/* Does the ring owe a durable count (see conn_durable_owed)? */
 int
-shm_durable_pending(const struct conn *c, int64_t durable)
+shm_durable_owed(const struct conn *c)
 {
 	return (c->shm != NULL && !c->shm->broken &&
-	    c->shm->durable_want > durable);
+	    c->shm->durable_want >= 0);
 }
 
 /*
@@ -427,8 +427,8 @@ srv_shm_drain_cb(int fd, short ev, void *arg)
 			TAILQ_INSERT_TAIL(&srv->shms, r, entry);
 			n = shm_drain_ring(r, SHM_PASS_BUDGET, ts, 1);
 			total += n;
-			if (n > 0 && r->conn != NULL && r->durable_want >
-			    wal_ring_durable_seq(srv->ring))
+			/* Owed, even if covered already (conn_durable_owed). */
+			if (n > 0 && r->conn != NULL && r->durable_want >= 0)
 				sync = 1;
 			if (r->broken && (c = r->conn) != NULL) {
 				/* The fatal ERROR is queued: close. */

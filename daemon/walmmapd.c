@@ -289,6 +289,14 @@ main(int argc, char **argv)
 	shm_finish(&srv);
 	srv_close_listener(&srv);
 	syncer_stop(srv.syncer);
+	/*
+	 * The final sync and checkpoint, after the last records (rings of
+	 * clients that left). A sync that failed since the loop last looked,
+	 * this one included, still makes the exit status 1 and is logged like
+	 * any other (there is no client left to tell).
+	 */
+	if (wal_ring_shutdown(srv.ring, &err) != 0)
+		srv_sync_failed(&srv, err.msg, wal_ring_durable_seq(srv.ring));
 	wal_ring_close(srv.ring);
 	log_info("stopped after %" PRIu64 " records", srv.records);
 
@@ -585,7 +593,13 @@ sync_done_cb(int fd, short ev, void *arg)
 	if (read(fd, &n, sizeof n) != (ssize_t)sizeof n)
 		return;
 	if (syncer_result(srv->syncer, &durable, why, sizeof why) != 0) {
-		srv_sync_failed(srv, why, durable);
+		/*
+		 * What the sync thread last covered may be behind the ring's
+		 * durable seq, which the syncs of sealed segments also move
+		 * and SYNC replies report: the first seq not durable is after
+		 * the ring's (frozen by the failure).
+		 */
+		srv_sync_failed(srv, why, wal_ring_durable_seq(srv->ring));
 		return;
 	}
 	if (srv->sync_failed)
@@ -596,7 +610,7 @@ sync_done_cb(int fd, short ev, void *arg)
 		/* conn_durable may have freed c; next is still valid. */
 	}
 	TAILQ_FOREACH(c, &srv->conns, entry)
-		if (conn_durable_pending(c, durable))
+		if (conn_durable_owed(c))
 			again = 1;
 	if (again)
 		srv_request_sync(srv);
@@ -649,14 +663,27 @@ sync_timer_cb(int fd, short ev, void *arg)
 		srv_request_sync(srv);
 }
 
-/* Once a second: rates, systemd status line, timeouts, retention. */
+/*
+ * Once a second: a sync that failed where nobody waited for it, rates,
+ * systemd status line, timeouts, retention.
+ */
 static void
 tick_cb(int fd, short ev, void *arg)
 {
 	struct server *srv = arg;
+	struct wal_error err;
 
 	(void)fd;
 	(void)ev;
+	/*
+	 * The background thread's sync of a sealed segment or checkpoint, or
+	 * a writer's at the bound of sealed segments, failed: stop as for any
+	 * failed sync, even if no client waits for durability.
+	 */
+	if (!srv->sync_failed && wal_ring_failed(srv->ring, &err) != 0) {
+		srv_sync_failed(srv, err.msg, wal_ring_durable_seq(srv->ring));
+		return;
+	}
 	srv->records_per_s = srv->records - srv->rate_records;
 	srv->rate_records = srv->records;
 	sd_notifyf(0, "STATUS=%" PRIu64 " records/s, %u client%s, last seq %"

@@ -132,6 +132,7 @@ struct wal_ring {
 
 	pthread_t		 bg;
 	int			 bg_running;
+	int			 shut;		/* wal_ring_shutdown() ran (writer) */
 
 	/* Counters. */
 	_Atomic uint64_t	 rotations;
@@ -278,19 +279,25 @@ fail:
 }
 
 /*
- * Sync and tear down. After a sync failure nothing more is synced or
- * claimed: wal_ring_sync() returns the sticky error, and the checkpoint
- * stays where it was.
+ * Stop the background thread, then the final sync and checkpoint. After a
+ * sync failure nothing more is synced or claimed: wal_ring_sync() returns
+ * the sticky error, and the checkpoint stays where it was. A failure of
+ * the background thread's syncs or checkpoints since the caller last
+ * looked, or of this final sync or checkpoint, is returned here: it is the
+ * caller's last chance to hear of it.
  */
-void
-wal_ring_close(struct wal_ring *r)
+int
+wal_ring_shutdown(struct wal_ring *r, struct wal_error *err)
 {
 	struct wal_checkpoint ck;
-	struct wal_error err;
+	struct wal_error local;
 	int sealed_left;
 
-	if (r == NULL)
-		return;
+	if (err == NULL)
+		err = &local;
+	if (r->shut)
+		return (wal_ring_failed(r, err));
+	r->shut = 1;
 	wal_ring_flush(r);
 	if (r->bg_running) {
 		pthread_mutex_lock(&r->lock);
@@ -300,8 +307,8 @@ wal_ring_close(struct wal_ring *r)
 		pthread_join(r->bg, NULL);
 		r->bg_running = 0;
 	}
-	if (r->active != NULL && wal_ring_sync(r, NULL, &err) == 0 &&
-	    ring_sync_sealed(r, &err) == 0) {
+	if (r->active != NULL && wal_ring_sync(r, NULL, err) == 0 &&
+	    ring_sync_sealed(r, err) == 0) {
 		/*
 		 * Every segment below the active one is synced in full; the
 		 * next run continues the active one, so it stays outside.
@@ -316,6 +323,17 @@ wal_ring_close(struct wal_ring *r)
 		if (!sealed_left && ck.synced_below > r->ckpt_id)
 			ring_write_checkpoint(r, &ck);
 	}
+	/* A failure of the checkpoint's syncs is sticky like any other. */
+	return (wal_ring_failed(r, err));
+}
+
+/* Shut down (unless done) and tear down. */
+void
+wal_ring_close(struct wal_ring *r)
+{
+	if (r == NULL)
+		return;
+	(void)wal_ring_shutdown(r, NULL);
 	ring_free_list(r->sealed);
 	ring_free_list(r->standby);
 	wal_seg_close(r->active);

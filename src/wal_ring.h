@@ -102,9 +102,18 @@ int	wal_ring_open(const struct wal_ring_config *, struct wal_ring **,
 	    struct wal_recovery *, struct wal_error *err);
 
 /*
- * Sync, record the sync in the checkpoint, stop the background thread,
- * unmap and close everything. After a sync failure it syncs and records
- * nothing.
+ * The end of a run: stop the background thread, sync, and record the sync
+ * in the checkpoint (nothing is synced or recorded after a sync failure).
+ * Returns 0, or the sticky sync failure (a negative errno, its message in
+ * *err) whenever it happened: before, or in this final sync or checkpoint.
+ * Writer thread; nothing may be appended after it. A second call only
+ * reports again.
+ */
+int	wal_ring_shutdown(struct wal_ring *, struct wal_error *err);
+
+/*
+ * wal_ring_shutdown() unless that was done, then unmap and close
+ * everything.
  */
 void	wal_ring_close(struct wal_ring *);
 

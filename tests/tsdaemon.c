@@ -38,6 +38,7 @@ static int	run_argv(char **argv, const char *input, size_t inlen,
 static void	ts_fault_env(const char *ctl);
 static int	ts_run_progv(unsigned, const char *, const char *, size_t,
 		    char **, va_list);
+static void	notify_drain(struct ts_daemon *);
 
 const char *
 ts_prog(const char *prog)
@@ -198,6 +199,22 @@ ts_daemon_wait_ready(struct ts_daemon *d)
 	return (-1);
 }
 
+/*
+ * Read what the daemon sent to our NOTIFY_SOCKET meanwhile: an AF_UNIX
+ * datagram socket takes only net.unix.max_dgram_qlen (10) unread messages,
+ * after which its sd_notify() (STATUS= once a second) blocks the daemon.
+ */
+static void
+notify_drain(struct ts_daemon *d)
+{
+	char buf[512];
+
+	if (d->notify_fd == -1)
+		return;
+	while (recv(d->notify_fd, buf, sizeof buf, MSG_DONTWAIT) > 0)
+		;
+}
+
 int
 ts_daemon_stop(struct ts_daemon *d)
 {
@@ -214,6 +231,7 @@ ts_daemon_stop_within(struct ts_daemon *d, unsigned seconds)
 		return (-1);
 	kill(d->pid, SIGTERM);
 	for (i = 0; i < seconds * 20; i++) {
+		notify_drain(d);
 		if (waitpid(d->pid, &status, WNOHANG) == d->pid) {
 			d->pid = 0;
 			return (exit_status(status));
@@ -694,6 +712,7 @@ ts_daemon_wait_exit(struct ts_daemon *d, int timeout_ms)
 	if (d->pid <= 0)
 		return (-1);
 	for (i = 0; i <= timeout_ms / 10; i++) {
+		notify_drain(d);
 		if (waitpid(d->pid, &status, WNOHANG) == d->pid) {
 			d->pid = 0;
 			return (exit_status(status));
