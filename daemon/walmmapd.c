@@ -96,6 +96,7 @@ main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 }
 	};
 	struct server srv;
+	sigset_t stopsigs;
 	struct wal_ring_config rc;
 	struct wal_recovery rec;
 	struct wal_error err;
@@ -282,6 +283,17 @@ main(int argc, char **argv)
 	ready(ready_fd);
 
 	event_base_dispatch(srv.base);
+
+	/*
+	 * Freeing the signal events below restores the default actions: a
+	 * SIGTERM that came while we stop would then end us with 143 and
+	 * hide the exit status (1 after a failed sync). Block them for good.
+	 */
+	sigemptyset(&stopsigs);
+	sigaddset(&stopsigs, SIGTERM);
+	sigaddset(&stopsigs, SIGINT);
+	sigaddset(&stopsigs, SIGHUP);
+	sigprocmask(SIG_BLOCK, &stopsigs, NULL);
 
 	/* Stopped: whatever is left is closed, the ring synced and closed. */
 	while ((c = TAILQ_FIRST(&srv.conns)) != NULL)
