@@ -119,7 +119,7 @@ conn_free(struct conn *c)
 	srv->nconns--;
 	event_free(c->ev_read);
 	event_free(c->ev_write);
-	close(c->fd);
+	closer_close_socket(srv->closer, c->fd);	/* what is in flight too */
 	outq_free(&c->out);
 	wal_reader_close(c->sub);
 	free(c->acks);
@@ -481,13 +481,12 @@ conn_recv_one(struct conn *c, uint64_t *spent)
 	uint64_t before = srv->bytes, wrote;
 	union {
 		struct cmsghdr	hdr;
-		char		buf[CMSG_SPACE(sizeof(int) * 4)];
+		char		buf[CLOSER_CMSG_SPACE];
 	} cm;
-	struct cmsghdr *cmsg;
 	struct msghdr msg;
 	struct iovec iov;
 	ssize_t n;
-	int fd = -1, nfds, fds[4], i;
+	int fd = -1;
 
 	/* What the ring got before the frame was sent goes first. */
 	if (!shm_catch_up(c) || c->closing)
@@ -509,25 +508,16 @@ conn_recv_one(struct conn *c, uint64_t *spent)
 	}
 	if (n == 0)
 		return (-1);
-	/* Collect passed descriptors; only APPEND_FD may carry one. */
-	for (cmsg = CMSG_FIRSTHDR(&msg); cmsg != NULL;
-	    cmsg = CMSG_NXTHDR(&msg, cmsg)) {
-		if (cmsg->cmsg_level != SOL_SOCKET ||
-		    cmsg->cmsg_type != SCM_RIGHTS)
-			continue;
-		nfds = (int)((cmsg->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-		memcpy(fds, CMSG_DATA(cmsg), sizeof(int) * (size_t)nfds);
-		for (i = 0; i < nfds; i++) {
-			if (fd == -1)
-				fd = fds[i];
-			else
-				close(fds[i]);
-		}
-	}
+	/*
+	 * Keep the first passed descriptor (only APPEND_FD may carry one);
+	 * the others are closed where closing cannot block the loop. The
+	 * control space takes as many as a message can carry, so the kernel
+	 * drops one only when this process has no descriptor left.
+	 */
+	fd = closer_take_fds(srv->closer, &msg, 1);
 	*spent += (uint64_t)n;
 	if (msg.msg_flags & MSG_TRUNC) {
-		if (fd != -1)
-			close(fd);
+		closer_close(srv->closer, fd);
 		conn_error(c, 0, WAL_PERR_PROTO, 1, "frame larger than %u "
 		    "bytes (records this large go in a memfd)",
 		    WAL_PROTO_MAX_FRAME);
@@ -536,11 +526,10 @@ conn_recv_one(struct conn *c, uint64_t *spent)
 	srv->frames++;
 	if (msg.msg_flags & MSG_CTRUNC) {
 		/*
-		 * The kernel dropped what was passed: more descriptors than
-		 * a frame may carry, or none left in this process.
+		 * The kernel dropped what was passed: this process has no
+		 * descriptor left.
 		 */
-		if (fd != -1)
-			close(fd);
+		closer_close(srv->closer, fd);
 		fd = -1;
 		memset(&hdr, 0, sizeof hdr);
 		if ((size_t)n >= sizeof hdr)
@@ -548,13 +537,12 @@ conn_recv_one(struct conn *c, uint64_t *spent)
 		if (hdr.type == WAL_MSG_APPEND_FD && wal_proto_check(srv->rxbuf,
 		    (size_t)n, 0, NULL, 0) == 0) {
 			log_warnx("client pid %ld: a descriptor it passed was "
-			    "dropped (walmmapd is out of file descriptors, or "
-			    "more than 4 were passed)", (long)c->pid);
+			    "dropped (walmmapd is out of file descriptors)",
+			    (long)c->pid);
 			conn_error(c, hdr.id, WAL_PERR_BADFD, 0, "the memfd "
 			    "passed with APPEND_FD was dropped on receipt: "
-			    "walmmapd is out of file descriptors, or more than "
-			    "4 descriptors were passed; the record was not "
-			    "written");
+			    "walmmapd is out of file descriptors; the record "
+			    "was not written");
 			return (1);
 		}
 	}
@@ -575,20 +563,18 @@ conn_handle(struct conn *c, const uint8_t *buf, size_t len, int fd)
 
 	code = (unsigned)wal_proto_check(buf, len, 0, why, sizeof why);
 	if (code != 0) {
-		if (fd != -1)
-			close(fd);
+		closer_close(c->srv->closer, fd);
 		conn_error(c, len >= sizeof hdr ? ((const struct wal_msg *)
 		    (const void *)buf)->id : 0, code, 1, "%s", why);
 		return;
 	}
 	memcpy(&hdr, buf, sizeof hdr);
 	if (hdr.type != WAL_MSG_APPEND_FD && fd != -1) {
-		close(fd);
+		closer_close(c->srv->closer, fd);
 		fd = -1;
 	}
 	if (!c->hello_done && hdr.type != WAL_MSG_HELLO) {
-		if (fd != -1)
-			close(fd);
+		closer_close(c->srv->closer, fd);
 		conn_error(c, hdr.id, WAL_PERR_PROTO, 1, "%s before HELLO",
 		    wal_proto_type_name(hdr.type));
 		return;
@@ -843,7 +829,7 @@ conn_append_fd(struct conn *c, const struct wal_msg_append_fd *a, int fd)
 		c->acks_held = 1;
 	}
 out:
-	close(fd);
+	closer_close(srv->closer, fd);	/* it may not be a memfd at all */
 }
 
 /* SYNC: answer with DURABLE once everything written so far is synced. */

@@ -37,6 +37,8 @@ static int	server_bind(struct server *);
 static void	server_unlink(struct server *);
 static void	server_forget_expected(struct server *);
 static unsigned	server_uid_conns(const struct server *, uid_t);
+static void	server_refuse(struct server *, int, unsigned, const char *);
+static int	server_log_refusal(struct server *);
 
 /*
  * Take the socket from systemd (socket activation) or bind our own. A
@@ -88,16 +90,29 @@ srv_listen(struct server *srv)
 	return (0);
 }
 
-/* Stop accepting; remove a socket file we created. */
+/*
+ * Stop accepting; remove a socket file we created. Our own socket is shut
+ * first (connecting is refused from then on) and the connections still in
+ * its backlog are accepted and closed as clients are: closing the socket
+ * with them would release what they sent, descriptors included, here.
+ * (systemd keeps its socket, and the backlog with it, for the next start.)
+ */
 void
 srv_close_listener(struct server *srv)
 {
+	int fd;
+
 	if (srv->listen_fd == -1)
 		return;
 	if (srv->ev_accept != NULL)
 		event_del(srv->ev_accept);
 	if (srv->ev_accept_resume != NULL)
 		event_del(srv->ev_accept_resume);
+	if (!srv->socket_from_systemd &&
+	    shutdown(srv->listen_fd, SHUT_RD) == 0)
+		while ((fd = accept4(srv->listen_fd, NULL, NULL,
+		    SOCK_NONBLOCK | SOCK_CLOEXEC)) != -1)
+			closer_close_socket(srv->closer, fd);
 	close(srv->listen_fd);
 	srv->listen_fd = -1;
 	if (srv->socket_created)
@@ -488,73 +503,33 @@ server_accept_cb(int lfd, short ev, void *arg)
 		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == -1)
 			memset(&cred, 0xff, sizeof cred);
 		if (!server_allowed(srv, cred.uid, cred.gid)) {
-			static const char msg[] = "uid is not in allow_users "
-			    "and gid is not in allow_groups";
-			uint8_t buf[sizeof(struct wal_msg_error) + sizeof msg];
-			struct wal_msg_error e;
-
-			memset(&e, 0, sizeof e);
-			e.hdr.type = WAL_MSG_ERROR;
-			e.hdr.len = sizeof buf - 1;
-			e.code = WAL_PERR_PERM;
-			e.fatal = 1;
-			memcpy(buf, &e, sizeof e);
-			memcpy(buf + sizeof e, msg, sizeof msg - 1);
-			(void)send(fd, buf, e.hdr.len, MSG_DONTWAIT |
-			    MSG_NOSIGNAL);
-			log_info("refused pid %ld uid %ld gid %ld: not on the "
-			    "allow-list", (long)cred.pid, (long)cred.uid,
-			    (long)cred.gid);
-			close(fd);
+			if (server_log_refusal(srv))
+				log_info("refused pid %ld uid %ld gid %ld: not on "
+				    "the allow-list", (long)cred.pid,
+				    (long)cred.uid, (long)cred.gid);
+			server_refuse(srv, fd, WAL_PERR_PERM, "uid is not in "
+			    "allow_users and gid is not in allow_groups");
 			continue;
 		}
 		if (srv->nconns >= srv->cfg.max_connections) {
-			static const char msg[] = "max_connections reached";
-			uint8_t buf[sizeof(struct wal_msg_error) + sizeof msg];
-			struct wal_msg_error e;
-
-			memset(&e, 0, sizeof e);
-			e.hdr.type = WAL_MSG_ERROR;
-			e.hdr.len = sizeof buf - 1;
-			e.code = WAL_PERR_BUSY;
-			e.fatal = 1;
-			memcpy(buf, &e, sizeof e);
-			memcpy(buf + sizeof e, msg, sizeof msg - 1);
-			(void)send(fd, buf, e.hdr.len, MSG_DONTWAIT |
-			    MSG_NOSIGNAL);
-			close(fd);
+			server_refuse(srv, fd, WAL_PERR_BUSY,
+			    "max_connections reached");
 			continue;
 		}
 		if (server_uid_conns(srv, cred.uid) >=
 		    srv->cfg.max_connections_per_uid) {
-			static const char msg[] = "max_connections_per_uid "
-			    "reached for this uid";
-			uint8_t buf[sizeof(struct wal_msg_error) + sizeof msg];
-			struct wal_msg_error e;
-			time_t now = time(NULL);
-
-			memset(&e, 0, sizeof e);
-			e.hdr.type = WAL_MSG_ERROR;
-			e.hdr.len = sizeof buf - 1;
-			e.code = WAL_PERR_BUSY;
-			e.fatal = 1;
-			memcpy(buf, &e, sizeof e);
-			memcpy(buf + sizeof e, msg, sizeof msg - 1);
-			(void)send(fd, buf, e.hdr.len, MSG_DONTWAIT |
-			    MSG_NOSIGNAL);
-			if (now != srv->uid_cap_logged) {	/* once a second */
-				srv->uid_cap_logged = now;
+			if (server_log_refusal(srv))
 				log_warnx("refused pid %ld uid %ld: it has "
 				    "max_connections_per_uid (%u) connections",
 				    (long)cred.pid, (long)cred.uid,
 				    srv->cfg.max_connections_per_uid);
-			}
-			close(fd);
+			server_refuse(srv, fd, WAL_PERR_BUSY,
+			    "max_connections_per_uid reached for this uid");
 			continue;
 		}
 		if ((c = conn_new(srv, fd)) == NULL) {
 			log_warnx("out of memory for a new client");
-			close(fd);
+			closer_close_socket(srv->closer, fd);
 			continue;
 		}
 		log_debug("client pid %ld uid %ld connected", (long)c->pid,
@@ -571,6 +546,44 @@ server_accept_resume_cb(int fd, short ev, void *arg)
 	(void)ev;
 	if (srv->listen_fd != -1)
 		event_add(srv->ev_accept, NULL);
+}
+
+/*
+ * Refuse a client just accepted: a fatal ERROR if its socket takes it at
+ * once, then close it (and what it may have sent already) without
+ * waiting on it.
+ */
+static void
+server_refuse(struct server *srv, int fd, unsigned code, const char *why)
+{
+	uint8_t buf[sizeof(struct wal_msg_error) + 128];
+	struct wal_msg_error e;
+	size_t n = strnlen(why, 128);
+
+	memset(&e, 0, sizeof e);
+	e.hdr.type = WAL_MSG_ERROR;
+	e.hdr.len = (uint32_t)(sizeof e + n);
+	e.code = code;
+	e.fatal = 1;
+	memcpy(buf, &e, sizeof e);
+	memcpy(buf + sizeof e, why, n);
+	(void)send(fd, buf, e.hdr.len, MSG_DONTWAIT | MSG_NOSIGNAL);
+	closer_close_socket(srv->closer, fd);
+}
+
+/*
+ * May a refusal be logged now? At most once a second: a client that
+ * connects in a loop must not flood the log.
+ */
+static int
+server_log_refusal(struct server *srv)
+{
+	time_t now = time(NULL);
+
+	if (now == srv->refusal_logged)
+		return (0);
+	srv->refusal_logged = now;
+	return (1);
 }
 
 /* Nobody of the last sync round is expected back any more. */

@@ -22,6 +22,7 @@
 	    (var) = (tvar))
 #endif
 
+#include "closer.h"
 #include "srvconf.h"
 #include "wal_format.h"
 #include "wal_proto.h"
@@ -115,9 +116,10 @@ struct server {
 	struct connlist		 conns;
 	unsigned		 nconns;
 	uint64_t		 clients_total;
-	time_t			 uid_cap_logged;	/* last refusal logged */
+	time_t			 refusal_logged;	/* last refusal logged */
 
 	struct syncer		*syncer;
+	struct closer		*closer;	/* what clients passed */
 	int			 sync_fd;	/* eventfd: sync thread -> loop */
 	struct event		*ev_sync_done;
 	struct event		*ev_sync_timer;

@@ -481,27 +481,21 @@ shm_schedule(struct server *srv)
  * A producer rang: the drainer was asleep. Our own end of the pair, read
  * with MSG_DONTWAIT whatever the producer did to its end, and at most
  * SHM_BELL_READS messages: one that rings without pause cannot hold us.
+ * Descriptors sent with a ring are received (not left to the kernel to
+ * drop here) and closed where that cannot block us.
  */
 static void
 shm_bell_cb(int fd, short ev, void *arg)
 {
 	struct shm_ring *r = arg;
-	uint64_t buf[8];
-	ssize_t n;
-	int i;
+	int ended;
 
 	(void)ev;
-	for (i = 0; i < SHM_BELL_READS; i++) {
-		if ((n = recv(fd, buf, sizeof buf, MSG_DONTWAIT)) > 0)
-			continue;
-		if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK &&
-		    errno != EINTR)) {
-			/* It closed its end: it cannot ring any more. */
-			log_debug("client pid %ld: doorbell closed",
-			    (long)r->pid);
-			event_del(r->ev_bell);
-		}
-		break;
+	(void)closer_drain(r->srv->closer, fd, SHM_BELL_READS, &ended);
+	if (ended) {
+		/* It closed its end: it cannot ring any more. */
+		log_debug("client pid %ld: doorbell closed", (long)r->pid);
+		event_del(r->ev_bell);
 	}
 	shm_schedule(r->srv);
 }
@@ -685,8 +679,8 @@ shm_free(struct shm_ring *r)
 		event_free(r->ev_bell);
 	if (r->base != MAP_FAILED)
 		munmap(r->base, r->maplen);
-	if (r->bell != -1)
-		close(r->bell);
+	if (r->bell != -1)	/* the producer can send to it */
+		closer_close_socket(r->srv->closer, r->bell);
 	free(r);
 }
 

@@ -229,6 +229,8 @@ main(int argc, char **argv)
 		fatal("eventfd");
 	if ((srv.syncer = syncer_start(srv.ring, srv.sync_fd)) == NULL)
 		fatalx("cannot start the sync thread");
+	if ((srv.closer = closer_start()) == NULL)
+		fatalx("cannot start the thread that closes what clients pass");
 	srv.ev_sync_done = event_new(srv.base, srv.sync_fd,
 	    EV_READ | EV_PERSIST, sync_done_cb, &srv);
 	srv.ev_sync_timer = event_new(srv.base, -1, EV_PERSIST, sync_timer_cb,
@@ -287,6 +289,7 @@ main(int argc, char **argv)
 	shm_finish(&srv);
 	srv_close_listener(&srv);
 	syncer_stop(srv.syncer);
+	closer_stop(srv.closer);
 	wal_ring_close(srv.ring);
 	log_info("stopped after %" PRIu64 " records", srv.records);
 
@@ -663,6 +666,7 @@ tick_cb(int fd, short ev, void *arg)
 	if (srv->sub_dirty)
 		srv_wake_subscribers(srv);
 	srv_check_timeouts(srv);
+	closer_tick(srv->closer);
 	if (!srv->stopping)
 		srv_retention(srv);
 }

@@ -1,0 +1,235 @@
+/*
+ * walmmapd tests - hostile clients against a real walmmapd: what they pass
+ * with their frames, what their requests make the daemon do, and what
+ * they leave it holding. Each test does what an attacker would with raw
+ * frames, then checks that every other client is still served (a PING
+ * answered, walctl status within 2 s, SIGTERM within the stop bound).
+ */
+#include "config.h"
+
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include <netinet/in.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <check.h>
+
+#include "faultinject.h"
+#include "testsupport.h"
+#include "tsdaemon.h"
+#include "wal_proto.h"
+#include "wal_shm.h"
+
+static char		*base;
+static struct ts_daemon	 d;
+
+static void
+setup(void)
+{
+	base = ts_mkdtemp("attack");
+	ts_daemon_init(&d, base);
+}
+
+static void
+teardown(void)
+{
+	ts_daemon_kill(&d);
+	if (d.notify_fd != -1)
+		close(d.notify_fd);
+	ts_rmtree(base);
+}
+
+/* Start with extra arguments (NULL-terminated); fail the test if it cannot. */
+#define START(...) do {							\
+	int rc_ = ts_daemon_start(&d, "-o", "prefault=no", __VA_ARGS__);	\
+									\
+	if (rc_ != 0) {							\
+		char *log_ = ts_daemon_log(&d);				\
+									\
+		ck_abort_msg("walmmapd did not start (%d): %s", rc_, log_);	\
+	}								\
+} while (0)
+
+/* A PING on s is answered within 2 s (a hang detector). */
+static void
+ping_answers(int s, uint64_t id)
+{
+	uint8_t buf[256];
+
+	ts_raw_frame(s, WAL_MSG_PING, id);
+	ts_raw_recv_until(s, WAL_MSG_OK, buf, sizeof buf, 2000);
+}
+
+/*
+ * A TCP socket on the loopback whose close blocks for linger seconds: its
+ * send buffer is full, its peer (*peer, kept open by the test) never
+ * reads, and SO_LINGER is on. Whoever closes its last reference waits.
+ */
+static int
+lingering_socket(int *peer, int *lsn, int linger)
+{
+	struct sockaddr_in sin;
+	struct linger lg = { 1, linger };
+	socklen_t len = sizeof sin;
+	char junk[65536];
+	int t, small = 4096;
+
+	memset(junk, 'x', sizeof junk);
+	ck_assert_int_ge(*lsn = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0),
+	    0);
+	ck_assert_int_eq(setsockopt(*lsn, SOL_SOCKET, SO_RCVBUF, &small,
+	    sizeof small), 0);
+	memset(&sin, 0, sizeof sin);
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ck_assert_int_eq(bind(*lsn, (struct sockaddr *)&sin, sizeof sin), 0);
+	ck_assert_int_eq(listen(*lsn, 1), 0);
+	ck_assert_int_eq(getsockname(*lsn, (struct sockaddr *)&sin, &len), 0);
+	ck_assert_int_ge(t = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0),
+	    0);
+	ck_assert_int_eq(setsockopt(t, SOL_SOCKET, SO_SNDBUF, &small,
+	    sizeof small), 0);
+	ck_assert_int_eq(connect(t, (struct sockaddr *)&sin, sizeof sin), 0);
+	ck_assert_int_ge(*peer = accept(*lsn, NULL, NULL), 0);
+	while (send(t, junk, sizeof junk, MSG_DONTWAIT | MSG_NOSIGNAL) > 0)
+		;
+	ck_assert_int_eq(errno, EAGAIN);
+	ck_assert_int_eq(setsockopt(t, SOL_SOCKET, SO_LINGER, &lg, sizeof lg),
+	    0);
+	return (t);
+}
+
+/*
+ * A descriptor whose close blocks (a lingering TCP socket), passed every
+ * way a client can pass one and then let go by the client, so that the
+ * daemon's close is the last: with an APPEND_FD, with a PING, as the last
+ * of many with one frame, with a ring on the doorbell, and in flight
+ * behind a fatal frame on a connection the daemon then closes unread.
+ * Each time, another client's PING and walctl status are answered within
+ * 2 s, and at the end SIGTERM stops the daemon within its bound. (The
+ * daemon used to close them on its event loop: it hung for the linger
+ * time, as long as the attacker liked.)
+ */
+START_TEST(test_passed_descriptor_blocks_close)
+{
+	enum { LINGER = 60, MANY = 12 };
+	struct wal_msg_append_fd af;
+	struct wal_msg ping;
+	struct ts_ring ring;
+	uint64_t one = 1;
+	uint8_t bad[17];
+	int v, s, t, peer[5], lsn[5], fds[MANY], i, way;
+
+	START("-o", "hello_timeout=0", NULL);
+	v = ts_raw_connect(&d);
+	ts_raw_hello(v);
+	memset(&ping, 0, sizeof ping);
+	ping.type = WAL_MSG_PING;
+	ping.len = sizeof ping;
+	for (way = 0; way < 5; way++) {
+		t = lingering_socket(&peer[way], &lsn[way], LINGER);
+		if (way == 3) {
+			ts_ring_open(&d, &ring, 0);
+			s = ring.sock;
+		} else {
+			s = ts_raw_connect(&d);
+			ts_raw_hello(s);
+		}
+		/* Sent and let go before the daemon reads any of it. */
+		ts_daemon_pause(&d);
+		switch (way) {
+		case 0:		/* as the record of an APPEND_FD */
+			memset(&af, 0, sizeof af);
+			af.hdr.type = WAL_MSG_APPEND_FD;
+			af.hdr.len = sizeof af;
+			af.hdr.id = 1;
+			af.size = 10;
+			af.ack = WAL_ACK_WRITTEN;
+			ck_assert_int_eq(ts_raw_send_fds(s, &af, sizeof af, &t,
+			    1), 0);
+			break;
+		case 1:		/* with a frame that takes none */
+			ck_assert_int_eq(ts_raw_send_fds(s, &ping, sizeof ping,
+			    &t, 1), 0);
+			break;
+		case 2:		/* the last of more than a frame may carry */
+			for (i = 0; i < MANY - 1; i++)
+				ck_assert_int_ge(fds[i] = dup(0), 0);
+			fds[MANY - 1] = t;
+			ck_assert_int_eq(ts_raw_send_fds(s, &ping, sizeof ping,
+			    fds, MANY), 0);
+			for (i = 0; i < MANY - 1; i++)
+				close(fds[i]);
+			break;
+		case 3:		/* with a ring on the doorbell */
+			ck_assert_int_eq(ts_raw_send_fds(ring.efd_in, &one,
+			    sizeof one, &t, 1), 0);
+			break;
+		case 4:		/* in flight behind a fatal frame */
+			memset(bad, 0, sizeof bad);
+			memcpy(bad, &ping, sizeof ping);
+			ck_assert_int_eq(send(s, bad, sizeof bad, 0),
+			    (ssize_t)sizeof bad);
+			ck_assert_int_eq(ts_raw_send_fds(s, &ping, sizeof ping,
+			    &t, 1), 0);
+			break;
+		}
+		close(t);	/* the daemon's copy is the last one now */
+		ts_daemon_signal(&d, SIGCONT);
+		if (way == 0)
+			ts_raw_expect_error(s, WAL_PERR_BADFD, 0, "sealed",
+			    10000);
+		if (way == 4)
+			ts_raw_expect_error(s, WAL_PERR_PROTO, 1, "17 arrived",
+			    10000);
+		if (way == 3) {
+			munmap(ring.hdr, ring.maplen);
+			close(ring.efd_in);
+			close(ring.efd_out);
+		}
+		close(s);
+		ping_answers(v, (uint64_t)way + 10);
+		ts_status_within(&d, 2);
+	}
+	ping_answers(v, 99);
+	ck_assert_int_eq(ts_daemon_stop_within(&d, 5), 0);
+	close(v);
+	for (way = 0; way < 5; way++) {
+		close(peer[way]);
+		close(lsn[way]);
+	}
+}
+END_TEST
+
+static Suite *
+attack_suite(void)
+{
+	Suite *s = suite_create("attack_clients");
+	TCase *tc = tcase_create("attack_clients");
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 300);
+	tcase_add_test(tc, test_passed_descriptor_blocks_close);
+	suite_add_tcase(s, tc);
+	return (s);
+}
+
+int
+main(void)
+{
+	signal(SIGPIPE, SIG_IGN);
+	return (ts_run(attack_suite()));
+}
