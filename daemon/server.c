@@ -30,6 +30,9 @@
 /* Seconds from SIGTERM to exit, however much clients keep sending. */
 #define SRV_STOP_TIMEOUT_S	5
 
+/* STATUS rescans the directory at least this often (ms). */
+#define SRV_DIRSTAT_MS		1000
+
 static void	server_accept_cb(int, short, void *);
 static void	server_accept_resume_cb(int, short, void *);
 static int	server_allowed(const struct server *, uid_t, gid_t);
@@ -39,6 +42,7 @@ static void	server_forget_expected(struct server *);
 static unsigned	server_uid_conns(const struct server *, uid_t);
 static void	server_refuse(struct server *, int, unsigned, const char *);
 static int	server_log_refusal(struct server *);
+static void	server_dirstat(struct server *, const struct wal_ring_stats *);
 
 /*
  * Take the socket from systemd (socket activation) or bind our own. A
@@ -302,12 +306,7 @@ void
 srv_status(struct server *srv, struct wal_status *st)
 {
 	struct wal_ring_stats rs;
-	struct wal_seglist list;
-	struct stat sb;
-	char path[4200], name[WAL_SEGMENT_NAME_MAX];
 	uint64_t count, total, max;
-	size_t i;
-	int dirfd;
 
 	memset(st, 0, sizeof *st);
 	st->hdr.type = WAL_MSG_STATUS_REPLY;
@@ -336,18 +335,58 @@ srv_status(struct server *srv, struct wal_status *st)
 	st->uptime_s = (uint64_t)(time(NULL) - srv->started);
 	st->pid = (uint64_t)getpid();
 	snprintf(st->dir, sizeof st->dir, "%s", srv->cfg.dir);
+	server_dirstat(srv, &rs);
+	st->segments = srv->dirstat.segments;
+	st->disk_bytes = srv->dirstat.disk_bytes;
+	st->first_seq = srv->dirstat.first_seq;
+}
 
+/*
+ * The directory's part of STATUS: segment files, their bytes, the oldest
+ * seq kept. A scan costs a stat per segment (thousands in a long log), so
+ * one scan serves every STATUS until a segment is created or removed, the
+ * first record of an empty log is written, or SRV_DIRSTAT_MS pass (files
+ * an operator removed): a client sending STATUS without pause cannot make
+ * the daemon scan without pause.
+ */
+static void
+server_dirstat(struct server *srv, const struct wal_ring_stats *rs)
+{
+	struct srv_dirstat *ds = &srv->dirstat;
+	struct wal_seglist list;
+	struct stat sb;
+	struct timespec now;
+	char path[4200], name[WAL_SEGMENT_NAME_MAX];
+	int64_t ms;
+	size_t i;
+	int dirfd;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+	if (ds->valid && ms - ds->when_ms < SRV_DIRSTAT_MS &&
+	    ds->created == rs->segments_created &&
+	    ds->removed == srv->segments_removed &&
+	    (ds->first_seq >= 0 || ds->next_seq == rs->next_seq))
+		return;
+	memset(ds, 0, sizeof *ds);
+	ds->first_seq = -1;
+	ds->when_ms = ms;
+	ds->created = rs->segments_created;
+	ds->removed = srv->segments_removed;
+	ds->next_seq = rs->next_seq;
 	if ((dirfd = wal_dir_open(srv->cfg.dir, NULL)) < 0)
 		return;
+	ds->valid = 1;
+
 	if (wal_dir_list(dirfd, srv->cfg.dir, &list, NULL) == 0) {
-		st->segments = list.count;
+		ds->segments = list.count;
 		for (i = 0; i < list.count; i++) {
 			wal_seg_name(name, sizeof name, list.ids[i]);
 			if (fstatat(dirfd, name, &sb, 0) == 0)
-				st->disk_bytes += (uint64_t)sb.st_size;
+				ds->disk_bytes += (uint64_t)sb.st_size;
 		}
 		/* The oldest segment's first record is the oldest kept. */
-		for (i = 0; i < list.count && st->first_seq < 0; i++) {
+		for (i = 0; i < list.count && ds->first_seq < 0; i++) {
 			uint8_t hdr[WAL_FILE_HEADER_SIZE +
 			    WAL_RECORD_HEADER_SIZE];
 			int fd;
@@ -360,7 +399,7 @@ srv_status(struct server *srv, struct wal_status *st)
 			if (pread(fd, hdr, sizeof hdr, 0) == (ssize_t)sizeof hdr
 			    && wal_le32_load(hdr + WAL_FILE_HEADER_SIZE) ==
 			    WAL_RECORD_MAGIC)
-				st->first_seq = (int64_t)wal_le64_load(hdr +
+				ds->first_seq = (int64_t)wal_le64_load(hdr +
 				    WAL_FILE_HEADER_SIZE + 4);
 			close(fd);
 		}
@@ -456,6 +495,7 @@ srv_retention(struct server *srv)
 			break;
 		}
 		removed++;
+		srv->segments_removed++;
 	}
 	if (removed > 0) {
 		(void)wal_dir_sync(dirfd, cfg->dir, NULL);

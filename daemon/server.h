@@ -51,6 +51,22 @@ struct sync_wait {
 
 #define CONN_MAX_SYNC_WAITS	64
 
+/*
+ * What STATUS reports about the data directory, from one scan of it (see
+ * srv_status): kept while nothing that changes it happened, at most
+ * SRV_DIRSTAT_MS.
+ */
+struct srv_dirstat {
+	int		 valid;
+	uint64_t	 segments;
+	uint64_t	 disk_bytes;
+	int64_t		 first_seq;
+	int64_t		 when_ms;	/* monotonic */
+	uint64_t	 created;	/* segments created then */
+	uint64_t	 removed;	/* removed by retention then */
+	int64_t		 next_seq;	/* the ring's then */
+};
+
 struct conn {
 	struct server		*srv;
 	int			 fd;
@@ -154,6 +170,9 @@ struct server {
 	int			 exit_status;
 	time_t			 started;
 	int			 sub_dirty;	/* records appended: wake tails */
+
+	struct srv_dirstat	 dirstat;	/* last scan, for STATUS */
+	uint64_t		 segments_removed;	/* by retention */
 
 	uint64_t		 records;
 	uint64_t		 bytes;

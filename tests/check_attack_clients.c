@@ -8,6 +8,7 @@
 #include "config.h"
 
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -214,6 +215,108 @@ START_TEST(test_passed_descriptor_blocks_close)
 }
 END_TEST
 
+/*
+ * Fork n flooders, each on its own connection sending the frame of type
+ * (header only) as fast as the daemon answers, keeping up to 32
+ * outstanding. They die with the test (PR_SET_PDEATHSIG); stop_flooders()
+ * ends them.
+ */
+static void
+start_flooders(pid_t *pids, int n, uint16_t type)
+{
+	uint8_t buf[WAL_PROTO_MAX_FRAME];
+	struct wal_msg m;
+	int i, s, out;
+
+	for (i = 0; i < n; i++) {
+		if ((pids[i] = fork()) != 0) {
+			ck_assert_int_gt(pids[i], 0);
+			continue;
+		}
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		s = ts_raw_connect(&d);
+		ts_raw_hello(s);
+		memset(&m, 0, sizeof m);
+		m.type = type;
+		m.len = sizeof m;
+		for (out = 0;;) {
+			while (out < 32 && send(s, &m, sizeof m,
+			    MSG_DONTWAIT | MSG_NOSIGNAL) == sizeof m)
+				out++;
+			if (recv(s, buf, sizeof buf, 0) <= 0)
+				_exit(0);
+			out--;
+		}
+	}
+}
+
+static void
+stop_flooders(pid_t *pids, int n)
+{
+	int i, status;
+
+	for (i = 0; i < n; i++) {
+		kill(pids[i], SIGKILL);
+		ck_assert_int_eq(waitpid(pids[i], &status, 0), pids[i]);
+	}
+}
+
+/*
+ * Append records until the log has n segment files (64 KiB segments: one
+ * 60,000-byte record each).
+ */
+static void
+grow_segments(unsigned n)
+{
+	static uint8_t rec[60000];
+	uint8_t buf[256];
+	unsigned i;
+	int s;
+
+	s = ts_raw_connect(&d);
+	ts_raw_hello(s);
+	for (i = 0; i < n; i++) {
+		ts_raw_append(s, i, rec, sizeof rec, WAL_ACK_WRITTEN);
+		ts_raw_recv_until(s, WAL_MSG_ACK, buf, sizeof buf, 10000);
+	}
+	close(s);
+}
+
+/*
+ * Many clients sending STATUS without pause on a log of 3,000 segments:
+ * each STATUS used to scan the directory (a stat per segment), 64 of them
+ * per read pass, so the others waited seconds for a PING and walctl
+ * status went unanswered. Now one scan serves them until the directory
+ * changes: other clients are answered within 2 s.
+ */
+START_TEST(test_status_flood)
+{
+	enum { SEGS = 3000, FLOODERS = 8 };
+	struct wal_status st;
+	pid_t pids[FLOODERS];
+	int v, i;
+
+	START("--segment-size", "64K", NULL);
+	grow_segments(SEGS);
+	start_flooders(pids, FLOODERS, WAL_MSG_STATUS);
+	v = ts_raw_connect(&d);
+	ts_raw_hello(v);
+	usleep(500000);		/* they are under way */
+	for (i = 0; i < 5; i++) {
+		ping_answers(v, (uint64_t)i);
+		ts_status_within(&d, 2);
+	}
+	/* What STATUS says is still right. */
+	ts_raw_frame(v, WAL_MSG_STATUS, 9);
+	ts_raw_recv_until(v, WAL_MSG_STATUS_REPLY, &st, sizeof st, 10000);
+	ck_assert_uint_ge(st.segments, SEGS);
+	ck_assert_int_eq(st.first_seq, 0);
+	stop_flooders(pids, FLOODERS);
+	close(v);
+	ck_assert_int_eq(ts_daemon_stop_within(&d, 5), 0);
+}
+END_TEST
+
 static Suite *
 attack_suite(void)
 {
@@ -223,6 +326,7 @@ attack_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 300);
 	tcase_add_test(tc, test_passed_descriptor_blocks_close);
+	tcase_add_test(tc, test_status_flood);
 	suite_add_tcase(s, tc);
 	return (s);
 }
