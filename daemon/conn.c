@@ -52,6 +52,7 @@ static void	conn_append(struct conn *, const uint8_t *, size_t);
 static void	conn_append_fd(struct conn *, const struct wal_msg_append_fd *,
 		    int fd);
 static void	conn_sync(struct conn *, uint64_t id);
+static void	conn_rotate(struct conn *, uint64_t id);
 static void	conn_subscribe(struct conn *, const struct wal_msg_subscribe *);
 static void	conn_sub_pump(struct conn *);
 static void	conn_sub_send_fd(struct conn *, const struct wal_rec_out *,
@@ -615,20 +616,9 @@ conn_handle(struct conn *c, const uint8_t *buf, size_t len, int fd)
 		conn_queue(c, reply, sizeof st + dlen);
 		break;
 	}
-	case WAL_MSG_ROTATE: {
-		struct wal_error err;
-		struct wal_msg ok = { WAL_MSG_OK, 0, sizeof ok, hdr.id };
-
-		if (wal_ring_rotate(c->srv->ring, &err) != 0) {
-			conn_error(c, hdr.id, conn_errno_perr(err.code), 0, "%s",
-			    err.msg);
-			break;
-		}
-		log_info("segment rotated on request of pid %ld",
-		    (long)c->pid);
-		conn_queue(c, &ok, sizeof ok);
+	case WAL_MSG_ROTATE:
+		conn_rotate(c, hdr.id);
 		break;
-	}
 	case WAL_MSG_PING: {
 		struct wal_msg ok = { WAL_MSG_OK, 0, sizeof ok, hdr.id };
 
@@ -861,6 +851,55 @@ conn_sync(struct conn *c, uint64_t id)
 	c->syncs[c->nsyncs].id = id;
 	c->syncs[c->nsyncs].target = target;
 	c->nsyncs++;
+}
+
+/*
+ * ROTATE: seal the active segment. Each rotation abandons the rest of a
+ * segment (its disk space is taken) and may create the next one on this
+ * thread, so requests rotate at most once per SRV_ROTATE_MS: one that
+ * comes sooner waits for the next rotation, which answers every request
+ * waiting then (see srv_rotate_cb).
+ */
+static void
+conn_rotate(struct conn *c, uint64_t id)
+{
+	struct wal_msg ok = { WAL_MSG_OK, 0, sizeof ok, id };
+	char err[WAL_ERROR_MSG_MAX];
+	int rc;
+
+	if ((rc = srv_rotate_now(c->srv, c->pid, err, sizeof err)) == 0) {
+		conn_queue(c, &ok, sizeof ok);
+		return;
+	}
+	if (rc > 0) {
+		conn_error(c, id, (unsigned)rc, 0, "%s", err);
+		return;
+	}
+	if (c->nrotates == CONN_MAX_ROTATE_WAITS) {
+		conn_error(c, id, WAL_PERR_BUSY, 0, "more than %d ROTATE "
+		    "requests outstanding", CONN_MAX_ROTATE_WAITS);
+		return;
+	}
+	c->rotates[c->nrotates++] = id;
+	srv_rotate_later(c->srv);
+}
+
+/* The rotation requests of c waited for happened (rc 0) or failed. */
+void
+conn_rotated(struct conn *c, int rc, const char *err)
+{
+	struct wal_msg ok = { WAL_MSG_OK, 0, sizeof ok, 0 };
+	size_t i;
+
+	for (i = 0; i < c->nrotates; i++) {
+		if (rc != 0) {
+			conn_error(c, c->rotates[i], (unsigned)rc, 0, "%s", err);
+			continue;
+		}
+		ok.id = c->rotates[i];
+		conn_queue(c, &ok, sizeof ok);
+	}
+	c->nrotates = 0;
 }
 
 /* SUBSCRIBE: open a reader and start streaming when writable. */
@@ -1099,7 +1138,7 @@ static int
 conn_owed(const struct conn *c)
 {
 	return (outq_bytes(&c->out) > 0 || c->nacks > 0 || c->acks_held ||
-	    c->sub != NULL || conn_durable_pending(c,
+	    c->sub != NULL || c->nrotates > 0 || conn_durable_pending(c,
 	    wal_ring_durable_seq(c->srv->ring)));
 }
 

@@ -30,6 +30,9 @@
 /* Seconds from SIGTERM to exit, however much clients keep sending. */
 #define SRV_STOP_TIMEOUT_S	5
 
+/* Rotations by request happen at most this often (ms). */
+#define SRV_ROTATE_MS		1000
+
 /* STATUS rescans the directory at least this often (ms). */
 #define SRV_DIRSTAT_MS		1000
 
@@ -43,6 +46,7 @@ static unsigned	server_uid_conns(const struct server *, uid_t);
 static void	server_refuse(struct server *, int, unsigned, const char *);
 static int	server_log_refusal(struct server *);
 static void	server_dirstat(struct server *, const struct wal_ring_stats *);
+static int64_t	server_mono_ms(void);
 
 /*
  * Take the socket from systemd (socket activation) or bind our own. A
@@ -182,6 +186,11 @@ srv_stop(struct server *srv, const char *why)
 		}
 		conn_drain(c, srv->cfg.max_inflight);
 	}
+	/* ROTATE requests waiting for their turn: rotate now. */
+	if (srv->rotate_armed) {
+		event_del(srv->ev_rotate);
+		srv_rotate_cb(-1, 0, srv);
+	}
 	if (!srv->sync_failed && wal_ring_sync(srv->ring, &durable, &err) != 0)
 		srv_sync_failed(srv, err.msg, durable);
 	/* After a failed sync conn_durable() fails the waiters instead. */
@@ -278,6 +287,80 @@ srv_sync_kick_cb(int fd, short ev, void *arg)
 	(void)ev;
 	srv->sync_kick_pending = 0;
 	syncer_request(srv->syncer);
+}
+
+/*
+ * A ROTATE request: rotate now if the last rotation by request was at
+ * least SRV_ROTATE_MS ago and none is scheduled (0, or a WAL_PERR_* with
+ * err filled when rotating failed); else -1: the request must wait for
+ * srv_rotate_cb.
+ */
+int
+srv_rotate_now(struct server *srv, pid_t pid, char *err, size_t errlen)
+{
+	struct wal_error e;
+	int64_t now = server_mono_ms();
+
+	if (srv->rotate_armed || (srv->rotate_last_ms != 0 &&
+	    now - srv->rotate_last_ms < SRV_ROTATE_MS))
+		return (-1);
+	srv->rotate_last_ms = now;
+	if (wal_ring_rotate(srv->ring, &e) != 0) {
+		snprintf(err, errlen, "%s", e.msg);
+		return ((int)conn_errno_perr(e.code));
+	}
+	log_info("segment rotated on request of pid %ld", (long)pid);
+	return (0);
+}
+
+/* A ROTATE request waits: run srv_rotate_cb when the next one may run. */
+void
+srv_rotate_later(struct server *srv)
+{
+	int64_t wait = srv->rotate_last_ms + SRV_ROTATE_MS -
+	    server_mono_ms();
+	struct timeval tv;
+
+	if (srv->rotate_armed)
+		return;
+	if (wait < 0)
+		wait = 0;
+	tv.tv_sec = wait / 1000;
+	tv.tv_usec = (wait % 1000) * 1000;
+	srv->rotate_armed = 1;
+	evtimer_add(srv->ev_rotate, &tv);
+}
+
+/* One rotation for every ROTATE request waiting; answer them all. */
+void
+srv_rotate_cb(int fd, short ev, void *arg)
+{
+	struct server *srv = arg;
+	struct conn *c, *next;
+	struct wal_error e;
+	unsigned n = 0;
+	int rc = 0;
+
+	(void)fd;
+	(void)ev;
+	e.msg[0] = '\0';
+	srv->rotate_armed = 0;
+	srv->rotate_last_ms = server_mono_ms();
+	TAILQ_FOREACH(c, &srv->conns, entry)
+		n += (unsigned)c->nrotates;
+	if (n == 0)
+		return;		/* they went away */
+	if (wal_ring_rotate(srv->ring, &e) != 0)
+		rc = (int)conn_errno_perr(e.code);
+	else
+		log_info("segment rotated on request (%u request%s)", n,
+		    n == 1 ? "" : "s");
+	TAILQ_FOREACH_SAFE(c, &srv->conns, entry, next) {
+		if (c->nrotates == 0)
+			continue;
+		conn_rotated(c, rc, e.msg);
+		conn_flush(c);	/* may free c */
+	}
 }
 
 /* Once a second: handshake, idle and linger timeouts. */
@@ -799,4 +882,13 @@ fail:
 	}
 	close(dirfd);
 	return (-1);
+}
+
+static int64_t
+server_mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
 }

@@ -50,6 +50,7 @@ struct sync_wait {
 };
 
 #define CONN_MAX_SYNC_WAITS	64
+#define CONN_MAX_ROTATE_WAITS	16
 
 /*
  * What STATUS reports about the data directory, from one scan of it (see
@@ -95,6 +96,8 @@ struct conn {
 	int			 durable_expected; /* acked last sync, not back */
 	struct sync_wait	 syncs[CONN_MAX_SYNC_WAITS];
 	size_t			 nsyncs;
+	uint64_t		 rotates[CONN_MAX_ROTATE_WAITS]; /* ROTATE ids */
+	size_t			 nrotates;	/* waiting for the next one */
 
 	/* Subscription (walctl tail). */
 	struct wal_reader	*sub;
@@ -142,6 +145,9 @@ struct server {
 	struct event		*ev_sync_kick;	/* deferred sync request */
 	int			 sync_kick_pending;
 	struct event		*ev_commit_delay;	/* waiting for a group */
+	struct event		*ev_rotate;	/* the next ROTATE may run */
+	int			 rotate_armed;
+	int64_t			 rotate_last_ms; /* last ROTATE (mono), 0 */
 	int			 commit_delay_armed;
 	unsigned		 durable_expected;	/* conns still to return */
 	/*
@@ -199,6 +205,9 @@ void	 srv_sync_round(struct server *);
 void	 srv_wake_subscribers(struct server *);
 void	 srv_retention(struct server *);
 void	 srv_check_timeouts(struct server *);
+int	 srv_rotate_now(struct server *, pid_t, char *err, size_t errlen);
+void	 srv_rotate_later(struct server *);
+void	 srv_rotate_cb(int, short, void *);
 
 /* conn.c */
 struct conn *conn_new(struct server *, int fd);
@@ -219,6 +228,7 @@ unsigned conn_errno_perr(int);
 void	 conn_sub_wake(struct conn *);
 uint64_t conn_sub_segment(const struct conn *);
 void	 conn_sub_drop(struct conn *, uint64_t held);
+void	 conn_rotated(struct conn *, int rc, const char *err);
 
 /* shm.c */
 void	 shm_open_ring(struct conn *, const struct wal_msg_shm_open *);
