@@ -77,6 +77,7 @@ conn_new(struct server *srv, int fd)
 		return (NULL);
 	c->srv = srv;
 	c->fd = fd;
+	c->out.total = &srv->outq_total;
 	c->durable_want = -1;
 	c->durable_low = -1;
 	c->sub_to = -1;
@@ -325,7 +326,9 @@ conn_check_timeouts(struct conn *c)
 
 /*
  * Send what is queued. Returns -1 if the connection was freed. Pauses
- * reading while the queue is over the in-flight cap (back-pressure).
+ * reading while the queue cannot be sent and is over the in-flight cap,
+ * or the queues of all clients together hold more than max_inflight_total
+ * (back-pressure); reading resumes once the queue is sent.
  */
 int
 conn_flush(struct conn *c)
@@ -342,8 +345,9 @@ conn_flush(struct conn *c)
 	}
 	if (rc == 0) {
 		event_add(c->ev_write, NULL);
-		if (!c->read_paused && outq_bytes(&c->out) >
-		    srv->cfg.max_inflight) {
+		if (!c->read_paused && (outq_bytes(&c->out) >
+		    srv->cfg.max_inflight || srv->outq_total >
+		    srv->cfg.max_inflight_total)) {
 			c->read_paused = 1;
 			event_del(c->ev_read);
 		}

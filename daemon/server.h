@@ -41,6 +41,7 @@ struct outq {
 	size_t		 tail;		/* end of queued bytes */
 	size_t		 cap;
 	size_t		 frames;	/* frames queued */
+	uint64_t	*total;		/* adds cap here (all queues), or NULL */
 };
 
 /* One SYNC request waiting for durability. */
@@ -178,6 +179,7 @@ struct server {
 	int			 sub_dirty;	/* records appended: wake tails */
 
 	struct srv_dirstat	 dirstat;	/* last scan, for STATUS */
+	uint64_t		 outq_total;	/* memory of all reply queues */
 	uint64_t		 segments_removed;	/* by retention */
 
 	uint64_t		 records;

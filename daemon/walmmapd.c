@@ -534,6 +534,7 @@ reload(struct server *srv)
 	LIVE(idle_timeout_s, "idle_timeout (s)", "u");
 	LIVE(max_subscriber_hold, "max_subscriber_hold", PRIu64);
 	LIVE(max_inflight, "max_inflight", PRIu32);
+	LIVE(max_inflight_total, "max_inflight_total", PRIu64);
 	LIVE(retain_segments, "retain_segments", PRIu64);
 	LIVE(retain_bytes, "retain_bytes", PRIu64);
 	LIVE(retain_age_s, "retain_age (s)", PRIu64);

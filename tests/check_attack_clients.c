@@ -410,6 +410,94 @@ START_TEST(test_rotate_flood)
 }
 END_TEST
 
+/* The daemon's anonymous resident memory, in KiB. */
+static unsigned long
+daemon_anon_kb(void)
+{
+	char path[64], line[256];
+	unsigned long kb = 0;
+	FILE *f;
+
+	snprintf(path, sizeof path, "/proc/%ld/status", (long)d.pid);
+	ck_assert_ptr_nonnull(f = fopen(path, "re"));
+	while (fgets(line, sizeof line, f) != NULL)
+		if (sscanf(line, "RssAnon: %lu", &kb) == 1)
+			break;
+	fclose(f);
+	return (kb);
+}
+
+/*
+ * Send header-only frames of type on s until the daemon stops reading
+ * them (the socket stays full for 300 ms).
+ */
+static void
+send_until_paused(int s, uint16_t type)
+{
+	struct pollfd pfd = { s, POLLOUT, 0 };
+	struct wal_msg m;
+
+	memset(&m, 0, sizeof m);
+	m.type = type;
+	m.len = sizeof m;
+	for (;;) {
+		if (send(s, &m, sizeof m, MSG_DONTWAIT | MSG_NOSIGNAL) ==
+		    sizeof m)
+			continue;
+		ck_assert_int_eq(errno, EAGAIN);
+		if (poll(&pfd, 1, 300) == 0)
+			return;
+	}
+}
+
+/*
+ * Clients that send STATUS and never read the replies: each is read until
+ * its replies reach max_inflight (4 MiB), so 48 of them made the daemon
+ * hold 192 MiB, and the queues kept their memory after the clients read.
+ * Now all queues together stop at max_inflight_total (16 MiB here, plus a
+ * read pass per client); a client whose replies are sent is still read,
+ * and the flooders get every reply once they read.
+ */
+START_TEST(test_reply_memory)
+{
+	enum { CLIENTS = 48 };
+	uint8_t buf[WAL_PROTO_MAX_FRAME];
+	unsigned long before, after;
+	int v, s[CLIENTS], i;
+	ssize_t n;
+
+	START("-o", "max_inflight_total=16M", NULL);
+	v = ts_raw_connect(&d);
+	ts_raw_hello(v);
+	for (i = 0; i < CLIENTS; i++) {
+		s[i] = ts_raw_connect(&d);
+		ts_raw_hello(s[i]);
+	}
+	ping_answers(v, 1);
+	before = daemon_anon_kb();
+	for (i = 0; i < CLIENTS; i++)
+		send_until_paused(s[i], WAL_MSG_STATUS);
+	after = daemon_anon_kb();
+	ck_assert_msg(after < before + 40 * 1024, "%d clients that do not "
+	    "read made the daemon take %lu KiB of memory", CLIENTS,
+	    after - before);
+	/* Others are served meanwhile. */
+	ping_answers(v, 2);
+	ts_status_within(&d, 2);
+	/* Once they read, they get every reply, and are read again. */
+	for (i = 0; i < CLIENTS; i++) {
+		while ((n = ts_raw_recv(s[i], buf, sizeof buf, 200)) > 0)
+			ck_assert_int_eq(((struct wal_msg *)(void *)buf)->type,
+			    WAL_MSG_STATUS_REPLY);
+		ck_assert_int_eq(n, -1);
+		ping_answers(s[i], 3);
+		close(s[i]);
+	}
+	close(v);
+	ck_assert_int_eq(ts_daemon_stop_within(&d, 5), 0);
+}
+END_TEST
+
 static Suite *
 attack_suite(void)
 {
@@ -421,6 +509,7 @@ attack_suite(void)
 	tcase_add_test(tc, test_passed_descriptor_blocks_close);
 	tcase_add_test(tc, test_status_flood);
 	tcase_add_test(tc, test_rotate_flood);
+	tcase_add_test(tc, test_reply_memory);
 	suite_add_tcase(s, tc);
 	return (s);
 }
