@@ -325,15 +325,21 @@ conn_check_timeouts(struct conn *c)
 }
 
 /*
- * Send what is queued. Returns -1 if the connection was freed. Pauses
- * reading while the queue cannot be sent and is over the in-flight cap,
- * or the queues of all clients together hold more than max_inflight_total
- * (back-pressure); reading resumes once the queue is sent.
+ * Send what is queued. Returns -1 if the connection was freed.
+ *
+ * Back-pressure: reading pauses while the replies owed to the client
+ * exceed max_inflight (the queue, and the acks held for a sync: a sync
+ * can take long, and a client that keeps sending durable appends meanwhile
+ * would otherwise grow them without bound), or while its queue cannot be
+ * sent and all clients' queues together hold more than
+ * max_inflight_total. It resumes once the queue is sent and the held acks
+ * are under the cap again.
  */
 int
 conn_flush(struct conn *c)
 {
 	struct server *srv = c->srv;
+	uint64_t owed;
 	int rc;
 
 	rc = outq_send(&c->out, c->fd);
@@ -343,21 +349,20 @@ conn_flush(struct conn *c)
 		conn_free(c);
 		return (-1);
 	}
-	if (rc == 0) {
-		event_add(c->ev_write, NULL);
-		if (!c->read_paused && (outq_bytes(&c->out) >
-		    srv->cfg.max_inflight || srv->outq_total >
-		    srv->cfg.max_inflight_total)) {
-			c->read_paused = 1;
-			event_del(c->ev_read);
-		}
-		return (0);
-	}
-	if (c->closing) {
+	if (rc == 1 && c->closing) {
 		conn_free(c);
 		return (-1);
 	}
-	if (c->read_paused) {
+	if (rc == 0)
+		event_add(c->ev_write, NULL);
+	owed = outq_bytes(&c->out) + c->nacks * sizeof *c->acks;
+	if (owed > srv->cfg.max_inflight || (rc == 0 && srv->outq_total >
+	    srv->cfg.max_inflight_total)) {
+		if (!c->read_paused) {
+			c->read_paused = 1;
+			event_del(c->ev_read);
+		}
+	} else if (rc == 1 && c->read_paused && !c->closing) {
 		c->read_paused = 0;
 		event_add(c->ev_read, NULL);
 	}

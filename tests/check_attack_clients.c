@@ -498,6 +498,107 @@ START_TEST(test_reply_memory)
 }
 END_TEST
 
+/*
+ * A client that sends durable appends without reading while a sync takes
+ * long (held here): the acks of durable appends wait for the sync that
+ * covers them, outside the reply queue, so the daemon never stopped
+ * reading and kept 24 bytes per frame for as long as the sync lasted (36
+ * MiB for 1.5 million frames). Now held acks count as queued replies: the
+ * client is paused at max_inflight. Once the sync ends every record is
+ * acknowledged, once, and durable.
+ */
+START_TEST(test_held_acks_bounded)
+{
+	enum { FRAMES = 1500000 };
+	static uint8_t buf[WAL_PROTO_MAX_FRAME];
+	struct pollfd pfd;
+	struct wal_msg_append a;
+	struct wal_msg_ack ack;
+	struct wal_ack_entry e;
+	struct wal_msg_durable dur;
+	struct wal_msg m;
+	char ctl[PATH_MAX];
+	struct wf_ctl *fc;
+	uint8_t frame[sizeof a + 4];
+	unsigned long before, after;
+	uint64_t calls, sent = 0, acked = 0;
+	int64_t durable = -1, next = 0;
+	uint32_t zero = 0, k;
+	int s;
+	ssize_t n;
+
+	snprintf(ctl, sizeof ctl, "%s/faults", base);
+	ck_assert_ptr_nonnull(fc = wf_ctl_open(ctl));
+	d.fault_ctl = ctl;
+	START("-o", "sync_interval=0", "-o", "commit_delay=0", NULL);
+	s = ts_raw_connect(&d);
+	ts_raw_hello(s);
+	memset(&a, 0, sizeof a);
+	a.hdr.type = WAL_MSG_APPEND;
+	a.hdr.len = sizeof frame;
+	a.count = 1;
+	a.ack = WAL_ACK_DURABLE;
+	memcpy(frame, &a, sizeof a);
+	memcpy(frame + sizeof a, &zero, 4);
+
+	/* A sync in flight that does not end. */
+	calls = atomic_load(&fc->op[WF_MSYNC].calls) +
+	    atomic_load(&fc->op[WF_FDATASYNC].calls);
+	wf_hold(fc, WF_MSYNC, 1);
+	wf_hold(fc, WF_FDATASYNC, 1);
+	ck_assert_int_eq(send(s, frame, sizeof frame, 0), sizeof frame);
+	sent++;
+	while (atomic_load(&fc->op[WF_MSYNC].calls) +
+	    atomic_load(&fc->op[WF_FDATASYNC].calls) == calls)
+		usleep(1000);
+	before = daemon_anon_kb();
+	pfd.fd = s;
+	pfd.events = POLLOUT;
+	while (sent < FRAMES) {
+		if (send(s, frame, sizeof frame, MSG_DONTWAIT) ==
+		    sizeof frame) {
+			sent++;
+			continue;
+		}
+		ck_assert_int_eq(errno, EAGAIN);
+		if (poll(&pfd, 1, 300) == 0)
+			break;		/* paused */
+	}
+	after = daemon_anon_kb();
+	ck_assert_msg(after < before + 16 * 1024, "%" PRIu64 " durable "
+	    "appends during a sync made the daemon take %lu KiB of memory",
+	    sent, after - before);
+	ts_status_within(&d, 2);
+
+	/* The sync ends: every record acknowledged once, then durable. */
+	wf_hold(fc, WF_MSYNC, 0);
+	wf_hold(fc, WF_FDATASYNC, 0);
+	while (acked < sent || durable < next - 1) {
+		n = ts_raw_recv(s, buf, sizeof buf, 20000);
+		ck_assert_msg(n >= (ssize_t)sizeof m, "%" PRIu64 " of %" PRIu64
+		    " acknowledged, durable %" PRId64, acked, sent, durable);
+		memcpy(&m, buf, sizeof m);
+		if (m.type == WAL_MSG_DURABLE) {
+			memcpy(&dur, buf, sizeof dur);
+			durable = dur.durable_seq;
+			continue;
+		}
+		ck_assert_int_eq(m.type, WAL_MSG_ACK);
+		memcpy(&ack, buf, sizeof ack);
+		for (k = 0; k < ack.count; k++) {
+			memcpy(&e, buf + sizeof ack + k * sizeof e, sizeof e);
+			ck_assert_int_eq(e.first_seq, next);
+			next += e.count;
+			acked += e.count;
+		}
+	}
+	ck_assert_uint_eq(acked, sent);
+	close(s);
+	ck_assert_int_eq(ts_daemon_stop_within(&d, 5), 0);
+	wf_ctl_close(fc);
+}
+END_TEST
+
 static Suite *
 attack_suite(void)
 {
@@ -510,6 +611,7 @@ attack_suite(void)
 	tcase_add_test(tc, test_status_flood);
 	tcase_add_test(tc, test_rotate_flood);
 	tcase_add_test(tc, test_reply_memory);
+	tcase_add_test(tc, test_held_acks_bounded);
 	suite_add_tcase(s, tc);
 	return (s);
 }
