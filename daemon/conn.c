@@ -33,9 +33,13 @@
 /*
  * A read pass ends after CONN_READ_BATCH frames or once its frames made
  * the daemon take CONN_READ_BUDGET bytes (frame bytes, or the payload
- * written when that is more: a memfd record counts its whole size), so
- * one client cannot starve the others. A frame is never split: the pass
- * that reaches the budget finishes its frame.
+ * written when that is more), so one client cannot starve the others. A
+ * frame is never split: the pass that reaches the budget finishes its
+ * frame. An APPEND_FD record larger than the budget (up to max_record) is
+ * not written in the pass: its connection is parked (see conn_park) and
+ * such records are written one per loop pass, in the order they came, so
+ * however many connections send them, another client waits at most for
+ * one.
  */
 #define CONN_READ_BATCH		64
 #define CONN_READ_BUDGET	(1024 * 1024)
@@ -53,6 +57,9 @@ static void	conn_append_fd(struct conn *, const struct wal_msg_append_fd *,
 		    int fd);
 static void	conn_sync(struct conn *, uint64_t id);
 static void	conn_rotate(struct conn *, uint64_t id);
+static void	conn_park(struct conn *, enum conn_park);
+static void	conn_unpark(struct conn *);
+static void	conn_run_parked(struct conn *);
 static void	conn_subscribe(struct conn *, const struct wal_msg_subscribe *);
 static void	conn_sub_pump(struct conn *);
 static void	conn_sub_send_fd(struct conn *, const struct wal_rec_out *,
@@ -78,6 +85,7 @@ conn_new(struct server *srv, int fd)
 	c->srv = srv;
 	c->fd = fd;
 	c->out.total = &srv->outq_total;
+	c->park_fd = -1;
 	c->durable_want = -1;
 	c->durable_low = -1;
 	c->sub_to = -1;
@@ -117,6 +125,10 @@ conn_free(struct conn *c)
 
 	shm_close_ring(c);
 	srv_durable_returned(srv, c);
+	if (c->parked == CONN_PARK_APPEND_FD) {
+		TAILQ_REMOVE(&srv->parked, c, park_entry);
+		closer_close(srv->closer, c->park_fd);	/* not written */
+	}
 	TAILQ_REMOVE(&srv->conns, c, entry);
 	srv->nconns--;
 	event_free(c->ev_read);
@@ -144,6 +156,8 @@ conn_drain(struct conn *c, uint64_t budget)
 	int rc = 1;
 
 	shm_drain_published(c);
+	if (c->parked == CONN_PARK_APPEND_FD)
+		conn_run_parked(c);	/* what it sent first goes first */
 	while (!c->closing && spent < budget)
 		if ((rc = conn_recv_one(c, &spent)) <= 0)
 			break;
@@ -362,7 +376,7 @@ conn_flush(struct conn *c)
 			c->read_paused = 1;
 			event_del(c->ev_read);
 		}
-	} else if (rc == 1 && c->read_paused && !c->closing) {
+	} else if (rc == 1 && c->read_paused && !c->closing && !c->parked) {
 		c->read_paused = 0;
 		event_add(c->ev_read, NULL);
 	}
@@ -498,6 +512,9 @@ conn_recv_one(struct conn *c, uint64_t *spent)
 	ssize_t n;
 	int fd = -1;
 
+	/* A parked connection's next frame waits for the one parked. */
+	if (c->parked)
+		return (0);
 	/* What the ring got before the frame was sent goes first. */
 	if (!shm_catch_up(c) || c->closing)
 		return (0);
@@ -601,10 +618,21 @@ conn_handle(struct conn *c, const uint8_t *buf, size_t len, int fd)
 	case WAL_MSG_APPEND:
 		conn_append(c, buf, len);
 		break;
-	case WAL_MSG_APPEND_FD:
-		conn_append_fd(c, (const struct wal_msg_append_fd *)
-		    (const void *)buf, fd);
+	case WAL_MSG_APPEND_FD: {
+		struct wal_msg_append_fd af;
+
+		memcpy(&af, buf, sizeof af);
+		if (af.size > CONN_READ_BUDGET && fd != -1 &&
+		    !c->srv->stopping) {
+			/* Written in its turn (conn_parked_cb). */
+			c->park_af = af;
+			c->park_fd = fd;
+			conn_park(c, CONN_PARK_APPEND_FD);
+			break;
+		}
+		conn_append_fd(c, &af, fd);
 		break;
+	}
 	case WAL_MSG_SYNC:
 		conn_sync(c, hdr.id);
 		break;
@@ -866,8 +894,8 @@ conn_sync(struct conn *c, uint64_t id)
  * ROTATE: seal the active segment. Each rotation abandons the rest of a
  * segment (its disk space is taken) and may create the next one on this
  * thread, so requests rotate at most once per SRV_ROTATE_MS: one that
- * comes sooner waits for the next rotation, which answers every request
- * waiting then (see srv_rotate_cb).
+ * comes sooner parks its connection until the next rotation, which
+ * answers every ROTATE waiting then (srv_rotate_cb).
  */
 static void
 conn_rotate(struct conn *c, uint64_t id)
@@ -884,31 +912,92 @@ conn_rotate(struct conn *c, uint64_t id)
 		conn_error(c, id, (unsigned)rc, 0, "%s", err);
 		return;
 	}
-	if (c->nrotates == CONN_MAX_ROTATE_WAITS) {
-		conn_error(c, id, WAL_PERR_BUSY, 0, "more than %d ROTATE "
-		    "requests outstanding", CONN_MAX_ROTATE_WAITS);
-		return;
-	}
-	c->rotates[c->nrotates++] = id;
+	c->park_id = id;
+	conn_park(c, CONN_PARK_ROTATE);
 	srv_rotate_later(c->srv);
 }
 
-/* The rotation requests of c waited for happened (rc 0) or failed. */
+/*
+ * The rotation a parked ROTATE waited for happened (rc 0) or failed (a
+ * WAL_PERR_* and why): answer it, read on.
+ */
 void
 conn_rotated(struct conn *c, int rc, const char *err)
 {
-	struct wal_msg ok = { WAL_MSG_OK, 0, sizeof ok, 0 };
-	size_t i;
+	struct wal_msg ok = { WAL_MSG_OK, 0, sizeof ok, c->park_id };
 
-	for (i = 0; i < c->nrotates; i++) {
-		if (rc != 0) {
-			conn_error(c, c->rotates[i], (unsigned)rc, 0, "%s", err);
-			continue;
-		}
-		ok.id = c->rotates[i];
+	if (c->parked != CONN_PARK_ROTATE)
+		return;
+	if (rc != 0)
+		conn_error(c, c->park_id, (unsigned)rc, 0, "%s", err);
+	else
 		conn_queue(c, &ok, sizeof ok);
-	}
-	c->nrotates = 0;
+	conn_unpark(c);
+}
+
+/*
+ * Park: a frame waits for its turn; nothing more is read from the
+ * connection until it is handled (conn_unpark), so replies keep the order
+ * of the requests. A large APPEND_FD joins srv->parked.
+ */
+static void
+conn_park(struct conn *c, enum conn_park why)
+{
+	struct server *srv = c->srv;
+	static const struct timeval zero = { 0, 0 };
+
+	c->parked = why;
+	event_del(c->ev_read);
+	if (why != CONN_PARK_APPEND_FD)
+		return;
+	TAILQ_INSERT_TAIL(&srv->parked, c, park_entry);
+	if (TAILQ_FIRST(&srv->parked) == c)
+		event_add(srv->ev_parked, &zero);
+}
+
+/* The parked frame is handled: read on (unless paused or closing). */
+static void
+conn_unpark(struct conn *c)
+{
+	if (c->parked == CONN_PARK_APPEND_FD)
+		TAILQ_REMOVE(&c->srv->parked, c, park_entry);
+	c->parked = CONN_PARK_NONE;
+	c->park_fd = -1;
+	if (!c->closing && !c->read_paused)
+		event_add(c->ev_read, NULL);
+}
+
+/* Write a parked APPEND_FD record now and read on. */
+static void
+conn_run_parked(struct conn *c)
+{
+	struct wal_msg_append_fd af = c->park_af;
+	int fd = c->park_fd;
+
+	conn_unpark(c);
+	conn_append_fd(c, &af, fd);
+}
+
+/*
+ * One parked APPEND_FD record per loop pass (a zero timeout: sockets,
+ * timers and signals are served between two), the oldest first; then
+ * its connection's acknowledgements go out as after a read pass.
+ */
+void
+conn_parked_cb(int fd, short ev, void *arg)
+{
+	static const struct timeval zero = { 0, 0 };
+	struct server *srv = arg;
+	struct conn *c;
+
+	(void)fd;
+	(void)ev;
+	if ((c = TAILQ_FIRST(&srv->parked)) == NULL)
+		return;
+	conn_run_parked(c);
+	if (!TAILQ_EMPTY(&srv->parked))
+		event_add(srv->ev_parked, &zero);
+	conn_after_pass(c);	/* may free c */
 }
 
 /* SUBSCRIBE: open a reader and start streaming when writable. */
@@ -1147,7 +1236,7 @@ static int
 conn_owed(const struct conn *c)
 {
 	return (outq_bytes(&c->out) > 0 || c->nacks > 0 || c->acks_held ||
-	    c->sub != NULL || c->nrotates > 0 || conn_durable_pending(c,
+	    c->sub != NULL || c->parked || conn_durable_pending(c,
 	    wal_ring_durable_seq(c->srv->ring)));
 }
 

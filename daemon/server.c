@@ -175,6 +175,11 @@ srv_stop(struct server *srv, const char *why)
 	sd_notify(0, "STOPPING=1\nSTATUS=stopping");
 	srv_close_listener(srv);
 
+	/* ROTATE requests waiting for their turn: rotate now. */
+	if (srv->rotate_armed) {
+		event_del(srv->ev_rotate);
+		srv_rotate_cb(-1, 0, srv);
+	}
 	/* What clients already sent is written and acknowledged. */
 	TAILQ_FOREACH_SAFE(c, &srv->conns, entry, next) {
 		clock_gettime(CLOCK_MONOTONIC, &now);
@@ -185,11 +190,6 @@ srv_stop(struct server *srv, const char *why)
 			break;
 		}
 		conn_drain(c, srv->cfg.max_inflight);
-	}
-	/* ROTATE requests waiting for their turn: rotate now. */
-	if (srv->rotate_armed) {
-		event_del(srv->ev_rotate);
-		srv_rotate_cb(-1, 0, srv);
 	}
 	if (!srv->sync_failed && wal_ring_sync(srv->ring, &durable, &err) != 0)
 		srv_sync_failed(srv, err.msg, durable);
@@ -291,9 +291,9 @@ srv_sync_kick_cb(int fd, short ev, void *arg)
 
 /*
  * A ROTATE request: rotate now if the last rotation by request was at
- * least SRV_ROTATE_MS ago and none is scheduled (0, or a WAL_PERR_* with
- * err filled when rotating failed); else -1: the request must wait for
- * srv_rotate_cb.
+ * least SRV_ROTATE_MS ago and none is scheduled, or the daemon is stopping
+ * (0, or a WAL_PERR_* with err filled when rotating failed); else -1: the
+ * request must wait for srv_rotate_cb.
  */
 int
 srv_rotate_now(struct server *srv, pid_t pid, char *err, size_t errlen)
@@ -301,8 +301,8 @@ srv_rotate_now(struct server *srv, pid_t pid, char *err, size_t errlen)
 	struct wal_error e;
 	int64_t now = server_mono_ms();
 
-	if (srv->rotate_armed || (srv->rotate_last_ms != 0 &&
-	    now - srv->rotate_last_ms < SRV_ROTATE_MS))
+	if (!srv->stopping && (srv->rotate_armed || (srv->rotate_last_ms !=
+	    0 && now - srv->rotate_last_ms < SRV_ROTATE_MS)))
 		return (-1);
 	srv->rotate_last_ms = now;
 	if (wal_ring_rotate(srv->ring, &e) != 0) {
@@ -347,7 +347,8 @@ srv_rotate_cb(int fd, short ev, void *arg)
 	srv->rotate_armed = 0;
 	srv->rotate_last_ms = server_mono_ms();
 	TAILQ_FOREACH(c, &srv->conns, entry)
-		n += (unsigned)c->nrotates;
+		if (c->parked == CONN_PARK_ROTATE)
+			n++;
 	if (n == 0)
 		return;		/* they went away */
 	if (wal_ring_rotate(srv->ring, &e) != 0)
@@ -356,7 +357,7 @@ srv_rotate_cb(int fd, short ev, void *arg)
 		log_info("segment rotated on request (%u request%s)", n,
 		    n == 1 ? "" : "s");
 	TAILQ_FOREACH_SAFE(c, &srv->conns, entry, next) {
-		if (c->nrotates == 0)
+		if (c->parked != CONN_PARK_ROTATE)
 			continue;
 		conn_rotated(c, rc, e.msg);
 		conn_flush(c);	/* may free c */

@@ -51,7 +51,13 @@ struct sync_wait {
 };
 
 #define CONN_MAX_SYNC_WAITS	64
-#define CONN_MAX_ROTATE_WAITS	16
+
+/* Why a connection is parked: a frame waits for its turn (see conn.c). */
+enum conn_park {
+	CONN_PARK_NONE,
+	CONN_PARK_ROTATE,	/* ROTATE waiting for the next rotation */
+	CONN_PARK_APPEND_FD,	/* large APPEND_FD waiting in srv->parked */
+};
 
 /*
  * What STATUS reports about the data directory, from one scan of it (see
@@ -97,8 +103,15 @@ struct conn {
 	int			 durable_expected; /* acked last sync, not back */
 	struct sync_wait	 syncs[CONN_MAX_SYNC_WAITS];
 	size_t			 nsyncs;
-	uint64_t		 rotates[CONN_MAX_ROTATE_WAITS]; /* ROTATE ids */
-	size_t			 nrotates;	/* waiting for the next one */
+	/*
+	 * Parked: one frame waits for its turn and nothing more is read
+	 * until it is handled, so replies keep the order of the requests.
+	 */
+	enum conn_park		 parked;
+	uint64_t		 park_id;	/* the ROTATE's id */
+	struct wal_msg_append_fd park_af;	/* the APPEND_FD ... */
+	int			 park_fd;	/* ... and its memfd */
+	TAILQ_ENTRY(conn)	 park_entry;	/* srv->parked */
 
 	/* Subscription (walctl tail). */
 	struct wal_reader	*sub;
@@ -147,6 +160,8 @@ struct server {
 	int			 sync_kick_pending;
 	struct event		*ev_commit_delay;	/* waiting for a group */
 	struct event		*ev_rotate;	/* the next ROTATE may run */
+	TAILQ_HEAD(, conn)	 parked;	/* large APPEND_FDs, in order */
+	struct event		*ev_parked;	/* runs the first of them */
 	int			 rotate_armed;
 	int64_t			 rotate_last_ms; /* last ROTATE (mono), 0 */
 	int			 commit_delay_armed;
@@ -231,6 +246,7 @@ void	 conn_sub_wake(struct conn *);
 uint64_t conn_sub_segment(const struct conn *);
 void	 conn_sub_drop(struct conn *, uint64_t held);
 void	 conn_rotated(struct conn *, int rc, const char *err);
+void	 conn_parked_cb(int, short, void *);
 
 /* shm.c */
 void	 shm_open_ring(struct conn *, const struct wal_msg_shm_open *);

@@ -164,6 +164,7 @@ main(int argc, char **argv)
 	srv.sync_fd = -1;
 	TAILQ_INIT(&srv.conns);
 	TAILQ_INIT(&srv.shms);
+	TAILQ_INIT(&srv.parked);
 	srv.conf_path = conf;
 	if (load_config(&srv.cfg, conf, conf_given, &overrides, why,
 	    sizeof why) != 0) {
@@ -238,6 +239,7 @@ main(int argc, char **argv)
 	srv.ev_sync_kick = event_new(srv.base, -1, 0, srv_sync_kick_cb, &srv);
 	srv.ev_commit_delay = evtimer_new(srv.base, srv_commit_delay_cb, &srv);
 	srv.ev_rotate = evtimer_new(srv.base, srv_rotate_cb, &srv);
+	srv.ev_parked = evtimer_new(srv.base, conn_parked_cb, &srv);
 	srv.ev_tick = event_new(srv.base, -1, EV_PERSIST, tick_cb, &srv);
 	srv.ev_drain = event_new(srv.base, -1, 0, srv_shm_drain_cb, &srv);
 	srv.ev_stop_timer = evtimer_new(srv.base, stop_timer_cb, &srv);
@@ -247,7 +249,7 @@ main(int argc, char **argv)
 	if (srv.ev_sync_done == NULL || srv.ev_sync_timer == NULL ||
 	    srv.ev_tick == NULL || srv.ev_stop_timer == NULL ||
 	    srv.ev_sync_kick == NULL || srv.ev_commit_delay == NULL ||
-	    srv.ev_rotate == NULL ||
+	    srv.ev_rotate == NULL || srv.ev_parked == NULL ||
 	    srv.ev_drain == NULL ||
 	    srv.ev_signals[0] == NULL || srv.ev_signals[1] == NULL ||
 	    srv.ev_signals[2] == NULL)
@@ -302,6 +304,7 @@ main(int argc, char **argv)
 	event_free(srv.ev_sync_kick);
 	event_free(srv.ev_commit_delay);
 	event_free(srv.ev_rotate);
+	event_free(srv.ev_parked);
 	event_free(srv.ev_tick);
 	event_free(srv.ev_drain);
 	event_free(srv.ev_stop_timer);

@@ -513,7 +513,8 @@ ts_raw_connect(const struct ts_daemon *d)
 	if (snprintf(sun.sun_path, sizeof sun.sun_path, "%s", d->sock) >=
 	    (int)sizeof sun.sun_path)
 		ck_abort_msg("socket path too long");
-	ck_assert_int_eq(connect(s, (struct sockaddr *)&sun, sizeof sun), 0);
+	ck_assert_msg(connect(s, (struct sockaddr *)&sun, sizeof sun) == 0,
+	    "cannot connect to %s: %s", d->sock, strerror(errno));
 	return (s);
 }
 
