@@ -8,9 +8,12 @@
  */
 #include "config.h"
 
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+
+#include <linux/sockios.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -44,6 +47,9 @@
 #define CONN_READ_BATCH		64
 #define CONN_READ_BUDGET	(1024 * 1024)
 
+/* How often a subscriber's unread memfd record is looked at again (ms). */
+#define CONN_SUB_RETRY_MS	2
+
 /* Seconds a closing connection may take to read its last replies. */
 #define CONN_LINGER_S		60
 
@@ -64,6 +70,8 @@ static void	conn_subscribe(struct conn *, const struct wal_msg_subscribe *);
 static void	conn_sub_pump(struct conn *);
 static void	conn_sub_send_fd(struct conn *, const struct wal_rec_out *,
 		    const struct wal_record *);
+static int	conn_sub_fd_ok(struct conn *, uint32_t size);
+static void	conn_sub_retry_cb(int, short, void *);
 static void	conn_ack_add(struct conn *, uint64_t id, int64_t first,
 		    uint32_t count);
 static void	conn_ack_flush(struct conn *);
@@ -136,6 +144,9 @@ conn_free(struct conn *c)
 	closer_close_socket(srv->closer, c->fd);	/* what is in flight too */
 	outq_free(&c->out);
 	wal_reader_close(c->sub);
+	if (c->ev_sub_retry != NULL)
+		event_free(c->ev_sub_retry);
+	srv->sub_fd_total -= c->sub_fd_bytes;
 	free(c->acks);
 	log_debug("client pid %ld uid %ld disconnected after %" PRIu64
 	    " records", (long)c->pid, (long)c->uid, c->records);
@@ -293,14 +304,22 @@ conn_closing(struct conn *c)
 /*
  * Once a second: drop a connection that sent no HELLO within
  * hello_timeout, one idle for idle_timeout (no frame, no ring record and
- * nothing owed to it), and a closing one whose peer does not read.
+ * nothing owed to it), and a closing one whose peer does not read; forget
+ * a memfd record its subscriber has read.
  */
 void
 conn_check_timeouts(struct conn *c)
 {
 	const struct srv_config *cfg = &c->srv->cfg;
 	int64_t now = conn_now();
+	int unread;
 
+	/* A memfd record read since (its subscription may be over). */
+	if (c->sub_fd_bytes > 0 && ioctl(c->fd, SIOCOUTQ, &unread) == 0 &&
+	    unread == 0) {
+		c->srv->sub_fd_total -= c->sub_fd_bytes;
+		c->sub_fd_bytes = 0;
+	}
 	if (c->closing) {
 		if (now - c->closing_since >= CONN_LINGER_S * 1000) {
 			log_info("client pid %ld uid %ld did not read its last "
@@ -1025,6 +1044,11 @@ conn_subscribe(struct conn *c, const struct wal_msg_subscribe *s)
 		conn_error(c, s->hdr.id, WAL_PERR_IO, 1, "%s", err.msg);
 		return;
 	}
+	if ((c->ev_sub_retry = evtimer_new(srv->base, conn_sub_retry_cb, c)) ==
+	    NULL) {
+		conn_error(c, s->hdr.id, WAL_PERR_IO, 1, "out of memory");
+		return;
+	}
 	c->sub_to = s->to_seq;
 	c->sub_follow = (s->flags & WAL_SUB_FOLLOW) != 0;
 	event_add(c->ev_write, NULL);
@@ -1066,6 +1090,11 @@ conn_sub_pump(struct conn *c)
 				break;
 			}
 			/* Too big for any frame: hand over a sealed memfd. */
+			if (!conn_sub_fd_ok(c, rec.size)) {
+				c->sub_rec = rec;
+				c->sub_held = 1;
+				return;
+			}
 			conn_sub_send_fd(c, &ro, &rec);
 			goto sent;
 		}
@@ -1132,11 +1161,57 @@ conn_sub_send_fd(struct conn *c, const struct wal_rec_out *ro,
 	}
 	memcpy(fb, &h, sizeof h);
 	memcpy(fb + sizeof h, ro, sizeof *ro);
+	c->sub_fd_bytes = rec->size;
+	c->srv->sub_fd_total += rec->size;
 	if (outq_push_fd(&c->out, fb, sizeof fb, mfd) != 0) {	/* closes mfd */
 		log_warnx("client pid %ld: out of memory for replies; "
 		    "disconnecting it", (long)c->pid);
 		conn_closing(c);
 	}
+}
+
+/*
+ * May a record of size bytes go to the subscriber in a memfd now? Each
+ * memfd is memory (shmem) the daemon made, held until the subscriber
+ * reads it, and a subscriber that does not read would otherwise be sent
+ * one after another (as many as its socket takes): so at most one per
+ * subscriber is unread (the socket's outgoing queue, SIOCOUTQ, is empty
+ * once the subscriber has read all it was sent), and all subscribers'
+ * unread ones together stay within max_inflight_total (but one always may
+ * go). If not now, a timer looks again in CONN_SUB_RETRY_MS.
+ */
+static int
+conn_sub_fd_ok(struct conn *c, uint32_t size)
+{
+	static const struct timeval retry = { 0, CONN_SUB_RETRY_MS * 1000 };
+	struct server *srv = c->srv;
+	int unread;
+
+	if (c->sub_fd_bytes > 0) {
+		if (ioctl(c->fd, SIOCOUTQ, &unread) == -1 || unread > 0)
+			goto later;
+		srv->sub_fd_total -= c->sub_fd_bytes;
+		c->sub_fd_bytes = 0;
+	}
+	if (srv->sub_fd_total > 0 && srv->sub_fd_total + srv->outq_total +
+	    size > srv->cfg.max_inflight_total)
+		goto later;
+	return (1);
+later:
+	evtimer_add(c->ev_sub_retry, &retry);
+	return (0);
+}
+
+/* Look again whether the subscriber's memfd was read. */
+static void
+conn_sub_retry_cb(int fd, short ev, void *arg)
+{
+	struct conn *c = arg;
+
+	(void)fd;
+	(void)ev;
+	if (c->sub != NULL && outq_bytes(&c->out) == 0)
+		conn_sub_pump(c);
 }
 
 /* Remember an ack; coalesced until the end of the read pass. */

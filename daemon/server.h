@@ -121,6 +121,8 @@ struct conn {
 	int			 sub_done;	/* passed sub_to */
 	int			 sub_held;	/* sub_rec did not fit last frame */
 	struct wal_record	 sub_rec;	/* valid until the next read */
+	uint64_t		 sub_fd_bytes;	/* record in a memfd not yet read */
+	struct event		*ev_sub_retry;	/* look again whether it is */
 
 	struct shm_ring		*shm;		/* shared-memory ring, if any */
 
@@ -195,6 +197,7 @@ struct server {
 
 	struct srv_dirstat	 dirstat;	/* last scan, for STATUS */
 	uint64_t		 outq_total;	/* memory of all reply queues */
+	uint64_t		 sub_fd_total;	/* records in memfds not yet read */
 	uint64_t		 segments_removed;	/* by retention */
 
 	uint64_t		 records;

@@ -7,6 +7,7 @@
  */
 #include "config.h"
 
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -14,6 +15,7 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 
+#include <linux/sockios.h>
 #include <netinet/in.h>
 
 #include <dirent.h>
@@ -716,6 +718,64 @@ START_TEST(test_large_records_take_turns)
 }
 END_TEST
 
+/*
+ * A subscriber that never reads, on a log of records too large for a
+ * frame: each such record goes out in a memfd the daemon fills (shmem,
+ * its memory), and the daemon sent one after another, as many as the
+ * socket took: the subscriber pinned every large record of the log (40 x
+ * 2 MiB here; 320 MiB with 8 MiB records). Now at most one is unread per
+ * subscriber; once it reads, the rest follows, every record in order.
+ */
+START_TEST(test_subscriber_memfds_bounded)
+{
+	enum { RECS = 40, SIZE = 2 << 20 };
+	static uint8_t buf[WAL_PROTO_MAX_FRAME];
+	struct wal_msg m;
+	struct wal_rec_out ro;
+	int w, s, mfd, i, queued;
+	int64_t next = 0;
+
+	START("--segment-size", "16M", NULL);
+	w = ts_raw_connect(&d);
+	ts_raw_hello(w);
+	mfd = ts_sealed_memfd(SIZE);
+	for (i = 0; i < RECS; i++) {
+		ck_assert_int_eq(ts_raw_append_fd(w, (uint64_t)i, SIZE, mfd,
+		    WAL_ACK_WRITTEN, 0), 0);
+		ts_raw_recv_until(w, WAL_MSG_ACK, buf, sizeof buf, 10000);
+	}
+	close(mfd);
+	s = ts_raw_connect(&d);
+	ts_raw_hello(s);
+	ts_raw_subscribe(s, 1, 0, -1, 0);
+	/* What the daemon sends while the subscriber does not read. */
+	ping_answers(w, 1);
+	usleep(500000);
+	ping_answers(w, 2);
+	ck_assert_int_eq(ioctl(s, SIOCINQ, &queued), 0);
+	ck_assert_msg(queued <= 2 * (int)(sizeof m + sizeof ro), "%d bytes "
+	    "of RECORD_FD frames (%zu each) sent to a subscriber that does "
+	    "not read", queued, sizeof m + sizeof ro);
+	/* It reads: every record, in order, then the end. */
+	for (;;) {
+		ck_assert_int_ge(ts_raw_recv(s, buf, sizeof buf, 10000),
+		    (ssize_t)sizeof m);
+		memcpy(&m, buf, sizeof m);
+		if (m.type == WAL_MSG_SUB_END)
+			break;
+		ck_assert_int_eq(m.type, WAL_MSG_RECORD_FD);
+		memcpy(&ro, buf + sizeof m, sizeof ro);
+		ck_assert_int_eq(ro.seq, next);
+		ck_assert_int_eq(ro.size, SIZE);
+		next++;
+	}
+	ck_assert_int_eq(next, RECS);
+	close(s);
+	close(w);
+	ck_assert_int_eq(ts_daemon_stop_within(&d, 5), 0);
+}
+END_TEST
+
 static Suite *
 attack_suite(void)
 {
@@ -730,6 +790,7 @@ attack_suite(void)
 	tcase_add_test(tc, test_reply_memory);
 	tcase_add_test(tc, test_held_acks_bounded);
 	tcase_add_test(tc, test_large_records_take_turns);
+	tcase_add_test(tc, test_subscriber_memfds_bounded);
 	suite_add_tcase(s, tc);
 	return (s);
 }
