@@ -98,28 +98,25 @@ fail:
 
 /*
  * Stop the thread: it closes nothing more (exit releases what is left,
- * without lingering). One stuck in a close that no signal ends is left
- * behind after CLOSER_NUDGE_S.
+ * without lingering). A thread in the middle of a close is left to it:
+ * the daemon's stop bound does not wait for a client's descriptor.
  */
 void
 closer_stop(struct closer *cl)
 {
-	struct timespec ts;
-
 	if (cl == NULL)
 		return;
 	pthread_mutex_lock(&cl->lock);
 	cl->stop = 1;
 	pthread_cond_signal(&cl->cond);
 	pthread_mutex_unlock(&cl->lock);
-	pthread_kill(cl->thread, CLOSER_SIGNAL);
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += CLOSER_NUDGE_S;
-	if (pthread_timedjoin_np(cl->thread, NULL, &ts) != 0) {
+	/* Not closing: it sees stop before it takes another descriptor. */
+	if (atomic_load(&cl->busy_since) != 0) {
 		log_warnx("a descriptor a client passed is still being closed; "
 		    "not waiting for it");
 		return;
 	}
+	pthread_join(cl->thread, NULL);
 	pthread_mutex_destroy(&cl->lock);
 	pthread_cond_destroy(&cl->cond);
 	free(cl->fds);
@@ -288,8 +285,9 @@ closer_main(void *arg)
 		if (cl->stop)
 			break;
 		fd = cl->fds[--cl->n];
-		pthread_mutex_unlock(&cl->lock);
+		/* Under the lock: closer_stop() sees it once stop is set. */
 		atomic_store(&cl->busy_since, closer_mono_ns());
+		pthread_mutex_unlock(&cl->lock);
 		close(fd);
 		atomic_store(&cl->busy_since, 0);
 		pthread_mutex_lock(&cl->lock);
