@@ -322,9 +322,10 @@ conn_check_timeouts(struct conn *c)
 	}
 	if (c->closing) {
 		if (now - c->closing_since >= CONN_LINGER_S * 1000) {
-			log_info("client pid %ld uid %ld did not read its last "
-			    "replies within %ds; disconnecting it",
-			    (long)c->pid, (long)c->uid, CONN_LINGER_S);
+			if (srv_log_client(c->srv))
+				log_info("client pid %ld uid %ld did not read its "
+				    "last replies within %ds; disconnecting it",
+				    (long)c->pid, (long)c->uid, CONN_LINGER_S);
 			conn_free(c);
 		}
 		return;
@@ -332,9 +333,10 @@ conn_check_timeouts(struct conn *c)
 	if (!c->hello_done) {
 		if (cfg->hello_timeout_s > 0 && now - c->since >=
 		    (int64_t)cfg->hello_timeout_s * 1000) {
-			log_info("client pid %ld uid %ld sent no HELLO within "
-			    "%us; disconnecting it", (long)c->pid,
-			    (long)c->uid, cfg->hello_timeout_s);
+			if (srv_log_client(c->srv))
+				log_info("client pid %ld uid %ld sent no HELLO "
+				    "within %us; disconnecting it", (long)c->pid,
+				    (long)c->uid, cfg->hello_timeout_s);
 			conn_error(c, 0, WAL_PERR_TIMEOUT, 1, "no HELLO within "
 			    "hello_timeout (%us)", cfg->hello_timeout_s);
 			conn_flush(c);
@@ -349,8 +351,10 @@ conn_check_timeouts(struct conn *c)
 	}
 	if (cfg->idle_timeout_s > 0 && now - c->last_active >=
 	    (int64_t)cfg->idle_timeout_s * 1000) {
-		log_info("client pid %ld uid %ld idle for %us; disconnecting "
-		    "it", (long)c->pid, (long)c->uid, cfg->idle_timeout_s);
+		if (srv_log_client(c->srv))
+			log_info("client pid %ld uid %ld idle for %us; "
+			    "disconnecting it", (long)c->pid, (long)c->uid,
+			    cfg->idle_timeout_s);
 		conn_error(c, 0, WAL_PERR_TIMEOUT, 1, "idle for idle_timeout "
 		    "(%us)", cfg->idle_timeout_s);
 		conn_flush(c);
@@ -425,10 +429,12 @@ conn_sub_drop(struct conn *c, uint64_t held)
 		return;
 	/* The first seq not queued for it: where to subscribe again. */
 	pos = c->sub_held ? c->sub_rec.seq : wal_reader_position(c->sub);
-	log_warnx("subscriber pid %ld uid %ld dropped: at seq %" PRId64
-	    " it holds back %" PRIu64 " bytes of segments that retention "
-	    "would remove (max_subscriber_hold %" PRIu64 ")", (long)c->pid,
-	    (long)c->uid, pos, held, c->srv->cfg.max_subscriber_hold);
+	if (srv_log_client(c->srv))
+		log_warnx("subscriber pid %ld uid %ld dropped: at seq %" PRId64
+		    " it holds back %" PRIu64 " bytes of segments that "
+		    "retention would remove (max_subscriber_hold %" PRIu64 ")",
+		    (long)c->pid, (long)c->uid, pos, held,
+		    c->srv->cfg.max_subscriber_hold);
 	wal_reader_close(c->sub);	/* its segments are free now */
 	c->sub = NULL;
 	c->sub_held = 0;
@@ -582,9 +588,10 @@ conn_recv_one(struct conn *c, uint64_t *spent)
 			memcpy(&hdr, srv->rxbuf, sizeof hdr);
 		if (hdr.type == WAL_MSG_APPEND_FD && wal_proto_check(srv->rxbuf,
 		    (size_t)n, 0, NULL, 0) == 0) {
-			log_warnx("client pid %ld: a descriptor it passed was "
-			    "dropped (walmmapd is out of file descriptors)",
-			    (long)c->pid);
+			if (srv_log_client(srv))
+				log_warnx("client pid %ld: a descriptor it passed "
+				    "was dropped (walmmapd is out of file "
+				    "descriptors)", (long)c->pid);
 			conn_error(c, hdr.id, WAL_PERR_BADFD, 0, "the memfd "
 			    "passed with APPEND_FD was dropped on receipt: "
 			    "walmmapd is out of file descriptors; the record "
@@ -762,7 +769,8 @@ conn_append(struct conn *c, const uint8_t *buf, size_t len)
 		if (wal_ring_reserve(srv->ring, size, &dst, &err) != 0) {
 			/* Disk full at rotation: the rest is not written. */
 			wal_ring_flush(srv->ring);
-			log_warnx("%s", err.msg);
+			if (srv_log_client(srv))
+				log_warnx("%s", err.msg);
 			if (done > 0 && ack >= WAL_ACK_WRITTEN)
 				conn_ack_add(c, a.hdr.id, first, done);
 			conn_error(c, a.hdr.id, conn_errno_perr(err.code), 0,
@@ -844,7 +852,8 @@ conn_append_fd(struct conn *c, const struct wal_msg_append_fd *a, int fd)
 		goto out;
 	}
 	if (wal_ring_reserve(srv->ring, (uint32_t)a->size, &dst, &err) != 0) {
-		log_warnx("%s", err.msg);
+		if (srv_log_client(srv))
+			log_warnx("%s", err.msg);
 		conn_error(c, a->hdr.id, conn_errno_perr(err.code), 0,
 		    "record not written: %s", err.msg);
 		goto out;

@@ -30,6 +30,9 @@
 /* Seconds from SIGTERM to exit, however much clients keep sending. */
 #define SRV_STOP_TIMEOUT_S	5
 
+/* Lines about clients logged per second at most (srv_log_client). */
+#define SRV_CLIENT_LOG_PER_S	20
+
 /* Rotations by request happen at most this often (ms). */
 #define SRV_ROTATE_MS		1000
 
@@ -44,7 +47,6 @@ static void	server_unlink(struct server *);
 static void	server_forget_expected(struct server *);
 static unsigned	server_uid_conns(const struct server *, uid_t);
 static void	server_refuse(struct server *, int, unsigned, const char *);
-static int	server_log_refusal(struct server *);
 static void	server_dirstat(struct server *, const struct wal_ring_stats *);
 static int64_t	server_mono_ms(void);
 
@@ -364,6 +366,43 @@ srv_rotate_cb(int fd, short ev, void *arg)
 	}
 }
 
+/*
+ * May a line about what one client did be logged now? Clients cause such
+ * lines at will (a connection that breaks its ring, sends no HELLO, is
+ * refused...): at most SRV_CLIENT_LOG_PER_S a second are logged, the rest
+ * only counted and reported once a second (srv_log_suppressed), so clients
+ * cannot fill the disk with the log, nor exhaust journald's rate limit
+ * (which would drop the daemon's own messages too).
+ */
+int
+srv_log_client(struct server *srv)
+{
+	time_t now = time(NULL);
+
+	if (now != srv->client_log_sec) {
+		srv->client_log_sec = now;
+		srv->client_log_n = 0;
+	}
+	if (srv->client_log_n < SRV_CLIENT_LOG_PER_S) {
+		srv->client_log_n++;
+		return (1);
+	}
+	srv->client_log_dropped++;
+	return (0);
+}
+
+/* Once a second: how many lines about clients were not logged. */
+void
+srv_log_suppressed(struct server *srv)
+{
+	if (srv->client_log_dropped == 0)
+		return;
+	log_warnx("%" PRIu64 " more message%s about clients not logged (at "
+	    "most %d a second are)", srv->client_log_dropped,
+	    srv->client_log_dropped == 1 ? "" : "s", SRV_CLIENT_LOG_PER_S);
+	srv->client_log_dropped = 0;
+}
+
 /* Once a second: handshake, idle and linger timeouts. */
 void
 srv_check_timeouts(struct server *srv)
@@ -627,7 +666,7 @@ server_accept_cb(int lfd, short ev, void *arg)
 		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == -1)
 			memset(&cred, 0xff, sizeof cred);
 		if (!server_allowed(srv, cred.uid, cred.gid)) {
-			if (server_log_refusal(srv))
+			if (srv_log_client(srv))
 				log_info("refused pid %ld uid %ld gid %ld: not on "
 				    "the allow-list", (long)cred.pid,
 				    (long)cred.uid, (long)cred.gid);
@@ -642,7 +681,7 @@ server_accept_cb(int lfd, short ev, void *arg)
 		}
 		if (server_uid_conns(srv, cred.uid) >=
 		    srv->cfg.max_connections_per_uid) {
-			if (server_log_refusal(srv))
+			if (srv_log_client(srv))
 				log_warnx("refused pid %ld uid %ld: it has "
 				    "max_connections_per_uid (%u) connections",
 				    (long)cred.pid, (long)cred.uid,
@@ -693,21 +732,6 @@ server_refuse(struct server *srv, int fd, unsigned code, const char *why)
 	memcpy(buf + sizeof e, why, n);
 	(void)send(fd, buf, e.hdr.len, MSG_DONTWAIT | MSG_NOSIGNAL);
 	closer_close_socket(srv->closer, fd);
-}
-
-/*
- * May a refusal be logged now? At most once a second: a client that
- * connects in a loop must not flood the log.
- */
-static int
-server_log_refusal(struct server *srv)
-{
-	time_t now = time(NULL);
-
-	if (now == srv->refusal_logged)
-		return (0);
-	srv->refusal_logged = now;
-	return (1);
 }
 
 /* Nobody of the last sync round is expected back any more. */

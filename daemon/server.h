@@ -151,7 +151,9 @@ struct server {
 	struct connlist		 conns;
 	unsigned		 nconns;
 	uint64_t		 clients_total;
-	time_t			 refusal_logged;	/* last refusal logged */
+	time_t			 client_log_sec;	/* srv_log_client() */
+	unsigned		 client_log_n;	/* lines in that second */
+	uint64_t		 client_log_dropped; /* not logged since */
 
 	struct syncer		*syncer;
 	struct closer		*closer;	/* what clients passed */
@@ -225,6 +227,8 @@ void	 srv_sync_round(struct server *);
 void	 srv_wake_subscribers(struct server *);
 void	 srv_retention(struct server *);
 void	 srv_check_timeouts(struct server *);
+int	 srv_log_client(struct server *);
+void	 srv_log_suppressed(struct server *);
 int	 srv_rotate_now(struct server *, pid_t, char *err, size_t errlen);
 void	 srv_rotate_later(struct server *);
 void	 srv_rotate_cb(int, short, void *);

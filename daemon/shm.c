@@ -244,9 +244,10 @@ shm_close_ring(struct conn *c)
 		return;
 	}
 	if (rc < 0) {
-		log_warnx("client pid %ld: shared-memory ring corrupt at "
-		    "close: %s; nothing more written from it", (long)r->pid,
-		    why);
+		if (srv_log_client(r->srv))
+			log_warnx("client pid %ld: shared-memory ring corrupt "
+			    "at close: %s; nothing more written from it",
+			    (long)r->pid, why);
 		shm_release(r);
 		return;
 	}
@@ -549,7 +550,8 @@ shm_drain_ring(struct shm_ring *r, unsigned budget, int64_t ts, int load)
 		}
 		if (wal_ring_reserve(srv->ring, rec.len, &dst, &err) != 0) {
 			wal_ring_flush(srv->ring);
-			log_warnx("%s", err.msg);
+			if (srv_log_client(srv))
+				log_warnx("%s", err.msg);
 			shm_fail(r, conn_errno_perr(err.code), "%" PRIu64
 			    " records from the shared-memory ring written, "
 			    "the next one is not: %s", r->cons.written,
@@ -621,8 +623,10 @@ shm_fail(struct shm_ring *r, unsigned code, const char *fmt, ...)
 	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
 	r->broken = 1;
-	log_warnx("client pid %ld: %s; %s", (long)r->pid, msg,
-	    r->conn != NULL ? "disconnecting it" : "its connection is gone");
+	if (srv_log_client(r->srv))
+		log_warnx("client pid %ld: %s; %s", (long)r->pid, msg,
+		    r->conn != NULL ? "disconnecting it" :
+		    "its connection is gone");
 	if (r->conn != NULL)
 		conn_error(r->conn, 0, code, 1, "%s", msg);
 }

@@ -673,6 +673,7 @@ tick_cb(int fd, short ev, void *arg)
 	if (srv->sub_dirty)
 		srv_wake_subscribers(srv);
 	srv_check_timeouts(srv);
+	srv_log_suppressed(srv);
 	closer_tick(srv->closer);
 	if (!srv->stopping)
 		srv_retention(srv);

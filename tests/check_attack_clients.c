@@ -776,6 +776,50 @@ START_TEST(test_subscriber_memfds_bounded)
 }
 END_TEST
 
+/* Lines of the daemon's log that contain text. */
+static unsigned
+log_lines(const char *text)
+{
+	char *log = ts_daemon_log(&d), *p;
+	unsigned n = 0;
+
+	for (p = log; (p = strstr(p, text)) != NULL; p++)
+		n++;
+	free(log);
+	return (n);
+}
+
+/*
+ * Clients that each break their ring (a tail outside it) at once: each
+ * made a warning, so clients could fill the log's disk, or journald's
+ * rate limit and have the daemon's own messages dropped. Now at most 20
+ * lines about clients a second are logged, and how many were not is said.
+ */
+START_TEST(test_client_log_flood)
+{
+	enum { RINGS = 150 };
+	struct ts_ring r[RINGS];
+	unsigned n;
+	int i;
+
+	START("-o", "shm_size=64K", "-o", "max_connections_per_uid=1000",
+	    NULL);
+	for (i = 0; i < RINGS; i++)
+		ts_ring_open(&d, &r[i], 0);
+	ts_daemon_pause(&d);
+	for (i = 0; i < RINGS; i++)
+		ts_ring_publish(&r[i], r[i].size + 16);	/* past the ring */
+	ts_daemon_signal(&d, SIGCONT);
+	ck_assert(ts_daemon_log_wait(&d, "about clients not logged"));
+	for (i = 0; i < RINGS; i++)
+		ts_ring_close(&r[i]);
+	n = log_lines("shared-memory ring corrupt");
+	ck_assert_msg(n <= 40, "%u warnings for %d broken rings", n, RINGS);
+	ts_status_within(&d, 2);
+	ck_assert_int_eq(ts_daemon_stop_within(&d, 5), 0);
+}
+END_TEST
+
 static Suite *
 attack_suite(void)
 {
@@ -791,6 +835,7 @@ attack_suite(void)
 	tcase_add_test(tc, test_held_acks_bounded);
 	tcase_add_test(tc, test_large_records_take_turns);
 	tcase_add_test(tc, test_subscriber_memfds_bounded);
+	tcase_add_test(tc, test_client_log_flood);
 	suite_add_tcase(s, tc);
 	return (s);
 }
