@@ -474,59 +474,48 @@ START_TEST(test_rotate_flood)
 }
 END_TEST
 
-/* The daemon's anonymous resident memory, in KiB. */
-static unsigned long
-daemon_anon_kb(void)
-{
-	char path[64], line[256];
-	unsigned long kb = 0;
-	FILE *f;
-
-	snprintf(path, sizeof path, "/proc/%ld/status", (long)d.pid);
-	ck_assert_ptr_nonnull(f = fopen(path, "re"));
-	while (fgets(line, sizeof line, f) != NULL)
-		if (sscanf(line, "RssAnon: %lu", &kb) == 1)
-			break;
-	fclose(f);
-	return (kb);
-}
-
 /*
  * Send header-only frames of type on s until the daemon stops reading
- * them (the socket stays full for 300 ms).
+ * them (the socket stays full for 300 ms); how many were sent.
  */
-static void
+static uint64_t
 send_until_paused(int s, uint16_t type)
 {
 	struct pollfd pfd = { s, POLLOUT, 0 };
 	struct wal_msg m;
+	uint64_t n = 0;
 
 	memset(&m, 0, sizeof m);
 	m.type = type;
 	m.len = sizeof m;
 	for (;;) {
 		if (send(s, &m, sizeof m, MSG_DONTWAIT | MSG_NOSIGNAL) ==
-		    sizeof m)
+		    sizeof m) {
+			n++;
 			continue;
+		}
 		ck_assert_int_eq(errno, EAGAIN);
 		if (poll(&pfd, 1, 300) == 0)
-			return;
+			return (n);
 	}
 }
 
 /*
- * Clients that send STATUS and never read the replies: each is read until
- * its replies reach max_inflight (4 MiB), so 48 of them made the daemon
- * hold 192 MiB, and the queues kept their memory after the clients read.
- * Now all queues together stop at max_inflight_total (16 MiB here, plus a
- * read pass per client); a client whose replies are sent is still read,
- * and the flooders get every reply once they read.
+ * Clients that send STATUS and never read the replies: each was read
+ * until its replies reached max_inflight (4 MiB, 8,000 replies), so 48 of
+ * them made the daemon hold 192 MiB (400,000 replies read), and the
+ * queues kept their memory after the clients read. Now all queues
+ * together stop at max_inflight_total (16 MiB here): four clients fill
+ * theirs, the others are read only while their replies can be sent.
+ * (Counted in requests the daemon took: what a sanitizer adds to its
+ * memory would blur a measure of that.) A client whose replies are sent
+ * is still read, and the flooders get every reply once they read.
  */
 START_TEST(test_reply_memory)
 {
 	enum { CLIENTS = 48 };
 	uint8_t buf[WAL_PROTO_MAX_FRAME];
-	unsigned long before, after;
+	uint64_t taken = 0;
 	int v, s[CLIENTS], i;
 	ssize_t n;
 
@@ -538,13 +527,10 @@ START_TEST(test_reply_memory)
 		ts_raw_hello(s[i]);
 	}
 	ping_answers(v, 1);
-	before = daemon_anon_kb();
 	for (i = 0; i < CLIENTS; i++)
-		send_until_paused(s[i], WAL_MSG_STATUS);
-	after = daemon_anon_kb();
-	ck_assert_msg(after < before + 40 * 1024, "%d clients that do not "
-	    "read made the daemon take %lu KiB of memory", CLIENTS,
-	    after - before);
+		taken += send_until_paused(s[i], WAL_MSG_STATUS);
+	ck_assert_msg(taken < 200000, "%d clients that do not read got %"
+	    PRIu64 " STATUS requests read", CLIENTS, taken);
 	/* Others are served meanwhile. */
 	ping_answers(v, 2);
 	ts_status_within(&d, 2);
@@ -566,10 +552,10 @@ END_TEST
  * A client that sends durable appends without reading while a sync takes
  * long (held here): the acks of durable appends wait for the sync that
  * covers them, outside the reply queue, so the daemon never stopped
- * reading and kept 24 bytes per frame for as long as the sync lasted (36
- * MiB for 1.5 million frames). Now held acks count as queued replies: the
- * client is paused at max_inflight. Once the sync ends every record is
- * acknowledged, once, and durable.
+ * reading and kept 24 bytes per frame for as long as the sync lasted (all
+ * 1.5 million frames here: 36 MiB). Now held acks count as queued
+ * replies: the client is paused at max_inflight. Once the sync ends every
+ * record is acknowledged, once, and durable.
  */
 START_TEST(test_held_acks_bounded)
 {
@@ -584,7 +570,6 @@ START_TEST(test_held_acks_bounded)
 	char ctl[PATH_MAX];
 	struct wf_ctl *fc;
 	uint8_t frame[sizeof a + 4];
-	unsigned long before, after;
 	uint64_t calls, sent = 0, acked = 0;
 	int64_t durable = -1, next = 0;
 	uint32_t zero = 0, k;
@@ -615,7 +600,6 @@ START_TEST(test_held_acks_bounded)
 	while (atomic_load(&fc->op[WF_MSYNC].calls) +
 	    atomic_load(&fc->op[WF_FDATASYNC].calls) == calls)
 		usleep(1000);
-	before = daemon_anon_kb();
 	pfd.fd = s;
 	pfd.events = POLLOUT;
 	while (sent < FRAMES) {
@@ -628,10 +612,9 @@ START_TEST(test_held_acks_bounded)
 		if (poll(&pfd, 1, 300) == 0)
 			break;		/* paused */
 	}
-	after = daemon_anon_kb();
-	ck_assert_msg(after < before + 16 * 1024, "%" PRIu64 " durable "
-	    "appends during a sync made the daemon take %lu KiB of memory",
-	    sent, after - before);
+	/* 4 MiB of held acks is 174,763 frames; the sockets hold a few more. */
+	ck_assert_msg(sent < FRAMES / 3, "%" PRIu64 " durable appends read "
+	    "during one sync", sent);
 	ts_status_within(&d, 2);
 
 	/* The sync ends: every record acknowledged once, then durable. */
