@@ -10,11 +10,19 @@
  * daemon's close is then the last one. So the event loop never closes a
  * descriptor a client passed unless it is a memfd (shmem or hugetlbfs, the
  * only files that take seals, whose release never waits): it hands it to
- * the closer thread. A close that takes longer than CLOSER_NUDGE_S is
+ * the closer thread. A close that takes longer than CLOSER_NUDGE_MS is
  * interrupted with a signal (closer_tick), which ends every wait a signal
  * can end (the linger wait does); what waits uninterruptibly (a FUSE
  * server that never answers) holds only this thread and what is queued
  * behind it.
+ *
+ * What is queued holds descriptors of ours. While a close takes its time a
+ * client could pass thousands more, up to the descriptor limit; past it the
+ * kernel drops what a message carries inside recvmsg, on the loop's thread,
+ * and a last reference dropped there blocks the loop after all. So the
+ * queue is bounded: closer_room() says whether another message's worth
+ * (CLOSER_MAX_FDS) still fits in a quarter of the descriptor limit, and
+ * the loop receives nothing from clients while it does not.
  *
  * A socket a client can send to (a connection, a doorbell) may hold
  * descriptors in flight, released with it: closer_close_socket() shuts it
@@ -27,6 +35,7 @@
  */
 #include "config.h"
 
+#include <sys/resource.h>
 #include <sys/socket.h>
 
 #include <errno.h>
@@ -43,7 +52,7 @@
 #include "closer.h"
 #include "log.h"
 
-#define CLOSER_NUDGE_S	1	/* then a close is interrupted */
+#define CLOSER_NUDGE_MS	100	/* then a close is interrupted */
 #define CLOSER_SIGNAL	SIGURG	/* ignored by default: harmless if sent */
 #define CLOSER_WARN_S	10	/* a close still stuck: say so, once */
 
@@ -52,7 +61,8 @@ struct closer {
 	pthread_mutex_t		 lock;
 	pthread_cond_t		 cond;
 	int			*fds;		/* (lock) waiting to be closed */
-	size_t			 n;		/* (lock) */
+	_Atomic size_t		 n;		/* (lock; read without) */
+	size_t			 max;		/* queued at most (closer_room) */
 	size_t			 cap;		/* (lock) */
 	int			 stop;		/* (lock) */
 	_Atomic uint64_t	 busy_since;	/* mono ns a close began, 0 */
@@ -69,11 +79,17 @@ closer_start(void)
 {
 	struct closer *cl;
 	struct sigaction sa;
+	struct rlimit rl;
 	sigset_t all, saved;
 	int rc;
 
 	if ((cl = calloc(1, sizeof *cl)) == NULL)
 		return (NULL);
+	/* A quarter of the descriptors; the rest are the daemon's own. */
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+		cl->max = rl.rlim_cur / 4;
+	else
+		cl->max = 16384;
 	pthread_mutex_init(&cl->lock, NULL);
 	pthread_cond_init(&cl->cond, NULL);
 	/* A handler (not SA_RESTART) so the signal ends a wait in close(). */
@@ -243,8 +259,20 @@ closer_take_fds(struct closer *cl, struct msghdr *msg, int keep_first)
 }
 
 /*
- * Once a second (the loop): interrupt a close that has taken too long,
- * and say once that one is stuck.
+ * May the loop receive another message from a client (one that may carry
+ * CLOSER_MAX_FDS descriptors)? Not while the queue is near its bound.
+ */
+int
+closer_room(struct closer *cl)
+{
+	size_t n = atomic_load(&cl->n);
+
+	return (n == 0 || n + CLOSER_MAX_FDS <= cl->max);
+}
+
+/*
+ * Every CLOSER_NUDGE_MS (the loop): interrupt a close that has taken that
+ * long, and say once that one is stuck.
  */
 void
 closer_tick(struct closer *cl)
@@ -256,7 +284,7 @@ closer_tick(struct closer *cl)
 		return;
 	}
 	now = closer_mono_ns();
-	if (now - since < (uint64_t)CLOSER_NUDGE_S * 1000000000u)
+	if (now - since < (uint64_t)CLOSER_NUDGE_MS * 1000000u)
 		return;
 	pthread_kill(cl->thread, CLOSER_SIGNAL);
 	if (!cl->warned && now - since >= (uint64_t)CLOSER_WARN_S *

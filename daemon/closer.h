@@ -39,7 +39,14 @@ size_t		 closer_drain(struct closer *, int fd, size_t max, int *ended);
  */
 int		 closer_take_fds(struct closer *, struct msghdr *, int keep_first);
 
-/* Once a second from the loop: interrupt a close that takes too long. */
+/*
+ * May the loop receive another message from a client? Not while the
+ * descriptors waiting to be closed are near their bound (see closer.c).
+ */
+int		 closer_room(struct closer *);
+
+/* Every CLOSER_TICK_MS from the loop: interrupt a close that is slow. */
+#define CLOSER_TICK_MS	100
 void		 closer_tick(struct closer *);
 
 #endif /* CLOSER_H */

@@ -399,9 +399,9 @@ conn_flush(struct conn *c)
 			c->read_paused = 1;
 			event_del(c->ev_read);
 		}
-	} else if (rc == 1 && c->read_paused && !c->closing && !c->parked) {
+	} else if (rc == 1 && c->read_paused) {
 		c->read_paused = 0;
-		event_add(c->ev_read, NULL);
+		conn_read_enable(c);
 	}
 	return (0);
 }
@@ -540,6 +540,13 @@ conn_recv_one(struct conn *c, uint64_t *spent)
 	/* A parked connection's next frame waits for the one parked. */
 	if (c->parked)
 		return (0);
+	/* No room for what the frame may carry: wait (srv_fd_wait_cb). */
+	if (!closer_room(srv->closer)) {
+		c->fd_wait = 1;
+		event_del(c->ev_read);
+		srv_fd_wait(srv);
+		return (0);
+	}
 	/* What the ring got before the frame was sent goes first. */
 	if (!shm_catch_up(c) || c->closing)
 		return (0);
@@ -991,7 +998,14 @@ conn_unpark(struct conn *c)
 		TAILQ_REMOVE(&c->srv->parked, c, park_entry);
 	c->parked = CONN_PARK_NONE;
 	c->park_fd = -1;
-	if (!c->closing && !c->read_paused)
+	conn_read_enable(c);
+}
+
+/* Read the connection again unless something still holds it. */
+void
+conn_read_enable(struct conn *c)
+{
+	if (!c->closing && !c->read_paused && !c->parked && !c->fd_wait)
 		event_add(c->ev_read, NULL);
 }
 

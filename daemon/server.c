@@ -30,6 +30,9 @@
 /* Seconds from SIGTERM to exit, however much clients keep sending. */
 #define SRV_STOP_TIMEOUT_S	5
 
+/* While no room to receive descriptors, look again this often (ms). */
+#define SRV_FD_WAIT_MS		10
+
 /* Lines about clients logged per second at most (srv_log_client). */
 #define SRV_CLIENT_LOG_PER_S	20
 
@@ -401,6 +404,40 @@ srv_log_suppressed(struct server *srv)
 	    "most %d a second are)", srv->client_log_dropped,
 	    srv->client_log_dropped == 1 ? "" : "s", SRV_CLIENT_LOG_PER_S);
 	srv->client_log_dropped = 0;
+}
+
+/*
+ * A connection or doorbell was not read: the descriptors waiting to be
+ * closed are near their bound (closer_room). Look again in a moment.
+ */
+void
+srv_fd_wait(struct server *srv)
+{
+	static const struct timeval tv = { 0, SRV_FD_WAIT_MS * 1000 };
+
+	if (!evtimer_pending(srv->ev_fd_wait, NULL))
+		evtimer_add(srv->ev_fd_wait, &tv);
+}
+
+/* Room again: read the connections and doorbells that waited. */
+void
+srv_fd_wait_cb(int fd, short ev, void *arg)
+{
+	struct server *srv = arg;
+	struct conn *c;
+
+	(void)fd;
+	(void)ev;
+	if (!closer_room(srv->closer)) {
+		srv_fd_wait(srv);
+		return;
+	}
+	TAILQ_FOREACH(c, &srv->conns, entry)
+		if (c->fd_wait) {
+			c->fd_wait = 0;
+			conn_read_enable(c);
+		}
+	shm_bells_enable(srv);
 }
 
 /* Once a second: handshake, idle and linger timeouts. */

@@ -107,6 +107,7 @@ struct conn {
 	 * Parked: one frame waits for its turn and nothing more is read
 	 * until it is handled, so replies keep the order of the requests.
 	 */
+	int			 fd_wait;	/* not read: closer_room() */
 	enum conn_park		 parked;
 	uint64_t		 park_id;	/* the ROTATE's id */
 	struct wal_msg_append_fd park_af;	/* the APPEND_FD ... */
@@ -166,6 +167,8 @@ struct server {
 	struct event		*ev_rotate;	/* the next ROTATE may run */
 	TAILQ_HEAD(, conn)	 parked;	/* large APPEND_FDs, in order */
 	struct event		*ev_parked;	/* runs the first of them */
+	struct event		*ev_closer;	/* closer_tick() */
+	struct event		*ev_fd_wait;	/* room to receive again? */
 	int			 rotate_armed;
 	int64_t			 rotate_last_ms; /* last ROTATE (mono), 0 */
 	int			 commit_delay_armed;
@@ -229,6 +232,8 @@ void	 srv_retention(struct server *);
 void	 srv_check_timeouts(struct server *);
 int	 srv_log_client(struct server *);
 void	 srv_log_suppressed(struct server *);
+void	 srv_fd_wait(struct server *);
+void	 srv_fd_wait_cb(int, short, void *);
 int	 srv_rotate_now(struct server *, pid_t, char *err, size_t errlen);
 void	 srv_rotate_later(struct server *);
 void	 srv_rotate_cb(int, short, void *);
@@ -254,6 +259,7 @@ uint64_t conn_sub_segment(const struct conn *);
 void	 conn_sub_drop(struct conn *, uint64_t held);
 void	 conn_rotated(struct conn *, int rc, const char *err);
 void	 conn_parked_cb(int, short, void *);
+void	 conn_read_enable(struct conn *);
 
 /* shm.c */
 void	 shm_open_ring(struct conn *, const struct wal_msg_shm_open *);
@@ -264,6 +270,7 @@ void	 shm_durable(struct conn *, int64_t durable_seq);
 int	 shm_durable_pending(const struct conn *, int64_t durable_seq);
 void	 shm_sync_failed(struct conn *, const char *why);
 void	 shm_finish(struct server *);
+void	 shm_bells_enable(struct server *);
 void	 srv_shm_drain_cb(int, short, void *);
 
 /* walmmapd.c */

@@ -53,6 +53,10 @@
 #define SHM_BELL_READS		64	/* doorbell messages per callback */
 #define SHM_MARKS		32
 
+#ifndef SO_PASSRIGHTS
+#define SO_PASSRIGHTS		83	/* Linux 6.16 */
+#endif
+
 /* Records [.., count) of a ring end with seq: durable once seq is. */
 struct shm_mark {
 	uint64_t	count;
@@ -76,6 +80,7 @@ struct shm_ring {
 	int			 catching;
 	int			 closing;	/* connection gone: drain, free */
 	int			 broken;	/* failed a check: no more reads */
+	int			 bell_wait;	/* not read: closer_room() */
 	TAILQ_ENTRY(shm_ring)	 entry;
 };
 
@@ -111,7 +116,7 @@ shm_open_ring(struct conn *c, const struct wal_msg_shm_open *m)
 	struct wal_msg_shm_ready rd;
 	struct shm_ring *r = NULL;
 	uint64_t size;
-	int mfd = -1, sv[2] = { -1, -1 }, fds[3], saved;
+	int mfd = -1, sv[2] = { -1, -1 }, fds[3], saved, off = 0;
 
 	if (!srv->cfg.shm) {
 		conn_error(c, m->hdr.id, WAL_PERR_UNSUPPORTED, 0,
@@ -169,6 +174,11 @@ shm_open_ring(struct conn *c, const struct wal_msg_shm_open *m)
 	    0, sv) == -1)
 		goto fail;
 	r->bell = sv[0];
+	/*
+	 * A ring carries no descriptors: refuse them (Linux 6.16 and later;
+	 * older kernels let them through, and shm_bell_cb takes care).
+	 */
+	(void)setsockopt(r->bell, SOL_SOCKET, SO_PASSRIGHTS, &off, sizeof off);
 	r->ev_bell = event_new(srv->base, r->bell, EV_READ | EV_PERSIST,
 	    shm_bell_cb, r);
 	if (r->ev_bell == NULL)
@@ -465,6 +475,20 @@ srv_shm_drain_cb(int fd, short ev, void *arg)
 	srv->drain_scheduled = 0;
 }
 
+/* Room again to receive descriptors: read the doorbells that waited. */
+void
+shm_bells_enable(struct server *srv)
+{
+	struct shm_ring *r;
+
+	TAILQ_FOREACH(r, &srv->shms, entry)
+		if (r->bell_wait) {
+			r->bell_wait = 0;
+			if (!r->closing)
+				event_add(r->ev_bell, NULL);
+		}
+}
+
 /* Records may wait in some ring: run the drainer on the loop's next pass. */
 static void
 shm_schedule(struct server *srv)
@@ -492,6 +516,14 @@ shm_bell_cb(int fd, short ev, void *arg)
 	int ended;
 
 	(void)ev;
+	if (!closer_room(r->srv->closer)) {
+		/* No room for what a ring may carry: wait. */
+		r->bell_wait = 1;
+		event_del(r->ev_bell);
+		srv_fd_wait(r->srv);
+		shm_schedule(r->srv);
+		return;
+	}
 	(void)closer_drain(r->srv->closer, fd, SHM_BELL_READS, &ended);
 	if (ended) {
 		/* It closed its end: it cannot ring any more. */

@@ -51,6 +51,7 @@ static void	log_recovery(const struct wal_recovery *);
 static void	sync_done_cb(int, short, void *);
 static void	sync_timer_cb(int, short, void *);
 static void	tick_cb(int, short, void *);
+static void	closer_tick_cb(int, short, void *);
 static void	watchdog_cb(int, short, void *);
 static void	stop_timer_cb(int, short, void *);
 
@@ -240,6 +241,9 @@ main(int argc, char **argv)
 	srv.ev_commit_delay = evtimer_new(srv.base, srv_commit_delay_cb, &srv);
 	srv.ev_rotate = evtimer_new(srv.base, srv_rotate_cb, &srv);
 	srv.ev_parked = evtimer_new(srv.base, conn_parked_cb, &srv);
+	srv.ev_closer = event_new(srv.base, -1, EV_PERSIST, closer_tick_cb,
+	    &srv);
+	srv.ev_fd_wait = evtimer_new(srv.base, srv_fd_wait_cb, &srv);
 	srv.ev_tick = event_new(srv.base, -1, EV_PERSIST, tick_cb, &srv);
 	srv.ev_drain = event_new(srv.base, -1, 0, srv_shm_drain_cb, &srv);
 	srv.ev_stop_timer = evtimer_new(srv.base, stop_timer_cb, &srv);
@@ -250,6 +254,7 @@ main(int argc, char **argv)
 	    srv.ev_tick == NULL || srv.ev_stop_timer == NULL ||
 	    srv.ev_sync_kick == NULL || srv.ev_commit_delay == NULL ||
 	    srv.ev_rotate == NULL || srv.ev_parked == NULL ||
+	    srv.ev_closer == NULL || srv.ev_fd_wait == NULL ||
 	    srv.ev_drain == NULL ||
 	    srv.ev_signals[0] == NULL || srv.ev_signals[1] == NULL ||
 	    srv.ev_signals[2] == NULL)
@@ -265,6 +270,9 @@ main(int argc, char **argv)
 	tv.tv_sec = 1;
 	tv.tv_usec = 0;
 	event_add(srv.ev_tick, &tv);
+	tv.tv_sec = 0;
+	tv.tv_usec = CLOSER_TICK_MS * 1000;
+	event_add(srv.ev_closer, &tv);
 	if (sd_watchdog_enabled(0, &wd_usec) > 0 && wd_usec > 0) {
 		srv.ev_watchdog = event_new(srv.base, -1, EV_PERSIST,
 		    watchdog_cb, &srv);
@@ -305,6 +313,8 @@ main(int argc, char **argv)
 	event_free(srv.ev_commit_delay);
 	event_free(srv.ev_rotate);
 	event_free(srv.ev_parked);
+	event_free(srv.ev_closer);
+	event_free(srv.ev_fd_wait);
 	event_free(srv.ev_tick);
 	event_free(srv.ev_drain);
 	event_free(srv.ev_stop_timer);
@@ -674,9 +684,19 @@ tick_cb(int fd, short ev, void *arg)
 		srv_wake_subscribers(srv);
 	srv_check_timeouts(srv);
 	srv_log_suppressed(srv);
-	closer_tick(srv->closer);
 	if (!srv->stopping)
 		srv_retention(srv);
+}
+
+/* A descriptor a client passed may be slow to close: nudge it. */
+static void
+closer_tick_cb(int fd, short ev, void *arg)
+{
+	struct server *srv = arg;
+
+	(void)fd;
+	(void)ev;
+	closer_tick(srv->closer);
 }
 
 static void
