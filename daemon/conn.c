@@ -166,9 +166,10 @@ conn_drain(struct conn *c, uint64_t budget)
 	uint64_t spent = 0;
 	int rc = 1;
 
-	shm_drain_published(c);
+	/* The parked frame first: the ring's records since are after it. */
 	if (c->parked == CONN_PARK_APPEND_FD)
-		conn_run_parked(c);	/* what it sent first goes first */
+		conn_run_parked(c);
+	shm_drain_published(c);
 	while (!c->closing && spent < budget)
 		if ((rc = conn_recv_one(c, &spent)) <= 0)
 			break;
@@ -972,8 +973,10 @@ conn_rotated(struct conn *c, int rc, const char *err)
 
 /*
  * Park: a frame waits for its turn; nothing more is read from the
- * connection until it is handled (conn_unpark), so replies keep the order
- * of the requests. A large APPEND_FD joins srv->parked.
+ * connection, and nothing more drained from its shared-memory ring, until
+ * it is handled (conn_unpark), so replies keep the order of the requests
+ * and records the order they were sent in. A large APPEND_FD joins
+ * srv->parked.
  */
 static void
 conn_park(struct conn *c, enum conn_park why)
@@ -983,6 +986,8 @@ conn_park(struct conn *c, enum conn_park why)
 
 	c->parked = why;
 	event_del(c->ev_read);
+	log_debug("client pid %ld: %s waits for its turn", (long)c->pid,
+	    why == CONN_PARK_ROTATE ? "ROTATE" : "a large APPEND_FD");
 	if (why != CONN_PARK_APPEND_FD)
 		return;
 	TAILQ_INSERT_TAIL(&srv->parked, c, park_entry);
@@ -999,6 +1004,7 @@ conn_unpark(struct conn *c)
 	c->parked = CONN_PARK_NONE;
 	c->park_fd = -1;
 	conn_read_enable(c);
+	shm_unparked(c);
 }
 
 /* Read the connection again unless something still holds it. */

@@ -271,6 +271,7 @@ int	 shm_durable_pending(const struct conn *, int64_t durable_seq);
 void	 shm_sync_failed(struct conn *, const char *why);
 void	 shm_finish(struct server *);
 void	 shm_bells_enable(struct server *);
+void	 shm_unparked(struct conn *);
 void	 srv_shm_drain_cb(int, short, void *);
 
 /* walmmapd.c */

@@ -475,6 +475,14 @@ srv_shm_drain_cb(int fd, short ev, void *arg)
 	srv->drain_scheduled = 0;
 }
 
+/* The connection's parked frame is handled: its ring may go on. */
+void
+shm_unparked(struct conn *c)
+{
+	if (c->shm != NULL && !c->shm->broken)
+		shm_schedule(c->srv);
+}
+
 /* Room again to receive descriptors: read the doorbells that waited. */
 void
 shm_bells_enable(struct server *srv)
@@ -554,6 +562,12 @@ shm_drain_ring(struct shm_ring *r, unsigned budget, int64_t ts, int load)
 	int rc;
 
 	if (r->broken)
+		return (0);
+	/*
+	 * Its connection is parked (a frame waits for its turn): what the
+	 * producer published since it sent that frame comes after it.
+	 */
+	if (c != NULL && c->parked)
 		return (0);
 	if (load && !r->closing &&
 	    wal_shm_load_tail(&r->cons, why, sizeof why) < 0) {
@@ -685,9 +699,12 @@ shm_sleep_all(struct server *srv)
 {
 	struct shm_ring *r;
 
-	TAILQ_FOREACH(r, &srv->shms, entry)
+	TAILQ_FOREACH(r, &srv->shms, entry) {
+		if (r->conn != NULL && r->conn->parked)
+			continue;	/* shm_unparked() wakes us */
 		if (r->closing || (!r->broken && !wal_shm_sleep(&r->cons)))
 			break;
+	}
 	if (r == NULL)
 		return (1);
 	TAILQ_FOREACH(r, &srv->shms, entry)

@@ -36,6 +36,7 @@
 #include "testsupport.h"
 #include "tsdaemon.h"
 #include "wal_proto.h"
+#include "wal_reader.h"
 #include "wal_shm.h"
 
 static char		*base;
@@ -880,6 +881,68 @@ START_TEST(test_passed_descriptor_flood)
 }
 END_TEST
 
+/* Wait until the ring counts n records written. */
+static void
+ring_written(struct ts_ring *r, uint64_t n)
+{
+	int i;
+
+	for (i = 0; i < 3000 && atomic_load(&r->hdr->written) < n; i++)
+		usleep(10000);
+	ck_assert_uint_eq(atomic_load(&r->hdr->written), n);
+}
+
+/*
+ * A producer with a ring: A through the ring, ROTATE, B through the ring,
+ * another ROTATE (it waits for its turn: the last was less than a second
+ * ago), then C through the ring. C was sent after the second ROTATE, so it
+ * starts the new segment; the drainer used to write it at once, while the
+ * ROTATE waited, into B's segment.
+ */
+START_TEST(test_parked_rotate_keeps_ring_order)
+{
+	static const char *const want[] = { "A", "B", "C" };
+	struct wal_reader *rd;
+	struct wal_record rec;
+	struct wal_error err;
+	struct ts_ring r;
+	uint8_t buf[256];
+	uint64_t seg[3];
+	int i;
+
+	START("-D", "--segment-size", "1M", NULL);
+	ts_ring_open(&d, &r, 0);
+	ts_ring_put(&r, "A", 1, 1, 0);
+	ts_ring_publish(&r, r.tail);
+	ring_written(&r, 1);
+	ts_raw_frame(r.sock, WAL_MSG_ROTATE, 1);
+	ts_raw_recv_until(r.sock, WAL_MSG_OK, buf, sizeof buf, 10000);
+	ts_ring_put(&r, "B", 1, 1, 0);
+	ts_ring_publish(&r, r.tail);
+	ring_written(&r, 2);
+	ts_raw_frame(r.sock, WAL_MSG_ROTATE, 2);
+	ck_assert(ts_daemon_log_wait(&d, "ROTATE waits for its turn"));
+	ts_ring_put(&r, "C", 1, 1, 0);
+	ts_ring_publish(&r, r.tail);
+	ts_raw_recv_until(r.sock, WAL_MSG_OK, buf, sizeof buf, 10000);
+	ring_written(&r, 3);
+	ts_ring_close(&r);
+	ck_assert_int_eq(ts_daemon_stop_within(&d, 5), 0);
+
+	ck_assert_int_eq(wal_reader_open(d.data, &rd, &err), 0);
+	for (i = 0; i < 3; i++) {
+		ck_assert_int_eq(wal_reader_next(rd, &rec, &err), 1);
+		ck_assert_int_eq(rec.size, 1);
+		ck_assert_int_eq(rec.payload[0], want[i][0]);
+		seg[i] = wal_reader_current_id(rd);
+	}
+	wal_reader_close(rd);
+	ck_assert_msg(seg[0] < seg[1] && seg[1] < seg[2], "A, B and C in "
+	    "segments %" PRIu64 ", %" PRIu64 ", %" PRIu64 ": two rotations "
+	    "between them", seg[0], seg[1], seg[2]);
+}
+END_TEST
+
 static Suite *
 attack_suite(void)
 {
@@ -895,6 +958,7 @@ attack_suite(void)
 	tcase_add_test(tc, test_reply_memory);
 	tcase_add_test(tc, test_held_acks_bounded);
 	tcase_add_test(tc, test_large_records_take_turns);
+	tcase_add_test(tc, test_parked_rotate_keeps_ring_order);
 	tcase_add_test(tc, test_subscriber_memfds_bounded);
 	tcase_add_test(tc, test_client_log_flood);
 	suite_add_tcase(s, tc);
