@@ -8,9 +8,12 @@
  */
 #include "config.h"
 
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+
+#include <linux/sockios.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -33,12 +36,19 @@
 /*
  * A read pass ends after CONN_READ_BATCH frames or once its frames made
  * the daemon take CONN_READ_BUDGET bytes (frame bytes, or the payload
- * written when that is more: a memfd record counts its whole size), so
- * one client cannot starve the others. A frame is never split: the pass
- * that reaches the budget finishes its frame.
+ * written when that is more), so one client cannot starve the others. A
+ * frame is never split: the pass that reaches the budget finishes its
+ * frame. An APPEND_FD record larger than the budget (up to max_record) is
+ * not written in the pass: its connection is parked (see conn_park) and
+ * such records are written one per loop pass, in the order they came, so
+ * however many connections send them, another client waits at most for
+ * one.
  */
 #define CONN_READ_BATCH		64
 #define CONN_READ_BUDGET	(1024 * 1024)
+
+/* How often a subscriber's unread memfd record is looked at again (ms). */
+#define CONN_SUB_RETRY_MS	2
 
 /* Seconds a closing connection may take to read its last replies. */
 #define CONN_LINGER_S		60
@@ -52,10 +62,16 @@ static void	conn_append(struct conn *, const uint8_t *, size_t);
 static void	conn_append_fd(struct conn *, const struct wal_msg_append_fd *,
 		    int fd);
 static void	conn_sync(struct conn *, uint64_t id);
+static void	conn_rotate(struct conn *, uint64_t id);
+static void	conn_park(struct conn *, enum conn_park);
+static void	conn_unpark(struct conn *);
+static void	conn_run_parked(struct conn *);
 static void	conn_subscribe(struct conn *, const struct wal_msg_subscribe *);
 static void	conn_sub_pump(struct conn *);
 static void	conn_sub_send_fd(struct conn *, const struct wal_rec_out *,
 		    const struct wal_record *);
+static int	conn_sub_fd_ok(struct conn *, uint32_t size);
+static void	conn_sub_retry_cb(int, short, void *);
 static void	conn_ack_add(struct conn *, uint64_t id, int64_t first,
 		    uint32_t count);
 static void	conn_ack_flush(struct conn *);
@@ -76,6 +92,8 @@ conn_new(struct server *srv, int fd)
 		return (NULL);
 	c->srv = srv;
 	c->fd = fd;
+	c->out.total = &srv->outq_total;
+	c->park_fd = -1;
 	c->durable_want = -1;
 	c->durable_low = -1;
 	c->sub_to = -1;
@@ -115,13 +133,20 @@ conn_free(struct conn *c)
 
 	shm_close_ring(c);
 	srv_durable_returned(srv, c);
+	if (c->parked == CONN_PARK_APPEND_FD) {
+		TAILQ_REMOVE(&srv->parked, c, park_entry);
+		closer_close(srv->closer, c->park_fd);	/* not written */
+	}
 	TAILQ_REMOVE(&srv->conns, c, entry);
 	srv->nconns--;
 	event_free(c->ev_read);
 	event_free(c->ev_write);
-	close(c->fd);
+	closer_close_socket(srv->closer, c->fd);	/* what is in flight too */
 	outq_free(&c->out);
 	wal_reader_close(c->sub);
+	if (c->ev_sub_retry != NULL)
+		event_free(c->ev_sub_retry);
+	srv->sub_fd_total -= c->sub_fd_bytes;
 	free(c->acks);
 	log_debug("client pid %ld uid %ld disconnected after %" PRIu64
 	    " records", (long)c->pid, (long)c->uid, c->records);
@@ -141,6 +166,9 @@ conn_drain(struct conn *c, uint64_t budget)
 	uint64_t spent = 0;
 	int rc = 1;
 
+	/* The parked frame first: the ring's records since are after it. */
+	if (c->parked == CONN_PARK_APPEND_FD)
+		conn_run_parked(c);
 	shm_drain_published(c);
 	while (!c->closing && spent < budget)
 		if ((rc = conn_recv_one(c, &spent)) <= 0)
@@ -284,19 +312,28 @@ conn_closing(struct conn *c)
 /*
  * Once a second: drop a connection that sent no HELLO within
  * hello_timeout, one idle for idle_timeout (no frame, no ring record and
- * nothing owed to it), and a closing one whose peer does not read.
+ * nothing owed to it), and a closing one whose peer does not read; forget
+ * a memfd record its subscriber has read.
  */
 void
 conn_check_timeouts(struct conn *c)
 {
 	const struct srv_config *cfg = &c->srv->cfg;
 	int64_t now = conn_now();
+	int unread;
 
+	/* A memfd record read since (its subscription may be over). */
+	if (c->sub_fd_bytes > 0 && ioctl(c->fd, SIOCOUTQ, &unread) == 0 &&
+	    unread == 0) {
+		c->srv->sub_fd_total -= c->sub_fd_bytes;
+		c->sub_fd_bytes = 0;
+	}
 	if (c->closing) {
 		if (now - c->closing_since >= CONN_LINGER_S * 1000) {
-			log_info("client pid %ld uid %ld did not read its last "
-			    "replies within %ds; disconnecting it",
-			    (long)c->pid, (long)c->uid, CONN_LINGER_S);
+			if (srv_log_client(c->srv))
+				log_info("client pid %ld uid %ld did not read its "
+				    "last replies within %ds; disconnecting it",
+				    (long)c->pid, (long)c->uid, CONN_LINGER_S);
 			conn_free(c);
 		}
 		return;
@@ -304,9 +341,10 @@ conn_check_timeouts(struct conn *c)
 	if (!c->hello_done) {
 		if (cfg->hello_timeout_s > 0 && now - c->since >=
 		    (int64_t)cfg->hello_timeout_s * 1000) {
-			log_info("client pid %ld uid %ld sent no HELLO within "
-			    "%us; disconnecting it", (long)c->pid,
-			    (long)c->uid, cfg->hello_timeout_s);
+			if (srv_log_client(c->srv))
+				log_info("client pid %ld uid %ld sent no HELLO "
+				    "within %us; disconnecting it", (long)c->pid,
+				    (long)c->uid, cfg->hello_timeout_s);
 			conn_error(c, 0, WAL_PERR_TIMEOUT, 1, "no HELLO within "
 			    "hello_timeout (%us)", cfg->hello_timeout_s);
 			conn_flush(c);
@@ -321,8 +359,10 @@ conn_check_timeouts(struct conn *c)
 	}
 	if (cfg->idle_timeout_s > 0 && now - c->last_active >=
 	    (int64_t)cfg->idle_timeout_s * 1000) {
-		log_info("client pid %ld uid %ld idle for %us; disconnecting "
-		    "it", (long)c->pid, (long)c->uid, cfg->idle_timeout_s);
+		if (srv_log_client(c->srv))
+			log_info("client pid %ld uid %ld idle for %us; "
+			    "disconnecting it", (long)c->pid, (long)c->uid,
+			    cfg->idle_timeout_s);
 		conn_error(c, 0, WAL_PERR_TIMEOUT, 1, "idle for idle_timeout "
 		    "(%us)", cfg->idle_timeout_s);
 		conn_flush(c);
@@ -330,13 +370,21 @@ conn_check_timeouts(struct conn *c)
 }
 
 /*
- * Send what is queued. Returns -1 if the connection was freed. Pauses
- * reading while the queue is over the in-flight cap (back-pressure).
+ * Send what is queued. Returns -1 if the connection was freed.
+ *
+ * Back-pressure: reading pauses while the replies owed to the client
+ * exceed max_inflight (the queue, and the acks held for a sync: a sync
+ * can take long, and a client that keeps sending durable appends meanwhile
+ * would otherwise grow them without bound), or while its queue cannot be
+ * sent and all clients' queues together hold more than
+ * max_inflight_total. It resumes once the queue is sent and the held acks
+ * are under the cap again.
  */
 int
 conn_flush(struct conn *c)
 {
 	struct server *srv = c->srv;
+	uint64_t owed;
 	int rc;
 
 	rc = outq_send(&c->out, c->fd);
@@ -346,22 +394,22 @@ conn_flush(struct conn *c)
 		conn_free(c);
 		return (-1);
 	}
-	if (rc == 0) {
-		event_add(c->ev_write, NULL);
-		if (!c->read_paused && outq_bytes(&c->out) >
-		    srv->cfg.max_inflight) {
-			c->read_paused = 1;
-			event_del(c->ev_read);
-		}
-		return (0);
-	}
-	if (c->closing) {
+	if (rc == 1 && c->closing) {
 		conn_free(c);
 		return (-1);
 	}
-	if (c->read_paused) {
+	if (rc == 0)
+		event_add(c->ev_write, NULL);
+	owed = outq_bytes(&c->out) + c->nacks * sizeof *c->acks;
+	if (owed > srv->cfg.max_inflight || (rc == 0 && srv->outq_total >
+	    srv->cfg.max_inflight_total)) {
+		if (!c->read_paused) {
+			c->read_paused = 1;
+			event_del(c->ev_read);
+		}
+	} else if (rc == 1 && c->read_paused) {
 		c->read_paused = 0;
-		event_add(c->ev_read, NULL);
+		conn_read_enable(c);
 	}
 	return (0);
 }
@@ -389,10 +437,12 @@ conn_sub_drop(struct conn *c, uint64_t held)
 		return;
 	/* The first seq not queued for it: where to subscribe again. */
 	pos = c->sub_held ? c->sub_rec.seq : wal_reader_position(c->sub);
-	log_warnx("subscriber pid %ld uid %ld dropped: at seq %" PRId64
-	    " it holds back %" PRIu64 " bytes of segments that retention "
-	    "would remove (max_subscriber_hold %" PRIu64 ")", (long)c->pid,
-	    (long)c->uid, pos, held, c->srv->cfg.max_subscriber_hold);
+	if (srv_log_client(c->srv))
+		log_warnx("subscriber pid %ld uid %ld dropped: at seq %" PRId64
+		    " it holds back %" PRIu64 " bytes of segments that "
+		    "retention would remove (max_subscriber_hold %" PRIu64 ")",
+		    (long)c->pid, (long)c->uid, pos, held,
+		    c->srv->cfg.max_subscriber_hold);
 	wal_reader_close(c->sub);	/* its segments are free now */
 	c->sub = NULL;
 	c->sub_held = 0;
@@ -488,14 +538,23 @@ conn_recv_one(struct conn *c, uint64_t *spent)
 	uint64_t before = srv->bytes, wrote;
 	union {
 		struct cmsghdr	hdr;
-		char		buf[CMSG_SPACE(sizeof(int) * 4)];
+		char		buf[CLOSER_CMSG_SPACE];
 	} cm;
-	struct cmsghdr *cmsg;
 	struct msghdr msg;
 	struct iovec iov;
 	ssize_t n;
-	int fd = -1, nfds, fds[4], i;
+	int fd = -1;
 
+	/* A parked connection's next frame waits for the one parked. */
+	if (c->parked)
+		return (0);
+	/* No room for what the frame may carry: wait (srv_fd_wait_cb). */
+	if (!closer_room(srv->closer)) {
+		c->fd_wait = 1;
+		event_del(c->ev_read);
+		srv_fd_wait(srv);
+		return (0);
+	}
 	/* What the ring got before the frame was sent goes first. */
 	if (!shm_catch_up(c) || c->closing)
 		return (0);
@@ -516,25 +575,16 @@ conn_recv_one(struct conn *c, uint64_t *spent)
 	}
 	if (n == 0)
 		return (-1);
-	/* Collect passed descriptors; only APPEND_FD may carry one. */
-	for (cmsg = CMSG_FIRSTHDR(&msg); cmsg != NULL;
-	    cmsg = CMSG_NXTHDR(&msg, cmsg)) {
-		if (cmsg->cmsg_level != SOL_SOCKET ||
-		    cmsg->cmsg_type != SCM_RIGHTS)
-			continue;
-		nfds = (int)((cmsg->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-		memcpy(fds, CMSG_DATA(cmsg), sizeof(int) * (size_t)nfds);
-		for (i = 0; i < nfds; i++) {
-			if (fd == -1)
-				fd = fds[i];
-			else
-				close(fds[i]);
-		}
-	}
+	/*
+	 * Keep the first passed descriptor (only APPEND_FD may carry one);
+	 * the others are closed where closing cannot block the loop. The
+	 * control space takes as many as a message can carry, so the kernel
+	 * drops one only when this process has no descriptor left.
+	 */
+	fd = closer_take_fds(srv->closer, &msg, 1);
 	*spent += (uint64_t)n;
 	if (msg.msg_flags & MSG_TRUNC) {
-		if (fd != -1)
-			close(fd);
+		closer_close(srv->closer, fd);
 		conn_error(c, 0, WAL_PERR_PROTO, 1, "frame larger than %u "
 		    "bytes (records this large go in a memfd)",
 		    WAL_PROTO_MAX_FRAME);
@@ -543,25 +593,24 @@ conn_recv_one(struct conn *c, uint64_t *spent)
 	srv->frames++;
 	if (msg.msg_flags & MSG_CTRUNC) {
 		/*
-		 * The kernel dropped what was passed: more descriptors than
-		 * a frame may carry, or none left in this process.
+		 * The kernel dropped what was passed: this process has no
+		 * descriptor left.
 		 */
-		if (fd != -1)
-			close(fd);
+		closer_close(srv->closer, fd);
 		fd = -1;
 		memset(&hdr, 0, sizeof hdr);
 		if ((size_t)n >= sizeof hdr)
 			memcpy(&hdr, srv->rxbuf, sizeof hdr);
 		if (hdr.type == WAL_MSG_APPEND_FD && wal_proto_check(srv->rxbuf,
 		    (size_t)n, 0, NULL, 0) == 0) {
-			log_warnx("client pid %ld: a descriptor it passed was "
-			    "dropped (walmmapd is out of file descriptors, or "
-			    "more than 4 were passed)", (long)c->pid);
+			if (srv_log_client(srv))
+				log_warnx("client pid %ld: a descriptor it passed "
+				    "was dropped (walmmapd is out of file "
+				    "descriptors)", (long)c->pid);
 			conn_error(c, hdr.id, WAL_PERR_BADFD, 0, "the memfd "
 			    "passed with APPEND_FD was dropped on receipt: "
-			    "walmmapd is out of file descriptors, or more than "
-			    "4 descriptors were passed; the record was not "
-			    "written");
+			    "walmmapd is out of file descriptors; the record "
+			    "was not written");
 			return (1);
 		}
 	}
@@ -582,20 +631,18 @@ conn_handle(struct conn *c, const uint8_t *buf, size_t len, int fd)
 
 	code = (unsigned)wal_proto_check(buf, len, 0, why, sizeof why);
 	if (code != 0) {
-		if (fd != -1)
-			close(fd);
+		closer_close(c->srv->closer, fd);
 		conn_error(c, len >= sizeof hdr ? ((const struct wal_msg *)
 		    (const void *)buf)->id : 0, code, 1, "%s", why);
 		return;
 	}
 	memcpy(&hdr, buf, sizeof hdr);
 	if (hdr.type != WAL_MSG_APPEND_FD && fd != -1) {
-		close(fd);
+		closer_close(c->srv->closer, fd);
 		fd = -1;
 	}
 	if (!c->hello_done && hdr.type != WAL_MSG_HELLO) {
-		if (fd != -1)
-			close(fd);
+		closer_close(c->srv->closer, fd);
 		conn_error(c, hdr.id, WAL_PERR_PROTO, 1, "%s before HELLO",
 		    wal_proto_type_name(hdr.type));
 		return;
@@ -612,10 +659,21 @@ conn_handle(struct conn *c, const uint8_t *buf, size_t len, int fd)
 	case WAL_MSG_APPEND:
 		conn_append(c, buf, len);
 		break;
-	case WAL_MSG_APPEND_FD:
-		conn_append_fd(c, (const struct wal_msg_append_fd *)
-		    (const void *)buf, fd);
+	case WAL_MSG_APPEND_FD: {
+		struct wal_msg_append_fd af;
+
+		memcpy(&af, buf, sizeof af);
+		if (af.size > CONN_READ_BUDGET && fd != -1 &&
+		    !c->srv->stopping) {
+			/* Written in its turn (conn_parked_cb). */
+			c->park_af = af;
+			c->park_fd = fd;
+			conn_park(c, CONN_PARK_APPEND_FD);
+			break;
+		}
+		conn_append_fd(c, &af, fd);
 		break;
+	}
 	case WAL_MSG_SYNC:
 		conn_sync(c, hdr.id);
 		break;
@@ -636,20 +694,9 @@ conn_handle(struct conn *c, const uint8_t *buf, size_t len, int fd)
 		conn_queue(c, reply, sizeof st + dlen);
 		break;
 	}
-	case WAL_MSG_ROTATE: {
-		struct wal_error err;
-		struct wal_msg ok = { WAL_MSG_OK, 0, sizeof ok, hdr.id };
-
-		if (wal_ring_rotate(c->srv->ring, &err) != 0) {
-			conn_error(c, hdr.id, conn_errno_perr(err.code), 0, "%s",
-			    err.msg);
-			break;
-		}
-		log_info("segment rotated on request of pid %ld",
-		    (long)c->pid);
-		conn_queue(c, &ok, sizeof ok);
+	case WAL_MSG_ROTATE:
+		conn_rotate(c, hdr.id);
 		break;
-	}
 	case WAL_MSG_PING: {
 		struct wal_msg ok = { WAL_MSG_OK, 0, sizeof ok, hdr.id };
 
@@ -737,7 +784,8 @@ conn_append(struct conn *c, const uint8_t *buf, size_t len)
 		if (wal_ring_reserve(srv->ring, size, &dst, &err) != 0) {
 			/* Disk full at rotation: the rest is not written. */
 			wal_ring_flush(srv->ring);
-			log_warnx("%s", err.msg);
+			if (srv_log_client(srv))
+				log_warnx("%s", err.msg);
 			if (done > 0 && ack >= WAL_ACK_WRITTEN)
 				conn_ack_add(c, a.hdr.id, first, done);
 			conn_error(c, a.hdr.id, conn_errno_perr(err.code), 0,
@@ -819,7 +867,8 @@ conn_append_fd(struct conn *c, const struct wal_msg_append_fd *a, int fd)
 		goto out;
 	}
 	if (wal_ring_reserve(srv->ring, (uint32_t)a->size, &dst, &err) != 0) {
-		log_warnx("%s", err.msg);
+		if (srv_log_client(srv))
+			log_warnx("%s", err.msg);
 		conn_error(c, a->hdr.id, conn_errno_perr(err.code), 0,
 		    "record not written: %s", err.msg);
 		goto out;
@@ -850,7 +899,7 @@ conn_append_fd(struct conn *c, const struct wal_msg_append_fd *a, int fd)
 		c->acks_held = 1;
 	}
 out:
-	close(fd);
+	closer_close(srv->closer, fd);	/* it may not be a memfd at all */
 }
 
 /* SYNC: answer with DURABLE once everything written so far is synced. */
@@ -884,6 +933,128 @@ conn_sync(struct conn *c, uint64_t id)
 	c->nsyncs++;
 }
 
+/*
+ * ROTATE: seal the active segment. Each rotation abandons the rest of a
+ * segment (its disk space is taken) and may create the next one on this
+ * thread, so requests rotate at most once per SRV_ROTATE_MS: one that
+ * comes sooner parks its connection until the next rotation, which
+ * answers every ROTATE waiting then (srv_rotate_cb).
+ */
+static void
+conn_rotate(struct conn *c, uint64_t id)
+{
+	struct wal_msg ok = { WAL_MSG_OK, 0, sizeof ok, id };
+	char err[WAL_ERROR_MSG_MAX];
+	int rc;
+
+	if ((rc = srv_rotate_now(c->srv, c->pid, err, sizeof err)) == 0) {
+		conn_queue(c, &ok, sizeof ok);
+		return;
+	}
+	if (rc > 0) {
+		conn_error(c, id, (unsigned)rc, 0, "%s", err);
+		return;
+	}
+	c->park_id = id;
+	conn_park(c, CONN_PARK_ROTATE);
+	srv_rotate_later(c->srv);
+}
+
+/*
+ * The rotation a parked ROTATE waited for happened (rc 0) or failed (a
+ * WAL_PERR_* and why): answer it, read on.
+ */
+void
+conn_rotated(struct conn *c, int rc, const char *err)
+{
+	struct wal_msg ok = { WAL_MSG_OK, 0, sizeof ok, c->park_id };
+
+	if (c->parked != CONN_PARK_ROTATE)
+		return;
+	if (rc != 0)
+		conn_error(c, c->park_id, (unsigned)rc, 0, "%s", err);
+	else
+		conn_queue(c, &ok, sizeof ok);
+	conn_unpark(c);
+}
+
+/*
+ * Park: a frame waits for its turn; nothing more is read from the
+ * connection, and nothing more drained from its shared-memory ring, until
+ * it is handled (conn_unpark), so replies keep the order of the requests
+ * and records the order they were sent in. A large APPEND_FD joins
+ * srv->parked.
+ */
+static void
+conn_park(struct conn *c, enum conn_park why)
+{
+	struct server *srv = c->srv;
+	static const struct timeval zero = { 0, 0 };
+
+	c->parked = why;
+	event_del(c->ev_read);
+	log_debug("client pid %ld: %s waits for its turn", (long)c->pid,
+	    why == CONN_PARK_ROTATE ? "ROTATE" : "a large APPEND_FD");
+	if (why != CONN_PARK_APPEND_FD)
+		return;
+	TAILQ_INSERT_TAIL(&srv->parked, c, park_entry);
+	if (TAILQ_FIRST(&srv->parked) == c)
+		event_add(srv->ev_parked, &zero);
+}
+
+/* The parked frame is handled: read on (unless paused or closing). */
+static void
+conn_unpark(struct conn *c)
+{
+	if (c->parked == CONN_PARK_APPEND_FD)
+		TAILQ_REMOVE(&c->srv->parked, c, park_entry);
+	c->parked = CONN_PARK_NONE;
+	c->park_fd = -1;
+	conn_read_enable(c);
+	shm_unparked(c);
+}
+
+/* Read the connection again unless something still holds it. */
+void
+conn_read_enable(struct conn *c)
+{
+	if (!c->closing && !c->read_paused && !c->parked && !c->fd_wait)
+		event_add(c->ev_read, NULL);
+}
+
+/* Write a parked APPEND_FD record now and read on. */
+static void
+conn_run_parked(struct conn *c)
+{
+	struct wal_msg_append_fd af = c->park_af;
+	int fd = c->park_fd;
+
+	conn_unpark(c);
+	conn_append_fd(c, &af, fd);
+}
+
+/*
+ * One parked APPEND_FD record per loop pass (a zero timeout: sockets,
+ * timers and signals are served between two), the oldest first; then
+ * its connection's acknowledgements go out as after a read pass.
+ */
+void
+conn_parked_cb(int fd, short ev, void *arg)
+{
+	static const struct timeval zero = { 0, 0 };
+	struct server *srv = arg;
+	struct conn *c;
+
+	(void)fd;
+	(void)ev;
+	if ((c = TAILQ_FIRST(&srv->parked)) == NULL)
+		return;
+	conn_run_parked(c);
+	if (!TAILQ_EMPTY(&srv->parked))
+		event_add(srv->ev_parked, &zero);
+	conn_after_pass(c);	/* may free c */
+}
+
 /* SUBSCRIBE: open a reader and start streaming when writable. */
 static void
 conn_subscribe(struct conn *c, const struct wal_msg_subscribe *s)
@@ -908,6 +1079,11 @@ conn_subscribe(struct conn *c, const struct wal_msg_subscribe *s)
 	/* -ENOENT: from is past the end; the reader waits there. */
 	if ((rc = wal_reader_seek(c->sub, from, &err)) != 0 && rc != -ENOENT) {
 		conn_error(c, s->hdr.id, WAL_PERR_IO, 1, "%s", err.msg);
+		return;
+	}
+	if ((c->ev_sub_retry = evtimer_new(srv->base, conn_sub_retry_cb, c)) ==
+	    NULL) {
+		conn_error(c, s->hdr.id, WAL_PERR_IO, 1, "out of memory");
 		return;
 	}
 	c->sub_to = s->to_seq;
@@ -951,6 +1127,11 @@ conn_sub_pump(struct conn *c)
 				break;
 			}
 			/* Too big for any frame: hand over a sealed memfd. */
+			if (!conn_sub_fd_ok(c, rec.size)) {
+				c->sub_rec = rec;
+				c->sub_held = 1;
+				return;
+			}
 			conn_sub_send_fd(c, &ro, &rec);
 			goto sent;
 		}
@@ -1017,11 +1198,57 @@ conn_sub_send_fd(struct conn *c, const struct wal_rec_out *ro,
 	}
 	memcpy(fb, &h, sizeof h);
 	memcpy(fb + sizeof h, ro, sizeof *ro);
+	c->sub_fd_bytes = rec->size;
+	c->srv->sub_fd_total += rec->size;
 	if (outq_push_fd(&c->out, fb, sizeof fb, mfd) != 0) {	/* closes mfd */
 		log_warnx("client pid %ld: out of memory for replies; "
 		    "disconnecting it", (long)c->pid);
 		conn_closing(c);
 	}
+}
+
+/*
+ * May a record of size bytes go to the subscriber in a memfd now? Each
+ * memfd is memory (shmem) the daemon made, held until the subscriber
+ * reads it, and a subscriber that does not read would otherwise be sent
+ * one after another (as many as its socket takes): so at most one per
+ * subscriber is unread (the socket's outgoing queue, SIOCOUTQ, is empty
+ * once the subscriber has read all it was sent), and all subscribers'
+ * unread ones together stay within max_inflight_total (but one always may
+ * go). If not now, a timer looks again in CONN_SUB_RETRY_MS.
+ */
+static int
+conn_sub_fd_ok(struct conn *c, uint32_t size)
+{
+	static const struct timeval retry = { 0, CONN_SUB_RETRY_MS * 1000 };
+	struct server *srv = c->srv;
+	int unread;
+
+	if (c->sub_fd_bytes > 0) {
+		if (ioctl(c->fd, SIOCOUTQ, &unread) == -1 || unread > 0)
+			goto later;
+		srv->sub_fd_total -= c->sub_fd_bytes;
+		c->sub_fd_bytes = 0;
+	}
+	if (srv->sub_fd_total > 0 && srv->sub_fd_total + srv->outq_total +
+	    size > srv->cfg.max_inflight_total)
+		goto later;
+	return (1);
+later:
+	evtimer_add(c->ev_sub_retry, &retry);
+	return (0);
+}
+
+/* Look again whether the subscriber's memfd was read. */
+static void
+conn_sub_retry_cb(int fd, short ev, void *arg)
+{
+	struct conn *c = arg;
+
+	(void)fd;
+	(void)ev;
+	if (c->sub != NULL && outq_bytes(&c->out) == 0)
+		conn_sub_pump(c);
 }
 
 /* Remember an ack; coalesced until the end of the read pass. */
@@ -1121,7 +1348,7 @@ static int
 conn_owed(const struct conn *c)
 {
 	return (outq_bytes(&c->out) > 0 || c->nacks > 0 || c->acks_held ||
-	    c->sub != NULL || conn_durable_owed(c));
+	    c->sub != NULL || c->parked || conn_durable_owed(c));
 }
 
 /* Monotonic milliseconds, for timeouts. */

@@ -75,6 +75,12 @@ outq_bytes(const struct outq *q)
 
 #define OUTQ_BATCH	16
 
+/*
+ * An empty queue keeps at most this much memory for the next replies (a
+ * subscriber's frame fits).
+ */
+#define OUTQ_KEEP	(256 * 1024)
+
 union outq_cmsg {
 	struct cmsghdr	hdr;
 	char		buf[CMSG_SPACE(sizeof(int) * OUTQ_MAX_FDS)];
@@ -143,6 +149,14 @@ outq_send(struct outq *q, int fd)
 		}
 	}
 	q->head = q->tail = 0;
+	/* A burst is over: give its memory back. */
+	if (q->cap > OUTQ_KEEP) {
+		if (q->total != NULL)
+			*q->total -= q->cap;
+		free(q->buf);
+		q->buf = NULL;
+		q->cap = 0;
+	}
 	return (1);
 }
 
@@ -157,6 +171,8 @@ outq_free(struct outq *q)
 		outq_close_fds(&it);
 		q->head += sizeof it + it.len;
 	}
+	if (q->total != NULL)
+		*q->total -= q->cap;
 	free(q->buf);
 	memset(q, 0, sizeof *q);
 }
@@ -182,6 +198,8 @@ outq_reserve(struct outq *q, size_t n)
 		cap *= 2;
 	if ((nb = realloc(q->buf, cap)) == NULL)
 		return (-1);
+	if (q->total != NULL)
+		*q->total += cap - q->cap;
 	q->buf = nb;
 	q->cap = cap;
 	return (0);

@@ -31,6 +31,18 @@
 /* Seconds from SIGTERM to exit, however much clients keep sending. */
 #define SRV_STOP_TIMEOUT_S	5
 
+/* While no room to receive descriptors, look again this often (ms). */
+#define SRV_FD_WAIT_MS		10
+
+/* Lines about clients logged per second at most (srv_log_client). */
+#define SRV_CLIENT_LOG_PER_S	20
+
+/* Rotations by request happen at most this often (ms). */
+#define SRV_ROTATE_MS		1000
+
+/* STATUS rescans the directory at least this often (ms). */
+#define SRV_DIRSTAT_MS		1000
+
 static void	server_accept_cb(int, short, void *);
 static void	server_accept_resume_cb(int, short, void *);
 static int	server_allowed(const struct server *, uid_t, gid_t);
@@ -39,6 +51,9 @@ static int	server_probe(const struct sockaddr_un *, const char *path);
 static void	server_unlink(struct server *);
 static void	server_forget_expected(struct server *);
 static unsigned	server_uid_conns(const struct server *, uid_t);
+static void	server_refuse(struct server *, int, unsigned, const char *);
+static void	server_dirstat(struct server *, const struct wal_ring_stats *);
+static int64_t	server_mono_ms(void);
 
 /*
  * Take the socket from systemd (socket activation) or bind our own. A
@@ -90,16 +105,29 @@ srv_listen(struct server *srv)
 	return (0);
 }
 
-/* Stop accepting; remove a socket file we created. */
+/*
+ * Stop accepting; remove a socket file we created. Our own socket is shut
+ * first (connecting is refused from then on) and the connections still in
+ * its backlog are accepted and closed as clients are: closing the socket
+ * with them would release what they sent, descriptors included, here.
+ * (systemd keeps its socket, and the backlog with it, for the next start.)
+ */
 void
 srv_close_listener(struct server *srv)
 {
+	int fd;
+
 	if (srv->listen_fd == -1)
 		return;
 	if (srv->ev_accept != NULL)
 		event_del(srv->ev_accept);
 	if (srv->ev_accept_resume != NULL)
 		event_del(srv->ev_accept_resume);
+	if (!srv->socket_from_systemd &&
+	    shutdown(srv->listen_fd, SHUT_RD) == 0)
+		while ((fd = accept4(srv->listen_fd, NULL, NULL,
+		    SOCK_NONBLOCK | SOCK_CLOEXEC)) != -1)
+			closer_close_socket(srv->closer, fd);
 	close(srv->listen_fd);
 	srv->listen_fd = -1;
 	if (srv->socket_created)
@@ -154,6 +182,11 @@ srv_stop(struct server *srv, const char *why)
 	sd_notify(0, "STOPPING=1\nSTATUS=stopping");
 	srv_close_listener(srv);
 
+	/* ROTATE requests waiting for their turn: rotate now. */
+	if (srv->rotate_armed) {
+		event_del(srv->ev_rotate);
+		srv_rotate_cb(-1, 0, srv);
+	}
 	/* What clients already sent is written and acknowledged. */
 	TAILQ_FOREACH_SAFE(c, &srv->conns, entry, next) {
 		clock_gettime(CLOCK_MONOTONIC, &now);
@@ -263,6 +296,152 @@ srv_sync_kick_cb(int fd, short ev, void *arg)
 	syncer_request(srv->syncer);
 }
 
+/*
+ * A ROTATE request: rotate now if the last rotation by request was at
+ * least SRV_ROTATE_MS ago and none is scheduled, or the daemon is stopping
+ * (0, or a WAL_PERR_* with err filled when rotating failed); else -1: the
+ * request must wait for srv_rotate_cb.
+ */
+int
+srv_rotate_now(struct server *srv, pid_t pid, char *err, size_t errlen)
+{
+	struct wal_error e;
+	int64_t now = server_mono_ms();
+
+	if (!srv->stopping && (srv->rotate_armed || (srv->rotate_last_ms !=
+	    0 && now - srv->rotate_last_ms < SRV_ROTATE_MS)))
+		return (-1);
+	srv->rotate_last_ms = now;
+	if (wal_ring_rotate(srv->ring, &e) != 0) {
+		snprintf(err, errlen, "%s", e.msg);
+		return ((int)conn_errno_perr(e.code));
+	}
+	log_info("segment rotated on request of pid %ld", (long)pid);
+	return (0);
+}
+
+/* A ROTATE request waits: run srv_rotate_cb when the next one may run. */
+void
+srv_rotate_later(struct server *srv)
+{
+	int64_t wait = srv->rotate_last_ms + SRV_ROTATE_MS -
+	    server_mono_ms();
+	struct timeval tv;
+
+	if (srv->rotate_armed)
+		return;
+	if (wait < 0)
+		wait = 0;
+	tv.tv_sec = wait / 1000;
+	tv.tv_usec = (wait % 1000) * 1000;
+	srv->rotate_armed = 1;
+	evtimer_add(srv->ev_rotate, &tv);
+}
+
+/* One rotation for every ROTATE request waiting; answer them all. */
+void
+srv_rotate_cb(int fd, short ev, void *arg)
+{
+	struct server *srv = arg;
+	struct conn *c, *next;
+	struct wal_error e;
+	unsigned n = 0;
+	int rc = 0;
+
+	(void)fd;
+	(void)ev;
+	e.msg[0] = '\0';
+	srv->rotate_armed = 0;
+	srv->rotate_last_ms = server_mono_ms();
+	TAILQ_FOREACH(c, &srv->conns, entry)
+		if (c->parked == CONN_PARK_ROTATE)
+			n++;
+	if (n == 0)
+		return;		/* they went away */
+	if (wal_ring_rotate(srv->ring, &e) != 0)
+		rc = (int)conn_errno_perr(e.code);
+	else
+		log_info("segment rotated on request (%u request%s)", n,
+		    n == 1 ? "" : "s");
+	TAILQ_FOREACH_SAFE(c, &srv->conns, entry, next) {
+		if (c->parked != CONN_PARK_ROTATE)
+			continue;
+		conn_rotated(c, rc, e.msg);
+		conn_flush(c);	/* may free c */
+	}
+}
+
+/*
+ * May a line about what one client did be logged now? Clients cause such
+ * lines at will (a connection that breaks its ring, sends no HELLO, is
+ * refused...): at most SRV_CLIENT_LOG_PER_S a second are logged, the rest
+ * only counted and reported once a second (srv_log_suppressed), so clients
+ * cannot fill the disk with the log, nor exhaust journald's rate limit
+ * (which would drop the daemon's own messages too).
+ */
+int
+srv_log_client(struct server *srv)
+{
+	time_t now = time(NULL);
+
+	if (now != srv->client_log_sec) {
+		srv->client_log_sec = now;
+		srv->client_log_n = 0;
+	}
+	if (srv->client_log_n < SRV_CLIENT_LOG_PER_S) {
+		srv->client_log_n++;
+		return (1);
+	}
+	srv->client_log_dropped++;
+	return (0);
+}
+
+/* Once a second: how many lines about clients were not logged. */
+void
+srv_log_suppressed(struct server *srv)
+{
+	if (srv->client_log_dropped == 0)
+		return;
+	log_warnx("%" PRIu64 " more message%s about clients not logged (at "
+	    "most %d a second are)", srv->client_log_dropped,
+	    srv->client_log_dropped == 1 ? "" : "s", SRV_CLIENT_LOG_PER_S);
+	srv->client_log_dropped = 0;
+}
+
+/*
+ * A connection or doorbell was not read: the descriptors waiting to be
+ * closed are near their bound (closer_room). Look again in a moment.
+ */
+void
+srv_fd_wait(struct server *srv)
+{
+	static const struct timeval tv = { 0, SRV_FD_WAIT_MS * 1000 };
+
+	if (!evtimer_pending(srv->ev_fd_wait, NULL))
+		evtimer_add(srv->ev_fd_wait, &tv);
+}
+
+/* Room again: read the connections and doorbells that waited. */
+void
+srv_fd_wait_cb(int fd, short ev, void *arg)
+{
+	struct server *srv = arg;
+	struct conn *c;
+
+	(void)fd;
+	(void)ev;
+	if (!closer_room(srv->closer)) {
+		srv_fd_wait(srv);
+		return;
+	}
+	TAILQ_FOREACH(c, &srv->conns, entry)
+		if (c->fd_wait) {
+			c->fd_wait = 0;
+			conn_read_enable(c);
+		}
+	shm_bells_enable(srv);
+}
+
 /* Once a second: handshake, idle and linger timeouts. */
 void
 srv_check_timeouts(struct server *srv)
@@ -289,12 +468,7 @@ void
 srv_status(struct server *srv, struct wal_status *st)
 {
 	struct wal_ring_stats rs;
-	struct wal_seglist list;
-	struct stat sb;
-	char name[WAL_SEGMENT_NAME_MAX];
 	uint64_t count, total, max;
-	size_t i;
-	int dirfd = srv->data_dirfd;
 
 	memset(st, 0, sizeof *st);
 	st->hdr.type = WAL_MSG_STATUS_REPLY;
@@ -323,17 +497,57 @@ srv_status(struct server *srv, struct wal_status *st)
 	st->uptime_s = (uint64_t)(time(NULL) - srv->started);
 	st->pid = (uint64_t)getpid();
 	snprintf(st->dir, sizeof st->dir, "%s", srv->cfg.dir);
+	server_dirstat(srv, &rs);
+	st->segments = srv->dirstat.segments;
+	st->disk_bytes = srv->dirstat.disk_bytes;
+	st->first_seq = srv->dirstat.first_seq;
+}
+
+/*
+ * The directory's part of STATUS: segment files, their bytes, the oldest
+ * seq kept. A scan costs a stat per segment (thousands in a long log), so
+ * one scan serves every STATUS until a segment is created or removed, the
+ * first record of an empty log is written, or SRV_DIRSTAT_MS pass (files
+ * an operator removed): a client sending STATUS without pause cannot make
+ * the daemon scan without pause.
+ */
+static void
+server_dirstat(struct server *srv, const struct wal_ring_stats *rs)
+{
+	struct srv_dirstat *ds = &srv->dirstat;
+	struct wal_seglist list;
+	struct stat sb;
+	struct timespec now;
+	char name[WAL_SEGMENT_NAME_MAX];
+	int64_t ms;
+	size_t i;
+	int dirfd = srv->data_dirfd;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+	if (ds->valid && ms - ds->when_ms < SRV_DIRSTAT_MS &&
+	    ds->created == rs->segments_created &&
+	    ds->removed == srv->segments_removed &&
+	    (ds->first_seq >= 0 || ds->next_seq == rs->next_seq))
+		return;
+	memset(ds, 0, sizeof *ds);
+	ds->first_seq = -1;
+	ds->when_ms = ms;
+	ds->created = rs->segments_created;
+	ds->removed = srv->segments_removed;
+	ds->next_seq = rs->next_seq;
+	ds->valid = 1;
 
 	if (wal_dir_list(dirfd, srv->cfg.dir, &list, NULL) == 0) {
-		st->segments = list.count;
+		ds->segments = list.count;
 		for (i = 0; i < list.count; i++) {
 			wal_seg_name(name, sizeof name, list.ids[i]);
 			if (fstatat(dirfd, name, &sb, AT_SYMLINK_NOFOLLOW) ==
 			    0 && S_ISREG(sb.st_mode))
-				st->disk_bytes += (uint64_t)sb.st_size;
+				ds->disk_bytes += (uint64_t)sb.st_size;
 		}
 		/* The oldest segment's first record is the oldest kept. */
-		for (i = 0; i < list.count && st->first_seq < 0; i++) {
+		for (i = 0; i < list.count && ds->first_seq < 0; i++) {
 			uint8_t hdr[WAL_FILE_HEADER_SIZE +
 			    WAL_RECORD_HEADER_SIZE];
 			int fd;
@@ -345,7 +559,7 @@ srv_status(struct server *srv, struct wal_status *st)
 			if (pread(fd, hdr, sizeof hdr, 0) == (ssize_t)sizeof hdr
 			    && wal_le32_load(hdr + WAL_FILE_HEADER_SIZE) ==
 			    WAL_RECORD_MAGIC)
-				st->first_seq = (int64_t)wal_le64_load(hdr +
+				ds->first_seq = (int64_t)wal_le64_load(hdr +
 				    WAL_FILE_HEADER_SIZE + 4);
 			close(fd);
 		}
@@ -436,6 +650,7 @@ srv_retention(struct server *srv)
 			break;
 		}
 		removed++;
+		srv->segments_removed++;
 	}
 	if (removed > 0) {
 		(void)wal_dir_sync(dirfd, cfg->dir, NULL);
@@ -482,73 +697,33 @@ server_accept_cb(int lfd, short ev, void *arg)
 		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == -1)
 			memset(&cred, 0xff, sizeof cred);
 		if (!server_allowed(srv, cred.uid, cred.gid)) {
-			static const char msg[] = "uid is not in allow_users "
-			    "and gid is not in allow_groups";
-			uint8_t buf[sizeof(struct wal_msg_error) + sizeof msg];
-			struct wal_msg_error e;
-
-			memset(&e, 0, sizeof e);
-			e.hdr.type = WAL_MSG_ERROR;
-			e.hdr.len = sizeof buf - 1;
-			e.code = WAL_PERR_PERM;
-			e.fatal = 1;
-			memcpy(buf, &e, sizeof e);
-			memcpy(buf + sizeof e, msg, sizeof msg - 1);
-			(void)send(fd, buf, e.hdr.len, MSG_DONTWAIT |
-			    MSG_NOSIGNAL);
-			log_info("refused pid %ld uid %ld gid %ld: not on the "
-			    "allow-list", (long)cred.pid, (long)cred.uid,
-			    (long)cred.gid);
-			close(fd);
+			if (srv_log_client(srv))
+				log_info("refused pid %ld uid %ld gid %ld: not on "
+				    "the allow-list", (long)cred.pid,
+				    (long)cred.uid, (long)cred.gid);
+			server_refuse(srv, fd, WAL_PERR_PERM, "uid is not in "
+			    "allow_users and gid is not in allow_groups");
 			continue;
 		}
 		if (srv->nconns >= srv->cfg.max_connections) {
-			static const char msg[] = "max_connections reached";
-			uint8_t buf[sizeof(struct wal_msg_error) + sizeof msg];
-			struct wal_msg_error e;
-
-			memset(&e, 0, sizeof e);
-			e.hdr.type = WAL_MSG_ERROR;
-			e.hdr.len = sizeof buf - 1;
-			e.code = WAL_PERR_BUSY;
-			e.fatal = 1;
-			memcpy(buf, &e, sizeof e);
-			memcpy(buf + sizeof e, msg, sizeof msg - 1);
-			(void)send(fd, buf, e.hdr.len, MSG_DONTWAIT |
-			    MSG_NOSIGNAL);
-			close(fd);
+			server_refuse(srv, fd, WAL_PERR_BUSY,
+			    "max_connections reached");
 			continue;
 		}
 		if (server_uid_conns(srv, cred.uid) >=
 		    srv->cfg.max_connections_per_uid) {
-			static const char msg[] = "max_connections_per_uid "
-			    "reached for this uid";
-			uint8_t buf[sizeof(struct wal_msg_error) + sizeof msg];
-			struct wal_msg_error e;
-			time_t now = time(NULL);
-
-			memset(&e, 0, sizeof e);
-			e.hdr.type = WAL_MSG_ERROR;
-			e.hdr.len = sizeof buf - 1;
-			e.code = WAL_PERR_BUSY;
-			e.fatal = 1;
-			memcpy(buf, &e, sizeof e);
-			memcpy(buf + sizeof e, msg, sizeof msg - 1);
-			(void)send(fd, buf, e.hdr.len, MSG_DONTWAIT |
-			    MSG_NOSIGNAL);
-			if (now != srv->uid_cap_logged) {	/* once a second */
-				srv->uid_cap_logged = now;
+			if (srv_log_client(srv))
 				log_warnx("refused pid %ld uid %ld: it has "
 				    "max_connections_per_uid (%u) connections",
 				    (long)cred.pid, (long)cred.uid,
 				    srv->cfg.max_connections_per_uid);
-			}
-			close(fd);
+			server_refuse(srv, fd, WAL_PERR_BUSY,
+			    "max_connections_per_uid reached for this uid");
 			continue;
 		}
 		if ((c = conn_new(srv, fd)) == NULL) {
 			log_warnx("out of memory for a new client");
-			close(fd);
+			closer_close_socket(srv->closer, fd);
 			continue;
 		}
 		log_debug("client pid %ld uid %ld connected", (long)c->pid,
@@ -565,6 +740,29 @@ server_accept_resume_cb(int fd, short ev, void *arg)
 	(void)ev;
 	if (srv->listen_fd != -1)
 		event_add(srv->ev_accept, NULL);
+}
+
+/*
+ * Refuse a client just accepted: a fatal ERROR if its socket takes it at
+ * once, then close it (and what it may have sent already) without
+ * waiting on it.
+ */
+static void
+server_refuse(struct server *srv, int fd, unsigned code, const char *why)
+{
+	uint8_t buf[sizeof(struct wal_msg_error) + 128];
+	struct wal_msg_error e;
+	size_t n = strnlen(why, 128);
+
+	memset(&e, 0, sizeof e);
+	e.hdr.type = WAL_MSG_ERROR;
+	e.hdr.len = (uint32_t)(sizeof e + n);
+	e.code = code;
+	e.fatal = 1;
+	memcpy(buf, &e, sizeof e);
+	memcpy(buf + sizeof e, why, n);
+	(void)send(fd, buf, e.hdr.len, MSG_DONTWAIT | MSG_NOSIGNAL);
+	closer_close_socket(srv->closer, fd);
 }
 
 /* Nobody of the last sync round is expected back any more. */
@@ -777,4 +975,13 @@ server_probe(const struct sockaddr_un *sun, const char *path)
 	log_warn("cannot tell whether another walmmapd is listening on %s; "
 	    "leaving it", path);
 	return (-1);
+}
+
+static int64_t
+server_mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
 }

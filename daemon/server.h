@@ -22,6 +22,7 @@
 	    (var) = (tvar))
 #endif
 
+#include "closer.h"
 #include "srvconf.h"
 #include "wal_format.h"
 #include "wal_proto.h"
@@ -40,6 +41,7 @@ struct outq {
 	size_t		 tail;		/* end of queued bytes */
 	size_t		 cap;
 	size_t		 frames;	/* frames queued */
+	uint64_t	*total;		/* adds cap here (all queues), or NULL */
 };
 
 /* One SYNC request waiting for durability. */
@@ -49,6 +51,29 @@ struct sync_wait {
 };
 
 #define CONN_MAX_SYNC_WAITS	64
+
+/* Why a connection is parked: a frame waits for its turn (see conn.c). */
+enum conn_park {
+	CONN_PARK_NONE,
+	CONN_PARK_ROTATE,	/* ROTATE waiting for the next rotation */
+	CONN_PARK_APPEND_FD,	/* large APPEND_FD waiting in srv->parked */
+};
+
+/*
+ * What STATUS reports about the data directory, from one scan of it (see
+ * srv_status): kept while nothing that changes it happened, at most
+ * SRV_DIRSTAT_MS.
+ */
+struct srv_dirstat {
+	int		 valid;
+	uint64_t	 segments;
+	uint64_t	 disk_bytes;
+	int64_t		 first_seq;
+	int64_t		 when_ms;	/* monotonic */
+	uint64_t	 created;	/* segments created then */
+	uint64_t	 removed;	/* removed by retention then */
+	int64_t		 next_seq;	/* the ring's then */
+};
 
 struct conn {
 	struct server		*srv;
@@ -78,6 +103,16 @@ struct conn {
 	int			 durable_expected; /* acked last sync, not back */
 	struct sync_wait	 syncs[CONN_MAX_SYNC_WAITS];
 	size_t			 nsyncs;
+	/*
+	 * Parked: one frame waits for its turn and nothing more is read
+	 * until it is handled, so replies keep the order of the requests.
+	 */
+	int			 fd_wait;	/* not read: closer_room() */
+	enum conn_park		 parked;
+	uint64_t		 park_id;	/* the ROTATE's id */
+	struct wal_msg_append_fd park_af;	/* the APPEND_FD ... */
+	int			 park_fd;	/* ... and its memfd */
+	TAILQ_ENTRY(conn)	 park_entry;	/* srv->parked */
 
 	/* Subscription (walctl tail). */
 	struct wal_reader	*sub;
@@ -87,6 +122,8 @@ struct conn {
 	int			 sub_done;	/* passed sub_to */
 	int			 sub_held;	/* sub_rec did not fit last frame */
 	struct wal_record	 sub_rec;	/* valid until the next read */
+	uint64_t		 sub_fd_bytes;	/* record in a memfd not yet read */
+	struct event		*ev_sub_retry;	/* look again whether it is */
 
 	struct shm_ring		*shm;		/* shared-memory ring, if any */
 
@@ -121,15 +158,25 @@ struct server {
 	struct connlist		 conns;
 	unsigned		 nconns;
 	uint64_t		 clients_total;
-	time_t			 uid_cap_logged;	/* last refusal logged */
+	time_t			 client_log_sec;	/* srv_log_client() */
+	unsigned		 client_log_n;	/* lines in that second */
+	uint64_t		 client_log_dropped; /* not logged since */
 
 	struct syncer		*syncer;
+	struct closer		*closer;	/* what clients passed */
 	int			 sync_fd;	/* eventfd: sync thread -> loop */
 	struct event		*ev_sync_done;
 	struct event		*ev_sync_timer;
 	struct event		*ev_sync_kick;	/* deferred sync request */
 	int			 sync_kick_pending;
 	struct event		*ev_commit_delay;	/* waiting for a group */
+	struct event		*ev_rotate;	/* the next ROTATE may run */
+	TAILQ_HEAD(, conn)	 parked;	/* large APPEND_FDs, in order */
+	struct event		*ev_parked;	/* runs the first of them */
+	struct event		*ev_closer;	/* closer_tick() */
+	struct event		*ev_fd_wait;	/* room to receive again? */
+	int			 rotate_armed;
+	int64_t			 rotate_last_ms; /* last ROTATE (mono), 0 */
 	int			 commit_delay_armed;
 	unsigned		 durable_expected;	/* conns still to return */
 	/*
@@ -159,6 +206,11 @@ struct server {
 	time_t			 started;
 	int			 sub_dirty;	/* records appended: wake tails */
 
+	struct srv_dirstat	 dirstat;	/* last scan, for STATUS */
+	uint64_t		 outq_total;	/* memory of all reply queues */
+	uint64_t		 sub_fd_total;	/* records in memfds not yet read */
+	uint64_t		 segments_removed;	/* by retention */
+
 	uint64_t		 records;
 	uint64_t		 bytes;
 	uint64_t		 frames;
@@ -184,6 +236,13 @@ void	 srv_sync_round(struct server *);
 void	 srv_wake_subscribers(struct server *);
 void	 srv_retention(struct server *);
 void	 srv_check_timeouts(struct server *);
+int	 srv_log_client(struct server *);
+void	 srv_log_suppressed(struct server *);
+void	 srv_fd_wait(struct server *);
+void	 srv_fd_wait_cb(int, short, void *);
+int	 srv_rotate_now(struct server *, pid_t, char *err, size_t errlen);
+void	 srv_rotate_later(struct server *);
+void	 srv_rotate_cb(int, short, void *);
 
 /* conn.c */
 struct conn *conn_new(struct server *, int fd);
@@ -204,6 +263,9 @@ unsigned conn_errno_perr(int);
 void	 conn_sub_wake(struct conn *);
 uint64_t conn_sub_segment(const struct conn *);
 void	 conn_sub_drop(struct conn *, uint64_t held);
+void	 conn_rotated(struct conn *, int rc, const char *err);
+void	 conn_parked_cb(int, short, void *);
+void	 conn_read_enable(struct conn *);
 
 /* shm.c */
 void	 shm_open_ring(struct conn *, const struct wal_msg_shm_open *);
@@ -214,6 +276,8 @@ void	 shm_durable(struct conn *, int64_t durable_seq);
 int	 shm_durable_owed(const struct conn *);
 void	 shm_sync_failed(struct conn *, const char *why);
 void	 shm_finish(struct server *);
+void	 shm_bells_enable(struct server *);
+void	 shm_unparked(struct conn *);
 void	 srv_shm_drain_cb(int, short, void *);
 
 /* walmmapd.c */

@@ -53,6 +53,10 @@
 #define SHM_BELL_READS		64	/* doorbell messages per callback */
 #define SHM_MARKS		32
 
+#ifndef SO_PASSRIGHTS
+#define SO_PASSRIGHTS		83	/* Linux 6.16 */
+#endif
+
 /* Records [.., count) of a ring end with seq: durable once seq is. */
 struct shm_mark {
 	uint64_t	count;
@@ -76,6 +80,7 @@ struct shm_ring {
 	int			 catching;
 	int			 closing;	/* connection gone: drain, free */
 	int			 broken;	/* failed a check: no more reads */
+	int			 bell_wait;	/* not read: closer_room() */
 	TAILQ_ENTRY(shm_ring)	 entry;
 };
 
@@ -111,7 +116,7 @@ shm_open_ring(struct conn *c, const struct wal_msg_shm_open *m)
 	struct wal_msg_shm_ready rd;
 	struct shm_ring *r = NULL;
 	uint64_t size;
-	int mfd = -1, sv[2] = { -1, -1 }, fds[3], saved;
+	int mfd = -1, sv[2] = { -1, -1 }, fds[3], saved, off = 0;
 
 	if (!srv->cfg.shm) {
 		conn_error(c, m->hdr.id, WAL_PERR_UNSUPPORTED, 0,
@@ -169,6 +174,11 @@ shm_open_ring(struct conn *c, const struct wal_msg_shm_open *m)
 	    0, sv) == -1)
 		goto fail;
 	r->bell = sv[0];
+	/*
+	 * A ring carries no descriptors: refuse them (Linux 6.16 and later;
+	 * older kernels let them through, and shm_bell_cb takes care).
+	 */
+	(void)setsockopt(r->bell, SOL_SOCKET, SO_PASSRIGHTS, &off, sizeof off);
 	r->ev_bell = event_new(srv->base, r->bell, EV_READ | EV_PERSIST,
 	    shm_bell_cb, r);
 	if (r->ev_bell == NULL)
@@ -244,9 +254,10 @@ shm_close_ring(struct conn *c)
 		return;
 	}
 	if (rc < 0) {
-		log_warnx("client pid %ld: shared-memory ring corrupt at "
-		    "close: %s; nothing more written from it", (long)r->pid,
-		    why);
+		if (srv_log_client(r->srv))
+			log_warnx("client pid %ld: shared-memory ring corrupt "
+			    "at close: %s; nothing more written from it",
+			    (long)r->pid, why);
 		shm_release(r);
 		return;
 	}
@@ -464,6 +475,28 @@ srv_shm_drain_cb(int fd, short ev, void *arg)
 	srv->drain_scheduled = 0;
 }
 
+/* The connection's parked frame is handled: its ring may go on. */
+void
+shm_unparked(struct conn *c)
+{
+	if (c->shm != NULL && !c->shm->broken)
+		shm_schedule(c->srv);
+}
+
+/* Room again to receive descriptors: read the doorbells that waited. */
+void
+shm_bells_enable(struct server *srv)
+{
+	struct shm_ring *r;
+
+	TAILQ_FOREACH(r, &srv->shms, entry)
+		if (r->bell_wait) {
+			r->bell_wait = 0;
+			if (!r->closing)
+				event_add(r->ev_bell, NULL);
+		}
+}
+
 /* Records may wait in some ring: run the drainer on the loop's next pass. */
 static void
 shm_schedule(struct server *srv)
@@ -481,27 +514,29 @@ shm_schedule(struct server *srv)
  * A producer rang: the drainer was asleep. Our own end of the pair, read
  * with MSG_DONTWAIT whatever the producer did to its end, and at most
  * SHM_BELL_READS messages: one that rings without pause cannot hold us.
+ * Descriptors sent with a ring are received (not left to the kernel to
+ * drop here) and closed where that cannot block us.
  */
 static void
 shm_bell_cb(int fd, short ev, void *arg)
 {
 	struct shm_ring *r = arg;
-	uint64_t buf[8];
-	ssize_t n;
-	int i;
+	int ended;
 
 	(void)ev;
-	for (i = 0; i < SHM_BELL_READS; i++) {
-		if ((n = recv(fd, buf, sizeof buf, MSG_DONTWAIT)) > 0)
-			continue;
-		if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK &&
-		    errno != EINTR)) {
-			/* It closed its end: it cannot ring any more. */
-			log_debug("client pid %ld: doorbell closed",
-			    (long)r->pid);
-			event_del(r->ev_bell);
-		}
-		break;
+	if (!closer_room(r->srv->closer)) {
+		/* No room for what a ring may carry: wait. */
+		r->bell_wait = 1;
+		event_del(r->ev_bell);
+		srv_fd_wait(r->srv);
+		shm_schedule(r->srv);
+		return;
+	}
+	(void)closer_drain(r->srv->closer, fd, SHM_BELL_READS, &ended);
+	if (ended) {
+		/* It closed its end: it cannot ring any more. */
+		log_debug("client pid %ld: doorbell closed", (long)r->pid);
+		event_del(r->ev_bell);
 	}
 	shm_schedule(r->srv);
 }
@@ -527,6 +562,12 @@ shm_drain_ring(struct shm_ring *r, unsigned budget, int64_t ts, int load)
 	int rc;
 
 	if (r->broken)
+		return (0);
+	/*
+	 * Its connection is parked (a frame waits for its turn): what the
+	 * producer published since it sent that frame comes after it.
+	 */
+	if (c != NULL && c->parked)
 		return (0);
 	if (load && !r->closing &&
 	    wal_shm_load_tail(&r->cons, why, sizeof why) < 0) {
@@ -555,7 +596,8 @@ shm_drain_ring(struct shm_ring *r, unsigned budget, int64_t ts, int load)
 		}
 		if (wal_ring_reserve(srv->ring, rec.len, &dst, &err) != 0) {
 			wal_ring_flush(srv->ring);
-			log_warnx("%s", err.msg);
+			if (srv_log_client(srv))
+				log_warnx("%s", err.msg);
 			shm_fail(r, conn_errno_perr(err.code), "%" PRIu64
 			    " records from the shared-memory ring written, "
 			    "the next one is not: %s", r->cons.written,
@@ -627,8 +669,10 @@ shm_fail(struct shm_ring *r, unsigned code, const char *fmt, ...)
 	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
 	r->broken = 1;
-	log_warnx("client pid %ld: %s; %s", (long)r->pid, msg,
-	    r->conn != NULL ? "disconnecting it" : "its connection is gone");
+	if (srv_log_client(r->srv))
+		log_warnx("client pid %ld: %s; %s", (long)r->pid, msg,
+		    r->conn != NULL ? "disconnecting it" :
+		    "its connection is gone");
 	if (r->conn != NULL)
 		conn_error(r->conn, 0, code, 1, "%s", msg);
 }
@@ -655,9 +699,12 @@ shm_sleep_all(struct server *srv)
 {
 	struct shm_ring *r;
 
-	TAILQ_FOREACH(r, &srv->shms, entry)
+	TAILQ_FOREACH(r, &srv->shms, entry) {
+		if (r->conn != NULL && r->conn->parked)
+			continue;	/* shm_unparked() wakes us */
 		if (r->closing || (!r->broken && !wal_shm_sleep(&r->cons)))
 			break;
+	}
 	if (r == NULL)
 		return (1);
 	TAILQ_FOREACH(r, &srv->shms, entry)
@@ -685,8 +732,8 @@ shm_free(struct shm_ring *r)
 		event_free(r->ev_bell);
 	if (r->base != MAP_FAILED)
 		munmap(r->base, r->maplen);
-	if (r->bell != -1)
-		close(r->bell);
+	if (r->bell != -1)	/* the producer can send to it */
+		closer_close_socket(r->srv->closer, r->bell);
 	free(r);
 }
 

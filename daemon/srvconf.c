@@ -75,6 +75,7 @@ config_defaults(struct srv_config *c)
 	c->hello_timeout_s = 10;
 	c->max_subscriber_hold = 1024ull * 1024 * 1024;
 	c->max_inflight = 4u * 1024 * 1024;
+	c->max_inflight_total = 256u * 1024 * 1024;
 	c->sync_interval_ms = 1000;
 	c->commit_delay_ms = 2;
 	c->shm = 1;
@@ -251,6 +252,11 @@ config_set(struct srv_config *c, const char *key, const char *val,
 			BAD("max_inflight: \"%s\" is not a size from 64K to 1G",
 			    val);
 		c->max_inflight = (uint32_t)v;
+	} else if (strcmp(key, "max_inflight_total") == 0) {
+		if (config_parse_size(val, &v) != 0 || v < 64 * 1024)
+			BAD("max_inflight_total: \"%s\" is not a size of at "
+			    "least 64K", val);
+		c->max_inflight_total = v;
 	} else if (strcmp(key, "sync_interval") == 0) {
 		if (config_parse_duration_ms(val, &v) != 0 || v > 3600000)
 			BAD("sync_interval: \"%s\" is not a duration up to 1h "

@@ -27,6 +27,7 @@ struct srv_config {
 	unsigned	 idle_timeout_s;	/* 0: idle clients stay */
 	uint64_t	 max_subscriber_hold;	/* 0: subscribers hold all */
 	uint32_t	 max_inflight;
+	uint64_t	 max_inflight_total;	/* all clients' replies */
 	unsigned	 sync_interval_ms;	/* 0: no periodic sync */
 	unsigned	 commit_delay_ms;	/* wait for a sync's group */
 	uid_t		 allow_uids[SRV_MAX_ALLOW];

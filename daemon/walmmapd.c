@@ -51,6 +51,7 @@ static void	log_recovery(const struct wal_recovery *);
 static void	sync_done_cb(int, short, void *);
 static void	sync_timer_cb(int, short, void *);
 static void	tick_cb(int, short, void *);
+static void	closer_tick_cb(int, short, void *);
 static void	watchdog_cb(int, short, void *);
 static void	stop_timer_cb(int, short, void *);
 
@@ -166,6 +167,7 @@ main(int argc, char **argv)
 	srv.sync_fd = -1;
 	TAILQ_INIT(&srv.conns);
 	TAILQ_INIT(&srv.shms);
+	TAILQ_INIT(&srv.parked);
 	srv.conf_path = conf;
 	if (load_config(&srv.cfg, conf, conf_given, &overrides, why,
 	    sizeof why) != 0) {
@@ -232,12 +234,19 @@ main(int argc, char **argv)
 		fatal("eventfd");
 	if ((srv.syncer = syncer_start(srv.ring, srv.sync_fd)) == NULL)
 		fatalx("cannot start the sync thread");
+	if ((srv.closer = closer_start()) == NULL)
+		fatalx("cannot start the thread that closes what clients pass");
 	srv.ev_sync_done = event_new(srv.base, srv.sync_fd,
 	    EV_READ | EV_PERSIST, sync_done_cb, &srv);
 	srv.ev_sync_timer = event_new(srv.base, -1, EV_PERSIST, sync_timer_cb,
 	    &srv);
 	srv.ev_sync_kick = event_new(srv.base, -1, 0, srv_sync_kick_cb, &srv);
 	srv.ev_commit_delay = evtimer_new(srv.base, srv_commit_delay_cb, &srv);
+	srv.ev_rotate = evtimer_new(srv.base, srv_rotate_cb, &srv);
+	srv.ev_parked = evtimer_new(srv.base, conn_parked_cb, &srv);
+	srv.ev_closer = event_new(srv.base, -1, EV_PERSIST, closer_tick_cb,
+	    &srv);
+	srv.ev_fd_wait = evtimer_new(srv.base, srv_fd_wait_cb, &srv);
 	srv.ev_tick = event_new(srv.base, -1, EV_PERSIST, tick_cb, &srv);
 	srv.ev_drain = event_new(srv.base, -1, 0, srv_shm_drain_cb, &srv);
 	srv.ev_stop_timer = evtimer_new(srv.base, stop_timer_cb, &srv);
@@ -247,6 +256,8 @@ main(int argc, char **argv)
 	if (srv.ev_sync_done == NULL || srv.ev_sync_timer == NULL ||
 	    srv.ev_tick == NULL || srv.ev_stop_timer == NULL ||
 	    srv.ev_sync_kick == NULL || srv.ev_commit_delay == NULL ||
+	    srv.ev_rotate == NULL || srv.ev_parked == NULL ||
+	    srv.ev_closer == NULL || srv.ev_fd_wait == NULL ||
 	    srv.ev_drain == NULL ||
 	    srv.ev_signals[0] == NULL || srv.ev_signals[1] == NULL ||
 	    srv.ev_signals[2] == NULL)
@@ -262,6 +273,9 @@ main(int argc, char **argv)
 	tv.tv_sec = 1;
 	tv.tv_usec = 0;
 	event_add(srv.ev_tick, &tv);
+	tv.tv_sec = 0;
+	tv.tv_usec = CLOSER_TICK_MS * 1000;
+	event_add(srv.ev_closer, &tv);
 	if (sd_watchdog_enabled(0, &wd_usec) > 0 && wd_usec > 0) {
 		srv.ev_watchdog = event_new(srv.base, -1, EV_PERSIST,
 		    watchdog_cb, &srv);
@@ -309,6 +323,7 @@ main(int argc, char **argv)
 	 */
 	if (wal_ring_shutdown(srv.ring, &err) != 0)
 		srv_sync_failed(&srv, err.msg, wal_ring_durable_seq(srv.ring));
+	closer_stop(srv.closer);
 	wal_ring_close(srv.ring);
 	log_info("stopped after %" PRIu64 " records", srv.records);
 
@@ -318,6 +333,10 @@ main(int argc, char **argv)
 	event_free(srv.ev_sync_timer);
 	event_free(srv.ev_sync_kick);
 	event_free(srv.ev_commit_delay);
+	event_free(srv.ev_rotate);
+	event_free(srv.ev_parked);
+	event_free(srv.ev_closer);
+	event_free(srv.ev_fd_wait);
 	event_free(srv.ev_tick);
 	event_free(srv.ev_drain);
 	event_free(srv.ev_stop_timer);
@@ -551,6 +570,7 @@ reload(struct server *srv)
 	LIVE(idle_timeout_s, "idle_timeout (s)", "u");
 	LIVE(max_subscriber_hold, "max_subscriber_hold", PRIu64);
 	LIVE(max_inflight, "max_inflight", PRIu32);
+	LIVE(max_inflight_total, "max_inflight_total", PRIu64);
 	LIVE(retain_segments, "retain_segments", PRIu64);
 	LIVE(retain_bytes, "retain_bytes", PRIu64);
 	LIVE(retain_age_s, "retain_age (s)", PRIu64);
@@ -705,8 +725,20 @@ tick_cb(int fd, short ev, void *arg)
 	if (srv->sub_dirty)
 		srv_wake_subscribers(srv);
 	srv_check_timeouts(srv);
+	srv_log_suppressed(srv);
 	if (!srv->stopping)
 		srv_retention(srv);
+}
+
+/* A descriptor a client passed may be slow to close: nudge it. */
+static void
+closer_tick_cb(int fd, short ev, void *arg)
+{
+	struct server *srv = arg;
+
+	(void)fd;
+	(void)ev;
+	closer_tick(srv->closer);
 }
 
 static void

@@ -495,6 +495,31 @@ exit_status(int status)
 	return (-1);
 }
 
+void
+ts_daemon_pause(struct ts_daemon *d)
+{
+	char path[64], buf[512], *p;
+	ssize_t n;
+	int fd, i;
+
+	ts_daemon_signal(d, SIGSTOP);
+	snprintf(path, sizeof path, "/proc/%ld/stat", (long)d->pid);
+	for (i = 0; i < 1000; i++) {
+		if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
+			break;
+		n = read(fd, buf, sizeof buf - 1);
+		close(fd);
+		if (n > 0) {
+			buf[n] = '\0';
+			if ((p = strrchr(buf, ')')) != NULL && p[1] == ' ' &&
+			    (p[2] == 'T' || p[2] == 't'))
+				return;
+		}
+		usleep(10000);
+	}
+	ck_abort_msg("walmmapd did not stop on SIGSTOP");
+}
+
 int
 ts_raw_connect(const struct ts_daemon *d)
 {
@@ -506,7 +531,8 @@ ts_raw_connect(const struct ts_daemon *d)
 	if (snprintf(sun.sun_path, sizeof sun.sun_path, "%s", d->sock) >=
 	    (int)sizeof sun.sun_path)
 		ck_abort_msg("socket path too long");
-	ck_assert_int_eq(connect(s, (struct sockaddr *)&sun, sizeof sun), 0);
+	ck_assert_msg(connect(s, (struct sockaddr *)&sun, sizeof sun) == 0,
+	    "cannot connect to %s: %s", d->sock, strerror(errno));
 	return (s);
 }
 
@@ -634,6 +660,114 @@ ts_raw_recv(int s, void *buf, size_t len, int timeout_ms)
 	    MSG_DONTWAIT)) == -1)
 		return (0);
 	return (n);
+}
+
+static uint64_t
+ts_mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ((uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000);
+}
+
+size_t
+ts_raw_recv_until(int s, uint16_t type, void *buf, size_t len, int timeout_ms)
+{
+	static uint8_t frame[WAL_PROTO_MAX_FRAME];
+	struct wal_msg hdr;
+	uint64_t end = ts_mono_ms() + (uint64_t)timeout_ms, now;
+	ssize_t n;
+
+	for (;;) {
+		now = ts_mono_ms();
+		ck_assert_msg(now < end, "no %s within %d ms",
+		    wal_proto_type_name(type), timeout_ms);
+		n = ts_raw_recv(s, frame, sizeof frame, (int)(end - now));
+		ck_assert_msg(n != 0, "connection closed before %s",
+		    wal_proto_type_name(type));
+		ck_assert_msg(n > 0, "no %s within %d ms",
+		    wal_proto_type_name(type), timeout_ms);
+		ck_assert_int_ge(n, (ssize_t)sizeof hdr);
+		memcpy(&hdr, frame, sizeof hdr);
+		if (hdr.type == type) {
+			ck_assert_uint_le((size_t)n, len);
+			memcpy(buf, frame, (size_t)n);
+			return ((size_t)n);
+		}
+		ck_assert_msg(hdr.type != WAL_MSG_ERROR, "ERROR while waiting "
+		    "for %s: %.*s", wal_proto_type_name(type),
+		    (int)((size_t)n - sizeof(struct wal_msg_error)),
+		    (char *)frame + sizeof(struct wal_msg_error));
+	}
+}
+
+void
+ts_raw_expect_error(int s, unsigned code, int fatal, const char *text,
+    int timeout_ms)
+{
+	static uint8_t frame[WAL_PROTO_MAX_FRAME];
+	struct wal_msg_error e;
+	char msg[1024];
+	size_t n;
+
+	n = ts_raw_recv_until(s, WAL_MSG_ERROR, frame, sizeof frame,
+	    timeout_ms);
+	memcpy(&e, frame, sizeof e);
+	snprintf(msg, sizeof msg, "%.*s", (int)(n - sizeof e),
+	    (char *)frame + sizeof e);
+	ck_assert_msg(e.code == code, "error code %u, want %u: %s", e.code,
+	    code, msg);
+	ck_assert_msg((int)e.fatal == fatal, "fatal %u: %s", e.fatal, msg);
+	ck_assert_msg(strstr(msg, text) != NULL, "error \"%s\" lacks \"%s\"",
+	    msg, text);
+	if (fatal)
+		ck_assert_int_eq(ts_raw_recv(s, frame, sizeof frame,
+		    timeout_ms), 0);
+}
+
+int
+ts_raw_send_fds(int s, const void *frame, size_t len, const int *fds,
+    int nfds)
+{
+	union {
+		struct cmsghdr	hdr;
+		char		buf[CMSG_SPACE(sizeof(int) * 253)];
+	} cm;
+	struct msghdr msg;
+	struct iovec iov;
+
+	if (nfds < 1 || nfds > 253) {
+		errno = EINVAL;
+		return (-1);
+	}
+	memset(&msg, 0, sizeof msg);
+	memset(&cm, 0, sizeof cm);
+	iov.iov_base = (void *)(uintptr_t)frame;
+	iov.iov_len = len;
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	msg.msg_control = cm.buf;
+	msg.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)nfds);
+	cm.hdr.cmsg_level = SOL_SOCKET;
+	cm.hdr.cmsg_type = SCM_RIGHTS;
+	cm.hdr.cmsg_len = CMSG_LEN(sizeof(int) * (size_t)nfds);
+	memcpy(CMSG_DATA(&cm.hdr), fds, sizeof(int) * (size_t)nfds);
+	return (sendmsg(s, &msg, MSG_NOSIGNAL) == (ssize_t)len ? 0 : -1);
+}
+
+void
+ts_status_within(const struct ts_daemon *d, unsigned seconds)
+{
+	char *out;
+	int rc = ts_run_prog_within(seconds, "client/walctl", NULL, 0, &out,
+	    "-s", d->sock, "status", NULL);
+
+	if (rc != 0)
+		ts_daemon_dump(d);
+	ck_assert_msg(rc == 0, "walctl status did not answer within %us: "
+	    "%d: %s", seconds, rc, out);
+	free(out);
 }
 
 int

@@ -75,6 +75,12 @@ void	 ts_daemon_dump(const struct ts_daemon *);
 /* Send a signal (SIGHUP for reload tests). */
 void	 ts_daemon_signal(struct ts_daemon *, int sig);
 
+/*
+ * SIGSTOP the daemon and wait until it is stopped (fails the test after
+ * 10 s); ts_daemon_signal(d, SIGCONT) lets it go on.
+ */
+void	 ts_daemon_pause(struct ts_daemon *);
+
 /* The log so far (malloc'd, NUL-terminated). */
 char	*ts_daemon_log(const struct ts_daemon *);
 
@@ -169,6 +175,35 @@ void	 ts_raw_subscribe(int s, uint64_t id, int64_t from, int64_t to,
  * end of the connection, -1 when nothing came in time.
  */
 ssize_t	 ts_raw_recv(int s, void *buf, size_t len, int timeout_ms);
+
+/*
+ * Read frames until one of type arrives, within timeout_ms in all; copy
+ * it to buf and return its length. Fails the test on the end of the
+ * connection, on an ERROR (unless ERROR is the type asked for) and when
+ * nothing came in time.
+ */
+size_t	 ts_raw_recv_until(int s, uint16_t type, void *buf, size_t len,
+	    int timeout_ms);
+
+/*
+ * Read frames until an ERROR: asserts its code, fatality and that its text
+ * contains text; after a fatal one, that the connection then ends.
+ */
+void	 ts_raw_expect_error(int s, unsigned code, int fatal, const char *text,
+	    int timeout_ms);
+
+/*
+ * Send a frame with descriptors (SCM_RIGHTS, up to 253). 0, or -1 with
+ * errno.
+ */
+int	 ts_raw_send_fds(int s, const void *frame, size_t len, const int *fds,
+	    int nfds);
+
+/*
+ * walctl status answers within seconds (a hang detector): fails the test
+ * (after a dump of the daemon) when it does not.
+ */
+void	 ts_status_within(const struct ts_daemon *, unsigned seconds);
 
 /* A sparse memfd of size bytes, sealed as APPEND_FD requires. */
 int	 ts_sealed_memfd(uint64_t size);
