@@ -308,9 +308,17 @@ config_set(struct srv_config *c, const char *key, const char *val,
 	} else if (strcmp(key, "shm_spin") == 0) {
 		if (config_parse_duration_ms(val, &v) == 0 && v <= 100)
 			c->shm_spin_us = (unsigned)(v * 1000);
-		else if (strlen(val) > 2 && strcmp(val + strlen(val) - 2,
-		    "us") == 0 && parse_uint(val, 100000, &v) == 0)
+		else if (strlen(val) > 2 && strlen(val) < 32 && strcmp(val +
+		    strlen(val) - 2, "us") == 0) {
+			char tmp[32];
+
+			snprintf(tmp, sizeof tmp, "%.*s", (int)strlen(val) - 2,
+			    val);
+			if (parse_uint(tmp, 100000, &v) != 0)
+				BAD("shm_spin: \"%s\" is not a duration up to "
+				    "100ms", val);
 			c->shm_spin_us = (unsigned)v;
+		}
 		else
 			BAD("shm_spin: \"%s\" is not a duration up to 100ms",
 			    val);
