@@ -16,15 +16,26 @@
  * log a kill -9 left, appends at both levels on the socket and a ring,
  * records in a memfd, rotations, a sync, retention removing a segment,
  * a SIGTERM stop) runs with the Nth call of one of msync, fdatasync,
- * fsync, fallocate, mmap, rename, pread, write failing, for N = 1, 2, ...
- * until the scenario completes without reaching N; after each run the log
- * is read back as the failure left it, then as a power cut would leave
- * it, and restarted without faults; the same guarantees are checked.
+ * fsync, fallocate, mmap, rename, pread, write failing (once; or a short
+ * pread/write, then a failing one; with WALMODEL_IOERR=all also every
+ * call from the Nth on), for N = 1, 2, ... until the scenario completes
+ * without reaching N. After each run the files are checked as the run
+ * left them, then a power cut drops every page the daemon did not sync,
+ * walmmapd starts without faults and the whole log is checked again.
+ * The scenario has no subscribers: the daemon's readers poll, so the
+ * calls they make would vary with timing (the walk fails calls under
+ * them).
+ *
+ * What the daemon must do about a failed call (tsmodel.h): stop with
+ * status 1 after a failed msync or fdatasync and acknowledge nothing
+ * sent after it as durable; the same, or go on, after a failed fsync,
+ * write or rename; go on after a failed fallocate, mmap or pread; and
+ * once the fault is gone, take appends again.
  *
  * Environment:
  *   WALMODEL_SEED=S	 run only seed S (decimal or 0x...)
  *   WALMODEL_STEPS=N	 steps: of seed S, or in all (make check-long:
- *			 20000); default 100 per fixed seed and for one
+ *			 20000); default 75 per fixed seed and for one
  *			 random seed, which is printed
  *   WALMODEL_OPS=-a,-b	 leave step kinds out (names as in the step list),
  *			 or features: memfd (records above a frame),
@@ -36,6 +47,7 @@
  *   WALMODEL_IOERR=0	 skip the I/O-error loop; =all: also persistent
  *			 failures
  *   WALMODEL_KEEP_GOING=1  ioerr: report every failing run and go on
+ *   WALMODEL_DEBUG=1	 print what each power cut did to each segment
  * A failure prints the seed and the step list; the same seed and step
  * count replay the same steps (their timing is the machine's).
  */
@@ -44,6 +56,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -59,6 +72,7 @@
 
 #define TMPFS_SIZE	(160u * 1024 * 1024)
 #define EPOCH_STEPS	300
+#define WALK_STEPS	75	/* make check: per fixed seed, and the random one */
 
 enum st_kind {
 	ST_APPEND, ST_SYNC, ST_ROTATE, ST_CHECK, ST_TERM, ST_KILL,
@@ -119,12 +133,14 @@ static struct walk_total total;
 /* The generator: steps from the seed alone (replays exactly).         */
 /* ------------------------------------------------------------------ */
 
+/* A number below n. */
 static uint64_t
 rnd(uint64_t *g, uint64_t n)
 {
 	return (ts_rand(g) % n);
 }
 
+/* A random daemon configuration. */
 static void
 gen_cfg(uint64_t *g, struct m_cfg *c)
 {
@@ -172,6 +188,7 @@ gen_size(uint64_t *g)
 	return (130 * 1024 + (uint32_t)rnd(g, 270 * 1024));
 }
 
+/* A producer's random append command. */
 static void
 gen_append(uint64_t *g, struct m_append *a, unsigned prod, int durable)
 {
@@ -188,6 +205,7 @@ gen_append(uint64_t *g, struct m_append *a, unsigned prod, int durable)
 		a->sizes[i] = gen_size(g);
 }
 
+/* One to three producers appending at once. */
 static void
 gen_burst(uint64_t *g, struct step *s, int durable)
 {
@@ -210,6 +228,7 @@ static const int call_err[WF_NCALLS][2] = {
 	{ EIO, ENOSPC },	/* write */
 };
 
+/* The next random step. */
 static void
 gen_step(uint64_t *g, const unsigned *weights, struct step *s)
 {
@@ -240,18 +259,23 @@ gen_step(uint64_t *g, const unsigned *weights, struct step *s)
 		break;
 	case ST_KILL_LOAD:
 	case ST_CUT_LOAD:
-		gen_burst(g, s, 1);
-		s->delay_ms = (int)rnd(g, 40);
+		gen_burst(g, s, 0);
+		s->delay_ms = (int)rnd(g, 30);
 		s->cut_mode = (int)rnd(g, TS_CUT_MODES + 1) - 1;
 		break;
 	case ST_FAULT:
 		s->call = fault_calls[rnd(g, nfault_calls)];
-		s->nth = (int64_t[]){ 1, 1, 1, 1, 1, 2, 2, 2, 3, 4 }[rnd(g, 10)];
+		s->nth = (int64_t[]){ 1, 1, 1, 1, 1, 2, 2, 2, 3, 4 }
+		    [rnd(g, 10)];
 		s->err = call_err[s->call][rnd(g, 2)];
 		s->persist = rnd(g, 100) < 15;
 		if ((s->call == WF_PREAD || s->call == WF_WRITE) && rnd(g, 2))
 			s->persist = 2;
 		gen_burst(g, s, 1);
+		/* The daemon preads a record only from a memfd: send one. */
+		if (s->call == WF_PREAD && !no_memfd)
+			s->a[s->na - 1].sizes[0] = 130 * 1024 + (uint32_t)rnd(g,
+			    100 * 1024);
 		/* Rotations make segments, the calls most faults hit. */
 		s->rotate = 1 + (int)rnd(g, 3);
 		s->sync = rnd(g, 3) == 0;
@@ -353,6 +377,7 @@ describe(const struct step *s, char *buf, size_t len)
 /* The walk.                                                           */
 /* ------------------------------------------------------------------ */
 
+/* Start again, with the step's new configuration if it has one. */
 static void
 restart(struct model *m, const struct step *s)
 {
@@ -361,6 +386,7 @@ restart(struct model *m, const struct step *s)
 	m_start(m, 1);
 }
 
+/* Run one step against the model. */
 static void
 run_step(struct model *m, const struct step *s, uint64_t *rng)
 {
@@ -559,6 +585,7 @@ walk(struct walk_args *wa, const char *dir)
 	return (0);
 }
 
+/* ts_with_tmpfs() callback: the walk on the tmpfs. */
 static int
 walk_tmpfs_cb(void *arg, const char *dir)
 {
@@ -619,6 +646,7 @@ run_walk(uint64_t seed, long steps)
 	return (status);
 }
 
+/* A seed in decimal or 0x hex. */
 static uint64_t
 parse_seed(const char *s)
 {
@@ -644,8 +672,8 @@ START_TEST(test_walk)
 		    st);
 		return;
 	}
-	/* Fixed seeds first (100 steps each), then one random seed. */
-	per = 100;
+	/* Fixed seeds first, then one random seed. */
+	per = WALK_STEPS;
 	for (i = 0; i < sizeof fixed / sizeof fixed[0]; i++) {
 		st = run_walk(fixed[i], per);
 		ck_assert_msg(st == 0, "model walk seed %#" PRIx64 " failed "
@@ -659,8 +687,8 @@ START_TEST(test_walk)
 	    "WALMODEL_SEED=%#" PRIx64 ")\n", seed, seed);
 	st = run_walk(seed, steps > 0 ? steps - (long)(sizeof fixed /
 	    sizeof fixed[0]) * per : per);
-	ck_assert_msg(st == 0, "model walk seed %#" PRIx64 " failed (status %d):"
-	    " its step list is in the log above", seed, st);
+	ck_assert_msg(st == 0, "model walk seed %#" PRIx64 " failed (status "
+	    "%d): its step list is in the log above", seed, st);
 	fprintf(stderr, "model walk total: %u walks, ", total.walks);
 	m_print_counts(&total.c, stderr);
 }
@@ -673,6 +701,36 @@ END_TEST
 static const int ioerr_err[WF_NCALLS] = {
 	EIO, EIO, EIO, ENOSPC, ENOMEM, EIO, EIO, EIO
 };
+
+/* The scenario's daemon: small segments, a short ring, retention. */
+static const struct m_cfg ioerr_cfg = { .seg_kb = 256, .ring = 2,
+    .prefault = 0, .shm = 1, .shm_kb = 64, .spin_us = 0,
+    .retain_segments = 1, .sync_ms = 0, .commit_ms = 0 };
+
+/* Copy the regular files of directory from into to (created). */
+static void
+copy_dir(const char *from, const char *to)
+{
+	struct dirent *de;
+	char src[4500], dst[4500];
+	uint8_t *buf;
+	size_t len;
+	DIR *d;
+
+	ck_assert_int_eq(mkdir(to, 0700), 0);
+	ck_assert_ptr_nonnull(d = opendir(from));
+	while ((de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(src, sizeof src, "%s/%s", from, de->d_name);
+		snprintf(dst, sizeof dst, "%s/%s", to, de->d_name);
+		if ((buf = ts_read_file(src, &len)) == NULL)
+			continue;
+		ck_assert_int_eq(ts_write_file(dst, buf, len), 0);
+		free(buf);
+	}
+	closedir(d);
+}
 
 /* Producer 0 (socket) or 2 (ring): count records of size at level. */
 static void
@@ -697,15 +755,18 @@ ioerr_append(struct model *m, unsigned prod, enum m_level level,
  * Returns the number of calls failed.
  */
 static uint64_t
-ioerr_run(const char *dir, enum wf_call call, int64_t n, int persist,
-    int *failed)
+ioerr_run(const char *dir, const char *tmpl, enum wf_call call, int64_t n,
+    int persist, int *failed)
 {
+	/*
+	 * No subscribers: the daemon's readers poll, so the calls they make
+	 * would vary with timing and the scenario would not be fixed (the
+	 * walk fails calls under them).
+	 */
 	struct m_opts o = { .seed = (uint64_t)call << 32 | (uint64_t)n,
-	    .name = "ioerr", .keep_going = 1, .no_subs = no_subs,
+	    .name = "ioerr", .keep_going = 1, .no_subs = 1,
 	    .no_file_reader = no_filereader };
-	struct m_cfg cfg = { .seg_kb = 256, .ring = 2, .prefault = 0, .shm = 1,
-	    .shm_kb = 64, .spin_us = 50, .retain_segments = 1, .sync_ms = 0,
-	    .commit_ms = 0 };
+	const struct m_cfg cfg = ioerr_cfg;
 	uint64_t inj = 0, rng = 7;
 	struct model *m;
 	char cfgs[400];
@@ -714,12 +775,10 @@ ioerr_run(const char *dir, enum wf_call call, int64_t n, int persist,
 	m = m_new(dir, &o);
 	m_cfg_str(&cfg, cfgs, sizeof cfgs);
 	m_set_cfg(m, &cfg);
-	m_step(m, "ioerr: start %s (no fault)", cfgs);
-	m_start(m, 1);
-	m_step(m, "append 30 written (socket), kill -9");
-	ioerr_append(m, 0, M_WRITTEN, 30, 500);
-	m_kill(m);
-
+	m_step(m, "ioerr: %s; the log a kill -9 left (30 records written)",
+	    cfgs);
+	copy_dir(tmpl, m_data_dir(m));
+	m_adopt(m);
 	m_step(m, "arm: %s call %" PRId64 " %s %s%s", wf_call_names[call], n,
 	    persist == 2 ? "moves half its bytes, the next one fails with" :
 	    "fails with", strerror(ioerr_err[call]), persist == 1 ?
@@ -731,50 +790,84 @@ ioerr_run(const char *dir, enum wf_call call, int64_t n, int persist,
 	m_step(m, "start (recovers the killed run)");
 	rc = m_start(m, 0);
 	if (rc == 0) {
-		m_step(m, "append 10 written + 5 durable (socket)");
+		m_step(m, "append 10 written + 2 durable (socket)");
 		ioerr_append(m, 0, M_WRITTEN, 10, 300);
-		ioerr_append(m, 0, M_DURABLE, 5, 200);
-		m_step(m, "append 10 written + 5 durable (ring)");
+		ioerr_append(m, 0, M_DURABLE, 2, 200);
+		m_step(m, "append 10 written + 2 durable (ring)");
 		ioerr_append(m, 2, M_WRITTEN, 10, 400);
-		ioerr_append(m, 2, M_DURABLE, 5, 100);
+		ioerr_append(m, 2, M_DURABLE, 2, 100);
 		m_step(m, "append a record of 200K (memfd), walctl rotate");
 		ioerr_append(m, 0, M_WRITTEN, 1, 200 * 1024);
 		m_rotate(m);
-		m_step(m, "append a record of 150K (memfd) + 5 durable "
+		m_step(m, "append a record of 150K (memfd) + 2 durable "
 		    "(socket), walctl rotate");
 		ioerr_append(m, 0, M_WRITTEN, 1, 150 * 1024);
-		ioerr_append(m, 0, M_DURABLE, 5, 1000);
+		ioerr_append(m, 0, M_DURABLE, 2, 1000);
 		m_rotate(m);
 		m_step(m, "walctl sync");
 		m_sync(m);
 		m_step(m, "retention (retain_segments=1) removes a segment");
 		m_wait_segments(m, 3, call == WF_FSYNC ||
 		    getenv("WALMODEL_IOERR_RETENTION") != NULL ? 3000 : 0);
-		m_step(m, "append 5 durable (ring), 5 written (socket)");
-		ioerr_append(m, 2, M_DURABLE, 5, 700);
+		m_step(m, "append 2 durable (ring), 5 written (socket)");
+		ioerr_append(m, 2, M_DURABLE, 2, 700);
 		ioerr_append(m, 0, M_WRITTEN, 5, 50);
+		m_step(m, "SIGTERM");
+		if (m_running(m) && (rc = m_stop(m)) != 0 && n == 0)
+			m_fail(m, "walmmapd exited with status %d after "
+			    "SIGTERM", rc);
 	} else
 		m_step(m, "(start failed with status %d)", rc);
 	if (n > 0) {
 		m_step(m, "fault removed");
 		inj = m_fault_end(m);
 	}
-	m_check(m);
-	m_step(m, "SIGTERM");
-	if (m_running(m) && (rc = m_stop(m)) != 0)
-		m_fail(m, "walmmapd exited with status %d after SIGTERM", rc);
-	m_step(m, "restart without faults, check, SIGTERM");
-	m_start(m, 1);
-	m_check(m);
+	m_check(m);		/* the files as the run left them */
 	m_stop(m);
-	m_step(m, "power cut (every page not synced is lost), restart");
+	/*
+	 * A power cut that loses every page the ledger does not show as
+	 * synced, then a start without faults: every durable record is
+	 * there, and (the cut keeps what a clean stop synced) every written
+	 * one.
+	 */
+	m_step(m, "power cut (every page not synced is lost), start");
 	m_power_cut(m, 0, &rng);
 	m_start(m, 1);
 	m_check(m);
-	m_stop(m);
+	m_step(m, "SIGTERM");
+	if ((rc = m_stop(m)) != 0)
+		m_fail(m, "walmmapd exited with status %d after SIGTERM", rc);
 	*failed = m_failed(m);
 	m_free(m);
 	return (inj);
+}
+
+/*
+ * The log every run starts on, made once (so that every run starts on
+ * the same bytes): 30 records written, then kill -9. Returns its data
+ * directory.
+ */
+static const char *
+ioerr_template(const struct m_cfg *cfg)
+{
+	static char data[4200];
+	struct m_opts o = { .seed = 0, .name = "ioerr template", .no_subs = 1,
+	    .keep_going = 1 };
+	struct model *m;
+	char dir[4200];
+
+	snprintf(dir, sizeof dir, "%s/template", base);
+	ck_assert_int_eq(mkdir(dir, 0755), 0);
+	m = m_new(dir, &o);
+	m_set_cfg(m, cfg);
+	m_step(m, "start, append 30 written (socket), kill -9");
+	ck_assert_int_eq(m_start(m, 1), 0);
+	ioerr_append(m, 0, M_WRITTEN, 30, 500);
+	m_kill(m);
+	ck_assert_int_eq(m_failed(m), 0);
+	snprintf(data, sizeof data, "%s", m_data_dir(m));
+	m_free(m);
+	return (data);
 }
 
 START_TEST(test_ioerr)
@@ -787,12 +880,14 @@ START_TEST(test_ioerr)
 	uint64_t inj, runs = 0, injected = 0, failures = 0;
 	unsigned w[ST_NKINDS];
 	char desc[600];
+	const char *tmpl;
 	int64_t n;
 	int c, v, persist, failed, npersist;
 
 	if (env != NULL && strcmp(env, "0") == 0)
 		return;
 	weights_from_env(w, desc, sizeof desc);
+	tmpl = ioerr_template(&ioerr_cfg);
 	/* Variants: 0 one call fails, 2 a short one then a failure, 1 all. */
 	npersist = env != NULL && strcmp(env, "all") == 0 ? 3 : 2;
 	for (c = 0; c < WF_NCALLS; c++) {
@@ -807,8 +902,8 @@ START_TEST(test_ioerr)
 				    PRId64, base, c, persist, n);
 				ck_assert_int_eq(mkdir(dir, 0755), 0);
 				failed = 0;
-				inj = ioerr_run(dir, (enum wf_call)c, n,
-				    persist, &failed);
+				inj = ioerr_run(dir, tmpl, (enum wf_call)c,
+				    n, persist, &failed);
 				ts_rmtree(strdup(dir));
 				runs++;
 				injected += inj;
@@ -844,7 +939,7 @@ START_TEST(test_ledger)
 	struct m_opts o = { .seed = 1, .name = "ledger", .keep_going = 1,
 	    .no_subs = 1 };
 	struct m_cfg cfg = { .seg_kb = 256, .ring = 2, .shm = 1, .shm_kb = 64,
-	    .spin_us = 50, .sync_ms = 0 };
+	    .spin_us = 0, .sync_ms = 0 };
 	struct m_append a = { .prod = 0, .level = M_DURABLE, .mode = M_SINGLE,
 	    .count = 5, .sizes = { 1000, 2000, 3000, 4000, 5000 } };
 	struct model *m;
@@ -885,6 +980,7 @@ START_TEST(test_ledger)
 }
 END_TEST
 
+/* Each test case: a temporary directory. */
 static void
 setup(void)
 {
@@ -892,12 +988,14 @@ setup(void)
 	memset(&total, 0, sizeof total);
 }
 
+/* Remove it. */
 static void
 teardown(void)
 {
 	ts_rmtree(base);
 }
 
+/* The suite: the ledger, the walk, the I/O-error loop. */
 static Suite *
 model_suite(void)
 {

@@ -28,18 +28,18 @@
 
 #include "testsupport.h"
 #include "tsmodel.h"
+#include "tsworker.h"
 #include "wal_dir.h"
 #include "wal_format.h"
 #include "wal_segment.h"
 #include "walmmap.h"
 
-#define REC_MAX		(400u * 1024)	/* largest payload a producer sends */
 #define HANG_MS		30000	/* a producer command or start: a hang */
 #define STATUS_S	2	/* walctl status must answer in this */
 #define PROGRESS_MS	15000	/* a subscriber must move in this */
 #define FAILSTOP_MS	15000	/* exit after a failed sync within this */
 #define RETRY_MS	8000	/* appends work again after a fault */
-#define SUB_ITEMS	64
+#define GONE_MS		3000	/* a stopping daemon exits within this */
 #define FR_BUDGET	256	/* file-reader records per pump */
 
 /* Record states (see tsmodel.h). */
@@ -68,57 +68,6 @@ struct m_rec {
 	uint8_t		 level;
 	uint8_t		 lost;		/* a power cut lost it */
 	const char	*who;		/* who saw it at seq first */
-};
-
-/* Producer worker protocol. */
-enum { P_APPEND = 1, P_CLOSE, P_QUIT };
-struct p_cmd {
-	uint32_t	op;
-	uint32_t	level;
-	uint32_t	mode;
-	uint32_t	count;
-	uint64_t	n0;
-	int32_t		shm;
-	uint32_t	sizes[M_BATCH_MAX];
-	char		sock[PATH_MAX];
-};
-enum { RES_REC = 1, RES_WAIT, RES_DONE };
-struct p_res {
-	uint32_t	kind;
-	int32_t		rc;
-	uint64_t	n;
-	int64_t		seq;
-	int64_t		t_sent;
-	uint32_t	count;		/* RES_WAIT: records it covers */
-	uint32_t	pipelined;
-};
-
-/* Subscriber worker protocol. */
-enum { S_START = 1, S_STALL, S_SLOW, S_STOP, S_QUIT };
-struct s_cmd {
-	uint32_t	op;
-	int32_t		arg;
-	int64_t		from;
-	char		sock[PATH_MAX];
-};
-struct s_item {
-	int64_t		seq;
-	uint64_t	n;
-	uint32_t	p;
-	uint32_t	ok;
-	uint32_t	size;
-	uint32_t	pad;
-};
-enum { SR_RECS = 1, SR_ERR, SR_STARTED, SR_STOPPED };
-struct s_res {
-	uint32_t	kind;
-	int32_t		rc;
-	uint32_t	count;
-	uint32_t	pad;
-	union {
-		struct s_item	items[SUB_ITEMS];
-		char		msg[512];
-	} u;
 };
 
 struct m_prod {
@@ -169,6 +118,11 @@ struct model {
 	struct m_cfg	 cfg, next_cfg;
 	unsigned	 gen;		/* daemon starts */
 	int		 running;
+	int		 last_exit;	/* status of the last exit, -1 killed */
+	int		 exited;	/* exited by itself, not judged yet */
+	int		 start_rc;	/* exit status of a failed start, or 0 */
+	int		 may_stop;	/* a failure it may stop for (fsync,
+					   write, rename) since it started */
 
 	struct m_prod	 prod[M_NPROD];
 	struct m_sub	 sub[M_NSUB];
@@ -189,9 +143,9 @@ struct model {
 	int		 fault_on;
 	enum wf_call	 fault_call;
 	uint64_t	 fault_base;	/* injected count when armed */
-	int64_t		 fault_durable;	/* durable claim when armed */
-	int		 fault_sync_ok;	/* a walctl sync after the failure */
-	int64_t		 fault_sync_seq;
+	int64_t		 fault_syncs[16]; /* walctl sync answers started
+					   after the failure */
+	unsigned	 fault_nsyncs;
 	int		 disk_full;
 
 	char		**steps;
@@ -200,8 +154,6 @@ struct model {
 	struct m_counts	 c;
 };
 
-static void	 prod_main(int fd, unsigned p) __attribute__((noreturn));
-static void	 sub_main(int fd) __attribute__((noreturn));
 static void	 pump(struct model *, int timeout_ms);
 static void	 observe(struct model *, int64_t seq, const uint8_t *,
 		    size_t, const char *who);
@@ -214,42 +166,15 @@ static void	 tail_start(struct model *);
 static void	 tail_stop(struct model *);
 static void	 fr_close(struct model *);
 static void	 ledger_reset(struct model *);
-static int64_t	 mono_ns(void);
+static int	 daemon_alive(struct model *);
+static int	 daemon_alive_after(struct model *, int ms);
+static void	 judge_exit(struct model *);
 
 /* ------------------------------------------------------------------ */
 /* Set-up and failure reports.                                         */
 /* ------------------------------------------------------------------ */
 
-static int64_t
-mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ((int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec);
-}
-
-/* Fork a worker on one end of a socketpair; returns the parent's end. */
-static int
-spawn(pid_t *pid, int kind, unsigned arg)
-{
-	int sv[2];
-
-	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == -1)
-		abort();
-	if ((*pid = fork()) == -1)
-		abort();
-	if (*pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		close(sv[0]);
-		if (kind == 0)
-			prod_main(sv[1], arg);
-		sub_main(sv[1]);
-	}
-	close(sv[1]);
-	return (sv[0]);
-}
-
+/* Set up a model in base: the fault control file, the workers. */
 struct model *
 m_new(const char *base, const struct m_opts *o)
 {
@@ -275,9 +200,9 @@ m_new(const char *base, const struct m_opts *o)
 	m->tail.pid = 0;
 	m->tail.fd = -1;
 	for (i = 0; i < M_NPROD; i++)
-		m->prod[i].fd = spawn(&m->prod[i].pid, 0, i);
+		m->prod[i].fd = tw_spawn(&m->prod[i].pid, TW_PRODUCER, i);
 	for (i = 0; i < M_NSUB; i++) {
-		m->sub[i].fd = spawn(&m->sub[i].pid, 1, i);
+		m->sub[i].fd = tw_spawn(&m->sub[i].pid, TW_SUBSCRIBER, i);
 		m->sub[i].slow = i == 1;
 	}
 	m->cfg.seg_kb = 256;
@@ -291,6 +216,14 @@ m_new(const char *base, const struct m_opts *o)
 	return (m);
 }
 
+/* The daemon's data directory. */
+const char *
+m_data_dir(const struct model *m)
+{
+	return (m->d.data);
+}
+
+/* Stop the daemon and every worker; free the model. */
 void
 m_free(struct model *m)
 {
@@ -324,6 +257,7 @@ m_free(struct model *m)
 	free(m);
 }
 
+/* Start a step: remember its line for the step list. */
 void
 m_step(struct model *m, const char *fmt, ...)
 {
@@ -344,6 +278,7 @@ m_step(struct model *m, const char *fmt, ...)
 	m->c.steps++;
 }
 
+/* How many guarantees a run broke (keep_going). */
 int
 m_failed(const struct model *m)
 {
@@ -392,6 +327,7 @@ dump_dir(struct model *m)
 	free(names);
 }
 
+/* Report a broken guarantee with the seed and the step list. */
 void
 m_fail(struct model *m, const char *fmt, ...)
 {
@@ -427,12 +363,14 @@ m_fail(struct model *m, const char *fmt, ...)
 	}
 }
 
+/* The counters so far. */
 const struct m_counts *
 m_counts(const struct model *m)
 {
 	return (&m->c);
 }
 
+/* One summary line of counters. */
 void
 m_print_counts(const struct m_counts *c, FILE *f)
 {
@@ -457,273 +395,24 @@ m_print_counts(const struct m_counts *c, FILE *f)
 }
 
 /* ------------------------------------------------------------------ */
-/* Producer and subscriber workers (child processes).                  */
-/* ------------------------------------------------------------------ */
-
-static void
-send_res(int fd, const struct p_res *r)
-{
-	if (send(fd, r, sizeof *r, MSG_NOSIGNAL) != (ssize_t)sizeof *r)
-		_exit(0);
-}
-
-/* Errors after which the connection is of no further use. */
-static int
-conn_dead(int rc)
-{
-	return (rc == -WALMMAP_ELOST || rc == -WALMMAP_ENODAEMON ||
-	    rc == -WALMMAP_ESHUTDOWN || rc == -WALMMAP_EPROTO ||
-	    rc == -WALMMAP_ETIMEDOUT || rc == -WALMMAP_ESYNC);
-}
-
-/*
- * A producer: appends what the test asks, answering each record (its seq
- * or error) as soon as it is known, and RES_DONE at the end.
- */
-static void
-prod_main(int fd, unsigned p)
-{
-	struct walmmap *w = NULL;
-	struct p_cmd c;
-	struct p_res r;
-	struct iovec *iov;
-	int64_t *seqs, seq, t;
-	uint8_t *buf;
-	size_t off;
-	unsigned i;
-	int rc, wrc;
-
-	buf = malloc((size_t)REC_MAX * M_BATCH_MAX / 4 + REC_MAX);
-	iov = calloc(M_BATCH_MAX, sizeof *iov);
-	seqs = calloc(M_BATCH_MAX, sizeof *seqs);
-	if (buf == NULL || iov == NULL || seqs == NULL)
-		_exit(1);
-	for (;;) {
-		if (recv(fd, &c, sizeof c, 0) != (ssize_t)sizeof c)
-			_exit(0);
-		if (c.op == P_QUIT)
-			_exit(0);
-		if (c.op == P_CLOSE) {
-			walmmap_close(w);
-			w = NULL;
-			memset(&r, 0, sizeof r);
-			r.kind = RES_DONE;
-			send_res(fd, &r);
-			continue;
-		}
-		memset(&r, 0, sizeof r);
-		if (w == NULL && (rc = walmmap_connect(&w, c.sock,
-		    WALMMAP_ACK_WRITTEN, c.shm ? WALMMAP_SHM : 0)) != 0) {
-			walmmap_close(w);
-			w = NULL;
-			/* Not sent at all. */
-			for (i = 0; i < c.count; i++) {
-				r.kind = RES_REC;
-				r.rc = -WALMMAP_ENODAEMON;
-				r.n = c.n0 + i;
-				r.seq = -1;
-				send_res(fd, &r);
-			}
-			r.kind = RES_DONE;
-			r.rc = rc;
-			send_res(fd, &r);
-			continue;
-		}
-		rc = 0;
-		if (c.mode == M_BATCH) {
-			for (i = 0, off = 0; i < c.count; i++) {
-				iov[i].iov_base = buf + off;
-				iov[i].iov_len = ts_rec_payload(buf + off,
-				    REC_MAX, p, c.n0 + i, c.sizes[i]);
-				off += iov[i].iov_len;
-			}
-			t = mono_ns();
-			rc = walmmap_append_batch(w, iov, c.count, c.level,
-			    seqs);
-			for (i = 0; i < c.count; i++) {
-				r.kind = RES_REC;
-				r.rc = rc < 0 ? rc : 0;
-				r.n = c.n0 + i;
-				r.seq = rc < 0 ? -1 : seqs[i];
-				r.t_sent = t;
-				send_res(fd, &r);
-			}
-		} else {
-			for (i = 0; i < c.count; i++) {
-				size_t len = ts_rec_payload(buf, REC_MAX, p,
-				    c.n0 + i, c.sizes[i]);
-
-				seq = -1;
-				t = mono_ns();
-				rc = walmmap_append(w, buf, len, c.level,
-				    c.mode == M_SINGLE && c.level !=
-				    M_NONE ? &seq : NULL);
-				r.kind = RES_REC;
-				r.rc = rc;
-				r.n = c.n0 + i;
-				r.seq = seq;
-				r.t_sent = t;
-				r.pipelined = c.mode != M_SINGLE ||
-				    c.level == M_NONE;
-				send_res(fd, &r);
-				if (rc < 0 && conn_dead(rc))
-					break;
-			}
-			for (i++; i < c.count; i++) {
-				/* Not sent after the connection died. */
-				r.kind = RES_REC;
-				r.rc = -WALMMAP_ENODAEMON;
-				r.n = c.n0 + i;
-				r.seq = -1;
-				r.pipelined = 0;
-				send_res(fd, &r);
-			}
-			if (c.mode != M_SINGLE || c.level == M_NONE) {
-				/* What was sent is at least at its level? */
-				wrc = walmmap_wait(w, c.level == M_NONE ?
-				    WALMMAP_ACK_WRITTEN : c.level, -1);
-				r.kind = RES_WAIT;
-				r.rc = wrc;
-				r.count = c.count;
-				send_res(fd, &r);
-				if (wrc < 0)
-					rc = wrc;
-			}
-		}
-		if (rc < 0 && conn_dead(rc)) {
-			walmmap_close(w);
-			w = NULL;
-		}
-		r.kind = RES_DONE;
-		r.rc = rc;
-		send_res(fd, &r);
-	}
-}
-
-static void
-sub_send(int fd, struct s_res *r)
-{
-	size_t len = r->kind == SR_RECS ? offsetof(struct s_res, u) +
-	    r->count * sizeof(struct s_item) : sizeof *r;
-
-	if (send(fd, r, len, MSG_NOSIGNAL) != (ssize_t)len)
-		_exit(0);
-	r->count = 0;
-}
-
-/*
- * A subscriber: follows the daemon from a seq, checks each payload and
- * reports what it got; can be told to stall (stop reading) or be slow.
- */
-static void
-sub_main(int fd)
-{
-	struct walmmap_reader *rd = NULL;
-	struct walmmap_record rec;
-	struct s_res out, r;
-	struct s_cmd c;
-	struct pollfd pfd;
-	int stalled = 0, slow = 0, rc;
-	int64_t last_send = 0;
-	unsigned p;
-	uint64_t n;
-
-	memset(&out, 0, sizeof out);
-	out.kind = SR_RECS;
-	for (;;) {
-		pfd.fd = fd;
-		pfd.events = POLLIN;
-		if (poll(&pfd, 1, rd == NULL || stalled ? 200 : 0) == 1) {
-			if (recv(fd, &c, sizeof c, 0) != (ssize_t)sizeof c)
-				_exit(0);
-			memset(&r, 0, sizeof r);
-			switch (c.op) {
-			case S_QUIT:
-				_exit(0);
-			case S_STALL:
-				stalled = c.arg;
-				break;
-			case S_SLOW:
-				slow = c.arg;
-				break;
-			case S_STOP:
-			case S_START:
-				if (out.count > 0)
-					sub_send(fd, &out);
-				walmmap_reader_close(rd);
-				rd = NULL;
-				if (c.op == S_STOP) {
-					r.kind = SR_STOPPED;
-					sub_send(fd, &r);
-					break;
-				}
-				stalled = 0;
-				slow = c.arg;
-				rc = walmmap_subscribe(&rd, c.sock, c.from, -1,
-				    WALMMAP_FOLLOW);
-				if (rc != 0) {
-					r.kind = SR_ERR;
-					r.rc = rc;
-					snprintf(r.u.msg, sizeof r.u.msg, "%s",
-					    walmmap_reader_errmsg(rd));
-					walmmap_reader_close(rd);
-					rd = NULL;
-				} else
-					r.kind = SR_STARTED;
-				sub_send(fd, &r);
-				break;
-			}
-			continue;
-		}
-		if (rd == NULL || stalled)
-			continue;
-		rc = walmmap_reader_next(rd, &rec, 20);
-		if (rc == 1) {
-			struct s_item *it = &out.u.items[out.count++];
-
-			it->seq = rec.seq;
-			it->size = (uint32_t)rec.size;
-			it->ok = (uint32_t)ts_rec_parse(rec.data, rec.size, &p,
-			    &n);
-			it->p = it->ok ? p : 0;
-			it->n = it->ok ? n : 0;
-			if (slow)
-				usleep(2000);
-		}
-		if (out.count > 0 && (rc != 1 || out.count == SUB_ITEMS ||
-		    mono_ns() - last_send > 20000000)) {
-			sub_send(fd, &out);
-			last_send = mono_ns();
-		}
-		if (rc < 0) {
-			memset(&r, 0, sizeof r);
-			r.kind = SR_ERR;
-			r.rc = rc;
-			snprintf(r.u.msg, sizeof r.u.msg, "%s",
-			    walmmap_reader_errmsg(rd));
-			sub_send(fd, &r);
-			walmmap_reader_close(rd);
-			rd = NULL;
-		}
-	}
-}
-
-/* ------------------------------------------------------------------ */
 /* The history.                                                        */
 /* ------------------------------------------------------------------ */
 
+/* A record's key in the history: producer and counter. */
 static uint64_t
 key_of(unsigned p, uint64_t n)
 {
 	return (((uint64_t)p << 56) | (n + 1));
 }
 
+/* The counter of a history key. */
 static uint64_t
 key_n(uint64_t key)
 {
 	return ((key & (((uint64_t)1 << 56) - 1)) - 1);
 }
 
+/* The model's record (p, n) of this epoch, NULL if none. */
 static struct m_rec *
 rec_of(struct model *m, unsigned p, uint64_t n)
 {
@@ -734,6 +423,7 @@ rec_of(struct model *m, unsigned p, uint64_t n)
 	return (&pr->recs[n - pr->base]);
 }
 
+/* The line of step number step. */
 static const char *
 step_of(struct model *m, int step)
 {
@@ -774,8 +464,9 @@ observe_key(struct model *m, int64_t seq, unsigned p, uint64_t n,
 		return;
 	}
 	if (seq < m->hist_n && (old = m->hist[seq]) != 0 && old != key) {
-		m_fail(m, "%s: seq %" PRId64 " holds record %u:%" PRIu64 ", but "
-		    "it held record %u:%" PRIu64 " before: a seq was reused",
+		m_fail(m, "%s: seq %" PRId64 " holds record %u:%" PRIu64
+		    ", but it held record %u:%" PRIu64 " before: a seq was "
+		    "reused",
 		    who, seq, p, n, (unsigned)(old >> 56), key_n(old));
 		return;
 	}
@@ -847,6 +538,7 @@ failed_state(int rc)
 	}
 }
 
+/* A producer's answer: a record's fate, a wait, the end. */
 static void
 prod_result(struct model *m, unsigned p, const struct p_res *res)
 {
@@ -861,7 +553,7 @@ prod_result(struct model *m, unsigned p, const struct p_res *res)
 		r->t_sent = res->t_sent;
 		if (res->rc < 0) {
 			r->state = failed_state(res->rc);
-			/* A pipelined record's error may be an earlier one's. */
+			/* A pipelined record's error may be an older one's. */
 			if (res->pipelined && r->state == R_REFUSED &&
 			    res->rc != -WALMMAP_ETOOLARGE && res->rc !=
 			    -WALMMAP_ENODAEMON)
@@ -933,6 +625,7 @@ sub_record(struct model *m, const char *who, int64_t *next, int *loose,
 	*next = seq + 1;
 }
 
+/* A subscriber's message: records, started, stopped, failed. */
 static void
 sub_result(struct model *m, unsigned i, const struct s_res *r)
 {
@@ -978,8 +671,8 @@ sub_result(struct model *m, unsigned i, const struct s_res *r)
 		 * for a subscriber that lags (it may be dropped, with a
 		 * clear error). A subscriber that keeps up is never cut.
 		 */
-		if (m->running && s->gen == m->gen && !m->fault_on &&
-		    !s->stalled && !s->slow)
+		if (s->gen == m->gen && !m->fault_on && !s->stalled &&
+		    !s->slow && daemon_alive_after(m, GONE_MS))
 			m_fail(m, "%s: the subscription failed with the daemon "
 			    "running: %s (%s)", who, walmmap_strerror(r->rc),
 			    r->u.msg);
@@ -1002,8 +695,8 @@ tail_lines(struct model *m)
 		if (end == line || *end != ' ' || (sp = strchr(end + 1, ' ')) ==
 		    NULL) {
 			/* Its last words, after the daemon went away. */
-			if (!t->dying && m->running && t->gen == m->gen &&
-			    !m->fault_on)
+			if (!t->dying && t->gen == m->gen && !m->fault_on &&
+			    daemon_alive_after(m, GONE_MS))
 				m_fail(m, "walctl tail: unexpected line "
 				    "\"%.200s\"", line);
 		}
@@ -1019,6 +712,7 @@ tail_lines(struct model *m)
 	memmove(t->buf, line, t->len);
 }
 
+/* Read what walctl tail printed; notice when it exits. */
 static void
 tail_read(struct model *m)
 {
@@ -1044,7 +738,8 @@ tail_read(struct model *m)
 	waitpid(t->pid, &status, 0);
 	t->dying = 1;
 	tail_lines(m);
-	if (m->running && t->gen == m->gen && !m->fault_on)
+	if (t->gen == m->gen && !m->fault_on && daemon_alive_after(m,
+	    GONE_MS))
 		m_fail(m, "walctl tail -f exited (status %#x) with the daemon "
 		    "running: \"%.*s\"", status, (int)(t->len < 300 ? t->len :
 		    300), t->buf);
@@ -1054,6 +749,7 @@ tail_read(struct model *m)
 	t->len = 0;
 }
 
+/* Start walctl tail -f from the seq it expects next. */
 static void
 tail_start(struct model *m)
 {
@@ -1085,6 +781,7 @@ tail_start(struct model *m)
 	t->dying = 0;
 }
 
+/* Kill walctl tail, taking in the lines it printed. */
 static void
 tail_stop(struct model *m)
 {
@@ -1113,6 +810,7 @@ tail_stop(struct model *m)
 	t->len = 0;
 }
 
+/* Restart walctl tail from a seq picked in the log. */
 void
 m_tail_restart(struct model *m, uint64_t pick)
 {
@@ -1126,6 +824,7 @@ m_tail_restart(struct model *m, uint64_t pick)
 		tail_start(m);
 }
 
+/* Close the file reader (it reopens at the oldest record). */
 static void
 fr_close(struct model *m)
 {
@@ -1244,6 +943,7 @@ pump(struct model *m, int timeout_ms)
 		fr_pump(m, FR_BUDGET);
 }
 
+/* Send subscriber i a command. */
 static void
 sub_cmd(struct model *m, unsigned i, uint32_t op, int32_t arg, int64_t from)
 {
@@ -1258,6 +958,7 @@ sub_cmd(struct model *m, unsigned i, uint32_t op, int32_t arg, int64_t from)
 		m_fail(m, "subscriber %u: worker gone", i);
 }
 
+/* Subscribe subscriber i from the seq it expects next. */
 static void
 sub_start(struct model *m, unsigned i)
 {
@@ -1279,20 +980,21 @@ sub_start(struct model *m, unsigned i)
 static void
 sub_stop(struct model *m, unsigned i)
 {
-	int64_t until = mono_ns() + (int64_t)HANG_MS * 1000000;
+	int64_t until = tw_mono_ns() + (int64_t)HANG_MS * 1000000;
 
 	pump(m, 0);
 	if (!m->sub[i].active)
 		return;
 	m->sub[i].stopping = 1;
 	sub_cmd(m, i, S_STOP, 0, 0);
-	while (m->sub[i].stopping && mono_ns() < until)
+	while (m->sub[i].stopping && tw_mono_ns() < until)
 		pump(m, 100);
 	if (m->sub[i].stopping)
 		m_fail(m, "subscriber %u: walmmap_reader_close/next did not "
 		    "return within %d s", i, HANG_MS / 1000);
 }
 
+/* Make subscriber i stop reading, or read again. */
 void
 m_sub_stall(struct model *m, unsigned i, int stalled)
 {
@@ -1302,6 +1004,7 @@ m_sub_stall(struct model *m, unsigned i, int stalled)
 		sub_cmd(m, i, S_STALL, stalled, 0);
 }
 
+/* Make subscriber i slow, or not. */
 void
 m_sub_slow(struct model *m, unsigned i, int slow)
 {
@@ -1310,6 +1013,7 @@ m_sub_slow(struct model *m, unsigned i, int slow)
 		sub_cmd(m, i, S_SLOW, slow, 0);
 }
 
+/* Resubscribe subscriber i from a seq picked in the log. */
 void
 m_sub_restart(struct model *m, unsigned i, uint64_t pick)
 {
@@ -1327,6 +1031,7 @@ m_sub_restart(struct model *m, unsigned i, uint64_t pick)
 /* The daemon.                                                         */
 /* ------------------------------------------------------------------ */
 
+/* A configuration as walmmapd.conf settings, for step lines. */
 void
 m_cfg_str(const struct m_cfg *c, char *buf, size_t len)
 {
@@ -1338,24 +1043,57 @@ m_cfg_str(const struct m_cfg *c, char *buf, size_t len)
 	    c->commit_ms);
 }
 
+/* The configuration of the next start. */
 void
 m_set_cfg(struct model *m, const struct m_cfg *c)
 {
 	m->next_cfg = *c;
 }
 
+/* The configuration in use. */
 const struct m_cfg *
 m_cfg(const struct model *m)
 {
 	return (&m->cfg);
 }
 
+/*
+ * Is the daemon still running? When it exited by itself, note its status
+ * (m_check() decides whether it was allowed to).
+ */
+static int
+daemon_alive(struct model *m)
+{
+	return (daemon_alive_after(m, 0));
+}
+
+/*
+ * daemon_alive(), for when a client just lost it: a daemon that stops
+ * closes its connections before it exits, so give it ms to be gone.
+ */
+static int
+daemon_alive_after(struct model *m, int ms)
+{
+	int rc;
+
+	if (!m->running)
+		return (0);
+	if ((rc = ts_daemon_wait_exit(&m->d, ms)) < 0)
+		return (1);
+	m->running = 0;
+	m->last_exit = rc;
+	m->exited = 1;
+	return (0);
+}
+
+/* Does the daemon run (as far as the model knows)? */
 int
 m_running(struct model *m)
 {
 	return (m->running);
 }
 
+/* Start the daemon with the next configuration. */
 int
 m_start(struct model *m, int expect_ok)
 {
@@ -1364,6 +1102,8 @@ m_start(struct model *m, int expect_ok)
 	int n = 0, k = 0, rc;
 	unsigned i;
 
+	if (m->exited)
+		judge_exit(m);
 	if (m->running)
 		return (0);
 #define OPT(...) do {							\
@@ -1380,7 +1120,10 @@ m_start(struct model *m, int expect_ok)
 	OPT("prefault=%s", c->prefault ? "yes" : "no");
 	OPT("shm=%s", c->shm ? "yes" : "no");
 	OPT("shm_size=%uK", c->shm_kb);
-	OPT("shm_spin=%uus", c->spin_us);
+	if (c->spin_us % 1000 == 0)
+		OPT("shm_spin=%ums", c->spin_us / 1000);
+	else
+		OPT("shm_spin=%uus", c->spin_us);
 	OPT("retain_segments=%u", c->retain_segments);
 	OPT("retain_bytes=%uK", c->retain_kb);
 	OPT("sync_interval=%ums", c->sync_ms);
@@ -1392,10 +1135,14 @@ m_start(struct model *m, int expect_ok)
 		if (expect_ok)
 			m_fail(m, "walmmapd did not start (status %d)", rc);
 		m->d.pid = 0;
-		return (rc == 0 ? -1 : rc);
+		m->start_rc = rc;
+		return (rc);
 	}
+	m->start_rc = 0;
 	m->cfg = *c;
 	m->running = 1;
+	m->exited = 0;
+	m->may_stop = 0;
 	m->gen++;
 	m->c.starts++;
 	if (m->cut_pending) {
@@ -1413,15 +1160,19 @@ m_start(struct model *m, int expect_ok)
 	return (0);
 }
 
+/* SIGTERM the daemon; returns its exit status. */
 int
 m_stop(struct model *m)
 {
 	int rc;
 
+	if (m->exited)
+		judge_exit(m);
 	if (!m->running)
 		return (-1);
 	rc = ts_daemon_stop(&m->d);
 	m->running = 0;
+	m->last_exit = rc;
 	m->c.stops++;
 	if (rc < 0)
 		m_fail(m, "walmmapd did not stop within 30 s of SIGTERM");
@@ -1429,13 +1180,17 @@ m_stop(struct model *m)
 	return (rc);
 }
 
+/* SIGKILL the daemon and check what it left. */
 void
 m_kill(struct model *m)
 {
+	if (m->exited)
+		judge_exit(m);
 	if (!m->running)
 		return;
 	ts_daemon_kill(&m->d);
 	m->running = 0;
+	m->last_exit = -1;
 	m->c.kills++;
 	m_after_death(m);
 }
@@ -1444,7 +1199,7 @@ m_kill(struct model *m)
 static void
 prods_idle(struct model *m)
 {
-	int64_t until = mono_ns() + (int64_t)HANG_MS * 1000000;
+	int64_t until = tw_mono_ns() + (int64_t)HANG_MS * 1000000;
 	unsigned i;
 	int busy;
 
@@ -1454,7 +1209,7 @@ prods_idle(struct model *m)
 			busy |= m->prod[i].busy;
 		if (busy)
 			pump(m, 50);
-	} while (busy && mono_ns() < until);
+	} while (busy && tw_mono_ns() < until);
 	for (i = 0; i < M_NPROD; i++)
 		if (m->prod[i].busy)
 			m_fail(m, "producer %u: its appends did not return "
@@ -1480,12 +1235,14 @@ prods_close(struct model *m)
 	prods_idle(m);
 }
 
+/* The daemon is gone: quiesce the workers, check the files. */
 void
 m_after_death(struct model *m)
 {
 	unsigned i;
 
 	m->running = 0;
+	m->exited = 0;
 	m->d.pid = 0;
 	prods_idle(m);
 	prods_close(m);
@@ -1524,7 +1281,10 @@ scan(struct model *m, int after_cut)
 	struct seg_info *si;
 	struct stat st;
 	enum wal_rec_status rs;
-	char path[PATH_MAX + 64], name[WAL_SEGMENT_NAME_MAX];
+	char name[WAL_SEGMENT_NAME_MAX];
+	struct wf_synced *e;
+	uint64_t lend, span;
+	int *fds, tries = 0;
 	int64_t expect = -1, first = -1, last = -1, s;
 	uint64_t off, p, n;
 	uint8_t *map;
@@ -1537,6 +1297,7 @@ scan(struct model *m, int after_cut)
 	    "daemon died";
 
 	m->c.scans++;
+again:
 	if ((dfd = wal_dir_open(m->d.data, NULL)) < 0) {
 		if (m->hist_n > 0)
 			m_fail(m, "the data directory %s is gone", m->d.data);
@@ -1544,16 +1305,36 @@ scan(struct model *m, int after_cut)
 	}
 	if (wal_dir_list(dfd, m->d.data, &list, NULL) != 0)
 		abort();
+	/*
+	 * Open every listed segment before reading any: retention removes
+	 * segments meanwhile (from the oldest on), and a segment gone after
+	 * one that was read would look like a hole. When one is gone, list
+	 * again; once all are open, what we read is one moment's log.
+	 */
+	if ((fds = calloc(list.count + 1, sizeof *fds)) == NULL)
+		abort();
+	for (i = 0; i < list.count; i++) {
+		wal_seg_name(name, sizeof name, list.ids[i]);
+		if ((fds[i] = openat(dfd, name, O_RDONLY | O_CLOEXEC)) != -1)
+			continue;
+		if (errno != ENOENT || ++tries > 50)
+			m_fail(m, "cannot open %s: %s", name, strerror(errno));
+		while (i-- > 0)
+			close(fds[i]);
+		free(fds);
+		wal_seglist_free(&list);
+		close(dfd);
+		goto again;
+	}
 	close(dfd);
 	if ((si = calloc(list.count + 1, sizeof *si)) == NULL)
 		abort();
 	for (i = 0; i < list.count; i++) {
 		wal_seg_name(name, sizeof name, list.ids[i]);
-		snprintf(path, sizeof path, "%s/%s", m->d.data, name);
 		si[i].id = list.ids[i];
 		si[i].first = si[i].last = -1;
-		if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
-			continue;	/* retention removed it meanwhile */
+		if ((fd = fds[i]) == -1)
+			continue;
 		if (fstat(fd, &st) == -1 || st.st_size < WAL_FILE_HEADER_SIZE) {
 			close(fd);
 			m_fail(m, "%s: %lld bytes, no file header", name,
@@ -1567,14 +1348,35 @@ scan(struct model *m, int after_cut)
 			abort();
 		if (memcmp(map, WAL_FILE_MAGIC, WAL_FILE_HEADER_SIZE) != 0)
 			m_fail(m, "%s: no SIGNETWAL1 file magic", name);
+		/* What the daemon synced of this file (the shim's ledger). */
+		e = wf_ledger_find(m->ctl, (uint64_t)st.st_dev,
+		    (uint64_t)st.st_ino);
+		lend = atomic_load(&m->ctl->ledger_full) ? UINT64_MAX : e !=
+		    NULL ? atomic_load(&e->end) : 0;
 		off = WAL_FILE_HEADER_SIZE;
 		while ((rs = wal_record_check(map + off, (size_t)st.st_size -
 		    off, -1, &rec)) == WAL_REC_OK) {
+			/*
+			 * Reported durable, so synced: the ledger covers the
+			 * record (zero bytes past its end were synced too).
+			 */
+			span = wal_record_span(rec.size);
+			if (rec.seq <= m->durable_claim && off + span > lend &&
+			    !wal_is_zero(map + (lend > off ? lend : off),
+			    off + span - (lend > off ? lend : off)))
+				m_fail(m, "%s: seq %" PRId64 " was reported "
+				    "durable (up to seq %" PRId64 "), but the "
+				    "daemon never synced it: %s bytes %" PRIu64
+				    "..%" PRIu64 ", synced up to %" PRIu64 " (the "
+				    "shim's ledger)", when, rec.seq,
+				    m->durable_claim, name, off, off + span,
+				    lend);
 			if (expect >= 0 && rec.seq != expect)
 				m_fail(m, "%s: %s offset %" PRIu64 ": seq %"
-				    PRId64 " follows seq %" PRId64 " (%s)", when,
-				    name, off, rec.seq, expect - 1, rec.seq <
-				    expect ? "a seq again" : "a hole in the log");
+				    PRId64 " follows seq %" PRId64 " (%s)",
+				    when, name, off, rec.seq, expect - 1,
+				    rec.seq < expect ? "a seq again" :
+				    "a hole in the log");
 			if (first < 0)
 				first = rec.seq;
 			if (si[i].first < 0)
@@ -1585,7 +1387,7 @@ scan(struct model *m, int after_cut)
 			observe(m, rec.seq, rec.payload, rec.size, after_cut ?
 			    "the log recovered after a power cut" :
 			    "the segment files");
-			off += wal_record_span(rec.size);
+			off += span;
 		}
 		si[i].end = off;
 		si[i].garbage = !wal_is_zero(map + off, (size_t)st.st_size -
@@ -1596,12 +1398,13 @@ scan(struct model *m, int after_cut)
 	for (i = 0; i < list.count; i++)
 		if (si[i].last >= 0 && i < lastrec && si[i].garbage)
 			m_fail(m, "%s: segment %" PRIu64 " has non-zero bytes "
-			    "after its last record (seq %" PRId64 ", offset %" PRIu64
-			    ") while the log goes on in segment %" PRIu64
-			    ": recovery would call it torn", when, si[i].id,
-			    si[i].last, si[i].end, si[lastrec].id);
+			    "after its last record (seq %" PRId64 ", offset %"
+			    PRIu64 ") while the log goes on in segment %"
+			    PRIu64 ": recovery would call it torn", when,
+			    si[i].id, si[i].last, si[i].end, si[lastrec].id);
 	wal_seglist_free(&list);
 	free(si);
+	free(fds);
 	m->log_first = first;
 	m->log_last = last;
 
@@ -1653,8 +1456,8 @@ scan(struct model *m, int after_cut)
 				continue;
 			}
 			if (first < 0 || first <= r->seq_lo)
-				m_fail(m, "record %u:%" PRIu64 " (%s at step %d:"
-				    " %s) is not in the log (seqs %" PRId64
+				m_fail(m, "record %u:%" PRIu64 " (%s at step "
+				    "%d: %s) is not in the log (seqs %" PRId64
 				    "..%" PRId64 ")", (unsigned)p, n,
 				    r_state_names[r->state], r->step,
 				    step_of(m, r->step), first, last);
@@ -1691,7 +1494,9 @@ status(struct model *m, int64_t *nextp, int64_t *firstp)
 		return;
 	}
 	if (rc != 0) {
-		m_fail(m, "walctl status failed (exit %d): %s", rc, out);
+		if (daemon_alive_after(m, GONE_MS))
+			m_fail(m, "walctl status failed (exit %d): %s", rc,
+			    out);
 		free(out);
 		return;
 	}
@@ -1720,7 +1525,7 @@ status(struct model *m, int64_t *nextp, int64_t *firstp)
 static void
 progress(struct model *m, int64_t target)
 {
-	int64_t until = mono_ns() + (int64_t)PROGRESS_MS * 1000000;
+	int64_t until = tw_mono_ns() + (int64_t)PROGRESS_MS * 1000000;
 	unsigned i;
 	int waiting;
 
@@ -1738,7 +1543,7 @@ progress(struct model *m, int64_t target)
 		}
 		if (m->tail.pid != 0 && m->tail.next < target)
 			waiting = 1;
-		if (!waiting || mono_ns() > until)
+		if (!waiting || tw_mono_ns() > until)
 			break;
 		pump(m, 50);
 	}
@@ -1759,24 +1564,44 @@ progress(struct model *m, int64_t target)
 		    PROGRESS_MS / 1000, target - 1);
 }
 
+/*
+ * The daemon exited by itself. After a failed fsync, write or rename it
+ * may stop, also later than the step that failed the call (a failure in
+ * the background shows at its next tick); otherwise it must not.
+ */
+static void
+judge_exit(struct model *m)
+{
+	m->exited = 0;
+	if (m->last_exit == 1 && m->may_stop)
+		m->c.fail_stops++;
+	else
+		m_fail(m, "walmmapd exited by itself (status %d)",
+		    m->last_exit);
+	m_after_death(m);
+}
+
+/* The checks after every step. */
 void
 m_check(struct model *m)
 {
 	int64_t next = -1;
 	unsigned i;
-	int rc;
 
 	pump(m, 0);
-	if (m->running && (rc = ts_daemon_wait_exit(&m->d, 0)) >= 0) {
-		m->running = 0;
-		m_fail(m, "walmmapd exited by itself (status %d)", rc);
-		m_after_death(m);
+	(void)daemon_alive(m);
+	if (m->exited) {
+		judge_exit(m);
 		return;
 	}
 	scan(m, 0);
 	if (!m->running)
 		return;
 	status(m, &next, NULL);
+	if (!daemon_alive(m)) {
+		m_check(m);	/* it exited meanwhile: as above */
+		return;
+	}
 	/* Subscriptions cut by a fault or for lagging start again. */
 	for (i = 0; i < M_NSUB; i++)
 		if (!m->sub[i].active && !m->o.no_subs)
@@ -1787,23 +1612,25 @@ m_check(struct model *m)
 		progress(m, next);
 }
 
+/* Let workers and the daemon run for ms. */
 void
 m_settle(struct model *m, int ms)
 {
-	int64_t until = mono_ns() + (int64_t)ms * 1000000;
+	int64_t until = tw_mono_ns() + (int64_t)ms * 1000000;
 
-	while (mono_ns() < until)
+	while (tw_mono_ns() < until)
 		pump(m, 20);
 }
 
+/* Wait (bounded) for at most n segment files. */
 int
 m_wait_segments(struct model *m, unsigned n, int timeout_ms)
 {
-	int64_t until = mono_ns() + (int64_t)timeout_ms * 1000000;
+	int64_t until = tw_mono_ns() + (int64_t)timeout_ms * 1000000;
 	int k;
 
 	while ((k = ts_count_files(m->d.data, "wal_mmap_")) > (int)n &&
-	    mono_ns() < until)
+	    tw_mono_ns() < until)
 		pump(m, 50);
 	return (k);
 }
@@ -1812,6 +1639,7 @@ m_wait_segments(struct model *m, unsigned n, int timeout_ms)
 /* Appends, syncs, rotations.                                          */
 /* ------------------------------------------------------------------ */
 
+/* Run producer commands together; kill or cut while they run. */
 void
 m_appends(struct model *m, const struct m_append *a, unsigned na,
     int kill_after_ms, int cut_mode, uint64_t *rng)
@@ -1861,7 +1689,7 @@ m_appends(struct model *m, const struct m_append *a, unsigned na,
 		    sizeof c)
 			m_fail(m, "producer %u: worker gone", a[i].prod);
 	}
-	t0 = mono_ns();
+	t0 = tw_mono_ns();
 	kill_at = kill_after_ms >= 0 ? t0 + (int64_t)kill_after_ms * 1000000 :
 	    INT64_MAX;
 	for (;;) {
@@ -1871,7 +1699,7 @@ m_appends(struct model *m, const struct m_append *a, unsigned na,
 			busy |= m->prod[i].busy;
 		if (!busy)
 			break;
-		if (mono_ns() >= kill_at) {
+		if (tw_mono_ns() >= kill_at) {
 			kill_at = INT64_MAX;
 			if (cut_mode >= -1)
 				m_power_cut(m, cut_mode, rng);
@@ -1879,7 +1707,7 @@ m_appends(struct model *m, const struct m_append *a, unsigned na,
 				m_kill(m);
 			continue;
 		}
-		if (mono_ns() - t0 > (int64_t)HANG_MS * 1000000) {
+		if (tw_mono_ns() - t0 > (int64_t)HANG_MS * 1000000) {
 			prods_idle(m);	/* reports which one hangs */
 			break;
 		}
@@ -1894,7 +1722,7 @@ m_appends(struct model *m, const struct m_append *a, unsigned na,
 	}
 }
 
-/* The fail-stop rule for a SYNC answered during a sync fault. */
+/* A SYNC answered during a fault: m_fault_end() judges it. */
 static void
 fault_sync_answer(struct model *m, int64_t t_start, int64_t durable)
 {
@@ -1903,17 +1731,51 @@ fault_sync_answer(struct model *m, int64_t t_start, int64_t durable)
 	if (!m->fault_on)
 		return;
 	first = atomic_load(&m->ctl->op[m->fault_call].first_ns);
-	if (first != 0 && t_start > first && durable > m->fault_durable) {
-		m->fault_sync_ok = 1;
-		m->fault_sync_seq = durable;
-	}
+	if (first != 0 && t_start > first && m->fault_nsyncs < 16)
+		m->fault_syncs[m->fault_nsyncs++] = durable;
 }
 
+/*
+ * After a failed sync, nothing sent after the failure is durable: no
+ * record of it acknowledged durable, and no SYNC answer (one may repeat
+ * what was durable before) that covers one of them.
+ */
+static void
+fault_no_durable_after(struct model *m, enum wf_call call, int64_t first)
+{
+	struct m_rec *r;
+	int64_t lo = INT64_MAX;
+	uint64_t p, n;
+	unsigned i;
+
+	for (p = 0; p < M_NPROD; p++)
+		for (n = m->prod[p].base; n < m->prod[p].n; n++) {
+			r = &m->prod[p].recs[n - m->prod[p].base];
+			if (r->t_sent <= first)
+				continue;
+			if (r->seq >= 0 && r->seq < lo)
+				lo = r->seq;
+			if (r->state == R_DURABLE)
+				m_fail(m, "record %u:%" PRIu64 " was "
+				    "acknowledged durable (seq %" PRId64 "), "
+				    "but it was sent after a %s had failed",
+				    (unsigned)p, n, r->seq,
+				    wf_call_names[call]);
+		}
+	for (i = 0; i < m->fault_nsyncs; i++)
+		if (m->fault_syncs[i] >= lo)
+			m_fail(m, "walctl sync said durable up to seq %" PRId64
+			    " after a %s had failed, but seq %" PRId64 " was "
+			    "sent after the failure", m->fault_syncs[i],
+			    wf_call_names[call], lo);
+}
+
+/* walctl sync; its answer is a durable claim. */
 int
 m_sync(struct model *m)
 {
 	char *out = NULL, *p;
-	int64_t t = mono_ns(), durable;
+	int64_t t = tw_mono_ns(), durable;
 	int rc;
 
 	rc = ts_run_prog_within(HANG_MS / 1000, "client/walctl", NULL, 0, &out,
@@ -1927,14 +1789,15 @@ m_sync(struct model *m)
 			claim_durable(m, durable);
 			fault_sync_answer(m, t, durable);
 		}
-	} else if (m->running && !m->fault_on && !m->disk_full &&
-	    ts_daemon_wait_exit(&m->d, 0) < 0)
+	} else if (!m->fault_on && !m->disk_full && daemon_alive_after(m,
+	    GONE_MS))
 		m_fail(m, "walctl sync failed (exit %d) with no fault: %s", rc,
 		    out);
 	free(out);
 	return (rc);
 }
 
+/* walctl rotate. */
 int
 m_rotate(struct model *m)
 {
@@ -1946,8 +1809,8 @@ m_rotate(struct model *m)
 	if (rc == 128 + SIGALRM)
 		m_fail(m, "walctl rotate did not answer within %d s", HANG_MS /
 		    1000);
-	else if (rc != 0 && m->running && !m->fault_on && !m->disk_full &&
-	    ts_daemon_wait_exit(&m->d, 0) < 0)
+	else if (rc != 0 && !m->fault_on && !m->disk_full &&
+	    daemon_alive_after(m, GONE_MS))
 		m_fail(m, "walctl rotate failed (exit %d) with no fault: %s",
 		    rc, out);
 	free(out);
@@ -1992,6 +1855,7 @@ ledger_reset(struct model *m)
 	closedir(dir);
 }
 
+/* The ledger's synced end of segment id. */
 int64_t
 m_ledger_end(struct model *m, uint64_t id)
 {
@@ -2005,6 +1869,7 @@ m_ledger_end(struct model *m, uint64_t id)
 	return ((int64_t)atomic_load(&e->end));
 }
 
+/* The offset after the last record of segment id. */
 int64_t
 m_segment_end(struct model *m, uint64_t id)
 {
@@ -2019,6 +1884,7 @@ m_segment_end(struct model *m, uint64_t id)
 	return (sc.records > 0 ? (int64_t)sc.end : -1);
 }
 
+/* Kill the daemon and leave what a power loss could leave. */
 void
 m_power_cut(struct model *m, int mode, uint64_t *rng)
 {
@@ -2031,9 +1897,12 @@ m_power_cut(struct model *m, int mode, uint64_t *rng)
 	size_t i, len;
 	int dfd, fmode;
 
+	if (m->exited)
+		judge_exit(m);
 	if (m->running) {
 		ts_daemon_kill(&m->d);
 		m->running = 0;
+		m->last_exit = -1;
 		m->c.kills++;
 	}
 	/* The kill -9 part: nothing seen is lost yet. */
@@ -2068,10 +1937,15 @@ m_power_cut(struct model *m, int mode, uint64_t *rng)
 		memcpy(synced, now, end);
 		memset(synced + end, 0, len - end);
 		fmode = mode >= 0 ? mode : (int)(ts_rand(rng) % TS_CUT_MODES);
-		if (getenv("WALMODEL_DEBUG") != NULL)
-			fprintf(stderr, "cut %s: len %zu synced end %" PRIu64
-			    " (%s) mode %d\n", name, len, end, e != NULL ?
-			    "ledger" : "none", fmode);
+		if (getenv("WALMODEL_DEBUG") != NULL) {
+			size_t last = len;
+
+			while (last > 0 && now[last - 1] == 0)
+				last--;
+			fprintf(stderr, "cut %s: data ends at %zu, synced end %"
+			    PRIu64 " (%s) mode %d\n", name, last, end, e !=
+			    NULL ? "ledger" : "none", fmode);
+		}
 		m->cut_pages += ts_cut_image(out, synced, now, len, fmode, rng);
 		if (memcmp(out, now, len) != 0 && ts_pwrite_file(path, out, len,
 		    0) != 0)
@@ -2090,6 +1964,7 @@ m_power_cut(struct model *m, int mode, uint64_t *rng)
 /* Faults.                                                             */
 /* ------------------------------------------------------------------ */
 
+/* Fail the nth call from now (and on, with persist). */
 void
 m_fault_arm(struct model *m, enum wf_call call, int64_t nth, int err,
     int persist)
@@ -2098,12 +1973,12 @@ m_fault_arm(struct model *m, enum wf_call call, int64_t nth, int err,
 	m->fault_on = 1;
 	m->fault_call = call;
 	m->fault_base = atomic_load(&m->ctl->op[call].injected);
-	m->fault_durable = m->durable_claim;
-	m->fault_sync_ok = 0;
+	m->fault_nsyncs = 0;
 	atomic_store(&m->ctl->op[call].first_ns, 0);
 	wf_arm(m->ctl, call, nth, err, persist);
 }
 
+/* Make the nth pread/write short and the next one fail. */
 void
 m_fault_arm_short(struct model *m, enum wf_call call, int64_t nth, int err)
 {
@@ -2116,9 +1991,8 @@ static void
 fault_gone(struct model *m, const char *what)
 {
 	struct m_append a;
-	int64_t until = mono_ns() + (int64_t)RETRY_MS * 1000000;
+	int64_t until = tw_mono_ns() + (int64_t)RETRY_MS * 1000000;
 	struct m_rec *r;
-	int rc;
 
 	memset(&a, 0, sizeof a);
 	a.prod = 0;
@@ -2131,14 +2005,9 @@ fault_gone(struct model *m, const char *what)
 		r = rec_of(m, 0, m->prod[0].n - 1);
 		if (r->state == R_WRITTEN || !m->running)
 			return;
-		if ((rc = ts_daemon_wait_exit(&m->d, 0)) >= 0) {
-			m->running = 0;
-			m_fail(m, "walmmapd exited (status %d) after the %s "
-			    "fault", rc, what);
-			m_after_death(m);
-			return;
-		}
-		if (mono_ns() > until)
+		if (!daemon_alive(m))
+			return;		/* m_check() judges it */
+		if (tw_mono_ns() > until)
 			break;
 		usleep(200000);
 	}
@@ -2147,14 +2016,14 @@ fault_gone(struct model *m, const char *what)
 	    r_state_names[r->state]);
 }
 
+/* Disarm the fault and check what the daemon did about it. */
 uint64_t
 m_fault_end(struct model *m)
 {
 	enum wf_call call = m->fault_call;
-	uint64_t inj, p, n;
+	uint64_t inj;
 	int64_t first;
-	struct m_rec *r;
-	int rc;
+	int rc, must, may, by_test;
 
 	if (!m->fault_on)
 		return (0);
@@ -2167,53 +2036,74 @@ m_fault_end(struct model *m)
 		m->fault_on = 0;
 		return (0);
 	}
-	if (call == WF_MSYNC || call == WF_FDATASYNC) {
-		/* Fail-stop: nothing durable after it, exit status 1. */
-		rc = m->running ? ts_daemon_wait_exit(&m->d, FAILSTOP_MS) : 1;
-		pump(m, 0);
-		for (p = 0; p < M_NPROD; p++)
-			for (n = m->prod[p].base; n < m->prod[p].n; n++) {
-				r = &m->prod[p].recs[n - m->prod[p].base];
-				if (r->state == R_DURABLE && r->t_sent > first)
-					m_fail(m, "record %u:%" PRIu64 " was "
-					    "acknowledged durable (seq %" PRId64
-					    "), but it was sent after a %s had "
-					    "failed", (unsigned)p, n, r->seq,
-					    wf_call_names[call]);
-			}
-		if (m->fault_sync_ok)
-			m_fail(m, "walctl sync said durable up to seq %" PRId64
-			    " after a %s had failed (durable was %" PRId64
-			    " before)", m->fault_sync_seq,
-			    wf_call_names[call], m->fault_durable);
-		if (rc < 0)
-			m_fail(m, "walmmapd still runs %d s after a failed %s "
-			    "(it must stop with status 1: fail-stop)",
-			    FAILSTOP_MS / 1000, wf_call_names[call]);
-		else if (rc != 1)
-			m_fail(m, "walmmapd exited with status %d after a "
-			    "failed %s (1 expected)", rc, wf_call_names[call]);
-		else if (m->running)
-			m->c.fail_stops++;
-		if (rc >= 0 && m->running) {
-			m->running = 0;
-			m_after_death(m);
-		}
+	/*
+	 * A failed msync or fdatasync is a failed sync: the daemon must stop
+	 * (exit status 1). fsync, write and rename also make the checkpoint
+	 * and new segment names durable, so after one of them failed it may
+	 * stop that way too, or go on. Not after fallocate, mmap or pread.
+	 */
+	must = call == WF_MSYNC || call == WF_FDATASYNC;
+	may = must || call == WF_FSYNC || call == WF_WRITE || call ==
+	    WF_RENAME;
+	if (!m->running && m->start_rc != 0) {
+		/* It could not start: any failure may stop a start. */
+		if (m->start_rc != 1)
+			m_fail(m, "walmmapd did not start (status %d) after a "
+			    "failed %s (1 expected)", m->start_rc,
+			    wf_call_names[call]);
 		m->fault_on = 0;
 		return (inj);
 	}
-	if (m->running && (rc = ts_daemon_wait_exit(&m->d, 0)) >= 0) {
+	/* Its exit status: now, or when the test stopped or killed it. */
+	by_test = !m->running && !m->exited;
+	if (m->exited) {
+		rc = m->last_exit;
+		m->exited = 0;
+		m->running = 1;		/* m_after_death() below */
+	} else
+		rc = by_test ? m->last_exit : ts_daemon_wait_exit(&m->d, must ?
+		    FAILSTOP_MS : 0);
+	if (may && rc < 0 && m->running)
+		m->may_stop = 1;	/* it may still stop (m_check) */
+	pump(m, 0);
+	if (by_test && rc >= 0) {
+		/* A SIGTERM while failing: 0, or 1 after a failed sync. */
+		if (rc == 128 + SIGTERM)
+			m_fail(m, "walmmapd died of the SIGTERM (status %d) "
+			    "after a failed %s: a signal that arrives while it "
+			    "stops must not hide the exit status", rc,
+			    wf_call_names[call]);
+		else if (rc == 0 ? must : rc != 1 || !may)
+			m_fail(m, "walmmapd exited with status %d on SIGTERM "
+			    "after a failed %s", rc, wf_call_names[call]);
+	} else if (!by_test && must && rc < 0)
+		m_fail(m, "walmmapd still runs %d s after a failed %s (it must "
+		    "stop with status 1: fail-stop)", FAILSTOP_MS / 1000,
+		    wf_call_names[call]);
+	else if (!by_test && rc >= 0 && (rc != 1 || !may))
+		m_fail(m, "walmmapd exited with status %d after a failed %s%s",
+		    rc, wf_call_names[call], may ? " (1 expected)" : "; it "
+		    "must keep running");
+	else if (!by_test && rc == 1)
+		m->c.fail_stops++;
+	if (rc >= 0 && m->running) {
 		m->running = 0;
-		m_fail(m, "walmmapd exited (status %d) after a failed %s; it "
-		    "must keep running", rc, wf_call_names[call]);
-		m_after_death(m);
+		m_after_death(m);	/* the scan pins the seqs we judge */
 	}
+	/*
+	 * A failed msync or fdatasync syncs records. (Of fsync, write and
+	 * rename failures only the daemon knows which one stopped it: one in
+	 * making a segment does not, one in writing the checkpoint may.)
+	 */
+	if (must)
+		fault_no_durable_after(m, call, first);
 	m->fault_on = 0;
 	if (m->running)
 		fault_gone(m, wf_call_names[call]);
 	return (inj);
 }
 
+/* Fill the disk, leaving room bytes. */
 void
 m_disk_full(struct model *m, uint64_t room)
 {
@@ -2246,6 +2136,7 @@ m_disk_full(struct model *m, uint64_t room)
 	close(fd);
 }
 
+/* Free the disk; appends must work again. */
 void
 m_disk_free(struct model *m)
 {
@@ -2266,6 +2157,7 @@ m_disk_free(struct model *m)
 /* Epochs.                                                             */
 /* ------------------------------------------------------------------ */
 
+/* nftw() callback: remove one entry. */
 static int
 rm_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
@@ -2275,6 +2167,64 @@ rm_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 	return (remove(path));
 }
 
+void
+m_adopt(struct model *m)
+{
+	struct wal_seglist list;
+	struct wal_record rec;
+	struct m_prod *pr;
+	struct m_rec *r;
+	uint64_t off, n, k;
+	uint8_t *img;
+	size_t i, len;
+	unsigned p;
+	int dfd;
+
+	if ((dfd = wal_dir_open(m->d.data, NULL)) < 0)
+		return;
+	if (wal_dir_list(dfd, m->d.data, &list, NULL) != 0)
+		abort();
+	close(dfd);
+	for (i = 0; i < list.count; i++) {
+		if ((img = ts_read_file(ts_seg_path(m->d.data, list.ids[i]),
+		    &len)) == NULL)
+			continue;
+		for (off = WAL_FILE_HEADER_SIZE; wal_record_check(img + off, len -
+		    off, -1, &rec) == WAL_REC_OK; off += wal_record_span(
+		    rec.size)) {
+			if (!ts_rec_parse(rec.payload, rec.size, &p, &n) || p >=
+			    M_NPROD)
+				continue;
+			pr = &m->prod[p];
+			if (n >= pr->cap) {
+				pr->cap = (n + 1) * 2;
+				if ((pr->recs = realloc(pr->recs, pr->cap *
+				    sizeof *pr->recs)) == NULL)
+					abort();
+			}
+			/* Keys in between were never written: refused. */
+			for (k = pr->n; k <= n; k++) {
+				r = &pr->recs[k];
+				memset(r, 0, sizeof *r);
+				r->seq = -1;
+				r->step = -1;
+				r->state = R_REFUSED;
+			}
+			if (pr->n <= n)
+				pr->n = n + 1;
+			r = &pr->recs[n];
+			r->state = R_WRITTEN;
+			r->level = M_WRITTEN;
+			r->size = rec.size;
+			observe_key(m, rec.seq, p, n, "an earlier run");
+		}
+		free(img);
+	}
+	wal_seglist_free(&list);
+	ledger_reset(m);
+}
+
+/* Start afresh on an empty data directory. */
 void
 m_new_epoch(struct model *m)
 {
@@ -2292,6 +2242,8 @@ m_new_epoch(struct model *m)
 	for (i = 0; i < M_NSUB; i++)
 		m->sub[i].next = 0;
 	m->tail.next = 0;
+	if (m->hist != NULL)
+		memset(m->hist, 0, (size_t)m->hist_cap * sizeof *m->hist);
 	m->hist_n = 0;
 	m->durable_claim = -1;
 	m->next_seen = 0;

@@ -93,6 +93,9 @@ struct m_opts {
 /* Set up in base (which exists); workers started, no daemon yet. */
 struct model	*m_new(const char *base, const struct m_opts *);
 
+/* The daemon's data directory (base/data). */
+const char	*m_data_dir(const struct model *);
+
 /* Stop everything, free. */
 void		 m_free(struct model *);
 
@@ -174,9 +177,12 @@ void		 m_tail_restart(struct model *, uint64_t pick);
  * Faults. m_fault_arm() arms the shim; m_fault_end() disarms it and
  * returns how many calls were failed since it was armed, checking the
  * agreed behaviour: after a failed msync/fdatasync the daemon stops with
- * exit status 1 and no durable acknowledgement is given for anything sent
- * after the failure; after any other failure it keeps running, and once
- * the fault is gone appends work again.
+ * exit status 1 (fail-stop) and gives no durable acknowledgement for
+ * anything sent after the failure; after a failed fsync, write or rename
+ * (which also make the checkpoint and segment names durable) it may stop
+ * the same way, also later (m_check() accepts that exit); otherwise it
+ * keeps running, and once the fault is gone appends work again. Stopped
+ * with SIGTERM during a fault it exits 0, or 1 when a sync failed.
  */
 void		 m_fault_arm(struct model *, enum wf_call, int64_t nth, int err,
 		    int persist);
@@ -188,6 +194,13 @@ uint64_t	 m_fault_end(struct model *);
 /* Full disk (tmpfs: fill it leaving room bytes; else fallocate ENOSPC). */
 void		 m_disk_full(struct model *, uint64_t room);
 void		 m_disk_free(struct model *);
+
+/*
+ * Take the log already in the data directory (copied there from an
+ * earlier run; no daemon runs) as this model's: its records become
+ * records acknowledged written, its files count as on disk.
+ */
+void		 m_adopt(struct model *);
 
 /* Forget the log: stop, remove the data directory, start afresh. */
 void		 m_new_epoch(struct model *);
