@@ -78,15 +78,12 @@ struct m_prod {
 	uint64_t	 base, n, cap;
 	uint64_t	 cmd_n0;	/* the running command's records */
 	unsigned	 cmd_count;
-	enum m_level	 cmd_level;
-	int		 cmd_pipe;
 };
 
 struct m_sub {
 	int		 fd;
 	pid_t		 pid;
 	int		 active;	/* a subscription runs */
-	int		 starting;
 	int		 stopping;	/* S_STOP sent, SR_STOPPED due */
 	int		 stalled;
 	int		 slow;
@@ -94,7 +91,6 @@ struct m_sub {
 	unsigned	 gen;		/* daemon generation it follows */
 	int64_t		 next;		/* seq expected next */
 	int64_t		 mark;		/* next at the last progress check */
-	uint64_t	 got;
 };
 
 struct m_tail {
@@ -650,21 +646,17 @@ sub_result(struct model *m, unsigned i, const struct s_res *r)
 			observe_key(m, it->seq, it->p, it->n, i == 0 ?
 			    "subscriber 0" : i == 1 ? "subscriber 1" :
 			    "subscriber 2");
-			s->got++;
 			m->c.sub_records++;
 		}
 		break;
 	case SR_STARTED:
-		s->starting = 0;
 		break;
 	case SR_STOPPED:
 		s->active = 0;
-		s->starting = 0;
 		s->stopping = 0;
 		break;
 	case SR_ERR:
 		s->active = 0;
-		s->starting = 0;
 		/*
 		 * Expected while the daemon is down or was restarted since
 		 * (its generation moved on), under an injected fault, or
@@ -969,7 +961,6 @@ sub_start(struct model *m, unsigned i)
 	s->loose = 1;
 	s->gen = m->gen;
 	s->active = 1;
-	s->starting = 1;
 	s->mark = s->next;
 	sub_cmd(m, i, S_START, s->slow, s->next);
 	if (s->stalled)
@@ -1178,6 +1169,13 @@ m_stop(struct model *m)
 		m_fail(m, "walmmapd did not stop within 30 s of SIGTERM");
 	m_after_death(m);
 	return (rc);
+}
+
+/* Did a call fail since the start that it may stop (exit 1) for? */
+int
+m_may_stop(const struct model *m)
+{
+	return (m->may_stop);
 }
 
 /* SIGKILL the daemon and check what it left. */
@@ -2066,6 +2064,17 @@ m_fault_end(struct model *m)
 	if (may && rc < 0 && m->running)
 		m->may_stop = 1;	/* it may still stop (m_check) */
 	pump(m, 0);
+	if (rc >= 0 && m->running) {
+		m->running = 0;
+		m_after_death(m);	/* the scan pins the seqs we judge */
+	}
+	/*
+	 * A failed msync or fdatasync syncs records. (Of fsync, write and
+	 * rename failures only the daemon knows which one stopped it: one in
+	 * making a segment does not, one in writing the checkpoint may.)
+	 */
+	if (must)
+		fault_no_durable_after(m, call, first);
 	if (by_test && rc >= 0) {
 		/* A SIGTERM while failing: 0, or 1 after a failed sync. */
 		if (rc == 128 + SIGTERM)
@@ -2086,17 +2095,6 @@ m_fault_end(struct model *m)
 		    "must keep running");
 	else if (!by_test && rc == 1)
 		m->c.fail_stops++;
-	if (rc >= 0 && m->running) {
-		m->running = 0;
-		m_after_death(m);	/* the scan pins the seqs we judge */
-	}
-	/*
-	 * A failed msync or fdatasync syncs records. (Of fsync, write and
-	 * rename failures only the daemon knows which one stopped it: one in
-	 * making a segment does not, one in writing the checkpoint may.)
-	 */
-	if (must)
-		fault_no_durable_after(m, call, first);
 	m->fault_on = 0;
 	if (m->running)
 		fault_gone(m, wf_call_names[call]);
@@ -2229,9 +2227,10 @@ void
 m_new_epoch(struct model *m)
 {
 	unsigned i;
+	int rc;
 
-	if (m->running)
-		m_stop(m);
+	if (m->running && (rc = m_stop(m)) != 0 && !(rc == 1 && m->may_stop))
+		m_fail(m, "walmmapd exited with status %d after SIGTERM", rc);
 	nftw(m->d.data, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
 	for (i = 0; i < M_NPROD; i++) {
 		m->prod[i].base = m->prod[i].n;

@@ -127,8 +127,13 @@ void		 m_cfg_str(const struct m_cfg *, char *, size_t);
 int		 m_start(struct model *, int expect_ok);
 int		 m_running(struct model *);
 
-/* SIGTERM: returns the exit status (0 expected unless a sync failed). */
+/*
+ * SIGTERM: returns the exit status, which must be 0, or 1 after a failure
+ * it may stop for (m_may_stop(): a failed fsync, write or rename since it
+ * started; its final sync reports it).
+ */
 int		 m_stop(struct model *);
+int		 m_may_stop(const struct model *);
 
 /* SIGKILL (a crash of the daemon: the page cache keeps everything). */
 void		 m_kill(struct model *);
