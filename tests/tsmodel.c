@@ -2082,14 +2082,14 @@ m_fault_end(struct model *m)
 			    "after a failed %s: a signal that arrives while it "
 			    "stops must not hide the exit status", rc,
 			    wf_call_names[call]);
-		else if (rc == 0 ? must : rc != 1 || !may)
+		else if (rc == 0 ? must : rc != 1 || !(may || m->may_stop))
 			m_fail(m, "walmmapd exited with status %d on SIGTERM "
 			    "after a failed %s", rc, wf_call_names[call]);
 	} else if (!by_test && must && rc < 0)
 		m_fail(m, "walmmapd still runs %d s after a failed %s (it must "
 		    "stop with status 1: fail-stop)", FAILSTOP_MS / 1000,
 		    wf_call_names[call]);
-	else if (!by_test && rc >= 0 && (rc != 1 || !may))
+	else if (!by_test && rc >= 0 && (rc != 1 || !(may || m->may_stop)))
 		m_fail(m, "walmmapd exited with status %d after a failed %s%s",
 		    rc, wf_call_names[call], may ? " (1 expected)" : "; it "
 		    "must keep running");
