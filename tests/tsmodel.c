@@ -1,6 +1,8 @@
 /*
- * walmmapd tests - the model behind check_model (see tsmodel.h): worker
- * processes, the record history, reading the log back, power cuts, faults.
+ * walmmapd tests - the model behind check_model (see tsmodel.h): set-up
+ * and failure reports, the record history, the daemon, reading the log
+ * back and the checks after each step, appends, epochs. The workers'
+ * side is in tsreaders.c, power cuts and faults in tsfault.c.
  */
 #include "config.h"
 
@@ -27,144 +29,19 @@
 #include <unistd.h>
 
 #include "testsupport.h"
-#include "tsmodel.h"
-#include "tsworker.h"
+#include "tsmodel_int.h"
 #include "wal_dir.h"
 #include "wal_format.h"
 #include "wal_segment.h"
 #include "walmmap.h"
 
-#define HANG_MS		30000	/* a producer command or start: a hang */
-#define STATUS_S	2	/* walctl status must answer in this */
-#define PROGRESS_MS	15000	/* a subscriber must move in this */
-#define FAILSTOP_MS	15000	/* exit after a failed sync within this */
-#define RETRY_MS	8000	/* appends work again after a fault */
-#define GONE_MS		3000	/* a stopping daemon exits within this */
-#define FR_BUDGET	256	/* file-reader records per pump */
-
-/* Record states (see tsmodel.h). */
-enum r_state {
-	R_PENDING,	/* command sent, no answer yet */
-	R_SENT,		/* sent, no acknowledgement level or not yet */
-	R_MAYBE,	/* connection lost or sync failed: may be in */
-	R_REFUSED,	/* refused, or never sent: must never appear */
-	R_WRITTEN,	/* acknowledged written */
-	R_DURABLE	/* acknowledged durable */
-};
-
-static const char *const r_state_names[] = {
+const char *const r_state_names[] = {
 	"pending", "sent", "unknown", "refused", "acknowledged written",
 	"acknowledged durable"
 };
 
-
-struct m_rec {
-	int64_t		 seq;		/* -1 until known */
-	int64_t		 seq_lo;	/* its seq is at least this */
-	int64_t		 t_sent;	/* CLOCK_MONOTONIC ns */
-	uint32_t	 size;
-	int32_t		 step;
-	uint8_t		 state;
-	uint8_t		 level;
-	uint8_t		 lost;		/* a power cut lost it */
-	const char	*who;		/* who saw it at seq first */
-};
-
-struct m_prod {
-	int		 fd;
-	pid_t		 pid;
-	int		 busy;
-	struct m_rec	*recs;		/* recs[n - base] */
-	uint64_t	 base, n, cap;
-	uint64_t	 cmd_n0;	/* the running command's records */
-	unsigned	 cmd_count;
-};
-
-struct m_sub {
-	int		 fd;
-	pid_t		 pid;
-	int		 active;	/* a subscription runs */
-	int		 stopping;	/* S_STOP sent, SR_STOPPED due */
-	int		 stalled;
-	int		 slow;
-	int		 loose;		/* first record may be past next */
-	unsigned	 gen;		/* daemon generation it follows */
-	int64_t		 next;		/* seq expected next */
-	int64_t		 mark;		/* next at the last progress check */
-};
-
-struct m_tail {
-	pid_t		 pid;
-	int		 fd;
-	char		*buf;
-	size_t		 len, cap;
-	unsigned	 gen;
-	int		 loose;
-	int		 dying;		/* its output ends in an error */
-	int64_t		 next;
-};
-
-struct model {
-	struct m_opts	 o;
-	char		 base[PATH_MAX];
-	char		 ctlpath[PATH_MAX];
-	char		 filler[PATH_MAX];
-	struct ts_daemon d;
-	struct wf_ctl	*ctl;
-	struct m_cfg	 cfg, next_cfg;
-	unsigned	 gen;		/* daemon starts */
-	int		 running;
-	int		 last_exit;	/* status of the last exit, -1 killed */
-	int		 exited;	/* exited by itself, not judged yet */
-	int		 start_rc;	/* exit status of a failed start, or 0 */
-	int		 may_stop;	/* a failure it may stop for (fsync,
-					   write, rename) since it started */
-
-	struct m_prod	 prod[M_NPROD];
-	struct m_sub	 sub[M_NSUB];
-	struct m_tail	 tail;
-	struct walmmap_reader *fr;	/* the file reader */
-	int64_t		 fr_next;
-
-	uint64_t	*hist;		/* key per seq, 0 unknown */
-	int64_t		 hist_n, hist_cap;
-	int64_t		 durable_claim;	/* highest seq reported durable */
-	int64_t		 next_seen;	/* highest next_seq reported */
-	int64_t		 log_first;	/* of the last scan, -1 none */
-	int64_t		 log_last;
-	int		 cut_pending;	/* a power cut awaits the restart */
-	uint64_t	 cut_pages;
-
-	/* A fault being injected. */
-	int		 fault_on;
-	enum wf_call	 fault_call;
-	uint64_t	 fault_base;	/* injected count when armed */
-	int64_t		 fault_syncs[16]; /* walctl sync answers started
-					   after the failure */
-	unsigned	 fault_nsyncs;
-	int		 disk_full;
-
-	char		**steps;
-	size_t		 nsteps, steps_cap;
-	int		 nfail;
-	struct m_counts	 c;
-};
-
-static void	 pump(struct model *, int timeout_ms);
-static void	 observe(struct model *, int64_t seq, const uint8_t *,
-		    size_t, const char *who);
-static void	 observe_key(struct model *, int64_t seq, unsigned p,
-		    uint64_t n, const char *who);
 static void	 scan(struct model *, int after_cut);
 static void	 status(struct model *, int64_t *next, int64_t *first);
-static void	 sub_start(struct model *, unsigned);
-static void	 tail_start(struct model *);
-static void	 tail_stop(struct model *);
-static void	 fr_close(struct model *);
-static void	 ledger_reset(struct model *);
-static int	 daemon_alive(struct model *);
-static int	 daemon_alive_after(struct model *, int ms);
-static void	 judge_exit(struct model *);
 
 /* ------------------------------------------------------------------ */
 /* Set-up and failure reports.                                         */
@@ -228,8 +105,8 @@ m_free(struct model *m)
 
 	if (m == NULL)
 		return;
-	tail_stop(m);
-	fr_close(m);
+	m_tail_stop(m);
+	m_fr_close(m);
 	ts_daemon_kill(&m->d);
 	for (i = 0; i < M_NPROD; i++) {
 		close(m->prod[i].fd);
@@ -409,8 +286,8 @@ key_n(uint64_t key)
 }
 
 /* The model's record (p, n) of this epoch, NULL if none. */
-static struct m_rec *
-rec_of(struct model *m, unsigned p, uint64_t n)
+struct m_rec *
+m_rec_of(struct model *m, unsigned p, uint64_t n)
 {
 	struct m_prod *pr = &m->prod[p];
 
@@ -420,18 +297,18 @@ rec_of(struct model *m, unsigned p, uint64_t n)
 }
 
 /* The line of step number step. */
-static const char *
-step_of(struct model *m, int step)
+const char *
+m_step_of(struct model *m, int step)
 {
 	return (step >= 0 && (size_t)step < m->nsteps ? m->steps[step] : "?");
 }
 
 /* A record appears at seq (seen by who): check it against the model. */
-static void
-observe_key(struct model *m, int64_t seq, unsigned p, uint64_t n,
+void
+m_observe_key(struct model *m, int64_t seq, unsigned p, uint64_t n,
     const char *who)
 {
-	struct m_rec *r = rec_of(m, p, n);
+	struct m_rec *r = m_rec_of(m, p, n);
 	uint64_t key = key_of(p, n), old;
 
 	if (r == NULL) {
@@ -443,7 +320,7 @@ observe_key(struct model *m, int64_t seq, unsigned p, uint64_t n,
 	if (r->state == R_REFUSED) {
 		m_fail(m, "%s: seq %" PRId64 " holds record %u:%" PRIu64
 		    ", which the daemon refused (or which was never sent) at "
-		    "step %d (%s)", who, seq, p, n, r->step, step_of(m,
+		    "step %d (%s)", who, seq, p, n, r->step, m_step_of(m,
 		    r->step));
 		return;
 	}
@@ -488,8 +365,8 @@ observe_key(struct model *m, int64_t seq, unsigned p, uint64_t n,
 }
 
 /* A payload seen at seq: it must be a producer's record, intact. */
-static void
-observe(struct model *m, int64_t seq, const uint8_t *data, size_t len,
+void
+m_observe(struct model *m, int64_t seq, const uint8_t *data, size_t len,
     const char *who)
 {
 	unsigned p;
@@ -501,521 +378,15 @@ observe(struct model *m, int64_t seq, const uint8_t *data, size_t len,
 		    who, seq, len, (const char *)data);
 		return;
 	}
-	observe_key(m, seq, p, n, who);
+	m_observe_key(m, seq, p, n, who);
 }
 
 /* The daemon claims everything up to seq durable. */
-static void
-claim_durable(struct model *m, int64_t seq)
+void
+m_claim_durable(struct model *m, int64_t seq)
 {
 	if (seq > m->durable_claim)
 		m->durable_claim = seq;
-}
-
-/* ------------------------------------------------------------------ */
-/* Worker results, subscribers, walctl tail, the file reader.          */
-/* ------------------------------------------------------------------ */
-
-/* Classify a failed append: refused (never in the log) or unknown. */
-static enum r_state
-failed_state(int rc)
-{
-	switch (-rc) {
-	case WALMMAP_ETOOLARGE:
-	case WALMMAP_ENOSPC:
-	case WALMMAP_EIO:
-	case WALMMAP_EINVAL:
-	case WALMMAP_EBUSY:
-	case WALMMAP_ENODAEMON:
-	case WALMMAP_ENOMEM:
-		return (R_REFUSED);
-	default:
-		return (R_MAYBE);
-	}
-}
-
-/* A producer's answer: a record's fate, a wait, the end. */
-static void
-prod_result(struct model *m, unsigned p, const struct p_res *res)
-{
-	struct m_prod *pr = &m->prod[p];
-	struct m_rec *r;
-	uint64_t i;
-
-	switch (res->kind) {
-	case RES_REC:
-		if ((r = rec_of(m, p, res->n)) == NULL)
-			return;
-		r->t_sent = res->t_sent;
-		if (res->rc < 0) {
-			r->state = failed_state(res->rc);
-			/* A pipelined record's error may be an older one's. */
-			if (res->pipelined && r->state == R_REFUSED &&
-			    res->rc != -WALMMAP_ETOOLARGE && res->rc !=
-			    -WALMMAP_ENODAEMON)
-				r->state = R_MAYBE;
-			if (r->state == R_REFUSED)
-				m->c.refused++;
-			return;
-		}
-		if (res->pipelined) {
-			r->state = R_SENT;
-			return;
-		}
-		r->state = r->level == M_DURABLE ? R_DURABLE : R_WRITTEN;
-		m->c.acked++;
-		if (r->state == R_DURABLE) {
-			m->c.durable++;
-			claim_durable(m, res->seq);
-		}
-		observe_key(m, res->seq, p, res->n, "an acknowledgement");
-		break;
-	case RES_WAIT:
-		for (i = pr->cmd_n0; i < pr->cmd_n0 + pr->cmd_count; i++) {
-			if ((r = rec_of(m, p, i)) == NULL || r->state !=
-			    R_SENT)
-				continue;
-			if (res->rc < 0) {
-				r->state = R_MAYBE;
-				continue;
-			}
-			r->state = r->level == M_DURABLE ? R_DURABLE :
-			    R_WRITTEN;
-			m->c.acked++;
-			if (r->state == R_DURABLE)
-				m->c.durable++;
-		}
-		break;
-	case RES_DONE:
-		pr->busy = 0;
-		/* Anything still pending was never answered. */
-		for (i = pr->cmd_n0; i < pr->cmd_n0 + pr->cmd_count; i++)
-			if ((r = rec_of(m, p, i)) != NULL && (r->state ==
-			    R_PENDING || r->state == R_SENT))
-				r->state = R_MAYBE;
-		break;
-	}
-}
-
-static int64_t	log_first_now(struct model *);
-
-/*
- * A record a subscriber (or walctl tail) got: gap-free, no duplicate.
- * loose: its first record since it (re)started, which may skip what
- * retention removed before it began.
- */
-static void
-sub_record(struct model *m, const char *who, int64_t *next, int *loose,
-    int64_t seq)
-{
-	if (*loose) {
-		*loose = 0;
-		if (seq < *next || (seq > *next && seq > log_first_now(m)))
-			m_fail(m, "%s: got seq %" PRId64 " first after asking "
-			    "to start at %" PRId64 " (the log starts at %"
-			    PRId64 ")", who, seq, *next, log_first_now(m));
-	} else if (seq != *next)
-		m_fail(m, "%s: got seq %" PRId64 " where %" PRId64 " was due "
-		    "(%s)", who, seq, *next, seq < *next ? "a duplicate" :
-		    "a gap");
-	*next = seq + 1;
-}
-
-/* A subscriber's message: records, started, stopped, failed. */
-static void
-sub_result(struct model *m, unsigned i, const struct s_res *r)
-{
-	struct m_sub *s = &m->sub[i];
-	char who[64];
-	uint32_t k;
-
-	snprintf(who, sizeof who, "subscriber %u%s", i, s->slow ? " (slow)" :
-	    s->stalled ? " (stalls)" : "");
-	switch (r->kind) {
-	case SR_RECS:
-		for (k = 0; k < r->count && k < SUB_ITEMS; k++) {
-			const struct s_item *it = &r->u.items[k];
-
-			if (!it->ok) {
-				m_fail(m, "%s: seq %" PRId64 " came with %u "
-				    "bytes that are no producer's record", who,
-				    it->seq, it->size);
-				continue;
-			}
-			sub_record(m, who, &s->next, &s->loose, it->seq);
-			observe_key(m, it->seq, it->p, it->n, i == 0 ?
-			    "subscriber 0" : i == 1 ? "subscriber 1" :
-			    "subscriber 2");
-			m->c.sub_records++;
-		}
-		break;
-	case SR_STARTED:
-		break;
-	case SR_STOPPED:
-		s->active = 0;
-		s->stopping = 0;
-		break;
-	case SR_ERR:
-		s->active = 0;
-		/*
-		 * Expected while the daemon is down or was restarted since
-		 * (its generation moved on), under an injected fault, or
-		 * for a subscriber that lags (it may be dropped, with a
-		 * clear error). A subscriber that keeps up is never cut.
-		 */
-		if (s->gen == m->gen && !m->fault_on && !s->stalled &&
-		    !s->slow && daemon_alive_after(m, GONE_MS))
-			m_fail(m, "%s: the subscription failed with the daemon "
-			    "running: %s (%s)", who, walmmap_strerror(r->rc),
-			    r->u.msg);
-		break;
-	}
-}
-
-/* Parse walctl tail's lines: "SEQ TIMESTAMP PAYLOAD". */
-static void
-tail_lines(struct model *m)
-{
-	struct m_tail *t = &m->tail;
-	char *line = t->buf, *nl, *sp, *end;
-	int64_t seq;
-
-	while ((nl = memchr(line, '\n', t->len - (size_t)(line - t->buf)))
-	    != NULL) {
-		*nl = '\0';
-		seq = strtoll(line, &end, 10);
-		if (end == line || *end != ' ' || (sp = strchr(end + 1, ' ')) ==
-		    NULL) {
-			/* Its last words, after the daemon went away. */
-			if (!t->dying && t->gen == m->gen && !m->fault_on &&
-			    daemon_alive_after(m, GONE_MS))
-				m_fail(m, "walctl tail: unexpected line "
-				    "\"%.200s\"", line);
-		}
-		else {
-			sub_record(m, "walctl tail", &t->next, &t->loose,
-			    seq);
-			observe(m, seq, (const uint8_t *)sp + 1, (size_t)(nl -
-			    sp - 1), "walctl tail");
-		}
-		line = nl + 1;
-	}
-	t->len -= (size_t)(line - t->buf);
-	memmove(t->buf, line, t->len);
-}
-
-/* Read what walctl tail printed; notice when it exits. */
-static void
-tail_read(struct model *m)
-{
-	struct m_tail *t = &m->tail;
-	ssize_t n;
-	int status;
-
-	for (;;) {
-		if (t->cap - t->len < 65536 && (t->buf = realloc(t->buf,
-		    t->cap = t->cap * 2 + 65536)) == NULL)
-			abort();
-		n = read(t->fd, t->buf + t->len, t->cap - t->len);
-		if (n > 0) {
-			t->len += (size_t)n;
-			tail_lines(m);
-			continue;
-		}
-		if (n == -1 && errno == EAGAIN)
-			return;
-		break;
-	}
-	/* walctl tail exited. */
-	waitpid(t->pid, &status, 0);
-	t->dying = 1;
-	tail_lines(m);
-	if (t->gen == m->gen && !m->fault_on && daemon_alive_after(m,
-	    GONE_MS))
-		m_fail(m, "walctl tail -f exited (status %#x) with the daemon "
-		    "running: \"%.*s\"", status, (int)(t->len < 300 ? t->len :
-		    300), t->buf);
-	close(t->fd);
-	t->fd = -1;
-	t->pid = 0;
-	t->len = 0;
-}
-
-/* Start walctl tail -f from the seq it expects next. */
-static void
-tail_start(struct model *m)
-{
-	struct m_tail *t = &m->tail;
-	char from[32];
-	int pfd[2];
-
-	if (t->pid != 0)
-		tail_stop(m);
-	if (m->o.no_subs)
-		return;
-	if (pipe2(pfd, O_CLOEXEC) == -1)
-		abort();
-	snprintf(from, sizeof from, "%" PRId64, t->next);
-	t->loose = 1;
-	t->gen = m->gen;
-	if ((t->pid = fork()) == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		dup2(pfd[1], STDOUT_FILENO);
-		dup2(pfd[1], STDERR_FILENO);
-		execl(ts_prog("client/walctl"), "walctl", "-s", m->d.sock,
-		    "tail", "-f", "--from", from, (char *)NULL);
-		_exit(127);
-	}
-	close(pfd[1]);
-	t->fd = pfd[0];
-	fcntl(t->fd, F_SETFL, O_NONBLOCK);
-	t->len = 0;
-	t->dying = 0;
-}
-
-/* Kill walctl tail, taking in the lines it printed. */
-static void
-tail_stop(struct model *m)
-{
-	struct m_tail *t = &m->tail;
-
-	if (t->pid == 0)
-		return;
-	kill(t->pid, SIGKILL);
-	waitpid(t->pid, NULL, 0);
-	t->dying = !m->running;
-	/* Lines it printed before it died still count. */
-	for (;;) {
-		ssize_t n;
-
-		if (t->cap - t->len < 65536 && (t->buf = realloc(t->buf,
-		    t->cap = t->cap * 2 + 65536)) == NULL)
-			abort();
-		if ((n = read(t->fd, t->buf + t->len, t->cap - t->len)) <= 0)
-			break;
-		t->len += (size_t)n;
-		tail_lines(m);
-	}
-	close(t->fd);
-	t->fd = -1;
-	t->pid = 0;
-	t->len = 0;
-}
-
-/* Restart walctl tail from a seq picked in the log. */
-void
-m_tail_restart(struct model *m, uint64_t pick)
-{
-	int64_t lo = m->log_first < 0 ? 0 : m->log_first;
-
-	tail_stop(m);
-	if (m->hist_n > lo)
-		m->tail.next = lo + (int64_t)(pick % (uint64_t)(m->hist_n - lo +
-		    1));
-	if (m->running)
-		tail_start(m);
-}
-
-/* Close the file reader (it reopens at the oldest record). */
-static void
-fr_close(struct model *m)
-{
-	walmmap_reader_close(m->fr);
-	m->fr = NULL;
-}
-
-/* The first seq of the log now (a quick look at the oldest segment). */
-static int64_t
-log_first_now(struct model *m)
-{
-	struct wal_seglist list;
-	uint8_t hdr[WAL_FILE_HEADER_SIZE + WAL_RECORD_HEADER_SIZE];
-	int64_t first = -1;
-	size_t i;
-	int dfd, fd;
-
-	if ((dfd = wal_dir_open(m->d.data, NULL)) < 0)
-		return (-1);
-	if (wal_dir_list(dfd, m->d.data, &list, NULL) == 0) {
-		for (i = 0; i < list.count && first < 0; i++) {
-			char name[WAL_SEGMENT_NAME_MAX];
-
-			wal_seg_name(name, sizeof name, list.ids[i]);
-			if ((fd = openat(dfd, name, O_RDONLY | O_CLOEXEC)) ==
-			    -1)
-				continue;
-			if (pread(fd, hdr, sizeof hdr, 0) == (ssize_t)sizeof hdr
-			    && wal_le32_load(hdr + WAL_FILE_HEADER_SIZE) ==
-			    WAL_RECORD_MAGIC)
-				first = (int64_t)wal_le64_load(hdr +
-				    WAL_FILE_HEADER_SIZE + 4);
-			close(fd);
-		}
-		wal_seglist_free(&list);
-	}
-	close(dfd);
-	return (first);
-}
-
-/*
- * The file reader follows the directory while the daemon writes it: it
- * returns only records that were appended, in seq order, without gaps,
- * and damage only where the log is damaged. It may fall behind retention
- * (then it starts again at the oldest record).
- */
-static void
-fr_pump(struct model *m, int budget)
-{
-	struct walmmap_record rec;
-	int64_t first;
-	int rc;
-
-	if (m->fr == NULL) {
-		if (walmmap_reader_open(&m->fr, m->d.data) != 0) {
-			fr_close(m);
-			return;
-		}
-		m->fr_next = -1;
-	}
-	while (budget-- > 0 && (rc = walmmap_reader_next(m->fr, &rec, 0)) ==
-	    1) {
-		if (m->fr_next >= 0 && rec.seq != m->fr_next)
-			m_fail(m, "file reader: seq %" PRId64 " where %" PRId64
-			    " was due", rec.seq, m->fr_next);
-		m->fr_next = rec.seq + 1;
-		observe(m, rec.seq, rec.data, rec.size, "the file reader");
-	}
-	if (budget >= 0 && rc < 0) {
-		first = log_first_now(m);
-		if (m->fr_next >= 0 && first > m->fr_next) {
-			/* Retention removed what it had not read yet. */
-			fr_close(m);
-			return;
-		}
-		m_fail(m, "file reader: %s at seq %" PRId64 " (%s), though the "
-		    "log holds seq %" PRId64 " on", walmmap_strerror(rc),
-		    m->fr_next, walmmap_reader_errmsg(m->fr), first);
-		fr_close(m);
-	}
-}
-
-/* Read what workers sent; wait up to timeout_ms for the first of it. */
-static void
-pump(struct model *m, int timeout_ms)
-{
-	struct pollfd pfd[M_NPROD + M_NSUB + 1];
-	struct p_res pres;
-	struct s_res sres;
-	unsigned i, n = 0;
-
-	for (i = 0; i < M_NPROD; i++) {
-		pfd[n].fd = m->prod[i].fd;
-		pfd[n++].events = POLLIN;
-	}
-	for (i = 0; i < M_NSUB; i++) {
-		pfd[n].fd = m->sub[i].fd;
-		pfd[n++].events = POLLIN;
-	}
-	pfd[n].fd = m->tail.fd;
-	pfd[n++].events = POLLIN;
-	if (poll(pfd, n, timeout_ms) > 0) {
-		for (i = 0; i < M_NPROD; i++)
-			while (recv(m->prod[i].fd, &pres, sizeof pres,
-			    MSG_DONTWAIT) == (ssize_t)sizeof pres)
-				prod_result(m, i, &pres);
-		for (i = 0; i < M_NSUB; i++)
-			while (recv(m->sub[i].fd, &sres, sizeof sres,
-			    MSG_DONTWAIT) > 0)
-				sub_result(m, i, &sres);
-		if (m->tail.fd != -1 && (pfd[n - 1].revents & (POLLIN |
-		    POLLHUP)))
-			tail_read(m);
-	}
-	if (m->running && !m->o.no_file_reader)
-		fr_pump(m, FR_BUDGET);
-}
-
-/* Send subscriber i a command. */
-static void
-sub_cmd(struct model *m, unsigned i, uint32_t op, int32_t arg, int64_t from)
-{
-	struct s_cmd c;
-
-	memset(&c, 0, sizeof c);
-	c.op = op;
-	c.arg = arg;
-	c.from = from;
-	snprintf(c.sock, sizeof c.sock, "%s", m->d.sock);
-	if (send(m->sub[i].fd, &c, sizeof c, MSG_NOSIGNAL) != (ssize_t)sizeof c)
-		m_fail(m, "subscriber %u: worker gone", i);
-}
-
-/* Subscribe subscriber i from the seq it expects next. */
-static void
-sub_start(struct model *m, unsigned i)
-{
-	struct m_sub *s = &m->sub[i];
-
-	if (m->o.no_subs)
-		return;
-	s->loose = 1;
-	s->gen = m->gen;
-	s->active = 1;
-	s->mark = s->next;
-	sub_cmd(m, i, S_START, s->slow, s->next);
-	if (s->stalled)
-		sub_cmd(m, i, S_STALL, 1, 0);
-}
-
-/* Stop a subscription and wait until the worker confirms. */
-static void
-sub_stop(struct model *m, unsigned i)
-{
-	int64_t until = tw_mono_ns() + (int64_t)HANG_MS * 1000000;
-
-	pump(m, 0);
-	if (!m->sub[i].active)
-		return;
-	m->sub[i].stopping = 1;
-	sub_cmd(m, i, S_STOP, 0, 0);
-	while (m->sub[i].stopping && tw_mono_ns() < until)
-		pump(m, 100);
-	if (m->sub[i].stopping)
-		m_fail(m, "subscriber %u: walmmap_reader_close/next did not "
-		    "return within %d s", i, HANG_MS / 1000);
-}
-
-/* Make subscriber i stop reading, or read again. */
-void
-m_sub_stall(struct model *m, unsigned i, int stalled)
-{
-	m->sub[i].stalled = stalled;
-	m->sub[i].mark = m->sub[i].next;
-	if (m->sub[i].active)
-		sub_cmd(m, i, S_STALL, stalled, 0);
-}
-
-/* Make subscriber i slow, or not. */
-void
-m_sub_slow(struct model *m, unsigned i, int slow)
-{
-	m->sub[i].slow = slow;
-	if (m->sub[i].active)
-		sub_cmd(m, i, S_SLOW, slow, 0);
-}
-
-/* Resubscribe subscriber i from a seq picked in the log. */
-void
-m_sub_restart(struct model *m, unsigned i, uint64_t pick)
-{
-	int64_t lo = m->log_first < 0 ? 0 : m->log_first;
-
-	sub_stop(m, i);
-	if (m->hist_n > lo)
-		m->sub[i].next = lo + (int64_t)(pick % (uint64_t)(m->hist_n -
-		    lo + 1));
-	if (m->running)
-		sub_start(m, i);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1052,18 +423,18 @@ m_cfg(const struct model *m)
  * Is the daemon still running? When it exited by itself, note its status
  * (m_check() decides whether it was allowed to).
  */
-static int
-daemon_alive(struct model *m)
+int
+m_daemon_alive(struct model *m)
 {
-	return (daemon_alive_after(m, 0));
+	return (m_daemon_alive_after(m, 0));
 }
 
 /*
- * daemon_alive(), for when a client just lost it: a daemon that stops
+ * m_daemon_alive(), for when a client just lost it: a daemon that stops
  * closes its connections before it exits, so give it ms to be gone.
  */
-static int
-daemon_alive_after(struct model *m, int ms)
+int
+m_daemon_alive_after(struct model *m, int ms)
 {
 	int rc;
 
@@ -1094,7 +465,7 @@ m_start(struct model *m, int expect_ok)
 	unsigned i;
 
 	if (m->exited)
-		judge_exit(m);
+		m_judge_exit(m);
 	if (m->running)
 		return (0);
 #define OPT(...) do {							\
@@ -1146,8 +517,8 @@ m_start(struct model *m, int expect_ok)
 		m->cut_pending = 0;
 	}
 	for (i = 0; i < M_NSUB; i++)
-		sub_start(m, i);
-	tail_start(m);
+		m_sub_start(m, i);
+	m_tail_start(m);
 	return (0);
 }
 
@@ -1158,7 +529,7 @@ m_stop(struct model *m)
 	int rc;
 
 	if (m->exited)
-		judge_exit(m);
+		m_judge_exit(m);
 	if (!m->running)
 		return (-1);
 	rc = ts_daemon_stop(&m->d);
@@ -1183,7 +554,7 @@ void
 m_kill(struct model *m)
 {
 	if (m->exited)
-		judge_exit(m);
+		m_judge_exit(m);
 	if (!m->running)
 		return;
 	ts_daemon_kill(&m->d);
@@ -1194,8 +565,8 @@ m_kill(struct model *m)
 }
 
 /* Wait (bounded) until no producer command runs. */
-static void
-prods_idle(struct model *m)
+void
+m_prods_idle(struct model *m)
 {
 	int64_t until = tw_mono_ns() + (int64_t)HANG_MS * 1000000;
 	unsigned i;
@@ -1206,7 +577,7 @@ prods_idle(struct model *m)
 		for (i = 0; i < M_NPROD; i++)
 			busy |= m->prod[i].busy;
 		if (busy)
-			pump(m, 50);
+			m_pump(m, 50);
 	} while (busy && tw_mono_ns() < until);
 	for (i = 0; i < M_NPROD; i++)
 		if (m->prod[i].busy)
@@ -1230,7 +601,7 @@ prods_close(struct model *m)
 		    (ssize_t)sizeof c)
 			m_fail(m, "producer %u: worker gone", i);
 	}
-	prods_idle(m);
+	m_prods_idle(m);
 }
 
 /* The daemon is gone: quiesce the workers, check the files. */
@@ -1242,12 +613,12 @@ m_after_death(struct model *m)
 	m->running = 0;
 	m->exited = 0;
 	m->d.pid = 0;
-	prods_idle(m);
+	m_prods_idle(m);
 	prods_close(m);
 	for (i = 0; i < M_NSUB; i++)
-		sub_stop(m, i);
-	tail_stop(m);
-	fr_close(m);
+		m_sub_stop(m, i);
+	m_tail_stop(m);
+	m_fr_close(m);
 	/* What the page cache holds now: nothing seen may be missing. */
 	scan(m, 0);
 }
@@ -1382,7 +753,7 @@ again:
 			si[i].last = last = rec.seq;
 			expect = rec.seq + 1;
 			lastrec = i;
-			observe(m, rec.seq, rec.payload, rec.size, after_cut ?
+			m_observe(m, rec.seq, rec.payload, rec.size, after_cut ?
 			    "the log recovered after a power cut" :
 			    "the segment files");
 			off += span;
@@ -1420,7 +791,7 @@ again:
 			if (m->hist[s] != 0) {
 				p = m->hist[s] >> 56;
 				n = key_n(m->hist[s]);
-				if ((r = rec_of(m, (unsigned)p, n)) != NULL) {
+				if ((r = m_rec_of(m, (unsigned)p, n)) != NULL) {
 					r->lost = 1;
 					r->seq = -1;
 				}
@@ -1458,7 +829,7 @@ again:
 				    "%d: %s) is not in the log (seqs %" PRId64
 				    "..%" PRId64 ")", (unsigned)p, n,
 				    r_state_names[r->state], r->step,
-				    step_of(m, r->step), first, last);
+				    m_step_of(m, r->step), first, last);
 		}
 }
 
@@ -1492,7 +863,7 @@ status(struct model *m, int64_t *nextp, int64_t *firstp)
 		return;
 	}
 	if (rc != 0) {
-		if (daemon_alive_after(m, GONE_MS))
+		if (m_daemon_alive_after(m, GONE_MS))
 			m_fail(m, "walctl status failed (exit %d): %s", rc,
 			    out);
 		free(out);
@@ -1511,7 +882,7 @@ status(struct model *m, int64_t *nextp, int64_t *firstp)
 	if (durable >= next)
 		m_fail(m, "walctl status: durable seq %" PRId64 " at or past "
 		    "the next seq %" PRId64, durable, next);
-	claim_durable(m, durable);
+	m_claim_durable(m, durable);
 	if (nextp != NULL)
 		*nextp = next;
 	if (firstp != NULL)
@@ -1543,7 +914,7 @@ progress(struct model *m, int64_t target)
 			waiting = 1;
 		if (!waiting || tw_mono_ns() > until)
 			break;
-		pump(m, 50);
+		m_pump(m, 50);
 	}
 	for (i = 0; i < M_NSUB; i++) {
 		struct m_sub *s = &m->sub[i];
@@ -1567,8 +938,8 @@ progress(struct model *m, int64_t target)
  * may stop, also later than the step that failed the call (a failure in
  * the background shows at its next tick); otherwise it must not.
  */
-static void
-judge_exit(struct model *m)
+void
+m_judge_exit(struct model *m)
 {
 	m->exited = 0;
 	if (m->last_exit == 1 && m->may_stop)
@@ -1586,26 +957,26 @@ m_check(struct model *m)
 	int64_t next = -1;
 	unsigned i;
 
-	pump(m, 0);
-	(void)daemon_alive(m);
+	m_pump(m, 0);
+	(void)m_daemon_alive(m);
 	if (m->exited) {
-		judge_exit(m);
+		m_judge_exit(m);
 		return;
 	}
 	scan(m, 0);
 	if (!m->running)
 		return;
 	status(m, &next, NULL);
-	if (!daemon_alive(m)) {
+	if (!m_daemon_alive(m)) {
 		m_check(m);	/* it exited meanwhile: as above */
 		return;
 	}
 	/* Subscriptions cut by a fault or for lagging start again. */
 	for (i = 0; i < M_NSUB; i++)
 		if (!m->sub[i].active && !m->o.no_subs)
-			sub_start(m, i);
+			m_sub_start(m, i);
 	if (m->tail.pid == 0 && !m->o.no_subs)
-		tail_start(m);
+		m_tail_start(m);
 	if (next >= 0)
 		progress(m, next);
 }
@@ -1617,7 +988,7 @@ m_settle(struct model *m, int ms)
 	int64_t until = tw_mono_ns() + (int64_t)ms * 1000000;
 
 	while (tw_mono_ns() < until)
-		pump(m, 20);
+		m_pump(m, 20);
 }
 
 /* Wait (bounded) for at most n segment files. */
@@ -1629,7 +1000,7 @@ m_wait_segments(struct model *m, unsigned n, int timeout_ms)
 
 	while ((k = ts_count_files(m->d.data, "wal_mmap_")) > (int)n &&
 	    tw_mono_ns() < until)
-		pump(m, 50);
+		m_pump(m, 50);
 	return (k);
 }
 
@@ -1706,10 +1077,10 @@ m_appends(struct model *m, const struct m_append *a, unsigned na,
 			continue;
 		}
 		if (tw_mono_ns() - t0 > (int64_t)HANG_MS * 1000000) {
-			prods_idle(m);	/* reports which one hangs */
+			m_prods_idle(m);	/* reports which one hangs */
 			break;
 		}
-		pump(m, kill_at != INT64_MAX ? 1 : 20);
+		m_pump(m, kill_at != INT64_MAX ? 1 : 20);
 	}
 	if (kill_at != INT64_MAX) {
 		/* Everything returned before the kill was due: kill now. */
@@ -1718,54 +1089,6 @@ m_appends(struct model *m, const struct m_append *a, unsigned na,
 		else
 			m_kill(m);
 	}
-}
-
-/* A SYNC answered during a fault: m_fault_end() judges it. */
-static void
-fault_sync_answer(struct model *m, int64_t t_start, int64_t durable)
-{
-	int64_t first;
-
-	if (!m->fault_on)
-		return;
-	first = atomic_load(&m->ctl->op[m->fault_call].first_ns);
-	if (first != 0 && t_start > first && m->fault_nsyncs < 16)
-		m->fault_syncs[m->fault_nsyncs++] = durable;
-}
-
-/*
- * After a failed sync, nothing sent after the failure is durable: no
- * record of it acknowledged durable, and no SYNC answer (one may repeat
- * what was durable before) that covers one of them.
- */
-static void
-fault_no_durable_after(struct model *m, enum wf_call call, int64_t first)
-{
-	struct m_rec *r;
-	int64_t lo = INT64_MAX;
-	uint64_t p, n;
-	unsigned i;
-
-	for (p = 0; p < M_NPROD; p++)
-		for (n = m->prod[p].base; n < m->prod[p].n; n++) {
-			r = &m->prod[p].recs[n - m->prod[p].base];
-			if (r->t_sent <= first)
-				continue;
-			if (r->seq >= 0 && r->seq < lo)
-				lo = r->seq;
-			if (r->state == R_DURABLE)
-				m_fail(m, "record %u:%" PRIu64 " was "
-				    "acknowledged durable (seq %" PRId64 "), "
-				    "but it was sent after a %s had failed",
-				    (unsigned)p, n, r->seq,
-				    wf_call_names[call]);
-		}
-	for (i = 0; i < m->fault_nsyncs; i++)
-		if (m->fault_syncs[i] >= lo)
-			m_fail(m, "walctl sync said durable up to seq %" PRId64
-			    " after a %s had failed, but seq %" PRId64 " was "
-			    "sent after the failure", m->fault_syncs[i],
-			    wf_call_names[call], lo);
 }
 
 /* walctl sync; its answer is a durable claim. */
@@ -1784,10 +1107,10 @@ m_sync(struct model *m)
 	else if (rc == 0) {
 		if ((p = strstr(out, "durable up to seq ")) != NULL) {
 			durable = strtoll(p + 18, NULL, 10);
-			claim_durable(m, durable);
-			fault_sync_answer(m, t, durable);
+			m_claim_durable(m, durable);
+			m_fault_sync_answer(m, t, durable);
 		}
-	} else if (!m->fault_on && !m->disk_full && daemon_alive_after(m,
+	} else if (!m->fault_on && !m->disk_full && m_daemon_alive_after(m,
 	    GONE_MS))
 		m_fail(m, "walctl sync failed (exit %d) with no fault: %s", rc,
 		    out);
@@ -1808,347 +1131,11 @@ m_rotate(struct model *m)
 		m_fail(m, "walctl rotate did not answer within %d s", HANG_MS /
 		    1000);
 	else if (rc != 0 && !m->fault_on && !m->disk_full &&
-	    daemon_alive_after(m, GONE_MS))
+	    m_daemon_alive_after(m, GONE_MS))
 		m_fail(m, "walctl rotate failed (exit %d) with no fault: %s",
 		    rc, out);
 	free(out);
 	return (rc);
-}
-
-/* ------------------------------------------------------------------ */
-/* Power cuts.                                                         */
-/* ------------------------------------------------------------------ */
-
-/*
- * After a cut (or a new epoch) every file is on disk as it is: its synced
- * end is just past its last non-zero byte (what is written later, into
- * the zeros, is not synced until the daemon syncs it).
- */
-static void
-ledger_reset(struct model *m)
-{
-	struct dirent *de;
-	struct stat st;
-	char path[PATH_MAX + 300];
-	uint8_t *img;
-	size_t len, end;
-	DIR *dir;
-
-	memset(m->ctl->synced, 0, sizeof m->ctl->synced);
-	atomic_store(&m->ctl->ledger_full, 0);
-	if ((dir = opendir(m->d.data)) == NULL)
-		return;
-	while ((de = readdir(dir)) != NULL) {
-		snprintf(path, sizeof path, "%s/%s", m->d.data, de->d_name);
-		if (stat(path, &st) == -1 || !S_ISREG(st.st_mode) ||
-		    (img = ts_read_file(path, &len)) == NULL)
-			continue;
-		for (end = len; end > 0 && img[end - 1] == 0; end--)
-			;
-		free(img);
-		if (wf_ledger_set(m->ctl, (uint64_t)st.st_dev,
-		    (uint64_t)st.st_ino, end) != 0)
-			atomic_store(&m->ctl->ledger_full, 1);
-	}
-	closedir(dir);
-}
-
-/* The ledger's synced end of segment id. */
-int64_t
-m_ledger_end(struct model *m, uint64_t id)
-{
-	struct wf_synced *e;
-	struct stat st;
-
-	if (stat(ts_seg_path(m->d.data, id), &st) == -1 || (e =
-	    wf_ledger_find(m->ctl, (uint64_t)st.st_dev, (uint64_t)st.st_ino))
-	    == NULL)
-		return (-1);
-	return ((int64_t)atomic_load(&e->end));
-}
-
-/* The offset after the last record of segment id. */
-int64_t
-m_segment_end(struct model *m, uint64_t id)
-{
-	struct wal_scan sc;
-	uint8_t *img;
-	size_t len;
-
-	if ((img = ts_read_file(ts_seg_path(m->d.data, id), &len)) == NULL)
-		return (-1);
-	wal_scan(img, len, WAL_FILE_HEADER_SIZE, -1, &sc);
-	free(img);
-	return (sc.records > 0 ? (int64_t)sc.end : -1);
-}
-
-/* Kill the daemon and leave what a power loss could leave. */
-void
-m_power_cut(struct model *m, int mode, uint64_t *rng)
-{
-	struct wal_seglist list;
-	struct wf_synced *e;
-	struct stat st;
-	char path[PATH_MAX + 64], name[WAL_SEGMENT_NAME_MAX];
-	uint8_t *now, *synced, *out;
-	uint64_t end;
-	size_t i, len;
-	int dfd, fmode;
-
-	if (m->exited)
-		judge_exit(m);
-	if (m->running) {
-		ts_daemon_kill(&m->d);
-		m->running = 0;
-		m->last_exit = -1;
-		m->c.kills++;
-	}
-	/* The kill -9 part: nothing seen is lost yet. */
-	m_after_death(m);
-	m->c.power_cuts++;
-	m->cut_pages = 0;
-	if ((dfd = wal_dir_open(m->d.data, NULL)) < 0)
-		return;
-	if (wal_dir_list(dfd, m->d.data, &list, NULL) != 0)
-		abort();
-	close(dfd);
-	for (i = 0; i < list.count; i++) {
-		wal_seg_name(name, sizeof name, list.ids[i]);
-		snprintf(path, sizeof path, "%s/%s", m->d.data, name);
-		if (stat(path, &st) == -1 || (now = ts_read_file(path, &len)) ==
-		    NULL)
-			continue;
-		/*
-		 * Bytes past the file's synced end were zero at its last
-		 * sync or written since: they are what a cut may lose. A
-		 * full ledger (or a file it does not know) loses nothing.
-		 */
-		e = wf_ledger_find(m->ctl, (uint64_t)st.st_dev,
-		    (uint64_t)st.st_ino);
-		end = e != NULL ? atomic_load(&e->end) :
-		    atomic_load(&m->ctl->ledger_full) ? len : 0;
-		if (end > len)
-			end = len;
-		if ((synced = malloc(len + 1)) == NULL || (out = malloc(len +
-		    1)) == NULL)
-			abort();
-		memcpy(synced, now, end);
-		memset(synced + end, 0, len - end);
-		fmode = mode >= 0 ? mode : (int)(ts_rand(rng) % TS_CUT_MODES);
-		if (getenv("WALMODEL_DEBUG") != NULL) {
-			size_t last = len;
-
-			while (last > 0 && now[last - 1] == 0)
-				last--;
-			fprintf(stderr, "cut %s: data ends at %zu, synced end %"
-			    PRIu64 " (%s) mode %d\n", name, last, end, e !=
-			    NULL ? "ledger" : "none", fmode);
-		}
-		m->cut_pages += ts_cut_image(out, synced, now, len, fmode, rng);
-		if (memcmp(out, now, len) != 0 && ts_pwrite_file(path, out, len,
-		    0) != 0)
-			abort();
-		free(now);
-		free(synced);
-		free(out);
-	}
-	wal_seglist_free(&list);
-	m->c.pages_lost += m->cut_pages;
-	ledger_reset(m);
-	m->cut_pending = 1;
-}
-
-/* ------------------------------------------------------------------ */
-/* Faults.                                                             */
-/* ------------------------------------------------------------------ */
-
-/* Fail the nth call from now (and on, with persist). */
-void
-m_fault_arm(struct model *m, enum wf_call call, int64_t nth, int err,
-    int persist)
-{
-	pump(m, 0);
-	m->fault_on = 1;
-	m->fault_call = call;
-	m->fault_base = atomic_load(&m->ctl->op[call].injected);
-	m->fault_nsyncs = 0;
-	atomic_store(&m->ctl->op[call].first_ns, 0);
-	wf_arm(m->ctl, call, nth, err, persist);
-}
-
-/* Make the nth pread/write short and the next one fail. */
-void
-m_fault_arm_short(struct model *m, enum wf_call call, int64_t nth, int err)
-{
-	m_fault_arm(m, call, nth, err, 0);
-	wf_arm_short(m->ctl, call, nth, err);
-}
-
-/* Once a fault is gone, a written append works again (bounded retry). */
-static void
-fault_gone(struct model *m, const char *what)
-{
-	struct m_append a;
-	int64_t until = tw_mono_ns() + (int64_t)RETRY_MS * 1000000;
-	struct m_rec *r;
-
-	memset(&a, 0, sizeof a);
-	a.prod = 0;
-	a.level = M_WRITTEN;
-	a.mode = M_SINGLE;
-	a.count = 1;
-	a.sizes[0] = 100;
-	for (;;) {
-		m_appends(m, &a, 1, -1, 0, NULL);
-		r = rec_of(m, 0, m->prod[0].n - 1);
-		if (r->state == R_WRITTEN || !m->running)
-			return;
-		if (!daemon_alive(m))
-			return;		/* m_check() judges it */
-		if (tw_mono_ns() > until)
-			break;
-		usleep(200000);
-	}
-	m_fail(m, "appends still fail %d s after the %s fault was removed "
-	    "(the record was %s)", RETRY_MS / 1000, what,
-	    r_state_names[r->state]);
-}
-
-/* Disarm the fault and check what the daemon did about it. */
-uint64_t
-m_fault_end(struct model *m)
-{
-	enum wf_call call = m->fault_call;
-	uint64_t inj;
-	int64_t first;
-	int rc, must, may, by_test;
-
-	if (!m->fault_on)
-		return (0);
-	pump(m, 0);
-	wf_disarm(m->ctl, call);
-	inj = atomic_load(&m->ctl->op[call].injected) - m->fault_base;
-	first = atomic_load(&m->ctl->op[call].first_ns);
-	m->c.faults[call] += inj;
-	if (inj == 0) {
-		m->fault_on = 0;
-		return (0);
-	}
-	/*
-	 * A failed msync or fdatasync is a failed sync: the daemon must stop
-	 * (exit status 1). fsync, write and rename also make the checkpoint
-	 * and new segment names durable, so after one of them failed it may
-	 * stop that way too, or go on. Not after fallocate, mmap or pread.
-	 */
-	must = call == WF_MSYNC || call == WF_FDATASYNC;
-	may = must || call == WF_FSYNC || call == WF_WRITE || call ==
-	    WF_RENAME;
-	if (!m->running && m->start_rc != 0) {
-		/* It could not start: any failure may stop a start. */
-		if (m->start_rc != 1)
-			m_fail(m, "walmmapd did not start (status %d) after a "
-			    "failed %s (1 expected)", m->start_rc,
-			    wf_call_names[call]);
-		m->fault_on = 0;
-		return (inj);
-	}
-	/* Its exit status: now, or when the test stopped or killed it. */
-	by_test = !m->running && !m->exited;
-	if (m->exited) {
-		rc = m->last_exit;
-		m->exited = 0;
-		m->running = 1;		/* m_after_death() below */
-	} else
-		rc = by_test ? m->last_exit : ts_daemon_wait_exit(&m->d, must ?
-		    FAILSTOP_MS : 0);
-	if (may && rc < 0 && m->running)
-		m->may_stop = 1;	/* it may still stop (m_check) */
-	pump(m, 0);
-	if (rc >= 0 && m->running) {
-		m->running = 0;
-		m_after_death(m);	/* the scan pins the seqs we judge */
-	}
-	/*
-	 * A failed msync or fdatasync syncs records. (Of fsync, write and
-	 * rename failures only the daemon knows which one stopped it: one in
-	 * making a segment does not, one in writing the checkpoint may.)
-	 */
-	if (must)
-		fault_no_durable_after(m, call, first);
-	if (by_test && rc >= 0) {
-		/* A SIGTERM while failing: 0, or 1 after a failed sync. */
-		if (rc == 128 + SIGTERM)
-			m_fail(m, "walmmapd died of the SIGTERM (status %d) "
-			    "after a failed %s: a signal that arrives while it "
-			    "stops must not hide the exit status", rc,
-			    wf_call_names[call]);
-		else if (rc == 0 ? must : rc != 1 || !(may || m->may_stop))
-			m_fail(m, "walmmapd exited with status %d on SIGTERM "
-			    "after a failed %s", rc, wf_call_names[call]);
-	} else if (!by_test && must && rc < 0)
-		m_fail(m, "walmmapd still runs %d s after a failed %s (it must "
-		    "stop with status 1: fail-stop)", FAILSTOP_MS / 1000,
-		    wf_call_names[call]);
-	else if (!by_test && rc >= 0 && (rc != 1 || !(may || m->may_stop)))
-		m_fail(m, "walmmapd exited with status %d after a failed %s%s",
-		    rc, wf_call_names[call], may ? " (1 expected)" : "; it "
-		    "must keep running");
-	else if (!by_test && rc == 1)
-		m->c.fail_stops++;
-	m->fault_on = 0;
-	if (m->running)
-		fault_gone(m, wf_call_names[call]);
-	return (inj);
-}
-
-/* Fill the disk, leaving room bytes. */
-void
-m_disk_full(struct model *m, uint64_t room)
-{
-	struct statvfs sv;
-	uint64_t free_b, fill;
-	char chunk[65536];
-	int fd;
-
-	m->disk_full = 1;
-	if (!m->o.tmpfs) {
-		m_fault_arm(m, WF_FALLOCATE, 1, ENOSPC, 1);
-		return;
-	}
-	if (statvfs(m->d.data, &sv) == -1)
-		abort();
-	free_b = (uint64_t)sv.f_bavail * sv.f_frsize;
-	fill = free_b > room ? free_b - room : 0;
-	if ((fd = open(m->filler, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
-	    0600)) == -1)
-		abort();
-	memset(chunk, 'f', sizeof chunk);
-	while (fill > 0) {
-		ssize_t w = write(fd, chunk, fill < sizeof chunk ? fill :
-		    sizeof chunk);
-
-		if (w <= 0)
-			break;
-		fill -= (uint64_t)w;
-	}
-	close(fd);
-}
-
-/* Free the disk; appends must work again. */
-void
-m_disk_free(struct model *m)
-{
-	if (!m->disk_full)
-		return;
-	if (!m->o.tmpfs) {
-		m->disk_full = 0;
-		(void)m_fault_end(m);
-		return;
-	}
-	unlink(m->filler);
-	m->disk_full = 0;
-	if (m->running)
-		fault_gone(m, "disk full");
 }
 
 /* ------------------------------------------------------------------ */
@@ -2214,12 +1201,12 @@ m_adopt(struct model *m)
 			r->state = R_WRITTEN;
 			r->level = M_WRITTEN;
 			r->size = rec.size;
-			observe_key(m, rec.seq, p, n, "an earlier run");
+			m_observe_key(m, rec.seq, p, n, "an earlier run");
 		}
 		free(img);
 	}
 	wal_seglist_free(&list);
-	ledger_reset(m);
+	m_ledger_reset(m);
 }
 
 /* Start afresh on an empty data directory. */
@@ -2248,6 +1235,6 @@ m_new_epoch(struct model *m)
 	m->next_seen = 0;
 	m->log_first = m->log_last = -1;
 	m->cut_pending = 0;
-	ledger_reset(m);
+	m_ledger_reset(m);
 	m->c.epochs++;
 }
