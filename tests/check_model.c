@@ -48,6 +48,8 @@
  *			 failures
  *   WALMODEL_KEEP_GOING=1  ioerr: report every failing run and go on
  *   WALMODEL_DEBUG=1	 print what each power cut did to each segment
+ *   WALMODEL_NO_TMPFS=1 walk in a plain directory (as when a tmpfs cannot
+ *			 be mounted: a full disk is fallocate failing)
  * A failure prints the seed and the step list; the same seed and step
  * count replay the same steps (their timing is the machine's).
  */
@@ -616,7 +618,8 @@ run_walk(uint64_t seed, long steps)
 	snprintf(wa.counts, sizeof wa.counts, "%s/counts-%" PRIx64, base,
 	    seed);
 	fflush(stderr);
-	status = ts_with_tmpfs(TMPFS_SIZE, walk_tmpfs_cb, &wa);
+	status = getenv("WALMODEL_NO_TMPFS") != NULL ? -1 :
+	    ts_with_tmpfs(TMPFS_SIZE, walk_tmpfs_cb, &wa);
 	if (status == -1) {
 		/* Not root: a plain directory, full disk through the shim. */
 		wa.tmpfs = 0;
