@@ -252,9 +252,8 @@ WF_NOTSAN void *
 mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 {
 	REAL(void *, "mmap", void *, size_t, int, int, int, off_t);
-	int e;
-
 	void *p;
+	int e;
 
 	if (!(flags & MAP_ANONYMOUS) && (e = wf_fail(WF_MMAP, fd)) != 0) {
 		errno = e;
