@@ -474,24 +474,23 @@ image_free(struct image *im)
 }
 
 /*
- * What a power cut may leave: each 4 KiB page written after the last
- * completed sync is either on disk or not (mode 0: none, 1: a random
- * subset, 2: all, the last one torn at a random 512-byte boundary, 3: all
- * but one random page). A segment created after the sync is on disk with
- * its file header (creation syncs the header before the rename and the
- * directory after it), and its later pages as above. Segments below
- * synced_below were synced in full since: all their pages are on disk.
- * The checkpoint, written atomically, is as it was (ckpt, NULL if none).
+ * What a power cut may leave (ts_cut_image() modes 0-3): each 4 KiB page
+ * written after the last completed sync is on disk or not. A segment
+ * created after the sync is on disk with its file header (creation syncs
+ * the header before the rename and the directory after it), and its later
+ * pages as above. Segments below synced_below were synced in full since:
+ * all their pages are on disk. The checkpoint, written atomically, is as
+ * it was (ckpt, NULL if none).
  */
 static void
 make_state(const struct image *synced, const struct image *now, int mode,
     uint64_t synced_below, const uint8_t *ckpt, size_t ckpt_len,
-    const char *to)
+    const char *to, uint64_t *rng)
 {
 	char path[PATH_MAX];
-	uint8_t *img;
+	uint8_t *img, *old;
 	uint64_t id;
-	size_t i, j, off, page, last_page, hole, changed;
+	size_t i, j;
 	int fd;
 
 	ck_assert_int_eq(mkdir(to, 0755), 0);
@@ -503,45 +502,19 @@ make_state(const struct image *synced, const struct image *now, int mode,
 		close(fd);
 	}
 	for (i = 0; i < now->n; i++) {
-		const uint8_t *old = NULL;
-
+		old = calloc(1, now->len[i]);
+		img = malloc(now->len[i]);
+		ck_assert(old != NULL && img != NULL);
+		memcpy(old, WAL_FILE_MAGIC, WAL_FILE_HEADER_SIZE);
 		for (j = 0; j < synced->n; j++)
 			if (strcmp(synced->name[j], now->name[i]) == 0)
-				old = synced->data[j];
-		img = calloc(1, now->len[i]);
-		ck_assert_ptr_nonnull(img);
-		if (old != NULL)
-			memcpy(img, old, now->len[i]);
-		else
-			memcpy(img, WAL_FILE_MAGIC, WAL_FILE_HEADER_SIZE);
+				memcpy(old, synced->data[j], now->len[i]);
 		/* Synced in full since: every page is on disk. */
 		if (wal_seg_parse_name(now->name[i], &id) == 0 &&
 		    id < synced_below)
-			memcpy(img, now->data[i], now->len[i]);
-		hole = (size_t)-1;
-		last_page = (size_t)-1;
-		for (page = 0, changed = 0; page < now->len[i]; page += 4096)
-			if (memcmp(img + page, now->data[i] + page, 4096) != 0) {
-				last_page = page;
-				if (random() % ++changed == 0)
-					hole = page;
-			}
-		for (page = 0; page < now->len[i]; page += 4096) {
-			if (memcmp(img + page, now->data[i] + page, 4096) == 0)
-				continue;
-			if (mode == 0)
-				continue;
-			if (mode == 1 && random() % 2)
-				continue;
-			if (mode == 3 && page == hole)
-				continue;
-			if (mode == 2 && page == last_page) {
-				off = (size_t)(random() % 8) * 512;
-				memcpy(img + page, now->data[i] + page, off);
-				continue;
-			}
-			memcpy(img + page, now->data[i] + page, 4096);
-		}
+			memcpy(old, now->data[i], now->len[i]);
+		(void)ts_cut_image(img, old, now->data[i], now->len[i], mode,
+		    rng);
 		ck_assert_int_lt(snprintf(path, sizeof path, "%s/%s", to,
 		    now->name[i]), (int)sizeof path);
 		fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -550,6 +523,7 @@ make_state(const struct image *synced, const struct image *now, int mode,
 		    now->len[i]);
 		close(fd);
 		free(img);
+		free(old);
 	}
 }
 
@@ -569,7 +543,8 @@ START_TEST(test_power_loss_states)
 	long n, lo = 800, hi = 0;
 	int trial, mode, stop;
 
-	srandom(11);
+	uint64_t rng = 11;
+
 	r = open_ring(NULL);
 	append_n(r, 0, 300);
 	ck_assert_int_eq(wal_ring_sync(r, &durable, &err), 0);
@@ -581,7 +556,7 @@ START_TEST(test_power_loss_states)
 	for (trial = 0; trial < 40; trial++) {
 		mode = trial % 4;
 		snprintf(state, sizeof state, "%s/state-%d", dir, trial);
-		make_state(&synced, &now, mode, 0, NULL, 0, state);
+		make_state(&synced, &now, mode, 0, NULL, 0, state, &rng);
 		{
 			struct wal_ring_config cfg = { .dir = state,
 			    .segment_size = SEG64K, .ring_segments = 3,
@@ -804,7 +779,8 @@ START_TEST(test_power_loss_after_checkpoint)
 	long n, lo = 3000, hi = 0;
 	int trial, mode;
 
-	srandom(13);
+	uint64_t rng = 13;
+
 	r = open_ring(NULL);
 	append_n(r, 0, 1000);
 	ck_assert_int_eq(wal_ring_sync(r, &durable, &err), 0);
@@ -855,7 +831,7 @@ START_TEST(test_power_loss_after_checkpoint)
 		mode = trial % 4;
 		snprintf(state, sizeof state, "%s/state-%d", dir, trial);
 		make_state(&synced, &now, mode, st.synced_below, ckpt,
-		    ckpt_len, state);
+		    ckpt_len, state, &rng);
 		r = open_ring_at(state, SEG64K, 3, &info);
 		ck_assert_int_eq(info.checkpoint, WAL_CKPT_USED);
 		ck_assert_uint_ge(info.scan_from_id, ck.synced_below);

@@ -8,6 +8,9 @@
  *
  *	wf_arm(ctl, WF_MSYNC, 3, EIO, 0);	the 3rd msync from now fails
  *	wf_arm(ctl, WF_FDATASYNC, 1, EIO, 1);	every fdatasync from now fails
+ *	wf_arm_short(ctl, WF_PREAD, 1, EIO);	the next pread reads half of
+ *						what it asks, the one after
+ *						fails (a read cut part-way)
  *	wf_disarm(ctl, WF_MSYNC);
  *	wf_hold(ctl, WF_MSYNC, 1);	msyncs wait (counted first) ...
  *	wf_hold(ctl, WF_MSYNC, 0);	... until released
@@ -15,11 +18,23 @@
  * Calls on descriptors 0-2 (the daemon's log) are never failed. Counters
  * say how often each call was made and failed. Both sides touch only the
  * _Atomic fields after the file is set up.
+ *
+ * The sync ledger (ledger_on set by the test) records, per file, how much
+ * of it the daemon has made durable: after each successful msync(MS_SYNC)
+ * of a file mapping, fdatasync or fsync of a regular file that starts at
+ * or before the file's synced end, the shim moves that end to just past
+ * the last non-zero byte the sync covered. Bytes past a file's end were
+ * zero at its last sync or were written after it: a power cut may lose
+ * them (tests build such states with ts_cut_image()). Segments only grow
+ * by appending into zeroed, pre-allocated space, which is what makes one
+ * end per file exact enough. Injected failures do not lose data here: the
+ * pages stay dirty and a later sync writes them.
  */
 #ifndef FAULTINJECT_H
 #define FAULTINJECT_H
 
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define WF_MAGIC	0x57464c54u	/* "WFLT" */
@@ -41,15 +56,34 @@ struct wf_op {
 	_Atomic int32_t		err;		/* errno to fail with */
 	_Atomic int32_t		persist;	/* once failed, fail every call */
 	_Atomic int32_t		failing;	/* persist tripped (shim) */
+	_Atomic int32_t		short_io;	/* pread/write: the nth call
+						   moves half its bytes, the
+						   next one fails */
 	_Atomic uint64_t	calls;		/* made (shim) */
 	_Atomic uint64_t	injected;	/* failed by us (shim) */
 	_Atomic int32_t		hold;		/* 1: calls wait until 0 */
+	_Atomic int64_t		first_ns;	/* CLOCK_MONOTONIC of the
+						   first failure, 0 none
+						   (shim; the test resets) */
 };
+
+/* One file of the sync ledger; ino 0 is a free slot. */
+struct wf_synced {
+	_Atomic uint64_t	dev;
+	_Atomic uint64_t	ino;
+	_Atomic uint64_t	end;		/* synced prefix (bytes) */
+};
+
+#define WF_LEDGER_MAX	4096
 
 struct wf_ctl {
 	uint32_t		magic;
 	uint32_t		ncalls;
 	struct wf_op		op[WF_NCALLS];
+	_Atomic int32_t		ledger_on;	/* set by the test */
+	_Atomic int32_t		ledger_full;	/* a file found no slot */
+	_Atomic uint64_t	ledger_syncs;	/* syncs recorded */
+	struct wf_synced	synced[WF_LEDGER_MAX];
 };
 
 /* Names, for messages and step logs. */
@@ -65,9 +99,18 @@ wf_arm(struct wf_ctl *c, enum wf_call call, int64_t nth, int err, int persist)
 	struct wf_op *op = &c->op[call];
 
 	atomic_store(&op->failing, 0);
+	atomic_store(&op->short_io, 0);
 	atomic_store(&op->err, err);
 	atomic_store(&op->persist, persist);
 	atomic_store(&op->countdown, nth);
+}
+
+/* Arm a short transfer: pread or write only (see above). */
+static inline void
+wf_arm_short(struct wf_ctl *c, enum wf_call call, int64_t nth, int err)
+{
+	wf_arm(c, call, nth, err, 0);
+	atomic_store(&c->op[call].short_io, 1);
 }
 
 /* Disarm a call (a persistent failure stops too). */
@@ -77,6 +120,53 @@ wf_disarm(struct wf_ctl *c, enum wf_call call)
 	atomic_store(&c->op[call].countdown, 0);
 	atomic_store(&c->op[call].failing, 0);
 	atomic_store(&c->op[call].persist, 0);
+	atomic_store(&c->op[call].short_io, 0);
+}
+
+/* The ledger slot of a file, NULL when it has none (test side). */
+static inline struct wf_synced *
+wf_ledger_find(struct wf_ctl *c, uint64_t dev, uint64_t ino)
+{
+	size_t i, h = (size_t)((ino * 0x9e3779b97f4a7c15ull) ^ dev) %
+	    WF_LEDGER_MAX;
+
+	for (i = 0; i < WF_LEDGER_MAX; i++) {
+		struct wf_synced *e = &c->synced[(h + i) % WF_LEDGER_MAX];
+
+		if (atomic_load(&e->ino) == 0)
+			return (NULL);
+		if (atomic_load(&e->ino) == ino && atomic_load(&e->dev) == dev)
+			return (e);
+	}
+	return (NULL);
+}
+
+/*
+ * Set a file's synced end (test side, while no daemon runs; a new slot
+ * when it has none). Returns 0, or -1 when the ledger is full.
+ */
+static inline int
+wf_ledger_set(struct wf_ctl *c, uint64_t dev, uint64_t ino, uint64_t end)
+{
+	size_t i, h = (size_t)((ino * 0x9e3779b97f4a7c15ull) ^ dev) %
+	    WF_LEDGER_MAX;
+
+	for (i = 0; i < WF_LEDGER_MAX; i++) {
+		struct wf_synced *e = &c->synced[(h + i) % WF_LEDGER_MAX];
+
+		if (atomic_load(&e->ino) == 0) {
+			atomic_store(&e->dev, dev);
+			atomic_store(&e->end, end);
+			atomic_store(&e->ino, ino);
+			return (0);
+		}
+		if (atomic_load(&e->ino) == ino && atomic_load(&e->dev) ==
+		    dev) {
+			atomic_store(&e->end, end);
+			return (0);
+		}
+	}
+	return (-1);
 }
 
 /*

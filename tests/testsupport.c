@@ -358,3 +358,115 @@ ts_helper_threads_block_signals(pid_t pid)
 	closedir(dir);
 	return (n);
 }
+
+uint64_t
+ts_rand(uint64_t *state)
+{
+	uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return (z ^ (z >> 31));
+}
+
+/* Filler letter i of record (p, n). */
+static uint8_t
+ts_rec_fill(unsigned p, uint64_t n, size_t i)
+{
+	uint64_t x = (n * 0x9e3779b97f4a7c15ull + p) ^ ((uint64_t)i *
+	    0xbf58476d1ce4e5b9ull);
+
+	x ^= x >> 31;
+	return ((uint8_t)('a' + (x * 0x94d049bb133111ebull >> 59) % 26));
+}
+
+size_t
+ts_rec_payload(uint8_t *buf, size_t cap, unsigned p, uint64_t n, size_t len)
+{
+	char hdr[TS_REC_HDR_MAX];
+	size_t h, i;
+	int k;
+
+	if (len > cap)
+		len = cap;
+	/* The header names the total length, which depends on its width. */
+	for (;;) {
+		k = snprintf(hdr, sizeof hdr, "%u:%" PRIu64 ":%zu:", p, n, len);
+		h = (size_t)k;
+		if (len >= h)
+			break;
+		len = h;
+	}
+	memcpy(buf, hdr, h);
+	for (i = h; i < len; i++)
+		buf[i] = ts_rec_fill(p, n, i);
+	return (len);
+}
+
+int
+ts_rec_parse(const uint8_t *buf, size_t len, unsigned *p, uint64_t *n)
+{
+	char tmp[TS_REC_HDR_MAX + 1], *end;
+	unsigned long long vp, vn, vl;
+	size_t k = len < TS_REC_HDR_MAX ? len : TS_REC_HDR_MAX, i, h;
+	const char *s;
+
+	memcpy(tmp, buf, k);
+	tmp[k] = '\0';
+	s = tmp;
+	if (*s < '0' || *s > '9')
+		return (0);
+	vp = strtoull(s, &end, 10);
+	if (*end != ':' || end[1] < '0' || end[1] > '9')
+		return (0);
+	vn = strtoull(end + 1, &end, 10);
+	if (*end != ':' || end[1] < '0' || end[1] > '9')
+		return (0);
+	vl = strtoull(end + 1, &end, 10);
+	if (*end != ':' || vp > UINT_MAX || vl != len)
+		return (0);
+	h = (size_t)(end + 1 - tmp);
+	for (i = h; i < len; i++)
+		if (buf[i] != ts_rec_fill((unsigned)vp, vn, i))
+			return (0);
+	*p = (unsigned)vp;
+	*n = vn;
+	return (1);
+}
+
+size_t
+ts_cut_image(uint8_t *out, const uint8_t *synced, const uint8_t *now,
+    size_t len, int mode, uint64_t *rng)
+{
+	const size_t pg = 4096;
+	size_t page, n, changed = 0, hole = (size_t)-1, last = (size_t)-1;
+	size_t off, lost = 0;
+
+	memcpy(out, synced, len);
+	for (page = 0; page < len; page += pg) {
+		n = len - page < pg ? len - page : pg;
+		if (memcmp(synced + page, now + page, n) != 0) {
+			last = page;
+			if (ts_rand(rng) % ++changed == 0)
+				hole = page;
+		}
+	}
+	for (page = 0; page < len; page += pg) {
+		n = len - page < pg ? len - page : pg;
+		if (memcmp(synced + page, now + page, n) == 0)
+			continue;
+		if (mode == 0 || (mode == 1 && ts_rand(rng) % 2) ||
+		    (mode == 3 && page == hole)) {
+			lost++;
+			continue;
+		}
+		if (mode == 2 && page == last) {
+			off = (size_t)(ts_rand(rng) % 8) * 512;
+			memcpy(out + page, now + page, off < n ? off : n);
+			lost++;
+			continue;
+		}
+		memcpy(out + page, now + page, n);
+	}
+	return (lost);
+}

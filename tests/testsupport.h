@@ -99,6 +99,35 @@ long	 ts_verify_log(const char *dir, int64_t first,
  */
 int	 ts_helper_threads_block_signals(pid_t pid);
 
+/* splitmix64: the next pseudo-random number of *state (any seed). */
+uint64_t ts_rand(uint64_t *state);
+
+/*
+ * Self-describing variable-length record payloads: "p:n:len:" then
+ * filler letters that depend on (p, n) only, len bytes in all (at least
+ * the header; ts_rec_payload returns the length it used, at most cap).
+ * Printable ASCII, so walctl's text output shows them verbatim.
+ * ts_rec_parse returns 1 when buf is exactly such a payload (and sets p
+ * and n), 0 when it is not (damaged, cut, or something else).
+ */
+#define TS_REC_HDR_MAX	40
+size_t	 ts_rec_payload(uint8_t *buf, size_t cap, unsigned p, uint64_t n,
+	    size_t len);
+int	 ts_rec_parse(const uint8_t *buf, size_t len, unsigned *p,
+	    uint64_t *n);
+
+/*
+ * What a power cut may leave of one file: out gets synced (the file as
+ * of its last completed sync) with each 4 KiB page that now differs from
+ * it either written back or not, by mode: 0 none of them, 1 a random
+ * subset, 2 all of them with the last one torn at a random 512-byte
+ * boundary, 3 all but one random page, 4 all of them. rng drives the
+ * choices. Returns the number of differing pages left out (or torn).
+ */
+#define TS_CUT_MODES	5
+size_t	 ts_cut_image(uint8_t *out, const uint8_t *synced, const uint8_t *now,
+	    size_t len, int mode, uint64_t *rng);
+
 /* Run a suite; returns the process exit status (0 when all passed). */
 int	 ts_run(Suite *);
 
