@@ -270,7 +270,7 @@ wm_connect_timeout(const char *path, uint8_t ack, struct wal_msg_welcome *w,
 	h.hdr.type = WAL_MSG_HELLO;
 	h.hdr.len = sizeof h;
 	h.hdr.id = 1;
-	h.version_min = WAL_PROTO_VERSION;
+	h.version_min = WAL_PROTO_VERSION_MIN;
 	h.version_max = WAL_PROTO_VERSION;
 	h.ack = ack;
 	/*
@@ -324,11 +324,13 @@ wm_connect_timeout(const char *path, uint8_t ack, struct wal_msg_welcome *w,
 		    wal_proto_type_name(hdr.type), n));
 	}
 	memcpy(w, buf, sizeof *w);
-	if (w->version != WAL_PROTO_VERSION) {
+	if (w->version < WAL_PROTO_VERSION_MIN ||
+	    w->version > WAL_PROTO_VERSION) {
 		close(s);
 		return (wm_seterr(msg, WALMMAP_EVERSION, "walmmapd at %s "
-		    "chose protocol version %u; this library speaks %d", path,
-		    w->version, WAL_PROTO_VERSION));
+		    "chose protocol version %u; this library speaks %d..%d",
+		    path, w->version, WAL_PROTO_VERSION_MIN,
+		    WAL_PROTO_VERSION));
 	}
 	return (s);
 }

@@ -647,6 +647,14 @@ conn_handle(struct conn *c, const uint8_t *buf, size_t len, int fd)
 		    wal_proto_type_name(hdr.type));
 		return;
 	}
+	if (hdr.type >= WAL_MSG_PRODUCER && hdr.type <= WAL_MSG_RESTART &&
+	    c->version < 2) {
+		closer_close(c->srv->closer, fd);
+		conn_error(c, hdr.id, WAL_PERR_VERSION, 0, "%s needs protocol "
+		    "version 2; this connection agreed on %u",
+		    wal_proto_type_name(hdr.type), c->version);
+		return;
+	}
 	switch (hdr.type) {
 	case WAL_MSG_HELLO:
 		if (c->hello_done) {
@@ -726,19 +734,22 @@ conn_hello(struct conn *c, const struct wal_msg_hello *h)
 	struct wal_msg_welcome w;
 
 	if (h->version_min > WAL_PROTO_VERSION ||
-	    h->version_max < WAL_PROTO_VERSION) {
+	    h->version_max < WAL_PROTO_VERSION_MIN) {
 		conn_error(c, h->hdr.id, WAL_PERR_VERSION, 1, "client speaks "
-		    "protocol versions %u..%u, this daemon speaks %u",
-		    h->version_min, h->version_max, WAL_PROTO_VERSION);
+		    "protocol versions %u..%u, this daemon speaks %u..%u",
+		    h->version_min, h->version_max, WAL_PROTO_VERSION_MIN,
+		    WAL_PROTO_VERSION);
 		return;
 	}
 	c->hello_done = 1;
+	c->version = h->version_max < WAL_PROTO_VERSION ? h->version_max :
+	    WAL_PROTO_VERSION;
 	c->ack = h->ack;
 	memset(&w, 0, sizeof w);
 	w.hdr.type = WAL_MSG_WELCOME;
 	w.hdr.len = sizeof w;
 	w.hdr.id = h->hdr.id;
-	w.version = WAL_PROTO_VERSION;
+	w.version = c->version;
 	w.max_frame = WAL_PROTO_MAX_FRAME;
 	w.max_record = srv->cfg.max_record;
 	w.max_inflight = srv->cfg.max_inflight;
@@ -1272,7 +1283,7 @@ conn_ack_add(struct conn *c, uint64_t id, int64_t first, uint32_t count)
 	c->acks[c->nacks].id = id;
 	c->acks[c->nacks].first_seq = first;
 	c->acks[c->nacks].count = count;
-	c->acks[c->nacks].pad = 0;
+	c->acks[c->nacks].flags = 0;
 	c->nacks++;
 }
 

@@ -84,6 +84,7 @@ struct conn {
 	uid_t			 uid;
 	gid_t			 gid;
 	int			 hello_done;
+	uint32_t		 version;	/* agreed protocol version */
 	uint8_t			 ack;		/* connection default level */
 	int			 read_paused;	/* out queue over the cap */
 	int			 closing;	/* close once the queue drains */

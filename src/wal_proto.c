@@ -20,6 +20,8 @@ _Static_assert(sizeof(struct wal_msg_hello) == 32, "hello layout");
 _Static_assert(sizeof(struct wal_msg_append) == 24, "append layout");
 _Static_assert(sizeof(struct wal_ack_entry) == 24, "ack entry layout");
 _Static_assert(sizeof(struct wal_rec_out) == 24, "rec_out layout");
+_Static_assert(sizeof(struct wal_msg_append_p) == 32, "append_p layout");
+_Static_assert(sizeof(struct wal_msg_producer_ok) == 48, "producer_ok layout");
 
 static const struct {
 	unsigned	 type;
@@ -39,6 +41,15 @@ static const struct {
 	    0 },
 	{ WAL_MSG_SHM_OPEN, "SHM_OPEN", sizeof(struct wal_msg_shm_open), 1, 0 },
 	{ WAL_MSG_PING, "PING", sizeof(struct wal_msg), 1, 0 },
+	{ WAL_MSG_PRODUCER, "PRODUCER", sizeof(struct wal_msg_producer), 1, 0 },
+	{ WAL_MSG_APPEND_P, "APPEND_P", sizeof(struct wal_msg_append_p), 0,
+	    0 },
+	{ WAL_MSG_FWD_REGISTER, "FWD_REGISTER",
+	    sizeof(struct wal_msg_fwd_register), 1, 0 },
+	{ WAL_MSG_FWD_POSITION, "FWD_POSITION",
+	    sizeof(struct wal_msg_fwd_position), 1, 0 },
+	{ WAL_MSG_METRICS, "METRICS", sizeof(struct wal_msg), 1, 0 },
+	{ WAL_MSG_RESTART, "RESTART", sizeof(struct wal_msg), 1, 0 },
 	{ WAL_MSG_WELCOME, "WELCOME", sizeof(struct wal_msg_welcome), 1, 1 },
 	{ WAL_MSG_ACK, "ACK", sizeof(struct wal_msg_ack), 0, 1 },
 	{ WAL_MSG_DURABLE, "DURABLE", sizeof(struct wal_msg_durable), 1, 1 },
@@ -51,6 +62,12 @@ static const struct {
 	    sizeof(struct wal_rec_out), 1, 1 },
 	{ WAL_MSG_SUB_END, "SUB_END", sizeof(struct wal_msg_sub_end), 1, 1 },
 	{ WAL_MSG_SHM_READY, "SHM_READY", sizeof(struct wal_msg_shm_ready), 1,
+	    1 },
+	{ WAL_MSG_PRODUCER_OK, "PRODUCER_OK",
+	    sizeof(struct wal_msg_producer_ok), 1, 1 },
+	{ WAL_MSG_METRICS_REPLY, "METRICS_REPLY", sizeof(struct wal_msg), 0,
+	    1 },
+	{ WAL_MSG_FWD_STATE, "FWD_STATE", sizeof(struct wal_msg_fwd_state), 1,
 	    1 },
 };
 
@@ -68,6 +85,9 @@ static const char *const perr_text[] = {
 	[WAL_PERR_SYNC] = "sync failed",
 	[WAL_PERR_LAGGING] = "subscriber too far behind",
 	[WAL_PERR_TIMEOUT] = "connection timed out",
+	[WAL_PERR_PRODUCER] = "producer refused",
+	[WAL_PERR_PSEQ] = "producer sequence out of order",
+	[WAL_PERR_GAP] = "records removed before they were forwarded",
 };
 
 static int	bad(char *why, size_t len, const char *fmt, ...)
@@ -152,6 +172,44 @@ wal_proto_check(const void *buf, size_t len, int from_daemon, char *why,
 			return (bad(why, whylen, "APPEND with no records"));
 		return (check_records(p, len, sizeof a, a.count, 4, why,
 		    whylen));
+	}
+	case WAL_MSG_APPEND_P: {
+		struct wal_msg_append_p a;
+
+		memcpy(&a, p, sizeof a);
+		if (a.ack > WAL_ACK_DURABLE && a.ack != WAL_ACK_DEFAULT)
+			return (bad(why, whylen, "APPEND_P with ack level %u",
+			    a.ack));
+		if (a.count == 0)
+			return (bad(why, whylen, "APPEND_P with no records"));
+		if (a.first_pseq == 0 || a.first_pseq > UINT64_MAX - a.count)
+			return (bad(why, whylen, "APPEND_P with producer seq "
+			    "%llu", (unsigned long long)a.first_pseq));
+		return (check_records(p, len, sizeof a, a.count, 4, why,
+		    whylen));
+	}
+	case WAL_MSG_FWD_REGISTER: {
+		struct wal_msg_fwd_register r;
+		size_t k;
+
+		memcpy(&r, p, sizeof r);
+		if (r.name[0] == '\0')
+			return (bad(why, whylen, "FWD_REGISTER without a "
+			    "name"));
+		for (k = 0; k < sizeof r.name && r.name[k] != '\0'; k++)
+			if (strchr("abcdefghijklmnopqrstuvwxyz"
+			    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-",
+			    r.name[k]) == NULL)
+				return (bad(why, whylen, "FWD_REGISTER name "
+				    "with byte 0x%02x", (unsigned char)
+				    r.name[k]));
+		if (k == sizeof r.name)
+			return (bad(why, whylen, "FWD_REGISTER name not "
+			    "NUL-terminated"));
+		if (r.shipped_seq < -2)
+			return (bad(why, whylen, "FWD_REGISTER with seq %lld",
+			    (long long)r.shipped_seq));
+		break;
 	}
 	case WAL_MSG_APPEND_FD: {
 		struct wal_msg_append_fd a;

@@ -19,7 +19,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define WAL_PROTO_VERSION	1
+/*
+ * Version 1: the first wave. Version 2 adds idempotent producers
+ * (PRODUCER, APPEND_P), forwarder registration (FWD_REGISTER,
+ * FWD_POSITION), METRICS and RESTART; a v2 daemon still answers a client
+ * that offers only 1, and the v2-only requests are refused on such a
+ * connection with WAL_PERR_VERSION.
+ */
+#define WAL_PROTO_VERSION_MIN	1	/* oldest version the daemon speaks */
+#define WAL_PROTO_VERSION	2	/* newest */
 #define WAL_PROTO_MAX_FRAME	(128u * 1024)	/* largest frame either way */
 
 /* Where clients look for the daemon (see wal_proto_default_socket()). */
@@ -39,6 +47,15 @@ enum wal_msg_type {
 	WAL_MSG_SUBSCRIBE = 7,	/* struct wal_msg_subscribe */
 	WAL_MSG_SHM_OPEN = 8,	/* struct wal_msg_shm_open: ask for a ring */
 	WAL_MSG_PING = 9,	/* header only: OK once earlier frames are done */
+	/* version 2 */
+	WAL_MSG_PRODUCER = 10,	/* struct wal_msg_producer: be (or resume) a
+				   producer with an identity */
+	WAL_MSG_APPEND_P = 11,	/* struct wal_msg_append_p + records: APPEND
+				   carrying producer seqs */
+	WAL_MSG_FWD_REGISTER = 12, /* struct wal_msg_fwd_register */
+	WAL_MSG_FWD_POSITION = 13, /* struct wal_msg_fwd_position */
+	WAL_MSG_METRICS = 14,	/* header only: Prometheus text exposition */
+	WAL_MSG_RESTART = 15,	/* header only: hand over to a new walmmapd */
 
 	/* daemon -> client */
 	WAL_MSG_WELCOME = 101,	/* struct wal_msg_welcome */
@@ -51,6 +68,10 @@ enum wal_msg_type {
 	WAL_MSG_RECORD_FD = 108, /* struct wal_rec_out + SCM_RIGHTS memfd */
 	WAL_MSG_SUB_END = 109,	/* struct wal_msg_sub_end */
 	WAL_MSG_SHM_READY = 110, /* struct wal_msg_shm_ready + 3 descriptors */
+	/* version 2 */
+	WAL_MSG_PRODUCER_OK = 111, /* struct wal_msg_producer_ok */
+	WAL_MSG_METRICS_REPLY = 112, /* header + text, not NUL-terminated */
+	WAL_MSG_FWD_STATE = 113, /* struct wal_msg_fwd_state */
 };
 
 /* Acknowledgement levels. */
@@ -76,6 +97,12 @@ enum wal_proto_err {
 	WAL_PERR_SYNC = 11,	/* sync failed: durability not reached */
 	WAL_PERR_LAGGING = 12,	/* subscriber held back too much of the log */
 	WAL_PERR_TIMEOUT = 13,	/* no HELLO in time, or idle too long */
+	/* version 2 */
+	WAL_PERR_PRODUCER = 14,	/* producer id unknown, another uid's, or
+				   the producer table is full */
+	WAL_PERR_PSEQ = 15,	/* producer seq jumps, goes back into a
+				   frame, or splits an earlier frame */
+	WAL_PERR_GAP = 16,	/* records a forwarder needs were removed */
 };
 
 /* Every frame starts with this. */
@@ -124,11 +151,13 @@ struct wal_msg_append_fd {
 };
 
 /* ACK: records written, one entry per append frame, in frame order. */
+#define WAL_ACK_F_DUP	0x1		/* APPEND_P already in the log:
+					   first_seq is the original's */
 struct wal_ack_entry {
 	uint64_t	id;		/* the append frame's hdr.id */
 	int64_t		first_seq;	/* seq of its first record */
 	uint32_t	count;		/* records in it */
-	uint32_t	pad;
+	uint32_t	flags;		/* WAL_ACK_F_*; 0 in version 1 */
 };
 
 struct wal_msg_ack {
@@ -200,6 +229,83 @@ struct wal_msg_shm_ready {
 	uint64_t	size;		/* data bytes, a power of two */
 	uint32_t	header_size;
 	uint32_t	max_record;	/* larger records go over the socket */
+};
+
+/*
+ * Version 2: idempotent producers.
+ *
+ * PRODUCER makes the connection a producer with an identity: producer_id
+ * 0 asks the daemon for a new one; any other value resumes that producer
+ * (it must belong to the same uid). The reply says where the producer
+ * stands in the log. Afterwards the connection appends with APPEND_P: the
+ * records of a frame carry the producer seqs first_pseq, first_pseq + 1,
+ * ... (1 is a new producer's first). A frame whose first_pseq is the
+ * producer's next_pseq is written; one whose records are all already in
+ * the log is a duplicate: it is not written again and its ACK entry
+ * carries WAL_ACK_F_DUP and the original first_seq (a resent frame must
+ * cover the same producer seqs as the frame it repeats). Anything else
+ * (a jump past next_pseq, a frame that straddles next_pseq) is refused
+ * with WAL_PERR_PSEQ. Shared-memory rings opened on a producer
+ * connection carry producer seqs too (see wal_shm.h).
+ */
+struct wal_msg_producer {
+	struct wal_msg	hdr;
+	uint64_t	producer_id;	/* 0: assign a new one */
+	uint32_t	flags;		/* none defined: 0 */
+	uint32_t	pad;
+};
+
+struct wal_msg_producer_ok {
+	struct wal_msg	hdr;
+	uint64_t	producer_id;
+	uint64_t	next_pseq;	/* first producer seq not in the log */
+	int64_t		last_seq;	/* log seq of next_pseq - 1, -1: none */
+	int64_t		durable_seq;	/* the log's durable position now */
+};
+
+struct wal_msg_append_p {
+	struct wal_msg	hdr;
+	uint32_t	count;
+	uint8_t		ack;		/* enum wal_ack_level */
+	uint8_t		pad[3];
+	uint64_t	first_pseq;	/* producer seq of the first record */
+};
+
+/*
+ * Version 2: forwarders. A forwarder (walmmap-forward) registers under a
+ * name; the daemon keeps, per name and across its own restarts, the last
+ * seq the forwarder reported shipped, and retention keeps every segment
+ * holding a later record (up to the configured cap). FWD_POSITION reports
+ * progress and state; the daemon does not answer it.
+ */
+#define WAL_FWD_NAME_MAX	32	/* name bytes, NUL-padded */
+
+struct wal_msg_fwd_register {
+	struct wal_msg	hdr;
+	char		name[WAL_FWD_NAME_MAX];	/* [A-Za-z0-9_.-]+ */
+	int64_t		shipped_seq;	/* last seq the destination holds,
+					   -1: none, -2: unknown */
+	uint32_t	flags;		/* none defined: 0 */
+	uint32_t	pad;
+};
+
+struct wal_msg_fwd_state {
+	struct wal_msg	hdr;
+	uint8_t		log_id[16];	/* the log's stable identity */
+	int64_t		first_seq;	/* oldest seq on disk, -1: none */
+	int64_t		next_seq;
+	int64_t		held_seq;	/* what the daemon held for this
+					   name, -1: nothing */
+};
+
+struct wal_msg_fwd_position {
+	struct wal_msg	hdr;
+	int64_t		shipped_seq;	/* last seq acknowledged downstream */
+	int64_t		shipped_ts_ns;	/* its record's timestamp */
+	uint32_t	connected;	/* 1: connected to the destination */
+	uint32_t	pad;
+	char		server[96];	/* NUL-padded */
+	char		error[160];	/* last error, NUL-padded, "" none */
 };
 
 /*

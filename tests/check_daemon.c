@@ -175,6 +175,52 @@ check_producer_order(void *arg, const struct wal_record *rec)
 }
 
 /* 8 producers x 12,500 records: all there once, seqs contiguous, order. */
+/*
+ * Version negotiation: a client that offers only version 1 gets version 1
+ * and a clear refusal of the version-2 requests; a client offering 1..2
+ * gets 2.
+ */
+static uint32_t
+hello_version(int s, uint32_t vmin, uint32_t vmax)
+{
+	struct wal_msg_hello h;
+	struct wal_msg_welcome w;
+
+	memset(&h, 0, sizeof h);
+	h.hdr.type = WAL_MSG_HELLO;
+	h.hdr.len = sizeof h;
+	h.version_min = vmin;
+	h.version_max = vmax;
+	h.ack = WAL_ACK_WRITTEN;
+	ck_assert_int_eq(send(s, &h, sizeof h, 0), sizeof h);
+	ck_assert_int_eq(recv(s, &w, sizeof w, 0), sizeof w);
+	ck_assert_int_eq(w.hdr.type, WAL_MSG_WELCOME);
+	return (w.version);
+}
+
+START_TEST(test_version_negotiation)
+{
+	int s;
+
+	start();
+	s = ts_raw_connect(&d);
+	ck_assert_uint_eq(hello_version(s, 1, 1), 1);
+	ts_raw_frame(s, WAL_MSG_METRICS, 7);
+	ts_raw_expect_error(s, WAL_PERR_VERSION, 0, "needs protocol version 2",
+	    5000);
+	/* The connection still works for version-1 requests. */
+	ts_raw_frame(s, WAL_MSG_PING, 8);
+	close(s);
+	s = ts_raw_connect(&d);
+	ck_assert_uint_eq(hello_version(s, 1, 2), 2);
+	close(s);
+	s = ts_raw_connect(&d);
+	ck_assert_uint_eq(hello_version(s, 2, 9), 2);
+	close(s);
+	ck_assert_int_eq(ts_daemon_stop(&d), 0);
+}
+END_TEST
+
 START_TEST(test_many_clients)
 {
 	enum { PRODUCERS = 8, EACH = 12500 };
@@ -1249,6 +1295,7 @@ daemon_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 300);
 	tcase_add_test(tc, test_start_stop);
+	tcase_add_test(tc, test_version_negotiation);
 	tcase_add_test(tc, test_many_clients);
 	tcase_add_test(tc, test_kill9_loop);
 	tcase_add_test(tc, test_group_commit);
