@@ -88,3 +88,42 @@ def test_readme_example_runs(daemon):
                        text=True, timeout=120)
     assert p.returncode == 0, p.stdout
     assert "order 17 filled" in p.stdout, p.stdout
+
+
+def python_with(env_changes, code):
+    """Run code in a fresh interpreter with the package on its path."""
+    env = dict(os.environ, PYTHONPATH=PKG_PARENT)
+    for k, v in env_changes.items():
+        if v is None:
+            env.pop(k, None)
+        else:
+            env[k] = v
+    return subprocess.run([sys.executable, "-c", code], env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, timeout=120)
+
+
+def test_library_choice():
+    lib = os.environ.get("WALMMAP_LIBRARY")
+    if not lib:
+        pytest.skip("runs with WALMMAP_LIBRARY set (the build tree's)")
+    libdir = os.path.dirname(os.path.abspath(lib))
+    if not os.path.exists(os.path.join(libdir, "libwalmmap.so.0")):
+        pytest.skip("no libwalmmap.so.0 beside " + lib)
+    # Without $WALMMAP_LIBRARY: the installed libwalmmap.so.0, found by
+    # the dynamic loader (here through LD_LIBRARY_PATH).
+    code = ("import walmmap\n"
+            "maps = open('/proc/self/maps').read()\n"
+            "print([l.split()[-1] for l in maps.splitlines()\n"
+            "       if 'libwalmmap.so' in l][0])\n")
+    p = python_with({"WALMMAP_LIBRARY": None, "LD_LIBRARY_PATH": libdir},
+                    code)
+    assert p.returncode == 0, p.stdout
+    assert os.path.realpath(p.stdout.strip()) == \
+        os.path.realpath(os.path.join(libdir, "libwalmmap.so.0"))
+    # A $WALMMAP_LIBRARY that cannot be loaded is an ImportError naming it.
+    p = python_with({"WALMMAP_LIBRARY": "/nonexistent/libwalmmap.so"},
+                    "import walmmap")
+    assert p.returncode != 0
+    assert "ImportError" in p.stdout and "WALMMAP_LIBRARY" in p.stdout
+    assert "/nonexistent/libwalmmap.so" in p.stdout
