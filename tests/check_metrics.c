@@ -280,6 +280,10 @@ START_TEST(test_walctl_and_http_parse)
 	ck_assert(prom_has(b, "walmmapd_uptime_seconds"));
 	free(a);
 	free(b);
+	/* One format at a time. */
+	rc = ts_run_prog("client/walctl", NULL, 0, NULL, "-s", d.sock, "stats",
+	    "--json", "--prometheus", (char *)NULL);
+	ck_assert_int_eq(rc, 2);
 
 	/* Only GET and HEAD of /metrics. */
 	resp = http_raw(port, "GET /other HTTP/1.0\r\n\r\n");
@@ -566,6 +570,39 @@ START_TEST(test_bad_metrics_listen)
 }
 END_TEST
 
+/* metrics_listen takes effect at a restart; a reload says so. */
+START_TEST(test_reload_says_restart)
+{
+	char conf[PATH_MAX], line[96], *args[4];
+	FILE *f;
+
+	snprintf(conf, sizeof conf, "%s/walmmapd.conf", base);
+	ck_assert_ptr_nonnull(f = fopen(conf, "w"));
+	fprintf(f, "metrics_listen = off\n");
+	fclose(f);
+	args[0] = "-c";
+	args[1] = conf;
+	args[2] = NULL;
+	start(args);
+	ck_assert_int_eq(ts_pid_listens_tcp(d.pid), 0);
+	snprintf(line, sizeof line, "metrics_listen = 127.0.0.1:%u\n",
+	    ts_free_tcp_port());
+	ck_assert_ptr_nonnull(f = fopen(conf, "w"));
+	fputs(line, f);
+	fclose(f);
+	ts_daemon_signal(&d, SIGHUP);
+	ck_assert(ts_daemon_log_wait(&d, "reload: metrics_listen changed; it "
+	    "takes effect after a restart"));
+	ck_assert(ts_daemon_log_wait(&d, "configuration reloaded"));
+	ck_assert_int_eq(ts_pid_listens_tcp(d.pid), 0);
+	ck_assert_int_eq(ts_daemon_stop(&d), 0);
+	/* The restart applies it. */
+	start(args);
+	ck_assert_int_eq(ts_pid_listens_tcp(d.pid), 1);
+	ck_assert_int_eq(ts_daemon_stop(&d), 0);
+}
+END_TEST
+
 static Suite *
 metrics_suite(void)
 {
@@ -580,6 +617,7 @@ metrics_suite(void)
 	tcase_add_test(tc, test_reply_in_frames);
 	tcase_add_test(tc, test_http_off_by_default);
 	tcase_add_test(tc, test_bad_metrics_listen);
+	tcase_add_test(tc, test_reload_says_restart);
 	suite_add_tcase(s, tc);
 	return (s);
 }
