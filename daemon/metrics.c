@@ -371,6 +371,7 @@ metrics_u64(struct evbuffer *b, const char *name, const char *labels,
 		metrics_oom = 1;
 }
 
+/* One sample of a value that may be negative (a seq of -1: none). */
 static void
 metrics_i64(struct evbuffer *b, const char *name, const char *labels,
     int64_t v)
@@ -563,6 +564,7 @@ metrics_http_error_cb(struct evconnlistener *l, void *arg)
 	log_warnx("metrics_listen: cannot accept: %s", strerror(e));
 }
 
+/* The second of back-off is over: accept again. */
 static void
 metrics_http_resume_cb(int fd, short ev, void *arg)
 {
