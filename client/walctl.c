@@ -37,8 +37,9 @@ static int	cmd_verify(int, char **);
 static const struct cmd cmds[] = {
 	{ "status", cmd_status, "status [--json]",
 	  "the daemon's state: seq range, segments, clients" },
-	{ "stats", cmd_stats, "stats [--json]",
-	  "counters: records, records/s, syncs, sync latency" },
+	{ "stats", cmd_stats, "stats [--json|--prometheus]",
+	  "counters: records, records/s, syncs, sync latency; "
+	  "--prometheus: all metrics in Prometheus text format" },
 	{ "append", cmd_append,
 	  "append [--ack none|written|durable] [--null] [FILE]",
 	  "append one record per line (or per NUL with --null) of FILE or "
@@ -302,14 +303,61 @@ cmd_status(int argc, char **argv)
 	return (EXIT_OK);
 }
 
+/* stats --prometheus: the daemon's text exposition, as it sent it. */
+static int
+stats_prometheus(void)
+{
+	struct walmmap *w;
+	char *text;
+	size_t len;
+	int rc;
+
+	if ((rc = connect_or_fail(&w, WALMMAP_ACK_NONE)) != 0)
+		return (rc);
+	if ((rc = walmmap_metrics(w, &text, &len)) != 0) {
+		rc = fail_request(walmmap_errmsg(w));
+		walmmap_close(w);
+		return (rc);
+	}
+	walmmap_close(w);
+	(void)fwrite(text, 1, len, stdout);
+	free(text);
+	if ((rc = out_failed()) != 0)
+		return (rc);
+	return (EXIT_OK);
+}
+
 static int
 cmd_stats(int argc, char **argv)
 {
+	static const struct option lo[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ "prometheus", no_argument, NULL, 'p' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
 	struct walmmap_status st;
 	uint64_t avg;
-	int json = 0, rc;
+	int json = 0, prom = 0, rc, ch;
 
-	simple_opts(argc, argv, &json);
+	while ((ch = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+		switch (ch) {
+		case 'j':
+			json = 1;
+			break;
+		case 'p':
+			prom = 1;
+			break;
+		case 'h':
+			cmd_usage(EXIT_OK);
+		default:
+			cmd_usage(EXIT_USAGE);
+		}
+	}
+	if (optind != argc || (json && prom))
+		cmd_usage(EXIT_USAGE);
+	if (prom)
+		return (stats_prometheus());
 	if ((rc = query_status(&st, NULL)) != 0)
 		return (rc);
 	avg = st.syncs ? st.sync_ns_total / st.syncs : 0;

@@ -86,6 +86,9 @@ struct walmmap {
 	char			 sync_why[WM_MSG_MAX];
 
 	char			*status_dir;	/* last STATUS_REPLY's, whole */
+	char			*metrics;	/* METRICS_REPLY text so far */
+	size_t			 metrics_len;
+	size_t			 metrics_cap;
 	struct walmmap_progress	 prog;
 	walmmap_ack_cb		 ack_cb;
 	void			*ack_arg;
@@ -104,6 +107,7 @@ static int	handle(struct walmmap *, const uint8_t *, size_t, int fd);
 static int	request(struct walmmap *, uint16_t type, uint16_t flags,
 		    int64_t deadline);
 static int	lost(struct walmmap *, int rc);
+static int	metrics_room(struct walmmap *, size_t n);
 static int	not_connected(struct walmmap *);
 static int64_t	ring_written(const struct walmmap *);
 static int	append_fd(struct walmmap *, const void *, size_t, uint8_t,
@@ -205,6 +209,7 @@ walmmap_close(struct walmmap *w)
 	free(w->tx);
 	free(w->reply);
 	free(w->status_dir);
+	free(w->metrics);
 	free(w);
 }
 
@@ -574,6 +579,50 @@ const char *
 walmmap_status_dir(const struct walmmap *w)
 {
 	return (w->status_dir != NULL ? w->status_dir : "");
+}
+
+int
+walmmap_metrics(struct walmmap *w, char **text, size_t *len)
+{
+	int rc;
+
+	*text = NULL;
+	if (len != NULL)
+		*len = 0;
+	w->metrics_len = 0;
+	if ((rc = request(w, WAL_MSG_METRICS, 0, op_deadline(w))) < 0)
+		return (rc);
+	if (metrics_room(w, 1) < 0)
+		return (-WALMMAP_ENOMEM);
+	w->metrics[w->metrics_len] = '\0';
+	*text = w->metrics;
+	if (len != NULL)
+		*len = w->metrics_len;
+	w->metrics = NULL;	/* the caller's now */
+	w->metrics_len = w->metrics_cap = 0;
+	return (0);
+}
+
+/* Room for n more bytes of metrics text. 0, or -1 with msg set. */
+static int
+metrics_room(struct walmmap *w, size_t n)
+{
+	size_t cap;
+	char *p;
+
+	if (w->metrics_len + n <= w->metrics_cap)
+		return (0);
+	cap = w->metrics_cap ? w->metrics_cap : 16384;
+	while (cap < w->metrics_len + n)
+		cap *= 2;
+	if ((p = realloc(w->metrics, cap)) == NULL) {
+		wm_seterr(w->msg, WALMMAP_ENOMEM, "out of memory for %zu bytes "
+		    "of metrics", cap);
+		return (-1);
+	}
+	w->metrics = p;
+	w->metrics_cap = cap;
+	return (0);
 }
 
 void
@@ -1045,6 +1094,32 @@ handle(struct walmmap *w, const uint8_t *buf, size_t len, int fd)
 			return (lost(w, rc));
 		return (1);
 	}
+	case WAL_MSG_METRICS_REPLY:
+		/* A piece of the text; the last one has no MORE flag. */
+		if (hdr.id != w->reply_id || w->reply_done)
+			return (1);	/* a request given up on */
+		if (w->metrics_len + (len - sizeof hdr) >= WALMMAP_METRICS_MAX) {
+			w->reply_done = 1;
+			w->reply_err = wm_seterr(w->msg, WALMMAP_EPROTO,
+			    "walmmapd sent more than %u bytes of metrics",
+			    WALMMAP_METRICS_MAX);
+			w->reply_id = 0;	/* ignore the rest */
+			return (1);
+		}
+		if (metrics_room(w, len - sizeof hdr) < 0) {
+			w->reply_done = 1;
+			w->reply_err = -WALMMAP_ENOMEM;
+			w->reply_id = 0;
+			return (1);
+		}
+		memcpy(w->metrics + w->metrics_len, buf + sizeof hdr,
+		    len - sizeof hdr);
+		w->metrics_len += len - sizeof hdr;
+		if (!(hdr.flags & WAL_METRICS_F_MORE)) {
+			w->reply_done = 1;
+			w->reply_err = 0;
+		}
+		return (1);
 	case WAL_MSG_STATUS_REPLY:
 	case WAL_MSG_OK:
 		if (hdr.id == w->reply_id) {

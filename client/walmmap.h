@@ -242,6 +242,16 @@ int		 walmmap_status(struct walmmap *, struct walmmap_status *);
 const char	*walmmap_status_dir(const struct walmmap *);
 
 /*
+ * The daemon's counters and gauges as Prometheus text exposition (format
+ * 0.0.4; walctl stats --prometheus): *text gets a malloc'd, NUL-terminated
+ * copy the caller frees, *len (if not NULL) its length. A reply larger
+ * than WALMMAP_METRICS_MAX is refused with WALMMAP_EPROTO. Needs protocol
+ * version 2 (WALMMAP_EVERSION from an older daemon).
+ */
+#define WALMMAP_METRICS_MAX	(16u * 1024 * 1024)
+int		 walmmap_metrics(struct walmmap *, char **text, size_t *len);
+
+/*
  * Non-blocking use (WALMMAP_NONBLOCK). Appends send without waiting:
  * seq/seqs must be NULL, and WALMMAP_EAGAIN means the socket or the
  * in-flight window is full: poll walmmap_fd() for POLLIN, then call

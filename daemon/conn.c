@@ -286,6 +286,7 @@ conn_error(struct conn *c, uint64_t id, unsigned code, int fatal,
 	e.fatal = fatal ? 1 : 0;
 	memcpy(buf, &e, sizeof e);
 	c->srv->errors++;
+	metrics_error_sent(c->srv, code);
 	log_debug("client pid %ld: %s%s: %.*s", (long)c->pid,
 	    wal_proto_strerror(code), fatal ? " (closing)" : "", n,
 	    (char *)buf + sizeof e);
@@ -711,6 +712,9 @@ conn_handle(struct conn *c, const uint8_t *buf, size_t len, int fd)
 		conn_queue(c, &ok, sizeof ok);
 		break;
 	}
+	case WAL_MSG_METRICS:
+		metrics_request(c, hdr.id);
+		break;
 	case WAL_MSG_SUBSCRIBE:
 		conn_subscribe(c, (const struct wal_msg_subscribe *)
 		    (const void *)buf);
@@ -817,6 +821,7 @@ conn_append(struct conn *c, const uint8_t *buf, size_t len)
 out:
 	if (done > 0) {
 		srv->records += done;
+		srv->metrics.append_records[ack < 3 ? ack : 0] += done;
 		c->records += done;
 		srv->sub_dirty = 1;
 		if (ack == WAL_ACK_DURABLE) {
@@ -898,6 +903,7 @@ conn_append_fd(struct conn *c, const struct wal_msg_append_fd *a, int fd)
 	}
 	seq = wal_ring_commit(srv->ring, -1);
 	srv->records++;
+	srv->metrics.append_records[ack < 3 ? ack : 0]++;
 	srv->bytes += a->size;
 	c->records++;
 	srv->sub_dirty = 1;

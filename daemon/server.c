@@ -701,11 +701,13 @@ server_accept_cb(int lfd, short ev, void *arg)
 				log_info("refused pid %ld uid %ld gid %ld: not on "
 				    "the allow-list", (long)cred.pid,
 				    (long)cred.uid, (long)cred.gid);
+			srv->metrics.refused[METRICS_REFUSE_ALLOW]++;
 			server_refuse(srv, fd, WAL_PERR_PERM, "uid is not in "
 			    "allow_users and gid is not in allow_groups");
 			continue;
 		}
 		if (srv->nconns >= srv->cfg.max_connections) {
+			srv->metrics.refused[METRICS_REFUSE_MAX_CONN]++;
 			server_refuse(srv, fd, WAL_PERR_BUSY,
 			    "max_connections reached");
 			continue;
@@ -717,6 +719,7 @@ server_accept_cb(int lfd, short ev, void *arg)
 				    "max_connections_per_uid (%u) connections",
 				    (long)cred.pid, (long)cred.uid,
 				    srv->cfg.max_connections_per_uid);
+			srv->metrics.refused[METRICS_REFUSE_MAX_CONN_UID]++;
 			server_refuse(srv, fd, WAL_PERR_BUSY,
 			    "max_connections_per_uid reached for this uid");
 			continue;
@@ -761,6 +764,7 @@ server_refuse(struct server *srv, int fd, unsigned code, const char *why)
 	e.fatal = 1;
 	memcpy(buf, &e, sizeof e);
 	memcpy(buf + sizeof e, why, n);
+	metrics_error_sent(srv, code);
 	(void)send(fd, buf, e.hdr.len, MSG_DONTWAIT | MSG_NOSIGNAL);
 	closer_close_socket(srv->closer, fd);
 }

@@ -23,6 +23,7 @@
 #endif
 
 #include "closer.h"
+#include "metrics.h"
 #include "srvconf.h"
 #include "wal_format.h"
 #include "wal_proto.h"
@@ -218,6 +219,7 @@ struct server {
 	uint64_t		 errors;
 	uint64_t		 rate_records;	/* records at the last tick */
 	uint64_t		 records_per_s;
+	struct srv_metrics	 metrics;	/* metrics.c */
 };
 
 /* dirs.c */
@@ -303,5 +305,6 @@ int	 syncer_result(struct syncer *, int64_t *durable, char *err,
 	    size_t errlen);
 void	 syncer_stats(struct syncer *, uint64_t *count, uint64_t *ns_total,
 	    uint64_t *ns_max);
+void	 syncer_latency(struct syncer *, struct metrics_hist *);
 
 #endif /* SERVER_H */

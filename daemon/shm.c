@@ -557,7 +557,7 @@ shm_drain_ring(struct shm_ring *r, unsigned budget, int64_t ts, int load)
 	struct wal_error err;
 	char why[256];
 	uint8_t *dst;
-	unsigned n = 0;
+	unsigned n = 0, ndurable = 0;
 	int64_t seq = -1;
 	int rc;
 
@@ -610,6 +610,7 @@ shm_drain_ring(struct shm_ring *r, unsigned budget, int64_t ts, int load)
 		wal_shm_consume(&r->cons, &rec, seq);
 		if ((rec.flags & WAL_SHM_F_DURABLE) && c != NULL)
 			r->durable_want = seq;
+		ndurable += (rec.flags & WAL_SHM_F_DURABLE) != 0;
 		srv->bytes += rec.len;
 		n++;
 	}
@@ -618,6 +619,8 @@ shm_drain_ring(struct shm_ring *r, unsigned budget, int64_t ts, int load)
 		return (0);
 	if (n > 0) {
 		srv->records += n;
+		srv->metrics.append_records[WAL_ACK_DURABLE] += ndurable;
+		srv->metrics.append_records[WAL_ACK_WRITTEN] += n - ndurable;
 		srv->sub_dirty = 1;
 		if (c != NULL) {
 			c->records += n;

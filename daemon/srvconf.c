@@ -7,7 +7,10 @@
 #include "config.h"
 
 
+#include <sys/socket.h>
 #include <sys/stat.h>
+
+#include <arpa/inet.h>
 
 #include <ctype.h>
 #include <errno.h>
@@ -322,6 +325,19 @@ config_set(struct srv_config *c, const char *key, const char *val,
 		else
 			BAD("shm_spin: \"%s\" is not a duration up to 100ms",
 			    val);
+	} else if (strcmp(key, "metrics_listen") == 0) {
+		char host[INET6_ADDRSTRLEN], why[160];
+		uint16_t port;
+
+		free(c->metrics_listen);
+		c->metrics_listen = NULL;
+		if (*val == '\0' || strcmp(val, "no") == 0 ||
+		    strcmp(val, "off") == 0)
+			return (0);
+		if (config_parse_listen(val, host, sizeof host, &port, why,
+		    sizeof why) != 0)
+			BAD("metrics_listen: \"%s\" %s", val, why);
+		set_str(&c->metrics_listen, val);
 	} else if (strcmp(key, "debug") == 0) {
 		if (parse_bool(val, &c->debug) != 0)
 			BAD("debug: \"%s\" is not yes or no", val);
@@ -369,6 +385,8 @@ config_copy(struct srv_config *dst, const struct srv_config *src)
 	*dst = *src;
 	dst->dir = src->dir ? strdup(src->dir) : NULL;
 	dst->socket_path = src->socket_path ? strdup(src->socket_path) : NULL;
+	dst->metrics_listen = src->metrics_listen ?
+	    strdup(src->metrics_listen) : NULL;
 }
 
 void
@@ -376,7 +394,8 @@ config_free(struct srv_config *c)
 {
 	free(c->dir);
 	free(c->socket_path);
-	c->dir = c->socket_path = NULL;
+	free(c->metrics_listen);
+	c->dir = c->socket_path = c->metrics_listen = NULL;
 }
 
 /* "64M", "1G", "4096": powers of 1024. */
@@ -453,6 +472,58 @@ config_parse_duration_ms(const char *s, uint64_t *out)
 	if (v > UINT64_MAX / mul)
 		return (-1);
 	*out = v * mul;
+	return (0);
+}
+
+/* "ADDR:PORT", "[ADDR6]:PORT": numeric, so no lookup can change it. */
+int
+config_parse_listen(const char *s, char *host, size_t hostlen,
+    uint16_t *port, char *why, size_t whylen)
+{
+	char addr[INET6_ADDRSTRLEN + 2];
+	unsigned char bin[sizeof(struct in6_addr)];
+	const char *colon, *start = s, *end;
+	uint64_t v;
+	int v6 = 0;
+
+	if (*s == '[') {
+		if ((end = strchr(s, ']')) == NULL || end[1] != ':') {
+			snprintf(why, whylen, "is not [IPv6 address]:port");
+			return (-1);
+		}
+		start = s + 1;
+		colon = end + 1;
+		v6 = 1;
+	} else {
+		if ((colon = strrchr(s, ':')) == NULL) {
+			snprintf(why, whylen, "has no port: give address:port, "
+			    "such as 127.0.0.1:9101");
+			return (-1);
+		}
+		end = colon;
+	}
+	if ((size_t)(end - start) >= sizeof addr || end == start) {
+		snprintf(why, whylen, "has no valid address before the port");
+		return (-1);
+	}
+	snprintf(addr, sizeof addr, "%.*s", (int)(end - start), start);
+	if (inet_pton(v6 ? AF_INET6 : AF_INET, addr, bin) != 1) {
+		snprintf(why, whylen, "does not start with a numeric %s "
+		    "address (IPv6 goes in brackets: [::1]:9101)", v6 ?
+		    "IPv6" : "IPv4");
+		return (-1);
+	}
+	if (parse_uint(colon + 1, 65535, &v) != 0 || v == 0) {
+		snprintf(why, whylen, "does not end with a port from 1 to "
+		    "65535");
+		return (-1);
+	}
+	if (strlen(addr) >= hostlen) {
+		snprintf(why, whylen, "has an address too long");
+		return (-1);
+	}
+	memcpy(host, addr, strlen(addr) + 1);
+	*port = (uint16_t)v;
 	return (0);
 }
 

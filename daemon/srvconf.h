@@ -41,6 +41,8 @@ struct srv_config {
 	uint64_t	 shm_size;		/* ring size, and the most */
 	uint64_t	 shm_total;		/* all rings' memory */
 	unsigned	 shm_spin_us;		/* drainer spin before sleeping */
+	char		*metrics_listen;	/* "ADDR:PORT" for /metrics, or
+						   NULL: off */
 	int		 debug;
 	int		 dir_given;		/* not a default */
 	int		 socket_given;
@@ -80,5 +82,12 @@ void	config_free(struct srv_config *);
 /* Value parsers, exposed for the command line and tests. */
 int	config_parse_size(const char *, uint64_t *);
 int	config_parse_duration_ms(const char *, uint64_t *);
+
+/*
+ * "127.0.0.1:9101" or "[::1]:9101" (numeric addresses only): the address
+ * into host (without brackets) and the port. 0, or -1 with why.
+ */
+int	config_parse_listen(const char *, char *host, size_t hostlen,
+	    uint16_t *port, char *why, size_t whylen);
 
 #endif /* SRVCONF_H */

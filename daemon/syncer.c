@@ -45,6 +45,7 @@ struct syncer {
 	uint64_t	 count;
 	uint64_t	 ns_total;
 	uint64_t	 ns_max;
+	struct metrics_hist latency;	/* of syncs that synced something */
 };
 
 static void	*syncer_main(void *);
@@ -135,6 +136,15 @@ syncer_stats(struct syncer *s, uint64_t *count, uint64_t *ns_total,
 	pthread_mutex_unlock(&s->lock);
 }
 
+/* The latency histogram of group commits that synced something. */
+void
+syncer_latency(struct syncer *s, struct metrics_hist *h)
+{
+	pthread_mutex_lock(&s->lock);
+	*h = s->latency;
+	pthread_mutex_unlock(&s->lock);
+}
+
 static uint64_t
 mono_ns(void)
 {
@@ -149,7 +159,8 @@ syncer_main(void *arg)
 {
 	struct syncer *s = arg;
 	struct wal_error err;
-	uint64_t one = 1, t0, dt;
+	uint64_t one = 1, t0, dt, before;
+	size_t b;
 	int64_t durable;
 	int rc;
 
@@ -164,6 +175,7 @@ syncer_main(void *arg)
 			continue;	/* sticky: nothing more to learn */
 		pthread_mutex_unlock(&s->lock);
 
+		before = wal_ring_sync_count(s->ring);
 		t0 = mono_ns();
 		rc = wal_ring_sync(s->ring, &durable, &err);
 		dt = mono_ns() - t0;
@@ -179,6 +191,15 @@ syncer_main(void *arg)
 		s->ns_total += dt;
 		if (dt > s->ns_max)
 			s->ns_max = dt;
+		/* Only a sync that synced: nothing to do takes no time. */
+		if (wal_ring_sync_count(s->ring) != before) {
+			for (b = 0; b < METRICS_SYNC_BUCKETS &&
+			    dt > metrics_sync_bounds_ns[b]; b++)
+				;
+			s->latency.bucket[b]++;
+			s->latency.sum_ns += dt;
+			s->latency.count++;
+		}
 		/* Wake the loop; the results above are already stored. */
 		if (write(s->notify_fd, &one, sizeof one) == -1 &&
 		    errno != EAGAIN) {

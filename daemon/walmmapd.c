@@ -228,6 +228,7 @@ main(int argc, char **argv)
 	if (srv.rxbuf == NULL || srv.txbuf == NULL || srv.ackbuf == NULL)
 		fatal("cannot allocate frame buffers");
 	srv.started = time(NULL);
+	metrics_init(&srv);
 
 	/* Group commit runs on its own thread and reports via an eventfd. */
 	if ((srv.sync_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) == -1)
@@ -285,6 +286,11 @@ main(int argc, char **argv)
 	}
 
 	if (srv_listen(&srv) != 0) {
+		wal_ring_close(srv.ring);
+		exit(1);
+	}
+	if (metrics_http_start(&srv) != 0) {
+		srv_close_listener(&srv);
 		wal_ring_close(srv.ring);
 		exit(1);
 	}
@@ -346,6 +352,7 @@ main(int argc, char **argv)
 		event_free(srv.ev_accept);
 	if (srv.ev_accept_resume != NULL)
 		event_free(srv.ev_accept_resume);
+	metrics_http_stop(&srv);
 	event_base_free(srv.base);
 	close(srv.sync_fd);
 	close(srv.data_dirfd);
@@ -558,6 +565,11 @@ reload(struct server *srv)
 	if (strcmp(n.socket_path, o->socket_path) != 0)
 		log_warnx("reload: socket changed; it takes effect after a "
 		    "restart");
+	if ((n.metrics_listen == NULL) != (o->metrics_listen == NULL) ||
+	    (n.metrics_listen != NULL && strcmp(n.metrics_listen,
+	    o->metrics_listen) != 0))
+		log_warnx("reload: metrics_listen changed; it takes effect "
+		    "after a restart");
 	RESTART_ONLY(segment_size, "segment_size");
 	RESTART_ONLY(ring, "ring");
 	RESTART_ONLY(prefault, "prefault");

@@ -309,6 +309,16 @@ struct wal_msg_fwd_position {
 };
 
 /*
+ * Version 2: METRICS (header only) asks for the daemon's counters and
+ * gauges as Prometheus text exposition (format 0.0.4). The answer is one
+ * or more METRICS_REPLY frames with the request's id, each the header and
+ * a piece of the text (not NUL-terminated, up to hdr.len); every frame but
+ * the last carries WAL_METRICS_F_MORE in hdr.flags. The pieces end at line
+ * ends where a line fits a frame; the client joins them in order.
+ */
+#define WAL_METRICS_F_MORE	0x1
+
+/*
  * STATUS with this in hdr.flags: the reply carries, after struct
  * wal_status, the data directory's whole path (not NUL-terminated, up to
  * hdr.len); dir holds only its first 255 bytes. Older daemons ignore the

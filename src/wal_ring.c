@@ -734,6 +734,12 @@ wal_ring_durable_seq(const struct wal_ring *r)
 	return (atomic_load_explicit(&r->durable_seq, memory_order_acquire));
 }
 
+uint64_t
+wal_ring_sync_count(const struct wal_ring *r)
+{
+	return (atomic_load_explicit(&r->syncs, memory_order_relaxed));
+}
+
 /* Snapshot the counters. */
 void
 wal_ring_stats(struct wal_ring *r, struct wal_ring_stats *st)

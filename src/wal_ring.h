@@ -191,6 +191,9 @@ int64_t	wal_ring_next_seq(const struct wal_ring *);
 int64_t	wal_ring_written_seq(const struct wal_ring *);
 int64_t	wal_ring_durable_seq(const struct wal_ring *);
 
+/* Group commits (wal_ring_sync) that synced something, since open. */
+uint64_t wal_ring_sync_count(const struct wal_ring *);
+
 /* Largest payload one append can take with this ring's segment size. */
 uint32_t wal_ring_max_record(const struct wal_ring *);
 

@@ -11,6 +11,10 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -359,6 +363,85 @@ ts_run_progv(unsigned seconds, const char *prog, const char *input,
 		n++;
 	argv[n] = NULL;
 	return (run_argv(argv, input, inlen, 0, seconds, out));
+}
+
+int
+ts_run_cmd_within(unsigned seconds, const char *input, size_t inlen,
+    char **out, const char *path, ...)
+{
+	char *argv[MAX_ARGS];
+	va_list ap;
+	int n = 1;
+
+	argv[0] = (char *)path;
+	va_start(ap, path);
+	while (n < MAX_ARGS - 1 && (argv[n] = va_arg(ap, char *)) != NULL)
+		n++;
+	va_end(ap);
+	argv[n] = NULL;
+	return (run_argv(argv, input, inlen, 0, seconds, out));
+}
+
+unsigned
+ts_free_tcp_port(void)
+{
+	struct sockaddr_in sin;
+	socklen_t len = sizeof sin;
+	int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	ck_assert_int_ne(s, -1);
+	memset(&sin, 0, sizeof sin);
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ck_assert_int_eq(bind(s, (struct sockaddr *)&sin, sizeof sin), 0);
+	ck_assert_int_eq(getsockname(s, (struct sockaddr *)&sin, &len), 0);
+	close(s);
+	return (ntohs(sin.sin_port));
+}
+
+int
+ts_pid_listens_tcp(pid_t pid)
+{
+	static const char *const tables[] = { "/proc/net/tcp",
+	    "/proc/net/tcp6" };
+	unsigned long inodes[1024], ino;
+	size_t n = 0, i, t;
+	char path[PATH_MAX], link[128], line[512];
+	struct dirent *de;
+	unsigned st;
+	DIR *dir;
+	FILE *f;
+
+	snprintf(path, sizeof path, "/proc/%ld/fd", (long)pid);
+	ck_assert_msg((dir = opendir(path)) != NULL, "%s: %s", path,
+	    strerror(errno));
+	while ((de = readdir(dir)) != NULL && n < 1024) {
+		char fdp[PATH_MAX + 300];
+		ssize_t k;
+
+		snprintf(fdp, sizeof fdp, "%s/%s", path, de->d_name);
+		if ((k = readlink(fdp, link, sizeof link - 1)) <= 0)
+			continue;
+		link[k] = '\0';
+		if (sscanf(link, "socket:[%lu]", &ino) == 1)
+			inodes[n++] = ino;
+	}
+	closedir(dir);
+	for (t = 0; t < 2; t++) {
+		if ((f = fopen(tables[t], "re")) == NULL)
+			continue;
+		/* sl local rem st tx:rx tr:when retrnsmt uid timeout inode */
+		while (fgets(line, sizeof line, f) != NULL)
+			if (sscanf(line, "%*s %*s %*s %x %*s %*s %*s %*s %*s "
+			    "%lu", &st, &ino) == 2 && st == 0x0A)
+				for (i = 0; i < n; i++)
+					if (inodes[i] == ino) {
+						fclose(f);
+						return (1);
+					}
+		fclose(f);
+	}
+	return (0);
 }
 
 int

@@ -114,6 +114,26 @@ int	 ts_prog_wait(pid_t pid);
 int	 ts_run_prog_within(unsigned seconds, const char *prog,
 	    const char *input, size_t inlen, char **out, ...);
 
+/*
+ * Run any program (an absolute path: /usr/bin/python3) with args
+ * (NULL-terminated), input on stdin, killed with SIGALRM (status 142)
+ * after seconds; stdout and stderr in *out as ts_run_prog().
+ */
+int	 ts_run_cmd_within(unsigned seconds, const char *input, size_t inlen,
+	    char **out, const char *path, ...);
+
+/*
+ * A TCP port on 127.0.0.1 that was free a moment ago (bound and closed
+ * again: another process may take it before the caller does).
+ */
+unsigned ts_free_tcp_port(void);
+
+/*
+ * Does pid hold a listening TCP socket (IPv4 or IPv6)? Compares the
+ * socket inodes of its descriptors with /proc/net/tcp and tcp6.
+ */
+int	 ts_pid_listens_tcp(pid_t pid);
+
 /* A raw connection to the daemon's socket (for malformed input). */
 int	 ts_raw_connect(const struct ts_daemon *);
 
