@@ -76,6 +76,7 @@ struct wm_shm {
 	uint64_t		 head;		/* daemon's head as last read */
 	uint64_t		 records;	/* records written into slots */
 	uint64_t		 records_pub;	/* of those, published */
+	int			 asym;		/* WAL_SHM_FEAT_ASYM: no fence */
 };
 
 enum wm_shm_cond { WM_SHM_WRITTEN, WM_SHM_DURABLE, WM_SHM_HEAD };

@@ -744,6 +744,48 @@ START_TEST(test_shm_bell_saturated)
 }
 END_TEST
 
+/*
+ * A producer whose store of tail the daemon missed while falling asleep
+ * (a store still in its store buffer: no membarrier(2), or not registered
+ * for it), simulated by one that publishes and never rings: the sleeping
+ * drainer's re-checks (WAL_SHM_RECHECK_*) still write its records, each
+ * time, so no producer waits without bound for a sleeping daemon.
+ */
+START_TEST(test_shm_unrung_publish)
+{
+	uint8_t buf[TS_KEY_PAYLOAD_MAX];
+	uint64_t counts[1], other;
+	struct ts_ring r;
+	size_t len;
+	int k, j;
+
+	ts_ring_open(&d, &r, 0);
+	ck_assert(r.hdr->features & WAL_SHM_FEAT_ASYM);
+	for (k = 0; k < 5; k++) {
+		/* The drainer is asleep (a new ring starts so). */
+		for (j = 0; j < 10000 && !atomic_load(&r.hdr->daemon_sleeping);
+		    j++)
+			usleep(1000);
+		ck_assert_uint_eq(atomic_load(&r.hdr->daemon_sleeping), 1);
+		len = ts_key_payload(buf, 0, (uint64_t)k);
+		ts_ring_put(&r, buf, (uint32_t)len, (uint32_t)len, 0);
+		/* Published, never rung. */
+		atomic_store(&r.hdr->tail, r.tail);
+		/* A hang detector, not a timing assertion. */
+		for (j = 0; j < 10000 && atomic_load(&r.hdr->written) <
+		    (uint64_t)k + 1; j++)
+			usleep(1000);
+		ck_assert_msg(atomic_load(&r.hdr->written) == (uint64_t)k + 1,
+		    "record %d published without a ring is not written after "
+		    "10 s", k);
+	}
+	ts_ring_close(&r);
+	ck_assert_int_eq(ts_daemon_stop(&d), 0);
+	ck_assert_int_eq(check_log(1, 0, counts, &other), 5);
+	ck_assert_int_eq(counts[0], 5);
+}
+END_TEST
+
 static Suite *
 shm_suite(void)
 {
@@ -764,6 +806,7 @@ shm_suite(void)
 	tcase_add_test(tc, test_shm_catch_up_in_steps);
 	tcase_add_test(tc, test_shm_bell_blocking);
 	tcase_add_test(tc, test_shm_bell_saturated);
+	tcase_add_test(tc, test_shm_unrung_publish);
 	suite_add_tcase(s, tc);
 	return (s);
 }
