@@ -7,7 +7,8 @@
  * each ring's daemon_sleeping flag, fences every producer at once
  * (membarrier(2), see src/wal_shm.h) and returns to the loop, where a
  * producer's doorbell wakes it, or a re-check of every tail after
- * WAL_SHM_RECHECK_US and then every WAL_SHM_RECHECK_IDLE_MS (shm_recheck). Every SHM_SLICE_NS it re-adds itself with
+ * WAL_SHM_RECHECK_US and then every WAL_SHM_RECHECK_IDLE_MS
+ * (shm_recheck). Every SHM_SLICE_NS it re-adds itself with
  * a zero timeout and returns, so the loop polls sockets, runs timers and
  * handles signals before the next slice; its idle clock (drain_idle) runs
  * on across slices. Rings are served round robin, SHM_PASS_BUDGET records
