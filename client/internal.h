@@ -55,6 +55,20 @@ int	wm_recv_fds(int sock, uint8_t *buf, int64_t deadline, int *fds,
 	    char *msg);
 void	wm_close_fds(int *fds);
 
+/*
+ * Receive up to two frames with one recvmmsg(2) into buf[0] and buf[1]
+ * (WAL_PROTO_MAX_FRAME bytes each) within the deadline: a producer
+ * waiting for durability gets its held ACK and the DURABLE after it in
+ * one call. With pollfirst it polls before reading (a reply is not due
+ * yet: no read that finds nothing). *missed is 1 when a read without a
+ * poll before it found nothing, 0 when it found a frame, -1 when the call
+ * polled first (no news). Returns the frames
+ * (len[i], fd[i] one kept descriptor or -1), 0 on timeout, or -code
+ * with msg set. Each frame has passed wal_proto_check().
+ */
+int	wm_recv2(int sock, uint8_t *buf[2], size_t len[2], int fd[2],
+	    int64_t deadline, int pollfirst, int *missed, char *msg);
+
 /* Send one frame (and fd if not -1); -WALMMAP_EAGAIN when dontwait. */
 int	wm_send(int sock, const void *buf, size_t len, int fd, int dontwait,
 	    char *msg);
@@ -76,6 +90,7 @@ struct wm_shm {
 	uint64_t		 head;		/* daemon's head as last read */
 	uint64_t		 records;	/* records written into slots */
 	uint64_t		 records_pub;	/* of those, published */
+	int			 asym;		/* WAL_SHM_FEAT_ASYM: no fence */
 };
 
 enum wm_shm_cond { WM_SHM_WRITTEN, WM_SHM_DURABLE, WM_SHM_HEAD };

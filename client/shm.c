@@ -3,10 +3,13 @@
  * src/wal_shm.h for the layout and the rules both sides follow).
  *
  * One thread writes (the handle's user). Slots are written at the private
- * tail and published in one sequentially consistent store per append
- * call; head is read from the header only when the cached copy says the
- * ring is full, so a steady stream of appends touches no line the daemon
- * writes except daemon_sleeping, which changes only when it sleeps.
+ * tail and published in one store per append call: a release store with
+ * no fence when the daemon does the sleep handshake's fencing itself
+ * (WAL_SHM_FEAT_ASYM: membarrier(2), for which the process registers when
+ * it maps the ring), else a sequentially consistent one. Head is read
+ * from the header only when the cached copy says the ring is full, so a
+ * steady stream of appends touches no line the daemon writes except
+ * daemon_sleeping, which changes only when it sleeps.
  *
  * Doorbells: walmmapd passes the producer's end of a socket pair twice
  * (descriptors 2 and 3 of SHM_READY); daemons before it passed two
@@ -18,6 +21,9 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+
+#include <linux/membarrier.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -117,6 +123,19 @@ wm_shm_map(struct wm_shm **sp, const struct wal_msg_shm_ready *rd, int *fds,
 		    PRIu32 ")", ((struct wal_shm_header *)base)->magic,
 		    ((struct wal_shm_header *)base)->version));
 	}
+	if (s->hdr->features & WAL_SHM_FEAT_ASYM) {
+		s->asym = 1;
+		/*
+		 * Let the daemon's membarrier(2) fence this process when it
+		 * falls asleep. Without it (an old kernel, a seccomp filter)
+		 * nothing breaks: the daemon re-checks every tail while it
+		 * sleeps, so a record can wait that long (WAL_SHM_RECHECK_*).
+		 */
+#ifdef SYS_membarrier
+		(void)syscall(SYS_membarrier,
+		    MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED, 0, 0);
+#endif
+	}
 	*sp = s;
 	return (0);
 fail:
@@ -179,24 +198,37 @@ wm_shm_write(struct wm_shm *s, uint64_t pos, const void *data, uint32_t len,
 
 /*
  * Publish the slots written so far and ring the doorbell if the daemon
- * sleeps. The seq_cst store of tail releases the slots (pairs with the
- * daemon's acquire load of tail) and, with the seq_cst load after it,
+ * sleeps. The store of tail releases the slots (pairs with the daemon's
+ * acquire load of tail); with the load of daemon_sleeping after it, it
  * pairs with the daemon's store of daemon_sleeping, fence, load of tail
  * (src/wal_shm.c wal_shm_sleep): either it sees our tail or we see its
- * flag.
+ * flag. Under WAL_SHM_FEAT_ASYM the daemon's fence is membarrier(2),
+ * which fences this thread too: our side needs only the compiler to keep
+ * the load after the store, and the store costs no wait for the line the
+ * daemon polls. Else both are sequentially consistent.
  */
 void
 wm_shm_publish(struct wm_shm *s)
 {
-	uint32_t one = 1;
+	uint32_t one = 1, sleeping;
 
 	if (s->published == s->tail)
 		return;
-	atomic_store_explicit(&s->hdr->tail, s->tail, memory_order_seq_cst);
+	if (s->asym) {
+		atomic_store_explicit(&s->hdr->tail, s->tail,
+		    memory_order_release);
+		atomic_signal_fence(memory_order_seq_cst);
+		sleeping = atomic_load_explicit(&s->hdr->daemon_sleeping,
+		    memory_order_relaxed);
+	} else {
+		atomic_store_explicit(&s->hdr->tail, s->tail,
+		    memory_order_seq_cst);
+		sleeping = atomic_load_explicit(&s->hdr->daemon_sleeping,
+		    memory_order_seq_cst);
+	}
 	s->published = s->tail;
 	s->records_pub = s->records;
-	if (atomic_load_explicit(&s->hdr->daemon_sleeping,
-	    memory_order_seq_cst) && atomic_compare_exchange_strong(
+	if (sleeping && atomic_compare_exchange_strong(
 	    &s->hdr->daemon_sleeping, &one, 0))
 		shm_ring_bell(s->efd_in);
 }

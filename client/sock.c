@@ -461,6 +461,116 @@ wm_recv_fds(int sock, uint8_t *buf, int64_t deadline, int *fd, char *msg)
 	return ((int)n);
 }
 
+int
+wm_recv2(int sock, uint8_t *buf[2], size_t len[2], int fd[2],
+    int64_t deadline, int pollfirst, int *missed, char *msg)
+{
+	union {
+		struct cmsghdr	hdr;
+		char		buf[CMSG_SPACE(sizeof(int) * 4)];
+	} cm[2];
+	struct pollfd pfd = { sock, POLLIN, 0 };
+	struct mmsghdr mm[2];
+	struct iovec iov[2];
+	struct cmsghdr *c;
+	char why[256];
+	int rc, n, i, k, nfds, fds[4], reset = 0;
+
+	*missed = pollfirst && !wm_expired(deadline) ? -1 : 0;
+	fd[0] = fd[1] = -1;
+	for (;;) {
+		if (pollfirst && !wm_expired(deadline)) {
+			pollfirst = 0;
+			rc = poll(&pfd, 1, wm_left_ms(deadline));
+			if (rc == 0)
+				return (0);
+			if (rc == -1 && errno != EINTR)
+				return (wm_seterr(msg, WALMMAP_EIO, "poll: %s",
+				    strerror(errno)));
+		}
+		memset(mm, 0, sizeof mm);
+		for (i = 0; i < 2; i++) {
+			iov[i].iov_base = buf[i];
+			iov[i].iov_len = WAL_PROTO_MAX_FRAME;
+			mm[i].msg_hdr.msg_iov = &iov[i];
+			mm[i].msg_hdr.msg_iovlen = 1;
+			mm[i].msg_hdr.msg_control = cm[i].buf;
+			mm[i].msg_hdr.msg_controllen = sizeof cm[i].buf;
+		}
+		n = recvmmsg(sock, mm, 2, MSG_DONTWAIT | MSG_CMSG_CLOEXEC,
+		    NULL);
+		if (n > 0)
+			break;
+		if (n == 0)
+			continue;	/* (not for a socket) */
+		if (errno == EINTR)
+			continue;
+		if (errno == ECONNRESET && !reset) {
+			/* Frames sent before the close are still queued. */
+			reset = 1;
+			continue;
+		}
+		if (errno != EAGAIN || reset)
+			return (wm_seterr(msg, WALMMAP_ELOST, "cannot receive "
+			    "from walmmapd: %s", strerror(reset ? ECONNRESET :
+			    errno)));
+		if (*missed == 0)
+			*missed = 1;
+		if (wm_expired(deadline))
+			return (0);
+		pollfirst = 1;
+	}
+	for (i = 0; i < n; i++) {
+		for (c = CMSG_FIRSTHDR(&mm[i].msg_hdr); c != NULL;
+		    c = CMSG_NXTHDR(&mm[i].msg_hdr, c)) {
+			if (c->cmsg_level != SOL_SOCKET ||
+			    c->cmsg_type != SCM_RIGHTS)
+				continue;
+			nfds = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+			if (nfds > 4)
+				nfds = 4;
+			memcpy(fds, CMSG_DATA(c), sizeof(int) *
+			    (size_t)nfds);
+			for (k = 0; k < nfds; k++) {
+				if (fd[i] == -1)
+					fd[i] = fds[k];
+				else
+					close(fds[k]);
+			}
+		}
+		len[i] = mm[i].msg_len;
+	}
+	/* An end after a frame: the next call reports it. */
+	if (n == 2 && len[1] == 0) {
+		if (fd[1] != -1)
+			close(fd[1]);
+		fd[1] = -1;
+		n = 1;
+	}
+	for (i = 0; i < n; i++) {
+		if (len[i] == 0) {
+			rc = wm_seterr(msg, WALMMAP_ELOST, "walmmapd closed "
+			    "the connection");
+			goto bad;
+		}
+		if (wal_proto_check(buf[i], len[i], 1, why, sizeof why) != 0 ||
+		    (mm[i].msg_hdr.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) {
+			rc = wm_seterr(msg, WALMMAP_EPROTO, "walmmapd sent a "
+			    "bad frame: %s", mm[i].msg_hdr.msg_flags &
+			    MSG_TRUNC ? "too large" : why);
+			goto bad;
+		}
+	}
+	return (n);
+bad:
+	for (i = 0; i < 2; i++)
+		if (fd[i] != -1) {
+			close(fd[i]);
+			fd[i] = -1;
+		}
+	return (rc);
+}
+
 void
 wm_close_fds(int *fd)
 {

@@ -95,7 +95,11 @@ struct walmmap {
 	uint8_t			*rx;
 	uint8_t			*tx;
 	char			 msg[WM_MSG_MAX];
+	uint8_t			*rx2;		/* a second frame (read_one) */
+	int			 rx_pollfirst;	/* reads left to poll first */
 };
+
+#define RX_POLLFIRST	16	/* see read_one() */
 
 enum frame_kind { FRAME_REQUEST, FRAME_UNTRACKED, FRAME_TRACKED };
 
@@ -166,10 +170,11 @@ walmmap_connect_timeout(struct walmmap **wp, const char *socket,
 	w->flags = flags;
 	w->fifo = calloc(OUTSTANDING_MAX, sizeof *w->fifo);
 	w->rx = malloc(WAL_PROTO_MAX_FRAME);
+	w->rx2 = malloc(WAL_PROTO_MAX_FRAME);
 	w->tx = malloc(WAL_PROTO_MAX_FRAME);
 	w->reply = malloc(sizeof(struct wal_status));
-	if (w->fifo == NULL || w->rx == NULL || w->tx == NULL ||
-	    w->reply == NULL)
+	if (w->fifo == NULL || w->rx == NULL || w->rx2 == NULL ||
+	    w->tx == NULL || w->reply == NULL)
 		return (wm_seterr(w->msg, WALMMAP_ENOMEM, "out of memory"));
 	if ((s = wm_connect_timeout(socket, w->ack, &w->welcome, timeout_ms,
 	    w->msg)) < 0)
@@ -206,6 +211,7 @@ walmmap_close(struct walmmap *w)
 		close(w->fd);
 	free(w->fifo);
 	free(w->rx);
+	free(w->rx2);
 	free(w->tx);
 	free(w->reply);
 	free(w->status_dir);
@@ -922,20 +928,46 @@ capture(struct walmmap *w, uint64_t id, int64_t seq, int err)
 	return (1);
 }
 
-/* Read and handle one frame. 1: handled, 0: nothing before deadline. */
+/*
+ * Read and handle the frames waiting, one or two (the ACK held for a sync
+ * and the DURABLE after it come in one call). 1: handled, 0: nothing
+ * before deadline. Both are handled now, as if the caller had read again
+ * at once: handle() fails only when the connection is lost, and nothing is
+ * left behind that a poll on the socket would not show. When a blocking
+ * read found nothing, the next RX_POLLFIRST blocking reads poll first, so
+ * a client waiting for durability makes no read that finds nothing; then
+ * one reads first again, in case replies now come faster than we ask.
+ */
 static int
 read_one(struct walmmap *w, int64_t deadline)
 {
-	int n, fd;
+	uint8_t *buf[2];
+	size_t len[2];
+	int n, fd[2], missed, rc;
 
 	if (w->lost)
 		return (not_connected(w));
-	n = wm_recv(w->fd, w->rx, deadline, &fd, w->msg);
+	buf[0] = w->rx;
+	buf[1] = w->rx2;
+	n = wm_recv2(w->fd, buf, len, fd, deadline, w->rx_pollfirst > 0 &&
+	    !wm_expired(deadline), &missed, w->msg);
+	if (missed == -1)
+		w->rx_pollfirst--;
+	else if (missed == 1 && !wm_expired(deadline))
+		w->rx_pollfirst = RX_POLLFIRST;
 	if (n < 0)
 		return (lost(w, n));
 	if (n == 0)
 		return (0);
-	return (handle(w, w->rx, (size_t)n, fd));
+	rc = handle(w, w->rx, len[0], fd[0]);
+	if (n == 1)
+		return (rc);
+	if (rc < 0) {
+		if (fd[1] != -1)
+			close(fd[1]);
+		return (rc);
+	}
+	return (handle(w, w->rx2, len[1], fd[1]));
 }
 
 /*

@@ -4,8 +4,11 @@
  *
  * The drainer runs as one libevent timer over every ring. While records
  * flow it polls without system calls; after shm_spin without any it sets
- * each ring's daemon_sleeping flag and returns to the loop, where a
- * producer's doorbell wakes it. Every SHM_SLICE_NS it re-adds itself with
+ * each ring's daemon_sleeping flag, fences every producer at once
+ * (membarrier(2), see src/wal_shm.h) and returns to the loop, where a
+ * producer's doorbell wakes it, or a re-check of every tail after
+ * WAL_SHM_RECHECK_US and then every WAL_SHM_RECHECK_IDLE_MS
+ * (shm_recheck). Every SHM_SLICE_NS it re-adds itself with
  * a zero timeout and returns, so the loop polls sockets, runs timers and
  * handles signals before the next slice; its idle clock (drain_idle) runs
  * on across slices. Rings are served round robin, SHM_PASS_BUDGET records
@@ -94,6 +97,7 @@ static void	shm_free(struct shm_ring *);
 static void	shm_release(struct shm_ring *);
 static void	shm_publish(struct shm_ring *);
 static void	shm_schedule(struct server *);
+static void	shm_recheck(struct server *, int first);
 static void	shm_wake_producer(struct shm_ring *);
 static int	shm_sleep_all(struct server *);
 static uint64_t	shm_mono_ns(void);
@@ -214,6 +218,10 @@ shm_open_ring(struct conn *c, const struct wal_msg_shm_open *m)
 	TAILQ_INSERT_TAIL(&srv->shms, r, entry);
 	srv->nshms++;
 	srv->shm_bytes += r->maplen;
+	/* Its tail is looked at even before it first rings (shm_recheck). */
+	if (!srv->drain_scheduled && !event_pending(srv->ev_drain, EV_TIMEOUT,
+	    NULL))
+		shm_recheck(srv, 0);
 	log_debug("client pid %ld: shared-memory ring of %" PRIu64 " bytes",
 	    (long)c->pid, size);
 	return;
@@ -423,6 +431,17 @@ srv_shm_drain_cb(int fd, short ev, void *arg)
 
 	(void)fd;
 	(void)ev;
+	if (!srv->drain_scheduled) {
+		/* A re-check while asleep (shm_recheck). */
+		if (srv->nshms == 0)
+			return;
+		if (shm_sleep_all(srv)) {
+			shm_recheck(srv, 0);
+			return;
+		}
+		srv->drain_scheduled = 1;
+		srv->drain_idle = shm_mono_ns();
+	}
 	spin_ns = (uint64_t)srv->cfg.shm_spin_us * 1000;
 	start = shm_mono_ns();
 	TAILQ_FOREACH(r, &srv->shms, entry)
@@ -468,11 +487,39 @@ srv_shm_drain_cb(int fd, short ev, void *arg)
 			return;
 		}
 		if (shm_mono_ns() - srv->drain_idle >= spin_ns &&
-		    shm_sleep_all(srv))
-			break;
+		    shm_sleep_all(srv)) {
+			srv->drain_scheduled = 0;
+			shm_recheck(srv, 1);
+			return;
+		}
 		shm_cpu_relax();
 	}
 	srv->drain_scheduled = 0;
+}
+
+/*
+ * The drainer fell asleep (first) or found nothing at a re-check: look at
+ * every tail again after WAL_SHM_RECHECK_US, then every
+ * WAL_SHM_RECHECK_IDLE_MS. A producer that publishes without a fence
+ * (WAL_SHM_FEAT_ASYM) on a kernel without membarrier(2), or without
+ * having registered for it, may have had its tail in its store buffer
+ * while we looked; and one that never rings is found too. So no
+ * published record waits longer than WAL_SHM_RECHECK_IDLE_MS for a
+ * sleeping drainer. A doorbell or shm_schedule() replaces the timer.
+ */
+static void
+shm_recheck(struct server *srv, int first)
+{
+	struct timeval tv;
+
+	if (first) {
+		tv.tv_sec = 0;
+		tv.tv_usec = WAL_SHM_RECHECK_US;
+	} else {
+		tv.tv_sec = WAL_SHM_RECHECK_IDLE_MS / 1000;
+		tv.tv_usec = (WAL_SHM_RECHECK_IDLE_MS % 1000) * 1000;
+	}
+	event_add(srv->ev_drain, &tv);
 }
 
 /* The connection's parked frame is handled: its ring may go on. */
@@ -705,11 +752,24 @@ shm_sleep_all(struct server *srv)
 	TAILQ_FOREACH(r, &srv->shms, entry) {
 		if (r->conn != NULL && r->conn->parked)
 			continue;	/* shm_unparked() wakes us */
-		if (r->closing || (!r->broken && !wal_shm_sleep(&r->cons)))
-			break;
+		if (r->closing)
+			goto awake;
+		if (!r->broken)
+			wal_shm_sleep_mark(&r->cons);
 	}
-	if (r == NULL)
-		return (1);
+	/*
+	 * One fence for every ring: membarrier(2) fences each producer that
+	 * publishes without one (WAL_SHM_FEAT_ASYM).
+	 */
+	(void)wal_shm_barrier();
+	TAILQ_FOREACH(r, &srv->shms, entry) {
+		if (r->conn != NULL && r->conn->parked)
+			continue;
+		if (!r->broken && !wal_shm_sleep_check(&r->cons))
+			goto awake;
+	}
+	return (1);
+awake:
 	TAILQ_FOREACH(r, &srv->shms, entry)
 		if (!r->closing)
 			wal_shm_awake(&r->cons);

@@ -8,15 +8,21 @@
  */
 #include "config.h"
 
+#include <sys/syscall.h>
+
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
+
+#include <linux/membarrier.h>
 
 #include "wal_shm.h"
 
 _Static_assert(sizeof(struct wal_shm_slot) == WAL_SHM_ALIGN, "slot layout");
 _Static_assert(sizeof(struct wal_shm_header) == 256, "header layout");
+_Static_assert(offsetof(struct wal_shm_header, features) == 24, "features");
 _Static_assert(offsetof(struct wal_shm_header, tail) == 64, "tail line");
 _Static_assert(offsetof(struct wal_shm_header, head) == 128, "head line");
 _Static_assert(offsetof(struct wal_shm_header, failed) == 168, "failed word");
@@ -38,6 +44,8 @@ wal_shm_format(void *base, uint64_t size, uint32_t max_record)
 	h->size = size;
 	h->header_size = WAL_SHM_HEADER_SIZE;
 	h->max_record = max_record;
+	/* Our sleep handshake needs no fence from the producer. */
+	h->features = WAL_SHM_FEAT_ASYM;
 	atomic_init(&h->written_seq, -1);
 	atomic_init(&h->durable_seq, -1);
 	/* Nothing drains a new ring until its producer rings. */
@@ -175,21 +183,72 @@ wal_shm_publish_failed(struct wal_shm_consumer *c)
 int
 wal_shm_sleep(struct wal_shm_consumer *c)
 {
+	wal_shm_sleep_mark(c);
+	(void)wal_shm_barrier();
+	return (wal_shm_sleep_check(c));
+}
+
+void
+wal_shm_sleep_mark(struct wal_shm_consumer *c)
+{
+	atomic_store_explicit(&c->hdr->daemon_sleeping, 1,
+	    memory_order_seq_cst);
+}
+
+int
+wal_shm_sleep_check(struct wal_shm_consumer *c)
+{
 	struct wal_shm_header *h = c->hdr;
 
-	atomic_store_explicit(&h->daemon_sleeping, 1, memory_order_seq_cst);
 	/*
-	 * Pairs with the producer's seq_cst store of tail followed by its
-	 * seq_cst load of daemon_sleeping (client/shm.c wm_shm_publish):
-	 * either we see its tail here, or it sees our flag and rings.
+	 * After wal_shm_barrier(): pairs with the producer's store of tail
+	 * followed by its load of daemon_sleeping (client/shm.c
+	 * wm_shm_publish): either we see its tail here, or it sees our flag
+	 * and rings.
 	 */
-	atomic_thread_fence(memory_order_seq_cst);
 	if (atomic_load_explicit(&h->tail, memory_order_relaxed) != c->head) {
 		atomic_store_explicit(&h->daemon_sleeping, 0,
 		    memory_order_relaxed);
 		return (0);
 	}
 	return (1);
+}
+
+int
+wal_shm_membarrier_ok(void)
+{
+#ifdef SYS_membarrier
+	static _Atomic int ok = -1;
+	long q;
+	int v;
+
+	if ((v = atomic_load_explicit(&ok, memory_order_relaxed)) != -1)
+		return (v);
+	q = syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
+	v = q != -1 && (q & MEMBARRIER_CMD_GLOBAL_EXPEDITED) != 0;
+	atomic_store_explicit(&ok, v, memory_order_relaxed);
+	return (v);
+#else
+	return (0);
+#endif
+}
+
+int
+wal_shm_barrier(void)
+{
+	/* Pairs with the seq_cst store of tail of producers without ASYM. */
+	atomic_thread_fence(memory_order_seq_cst);
+#ifdef SYS_membarrier
+	/*
+	 * A full barrier on every CPU that runs a registered producer: its
+	 * store of tail, made before its load of daemon_sleeping, is visible
+	 * to our load of tail after this, or its load sees our flag.
+	 */
+	if (wal_shm_membarrier_ok() && syscall(SYS_membarrier,
+	    MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0, 0) == 0)
+		return (1);
+#endif
+	return (0);
 }
 
 void

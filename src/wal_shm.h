@@ -17,9 +17,11 @@
  * (tail, head) count bytes since the ring was made; a position's offset in
  * the data area is position & (size - 1).
  *
- * Producer: writes slots at tail, then publishes the new tail with a
- * sequentially consistent store and reads daemon_sleeping; if it is 1 it
- * rings the daemon's doorbell. It never writes below head + size.
+ * Producer: writes slots at tail, then publishes the new tail and reads
+ * daemon_sleeping; if it is 1 it rings the daemon's doorbell. It never
+ * writes below head + size. With WAL_SHM_FEAT_ASYM in features the store
+ * of tail is a release store with no fence after it (the daemon pays for
+ * the handshake, see Sleeping); without it, a sequentially consistent one.
  *
  * Daemon: loads tail once per pass, checks it, copies each record once
  * into the log (the CRC is computed over its own copy), then publishes
@@ -36,7 +38,22 @@
  * rings. The two pairs:
  *
  *  - the producer stores tail, then loads daemon_sleeping (both seq_cst);
- *    the daemon stores daemon_sleeping, fence, then loads tail;
+ *    the daemon stores daemon_sleeping, fence, then loads tail. With
+ *    WAL_SHM_FEAT_ASYM the producer's fence is gone from the per-append
+ *    path (it cost a wait for the line the daemon reads: 130-160 ns when
+ *    the two CPUs sit on different dies): the producer stores tail
+ *    (release), a compiler barrier, loads daemon_sleeping; the daemon
+ *    stores daemon_sleeping, then membarrier(2) MEMBARRIER_CMD_GLOBAL_
+ *    EXPEDITED (a full barrier on every CPU running a process registered
+ *    with MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED, which libwalmmap does
+ *    when it maps a ring), then loads tail: the asymmetric fence userspace
+ *    RCU uses. Where the kernel lacks it, or the producer did not register,
+ *    the store of tail may be missed for as long as it sits in the
+ *    producer's store buffer; so the daemon looks at every tail again
+ *    WAL_SHM_RECHECK_US after it fell asleep, and every
+ *    WAL_SHM_RECHECK_IDLE_MS while it sleeps. A published record thus
+ *    waits for a sleeping daemon at most WAL_SHM_RECHECK_IDLE_MS, even
+ *    from a producer that never rings;
  *  - the daemon stores head, written, durable or failed, fence, then loads
  *    producer_waiting; the producer stores producer_waiting, fence, then
  *    loads head, written, durable and failed.
@@ -67,6 +84,13 @@
 #define WAL_SHM_MAX_SIZE	(256u * 1024 * 1024)
 #define WAL_SHM_DEFAULT_SIZE	(4u * 1024 * 1024)
 
+/* Header features (set by the daemon). */
+#define WAL_SHM_FEAT_ASYM	0x1u	/* tail needs no producer fence */
+
+/* The sleeping daemon's re-checks of every tail (see Sleeping). */
+#define WAL_SHM_RECHECK_US	1000	/* once, after falling asleep */
+#define WAL_SHM_RECHECK_IDLE_MS	1000	/* then this often */
+
 /* Slot flags. */
 #define WAL_SHM_F_SEQ		0x1u	/* daemon stores the seq in the slot */
 #define WAL_SHM_F_DURABLE	0x2u	/* producer waits for durability */
@@ -85,7 +109,8 @@ struct wal_shm_header {
 	uint64_t		size;		/* data bytes, a power of two */
 	uint32_t		header_size;
 	uint32_t		max_record;	/* largest payload in a slot */
-	uint8_t			pad0[40];
+	uint32_t		features;	/* WAL_SHM_FEAT_* */
+	uint8_t			pad0[36];
 
 	/* The producer's cache line. */
 	_Atomic uint64_t	tail;		/* bytes published */
@@ -206,9 +231,24 @@ int	wal_shm_publish_failed(struct wal_shm_consumer *);
 /*
  * About to sleep: set daemon_sleeping, then look at tail once more.
  * Returns 1 when asleep (nothing published), 0 when records arrived
- * meanwhile (the flag is cleared again).
+ * meanwhile (the flag is cleared again). For a producer of a ring with
+ * WAL_SHM_FEAT_ASYM the caller must issue wal_shm_barrier() between
+ * wal_shm_sleep_mark() and wal_shm_sleep_check(), once for all rings.
  */
 int	wal_shm_sleep(struct wal_shm_consumer *);
+void	wal_shm_sleep_mark(struct wal_shm_consumer *);
+int	wal_shm_sleep_check(struct wal_shm_consumer *);
+
+/*
+ * The daemon's side of the asymmetric fence: membarrier(2)
+ * MEMBARRIER_CMD_GLOBAL_EXPEDITED when the kernel has it, else (and
+ * always) a sequentially consistent fence. Returns 1 when membarrier
+ * was used.
+ */
+int	wal_shm_barrier(void);
+
+/* Does the kernel have MEMBARRIER_CMD_GLOBAL_EXPEDITED (cached)? */
+int	wal_shm_membarrier_ok(void);
 
 /* Woken (or draining anyway): the producer need not ring. */
 void	wal_shm_awake(struct wal_shm_consumer *);

@@ -744,6 +744,106 @@ START_TEST(test_shm_bell_saturated)
 }
 END_TEST
 
+/*
+ * A producer whose store of tail the daemon missed while falling asleep
+ * (a store still in its store buffer: no membarrier(2), or not registered
+ * for it), simulated by one that publishes and never rings: the sleeping
+ * drainer's re-checks (WAL_SHM_RECHECK_*) still write its records, each
+ * time, so no producer waits without bound for a sleeping daemon.
+ */
+START_TEST(test_shm_unrung_publish)
+{
+	uint8_t buf[TS_KEY_PAYLOAD_MAX];
+	uint64_t counts[1], other;
+	struct ts_ring r;
+	size_t len;
+	int k, j;
+
+	ts_ring_open(&d, &r, 0);
+	ck_assert(r.hdr->features & WAL_SHM_FEAT_ASYM);
+	for (k = 0; k < 5; k++) {
+		/* The drainer is asleep (a new ring starts so). */
+		for (j = 0; j < 10000 && !atomic_load(&r.hdr->daemon_sleeping);
+		    j++)
+			usleep(1000);
+		ck_assert_uint_eq(atomic_load(&r.hdr->daemon_sleeping), 1);
+		len = ts_key_payload(buf, 0, (uint64_t)k);
+		ts_ring_put(&r, buf, (uint32_t)len, (uint32_t)len, 0);
+		/* Published, never rung. */
+		atomic_store(&r.hdr->tail, r.tail);
+		/* A hang detector, not a timing assertion. */
+		for (j = 0; j < 10000 && atomic_load(&r.hdr->written) <
+		    (uint64_t)k + 1; j++)
+			usleep(1000);
+		ck_assert_msg(atomic_load(&r.hdr->written) == (uint64_t)k + 1,
+		    "record %d published without a ring is not written after "
+		    "10 s", k);
+	}
+	ts_ring_close(&r);
+	ck_assert_int_eq(ts_daemon_stop(&d), 0);
+	ck_assert_int_eq(check_log(1, 0, counts, &other), 5);
+	ck_assert_int_eq(counts[0], 5);
+}
+END_TEST
+
+/*
+ * The timestamp rule (walmmapd(8), README "On-disk format"): one clock
+ * reading per batch written together. 40 records published at once in a
+ * ring are one drainer pass, 40 records in one APPEND frame are one frame:
+ * each batch shares one timestamp, and the later batch's is not earlier.
+ */
+START_TEST(test_shm_batch_timestamp)
+{
+	uint8_t buf[TS_KEY_PAYLOAD_MAX];
+	struct iovec iov[40];
+	struct wal_reader *rd;
+	struct wal_record rec;
+	struct wal_error err;
+	struct walmmap *w;
+	struct ts_ring r;
+	int64_t ts[80];
+	size_t len;
+	int k, n = 0, rc;
+
+	ts_ring_open(&d, &r, 0);
+	for (k = 0; k < 40; k++) {
+		len = ts_key_payload(buf, 0, (uint64_t)k);
+		ts_ring_put(&r, buf, (uint32_t)len, (uint32_t)len, 0);
+	}
+	ts_ring_publish(&r, r.tail);
+	for (k = 0; k < 10000 && atomic_load(&r.hdr->written) < 40; k++)
+		usleep(1000);
+	ck_assert_uint_eq(atomic_load(&r.hdr->written), 40);
+	ts_ring_close(&r);
+	ck_assert_int_eq(walmmap_connect(&w, d.sock, WALMMAP_ACK_WRITTEN, 0),
+	    0);
+	len = ts_key_payload(buf, 1, 0);
+	for (k = 0; k < 40; k++) {
+		iov[k].iov_base = buf;
+		iov[k].iov_len = len;
+	}
+	ck_assert_int_eq(walmmap_append_batch(w, iov, 40, WALMMAP_ACK_WRITTEN,
+	    NULL), 40);
+	ck_assert_int_eq(walmmap_wait(w, WALMMAP_ACK_WRITTEN, -1), 0);
+	walmmap_close(w);
+	ck_assert_int_eq(ts_daemon_stop(&d), 0);
+	ck_assert_msg(wal_reader_open(d.data, &rd, &err) == 0, "%s", err.msg);
+	while ((rc = wal_reader_next(rd, &rec, &err)) == 1 && n < 80)
+		ts[n++] = rec.timestamp_ns;
+	ck_assert_int_eq(rc, 0);
+	wal_reader_close(rd);
+	ck_assert_int_eq(n, 80);
+	for (k = 1; k < 80; k++) {
+		if (k == 40)
+			ck_assert_int_ge(ts[k], ts[k - 1]);
+		else
+			ck_assert_msg(ts[k] == ts[k - 1], "record %d: timestamp "
+			    "%" PRId64 ", record %d: %" PRId64, k - 1,
+			    ts[k - 1], k, ts[k]);
+	}
+}
+END_TEST
+
 static Suite *
 shm_suite(void)
 {
@@ -764,6 +864,8 @@ shm_suite(void)
 	tcase_add_test(tc, test_shm_catch_up_in_steps);
 	tcase_add_test(tc, test_shm_bell_blocking);
 	tcase_add_test(tc, test_shm_bell_saturated);
+	tcase_add_test(tc, test_shm_unrung_publish);
+	tcase_add_test(tc, test_shm_batch_timestamp);
 	suite_add_tcase(s, tc);
 	return (s);
 }
