@@ -25,6 +25,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "log.h"
+#include "rights.h"
 #include "server.h"
 #include "wal_ring.h"
 
@@ -64,9 +65,11 @@ usage(FILE *f, int status)
 
 	config_default_path(conf, sizeof conf);
 	fprintf(f,
-"usage: walmmapd [-fDhV] [-c file] [-d dir] [-s socket] [--segment-size size]\n"
-"                [--ring n] [-o key=value]...\n"
+"usage: walmmapd [-fDhV] [-c file] [-d dir] [-s socket] [-n name]\n"
+"                [--segment-size size] [--ring n] [-o key=value]...\n"
 "  -c, --config FILE       configuration file (default %s)\n"
+"  -n, --namespace NAME    a separate log: its own defaults for the\n"
+"                          configuration file, directory and socket\n"
 "  -d, --dir DIR           data directory for segment files\n"
 "  -s, --socket PATH       Unix socket clients connect to\n"
 "  -f, --foreground        do not detach (implied under systemd)\n"
@@ -87,6 +90,7 @@ main(int argc, char **argv)
 		{ "config",		required_argument, NULL, 'c' },
 		{ "dir",		required_argument, NULL, 'd' },
 		{ "socket",		required_argument, NULL, 's' },
+		{ "namespace",		required_argument, NULL, 'n' },
 		{ "foreground",		no_argument,	   NULL, 'f' },
 		{ "segment-size",	required_argument, NULL, 'S' },
 		{ "ring",		required_argument, NULL, 'R' },
@@ -110,9 +114,24 @@ main(int argc, char **argv)
 
 	config_default_path(default_conf, sizeof default_conf);
 	conf = default_conf;
-	while ((ch = getopt_long(argc, argv, "c:d:s:fo:DVh", longopts,
+	while ((ch = getopt_long(argc, argv, "c:d:s:n:fo:DVh", longopts,
 	    NULL)) != -1) {
 		switch (ch) {
+		case 'n':
+			if (!wal_proto_namespace_valid(optarg)) {
+				fprintf(stderr, "walmmapd: -n %s: not a namespace "
+				    "name (1 to %d letters, digits, '_', '-' or "
+				    "'.', not starting with '.')\n", optarg,
+				    WAL_PROTO_NAMESPACE_MAX);
+				exit(1);
+			}
+			config_set_namespace(optarg);
+			if (!conf_given) {
+				config_default_path(default_conf,
+				    sizeof default_conf);
+				conf = default_conf;
+			}
+			break;
 		case 'c':
 			conf = optarg;
 			conf_given = 1;
@@ -288,6 +307,7 @@ main(int argc, char **argv)
 		wal_ring_close(srv.ring);
 		exit(1);
 	}
+	rights_init(&srv);
 	log_info("walmmapd %s ready: socket %s, segments of %" PRIu64
 	    " bytes, ring %u, next seq %" PRId64, PACKAGE_VERSION,
 	    srv.socket_from_systemd ? "from systemd" : srv.cfg.socket_path,
@@ -541,6 +561,29 @@ reload(struct server *srv)
 		sd_notify(0, "READY=1");
 		return;
 	}
+	/*
+	 * max_record is checked against the segments the daemon writes, not
+	 * a segment_size that only a restart applies.
+	 */
+	if (n.segment_size != o->segment_size) {
+		uint64_t room = o->segment_size - WAL_FILE_HEADER_SIZE -
+		    WAL_RECORD_OVERHEAD;
+
+		if (!n.max_record_given)
+			n.max_record = room < WAL_MAX_PAYLOAD ? (uint32_t)room :
+			    WAL_MAX_PAYLOAD;
+		else if (n.max_record > room) {
+			log_warnx("reload: max_record %" PRIu32 " does not fit "
+			    "in the running segments of %" PRIu64 " bytes (at "
+			    "most %" PRIu64 "; the new segment_size applies "
+			    "after a restart); keeping the running "
+			    "configuration", n.max_record, o->segment_size,
+			    room);
+			config_free(&n);
+			sd_notify(0, "READY=1");
+			return;
+		}
+	}
 #define RESTART_ONLY(f, name) do {					\
 	if (n.f != o->f)						\
 		log_warnx("reload: %s changed; it takes effect after a "	\
@@ -591,19 +634,27 @@ reload(struct server *srv)
 			event_add(srv->ev_sync_timer, &tv);
 		}
 	}
+	LIVE(shm_total_per_uid, "shm_total_per_uid", PRIu64);
 	if (n.nallow_uids != o->nallow_uids || n.nallow_gids != o->nallow_gids
 	    || memcmp(n.allow_uids, o->allow_uids, sizeof n.allow_uids) != 0 ||
-	    memcmp(n.allow_gids, o->allow_gids, sizeof n.allow_gids) != 0) {
-		log_info("reload: allow-list changed (%zu users, %zu groups; "
-		    "applies to new connections)", n.nallow_uids,
-		    n.nallow_gids);
+	    memcmp(n.allow_gids, o->allow_gids, sizeof n.allow_gids) != 0 ||
+	    memcmp(&n.allow_readers, &o->allow_readers, sizeof n.allow_readers)
+	    != 0 || memcmp(&n.allow_writers, &o->allow_writers,
+	    sizeof n.allow_writers) != 0 || memcmp(&n.allow_admins,
+	    &o->allow_admins, sizeof n.allow_admins) != 0) {
+		log_info("reload: rights changed; applied to every connection");
 		memcpy(o->allow_uids, n.allow_uids, sizeof n.allow_uids);
 		memcpy(o->allow_gids, n.allow_gids, sizeof n.allow_gids);
 		o->nallow_uids = n.nallow_uids;
 		o->nallow_gids = n.nallow_gids;
+		o->allow_readers = n.allow_readers;
+		o->allow_writers = n.allow_writers;
+		o->allow_admins = n.allow_admins;
 	}
 #undef RESTART_ONLY
 #undef LIVE
+	/* Group membership may have changed too: always. */
+	rights_reload(srv);
 	log_set_debug(o->debug);
 	config_free(&n);
 	log_info("configuration reloaded");
