@@ -362,6 +362,14 @@ config_set(struct srv_config *c, const char *key, const char *val,
 			BAD("shm_total: \"%s\" is not a size of at least 68K",
 			    val);
 		c->shm_total = v;
+	} else if (strcmp(key, "start_seq") == 0) {
+		if (parse_uint(val, INT64_MAX / 2, &v) != 0)
+			BAD("start_seq: \"%s\" is not a seq from 0 to %" PRId64,
+			    val, INT64_MAX / 2);
+		c->start_seq = (int64_t)v;
+	} else if (strcmp(key, "use_large_pages") == 0) {
+		if (parse_bool(val, &c->use_large_pages) != 0)
+			BAD("use_large_pages: \"%s\" is not yes or no", val);
 	} else if (strcmp(key, "shm_total_per_uid") == 0) {
 		if (config_parse_size(val, &v) != 0 || v < WAL_SHM_MIN_SIZE +
 		    WAL_SHM_HEADER_SIZE)

@@ -55,6 +55,8 @@ struct srv_config {
 	int		 socket_group_given;
 	uint64_t	 shm_total_per_uid;	/* one uid's rings */
 	int		 shm_total_per_uid_given;
+	int64_t		 start_seq;		/* first seq of a new log */
+	int		 use_large_pages;	/* MADV_HUGEPAGE on segments */
 	uint64_t	 retain_segments;	/* 0: keep all */
 	uint64_t	 retain_bytes;		/* 0: keep all */
 	uint64_t	 retain_age_s;		/* 0: keep all */

@@ -222,6 +222,8 @@ main(int argc, char **argv)
 	rc.segment_size = srv.cfg.segment_size;
 	rc.ring_segments = srv.cfg.ring;
 	rc.no_prefault = !srv.cfg.prefault;
+	rc.large_pages = srv.cfg.use_large_pages;
+	rc.start_seq = srv.cfg.start_seq;
 	if (wal_ring_open(&rc, &srv.ring, &rec, &err) != 0)
 		fatalx("%s", err.msg);
 	srv.data_dirfd = dirfd;
@@ -238,6 +240,12 @@ main(int argc, char **argv)
 		    "segment%s renamed *.discarded", rec.tail_id, rec.discarded,
 		    rec.discarded == 1 ? "" : "s");
 	log_recovery(&rec);
+	if (srv.cfg.use_large_pages)
+		log_info("use_large_pages: segments are mapped with "
+		    "MADV_HUGEPAGE; the kernel gives them huge pages where the "
+		    "file system offers them for shared file mappings (tmpfs "
+		    "mounted huge=within_size or advise), not on disk file "
+		    "systems");
 
 	if ((srv.base = event_base_new()) == NULL)
 		fatalx("cannot create the event loop");
@@ -604,6 +612,8 @@ reload(struct server *srv)
 	RESTART_ONLY(segment_size, "segment_size");
 	RESTART_ONLY(ring, "ring");
 	RESTART_ONLY(prefault, "prefault");
+	RESTART_ONLY(use_large_pages, "use_large_pages");
+	RESTART_ONLY(start_seq, "start_seq");
 	RESTART_ONLY(socket_mode, "socket_mode");
 	RESTART_ONLY(socket_group, "socket_group");
 	LIVE(max_record, "max_record", PRIu32);

@@ -173,6 +173,8 @@ wal_seg_create(int dirfd, const char *dirname, uint64_t id, uint64_t size,
 		free(seg);
 		goto unname;
 	}
+	if (flags & WAL_SEG_HUGE)
+		(void)wal_seg_advise_huge(seg);	/* advice only */
 	if (flags & WAL_SEG_PREFAULT)
 		wal_seg_prefault(seg);
 	*out = seg;
@@ -361,6 +363,21 @@ wal_seg_reserve(int fd, uint64_t size)
 	/* File systems without fallocate: glibc writes the blocks. */
 	rc = posix_fallocate(fd, 0, (off_t)size);
 	return (rc);
+}
+
+/* MADV_HUGEPAGE on the mapping. */
+int
+wal_seg_advise_huge(struct wal_segment *seg)
+{
+	if (seg->base == NULL)
+		return (EINVAL);
+#ifdef MADV_HUGEPAGE
+	if (madvise(seg->base, seg->size, MADV_HUGEPAGE) == -1)
+		return (errno);
+	return (0);
+#else
+	return (ENOTSUP);
+#endif
 }
 
 /* Map the whole file. */

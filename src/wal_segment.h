@@ -34,6 +34,7 @@ struct wal_segment {
 
 /* Flags for wal_seg_create(). */
 #define WAL_SEG_PREFAULT	0x1	/* touch every page after mapping */
+#define WAL_SEG_HUGE		0x2	/* wal_seg_advise_huge() after mapping */
 
 /* Format a segment file name ("wal_mmap_0000000042.wal"). */
 void	wal_seg_name(char *buf, size_t len, uint64_t id);
@@ -75,6 +76,14 @@ int	wal_seg_open(int dirfd, const char *dirname, uint64_t id, int writable,
 /* Open and map a segment file by path (its id parsed from the name). */
 int	wal_seg_open_path(const char *path, int writable,
 	    struct wal_segment **out, struct wal_error *err);
+
+/*
+ * Ask for huge pages on the mapping (MADV_HUGEPAGE): the kernel uses them
+ * where the file system offers them for shared file mappings (tmpfs with
+ * huge=within_size or advise), and ignores the advice elsewhere. 0, or an
+ * errno (EINVAL: the kernel has no transparent huge pages).
+ */
+int	wal_seg_advise_huge(struct wal_segment *);
 
 /* Touch every page of the mapping so later writes take no page fault. */
 void	wal_seg_prefault(struct wal_segment *);
