@@ -393,9 +393,9 @@ rights_holders(const struct server *srv, unsigned right, char *buf,
 		    "allow_users/allow_groups");
 		break;
 	default:
-		snprintf(buf, len, "root, walmmapd's user%s",
-		    cfg->allow_admins.set ? " and allow_admins" : " (see "
-		    "allow_admins)");
+		snprintf(buf, len, "%s", cfg->allow_admins.set ? "root, "
+		    "walmmapd's user and allow_admins" : "root and walmmapd's "
+		    "user (see allow_admins)");
 		break;
 	}
 }

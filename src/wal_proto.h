@@ -97,7 +97,7 @@ enum wal_proto_err {
 	WAL_PERR_TOO_LARGE = 3,	/* record above the daemon's limit */
 	WAL_PERR_NOSPC = 4,	/* disk full: record not written */
 	WAL_PERR_IO = 5,	/* I/O error: record not written */
-	WAL_PERR_PERM = 6,	/* peer not on the allow-list */
+	WAL_PERR_PERM = 6,	/* peer lacks the right (read, write, admin) */
 	WAL_PERR_BUSY = 7,	/* too many connections */
 	WAL_PERR_BADFD = 8,	/* memfd missing, unsealed or short */
 	WAL_PERR_SHUTDOWN = 9,	/* daemon is stopping */
