@@ -9,7 +9,9 @@
  */
 #include "config.h"
 
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 
 #include <errno.h>
@@ -816,6 +818,56 @@ START_TEST(test_namespaces)
 }
 END_TEST
 
+/*
+ * Under socket activation socket_mode and socket_group do not apply (the
+ * socket unit's SocketMode= and SocketGroup= do): walmmapd says so when
+ * they are set, and not otherwise.
+ */
+START_TEST(test_activation_ignores_socket_mode)
+{
+	char path[PATH_MAX], script[256], *log;
+	char *prefix[] = { (char *)"/bin/sh", (char *)"-c", script, NULL };
+	struct sockaddr_un sun;
+	int l, round;
+
+	PATHF(path, "%s/activated.sock", base);
+	for (round = 0; round < 2; round++) {
+		/* What systemd does: a listening socket as descriptor 3. */
+		l = socket(AF_UNIX, SOCK_SEQPACKET, 0);
+		ck_assert_int_ge(l, 0);
+		memset(&sun, 0, sizeof sun);
+		sun.sun_family = AF_UNIX;
+		ck_assert_uint_lt(strlen(path), sizeof sun.sun_path);
+		memcpy(sun.sun_path, path, strlen(path) + 1);
+		unlink(path);
+		ck_assert_int_eq(bind(l, (struct sockaddr *)&sun, sizeof sun),
+		    0);
+		ck_assert_int_eq(listen(l, 16), 0);
+		snprintf(script, sizeof script, "exec 3<&%d %d<&-; "
+		    "LISTEN_PID=$$ LISTEN_FDS=1 exec \"$0\" \"$@\"", l, l);
+		d.prefix = prefix;
+		ck_assert_int_eq(truncate(d.log, 0) == 0 || errno == ENOENT, 1);
+		if (round == 0)
+			ck_assert_int_eq(ts_daemon_start(&d, "-o", "prefault=no",
+			    "--segment-size", "64K", "-o", "socket_mode=0600",
+			    "-o", "socket_group=0", NULL), 0);
+		else
+			ck_assert_int_eq(ts_daemon_start(&d, "-o", "prefault=no",
+			    "--segment-size", "64K", NULL), 0);
+		close(l);
+		ck_assert(ts_daemon_log_wait(&d, "listening on the socket "
+		    "passed by systemd"));
+		ck_assert_int_eq(ts_daemon_stop(&d), 0);
+		log = ts_daemon_log(&d);
+		ck_assert_msg((strstr(log, "<4>walmmapd: socket_mode and "
+		    "socket_group are ignored: the socket comes from systemd") !=
+		    NULL) == (round == 0), "round %d: %s", round, log);
+		free(log);
+	}
+	d.prefix = NULL;
+}
+END_TEST
+
 static Suite *
 rights_suite(void)
 {
@@ -832,6 +884,7 @@ rights_suite(void)
 	tcase_add_test(tc, test_user_namespace);
 	tcase_add_test(tc, test_units);
 	tcase_add_test(tc, test_namespaces);
+	tcase_add_test(tc, test_activation_ignores_socket_mode);
 	suite_add_tcase(s, tc);
 	return (s);
 }
