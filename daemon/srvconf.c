@@ -23,6 +23,7 @@
 #include "srvconf.h"
 #include "wal_format.h"
 #include "wal_proto.h"
+#include "wal_segment.h"
 #include "wal_shm.h"
 
 /* walmmapd -n: the namespace whose defaults apply, or NULL. */
@@ -113,6 +114,7 @@ config_defaults(struct srv_config *c)
 	c->shm_size = WAL_SHM_DEFAULT_SIZE;
 	c->shm_total = 256u * 1024 * 1024;
 	c->shm_spin_us = 50;
+	snprintf(c->name_prefix, sizeof c->name_prefix, "wal_mmap");
 }
 
 /* The configuration file read when -c names none. */
@@ -367,6 +369,18 @@ config_set(struct srv_config *c, const char *key, const char *val,
 			BAD("start_seq: \"%s\" is not a seq from 0 to %" PRId64,
 			    val, INT64_MAX / 2);
 		c->start_seq = (int64_t)v;
+	} else if (strcmp(key, "name_prefix") == 0) {
+		size_t i, n = strlen(val);
+
+		for (i = 0; i < n; i++)
+			if (!isalnum((unsigned char)val[i]) && val[i] != '_' &&
+			    val[i] != '-' && val[i] != '.')
+				break;
+		if (n == 0 || n > WAL_SEG_PREFIX_MAX || val[0] == '.' || i < n)
+			BAD("name_prefix: \"%s\" is not 1 to %d letters, digits, "
+			    "'_', '-' or '.' (not starting with '.')", val,
+			    WAL_SEG_PREFIX_MAX);
+		snprintf(c->name_prefix, sizeof c->name_prefix, "%s", val);
 	} else if (strcmp(key, "use_large_pages") == 0) {
 		if (parse_bool(val, &c->use_large_pages) != 0)
 			BAD("use_large_pages: \"%s\" is not yes or no", val);

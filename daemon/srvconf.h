@@ -56,6 +56,7 @@ struct srv_config {
 	uint64_t	 shm_total_per_uid;	/* one uid's rings */
 	int		 shm_total_per_uid_given;
 	int64_t		 start_seq;		/* first seq of a new log */
+	char		 name_prefix[40];	/* segment names' prefix */
 	int		 use_large_pages;	/* MADV_HUGEPAGE on segments */
 	uint64_t	 retain_segments;	/* 0: keep all */
 	uint64_t	 retain_bytes;		/* 0: keep all */

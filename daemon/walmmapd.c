@@ -9,6 +9,7 @@
 #include <sys/types.h>
 #include <sys/wait.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -28,6 +29,7 @@
 #include "rights.h"
 #include "server.h"
 #include "wal_ring.h"
+#include "wal_segment.h"
 
 #define MAX_OVERRIDES	64
 
@@ -49,6 +51,8 @@ static void	libevent_log_cb(int, const char *);
 static void	signal_cb(int, short, void *);
 static void	reload(struct server *);
 static void	log_recovery(const struct wal_recovery *);
+static int	foreign_segments(int dirfd, const char *prefix, char *name,
+		    size_t len);
 static void	sync_done_cb(int, short, void *);
 static void	sync_timer_cb(int, short, void *);
 static void	tick_cb(int, short, void *);
@@ -213,6 +217,19 @@ main(int argc, char **argv)
 	if ((dirfd = srv_dir_open("data directory", srv.cfg.dir,
 	    !srv.cfg.dir_given, 0750, why, sizeof why)) == -1)
 		fatalx("%s", why);
+
+	/*
+	 * Segment names, before anything lists or names one. One directory
+	 * holds one log: segments named with another prefix (name_prefix
+	 * changed, or another writer's) are refused, not mixed in.
+	 */
+	if (wal_seg_set_prefix(srv.cfg.name_prefix) != 0)
+		fatalx("name_prefix \"%s\" is not usable", srv.cfg.name_prefix);
+	if (foreign_segments(dirfd, srv.cfg.name_prefix, why, sizeof why))
+		fatalx("data directory %s holds segment files of another "
+		    "name_prefix (%s), not %s_*.wal: one directory holds one "
+		    "log; set name_prefix to theirs or use another directory",
+		    srv.cfg.dir, why, srv.cfg.name_prefix);
 
 	/* The ring first: its lock decides whether we may run at all. */
 	memset(&rc, 0, sizeof rc);
@@ -606,6 +623,9 @@ reload(struct server *srv)
 	if (strcmp(n.dir, o->dir) != 0)
 		log_warnx("reload: dir changed; it takes effect after a "
 		    "restart");
+	if (strcmp(n.name_prefix, o->name_prefix) != 0)
+		log_warnx("reload: name_prefix changed; it takes effect after a "
+		    "restart");
 	if (strcmp(n.socket_path, o->socket_path) != 0)
 		log_warnx("reload: socket changed; it takes effect after a "
 		    "restart");
@@ -849,4 +869,41 @@ log_recovery(const struct wal_recovery *rec)
 		log_info("recovery removed %" PRIu64 " empty segment%s (another "
 		    "size, or unused)", rec->removed, rec->removed == 1 ? "" :
 		    "s");
+}
+
+/*
+ * A file named like a segment of another prefix ("<x>_<10 digits>.wal")
+ * in the data directory: 1 with its name, else 0.
+ */
+static int
+foreign_segments(int dirfd, const char *prefix, char *name, size_t len)
+{
+	struct dirent *de;
+	const char *u, *p;
+	size_t plen = strlen(prefix), digits;
+	DIR *d;
+	int fd, found = 0;
+
+	if ((fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) ==
+	    -1 || (d = fdopendir(fd)) == NULL) {
+		if (fd != -1)
+			close(fd);
+		return (0);	/* recovery will say what is wrong */
+	}
+	while (!found && (de = readdir(d)) != NULL) {
+		if ((u = strrchr(de->d_name, '_')) == NULL ||
+		    u == de->d_name || de->d_name[0] == '.')
+			continue;
+		for (p = u + 1, digits = 0; *p >= '0' && *p <= '9'; p++)
+			digits++;
+		if (digits < 10 || strcmp(p, ".wal") != 0)
+			continue;
+		if ((size_t)(u - de->d_name) == plen &&
+		    strncmp(de->d_name, prefix, plen) == 0)
+			continue;
+		snprintf(name, len, "%s", de->d_name);
+		found = 1;
+	}
+	closedir(d);
+	return (found);
 }

@@ -36,6 +36,18 @@ struct wal_segment {
 #define WAL_SEG_PREFAULT	0x1	/* touch every page after mapping */
 #define WAL_SEG_HUGE		0x2	/* wal_seg_advise_huge() after mapping */
 
+/* Longest name_prefix (a name then fits WAL_SEGMENT_NAME_MAX). */
+#define WAL_SEG_PREFIX_MAX	32
+
+/*
+ * Name segments "<name_prefix>_<id>.wal" (default "wal_mmap", as Signet
+ * Forge's WalMmapWriter): 1 to WAL_SEG_PREFIX_MAX letters, digits, '_',
+ * '-' or '.', not starting with '.'; -1 otherwise. For the whole process:
+ * call it once before any segment is named, listed or parsed (walmmapd
+ * does at start); readers in other processes see the default.
+ */
+int	wal_seg_set_prefix(const char *name_prefix);
+
 /* Format a segment file name ("wal_mmap_0000000042.wal"). */
 void	wal_seg_name(char *buf, size_t len, uint64_t id);
 

@@ -238,6 +238,52 @@ START_TEST(test_use_large_pages)
 }
 END_TEST
 
+/*
+ * name_prefix: segments are named "<prefix>_<id>.wal", found again after
+ * a restart, read through the daemon and, being Signet segment files of
+ * that name, by path; a directory holding another prefix's segments is
+ * refused rather than mixed; a prefix that is not a plain name is
+ * refused.
+ */
+START_TEST(test_name_prefix)
+{
+	char path[PATH_MAX + 32], *out;
+	int rc;
+
+	ck_assert_int_eq(ts_daemon_start(&d, "-o", "prefault=no",
+	    "--segment-size", "64K", "-o", "name_prefix=trades", NULL), 0);
+	ck_assert_int_eq(append_one(), 0);
+	ck_assert_int_eq(append_one(), 1);
+	ck_assert_int_eq(ts_daemon_stop(&d), 0);
+	ck_assert_int_eq(ts_count_files(d.data, "wal_mmap_"), 0);
+	ck_assert_int_ge(ts_count_files(d.data, "trades_"), 1);
+	ck_assert_int_eq(ts_daemon_start(&d, "-o", "prefault=no",
+	    "--segment-size", "64K", "-o", "name_prefix=trades", NULL), 0);
+	ck_assert_int_eq(append_one(), 2);
+	rc = ts_run_prog("client/walctl", NULL, 0, &out, "-s", d.sock, "tail",
+	    "-n", "10", NULL);
+	ck_assert_msg(rc == 0 && strstr(out, "\n2 ") != NULL, "%d: %s", rc,
+	    out);
+	free(out);
+	ck_assert_int_eq(ts_daemon_stop(&d), 0);
+	PATHF(path, "%s/trades_0000000000.wal", d.data);
+	rc = ts_run_prog("client/walctl", NULL, 0, &out, "dump", path,
+	    "--json", NULL);
+	ck_assert_msg(rc == 0 && strstr(out, "{\"seq\":1,") != NULL, "%d: %s",
+	    rc, out);
+	free(out);
+
+	/* The default prefix on it: refused, nothing renamed or mixed. */
+	ck_assert_int_eq(ts_daemon_start(&d, "-o", "prefault=no",
+	    "--segment-size", "64K", NULL), 1);
+	log_has("holds segment files of another name_prefix (trades_");
+	ck_assert_int_eq(ts_count_files(d.data, "wal_mmap_"), 0);
+	ck_assert_int_eq(ts_daemon_start(&d, "-o", "name_prefix=a/b", NULL),
+	    1);
+	log_has("name_prefix: \"a/b\" is not 1 to 32 letters");
+}
+END_TEST
+
 static Suite *
 config_suite(void)
 {
@@ -250,6 +296,7 @@ config_suite(void)
 	tcase_add_test(tc, test_reload_max_record);
 	tcase_add_test(tc, test_start_seq);
 	tcase_add_test(tc, test_use_large_pages);
+	tcase_add_test(tc, test_name_prefix);
 	suite_add_tcase(s, tc);
 	return (s);
 }

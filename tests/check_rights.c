@@ -324,9 +324,21 @@ held_cb(void *arg)
 	char c;
 
 	if (h->shm) {
-		if (walmmap_connect(&w, h->sock, WALMMAP_ACK_WRITTEN,
-		    WALMMAP_SHM) != 0 || walmmap_shm_active(w, NULL) != 1 ||
-		    walmmap_append(w, "p", 1, WALMMAP_ACK_WRITTEN, &seq) != 0)
+		/*
+		 * Rings of connections just closed hold their memory until
+		 * drained and freed: ask again (10 s at most).
+		 */
+		for (rc = 0; rc < 100; rc++) {
+			if (walmmap_connect(&w, h->sock, WALMMAP_ACK_WRITTEN,
+			    WALMMAP_SHM) != 0)
+				return (2);
+			if (walmmap_shm_active(w, NULL) == 1)
+				break;
+			walmmap_close(w);
+			usleep(100000);
+		}
+		if (rc == 100 || walmmap_append(w, "p", 1,
+		    WALMMAP_ACK_WRITTEN, &seq) != 0)
 			return (2);
 		(void)write(h->ready[1], "r", 1);
 		(void)read(h->go[0], &c, 1);
