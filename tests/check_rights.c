@@ -639,6 +639,9 @@ START_TEST(test_units)
 		PATHF(root, "%s/%s", dir, units[i]);
 		text = (char *)ts_read_file(root, &len);
 		ck_assert_ptr_nonnull(text);
+		/* Not NUL-terminated. */
+		ck_assert_ptr_nonnull(text = realloc(text, len + 1));
+		text[len] = '\0';
 		ck_assert_msg(strstr(text, "\nPrivateUsers=yes") == NULL,
 		    "%s puts walmmapd in a user namespace", units[i]);
 		if (strstr(units[i], ".socket") != NULL)
