@@ -12,6 +12,7 @@
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -232,6 +233,17 @@ wm_connect_timeout(const char *path, uint8_t ack, struct wal_msg_welcome *w,
 	int s, rc;
 
 	if (path == NULL) {
+		const char *ns = getenv(WAL_PROTO_NAMESPACE_ENV);
+		const char *env = getenv(WAL_PROTO_SOCKET_ENV);
+
+		/* A bad name must not lead to another namespace's log. */
+		if ((env == NULL || *env == '\0') && ns != NULL &&
+		    *ns != '\0' && !wal_proto_namespace_valid(ns))
+			return (wm_seterr(msg, WALMMAP_EINVAL, "%s=\"%.64s\" "
+			    "is not a namespace name (1 to %d letters, digits, "
+			    "'_', '-' or '.', not starting with '.')",
+			    WAL_PROTO_NAMESPACE_ENV, ns,
+			    WAL_PROTO_NAMESPACE_MAX));
 		wal_proto_default_socket(def, sizeof def);
 		path = def;
 	}

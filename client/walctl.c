@@ -68,11 +68,14 @@ usage(int status)
 	FILE *f = status == 0 ? stdout : stderr;
 	size_t i;
 
-	fprintf(f, "usage: walctl [-s SOCKET] [-t SECONDS] COMMAND [ARGS]\n\n");
+	fprintf(f, "usage: walctl [-s SOCKET | -n NAME] [-t SECONDS] COMMAND "
+	    "[ARGS]\n\n");
 	for (i = 0; i < NCMDS; i++)
 		fprintf(f, "  %-50s %s\n", cmds[i].usage, cmds[i].help);
 	fprintf(f, "\n  -s SOCKET  walmmapd's socket (default: $WALMMAP_SOCKET "
-	    "or the daemon's default)\n  -t, --timeout SECONDS\n"
+	    "or the daemon's default)\n  -n NAME    the log of namespace NAME "
+	    "(walmmapd -n NAME, walmmapd@NAME;\n             default: "
+	    "$WALMMAP_NAMESPACE)\n  -t, --timeout SECONDS\n"
 	    "             limit on connecting and on each request (default "
 	    "%d s and %d s; 0: none)\n  -V         version\n"
 	    "Run \"walctl COMMAND -h\" for a command's help.\n",
@@ -896,6 +899,7 @@ main(int argc, char **argv)
 {
 	static const struct option lo[] = {
 		{ "socket", required_argument, NULL, 's' },
+		{ "namespace", required_argument, NULL, 'n' },
 		{ "timeout", required_argument, NULL, 't' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -903,7 +907,7 @@ main(int argc, char **argv)
 	};
 	sigset_t set;
 	size_t i;
-	int ch, rc;
+	int ch, rc, ns_given = 0;
 
 	/*
 	 * Writing to a pipe whose reader has gone ends walctl, as it ends
@@ -914,10 +918,23 @@ main(int argc, char **argv)
 	sigemptyset(&set);
 	sigaddset(&set, SIGPIPE);
 	sigprocmask(SIG_UNBLOCK, &set, NULL);
-	while ((ch = getopt_long(argc, argv, "+s:t:hV", lo, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "+s:n:t:hV", lo, NULL)) != -1) {
 		switch (ch) {
 		case 's':
 			socket_path = optarg;
+			break;
+		case 'n':
+			/*
+			 * The library finds the namespace's socket (and
+			 * checks the name); -n wins over $WALMMAP_SOCKET.
+			 */
+			if (setenv("WALMMAP_NAMESPACE", optarg, 1) == -1 ||
+			    unsetenv("WALMMAP_SOCKET") == -1) {
+				fprintf(stderr, "walctl: -n %s: %s\n", optarg,
+				    strerror(errno));
+				return (EXIT_USAGE);
+			}
+			ns_given = 1;
 			break;
 		case 't':
 			parse_timeout(optarg);
@@ -933,6 +950,10 @@ main(int argc, char **argv)
 	}
 	if (optind == argc)
 		usage(EXIT_USAGE);
+	if (ns_given && socket_path != NULL) {
+		fprintf(stderr, "walctl: -s and -n name two sockets; give one\n");
+		usage(EXIT_USAGE);
+	}
 	for (i = 0; i < NCMDS; i++)
 		if (strcmp(argv[optind], cmds[i].name) == 0)
 			break;

@@ -89,7 +89,9 @@ struct walmmap;
 
 /*
  * Connect to walmmapd. socket: the daemon's socket path, or NULL for
- * $WALMMAP_SOCKET, else $XDG_RUNTIME_DIR/walmmapd.sock when it exists and
+ * $WALMMAP_SOCKET, else the socket of namespace $WALMMAP_NAMESPACE (see
+ * walmmapd(8); a name that is not one is WALMMAP_EINVAL), else
+ * $XDG_RUNTIME_DIR/walmmapd.sock when it exists and
  * we are not root, else /run/walmmapd/walmmapd.sock. ack: the level appends
  * get unless they say otherwise.
  *

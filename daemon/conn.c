@@ -29,6 +29,7 @@
 #include <event2/event.h>
 
 #include "log.h"
+#include "rights.h"
 #include "server.h"
 #include "wal_reader.h"
 #include "wal_ring.h"
@@ -148,6 +149,7 @@ conn_free(struct conn *c)
 		event_free(c->ev_sub_retry);
 	srv->sub_fd_total -= c->sub_fd_bytes;
 	free(c->acks);
+	free(c->groups);
 	log_debug("client pid %ld uid %ld disconnected after %" PRIu64
 	    " records", (long)c->pid, (long)c->uid, c->records);
 	free(c);
@@ -654,6 +656,10 @@ conn_handle(struct conn *c, const uint8_t *buf, size_t len, int fd)
 		conn_error(c, hdr.id, WAL_PERR_VERSION, 0, "%s needs protocol "
 		    "version 2; this connection agreed on %u",
 		    wal_proto_type_name(hdr.type), c->version);
+		return;
+	}
+	if (!rights_request(c, hdr.type, hdr.id)) {
+		closer_close(c->srv->closer, fd);
 		return;
 	}
 	switch (hdr.type) {

@@ -23,6 +23,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "log.h"
+#include "rights.h"
 #include "server.h"
 #include "wal_dir.h"
 #include "wal_ring.h"
@@ -45,7 +46,6 @@
 
 static void	server_accept_cb(int, short, void *);
 static void	server_accept_resume_cb(int, short, void *);
-static int	server_allowed(const struct server *, uid_t, gid_t);
 static int	server_bind(struct server *);
 static int	server_probe(const struct sockaddr_un *, const char *path);
 static void	server_unlink(struct server *);
@@ -669,9 +669,10 @@ server_accept_cb(int lfd, short ev, void *arg)
 {
 	struct server *srv = arg;
 	struct timeval tv = { 1, 0 };
-	struct ucred cred;
-	socklen_t len;
+	struct rights_peer cred;
+	char why[256];
 	struct conn *c;
+	unsigned rights;
 	int fd;
 
 	(void)ev;
@@ -693,23 +694,23 @@ server_accept_cb(int lfd, short ev, void *arg)
 			log_warn("accept");
 			return;
 		}
-		len = sizeof cred;
-		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == -1)
-			memset(&cred, 0xff, sizeof cred);
-		if (!server_allowed(srv, cred.uid, cred.gid)) {
+		(void)rights_peer_get(fd, &cred);
+		if ((rights = rights_of(srv, &cred)) == 0) {
+			rights_refusal(srv, &cred, why, sizeof why);
 			if (srv_log_client(srv))
-				log_info("refused pid %ld uid %ld gid %ld: not on "
-				    "the allow-list", (long)cred.pid,
-				    (long)cred.uid, (long)cred.gid);
+				log_warnx("refused pid %ld uid %ld gid %ld: %s",
+				    (long)cred.pid, (long)cred.uid,
+				    (long)cred.gid, why);
 			srv->metrics.refused[METRICS_REFUSE_ALLOW]++;
-			server_refuse(srv, fd, WAL_PERR_PERM, "uid is not in "
-			    "allow_users and gid is not in allow_groups");
+			server_refuse(srv, fd, WAL_PERR_PERM, why);
+			rights_peer_free(&cred);
 			continue;
 		}
 		if (srv->nconns >= srv->cfg.max_connections) {
 			srv->metrics.refused[METRICS_REFUSE_MAX_CONN]++;
 			server_refuse(srv, fd, WAL_PERR_BUSY,
 			    "max_connections reached");
+			rights_peer_free(&cred);
 			continue;
 		}
 		if (server_uid_conns(srv, cred.uid) >=
@@ -722,13 +723,16 @@ server_accept_cb(int lfd, short ev, void *arg)
 			srv->metrics.refused[METRICS_REFUSE_MAX_CONN_UID]++;
 			server_refuse(srv, fd, WAL_PERR_BUSY,
 			    "max_connections_per_uid reached for this uid");
+			rights_peer_free(&cred);
 			continue;
 		}
 		if ((c = conn_new(srv, fd)) == NULL) {
 			log_warnx("out of memory for a new client");
 			closer_close_socket(srv->closer, fd);
+			rights_peer_free(&cred);
 			continue;
 		}
+		rights_attach(c, &cred, rights);
 		log_debug("client pid %ld uid %ld connected", (long)c->pid,
 		    (long)c->uid);
 	}
@@ -753,9 +757,9 @@ server_accept_resume_cb(int fd, short ev, void *arg)
 static void
 server_refuse(struct server *srv, int fd, unsigned code, const char *why)
 {
-	uint8_t buf[sizeof(struct wal_msg_error) + 128];
+	uint8_t buf[sizeof(struct wal_msg_error) + 256];
 	struct wal_msg_error e;
-	size_t n = strnlen(why, 128);
+	size_t n = strnlen(why, 256);
 
 	memset(&e, 0, sizeof e);
 	e.hdr.type = WAL_MSG_ERROR;
@@ -791,25 +795,6 @@ server_uid_conns(const struct server *srv, uid_t uid)
 		if (c->uid == uid)
 			n++;
 	return (n);
-}
-
-/* Allow-list: empty lists allow everyone; root is always allowed. */
-static int
-server_allowed(const struct server *srv, uid_t uid, gid_t gid)
-{
-	size_t i;
-
-	if (srv->cfg.nallow_uids == 0 && srv->cfg.nallow_gids == 0)
-		return (1);
-	if (uid == 0)
-		return (1);
-	for (i = 0; i < srv->cfg.nallow_uids; i++)
-		if (srv->cfg.allow_uids[i] == uid)
-			return (1);
-	for (i = 0; i < srv->cfg.nallow_gids; i++)
-		if (srv->cfg.allow_gids[i] == gid)
-			return (1);
-	return (0);
 }
 
 /*

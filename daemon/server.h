@@ -131,6 +131,10 @@ struct conn {
 
 	uint64_t		 records;
 	TAILQ_ENTRY(conn)	 entry;
+
+	unsigned		 rights;	/* RIGHT_* (rights.c) */
+	gid_t			*groups;	/* supplementary, or NULL */
+	size_t			 ngroups;
 };
 
 TAILQ_HEAD(connlist, conn);

@@ -70,6 +70,7 @@ struct shm_ring {
 	struct server		*srv;
 	struct conn		*conn;		/* NULL once closing */
 	pid_t			 pid;		/* the producer, for messages */
+	uid_t			 uid;		/* its uid: shm_total_per_uid */
 	struct wal_shm_consumer	 cons;
 	void			*base;
 	size_t			 maplen;
@@ -101,6 +102,7 @@ static void	shm_recheck(struct server *, int first);
 static void	shm_wake_producer(struct shm_ring *);
 static int	shm_sleep_all(struct server *);
 static uint64_t	shm_mono_ns(void);
+static uint64_t	shm_uid_bytes(const struct server *, uid_t);
 
 static inline void
 shm_cpu_relax(void)
@@ -145,12 +147,27 @@ shm_open_ring(struct conn *c, const struct wal_msg_shm_open *m)
 		    srv->cfg.shm_total, WAL_SHM_HEADER_SIZE + size);
 		return;
 	}
+	/* One uid must not take every ring's memory from the others. */
+	if (shm_uid_bytes(srv, c->uid) + WAL_SHM_HEADER_SIZE + size >
+	    srv->cfg.shm_total_per_uid) {
+		if (srv_log_client(srv))
+			log_warnx("client pid %ld uid %ld: no shared-memory "
+			    "ring: its uid holds shm_total_per_uid", (long)c->pid,
+			    (long)c->uid);
+		conn_error(c, m->hdr.id, WAL_PERR_BUSY, 0, "shared-memory rings "
+		    "of uid %ld already hold %" PRIu64 " of shm_total_per_uid "
+		    "%" PRIu64 " bytes; no room for a ring of %" PRIu64
+		    " bytes", (long)c->uid, shm_uid_bytes(srv, c->uid),
+		    srv->cfg.shm_total_per_uid, WAL_SHM_HEADER_SIZE + size);
+		return;
+	}
 
 	if ((r = calloc(1, sizeof *r)) == NULL)
 		goto fail;
 	r->srv = srv;
 	r->conn = c;
 	r->pid = c->pid;
+	r->uid = c->uid;
 	r->bell = -1;
 	r->base = MAP_FAILED;
 	r->durable_want = -1;
@@ -807,4 +824,17 @@ shm_mono_ns(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return ((uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec);
+}
+
+/* Memory of one uid's rings, closing ones included (they hold it). */
+static uint64_t
+shm_uid_bytes(const struct server *srv, uid_t uid)
+{
+	const struct shm_ring *r;
+	uint64_t n = 0;
+
+	TAILQ_FOREACH(r, &srv->shms, entry)
+		if (r->uid == uid)
+			n += r->maplen;
+	return (n);
 }

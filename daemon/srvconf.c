@@ -26,13 +26,25 @@
 #include "srvconf.h"
 #include "wal_format.h"
 #include "wal_proto.h"
+#include "wal_segment.h"
 #include "wal_shm.h"
+
+/* walmmapd -n: the namespace whose defaults apply, or NULL. */
+static const char *config_ns;
 
 static int	parse_uint(const char *, uint64_t max, uint64_t *);
 static int	parse_bool(const char *, int *);
 static int	parse_ids(const char *, int groups, uint32_t *ids, size_t *n);
+static int	parse_acl(const char *, struct srv_acl *, char *, size_t);
 static char	*trim(char *);
 static void	set_str(char **, const char *);
+
+/* Use the defaults of a namespace (valid) from now on. */
+void
+config_set_namespace(const char *ns)
+{
+	config_ns = ns;
+}
 
 /* Defaults: systemd's directories when set, else documented paths. */
 void
@@ -51,20 +63,40 @@ config_defaults(struct srv_config *c)
 		if ((colon = strchr(buf, ':')) != NULL)
 			*colon = '\0';
 		set_str(&c->dir, buf);
-	} else if (geteuid() == 0 || home == NULL)
-		set_str(&c->dir, LOCALSTATEDIR "/lib/walmmapd");
-	else {
-		snprintf(buf, sizeof buf, "%s/.local/state/walmmapd", home);
+	} else if (geteuid() == 0 || home == NULL) {
+		snprintf(buf, sizeof buf, "%s/lib/walmmapd%s%s", LOCALSTATEDIR,
+		    config_ns != NULL ? "/" : "", config_ns != NULL ?
+		    config_ns : "");
+		set_str(&c->dir, buf);
+	} else {
+		snprintf(buf, sizeof buf, "%s/.local/state/walmmapd%s%s", home,
+		    config_ns != NULL ? "/" : "", config_ns != NULL ?
+		    config_ns : "");
 		set_str(&c->dir, buf);
 	}
 	if (run != NULL && *run != '\0') {
 		snprintf(buf, sizeof buf, "%s", run);
 		if ((colon = strchr(buf, ':')) != NULL)
 			*colon = '\0';
-		strncat(buf, "/walmmapd.sock", sizeof buf - strlen(buf) - 1);
+		if (config_ns != NULL) {
+			strncat(buf, "/", sizeof buf - strlen(buf) - 1);
+			strncat(buf, config_ns, sizeof buf - strlen(buf) - 1);
+			strncat(buf, ".sock", sizeof buf - strlen(buf) - 1);
+		} else
+			strncat(buf, "/walmmapd.sock", sizeof buf -
+			    strlen(buf) - 1);
 		set_str(&c->socket_path, buf);
 	} else if (geteuid() != 0 && xdg != NULL && *xdg != '\0') {
-		snprintf(buf, sizeof buf, "%s/%s", xdg, WAL_PROTO_USER_SOCKET);
+		if (config_ns != NULL)
+			snprintf(buf, sizeof buf, "%s/walmmapd/%s.sock", xdg,
+			    config_ns);
+		else
+			snprintf(buf, sizeof buf, "%s/%s", xdg,
+			    WAL_PROTO_USER_SOCKET);
+		set_str(&c->socket_path, buf);
+	} else if (config_ns != NULL) {
+		snprintf(buf, sizeof buf, "%s/%s.sock", WAL_SYSTEM_SOCKET_DIR,
+		    config_ns);
 		set_str(&c->socket_path, buf);
 	} else
 		set_str(&c->socket_path, WAL_PROTO_SYSTEM_SOCKET);
@@ -85,6 +117,7 @@ config_defaults(struct srv_config *c)
 	c->shm_size = WAL_SHM_DEFAULT_SIZE;
 	c->shm_total = 256u * 1024 * 1024;
 	c->shm_spin_us = 50;
+	snprintf(c->name_prefix, sizeof c->name_prefix, "wal_mmap");
 }
 
 /* The configuration file read when -c names none. */
@@ -92,17 +125,23 @@ void
 config_default_path(char *buf, size_t len)
 {
 	const char *dir = getenv("CONFIGURATION_DIRECTORY");
-	char *colon;
+	char *colon, name[WAL_PROTO_NAMESPACE_MAX + 32];
 
+	/* A namespace's: walmmapd@NAME.conf beside walmmapd.conf. */
+	if (config_ns != NULL)
+		snprintf(name, sizeof name, "walmmapd@%s.conf", config_ns);
+	else
+		snprintf(name, sizeof name, "walmmapd.conf");
 	if (dir == NULL || *dir == '\0') {
-		snprintf(buf, len, "%s", SRV_DEFAULT_CONF);
+		snprintf(buf, len, "%s/%s", SYSCONFDIR, name);
 		return;
 	}
 	/* systemd may pass several, colon-separated: use the first. */
 	snprintf(buf, len, "%s", dir);
 	if ((colon = strchr(buf, ':')) != NULL)
 		*colon = '\0';
-	strncat(buf, "/walmmapd.conf", len - strlen(buf) - 1);
+	strncat(buf, "/", len - strlen(buf) - 1);
+	strncat(buf, name, len - strlen(buf) - 1);
 }
 
 /* Load a file. */
@@ -191,6 +230,7 @@ config_set(struct srv_config *c, const char *key, const char *val,
 			BAD("socket_mode: \"%s\" is not an octal mode such as "
 			    "0660", val);
 		c->socket_mode = (mode_t)m;
+		c->socket_mode_given = 1;
 	} else if (strcmp(key, "socket_group") == 0) {
 		struct group *gr;
 
@@ -200,6 +240,7 @@ config_set(struct srv_config *c, const char *key, const char *val,
 			c->socket_group = gr->gr_gid;
 		else
 			BAD("socket_group: no group \"%s\"", val);
+		c->socket_group_given = 1;
 	} else if (strcmp(key, "segment_size") == 0) {
 		if (config_parse_size(val, &v) != 0 || v < WAL_SEGMENT_MIN ||
 		    v > WAL_SEGMENT_MAX || v % WAL_SEGMENT_ALIGN != 0)
@@ -270,6 +311,21 @@ config_set(struct srv_config *c, const char *key, const char *val,
 			BAD("commit_delay: \"%s\" is not a duration up to 1s "
 			    "(0 syncs at once)", val);
 		c->commit_delay_ms = (unsigned)v;
+	} else if (strcmp(key, "allow_readers") == 0 ||
+	    strcmp(key, "allow_writers") == 0 ||
+	    strcmp(key, "allow_admins") == 0) {
+		char why[256];
+		struct srv_acl *a = key[6] == 'r' ? &c->allow_readers :
+		    key[6] == 'w' ? &c->allow_writers : &c->allow_admins;
+
+		if (parse_acl(val, a, why, sizeof why) != 0)
+			BAD("%s: %s", key, why);
+	} else if ((strcmp(key, "allow_users") == 0 ||
+	    strcmp(key, "allow_groups") == 0) && *val == '\0') {
+		/* An empty list once admitted everyone without a word. */
+		BAD("%s: empty; remove the line for the defaults, or name "
+		    "who may connect (see allow_readers and allow_writers)",
+		    key);
 	} else if (strcmp(key, "allow_users") == 0) {
 		if (parse_ids(val, 0, c->allow_uids, &c->nallow_uids) != 0)
 			BAD("allow_users: \"%s\" is not a list of user names or "
@@ -292,6 +348,9 @@ config_set(struct srv_config *c, const char *key, const char *val,
 		if (config_parse_duration_ms(val, &v) != 0)
 			BAD("retain_age: \"%s\" is not a duration (0 keeps "
 			    "all)", val);
+		if (v > 0 && v < 1000)
+			BAD("retain_age: \"%s\" is less than 1s (0 keeps all)",
+			    val);
 		c->retain_age_s = v / 1000;
 	} else if (strcmp(key, "shm") == 0) {
 		if (parse_bool(val, &c->shm) != 0)
@@ -308,6 +367,33 @@ config_set(struct srv_config *c, const char *key, const char *val,
 			BAD("shm_total: \"%s\" is not a size of at least 68K",
 			    val);
 		c->shm_total = v;
+	} else if (strcmp(key, "start_seq") == 0) {
+		if (parse_uint(val, INT64_MAX / 2, &v) != 0)
+			BAD("start_seq: \"%s\" is not a seq from 0 to %" PRId64,
+			    val, INT64_MAX / 2);
+		c->start_seq = (int64_t)v;
+	} else if (strcmp(key, "name_prefix") == 0) {
+		size_t i, n = strlen(val);
+
+		for (i = 0; i < n; i++)
+			if (!isalnum((unsigned char)val[i]) && val[i] != '_' &&
+			    val[i] != '-' && val[i] != '.')
+				break;
+		if (n == 0 || n > WAL_SEG_PREFIX_MAX || val[0] == '.' || i < n)
+			BAD("name_prefix: \"%s\" is not 1 to %d letters, digits, "
+			    "'_', '-' or '.' (not starting with '.')", val,
+			    WAL_SEG_PREFIX_MAX);
+		snprintf(c->name_prefix, sizeof c->name_prefix, "%s", val);
+	} else if (strcmp(key, "use_large_pages") == 0) {
+		if (parse_bool(val, &c->use_large_pages) != 0)
+			BAD("use_large_pages: \"%s\" is not yes or no", val);
+	} else if (strcmp(key, "shm_total_per_uid") == 0) {
+		if (config_parse_size(val, &v) != 0 || v < WAL_SHM_MIN_SIZE +
+		    WAL_SHM_HEADER_SIZE)
+			BAD("shm_total_per_uid: \"%s\" is not a size of at "
+			    "least 68K", val);
+		c->shm_total_per_uid = v;
+		c->shm_total_per_uid_given = 1;
 	} else if (strcmp(key, "shm_spin") == 0) {
 		if (config_parse_duration_ms(val, &v) == 0 && v <= 100)
 			c->shm_spin_us = (unsigned)(v * 1000);
@@ -360,6 +446,14 @@ config_validate(struct srv_config *c, char *err, size_t errlen)
 	if (!c->max_connections_per_uid_given)
 		c->max_connections_per_uid = c->max_connections / 4 > 0 ?
 		    c->max_connections / 4 : 1;
+	/* And a quarter of the rings' memory, at least one ring. */
+	if (!c->shm_total_per_uid_given) {
+		c->shm_total_per_uid = c->shm_total / 4;
+		if (c->shm_total_per_uid < WAL_SHM_HEADER_SIZE +
+		    wal_shm_ring_size(c->shm_size))
+			c->shm_total_per_uid = WAL_SHM_HEADER_SIZE +
+			    wal_shm_ring_size(c->shm_size);
+	}
 	if (c->max_record > room) {
 		snprintf(err, errlen, "max_record %" PRIu32 " does not fit in "
 		    "a segment of %" PRIu64 " bytes (at most %" PRIu64 "); "
@@ -372,6 +466,15 @@ config_validate(struct srv_config *c, char *err, size_t errlen)
 		snprintf(err, errlen, "shm_total %" PRIu64 " is less than one "
 		    "ring of shm_size (%" PRIu64 " bytes and a %u-byte header); "
 		    "raise shm_total or lower shm_size", c->shm_total,
+		    wal_shm_ring_size(c->shm_size), WAL_SHM_HEADER_SIZE);
+		return (-1);
+	}
+	if (c->shm && c->shm_total_per_uid < WAL_SHM_HEADER_SIZE +
+	    wal_shm_ring_size(c->shm_size)) {
+		snprintf(err, errlen, "shm_total_per_uid %" PRIu64 " is less "
+		    "than one ring of shm_size (%" PRIu64 " bytes and a "
+		    "%u-byte header); raise shm_total_per_uid or lower "
+		    "shm_size", c->shm_total_per_uid,
 		    wal_shm_ring_size(c->shm_size), WAL_SHM_HEADER_SIZE);
 		return (-1);
 	}
@@ -585,6 +688,79 @@ parse_ids(const char *s, int groups, uint32_t *ids, size_t *n)
 				return (-1);
 			ids[(*n)++] = pw->pw_uid;
 		}
+	}
+	return (0);
+}
+
+/*
+ * allow_readers and the like: "all", "none", or user names and uids and
+ * @group names and @gids, separated by commas or blanks.
+ */
+static int
+parse_acl(const char *s, struct srv_acl *a, char *err, size_t errlen)
+{
+	char buf[4096], *tok, *save;
+	uint64_t v;
+	int none = 0;
+
+	memset(a, 0, sizeof *a);
+	a->set = 1;
+	if (strlen(s) >= sizeof buf) {
+		snprintf(err, errlen, "list too long");
+		return (-1);
+	}
+	snprintf(buf, sizeof buf, "%s", s);
+	for (tok = strtok_r(buf, ", \t", &save); tok != NULL;
+	    tok = strtok_r(NULL, ", \t", &save)) {
+		if (strcmp(tok, "all") == 0)
+			a->all = 1;
+		else if (strcmp(tok, "none") == 0)
+			none = 1;
+		else if (*tok == '@') {
+			struct group *gr;
+
+			if (a->ngids == SRV_MAX_ALLOW) {
+				snprintf(err, errlen, "more than %d groups",
+				    SRV_MAX_ALLOW);
+				return (-1);
+			}
+			if (parse_uint(tok + 1, UINT32_MAX - 1, &v) == 0)
+				a->gids[a->ngids++] = (gid_t)v;
+			else if ((gr = getgrnam(tok + 1)) != NULL)
+				a->gids[a->ngids++] = gr->gr_gid;
+			else {
+				snprintf(err, errlen, "no group \"%s\"", tok + 1);
+				return (-1);
+			}
+		} else {
+			struct passwd *pw;
+
+			if (a->nuids == SRV_MAX_ALLOW) {
+				snprintf(err, errlen, "more than %d users",
+				    SRV_MAX_ALLOW);
+				return (-1);
+			}
+			if (parse_uint(tok, UINT32_MAX - 1, &v) == 0)
+				a->uids[a->nuids++] = (uid_t)v;
+			else if ((pw = getpwnam(tok)) != NULL)
+				a->uids[a->nuids++] = pw->pw_uid;
+			else {
+				snprintf(err, errlen, "no user \"%s\" (a group "
+				    "is written @%s)", tok, tok);
+				return (-1);
+			}
+		}
+	}
+	if (!a->all && !none && a->nuids == 0 && a->ngids == 0) {
+		snprintf(err, errlen, "empty; write \"none\" for root and "
+		    "walmmapd's own user only, \"all\" for everyone, or "
+		    "remove the line for the default");
+		return (-1);
+	}
+	if ((a->all || none) && (a->all + none > 1 || a->nuids > 0 ||
+	    a->ngids > 0)) {
+		snprintf(err, errlen, "\"all\" and \"none\" stand alone");
+		return (-1);
 	}
 	return (0);
 }

@@ -12,6 +12,20 @@
 #define SRV_DEFAULT_CONF	SYSCONFDIR "/walmmapd.conf"
 #define SRV_MAX_ALLOW		64
 
+/*
+ * Who holds one right (rights.c): users and groups named in allow_readers,
+ * allow_writers or allow_admins, or everyone ("all"). Not set: the
+ * default of that right.
+ */
+struct srv_acl {
+	int		 set;
+	int		 all;
+	uid_t		 uids[SRV_MAX_ALLOW];
+	size_t		 nuids;
+	gid_t		 gids[SRV_MAX_ALLOW];
+	size_t		 ngids;
+};
+
 struct srv_config {
 	char		*dir;
 	char		*socket_path;
@@ -34,6 +48,16 @@ struct srv_config {
 	size_t		 nallow_uids;
 	gid_t		 allow_gids[SRV_MAX_ALLOW];
 	size_t		 nallow_gids;
+	struct srv_acl	 allow_readers;		/* rights.c */
+	struct srv_acl	 allow_writers;
+	struct srv_acl	 allow_admins;
+	int		 socket_mode_given;
+	int		 socket_group_given;
+	uint64_t	 shm_total_per_uid;	/* one uid's rings */
+	int		 shm_total_per_uid_given;
+	int64_t		 start_seq;		/* first seq of a new log */
+	char		 name_prefix[40];	/* segment names' prefix */
+	int		 use_large_pages;	/* MADV_HUGEPAGE on segments */
 	uint64_t	 retain_segments;	/* 0: keep all */
 	uint64_t	 retain_bytes;		/* 0: keep all */
 	uint64_t	 retain_age_s;		/* 0: keep all */
@@ -55,6 +79,12 @@ struct srv_config {
  * (systemd's ConfigurationDirectory=) when set, else SRV_DEFAULT_CONF.
  */
 void	config_default_path(char *buf, size_t len);
+
+/*
+ * walmmapd -n NAME: the defaults of namespace NAME (valid, kept) from now
+ * on: walmmapd@NAME.conf, LOCALSTATEDIR/lib/walmmapd/NAME, NAME.sock.
+ */
+void	config_set_namespace(const char *);
 
 /* Fill in the built-in defaults (dir and socket from the environment). */
 void	config_defaults(struct srv_config *);

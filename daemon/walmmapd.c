@@ -9,6 +9,7 @@
 #include <sys/types.h>
 #include <sys/wait.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -25,8 +26,10 @@
 #include <systemd/sd-daemon.h>
 
 #include "log.h"
+#include "rights.h"
 #include "server.h"
 #include "wal_ring.h"
+#include "wal_segment.h"
 
 #define MAX_OVERRIDES	64
 
@@ -48,6 +51,8 @@ static void	libevent_log_cb(int, const char *);
 static void	signal_cb(int, short, void *);
 static void	reload(struct server *);
 static void	log_recovery(const struct wal_recovery *);
+static int	foreign_segments(int dirfd, const char *prefix, char *name,
+		    size_t len);
 static void	sync_done_cb(int, short, void *);
 static void	sync_timer_cb(int, short, void *);
 static void	tick_cb(int, short, void *);
@@ -64,9 +69,11 @@ usage(FILE *f, int status)
 
 	config_default_path(conf, sizeof conf);
 	fprintf(f,
-"usage: walmmapd [-fDhV] [-c file] [-d dir] [-s socket] [--segment-size size]\n"
-"                [--ring n] [-o key=value]...\n"
+"usage: walmmapd [-fDhV] [-c file] [-d dir] [-s socket] [-n name]\n"
+"                [--segment-size size] [--ring n] [-o key=value]...\n"
 "  -c, --config FILE       configuration file (default %s)\n"
+"  -n, --namespace NAME    a separate log: its own defaults for the\n"
+"                          configuration file, directory and socket\n"
 "  -d, --dir DIR           data directory for segment files\n"
 "  -s, --socket PATH       Unix socket clients connect to\n"
 "  -f, --foreground        do not detach (implied under systemd)\n"
@@ -87,6 +94,7 @@ main(int argc, char **argv)
 		{ "config",		required_argument, NULL, 'c' },
 		{ "dir",		required_argument, NULL, 'd' },
 		{ "socket",		required_argument, NULL, 's' },
+		{ "namespace",		required_argument, NULL, 'n' },
 		{ "foreground",		no_argument,	   NULL, 'f' },
 		{ "segment-size",	required_argument, NULL, 'S' },
 		{ "ring",		required_argument, NULL, 'R' },
@@ -110,9 +118,24 @@ main(int argc, char **argv)
 
 	config_default_path(default_conf, sizeof default_conf);
 	conf = default_conf;
-	while ((ch = getopt_long(argc, argv, "c:d:s:fo:DVh", longopts,
+	while ((ch = getopt_long(argc, argv, "c:d:s:n:fo:DVh", longopts,
 	    NULL)) != -1) {
 		switch (ch) {
+		case 'n':
+			if (!wal_proto_namespace_valid(optarg)) {
+				fprintf(stderr, "walmmapd: -n %s: not a namespace "
+				    "name (1 to %d letters, digits, '_', '-' or "
+				    "'.', not starting with '.')\n", optarg,
+				    WAL_PROTO_NAMESPACE_MAX);
+				exit(1);
+			}
+			config_set_namespace(optarg);
+			if (!conf_given) {
+				config_default_path(default_conf,
+				    sizeof default_conf);
+				conf = default_conf;
+			}
+			break;
 		case 'c':
 			conf = optarg;
 			conf_given = 1;
@@ -195,6 +218,19 @@ main(int argc, char **argv)
 	    !srv.cfg.dir_given, 0750, why, sizeof why)) == -1)
 		fatalx("%s", why);
 
+	/*
+	 * Segment names, before anything lists or names one. One directory
+	 * holds one log: segments named with another prefix (name_prefix
+	 * changed, or another writer's) are refused, not mixed in.
+	 */
+	if (wal_seg_set_prefix(srv.cfg.name_prefix) != 0)
+		fatalx("name_prefix \"%s\" is not usable", srv.cfg.name_prefix);
+	if (foreign_segments(dirfd, srv.cfg.name_prefix, why, sizeof why))
+		fatalx("data directory %s holds segment files of another "
+		    "name_prefix (%s), not %s_*.wal: one directory holds one "
+		    "log; set name_prefix to theirs or use another directory",
+		    srv.cfg.dir, why, srv.cfg.name_prefix);
+
 	/* The ring first: its lock decides whether we may run at all. */
 	memset(&rc, 0, sizeof rc);
 	rc.dir = srv.cfg.dir;
@@ -203,6 +239,8 @@ main(int argc, char **argv)
 	rc.segment_size = srv.cfg.segment_size;
 	rc.ring_segments = srv.cfg.ring;
 	rc.no_prefault = !srv.cfg.prefault;
+	rc.large_pages = srv.cfg.use_large_pages;
+	rc.start_seq = srv.cfg.start_seq;
 	if (wal_ring_open(&rc, &srv.ring, &rec, &err) != 0)
 		fatalx("%s", err.msg);
 	srv.data_dirfd = dirfd;
@@ -219,6 +257,12 @@ main(int argc, char **argv)
 		    "segment%s renamed *.discarded", rec.tail_id, rec.discarded,
 		    rec.discarded == 1 ? "" : "s");
 	log_recovery(&rec);
+	if (srv.cfg.use_large_pages)
+		log_info("use_large_pages: segments are mapped with "
+		    "MADV_HUGEPAGE; the kernel gives them huge pages where the "
+		    "file system offers them for shared file mappings (tmpfs "
+		    "mounted huge=within_size or advise), not on disk file "
+		    "systems");
 
 	if ((srv.base = event_base_new()) == NULL)
 		fatalx("cannot create the event loop");
@@ -289,6 +333,7 @@ main(int argc, char **argv)
 		wal_ring_close(srv.ring);
 		exit(1);
 	}
+	rights_init(&srv);
 	if (metrics_http_start(&srv) != 0) {
 		srv_close_listener(&srv);
 		wal_ring_close(srv.ring);
@@ -548,6 +593,29 @@ reload(struct server *srv)
 		sd_notify(0, "READY=1");
 		return;
 	}
+	/*
+	 * max_record is checked against the segments the daemon writes, not
+	 * a segment_size that only a restart applies.
+	 */
+	if (n.segment_size != o->segment_size) {
+		uint64_t room = o->segment_size - WAL_FILE_HEADER_SIZE -
+		    WAL_RECORD_OVERHEAD;
+
+		if (!n.max_record_given)
+			n.max_record = room < WAL_MAX_PAYLOAD ? (uint32_t)room :
+			    WAL_MAX_PAYLOAD;
+		else if (n.max_record > room) {
+			log_warnx("reload: max_record %" PRIu32 " does not fit "
+			    "in the running segments of %" PRIu64 " bytes (at "
+			    "most %" PRIu64 "; the new segment_size applies "
+			    "after a restart); keeping the running "
+			    "configuration", n.max_record, o->segment_size,
+			    room);
+			config_free(&n);
+			sd_notify(0, "READY=1");
+			return;
+		}
+	}
 #define RESTART_ONLY(f, name) do {					\
 	if (n.f != o->f)						\
 		log_warnx("reload: %s changed; it takes effect after a "	\
@@ -562,6 +630,9 @@ reload(struct server *srv)
 	if (strcmp(n.dir, o->dir) != 0)
 		log_warnx("reload: dir changed; it takes effect after a "
 		    "restart");
+	if (strcmp(n.name_prefix, o->name_prefix) != 0)
+		log_warnx("reload: name_prefix changed; it takes effect after a "
+		    "restart");
 	if (strcmp(n.socket_path, o->socket_path) != 0)
 		log_warnx("reload: socket changed; it takes effect after a "
 		    "restart");
@@ -573,6 +644,8 @@ reload(struct server *srv)
 	RESTART_ONLY(segment_size, "segment_size");
 	RESTART_ONLY(ring, "ring");
 	RESTART_ONLY(prefault, "prefault");
+	RESTART_ONLY(use_large_pages, "use_large_pages");
+	RESTART_ONLY(start_seq, "start_seq");
 	RESTART_ONLY(socket_mode, "socket_mode");
 	RESTART_ONLY(socket_group, "socket_group");
 	LIVE(max_record, "max_record", PRIu32);
@@ -603,19 +676,27 @@ reload(struct server *srv)
 			event_add(srv->ev_sync_timer, &tv);
 		}
 	}
+	LIVE(shm_total_per_uid, "shm_total_per_uid", PRIu64);
 	if (n.nallow_uids != o->nallow_uids || n.nallow_gids != o->nallow_gids
 	    || memcmp(n.allow_uids, o->allow_uids, sizeof n.allow_uids) != 0 ||
-	    memcmp(n.allow_gids, o->allow_gids, sizeof n.allow_gids) != 0) {
-		log_info("reload: allow-list changed (%zu users, %zu groups; "
-		    "applies to new connections)", n.nallow_uids,
-		    n.nallow_gids);
+	    memcmp(n.allow_gids, o->allow_gids, sizeof n.allow_gids) != 0 ||
+	    memcmp(&n.allow_readers, &o->allow_readers, sizeof n.allow_readers)
+	    != 0 || memcmp(&n.allow_writers, &o->allow_writers,
+	    sizeof n.allow_writers) != 0 || memcmp(&n.allow_admins,
+	    &o->allow_admins, sizeof n.allow_admins) != 0) {
+		log_info("reload: rights changed; applied to every connection");
 		memcpy(o->allow_uids, n.allow_uids, sizeof n.allow_uids);
 		memcpy(o->allow_gids, n.allow_gids, sizeof n.allow_gids);
 		o->nallow_uids = n.nallow_uids;
 		o->nallow_gids = n.nallow_gids;
+		o->allow_readers = n.allow_readers;
+		o->allow_writers = n.allow_writers;
+		o->allow_admins = n.allow_admins;
 	}
 #undef RESTART_ONLY
 #undef LIVE
+	/* Group membership may have changed too: always. */
+	rights_reload(srv);
 	log_set_debug(o->debug);
 	config_free(&n);
 	log_info("configuration reloaded");
@@ -800,4 +881,41 @@ log_recovery(const struct wal_recovery *rec)
 		log_info("recovery removed %" PRIu64 " empty segment%s (another "
 		    "size, or unused)", rec->removed, rec->removed == 1 ? "" :
 		    "s");
+}
+
+/*
+ * A file named like a segment of another prefix ("<x>_<10 digits>.wal")
+ * in the data directory: 1 with its name, else 0.
+ */
+static int
+foreign_segments(int dirfd, const char *prefix, char *name, size_t len)
+{
+	struct dirent *de;
+	const char *u, *p;
+	size_t plen = strlen(prefix), digits;
+	DIR *d;
+	int fd, found = 0;
+
+	if ((fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) ==
+	    -1 || (d = fdopendir(fd)) == NULL) {
+		if (fd != -1)
+			close(fd);
+		return (0);	/* recovery will say what is wrong */
+	}
+	while (!found && (de = readdir(d)) != NULL) {
+		if ((u = strrchr(de->d_name, '_')) == NULL ||
+		    u == de->d_name || de->d_name[0] == '.')
+			continue;
+		for (p = u + 1, digits = 0; *p >= '0' && *p <= '9'; p++)
+			digits++;
+		if (digits < 10 || strcmp(p, ".wal") != 0)
+			continue;
+		if ((size_t)(u - de->d_name) == plen &&
+		    strncmp(de->d_name, prefix, plen) == 0)
+			continue;
+		snprintf(name, len, "%s", de->d_name);
+		found = 1;
+	}
+	closedir(d);
+	return (found);
 }

@@ -318,9 +318,14 @@ wal_proto_default_socket(char *buf, size_t len)
 {
 	const char *env = getenv(WAL_PROTO_SOCKET_ENV);
 	const char *xdg = getenv("XDG_RUNTIME_DIR");
+	const char *ns = getenv(WAL_PROTO_NAMESPACE_ENV);
 
 	if (env != NULL && *env != '\0') {
 		snprintf(buf, len, "%s", env);
+		return;
+	}
+	if (ns != NULL && *ns != '\0' && wal_proto_namespace_valid(ns)) {
+		wal_proto_namespace_socket(ns, buf, len);
 		return;
 	}
 	if (geteuid() != 0 && xdg != NULL && *xdg != '\0') {
@@ -329,4 +334,34 @@ wal_proto_default_socket(char *buf, size_t len)
 			return;
 	}
 	snprintf(buf, len, "%s", WAL_PROTO_SYSTEM_SOCKET);
+}
+
+/* Letters, digits, '_', '-', '.'; not "", not ".x", not too long. */
+int
+wal_proto_namespace_valid(const char *ns)
+{
+	size_t i, n = strlen(ns);
+
+	if (n == 0 || n > WAL_PROTO_NAMESPACE_MAX || ns[0] == '.')
+		return (0);
+	for (i = 0; i < n; i++)
+		if (!((ns[i] >= 'a' && ns[i] <= 'z') || (ns[i] >= 'A' &&
+		    ns[i] <= 'Z') || (ns[i] >= '0' && ns[i] <= '9') ||
+		    ns[i] == '_' || ns[i] == '-' || ns[i] == '.'))
+			return (0);
+	return (1);
+}
+
+/* A namespace's socket, as the daemon of that namespace binds it. */
+void
+wal_proto_namespace_socket(const char *ns, char *buf, size_t len)
+{
+	const char *xdg = getenv("XDG_RUNTIME_DIR");
+
+	if (geteuid() != 0 && xdg != NULL && *xdg != '\0') {
+		snprintf(buf, len, "%s/walmmapd/%s.sock", xdg, ns);
+		if (access(buf, F_OK) == 0)
+			return;
+	}
+	snprintf(buf, len, "%s/%s.sock", WAL_SYSTEM_SOCKET_DIR, ns);
 }

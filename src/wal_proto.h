@@ -34,6 +34,14 @@
 #define WAL_PROTO_SOCKET_ENV	"WALMMAP_SOCKET"
 #define WAL_PROTO_SYSTEM_SOCKET	WAL_SYSTEM_SOCKET	/* configure --with-socket */
 #define WAL_PROTO_USER_SOCKET	"walmmapd.sock"	/* in $XDG_RUNTIME_DIR */
+/*
+ * Namespaces: separate logs on one host, each its own walmmapd
+ * (walmmapd -n NAME, walmmapd@NAME.service). NAME's socket is
+ * WAL_SYSTEM_SOCKET_DIR/NAME.sock, or (not root)
+ * $XDG_RUNTIME_DIR/walmmapd/NAME.sock when that exists.
+ */
+#define WAL_PROTO_NAMESPACE_ENV	"WALMMAP_NAMESPACE"
+#define WAL_PROTO_NAMESPACE_MAX	64	/* bytes of a name */
 
 /* Message types. */
 enum wal_msg_type {
@@ -89,7 +97,7 @@ enum wal_proto_err {
 	WAL_PERR_TOO_LARGE = 3,	/* record above the daemon's limit */
 	WAL_PERR_NOSPC = 4,	/* disk full: record not written */
 	WAL_PERR_IO = 5,	/* I/O error: record not written */
-	WAL_PERR_PERM = 6,	/* peer not on the allow-list */
+	WAL_PERR_PERM = 6,	/* peer lacks the right (read, write, admin) */
 	WAL_PERR_BUSY = 7,	/* too many connections */
 	WAL_PERR_BADFD = 8,	/* memfd missing, unsealed or short */
 	WAL_PERR_SHUTDOWN = 9,	/* daemon is stopping */
@@ -367,11 +375,26 @@ int	wal_proto_next_record(const struct wal_msg_append *, size_t len,
 	    size_t *off, const uint8_t **payload, uint32_t *size);
 
 /*
- * The socket a client uses when it names none: $WALMMAP_SOCKET, else (not
- * root) $XDG_RUNTIME_DIR/walmmapd.sock if it exists, else the system
- * socket. Mirrors the daemon's defaults.
+ * The socket a client uses when it names none: $WALMMAP_SOCKET, else the
+ * socket of namespace $WALMMAP_NAMESPACE (the caller checked the name
+ * with wal_proto_namespace_valid()), else (not root)
+ * $XDG_RUNTIME_DIR/walmmapd.sock if it exists, else the system socket.
+ * Mirrors the daemon's defaults.
  */
 void	wal_proto_default_socket(char *buf, size_t len);
+
+/*
+ * A namespace name: 1 to WAL_PROTO_NAMESPACE_MAX letters, digits, '_',
+ * '-' and '.', not starting with '.'. 1 when it is one.
+ */
+int	wal_proto_namespace_valid(const char *);
+
+/*
+ * The socket of namespace ns (valid) for a client: user (not root) with
+ * $XDG_RUNTIME_DIR set: $XDG_RUNTIME_DIR/walmmapd/NAME.sock when it
+ * exists; else the system one.
+ */
+void	wal_proto_namespace_socket(const char *ns, char *buf, size_t len);
 
 /* Name of a message type, for logs and errors. */
 const char *wal_proto_type_name(unsigned type);

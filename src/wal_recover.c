@@ -85,6 +85,16 @@ wal_recover_dir(int dirfd, const char *dir, uint64_t segment_size,
     struct wal_recovered *out, struct wal_recovery *info,
     struct wal_error *err)
 {
+	return (wal_recover_dir_start(dirfd, dir, segment_size, 0, out, info,
+	    err));
+}
+
+/* Recover a locked directory; a new log begins at start_seq. */
+int
+wal_recover_dir_start(int dirfd, const char *dir, uint64_t segment_size,
+    int64_t start_seq, struct wal_recovered *out, struct wal_recovery *info,
+    struct wal_error *err)
+{
 	struct recovery rv = { .dirfd = dirfd, .dir = dir,
 	    .segment_size = segment_size, .info = info, .err = err };
 	struct wal_checkpoint ck = { 0, -1, 0 }, bound = { 0, -1, 0 }, next;
@@ -216,6 +226,15 @@ wal_recover_dir(int dirfd, const char *dir, uint64_t segment_size,
 	}
 
 	/* 6. Where this run goes on, and the checkpoint that says so. */
+	/*
+	 * A new log (no record kept, found or handed out) may begin at
+	 * start_seq: the checkpoint then says the seqs below it were handed
+	 * out, so the next recovery expects the first record to be
+	 * start_seq, like any record after the checkpoint.
+	 */
+	if (start_seq > 0 && out->tail == NULL && bound.last_seq < 0 &&
+	    rec_id == WAL_NO_ID && info->discarded == 0)
+		bound.last_seq = start_seq - 1;
 	if (out->tail != NULL && bound.last_seq > out->tail->last_seq) {
 		/*
 		 * A checkpoint says later records existed and their segments

@@ -58,4 +58,14 @@ int	wal_recover_dir(int dirfd, const char *dir, uint64_t segment_size,
 	    struct wal_recovered *out, struct wal_recovery *info,
 	    struct wal_error *err);
 
+/*
+ * wal_recover_dir() for a log that, when new (no record kept, found or
+ * ever handed out: the checkpoint says so), begins at start_seq (> 0):
+ * out->next_seq is start_seq and the checkpoint written says the seqs
+ * below it are taken.
+ */
+int	wal_recover_dir_start(int dirfd, const char *dir,
+	    uint64_t segment_size, int64_t start_seq, struct wal_recovered *out,
+	    struct wal_recovery *info, struct wal_error *err);
+
 #endif /* WAL_RECOVER_H */

@@ -195,6 +195,8 @@ wal_ring_open(const struct wal_ring_config *cfg, struct wal_ring **out,
 	r->ring_segments = cfg->ring_segments ? cfg->ring_segments :
 	    WAL_RING_DEFAULT;
 	r->seg_flags = cfg->no_prefault ? 0 : WAL_SEG_PREFAULT;
+	if (cfg->large_pages)
+		r->seg_flags |= WAL_SEG_HUGE;
 	pthread_mutex_init(&r->lock, NULL);
 	pthread_condattr_init(&cattr);
 	pthread_condattr_setclock(&cattr, CLOCK_MONOTONIC);
@@ -229,10 +231,28 @@ wal_ring_open(const struct wal_ring_config *cfg, struct wal_ring **out,
 		r->dirfd = rc;
 	if ((rc = wal_dir_lock(r->dirfd, r->dir, err)) != 0)
 		goto fail;
-	if ((rc = wal_recover_dir(r->dirfd, r->dir, r->segment_size, &rec,
-	    info, err)) != 0)
+	if ((rc = wal_recover_dir_start(r->dirfd, r->dir, r->segment_size,
+	    cfg->start_seq, &rec, info, err)) != 0)
 		goto fail;
 
+	/*
+	 * start_seq: the first seq of a log that continues one kept
+	 * elsewhere; recovery began a new log there. A log holding records
+	 * is never renumbered: one whose next seq is below it is refused;
+	 * one already past it goes on.
+	 */
+	if (cfg->start_seq > rec.next_seq) {
+		rc = wal_seterr(err, EEXIST, "start_seq %" PRId64 ": %s already "
+		    "holds records (the next seq is %" PRId64 "); a log is "
+		    "never renumbered, so start_seq applies only to a directory "
+		    "without records", cfg->start_seq, r->dir, rec.next_seq);
+		wal_seg_close(rec.tail);
+		while ((seg = rec.empties) != NULL) {
+			rec.empties = seg->next;
+			wal_seg_close(seg);
+		}
+		goto fail;
+	}
 	r->next_id = rec.next_id;
 	r->next_seq = rec.next_seq;
 	r->synced_below = rec.synced.synced_below;
@@ -241,7 +261,11 @@ wal_ring_open(const struct wal_ring_config *cfg, struct wal_ring **out,
 	atomic_store(&r->rec_id, rec.rec_id);
 	atomic_store(&r->written_seq, rec.next_seq - 1);
 	r->active = rec.tail;
+	if (rec.tail != NULL && (r->seg_flags & WAL_SEG_HUGE))
+		(void)wal_seg_advise_huge(rec.tail);
 	for (seg = rec.empties; seg != NULL; seg = seg->next) {
+		if (r->seg_flags & WAL_SEG_HUGE)
+			(void)wal_seg_advise_huge(seg);
 		if (r->seg_flags & WAL_SEG_PREFAULT)
 			wal_seg_prefault(seg);
 		r->nstandby++;

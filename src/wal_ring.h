@@ -37,6 +37,8 @@ struct wal_ring_config {
 	uint64_t	 segment_size;	/* 0: WAL_SEGMENT_DEFAULT */
 	unsigned	 ring_segments;	/* mapped segments, 0: WAL_RING_DEFAULT */
 	int		 no_prefault;	/* skip pre-faulting (tests, tmpfs) */
+	int		 large_pages;	/* MADV_HUGEPAGE on every segment */
+	int64_t		 start_seq;	/* first seq of a new log (0) */
 };
 
 /* How recovery used the checkpoint (struct wal_recovery.checkpoint). */

@@ -29,11 +29,37 @@ static int	wal_seg_map(struct wal_segment *, const char *path,
 static int	wal_seg_adopt_fd(int fd, uint64_t id, const char *path,
 		    int writable, struct wal_segment **, struct wal_error *err);
 
+/*
+ * The segment names' prefix with its '_' (name_prefix): set once, before
+ * any segment is named, listed or parsed (wal_seg_set_prefix), then only
+ * read.
+ */
+static char	wal_seg_prefix[WAL_SEG_PREFIX_MAX + 2] = WAL_SEGMENT_PREFIX;
+
+/* Name segments "<name_prefix>_<id>.wal" from now on. */
+int
+wal_seg_set_prefix(const char *name_prefix)
+{
+	size_t i, n = strlen(name_prefix);
+
+	if (n == 0 || n > WAL_SEG_PREFIX_MAX || name_prefix[0] == '.')
+		return (-1);
+	for (i = 0; i < n; i++)
+		if (!((name_prefix[i] >= 'a' && name_prefix[i] <= 'z') ||
+		    (name_prefix[i] >= 'A' && name_prefix[i] <= 'Z') ||
+		    (name_prefix[i] >= '0' && name_prefix[i] <= '9') ||
+		    name_prefix[i] == '_' || name_prefix[i] == '-' ||
+		    name_prefix[i] == '.'))
+			return (-1);
+	snprintf(wal_seg_prefix, sizeof wal_seg_prefix, "%s_", name_prefix);
+	return (0);
+}
+
 /* Format a segment file name. */
 void
 wal_seg_name(char *buf, size_t len, uint64_t id)
 {
-	snprintf(buf, len, WAL_SEGMENT_PREFIX "%010" PRIu64 WAL_SEGMENT_SUFFIX,
+	snprintf(buf, len, "%s%010" PRIu64 WAL_SEGMENT_SUFFIX, wal_seg_prefix,
 	    id);
 }
 
@@ -48,9 +74,9 @@ wal_seg_parse(const char *name, uint64_t *id, const char **rest)
 	uint64_t v = 0;
 	size_t digits = 0;
 
-	if (strncmp(name, WAL_SEGMENT_PREFIX, strlen(WAL_SEGMENT_PREFIX)) != 0)
+	if (strncmp(name, wal_seg_prefix, strlen(wal_seg_prefix)) != 0)
 		return (-1);
-	p = name + strlen(WAL_SEGMENT_PREFIX);
+	p = name + strlen(wal_seg_prefix);
 	for (; *p >= '0' && *p <= '9'; p++, digits++) {
 		if (v > (UINT64_MAX - 9) / 10)
 			return (-1);
@@ -173,6 +199,8 @@ wal_seg_create(int dirfd, const char *dirname, uint64_t id, uint64_t size,
 		free(seg);
 		goto unname;
 	}
+	if (flags & WAL_SEG_HUGE)
+		(void)wal_seg_advise_huge(seg);	/* advice only */
 	if (flags & WAL_SEG_PREFAULT)
 		wal_seg_prefault(seg);
 	*out = seg;
@@ -361,6 +389,21 @@ wal_seg_reserve(int fd, uint64_t size)
 	/* File systems without fallocate: glibc writes the blocks. */
 	rc = posix_fallocate(fd, 0, (off_t)size);
 	return (rc);
+}
+
+/* MADV_HUGEPAGE on the mapping. */
+int
+wal_seg_advise_huge(struct wal_segment *seg)
+{
+	if (seg->base == NULL)
+		return (EINVAL);
+#ifdef MADV_HUGEPAGE
+	if (madvise(seg->base, seg->size, MADV_HUGEPAGE) == -1)
+		return (errno);
+	return (0);
+#else
+	return (ENOTSUP);
+#endif
 }
 
 /* Map the whole file. */

@@ -34,6 +34,19 @@ struct wal_segment {
 
 /* Flags for wal_seg_create(). */
 #define WAL_SEG_PREFAULT	0x1	/* touch every page after mapping */
+#define WAL_SEG_HUGE		0x2	/* wal_seg_advise_huge() after mapping */
+
+/* Longest name_prefix (a name then fits WAL_SEGMENT_NAME_MAX). */
+#define WAL_SEG_PREFIX_MAX	32
+
+/*
+ * Name segments "<name_prefix>_<id>.wal" (default "wal_mmap", as Signet
+ * Forge's WalMmapWriter): 1 to WAL_SEG_PREFIX_MAX letters, digits, '_',
+ * '-' or '.', not starting with '.'; -1 otherwise. For the whole process:
+ * call it once before any segment is named, listed or parsed (walmmapd
+ * does at start); readers in other processes see the default.
+ */
+int	wal_seg_set_prefix(const char *name_prefix);
 
 /* Format a segment file name ("wal_mmap_0000000042.wal"). */
 void	wal_seg_name(char *buf, size_t len, uint64_t id);
@@ -75,6 +88,14 @@ int	wal_seg_open(int dirfd, const char *dirname, uint64_t id, int writable,
 /* Open and map a segment file by path (its id parsed from the name). */
 int	wal_seg_open_path(const char *path, int writable,
 	    struct wal_segment **out, struct wal_error *err);
+
+/*
+ * Ask for huge pages on the mapping (MADV_HUGEPAGE): the kernel uses them
+ * where the file system offers them for shared file mappings (tmpfs with
+ * huge=within_size or advise), and ignores the advice elsewhere. 0, or an
+ * errno (EINVAL: the kernel has no transparent huge pages).
+ */
+int	wal_seg_advise_huge(struct wal_segment *);
 
 /* Touch every page of the mapping so later writes take no page fault. */
 void	wal_seg_prefault(struct wal_segment *);

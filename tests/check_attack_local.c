@@ -193,8 +193,10 @@ START_TEST(test_data_dir_path_swapped)
 	before = ts_count_files(victim, "wal_mmap_");
 	ck_assert_int_ge(before, 4);
 
+	/* The attacker may read (allow_readers): what does it get? */
 	ck_assert_int_eq(ts_daemon_start(&d, "--segment-size", "64K", "-o",
-	    "prefault=no", "-o", "retain_segments=1", NULL), 0);
+	    "prefault=no", "-o", "retain_segments=1", "-o",
+	    "allow_readers=65534", NULL), 0);
 	ck_assert_int_eq(chmod(d.sock, 0666), 0);
 	sw.data = d.data;
 	sw.moved = moved;

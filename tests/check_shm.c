@@ -558,9 +558,13 @@ START_TEST(test_shm_total)
 	int i;
 
 	ck_assert_int_eq(ts_daemon_stop(&d), 0);
-	/* Three rings of 64K + the 4K header fit in 256K, a fourth not. */
+	/*
+	 * Three rings of 64K + the 4K header fit in 256K, a fourth not (all
+	 * of one uid here: shm_total_per_uid lets it have them all).
+	 */
 	ck_assert_int_eq(ts_daemon_start(&d, "-o", "prefault=no", "-o",
-	    "shm_size=64K", "-o", "shm_total=256K", NULL), 0);
+	    "shm_size=64K", "-o", "shm_total=256K", "-o",
+	    "shm_total_per_uid=256K", NULL), 0);
 	for (i = 0; i < 4; i++)
 		ck_assert_int_eq(walmmap_connect(&w[i], d.sock,
 		    WALMMAP_ACK_WRITTEN, WALMMAP_SHM), 0);

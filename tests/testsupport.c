@@ -236,13 +236,22 @@ ts_with_tmpfs(size_t size, int (*fn)(void *, const char *), void *arg)
 int
 ts_as_user(uid_t uid, gid_t gid, int (*fn)(void *), void *arg)
 {
+	return (ts_as_user_groups(uid, gid, 0, NULL, fn, arg));
+}
+
+/* Run fn in a child as another user with supplementary groups. */
+int
+ts_as_user_groups(uid_t uid, gid_t gid, size_t ngroups, const gid_t *groups,
+    int (*fn)(void *), void *arg)
+{
 	pid_t pid;
 	int status;
 
 	if ((pid = fork()) == -1)
 		return (-1);
 	if (pid == 0) {
-		if (setgroups(0, NULL) == -1 || setresgid(gid, gid, gid) == -1
+		if (setgroups(ngroups, groups) == -1 ||
+		    setresgid(gid, gid, gid) == -1
 		    || setresuid(uid, uid, uid) == -1)
 			_exit(125);
 		_exit(fn(arg));

@@ -53,6 +53,10 @@ int	 ts_with_tmpfs(size_t size, int (*fn)(void *, const char *),
  */
 int	 ts_as_user(uid_t, gid_t, int (*fn)(void *), void *arg);
 
+/* ts_as_user with supplementary groups. */
+int	 ts_as_user_groups(uid_t, gid_t, size_t ngroups, const gid_t *groups,
+	    int (*fn)(void *), void *arg);
+
 /*
  * Payload of producer p's n-th record: "p:n:" then 0..199 filler bytes
  * (buf holds TS_KEY_PAYLOAD_MAX). Returns its length.

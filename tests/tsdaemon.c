@@ -96,12 +96,16 @@ ts_daemon_startv(struct ts_daemon *d, char *const *extra)
 		    w = strtok_r(NULL, " ", &save))
 			argv[n++] = w;
 	}
+	for (i = 0; d->prefix != NULL && d->prefix[i] != NULL && n < 20; i++)
+		argv[n++] = d->prefix[i];
 	argv[n++] = (char *)ts_prog("daemon/walmmapd");
 	argv[n++] = (char *)"-f";
-	argv[n++] = (char *)"-d";
-	argv[n++] = d->data;
-	argv[n++] = (char *)"-s";
-	argv[n++] = d->sock;
+	if (!d->no_paths) {
+		argv[n++] = (char *)"-d";
+		argv[n++] = d->data;
+		argv[n++] = (char *)"-s";
+		argv[n++] = d->sock;
+	}
 	for (i = 0; extra != NULL && extra[i] != NULL && n < MAX_ARGS; i++)
 		argv[n++] = extra[i];
 	argv[n] = NULL;

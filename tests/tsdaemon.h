@@ -27,6 +27,13 @@ struct ts_daemon {
 	const char *fault_ctl;
 	/* Extra NAME=VALUE entries for the daemon's environment, or NULL. */
 	char *const *env;
+	/*
+	 * Words run before walmmapd (NULL-terminated: "unshare", "--user",
+	 * ...), or NULL.
+	 */
+	char *const *prefix;
+	/* Set: no -d and -s (the daemon picks its defaults). */
+	int	no_paths;
 };
 
 /* Paths under base; nothing started. */
