@@ -22,6 +22,7 @@
 #include <event2/event.h>
 #include <systemd/sd-daemon.h>
 
+#include "forward.h"
 #include "log.h"
 #include "server.h"
 #include "wal_dir.h"
@@ -629,6 +630,8 @@ srv_retention(struct server *srv)
 		bytes -= sizes[cut];
 	while (cut > 0 && list.ids[cut - 1] >= limit)
 		cut--;
+	/* Forwarders keep theirs, up to forward_hold_max_* (forward.c). */
+	fwd_retention(srv, list.ids, sizes, mtimes, cut, &limit);
 	/* Subscribers keep their segments, up to max_subscriber_hold. */
 	TAILQ_FOREACH_SAFE(c, &srv->conns, entry, next) {
 		if ((seg = conn_sub_segment(c)) >= limit)
@@ -656,6 +659,7 @@ srv_retention(struct server *srv)
 		(void)wal_dir_sync(dirfd, cfg->dir, NULL);
 		log_info("retention: removed %" PRIu64 " sealed segment%s",
 		    removed, removed == 1 ? "" : "s");
+		fwd_check_gaps(srv);
 	}
 out:
 	free(sizes);

@@ -29,6 +29,8 @@
 
 struct event;
 struct event_base;
+struct fwd;
+struct fwd_table;
 struct shm_ring;
 struct wal_reader;
 struct wal_ring;
@@ -127,6 +129,7 @@ struct conn {
 	struct event		*ev_sub_retry;	/* look again whether it is */
 
 	struct shm_ring		*shm;		/* shared-memory ring, if any */
+	struct fwd		*fwd;		/* registered forwarder (forward.c) */
 
 	uint64_t		 records;
 	TAILQ_ENTRY(conn)	 entry;
@@ -208,6 +211,7 @@ struct server {
 	int			 sub_dirty;	/* records appended: wake tails */
 
 	struct srv_dirstat	 dirstat;	/* last scan, for STATUS */
+	struct fwd_table	*fwd;		/* forwarders, log id (forward.c) */
 	uint64_t		 outq_total;	/* memory of all reply queues */
 	uint64_t		 sub_fd_total;	/* records in memfds not yet read */
 	uint64_t		 segments_removed;	/* by retention */
