@@ -41,6 +41,7 @@
 struct fwd {
 	char		 name[WAL_FWD_NAME_MAX];
 	int64_t		 shipped_seq;	/* -1: none */
+	int		 positioned;	/* shipped_seq known: it holds */
 	int64_t		 shipped_ts_ns;
 	int64_t		 gap_first;	/* last gap, -1: none */
 	int64_t		 gap_last;
@@ -230,6 +231,7 @@ fwd_load_state(struct server *srv)
 		memset(f, 0, sizeof *f);
 		snprintf(f->name, sizeof f->name, "%s", name);
 		f->shipped_seq = seq;
+		f->positioned = 1;
 		f->shipped_ts_ns = ts;
 		f->gap_records = gaps;
 		f->gap_first = f->gap_last = -1;
@@ -252,10 +254,11 @@ fwd_save_state(struct server *srv)
 	len = (size_t)snprintf(buf, sizeof buf, "# walmmapd forwarders: name "
 	    "shipped_seq shipped_ts_ns gap_records\n");
 	for (i = 0; i < t->n; i++)
-		len += (size_t)snprintf(buf + len, sizeof buf - len,
-		    "%s %" PRId64 " %" PRId64 " %" PRIu64 "\n", t->v[i].name,
-		    t->v[i].shipped_seq, t->v[i].shipped_ts_ns,
-		    t->v[i].gap_records);
+		if (t->v[i].positioned)
+			len += (size_t)snprintf(buf + len, sizeof buf - len,
+			    "%s %" PRId64 " %" PRId64 " %" PRIu64 "\n",
+			    t->v[i].name, t->v[i].shipped_seq,
+			    t->v[i].shipped_ts_ns, t->v[i].gap_records);
 	snprintf(tmp, sizeof tmp, "%s.tmp", FWD_STATE_FILE);
 	if (fwd_write_file(srv->data_dirfd, tmp, buf, len, 0) != 0 ||
 	    renameat(srv->data_dirfd, tmp, srv->data_dirfd,
@@ -351,6 +354,10 @@ fwd_register(struct conn *c, const struct wal_msg_fwd_register *r)
 		    name, (long)f->conn->pid);
 		return;
 	}
+	if (c->fwd == NULL)
+		log_info("forwarder %s registered (pid %ld): shipped to seq %"
+		    PRId64 "%s", f->name, (long)c->pid, f->shipped_seq,
+		    f->positioned ? "" : " (not known yet)");
 	f->conn = c;
 	c->fwd = f;
 	memset(&st, 0, sizeof st);
@@ -361,17 +368,15 @@ fwd_register(struct conn *c, const struct wal_msg_fwd_register *r)
 	first = fwd_first_seq(srv);
 	st.first_seq = first;
 	st.next_seq = wal_ring_next_seq(srv->ring);
-	st.held_seq = f->shipped_seq;
-	if (r->shipped_seq >= -1 && r->shipped_seq != f->shipped_seq) {
+	st.held_seq = f->positioned ? f->shipped_seq : -1;
+	if (r->shipped_seq >= -1) {
 		/* The destination knows best: hold from there on. */
 		f->shipped_seq = r->shipped_seq;
+		f->positioned = 1;
 		t->dirty = 1;
 	}
-	log_info("forwarder %s registered (pid %ld): shipped to seq %" PRId64
-	    ", log holds %" PRId64 " .. %" PRId64, f->name, (long)c->pid,
-	    f->shipped_seq, first, st.next_seq - 1);
 	conn_queue_fds(c, &st, sizeof st, NULL, 0);
-	if (first > f->shipped_seq + 1)
+	if (f->positioned && first > f->shipped_seq + 1)
 		fwd_gap(srv, f, first);
 }
 
@@ -386,17 +391,21 @@ fwd_position(struct conn *c, const struct wal_msg_fwd_position *p)
 		    "before FWD_REGISTER");
 		return;
 	}
-	if (p->shipped_seq < -1 || p->shipped_seq >=
+	if (p->shipped_seq < -2 || p->shipped_seq >=
 	    wal_ring_next_seq(c->srv->ring)) {
 		conn_error(c, p->hdr.id, WAL_PERR_PROTO, 0, "FWD_POSITION "
-		    "with seq %" PRId64 ", beyond the log's last", 
+		    "with seq %" PRId64 ", beyond the log's last",
 		    p->shipped_seq);
 		return;
 	}
-	if (p->shipped_seq != f->shipped_seq)
-		c->srv->fwd->dirty = 1;
-	f->shipped_seq = p->shipped_seq;
-	f->shipped_ts_ns = p->shipped_ts_ns;
+	/* -2: not known yet; only the state and the error are news. */
+	if (p->shipped_seq >= -1) {
+		if (p->shipped_seq != f->shipped_seq || !f->positioned)
+			c->srv->fwd->dirty = 1;
+		f->shipped_seq = p->shipped_seq;
+		f->shipped_ts_ns = p->shipped_ts_ns;
+		f->positioned = 1;
+	}
 	f->connected = p->connected != 0;
 	memcpy(f->server, p->server, sizeof f->server);
 	f->server[sizeof f->server - 1] = '\0';
@@ -460,13 +469,15 @@ fwd_gap(struct server *srv, struct fwd *f, int64_t first_kept)
 	if (f->gap_first == f->shipped_seq + 1 && f->gap_last ==
 	    first_kept - 1)
 		goto tell;	/* known: said already */
+	if (f->gap_first == f->shipped_seq + 1 && f->gap_last < first_kept)
+		n = (uint64_t)(first_kept - 1 - f->gap_last);	/* grew */
 	f->gap_first = f->shipped_seq + 1;
 	f->gap_last = first_kept - 1;
 	f->gap_records += n;
 	srv->fwd->gap_records += n;
 	srv->fwd->dirty = 1;
 	log_warnx("forwarder %s: records %" PRId64 " .. %" PRId64 " (%" PRIu64
-	    ") were removed by retention before it shipped them (the hold "
+	    " more) were removed by retention before it shipped them (the hold "
 	    "passed forward_hold_max_bytes %" PRIu64 " or forward_hold_max_age "
 	    "%" PRIu64 " s); they are lost for its destination", f->name,
 	    f->gap_first, f->gap_last, n, srv->cfg.forward_hold_max_bytes,
@@ -493,7 +504,7 @@ fwd_check_gaps(struct server *srv)
 		return;
 	first = fwd_first_seq(srv);
 	for (i = 0; i < t->n; i++)
-		if (first > t->v[i].shipped_seq + 1)
+		if (t->v[i].positioned && first > t->v[i].shipped_seq + 1)
 			fwd_gap(srv, &t->v[i], first);
 }
 
@@ -519,6 +530,8 @@ fwd_retention(struct server *srv, const uint64_t *ids, const uint64_t *sizes,
 	for (j = 0; j <= cut; j++)
 		firsts[j] = fwd_seg_first(srv->data_dirfd, ids[j]);
 	for (i = 0; i < t->n; i++) {
+		if (!t->v[i].positioned)
+			continue;	/* holds nothing until it knows */
 		need = t->v[i].shipped_seq + 1;
 		if (firsts[cut] >= 0 && need >= firsts[cut])
 			continue;	/* nothing of it is to go */

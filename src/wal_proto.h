@@ -300,7 +300,9 @@ struct wal_msg_fwd_state {
 
 struct wal_msg_fwd_position {
 	struct wal_msg	hdr;
-	int64_t		shipped_seq;	/* last seq acknowledged downstream */
+	int64_t		shipped_seq;	/* last seq acknowledged downstream,
+					   -1: none, -2: not known yet (the
+					   state and error are news) */
 	int64_t		shipped_ts_ns;	/* its record's timestamp */
 	uint32_t	connected;	/* 1: connected to the destination */
 	uint32_t	pad;
