@@ -77,6 +77,7 @@ struct fwd {
 	int64_t		 acked_seq;	/* all <= it stored (lock) */
 	int64_t		 acked_ts_ns;	/* (lock) */
 	int64_t		 sent_seq;	/* last published (lock) */
+	int		 waiting;	/* the publisher waits for room (lock) */
 	int		 rewind;	/* an ack failed or the connection
 					   dropped: start again (lock) */
 	int		 connected;	/* to a NATS server (lock) */

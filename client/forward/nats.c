@@ -324,6 +324,7 @@ fwd_nats_epoch(struct fwd *fw, int64_t shipped, char *why, size_t whylen)
 		    natsStatus_GetText(s));
 		return (-1);
 	}
+	fw->max_payload = natsConnection_GetMaxPayload(fw->nc);
 	pthread_mutex_lock(&fw->lock);
 	old = fw->js;
 	fw->js = js;
@@ -356,7 +357,7 @@ fwd_nats_publish(struct fwd *fw, int64_t seq, int64_t ts_ns,
 	struct timespec until;
 	int64_t maxp;
 
-	maxp = natsConnection_GetMaxPayload(fw->nc);
+	maxp = fw->max_payload;	/* the server's, at the epoch's start */
 	/* Headers take about 150 bytes of the payload limit. */
 	if (maxp > 0 && (int64_t)len + 160 > maxp) {
 		snprintf(why, whylen, "record %" PRId64 " has %zu bytes; the "
@@ -369,6 +370,7 @@ fwd_nats_publish(struct fwd *fw, int64_t seq, int64_t ts_ns,
 	pthread_mutex_lock(&fw->lock);
 	while (!fw->rewind && !fwd_stop && fw->sent_seq - fw->acked_seq >=
 	    fw->cfg.window) {
+		fw->waiting = 1;
 		clock_gettime(CLOCK_REALTIME, &until);
 		until.tv_nsec += 100 * 1000000;
 		if (until.tv_nsec >= 1000000000) {
@@ -376,6 +378,7 @@ fwd_nats_publish(struct fwd *fw, int64_t seq, int64_t ts_ns,
 			until.tv_nsec -= 1000000000;
 		}
 		pthread_cond_timedwait(&fw->cond, &fw->lock, &until);
+		fw->waiting = 0;
 	}
 	if (fw->rewind || fwd_stop) {
 		pthread_mutex_unlock(&fw->lock);
@@ -473,14 +476,22 @@ fwd_ack_cb(jsCtx *js, natsMsg *m, jsPubAck *pa, jsPubAckErr *pae, void *arg)
 				fw->acked_seq++;
 				fw->acked_ts_ns = slot->ts_ns;
 			}
+			/*
+			 * Wake the publisher once half the window is free,
+			 * not at every ack: a wake-up per message costs more
+			 * than the message.
+			 */
+			if (fw->waiting && fw->sent_seq - fw->acked_seq <=
+			    fw->cfg.window / 2)
+				pthread_cond_broadcast(&fw->cond);
 		} else if (pae != NULL) {
 			fw->rewind = 1;
 			snprintf(fw->error, sizeof fw->error, "JetStream did "
 			    "not store seq %" PRId64 ": %s%s%s", seq,
 			    natsStatus_GetText(pae->Err), pae->ErrText != NULL ?
 			    ": " : "", pae->ErrText != NULL ? pae->ErrText : "");
+			pthread_cond_broadcast(&fw->cond);
 		}
-		pthread_cond_broadcast(&fw->cond);
 	}
 	pthread_mutex_unlock(&fw->lock);
 	natsMsg_Destroy(m);

@@ -217,8 +217,8 @@ fwd_through(const struct wb *wb, natsConnection *nc, const char *url,
 	}
 	if (walmmap_wait(w, WALMMAP_ACK_WRITTEN, -1) != 0)
 		goto out;
-	for (i = 0; i < 60000 && fwd_count(js, stream) < n; i++)
-		usleep(1000);
+	for (i = 0; i < 12000 && fwd_count(js, stream) < n; i++)
+		usleep(5000);	/* 5 ms: asking often loads the server */
 	if (fwd_count(js, stream) == n)
 		t = wb_now() - t0;
 	snprintf(note, notelen, "window %d", FWD_WINDOW);
