@@ -96,6 +96,7 @@ walmmap_log_info(const char *socket, struct walmmap_log_info *out,
 	for (i = 0; i < 16; i++)
 		snprintf(out->log_id_hex + 2 * i, 3, "%02x", h.log_id[i]);
 	out->gap_records = h.gap_records;
+	out->blocking = h.blocking != 0;
 	out->count = h.count;
 	for (i = 0; i < h.count; i++) {
 		memcpy(&e, buf + sizeof st + sizeof h + i * sizeof e,

@@ -237,6 +237,9 @@ print_forwarders(FILE *f, const struct walmmap_log_info *li)
 	fprintf(f, "log id       %s\n", li->log_id_hex);
 	if (li->count == 0)
 		fprintf(f, "forwarders   none\n");
+	if (li->blocking)
+		fprintf(f, "PRODUCERS WAIT: a forwarder is past its hold "
+		    "(forward_hold_block)\n");
 	for (i = 0; i < li->count; i++) {
 		w = &li->fwd[i];
 		fprintf(f, "forwarder    %s: ", w->name);
@@ -277,7 +280,8 @@ print_forwarders_json(FILE *f, const struct walmmap_log_info *li)
 		fprintf(f, "\"log_id\":null,\"forwarders\":[]");
 		return;
 	}
-	fprintf(f, "\"log_id\":\"%s\",\"forwarders\":[", li->log_id_hex);
+	fprintf(f, "\"log_id\":\"%s\",\"producers_wait\":%s,\"forwarders\":[",
+	    li->log_id_hex, li->blocking ? "true" : "false");
 	for (i = 0; i < li->count; i++) {
 		w = &li->fwd[i];
 		fprintf(f, "%s{", i > 0 ? "," : "");

@@ -266,6 +266,7 @@ struct walmmap_log_info {
 	uint8_t		log_id[16];
 	char		log_id_hex[33];
 	uint64_t	gap_records;	/* all forwarders */
+	int		blocking;	/* producers wait for a forwarder */
 	size_t		count;
 	struct walmmap_forwarder fwd[WALMMAP_MAX_FORWARDERS];
 };

@@ -550,6 +550,12 @@ conn_recv_one(struct conn *c, uint64_t *spent)
 	/* A parked connection's next frame waits for the one parked. */
 	if (c->parked)
 		return (0);
+	/* A forwarder holds past its cap (forward_hold_block): wait. */
+	if (fwd_holds_conn(c)) {
+		c->fwd_wait = 1;
+		event_del(c->ev_read);
+		return (0);
+	}
 	/* No room for what the frame may carry: wait (srv_fd_wait_cb). */
 	if (!closer_room(srv->closer)) {
 		c->fd_wait = 1;

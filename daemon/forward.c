@@ -14,7 +14,9 @@
  * forwarder has not shipped up to forward_hold_max_bytes /
  * forward_hold_max_age. Past the cap retention wins and the loss is
  * reported loudly: the daemon log, STATUS, and WAL_PERR_GAP to the
- * forwarder.
+ * forwarder; or, with forward_hold_block, retention keeps them and
+ * producers wait (their connections are not read, their rings not
+ * drained) until the forwarder is back within the cap.
  */
 #include "config.h"
 
@@ -57,6 +59,7 @@ struct fwd_table {
 	struct fwd	 v[WAL_STATUS_FWD_MAX];
 	size_t		 n;
 	int		 dirty;		/* positions to save */
+	int		 blocking;	/* producers wait (forward_hold_block) */
 	uint64_t	 gap_records;	/* all forwarders */
 };
 
@@ -69,6 +72,21 @@ static struct fwd *fwd_find(struct fwd_table *, const char *name);
 static int64_t	fwd_first_seq(struct server *);
 static int64_t	fwd_seg_first(int dirfd, uint64_t id);
 static void	fwd_gap(struct server *, struct fwd *, int64_t first_kept);
+
+/* 1 while producers wait for a forwarder (forward_hold_block). */
+int
+fwd_blocking(const struct server *srv)
+{
+	return (srv->fwd != NULL && srv->fwd->blocking);
+}
+
+/* Must c wait before its next frame is read? Producers only. */
+int
+fwd_holds_conn(const struct conn *c)
+{
+	return (fwd_blocking(c->srv) && c->fwd == NULL && c->sub == NULL &&
+	    c->records > 0);
+}
 
 /* Load or create the log id and load the positions. */
 int
@@ -406,6 +424,8 @@ fwd_position(struct conn *c, const struct wal_msg_fwd_position *p)
 		f->shipped_ts_ns = p->shipped_ts_ns;
 		f->positioned = 1;
 	}
+	if (c->srv->fwd->blocking)
+		srv_retention(c->srv);	/* producers may go on now */
 	f->connected = p->connected != 0;
 	memcpy(f->server, p->server, sizeof f->server);
 	f->server[sizeof f->server - 1] = '\0';
@@ -510,7 +530,8 @@ fwd_check_gaps(struct server *srv)
 
 /*
  * Hold the segments each forwarder has not shipped, ids[k .. cut), within
- * the cap. Past the cap keep only what fits (the newest ones).
+ * the cap. Past the cap keep only what fits (the newest ones), or, with
+ * forward_hold_block, keep everything and make producers wait.
  */
 void
 fwd_retention(struct server *srv, const uint64_t *ids, const uint64_t *sizes,
@@ -522,11 +543,12 @@ fwd_retention(struct server *srv, const uint64_t *ids, const uint64_t *sizes,
 	uint64_t held;
 	time_t now = time(NULL);
 	size_t i, j, k;
+	int blocking = 0;
 
 	if (t == NULL || t->n == 0 || cut == 0)
-		return;
+		goto out;
 	if ((firsts = calloc(cut + 1, sizeof *firsts)) == NULL)
-		return;
+		goto out;
 	for (j = 0; j <= cut; j++)
 		firsts[j] = fwd_seg_first(srv->data_dirfd, ids[j]);
 	for (i = 0; i < t->n; i++) {
@@ -549,12 +571,29 @@ fwd_retention(struct server *srv, const uint64_t *ids, const uint64_t *sizes,
 			    (cfg->forward_hold_max_age_s == 0 || now -
 			    mtimes[k] <= (time_t)cfg->forward_hold_max_age_s))
 				break;
+			if (cfg->forward_hold_block) {
+				blocking = 1;
+				break;
+			}
 			held -= sizes[k];
 		}
 		if (k < cut && ids[k] < *limit)
 			*limit = ids[k];
 	}
 	free(firsts);
+out:
+	if (t == NULL || blocking == t->blocking)
+		return;
+	t->blocking = blocking;
+	if (blocking)
+		log_warnx("a forwarder holds more than forward_hold_max_bytes/"
+		    "forward_hold_max_age of segments: producers wait until it "
+		    "ships (forward_hold_block)");
+	else
+		log_info("forwarders are back within their hold: producers go "
+		    "on");
+	if (!blocking)
+		srv_fwd_unblocked(srv);
 }
 
 /* STATUS part: struct wal_status_fwd + entries. */
@@ -575,6 +614,7 @@ fwd_status(struct server *srv, uint8_t *buf, size_t room)
 	memset(&h, 0, sizeof h);
 	memcpy(h.log_id, t->log_id, sizeof h.log_id);
 	h.count = (uint32_t)t->n;
+	h.blocking = (uint32_t)t->blocking;
 	h.gap_records = t->gap_records;
 	memcpy(buf, &h, sizeof h);
 	len = sizeof h;

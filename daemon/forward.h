@@ -55,6 +55,11 @@ void	 fwd_conn_gone(struct conn *);
 void	 fwd_retention(struct server *, const uint64_t *ids,
 	    const uint64_t *sizes, const time_t *mtimes, size_t cut,
 	    uint64_t *limit);
+/* 1 while producers wait for a forwarder (forward_hold_block). */
+int	 fwd_blocking(const struct server *);
+/* Must connection c wait before its next frame (a producer, blocked)? */
+int	 fwd_holds_conn(const struct conn *);
+
 /* After retention removed segments: report forwarders that lost records. */
 void	 fwd_check_gaps(struct server *);
 

@@ -443,6 +443,20 @@ srv_fd_wait_cb(int fd, short ev, void *arg)
 	shm_bells_enable(srv);
 }
 
+/* Forwarders are back within their hold: producers go on. */
+void
+srv_fwd_unblocked(struct server *srv)
+{
+	struct conn *c;
+
+	TAILQ_FOREACH(c, &srv->conns, entry)
+		if (c->fwd_wait) {
+			c->fwd_wait = 0;
+			conn_read_enable(c);
+		}
+	shm_kick(srv);
+}
+
 /* Once a second: handshake, idle and linger timeouts. */
 void
 srv_check_timeouts(struct server *srv)

@@ -111,6 +111,7 @@ struct conn {
 	 * until it is handled, so replies keep the order of the requests.
 	 */
 	int			 fd_wait;	/* not read: closer_room() */
+	int			 fwd_wait;	/* not read: forward_hold_block */
 	enum conn_park		 parked;
 	uint64_t		 park_id;	/* the ROTATE's id */
 	struct wal_msg_append_fd park_af;	/* the APPEND_FD ... */
@@ -248,6 +249,7 @@ void	 srv_fd_wait_cb(int, short, void *);
 int	 srv_rotate_now(struct server *, pid_t, char *err, size_t errlen);
 void	 srv_rotate_later(struct server *);
 void	 srv_rotate_cb(int, short, void *);
+void	 srv_fwd_unblocked(struct server *);
 
 /* conn.c */
 struct conn *conn_new(struct server *, int fd);
@@ -284,6 +286,7 @@ void	 shm_finish(struct server *);
 void	 shm_bells_enable(struct server *);
 void	 shm_unparked(struct conn *);
 void	 srv_shm_drain_cb(int, short, void *);
+void	 shm_kick(struct server *);
 
 /* walmmapd.c */
 void	 srv_sync_failed(struct server *, const char *why, int64_t durable);

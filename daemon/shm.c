@@ -42,6 +42,7 @@
 
 #include <event2/event.h>
 
+#include "forward.h"
 #include "log.h"
 #include "server.h"
 #include "wal_ring.h"
@@ -423,6 +424,11 @@ srv_shm_drain_cb(int fd, short ev, void *arg)
 
 	(void)fd;
 	(void)ev;
+	if (fwd_blocking(srv)) {
+		/* Producers wait for a forwarder: shm_kick() goes on. */
+		srv->drain_scheduled = 0;
+		return;
+	}
 	spin_ns = (uint64_t)srv->cfg.shm_spin_us * 1000;
 	start = shm_mono_ns();
 	TAILQ_FOREACH(r, &srv->shms, entry)
@@ -473,6 +479,13 @@ srv_shm_drain_cb(int fd, short ev, void *arg)
 		shm_cpu_relax();
 	}
 	srv->drain_scheduled = 0;
+}
+
+/* Producers may go on (forward_hold_block): drain what waited. */
+void
+shm_kick(struct server *srv)
+{
+	shm_schedule(srv);
 }
 
 /* The connection's parked frame is handled: its ring may go on. */

@@ -301,6 +301,9 @@ config_set(struct srv_config *c, const char *key, const char *val,
 			BAD("forward_hold_max_age: \"%s\" is not a duration "
 			    "(0: no age cap)", val);
 		c->forward_hold_max_age_s = v / 1000;
+	} else if (strcmp(key, "forward_hold_block") == 0) {
+		if (parse_bool(val, &c->forward_hold_block) != 0)
+			BAD("forward_hold_block: \"%s\" is not yes or no", val);
 	} else if (strcmp(key, "shm") == 0) {
 		if (parse_bool(val, &c->shm) != 0)
 			BAD("shm: \"%s\" is not yes or no", val);

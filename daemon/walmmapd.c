@@ -580,6 +580,7 @@ reload(struct server *srv)
 	LIVE(retain_age_s, "retain_age (s)", PRIu64);
 	LIVE(forward_hold_max_bytes, "forward_hold_max_bytes", PRIu64);
 	LIVE(forward_hold_max_age_s, "forward_hold_max_age (s)", PRIu64);
+	LIVE(forward_hold_block, "forward_hold_block", "d");
 	LIVE(shm, "shm", "d");
 	LIVE(shm_size, "shm_size", PRIu64);
 	LIVE(shm_total, "shm_total", PRIu64);

@@ -332,7 +332,8 @@ struct wal_msg_fwd_position {
 struct wal_status_fwd {
 	uint8_t		log_id[16];	/* the log's stable identity */
 	uint32_t	count;		/* entries that follow */
-	uint32_t	pad;
+	uint32_t	blocking;	/* 1: producers wait for a forwarder
+					   (forward_hold_block) */
 	uint64_t	gap_records;	/* removed before any forwarder
 					   shipped them, all forwarders */
 };

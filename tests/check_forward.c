@@ -537,6 +537,66 @@ START_TEST(test_retention_hold)
 END_TEST
 
 /*
+ * forward_hold_block: past the cap producers wait instead of losing
+ * records; once the forwarder ships they go on, and nothing is lost.
+ */
+START_TEST(test_hold_block)
+{
+	struct walmmap *w = NULL;
+	struct walmmap_log_info *li;
+	struct producer p;
+	char err[256];
+	uint64_t rng = 21;
+	long before;
+	int64_t shipped, first;
+	pid_t pid;
+	int rc;
+
+	rc = ts_daemon_start(&d, "--segment-size", "64K", "-o", "prefault=no",
+	    "-o", "retain_segments=2", "-o", "forward_hold_max_bytes=256K",
+	    "-o", "forward_hold_block=yes", "-o", "shm=no", NULL);
+	ck_assert_int_eq(rc, 0);
+	ts_log_id(d.data, log_id);
+	ts_nats_start(&ns, 1);
+	ck_assert_int_eq(walmmap_connect(&w, d.sock, WALMMAP_ACK_WRITTEN, 0),
+	    0);
+	shipped = append_n(w, 20, &rng);
+	walmmap_close(w);
+	pid = FWD("--create-stream");
+	wait_count(ns.url, shipped + 1, 30000);
+	poll(NULL, 0, 600);
+	ck_assert_int_eq(ts_fwd_stop(pid), 0);
+
+	/* The producer runs into the cap and waits. */
+	producer_start(&p, 0);
+	ck_assert_msg(ts_daemon_log_wait(&d, "producers wait until it ships"),
+	    "producers never waited: %s", ts_daemon_log(&d));
+	before = p.records;
+	poll(NULL, 0, 1500);
+	ck_assert_int_eq(p.records, before);	/* it waits */
+	first = first_on_disk();
+	ck_assert_msg(first <= shipped + 1, "retention removed unshipped "
+	    "records (oldest %" PRId64 ", shipped %" PRId64 ")", first,
+	    shipped);
+	li = calloc(1, sizeof *li);
+	ck_assert_int_eq(walmmap_log_info(d.sock, li, err, sizeof err), 0);
+	ck_assert_int_eq(li->blocking, 1);
+	ck_assert_uint_eq(li->gap_records, 0);
+	free(li);
+
+	/* The forwarder ships: producers go on, nothing lost. */
+	pid = FWD();
+	ck_assert(ts_daemon_log_wait(&d, "producers go on"));
+	poll(NULL, 0, 500);
+	producer_stop(&p);
+	ck_assert_int_gt(p.records, before);
+	wait_count(ns.url, p.last_seq + 1, 60000);
+	ck_assert_int_eq(ts_fwd_stop(pid), 0);
+	ck_assert_int_eq(first_on_disk() <= shipped + 1, 0);	/* retention ran */
+}
+END_TEST
+
+/*
  * Bad input: NATS unreachable at start: the forwarder retries, says so in
  * walctl status, never exits, and ships everything once a server comes.
  */
@@ -825,6 +885,7 @@ forward_suite(void)
 	ADD(tc, test_bulk_exactly_once);
 	ADD(tc, test_kill_forwarder);
 	ADD(tc, test_retention_hold);
+	ADD(tc, test_hold_block);
 	ADD(tc, test_nats_outage);
 	ADD(tc, test_cluster_failover);
 	suite_add_tcase(s, tc);
