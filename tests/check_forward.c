@@ -825,6 +825,29 @@ START_TEST(test_status_compat)
 }
 END_TEST
 
+/* -d: the forwarder reads the segment files itself, same result. */
+START_TEST(test_read_files)
+{
+	struct walmmap *w = NULL;
+	uint64_t rng = 17;
+	int64_t last;
+	pid_t pid;
+
+	start_daemon("1M");
+	ts_nats_start(&ns, 1);
+	ck_assert_int_eq(walmmap_connect(&w, d.sock, WALMMAP_ACK_WRITTEN, 0),
+	    0);
+	last = append_n(w, 300, &rng);
+	pid = FWD("--create-stream", "-d", d.data);
+	wait_count(ns.url, last + 1, 30000);
+	last = append_n(w, 300, &rng);
+	wait_count(ns.url, last + 1, 30000);
+	ck_assert_int_eq(ts_fwd_stop(pid), 0);
+	walmmap_close(w);
+	ts_js_verify(ns.url, STREAM, SUBJECT, d.data, log_id, 0, last);
+}
+END_TEST
+
 /*
  * --level durable: records reach the stream only once they are durable,
  * so a power cut can never leave the stream ahead of the log.
@@ -882,6 +905,7 @@ forward_suite(void)
 	ADD(tc, test_unreachable_at_start);
 	ADD(tc, test_daemon_restart);
 	ADD(tc, test_level_durable);
+	ADD(tc, test_read_files);
 	ADD(tc, test_bulk_exactly_once);
 	ADD(tc, test_kill_forwarder);
 	ADD(tc, test_retention_hold);
