@@ -432,7 +432,13 @@ fwd_run(struct fwd *fw)
 	char nerr[128], logged[128] = "";
 	natsStatus ns;
 	int64_t last, next, report = 0;
-	int backoff = FWD_BACKOFF_MIN_MS, rc, n, ready = 0, warned = 0;
+	int backoff = FWD_BACKOFF_MIN_MS, rc, n, warned = 0;
+
+	/*
+	 * Ready as soon as it runs: waiting for NATS or walmmapd is its job
+	 * (STATUS says so), not a start that systemd should time out.
+	 */
+	sd_notify(0, "READY=1");
 
 	while (!fwd_stop) {
 		if (r != NULL) {
@@ -556,10 +562,6 @@ fwd_run(struct fwd *fw)
 		fwd_set_error(fw, "%s", "");
 		warned = 0;
 		backoff = FWD_BACKOFF_MIN_MS;
-		if (!ready) {
-			sd_notify(0, "READY=1");
-			ready = 1;
-		}
 		/* Publish until something fails. */
 		rc = 0;
 		while (!fwd_stop) {
