@@ -11,6 +11,7 @@
 
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 
 #include <errno.h>
@@ -629,6 +630,52 @@ START_TEST(test_unreachable_at_start)
 }
 END_TEST
 
+/*
+ * sd_notify: READY=1 at once, even with NATS unreachable; STATUS says it
+ * is not connected; WATCHDOG=1; SIGTERM then exits 0.
+ */
+START_TEST(test_systemd_notify)
+{
+	struct sockaddr_un sun;
+	char path[100], buf[600];
+	int s, ready = 0, status = 0, wd = 0;
+	int64_t deadline;
+	ssize_t n;
+	pid_t pid;
+
+	start_daemon("1M");
+	ck_assert_int_lt(snprintf(path, sizeof path, "%s/fwd-notify", base),
+	    (int)sizeof path);
+	ck_assert_int_ne(s = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0), -1);
+	memset(&sun, 0, sizeof sun);
+	sun.sun_family = AF_UNIX;
+	snprintf(sun.sun_path, sizeof sun.sun_path, "%s", path);
+	ck_assert_int_eq(bind(s, (struct sockaddr *)&sun, sizeof sun), 0);
+	ts_fwd_notify = path;
+	pid = FWD("--create-stream");	/* no server on ns.url */
+	ts_fwd_notify = NULL;
+	deadline = now_ms() + 30000;
+	while (!(ready && status && wd) && now_ms() < deadline) {
+		struct pollfd pfd = { s, POLLIN, 0 };
+
+		if (poll(&pfd, 1, 100) != 1)
+			continue;
+		if ((n = recv(s, buf, sizeof buf - 1, 0)) <= 0)
+			continue;
+		buf[n] = '\0';
+		ready |= strstr(buf, "READY=1") != NULL;
+		status |= strstr(buf, "STATUS=") != NULL &&
+		    strstr(buf, "not connected") != NULL;
+		wd |= strstr(buf, "WATCHDOG=1") != NULL;
+	}
+	close(s);
+	unlink(path);
+	ck_assert_msg(ready && status && wd, "READY %d, STATUS %d, WATCHDOG %d",
+	    ready, status, wd);
+	ck_assert_int_eq(ts_fwd_stop(pid), 0);
+}
+END_TEST
+
 /* Bad input: wrong credentials: reported in the log and walctl status. */
 START_TEST(test_wrong_credentials)
 {
@@ -906,6 +953,7 @@ forward_suite(void)
 	ADD(tc, test_daemon_restart);
 	ADD(tc, test_level_durable);
 	ADD(tc, test_read_files);
+	ADD(tc, test_systemd_notify);
 	ADD(tc, test_bulk_exactly_once);
 	ADD(tc, test_kill_forwarder);
 	ADD(tc, test_retention_hold);

@@ -237,6 +237,8 @@ ts_nats_urls(const struct ts_nats *n, int count, char *buf, size_t len)
 		    i > 0 ? "," : "", n[i].url);
 }
 
+const char *ts_fwd_notify;
+
 pid_t
 ts_fwd_start(const struct ts_daemon *d, const char *logpath, ...)
 {
@@ -279,7 +281,10 @@ ts_fwd_startv(const struct ts_daemon *d, const char *logpath,
 			dup2(fd, STDOUT_FILENO);
 			dup2(fd, STDERR_FILENO);
 		}
-		unsetenv("NOTIFY_SOCKET");
+		if (ts_fwd_notify != NULL)
+			setenv("NOTIFY_SOCKET", ts_fwd_notify, 1);
+		else
+			unsetenv("NOTIFY_SOCKET");
 		execv(prog, argv);
 		fprintf(stderr, "exec %s: %s\n", prog, strerror(errno));
 		_exit(127);

@@ -61,6 +61,8 @@ void	 ts_nats_urls(const struct ts_nats *n, int count, char *buf,
  * with stdout and stderr appended to logpath; returns its pid.
  */
 pid_t	 ts_fwd_start(const struct ts_daemon *, const char *logpath, ...);
+/* When set, the forwarders started get it as NOTIFY_SOCKET. */
+extern const char *ts_fwd_notify;
 pid_t	 ts_fwd_startv(const struct ts_daemon *, const char *logpath,
 	    char *const *args);
 
