@@ -107,6 +107,16 @@ void	 fwd_nats_close(struct fwd *);
 void	 fwd_set_error(struct fwd *, const char *fmt, ...)
 	    __attribute__((format(printf, 2, 3)));
 
+/* ctl.c */
+struct wal_msg_fwd_state;
+int	 ctl_connect(struct fwd *, char *why, size_t whylen);
+void	 ctl_close(struct fwd *);
+int	 ctl_register(struct fwd *, struct wal_msg_fwd_state *, char *why,
+	    size_t whylen);
+int	 ctl_position(struct fwd *);
+int	 ctl_poll(struct fwd *);
+int	 ctl_durable(struct fwd *);
+
 /* forward.c */
 extern volatile sig_atomic_t fwd_stop;	/* SIGTERM/SIGINT came */
 void	 fwd_log(int prio, const char *fmt, ...)
