@@ -224,3 +224,77 @@ utf8_valid(const uint8_t *p, size_t n)
 	}
 	return (1);
 }
+
+/* walctl status: the log id and each forwarder, as text. */
+void
+print_forwarders(FILE *f, const struct walmmap_log_info *li)
+{
+	const struct walmmap_forwarder *w;
+	size_t i;
+
+	if (li->log_id_hex[0] == '\0')
+		return;
+	fprintf(f, "log id       %s\n", li->log_id_hex);
+	if (li->count == 0)
+		fprintf(f, "forwarders   none\n");
+	if (li->blocking)
+		fprintf(f, "PRODUCERS WAIT: a forwarder is past its hold "
+		    "(forward_hold_block)\n");
+	for (i = 0; i < li->count; i++) {
+		w = &li->fwd[i];
+		fprintf(f, "forwarder    %s: ", w->name);
+		if (w->shipped_seq >= 0)
+			fprintf(f, "shipped to seq %" PRId64, w->shipped_seq);
+		else
+			fprintf(f, "nothing shipped");
+		fprintf(f, ", lag %" PRId64 " records, %" PRId64 ".%01" PRId64
+		    " s", w->lag_records, w->lag_ns / 1000000000,
+		    w->lag_ns / 100000000 % 10);
+		if (!w->attached)
+			fprintf(f, ", not running");
+		else if (w->connected)
+			fprintf(f, ", connected to %s", w->server);
+		else if (w->server[0] != '\0')
+			fprintf(f, ", not connected (last %s)", w->server);
+		else
+			fprintf(f, ", not connected");
+		if (w->error[0] != '\0')
+			fprintf(f, ", last error: %s", w->error);
+		fprintf(f, "\n");
+		if (w->gap_records > 0)
+			fprintf(f, "             GAP: %" PRIu64 " records "
+			    "removed by retention before it shipped them "
+			    "(last: seq %" PRId64 " .. %" PRId64 ")\n",
+			    w->gap_records, w->gap_first, w->gap_last);
+	}
+}
+
+/* walctl status --json: "log_id" and "forwarders" (no braces around). */
+void
+print_forwarders_json(FILE *f, const struct walmmap_log_info *li)
+{
+	const struct walmmap_forwarder *w;
+	size_t i;
+
+	if (li->log_id_hex[0] == '\0') {
+		fprintf(f, "\"log_id\":null,\"forwarders\":[]");
+		return;
+	}
+	fprintf(f, "\"log_id\":\"%s\",\"producers_wait\":%s,\"forwarders\":[",
+	    li->log_id_hex, li->blocking ? "true" : "false");
+	for (i = 0; i < li->count; i++) {
+		w = &li->fwd[i];
+		fprintf(f, "%s{", i > 0 ? "," : "");
+		print_json_text(f, "name", w->name);
+		fprintf(f, ",\"shipped_seq\":%" PRId64 ",\"lag_records\":%"
+		    PRId64 ",\"lag_s\":%.3f,\"running\":%s,\"connected\":%s,",
+		    w->shipped_seq, w->lag_records, (double)w->lag_ns / 1e9,
+		    w->attached ? "true" : "false", w->connected ? "true" :
+		    "false");
+		print_json_text(f, "server", w->server);
+		fprintf(f, ",");
+		print_json_text(f, "error", w->error);
+		fprintf(f, ",\"gap_records\":%" PRIu64 "}", w->gap_records);
+	}
+	fprintf(f, "]");
+}

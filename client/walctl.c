@@ -259,12 +259,20 @@ static int
 cmd_status(int argc, char **argv)
 {
 	struct walmmap_status st;
+	struct walmmap_log_info *li;
 	char *dir;
 	int json = 0, rc;
 
 	simple_opts(argc, argv, &json);
 	if ((rc = query_status(&st, &dir)) != 0)
 		return (rc);
+	/* The log id and forwarders; a version 1 daemon has neither. */
+	if ((li = calloc(1, sizeof *li)) == NULL) {
+		free(dir);
+		return (fail_request("out of memory"));
+	}
+	if (walmmap_log_info(socket_path, li, NULL, 0) != 0)
+		li->log_id_hex[0] = '\0';
 	if (json) {
 		printf("{\"pid\":%" PRIu64 ",", st.pid);
 		print_json_text(stdout, "dir", dir);
@@ -277,9 +285,12 @@ cmd_status(int argc, char **argv)
 		    ",\"disk_bytes\":%" PRIu64 ",\"segment_size\":%" PRIu64
 		    ",\"ring\":%u,\"active_segment\":%" PRIu64 ",\"clients\":%"
 		    PRIu64 ",\"records_per_s\":%" PRIu64 ",\"uptime_s\":%"
-		    PRIu64 "}\n", st.next_seq, st.segments, st.disk_bytes,
+		    PRIu64 ",", st.next_seq, st.segments, st.disk_bytes,
 		    st.segment_size, st.ring_segments, st.active_segment,
 		    st.clients, st.records_per_s, st.uptime_s);
+		print_forwarders_json(stdout, li);
+		printf("}\n");
+		free(li);
 		return (EXIT_OK);
 	}
 	printf("walmmapd pid %" PRIu64 ", up %" PRIu64 " s, protocol %u\n",
@@ -303,6 +314,8 @@ cmd_status(int argc, char **argv)
 	    st.active_segment);
 	printf("clients      %" PRIu64 " connected\n", st.clients);
 	printf("rate         %" PRIu64 " records/s\n", st.records_per_s);
+	print_forwarders(stdout, li);
+	free(li);
 	return (EXIT_OK);
 }
 

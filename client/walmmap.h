@@ -254,6 +254,38 @@ const char	*walmmap_status_dir(const struct walmmap *);
 int		 walmmap_metrics(struct walmmap *, char **text, size_t *len);
 
 /*
+ * The log's identity and its forwarders (walmmap-forward), as the daemon
+ * at socket (NULL: as for walmmap_connect()) knows them, on a connection
+ * of its own. WALMMAP_ENOTSUP from a daemon without forwarders; errbuf
+ * (if not NULL) gets the message of a failure.
+ */
+#define WALMMAP_MAX_FORWARDERS	64
+struct walmmap_forwarder {
+	char		name[33];
+	int64_t		shipped_seq;	/* last seq its destination holds */
+	int64_t		shipped_ts_ns;	/* that record's timestamp, 0 none */
+	int64_t		lag_records;	/* written records not shipped */
+	int64_t		lag_ns;		/* now - shipped_ts_ns while lagging */
+	int64_t		gap_first;	/* last gap: first seq lost, -1 none */
+	int64_t		gap_last;
+	uint64_t	gap_records;	/* lost to retention, all gaps */
+	int		attached;	/* registered with the daemon now */
+	int		connected;	/* it says it reaches its server */
+	char		server[96];	/* the server it is connected to */
+	char		error[160];	/* its last error, "" none */
+};
+struct walmmap_log_info {
+	uint8_t		log_id[16];
+	char		log_id_hex[33];
+	uint64_t	gap_records;	/* all forwarders */
+	int		blocking;	/* producers wait for a forwarder */
+	size_t		count;
+	struct walmmap_forwarder fwd[WALMMAP_MAX_FORWARDERS];
+};
+int		 walmmap_log_info(const char *socket,
+		    struct walmmap_log_info *, char *errbuf, size_t errlen);
+
+/*
  * Non-blocking use (WALMMAP_NONBLOCK). Appends send without waiting:
  * seq/seqs must be NULL, and WALMMAP_EAGAIN means the socket or the
  * in-flight window is full: poll walmmap_fd() for POLLIN, then call

@@ -28,6 +28,7 @@
 
 #include <event2/event.h>
 
+#include "forward.h"
 #include "log.h"
 #include "rights.h"
 #include "server.h"
@@ -133,6 +134,7 @@ conn_free(struct conn *c)
 	struct server *srv = c->srv;
 
 	shm_close_ring(c);
+	fwd_conn_gone(c);
 	srv_durable_returned(srv, c);
 	if (c->parked == CONN_PARK_APPEND_FD) {
 		TAILQ_REMOVE(&srv->parked, c, park_entry);
@@ -551,6 +553,12 @@ conn_recv_one(struct conn *c, uint64_t *spent)
 	/* A parked connection's next frame waits for the one parked. */
 	if (c->parked)
 		return (0);
+	/* A forwarder holds past its cap (forward_hold_block): wait. */
+	if (fwd_holds_conn(c)) {
+		c->fwd_wait = 1;
+		event_del(c->ev_read);
+		return (0);
+	}
 	/* No room for what the frame may carry: wait (srv_fd_wait_cb). */
 	if (!closer_room(srv->closer)) {
 		c->fd_wait = 1;
@@ -693,20 +701,27 @@ conn_handle(struct conn *c, const uint8_t *buf, size_t len, int fd)
 		conn_sync(c, hdr.id);
 		break;
 	case WAL_MSG_STATUS: {
-		uint8_t reply[sizeof(struct wal_status) + PATH_MAX];
+		uint8_t reply[sizeof(struct wal_status) + FWD_STATUS_MAX +
+		    PATH_MAX];
 		struct wal_status st;
-		size_t dlen = 0;
+		size_t dlen = 0, flen = 0;
 
 		srv_status(c->srv, &st);
 		st.hdr.id = hdr.id;
+		if ((hdr.flags & WAL_STATUS_F_FWD) && c->version >= 2) {
+			/* Forwarders and the log id (forward.c). */
+			flen = fwd_status(c->srv, reply + sizeof st,
+			    FWD_STATUS_MAX);
+			st.hdr.len = (uint32_t)(sizeof st + flen);
+		}
 		if (hdr.flags & WAL_STATUS_F_DIR) {
 			/* The whole directory, which st.dir may cut. */
 			dlen = strnlen(c->srv->cfg.dir, PATH_MAX);
-			memcpy(reply + sizeof st, c->srv->cfg.dir, dlen);
-			st.hdr.len = (uint32_t)(sizeof st + dlen);
+			memcpy(reply + sizeof st + flen, c->srv->cfg.dir, dlen);
+			st.hdr.len = (uint32_t)(sizeof st + flen + dlen);
 		}
 		memcpy(reply, &st, sizeof st);
-		conn_queue(c, reply, sizeof st + dlen);
+		conn_queue(c, reply, sizeof st + flen + dlen);
 		break;
 	}
 	case WAL_MSG_ROTATE:
@@ -727,6 +742,14 @@ conn_handle(struct conn *c, const uint8_t *buf, size_t len, int fd)
 		break;
 	case WAL_MSG_SHM_OPEN:
 		shm_open_ring(c, (const struct wal_msg_shm_open *)
+		    (const void *)buf);
+		break;
+	case WAL_MSG_FWD_REGISTER:
+		fwd_register(c, (const struct wal_msg_fwd_register *)
+		    (const void *)buf);
+		break;
+	case WAL_MSG_FWD_POSITION:
+		fwd_position(c, (const struct wal_msg_fwd_position *)
 		    (const void *)buf);
 		break;
 	default:

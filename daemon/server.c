@@ -22,6 +22,7 @@
 #include <event2/event.h>
 #include <systemd/sd-daemon.h>
 
+#include "forward.h"
 #include "log.h"
 #include "rights.h"
 #include "server.h"
@@ -442,6 +443,20 @@ srv_fd_wait_cb(int fd, short ev, void *arg)
 	shm_bells_enable(srv);
 }
 
+/* Forwarders are back within their hold: producers go on. */
+void
+srv_fwd_unblocked(struct server *srv)
+{
+	struct conn *c;
+
+	TAILQ_FOREACH(c, &srv->conns, entry)
+		if (c->fwd_wait) {
+			c->fwd_wait = 0;
+			conn_read_enable(c);
+		}
+	shm_kick(srv);
+}
+
 /* Once a second: handshake, idle and linger timeouts. */
 void
 srv_check_timeouts(struct server *srv)
@@ -629,6 +644,8 @@ srv_retention(struct server *srv)
 		bytes -= sizes[cut];
 	while (cut > 0 && list.ids[cut - 1] >= limit)
 		cut--;
+	/* Forwarders keep theirs, up to forward_hold_max_* (forward.c). */
+	fwd_retention(srv, list.ids, sizes, mtimes, cut, &limit);
 	/* Subscribers keep their segments, up to max_subscriber_hold. */
 	TAILQ_FOREACH_SAFE(c, &srv->conns, entry, next) {
 		if ((seg = conn_sub_segment(c)) >= limit)
@@ -656,6 +673,7 @@ srv_retention(struct server *srv)
 		(void)wal_dir_sync(dirfd, cfg->dir, NULL);
 		log_info("retention: removed %" PRIu64 " sealed segment%s",
 		    removed, removed == 1 ? "" : "s");
+		fwd_check_gaps(srv);
 	}
 out:
 	free(sizes);

@@ -30,6 +30,8 @@
 
 struct event;
 struct event_base;
+struct fwd;
+struct fwd_table;
 struct shm_ring;
 struct wal_reader;
 struct wal_ring;
@@ -110,6 +112,7 @@ struct conn {
 	 * until it is handled, so replies keep the order of the requests.
 	 */
 	int			 fd_wait;	/* not read: closer_room() */
+	int			 fwd_wait;	/* not read: forward_hold_block */
 	enum conn_park		 parked;
 	uint64_t		 park_id;	/* the ROTATE's id */
 	struct wal_msg_append_fd park_af;	/* the APPEND_FD ... */
@@ -128,6 +131,7 @@ struct conn {
 	struct event		*ev_sub_retry;	/* look again whether it is */
 
 	struct shm_ring		*shm;		/* shared-memory ring, if any */
+	struct fwd		*fwd;		/* registered forwarder (forward.c) */
 
 	uint64_t		 records;
 	TAILQ_ENTRY(conn)	 entry;
@@ -213,6 +217,7 @@ struct server {
 	int			 sub_dirty;	/* records appended: wake tails */
 
 	struct srv_dirstat	 dirstat;	/* last scan, for STATUS */
+	struct fwd_table	*fwd;		/* forwarders, log id (forward.c) */
 	uint64_t		 outq_total;	/* memory of all reply queues */
 	uint64_t		 sub_fd_total;	/* records in memfds not yet read */
 	uint64_t		 segments_removed;	/* by retention */
@@ -250,6 +255,7 @@ void	 srv_fd_wait_cb(int, short, void *);
 int	 srv_rotate_now(struct server *, pid_t, char *err, size_t errlen);
 void	 srv_rotate_later(struct server *);
 void	 srv_rotate_cb(int, short, void *);
+void	 srv_fwd_unblocked(struct server *);
 
 /* conn.c */
 struct conn *conn_new(struct server *, int fd);
@@ -286,6 +292,7 @@ void	 shm_finish(struct server *);
 void	 shm_bells_enable(struct server *);
 void	 shm_unparked(struct conn *);
 void	 srv_shm_drain_cb(int, short, void *);
+void	 shm_kick(struct server *);
 
 /* walmmapd.c */
 void	 srv_sync_failed(struct server *, const char *why, int64_t durable);

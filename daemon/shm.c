@@ -45,6 +45,7 @@
 
 #include <event2/event.h>
 
+#include "forward.h"
 #include "log.h"
 #include "server.h"
 #include "wal_ring.h"
@@ -448,6 +449,11 @@ srv_shm_drain_cb(int fd, short ev, void *arg)
 
 	(void)fd;
 	(void)ev;
+	if (fwd_blocking(srv)) {
+		/* Producers wait for a forwarder: shm_kick() goes on. */
+		srv->drain_scheduled = 0;
+		return;
+	}
 	if (!srv->drain_scheduled) {
 		/* A re-check while asleep (shm_recheck). */
 		if (srv->nshms == 0)
@@ -537,6 +543,13 @@ shm_recheck(struct server *srv, int first)
 		tv.tv_usec = (WAL_SHM_RECHECK_IDLE_MS % 1000) * 1000;
 	}
 	event_add(srv->ev_drain, &tv);
+}
+
+/* Producers may go on (forward_hold_block): drain what waited. */
+void
+shm_kick(struct server *srv)
+{
+	shm_schedule(srv);
 }
 
 /* The connection's parked frame is handled: its ring may go on. */

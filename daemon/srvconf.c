@@ -109,6 +109,7 @@ config_defaults(struct srv_config *c)
 	c->max_connections = 1024;
 	c->hello_timeout_s = 10;
 	c->max_subscriber_hold = 1024ull * 1024 * 1024;
+	c->forward_hold_max_bytes = 4096ull * 1024 * 1024;
 	c->max_inflight = 4u * 1024 * 1024;
 	c->max_inflight_total = 256u * 1024 * 1024;
 	c->sync_interval_ms = 1000;
@@ -352,6 +353,19 @@ config_set(struct srv_config *c, const char *key, const char *val,
 			BAD("retain_age: \"%s\" is less than 1s (0 keeps all)",
 			    val);
 		c->retain_age_s = v / 1000;
+	} else if (strcmp(key, "forward_hold_max_bytes") == 0) {
+		if (config_parse_size(val, &v) != 0)
+			BAD("forward_hold_max_bytes: \"%s\" is not a size (0: "
+			    "no byte cap)", val);
+		c->forward_hold_max_bytes = v;
+	} else if (strcmp(key, "forward_hold_max_age") == 0) {
+		if (config_parse_duration_ms(val, &v) != 0)
+			BAD("forward_hold_max_age: \"%s\" is not a duration "
+			    "(0: no age cap)", val);
+		c->forward_hold_max_age_s = v / 1000;
+	} else if (strcmp(key, "forward_hold_block") == 0) {
+		if (parse_bool(val, &c->forward_hold_block) != 0)
+			BAD("forward_hold_block: \"%s\" is not yes or no", val);
 	} else if (strcmp(key, "shm") == 0) {
 		if (parse_bool(val, &c->shm) != 0)
 			BAD("shm: \"%s\" is not yes or no", val);

@@ -61,6 +61,9 @@ struct srv_config {
 	uint64_t	 retain_segments;	/* 0: keep all */
 	uint64_t	 retain_bytes;		/* 0: keep all */
 	uint64_t	 retain_age_s;		/* 0: keep all */
+	uint64_t	 forward_hold_max_bytes; /* 0: no byte cap */
+	uint64_t	 forward_hold_max_age_s; /* 0: no age cap */
+	int		 forward_hold_block;	/* past the cap producers wait */
 	int		 shm;			/* shared-memory rings allowed */
 	uint64_t	 shm_size;		/* ring size, and the most */
 	uint64_t	 shm_total;		/* all rings' memory */

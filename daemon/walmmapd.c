@@ -25,6 +25,7 @@
 #include <event2/event.h>
 #include <systemd/sd-daemon.h>
 
+#include "forward.h"
 #include "log.h"
 #include "rights.h"
 #include "server.h"
@@ -244,6 +245,8 @@ main(int argc, char **argv)
 	if (wal_ring_open(&rc, &srv.ring, &rec, &err) != 0)
 		fatalx("%s", err.msg);
 	srv.data_dirfd = dirfd;
+	if (fwd_open(&srv, why, sizeof why) != 0)
+		fatalx("%s", why);
 	log_info("data directory %s: %" PRIu64 " segment%s, next seq %" PRId64
 	    "%s", srv.cfg.dir, rec.segments, rec.segments == 1 ? "" : "s",
 	    rec.next_seq, rec.torn_bytes ? " (torn tail repaired)" : "");
@@ -376,6 +379,7 @@ main(int argc, char **argv)
 		srv_sync_failed(&srv, err.msg, wal_ring_durable_seq(srv.ring));
 	closer_stop(srv.closer);
 	wal_ring_close(srv.ring);
+	fwd_close(&srv);
 	log_info("stopped after %" PRIu64 " records", srv.records);
 
 	for (i = 0; i < 3; i++)
@@ -659,6 +663,9 @@ reload(struct server *srv)
 	LIVE(retain_segments, "retain_segments", PRIu64);
 	LIVE(retain_bytes, "retain_bytes", PRIu64);
 	LIVE(retain_age_s, "retain_age (s)", PRIu64);
+	LIVE(forward_hold_max_bytes, "forward_hold_max_bytes", PRIu64);
+	LIVE(forward_hold_max_age_s, "forward_hold_max_age (s)", PRIu64);
+	LIVE(forward_hold_block, "forward_hold_block", "d");
 	LIVE(shm, "shm", "d");
 	LIVE(shm_size, "shm_size", PRIu64);
 	LIVE(shm_total, "shm_total", PRIu64);
@@ -821,6 +828,7 @@ tick_cb(int fd, short ev, void *arg)
 	srv_log_suppressed(srv);
 	if (!srv->stopping)
 		srv_retention(srv);
+	fwd_tick(srv);
 }
 
 /* A descriptor a client passed may be slow to close: nudge it. */

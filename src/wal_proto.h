@@ -308,7 +308,9 @@ struct wal_msg_fwd_state {
 
 struct wal_msg_fwd_position {
 	struct wal_msg	hdr;
-	int64_t		shipped_seq;	/* last seq acknowledged downstream */
+	int64_t		shipped_seq;	/* last seq acknowledged downstream,
+					   -1: none, -2: not known yet (the
+					   state and error are news) */
 	int64_t		shipped_ts_ns;	/* its record's timestamp */
 	uint32_t	connected;	/* 1: connected to the destination */
 	uint32_t	pad;
@@ -333,6 +335,41 @@ struct wal_msg_fwd_position {
  * flag and send the fixed part alone.
  */
 #define WAL_STATUS_F_DIR	0x1
+
+/*
+ * STATUS with this in hdr.flags, on a version 2 connection: the reply
+ * carries, after struct wal_status and before the directory (when
+ * WAL_STATUS_F_DIR asks for it too), struct wal_status_fwd and then its
+ * count of struct wal_status_fwd_entry. A client that does not set the
+ * flag (every version 1 client) gets the version 1 layout.
+ */
+#define WAL_STATUS_F_FWD	0x2
+
+#define WAL_STATUS_FWD_MAX	64	/* forwarders the daemon keeps */
+
+struct wal_status_fwd {
+	uint8_t		log_id[16];	/* the log's stable identity */
+	uint32_t	count;		/* entries that follow */
+	uint32_t	blocking;	/* 1: producers wait for a forwarder
+					   (forward_hold_block) */
+	uint64_t	gap_records;	/* removed before any forwarder
+					   shipped them, all forwarders */
+};
+
+struct wal_status_fwd_entry {
+	char		name[WAL_FWD_NAME_MAX];	/* NUL-padded */
+	int64_t		shipped_seq;	/* last seq shipped, -1 none */
+	int64_t		shipped_ts_ns;	/* its record's timestamp, 0 none */
+	int64_t		lag_records;	/* written records not shipped */
+	int64_t		lag_ns;		/* age of the oldest not shipped */
+	int64_t		gap_first;	/* last gap: first seq lost, -1 */
+	int64_t		gap_last;	/* its last seq lost */
+	uint64_t	gap_records;	/* records lost for it, all gaps */
+	uint32_t	attached;	/* 1: registered on a connection now */
+	uint32_t	connected;	/* 1: it says it reaches its server */
+	char		server[96];	/* NUL-padded */
+	char		error[160];	/* last error, NUL-padded */
+};
 
 /* STATUS_REPLY. */
 struct wal_status {

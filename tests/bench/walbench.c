@@ -48,6 +48,8 @@ static const struct {
 	{ "redis", wb_redis, "durable vs Redis appendfsync always" },
 	{ "python", wb_python, "append_batch from Python vs an os.write "
 	    "loop" },
+	{ "forward", wb_forward, "append->JetStream ack via walmmap-forward "
+	    "vs a libnats async publisher" },
 };
 #define NSCEN	(sizeof scenarios / sizeof scenarios[0])
 

@@ -104,5 +104,6 @@ int	 wb_durable(const struct wb *);
 int	 wb_latency(const struct wb *);
 int	 wb_redis(const struct wb *);
 int	 wb_python(const struct wb *);	/* wb_python.c */
+int	 wb_forward(const struct wb *);		/* wb_forward.c */
 
 #endif /* WALBENCH_H */
