@@ -28,6 +28,7 @@
 #include <event2/listener.h>
 #include <event2/util.h>
 
+#include "forward.h"
 #include "log.h"
 #include "server.h"
 #include "wal_ring.h"
@@ -103,6 +104,7 @@ static void	metrics_counter(struct evbuffer *, const char *name,
 		    const char *help, uint64_t);
 static void	metrics_gauge(struct evbuffer *, const char *name,
 		    const char *help, int64_t);
+static void	metrics_forwarders(struct server *, struct evbuffer *);
 static void	metrics_sync_histogram(struct evbuffer *,
 		    const struct metrics_hist *);
 static void	metrics_http_cb(struct evhttp_request *, void *);
@@ -333,16 +335,76 @@ metrics_render(struct server *srv, struct evbuffer *b)
 	metrics_counter(b, "walmmapd_metrics_http_requests_total", "Requests "
 	    "answered on metrics_listen.", m->http_requests);
 
-	/*
-	 * Forwarders (walmmap-forward) go here once they exist: one series
-	 * per registered name, labelled forwarder="NAME" (names are
-	 * [A-Za-z0-9_.-], no escaping needed), for example
-	 * walmmapd_forwarder_lag_records{forwarder="NAME"} (next_seq - 1 -
-	 * shipped_seq) and walmmapd_forwarder_connected{forwarder="NAME"},
-	 * each family with its HELP and TYPE lines written once
-	 * (metrics_family, then metrics_u64/metrics_i64 per forwarder).
-	 */
+	metrics_forwarders(srv, b);
 	return (metrics_oom ? -1 : 0);
+}
+
+/*
+ * One series per forwarder the daemon knows (walmmap-forward), labelled
+ * forwarder="NAME"; names are [A-Za-z0-9_.-], so no escaping is needed.
+ */
+static void
+metrics_forwarders(struct server *srv, struct evbuffer *b)
+{
+	static const struct {
+		const char	*name;
+		const char	*type;
+		const char	*help;
+	} fam[] = {
+		{ "walmmapd_forwarder_shipped_seq", "gauge", "Last seq the "
+		    "forwarder's destination acknowledged (-1: none)." },
+		{ "walmmapd_forwarder_lag_records", "gauge", "Written records "
+		    "the forwarder has not shipped." },
+		{ "walmmapd_forwarder_lag_seconds", "gauge", "Age of the last "
+		    "shipped record while records wait (0 when caught up)." },
+		{ "walmmapd_forwarder_gap_records_total", "counter", "Records "
+		    "retention removed before the forwarder shipped them." },
+		{ "walmmapd_forwarder_attached", "gauge", "1 while the "
+		    "forwarder is registered on a connection." },
+		{ "walmmapd_forwarder_connected", "gauge", "1 while the "
+		    "forwarder reports it reaches its destination." },
+	};
+	struct fwd_info fi[WAL_STATUS_FWD_MAX];
+	char label[64];
+	size_t n, i, f;
+
+	n = fwd_list(srv, fi, WAL_STATUS_FWD_MAX);
+	if (n == 0)
+		return;
+	for (f = 0; f < sizeof fam / sizeof fam[0]; f++) {
+		metrics_family(b, fam[f].name, fam[f].type, fam[f].help);
+		for (i = 0; i < n; i++) {
+			snprintf(label, sizeof label, "forwarder=\"%s\"",
+			    fi[i].name);
+			switch (f) {
+			case 0:
+				metrics_i64(b, fam[f].name, label,
+				    fi[i].shipped_seq);
+				break;
+			case 1:
+				metrics_i64(b, fam[f].name, label,
+				    fi[i].lag_records);
+				break;
+			case 2:
+				if (evbuffer_add_printf(b, "%s{%s} %.3f\n",
+				    fam[f].name, label, fi[i].lag_ns / 1e9) < 0)
+					metrics_oom = 1;
+				break;
+			case 3:
+				metrics_u64(b, fam[f].name, label,
+				    fi[i].gap_records);
+				break;
+			case 4:
+				metrics_u64(b, fam[f].name, label,
+				    (uint64_t)fi[i].attached);
+				break;
+			default:
+				metrics_u64(b, fam[f].name, label,
+				    (uint64_t)fi[i].connected);
+				break;
+			}
+		}
+	}
 }
 
 /* "# HELP" and "# TYPE" of a family. */

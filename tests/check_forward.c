@@ -469,7 +469,7 @@ START_TEST(test_retention_hold)
 {
 	struct walmmap *w = NULL;
 	struct walmmap_forwarder f;
-	char *out = NULL;
+	char *out = NULL, want[160];
 	uint64_t rng = 5;
 	int64_t shipped, last, first;
 	pid_t pid;
@@ -520,6 +520,19 @@ START_TEST(test_retention_hold)
 	ck_assert_int_eq(rc, 0);
 	ck_assert_msg(strstr(out, "GAP:") != NULL && strstr(out,
 	    "forwarder    t:") != NULL, "walctl status: %s", out);
+	free(out);
+	/* The same in the metrics, per forwarder. */
+	rc = ts_run_prog("client/walctl", NULL, 0, &out, "-s", d.sock,
+	    "stats", "--prometheus", NULL);
+	ck_assert_int_eq(rc, 0);
+	snprintf(want, sizeof want, "walmmapd_forwarder_gap_records_total"
+	    "{forwarder=\"t\"} %" PRIu64 "\n", f.gap_records);
+	ck_assert_msg(strstr(out, want) != NULL, "no \"%s\" in: %s", want,
+	    out);
+	snprintf(want, sizeof want, "walmmapd_forwarder_shipped_seq"
+	    "{forwarder=\"t\"} %" PRId64 "\n", shipped);
+	ck_assert_msg(strstr(out, want) != NULL, "no \"%s\" in: %s", want,
+	    out);
 	free(out);
 
 	/* The forwarder meets the gap: exit 3, with a message. */
