@@ -28,6 +28,7 @@
 
 #include <event2/event.h>
 
+#include "handover.h"
 #include "log.h"
 #include "server.h"
 #include "wal_reader.h"
@@ -66,7 +67,6 @@ static void	conn_rotate(struct conn *, uint64_t id);
 static void	conn_park(struct conn *, enum conn_park);
 static void	conn_unpark(struct conn *);
 static void	conn_run_parked(struct conn *);
-static void	conn_subscribe(struct conn *, const struct wal_msg_subscribe *);
 static void	conn_sub_pump(struct conn *);
 static void	conn_sub_send_fd(struct conn *, const struct wal_rec_out *,
 		    const struct wal_record *);
@@ -131,6 +131,7 @@ conn_free(struct conn *c)
 {
 	struct server *srv = c->srv;
 
+	handover_conn_gone(c);
 	shm_close_ring(c);
 	srv_durable_returned(srv, c);
 	if (c->parked == CONN_PARK_APPEND_FD) {
@@ -719,6 +720,15 @@ conn_handle(struct conn *c, const uint8_t *buf, size_t len, int fd)
 		shm_open_ring(c, (const struct wal_msg_shm_open *)
 		    (const void *)buf);
 		break;
+	case WAL_MSG_RESTART:
+		if (!handover_admin_ok(c)) {
+			conn_error(c, hdr.id, WAL_PERR_PERM, 0, "RESTART is an "
+			    "administrative request: uid %ld may not make it",
+			    (long)c->uid);
+			break;
+		}
+		(void)handover_request(c->srv, c, hdr.id, HANDOVER_EXEC);
+		break;
 	default:
 		conn_error(c, hdr.id, WAL_PERR_UNSUPPORTED, 0, "%s is not "
 		    "supported by this daemon", wal_proto_type_name(hdr.type));
@@ -1067,7 +1077,7 @@ conn_parked_cb(int fd, short ev, void *arg)
 }
 
 /* SUBSCRIBE: open a reader and start streaming when writable. */
-static void
+void
 conn_subscribe(struct conn *c, const struct wal_msg_subscribe *s)
 {
 	struct server *srv = c->srv;

@@ -24,6 +24,7 @@
 #include <event2/event.h>
 #include <systemd/sd-daemon.h>
 
+#include "handover.h"
 #include "log.h"
 #include "server.h"
 #include "wal_ring.h"
@@ -105,9 +106,11 @@ main(int argc, char **argv)
 	char why[1024], *eq, default_conf[PATH_MAX];
 	const char *conf;
 	int ch, conf_given = 0, foreground = 0, ready_fd = -1, dirfd, i;
+	int detached = 0;
 	uint64_t wd_usec;
 	struct timeval tv;
 
+	handover_init(argc, argv);
 	config_default_path(default_conf, sizeof default_conf);
 	conf = default_conf;
 	while ((ch = getopt_long(argc, argv, "c:d:s:fo:DVh", longopts,
@@ -181,6 +184,12 @@ main(int argc, char **argv)
 	if (getenv("NOTIFY_SOCKET") != NULL || getenv("LISTEN_FDS") != NULL ||
 	    getenv("INVOCATION_ID") != NULL)
 		foreground = 1;
+	/* Re-executed by a restart: already detached (handover.c). */
+	if (handover_incoming(&detached)) {
+		foreground = 1;
+		if (detached)
+			log_to_syslog();
+	}
 	/* Before detaching: a write to the pipe must not kill us. */
 	signal(SIGPIPE, SIG_IGN);
 	if (!foreground && (ready_fd = daemonize()) == -1)
@@ -253,6 +262,7 @@ main(int argc, char **argv)
 	srv.ev_signals[0] = evsignal_new(srv.base, SIGTERM, signal_cb, &srv);
 	srv.ev_signals[1] = evsignal_new(srv.base, SIGINT, signal_cb, &srv);
 	srv.ev_signals[2] = evsignal_new(srv.base, SIGHUP, signal_cb, &srv);
+	srv.ev_signals[3] = evsignal_new(srv.base, SIGUSR2, signal_cb, &srv);
 	if (srv.ev_sync_done == NULL || srv.ev_sync_timer == NULL ||
 	    srv.ev_tick == NULL || srv.ev_stop_timer == NULL ||
 	    srv.ev_sync_kick == NULL || srv.ev_commit_delay == NULL ||
@@ -260,10 +270,10 @@ main(int argc, char **argv)
 	    srv.ev_closer == NULL || srv.ev_fd_wait == NULL ||
 	    srv.ev_drain == NULL ||
 	    srv.ev_signals[0] == NULL || srv.ev_signals[1] == NULL ||
-	    srv.ev_signals[2] == NULL)
+	    srv.ev_signals[2] == NULL || srv.ev_signals[3] == NULL)
 		fatalx("cannot create events");
 	event_add(srv.ev_sync_done, NULL);
-	for (i = 0; i < 3; i++)
+	for (i = 0; i < 4; i++)
 		evsignal_add(srv.ev_signals[i], NULL);
 	if (srv.cfg.sync_interval_ms > 0) {
 		tv.tv_sec = srv.cfg.sync_interval_ms / 1000;
@@ -284,6 +294,7 @@ main(int argc, char **argv)
 		event_add(srv.ev_watchdog, &tv);
 	}
 
+	handover_restore(&srv);
 	if (srv_listen(&srv) != 0) {
 		wal_ring_close(srv.ring);
 		exit(1);
@@ -327,7 +338,7 @@ main(int argc, char **argv)
 	wal_ring_close(srv.ring);
 	log_info("stopped after %" PRIu64 " records", srv.records);
 
-	for (i = 0; i < 3; i++)
+	for (i = 0; i < 4; i++)
 		event_free(srv.ev_signals[i]);
 	event_free(srv.ev_sync_done);
 	event_free(srv.ev_sync_timer);
@@ -517,8 +528,14 @@ signal_cb(int sig, short ev, void *arg)
 	(void)ev;
 	if (sig == SIGHUP)
 		reload(srv);
-	else
+	else if (sig == SIGUSR2)
+		(void)handover_request(srv, NULL, 0, HANDOVER_EXEC);
+	else {
+		/* systemd keeps the connections for the next start. */
+		if (sig == SIGTERM && handover_fdstore_available())
+			(void)handover_run(srv, HANDOVER_FDSTORE);
 		srv_stop(srv, sig == SIGTERM ? "SIGTERM" : "SIGINT");
+	}
 }
 
 /* SIGHUP: re-read the configuration; apply what can change at run time. */
