@@ -46,6 +46,8 @@ static const struct {
 	{ "latency", wb_latency, "append->ack round trip at a fixed load" },
 	{ "recovery", wb_recovery, "start on 1 GiB, walctl verify vs read()" },
 	{ "redis", wb_redis, "durable vs Redis appendfsync always" },
+	{ "restart", wb_restart, "a producer's pause across a restart vs a "
+	    "fresh start" },
 };
 #define NSCEN	(sizeof scenarios / sizeof scenarios[0])
 

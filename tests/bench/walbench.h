@@ -103,5 +103,6 @@ int	 wb_shm(const struct wb *);
 int	 wb_durable(const struct wb *);
 int	 wb_latency(const struct wb *);
 int	 wb_redis(const struct wb *);
+int	 wb_restart(const struct wb *);	/* wb_restart.c */
 
 #endif /* WALBENCH_H */
