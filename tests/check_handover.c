@@ -315,6 +315,26 @@ tail_finish(struct tailer *t, uint64_t total)
 	    PRIu64 " records (%s)", t->seen, total, err);
 }
 
+/* Wait (30 s at most) until n clients besides us are connected. */
+static void
+wait_clients(unsigned n)
+{
+	struct walmmap_status st;
+	struct walmmap *w;
+	int i;
+
+	for (i = 0; i < 3000; i++) {
+		ck_assert_int_eq(walmmap_connect(&w, d.sock,
+		    WALMMAP_ACK_WRITTEN, 0), 0);
+		ck_assert_int_eq(walmmap_status(w, &st), 0);
+		walmmap_close(w);
+		if (st.clients >= n + 1)
+			return;
+		usleep(10000);
+	}
+	ck_abort_msg("%u clients did not connect in 30 s", n);
+}
+
 /* The last "the hand-over took X ms" of the daemon's log, or -1. */
 static double
 last_handover_ms(void)
@@ -362,6 +382,7 @@ START_TEST(test_restarts_under_load)
 	tail_start(&t);
 	for (p = 0; p < NPROD; p++)
 		pids[p] = spawn_producer(p);
+	wait_clients(NPROD + 1);
 	usleep(200000);
 	for (i = 0; i < restarts; i++) {
 		producers_alive(pids, NPROD);
@@ -559,6 +580,7 @@ START_TEST(test_systemd_fdstore)
 	tail_start(&t);
 	for (p = 0; p < NPROD; p++)
 		pids[p] = spawn_producer(p);
+	wait_clients(NPROD + 1);
 	usleep(200000);
 	for (i = 0; i < 5; i++) {
 		producers_alive(pids, NPROD);
@@ -745,6 +767,47 @@ START_TEST(test_bad_state)
 }
 END_TEST
 
+/* As another user: RESTART must be refused (PERM), nothing else. */
+static int
+restart_as_other(void *arg)
+{
+	struct walmmap *w;
+	int rc;
+
+	if ((rc = walmmap_connect(&w, arg, WALMMAP_ACK_WRITTEN, 0)) != 0) {
+		fprintf(stderr, "connect: %s\n", walmmap_strerror(rc));
+		return (10);
+	}
+	rc = walmmap_restart(w);
+	if (rc != -WALMMAP_EPERM || strstr(walmmap_errmsg(w),
+	    "administrative request") == NULL) {
+		fprintf(stderr, "restart as another user: %d: %s\n", rc,
+		    walmmap_errmsg(w));
+		walmmap_close(w);
+		return (1);
+	}
+	/* The connection goes on. */
+	rc = walmmap_append(w, "x", 1, WALMMAP_ACK_DEFAULT, NULL);
+	rc = rc == 0 ? walmmap_wait(w, WALMMAP_ACK_WRITTEN, -1) : rc;
+	walmmap_close(w);
+	return (rc == 0 ? 0 : 2);
+}
+
+/* RESTART is an administrative request: root or the daemon's user. */
+START_TEST(test_restart_admin_only)
+{
+	if (geteuid() != 0)
+		return;		/* needs another user to be one */
+	ck_assert_int_eq(chmod(base, 0755), 0);
+	ck_assert_int_eq(ts_daemon_startv(&d, daemon_args), 0);
+	ck_assert_int_eq(chmod(d.sock, 0666), 0);
+	ck_assert_int_eq(ts_as_user(65534, 65534, restart_as_other, d.sock),
+	    0);
+	ck_assert_uint_eq(count_in_log("restart: handing"), 0);
+	ck_assert_int_eq(ts_daemon_stop(&d), 0);
+}
+END_TEST
+
 static Suite *
 handover_suite(void)
 {
@@ -758,6 +821,7 @@ handover_suite(void)
 	tcase_add_test(tc, test_systemd_fdstore);
 	tcase_add_test(tc, test_failed_exec);
 	tcase_add_test(tc, test_bad_state);
+	tcase_add_test(tc, test_restart_admin_only);
 	suite_add_tcase(s, tc);
 	return (s);
 }
