@@ -502,6 +502,7 @@ handover_write_conn(struct hbuf *b, struct hfds *fds, struct conn *c)
 	struct shm_state st;
 	size_t start = b->len, off = 0, len, i;
 	const void *frame;
+	int64_t sub_pos;
 	uint32_t n;
 	int qfds[OUTQ_MAX_FDS], nq, k;
 
@@ -538,8 +539,9 @@ handover_write_conn(struct hbuf *b, struct hfds *fds, struct conn *c)
 	hb_u64(b, handover_req.req == c ? handover_req.req_id : 0);
 	/* Its subscription: the first seq not queued for it. */
 	hb_u8(b, c->sub != NULL);
-	hb_i64(b, c->sub == NULL ? -1 : c->sub_held ? c->sub_rec.seq :
-	    wal_reader_position(c->sub));
+	sub_pos = c->sub == NULL ? -1 : c->sub_held ? c->sub_rec.seq :
+	    wal_reader_next_seq(c->sub);
+	hb_i64(b, c->sub != NULL && sub_pos < 0 ? 0 : sub_pos);
 	hb_i64(b, c->sub_to);
 	hb_u8(b, (uint8_t)c->sub_follow);
 	hb_u64(b, c->sub_fd_bytes);

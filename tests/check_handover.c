@@ -39,15 +39,17 @@
 
 #include "testsupport.h"
 #include "tsdaemon.h"
+#include "wal_proto.h"
 #include "walmmap.h"
 
 #define NPROD		8
 #define MAXREC		600
+#define BIGREC		(1536u * 1024)	/* over CONN_READ_BUDGET: parked */
 #define MAXFDS		512
 
 static char		*base;
 static struct ts_daemon	 d;
-static char		*daemon_args[] = { "--segment-size", "1M", "-o",
+static char		*daemon_args[] = { "--segment-size", "4M", "-o",
 			    "prefault=no", "-o", "shm_size=64K", NULL };
 
 /* Producer p: how it appends. */
@@ -103,12 +105,14 @@ now_ms(void)
  * Producer p: appends records (ts_rec_payload, keys 0, 1, ...) until
  * SIGUSR1, then waits for all of them at its level and writes the count
  * to base/prod<p>. Any error: a message on stderr and exit status 1.
+ * Producer 2 sends every 300th record as a 1.5 MiB one (a memfd the
+ * daemon parks until its turn; subscribers get it in a memfd too).
  */
 static pid_t
 spawn_producer(unsigned p)
 {
 	struct walmmap *w;
-	uint8_t buf[MAXREC];
+	uint8_t *buf;
 	char path[PATH_MAX], num[32];
 	uint64_t k, rng = p + 1;
 	const char *why;
@@ -120,6 +124,8 @@ spawn_producer(unsigned p)
 	if ((pid = fork()) != 0)
 		return (pid);
 	signal(SIGUSR1, producer_stop_cb);
+	if ((buf = malloc(BIGREC)) == NULL)
+		_exit(1);
 	if ((rc = walmmap_connect(&w, d.sock, prods[p].ack,
 	    prods[p].flags)) != 0) {
 		fprintf(stderr, "producer %u: connect: %s\n", p,
@@ -131,8 +137,8 @@ spawn_producer(unsigned p)
 		_exit(1);
 	}
 	for (k = 0; !producer_stop; k++) {
-		len = ts_rec_payload(buf, sizeof buf, p, k, 32 +
-		    ts_rand(&rng) % (MAXREC - 32));
+		len = ts_rec_payload(buf, BIGREC, p, k, p == 2 && k % 300 ==
+		    299 ? BIGREC : 32 + ts_rand(&rng) % (MAXREC - 32));
 		/* Now and then wait for the ack (and its seq). */
 		rc = walmmap_append(w, buf, len, WALMMAP_ACK_DEFAULT,
 		    k % 64 == 63 ? &seq : NULL);
@@ -239,6 +245,21 @@ struct tailer {
 	pthread_mutex_t	 lock;
 };
 
+/* One line's seq, in order? */
+static void
+tail_seq(struct tailer *t, long long seq)
+{
+	pthread_mutex_lock(&t->lock);
+	if (!t->bad && (uint64_t)seq != t->seen) {
+		t->bad = 1;
+		snprintf(t->why, sizeof t->why, "subscriber got seq %lld where "
+		    "%" PRIu64 " was next", seq, t->seen);
+	}
+	t->seen++;
+	pthread_mutex_unlock(&t->lock);
+}
+
+/* Read walctl tail's lines ("SEQ TIME PAYLOAD"), long ones included. */
 static void *
 tail_reader(void *arg)
 {
@@ -246,7 +267,7 @@ tail_reader(void *arg)
 	char buf[65536], *nl, *line;
 	size_t have = 0;
 	ssize_t n;
-	long long seq;
+	int skipping = 0;	/* in a line longer than buf, seq taken */
 
 	for (;;) {
 		n = read(t->out, buf + have, sizeof buf - 1 - have);
@@ -255,22 +276,23 @@ tail_reader(void *arg)
 		have += (size_t)n;
 		buf[have] = '\0';
 		line = buf;
-		while ((nl = strchr(line, '\n')) != NULL) {
+		while ((nl = memchr(line, '\n', have - (size_t)(line - buf))) !=
+		    NULL) {
 			*nl = '\0';
-			seq = strtoll(line, NULL, 10);
-			pthread_mutex_lock(&t->lock);
-			if (!t->bad && (uint64_t)seq != t->seen) {
-				t->bad = 1;
-				snprintf(t->why, sizeof t->why, "subscriber got "
-				    "seq %lld where %" PRIu64 " was next", seq,
-				    t->seen);
-			}
-			t->seen++;
-			pthread_mutex_unlock(&t->lock);
+			if (!skipping)
+				tail_seq(t, strtoll(line, NULL, 10));
+			skipping = 0;
 			line = nl + 1;
 		}
 		have -= (size_t)(line - buf);
 		memmove(buf, line, have);
+		if (have == sizeof buf - 1) {
+			/* A long record: its seq now, the rest skipped. */
+			if (!skipping)
+				tail_seq(t, strtoll(buf, NULL, 10));
+			skipping = 1;
+			have = 0;
+		}
 	}
 	return (NULL);
 }
@@ -767,6 +789,82 @@ START_TEST(test_bad_state)
 }
 END_TEST
 
+/*
+ * What a connection agreed on survives a restart: a version-1 connection
+ * stays version 1, one without HELLO yet can still send it, and a
+ * subscriber waiting for the next new record (none came yet) gets it,
+ * not the records before.
+ */
+START_TEST(test_state_kept)
+{
+	struct wal_msg_hello h;
+	struct walmmap_reader *ra, *rb;
+	struct walmmap_record rec;
+	uint8_t buf[WAL_PROTO_MAX_FRAME];
+	int v1, nohello;
+	char *out;
+
+	ck_assert_int_eq(ts_daemon_startv(&d, daemon_args), 0);
+	/* A waits at the end of an empty log. */
+	ck_assert_int_eq(walmmap_subscribe(&ra, d.sock, -1, -1,
+	    WALMMAP_FOLLOW), 0);
+	v1 = ts_raw_connect(&d);
+	memset(&h, 0, sizeof h);
+	h.hdr.type = WAL_MSG_HELLO;
+	h.hdr.len = sizeof h;
+	h.hdr.id = 1;
+	h.version_min = 1;
+	h.version_max = 1;
+	h.ack = WAL_ACK_WRITTEN;
+	ck_assert_int_eq(send(v1, &h, sizeof h, 0), (ssize_t)sizeof h);
+	ts_raw_recv_until(v1, WAL_MSG_WELCOME, buf, sizeof buf, 10000);
+	nohello = ts_raw_connect(&d);
+	wait_clients(3);
+	ck_assert_int_eq(ts_run_prog("client/walctl", NULL, 0, &out, "-s",
+	    d.sock, "restart", NULL), 0);
+	free(out);
+	ck_assert_int_eq(ts_daemon_log_wait(&d, "restart: took over 4 "
+	    "connections"), 1);
+	ck_assert_int_eq(ts_run_prog("client/walctl", "zero\n", 5, &out,
+	    "-s", d.sock, "append", NULL), 0);
+	free(out);
+	ck_assert_int_eq(walmmap_reader_next(ra, &rec, 10000), 1);
+	ck_assert_int_eq(rec.seq, 0);
+
+	/* B waits for the next new record of a log that has one. */
+	ck_assert_int_eq(walmmap_subscribe(&rb, d.sock, -1, -1,
+	    WALMMAP_FOLLOW), 0);
+	wait_clients(4);
+	ck_assert_int_eq(ts_run_prog("client/walctl", NULL, 0, &out, "-s",
+	    d.sock, "restart", NULL), 0);
+	free(out);
+	ck_assert_int_eq(ts_daemon_log_wait(&d, "restart: took over 5 "
+	    "connections"), 1);
+
+	/* Still version 1: RESTART (version 2) is refused, not fatal. */
+	ts_raw_frame(v1, WAL_MSG_RESTART, 7);
+	ts_raw_expect_error(v1, WAL_PERR_VERSION, 0, "agreed on 1", 10000);
+	ts_raw_frame(v1, WAL_MSG_PING, 8);
+	ts_raw_recv_until(v1, WAL_MSG_OK, buf, sizeof buf, 10000);
+	/* HELLO after two restarts. */
+	ts_raw_hello(nohello);
+	/* The next record reaches both subscribers, nothing before it. */
+	ck_assert_int_eq(ts_run_prog("client/walctl", "first\n", 6, &out,
+	    "-s", d.sock, "append", NULL), 0);
+	free(out);
+	ck_assert_int_eq(walmmap_reader_next(ra, &rec, 10000), 1);
+	ck_assert_int_eq(rec.seq, 1);
+	ck_assert_int_eq(walmmap_reader_next(rb, &rec, 10000), 1);
+	ck_assert_int_eq(rec.seq, 1);
+	ck_assert_uint_eq(rec.size, 5);
+	walmmap_reader_close(ra);
+	walmmap_reader_close(rb);
+	close(v1);
+	close(nohello);
+	ck_assert_int_eq(ts_daemon_stop(&d), 0);
+}
+END_TEST
+
 /* As another user: RESTART must be refused (PERM), nothing else. */
 static int
 restart_as_other(void *arg)
@@ -822,6 +920,7 @@ handover_suite(void)
 	tcase_add_test(tc, test_failed_exec);
 	tcase_add_test(tc, test_bad_state);
 	tcase_add_test(tc, test_restart_admin_only);
+	tcase_add_test(tc, test_state_kept);
 	suite_add_tcase(s, tc);
 	return (s);
 }
