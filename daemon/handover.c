@@ -209,14 +209,20 @@ handover_incoming(int *was_detached)
 	return (getenv(HANDOVER_ENV_FDS) != NULL);
 }
 
-/* systemd (v254 and later) says FileDescriptorStoreMax= in $FDSTORE. */
+/*
+ * systemd 254 and later put FileDescriptorStoreMax= in $FDSTORE; for older
+ * ones walmmapd.service says WALMMAPD_FDSTORE=1 itself.
+ */
 int
 handover_fdstore_available(void)
 {
-	const char *s = getenv("FDSTORE");
+	const char *s = getenv("FDSTORE"), *w = getenv("WALMMAPD_FDSTORE");
 
-	return (getenv("NOTIFY_SOCKET") != NULL && s != NULL &&
-	    strtoul(s, NULL, 10) > 0);
+	if (getenv("NOTIFY_SOCKET") == NULL)
+		return (0);
+	if (s != NULL)
+		return (strtoul(s, NULL, 10) > 0);
+	return (w != NULL && strcmp(w, "1") == 0);
 }
 
 /*
@@ -593,8 +599,8 @@ handover_exec(struct server *srv, struct hfds *fds, int statefd, char *why,
     size_t whylen)
 {
 	char *env, *path;
-	size_t i, len = 0, cap = 64 + fds->n * 24;
-	int saved;
+	size_t i, len = 0, cap = 128 + fds->n * 32;
+	int saved, n;
 
 	(void)srv;
 	if (cap > HANDOVER_ENV_MAX) {
@@ -606,6 +612,7 @@ handover_exec(struct server *srv, struct hfds *fds, int statefd, char *why,
 		snprintf(why, whylen, "out of memory");
 		return (-1);
 	}
+	/* Each entry fits (an index and a descriptor: 32 bytes at most). */
 	len += (size_t)snprintf(env + len, cap - len, "wh-state:%d", statefd);
 	if (fds->listen != -1)
 		len += (size_t)snprintf(env + len, cap - len, ",wh-listen:%d",
@@ -613,9 +620,16 @@ handover_exec(struct server *srv, struct hfds *fds, int statefd, char *why,
 	if (fds->sockdir != -1)
 		len += (size_t)snprintf(env + len, cap - len, ",wh-sockdir:%d",
 		    fds->sockdir);
-	for (i = 0; i < fds->n; i++)
-		len += (size_t)snprintf(env + len, cap - len, ",wh-f%zu:%d",
-		    i, fds->fd[i]);
+	for (i = 0; i < fds->n && len < cap; i++) {
+		n = snprintf(env + len, cap - len, ",wh-f%zu:%d", i,
+		    fds->fd[i]);
+		len += n > 0 ? (size_t)n : 0;
+	}
+	if (len >= cap) {
+		snprintf(why, whylen, "the descriptors' names do not fit");
+		free(env);
+		return (-1);
+	}
 	handover_cloexec(statefd, 0);
 	if (fds->listen != -1)
 		handover_cloexec(fds->listen, 0);

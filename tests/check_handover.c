@@ -583,10 +583,15 @@ systemd_restart(int lsock)
 	ts_daemon_notify_close(&d);
 }
 
-/* Test 3 of issue 16: the same through systemd's descriptor store. */
+/*
+ * Test 3 of issue 16: the same through systemd's descriptor store, told
+ * as systemd 254 and later tell it ($FDSTORE) and as walmmapd.service
+ * tells older ones (WALMMAPD_FDSTORE=1), in turn.
+ */
 START_TEST(test_systemd_fdstore)
 {
 	static char *env[] = { "FDSTORE=4096", NULL };
+	static char *env_old[] = { "WALMMAPD_FDSTORE=1", NULL };
 	pid_t pids[NPROD];
 	uint64_t count[NPROD], total = 0;
 	struct tailer t;
@@ -606,6 +611,8 @@ START_TEST(test_systemd_fdstore)
 	usleep(200000);
 	for (i = 0; i < 5; i++) {
 		producers_alive(pids, NPROD);
+		/* The environment of the process started next. */
+		d.env = i % 2 == 0 ? env_old : env;
 		systemd_restart(lsock);
 		printf("systemd restart %u: hand-over %.1f ms\n", i + 1,
 		    last_handover_ms());
