@@ -301,7 +301,8 @@ handover_run(struct server *srv, enum handover_mode mode)
 	struct conn *c;
 	char why[PATH_MAX + 1024];
 	uint64_t t0 = handover_mono_ns();
-	int statefd = -1, ring_closed = 0;
+	int statefd = -1, ring_closed = 0, shut_failed = 0;
+	int64_t durable = -1;
 	struct wal_error err;
 	struct stat st;
 
@@ -338,7 +339,10 @@ handover_run(struct server *srv, enum handover_mode mode)
 	srv->syncer = NULL;
 	ring_closed = 1;
 	if (wal_ring_shutdown(srv->ring, &err) != 0) {
+		/* A failed sync: fail-stop, once the log is open again. */
 		snprintf(why, sizeof why, "%s", err.msg);
+		shut_failed = 1;
+		durable = wal_ring_durable_seq(srv->ring);
 		wal_ring_close(srv->ring);
 		srv->ring = NULL;
 		goto fail;
@@ -354,6 +358,8 @@ fail:
 		close(statefd);
 	free(fds.fd);
 	handover_resume(srv, ring_closed);
+	if (shut_failed)
+		srv_sync_failed(srv, why, durable);
 	if ((c = (struct conn *)(uintptr_t)handover_req.req) != NULL) {
 		conn_error(c, handover_req.req_id, WAL_PERR_IO, 0, "restart "
 		    "failed: %s; walmmapd (pid %ld) serves on", why,

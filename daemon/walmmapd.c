@@ -192,6 +192,8 @@ main(int argc, char **argv)
 	}
 	/* Before detaching: a write to the pipe must not kill us. */
 	signal(SIGPIPE, SIG_IGN);
+	/* A restart asked for before the loop runs must not kill us either. */
+	signal(SIGUSR2, SIG_IGN);
 	if (!foreground && (ready_fd = daemonize()) == -1)
 		exit(1);
 
