@@ -138,7 +138,7 @@ static int	handover_reopen_ring(struct server *, char *, size_t);
 static int	handover_in_env(struct hin **, size_t *, char *, size_t);
 static int	handover_in_systemd(struct server *, struct hin **, size_t *,
 		    char *, size_t);
-static void	strv_free_names(char **, int);
+static void	handover_free_names(char **, int);
 static int	handover_read(struct server *, struct hin *, size_t, int apply,
 		    char *, size_t);
 static int	handover_read_conn(struct server *, struct hread *,
@@ -887,7 +887,7 @@ handover_in_systemd(struct server *srv, struct hin **inp, size_t *nin,
 		if (strncmp(names[i], "wh-", 3) == 0)
 			ours++;
 	if (ours == 0) {
-		strv_free_names(names, n);
+		handover_free_names(names, n);
 		return (0);
 	}
 	unsetenv("LISTEN_FDS");
@@ -913,7 +913,7 @@ handover_in_systemd(struct server *srv, struct hin **inp, size_t *nin,
 		    names[i]);
 		(void)sd_notify(0, msg);
 	}
-	strv_free_names(names, n);
+	handover_free_names(names, n);
 	if (nothers == 1 && sd_is_socket_unix(other, SOCK_SEQPACKET, 1, NULL,
 	    0) > 0) {
 		(void)fcntl(other, F_SETFL, fcntl(other, F_GETFL) | O_NONBLOCK);
@@ -933,7 +933,7 @@ handover_in_systemd(struct server *srv, struct hin **inp, size_t *nin,
 
 /* Free what sd_listen_fds_with_names() returned. */
 static void
-strv_free_names(char **names, int n)
+handover_free_names(char **names, int n)
 {
 	int i;
 

@@ -18,6 +18,7 @@
 #include "config.h"
 
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -123,6 +124,7 @@ spawn_producer(unsigned p)
 
 	if ((pid = fork()) != 0)
 		return (pid);
+	prctl(PR_SET_PDEATHSIG, SIGKILL);	/* ends with the test */
 	signal(SIGUSR1, producer_stop_cb);
 	if ((buf = malloc(BIGREC)) == NULL)
 		_exit(1);
