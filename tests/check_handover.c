@@ -533,15 +533,17 @@ notify_take(struct fdstore *st, int timeout_ms)
 
 /*
  * One systemd restart: SIGTERM, collect the store while the daemon exits,
- * start the next one with the socket unit's socket and the store.
+ * start the next one with the socket unit's socket (lsock, -1: none) and
+ * the store.
  */
 static void
 systemd_restart(int lsock)
 {
 	struct fdstore st;
 	char names[MAXFDS * 64 + 64];
-	int fds[MAXFDS + 1], i, status = -1, exited = 0, tries;
-	size_t off;
+	int fds[MAXFDS + 1], i, status = -1, exited = 0, tries, nfds = 0;
+	unsigned stored;
+	size_t off = 0;
 
 	memset(&st, 0, sizeof st);
 	ck_assert_int_eq(ts_daemon_notify_open(&d), 0);
@@ -564,14 +566,18 @@ systemd_restart(int lsock)
 	ck_assert_str_eq(st.name[st.n - 1], "wh-state");
 
 	/* As systemd: the socket unit's socket first, then the store. */
-	fds[0] = lsock;
-	off = (size_t)snprintf(names, sizeof names, "walmmapd.socket");
-	for (i = 0; i < st.n; i++) {
-		fds[i + 1] = st.fd[i];
-		off += (size_t)snprintf(names + off, sizeof names - off, ":%s",
-		    st.name[i]);
+	names[0] = '\0';
+	if (lsock != -1) {
+		fds[nfds++] = lsock;
+		off = (size_t)snprintf(names, sizeof names, "walmmapd.socket");
 	}
-	ck_assert_int_gt(ts_daemon_spawn_fds(&d, NULL, fds, names, st.n + 1,
+	for (i = 0; i < st.n; i++) {
+		fds[nfds++] = st.fd[i];
+		off += (size_t)snprintf(names + off, sizeof names - off, "%s%s",
+		    off > 0 ? ":" : "", st.name[i]);
+	}
+	stored = (unsigned)st.n;
+	ck_assert_int_gt(ts_daemon_spawn_fds(&d, NULL, fds, names, nfds,
 	    daemon_args), 0);
 	for (i = 0; i < st.n; i++)
 		close(st.fd[i]);	/* systemd's copies: removed below */
@@ -579,9 +585,9 @@ systemd_restart(int lsock)
 	for (tries = 0; tries < 6000 && !st.ready; tries++)
 		(void)notify_take(&st, 10);
 	ck_assert_msg(st.ready, "the next walmmapd did not become ready");
-	/* It took them out of the store: every name but the socket's. */
+	/* It took every one out of the store (names are unique). */
 	ck_assert_int_eq(st.n, 0);
-	ck_assert_uint_gt(st.removed, 2);
+	ck_assert_uint_eq(st.removed, stored);
 	ts_daemon_notify_close(&d);
 }
 
@@ -644,6 +650,45 @@ START_TEST(test_systemd_fdstore)
 	ts_daemon_notify_close(&d);
 	close(lsock);
 	check_log(count, NPROD);
+}
+END_TEST
+
+/*
+ * The store without a socket unit: walmmapd's own socket (and its
+ * directory) go through the store too, and the socket file is still
+ * removed at a plain stop afterwards.
+ */
+START_TEST(test_systemd_fdstore_own_socket)
+{
+	static char *env[] = { "FDSTORE=64", NULL };
+	struct walmmap *w;
+	struct stat sb;
+	int64_t seq, seq2;
+	int i;
+
+	d.env = env;
+	ck_assert_int_gt(ts_daemon_spawn_fds(&d, NULL, NULL, NULL, 0,
+	    daemon_args), 0);
+	ck_assert_int_eq(ts_daemon_wait_ready(&d), 0);
+	ck_assert_int_eq(walmmap_connect(&w, d.sock, WALMMAP_ACK_DURABLE,
+	    WALMMAP_SHM), 0);
+	ck_assert_int_eq(walmmap_append(w, "a", 1, WALMMAP_ACK_DEFAULT,
+	    &seq), 0);
+	for (i = 0; i < 3; i++) {
+		systemd_restart(-1);
+		ck_assert_int_eq(walmmap_append(w, "b", 1,
+		    WALMMAP_ACK_DEFAULT, &seq2), 0);
+		ck_assert_int_eq(seq2, seq + 1 + i);
+	}
+	ck_assert_int_eq(walmmap_wait(w, WALMMAP_ACK_DURABLE, -1), 0);
+	walmmap_close(w);
+	ck_assert_uint_eq(count_in_log("restart: took over 1 connection "),
+	    3);
+	/* A plain stop (no store now) removes the socket it inherited. */
+	d.env = NULL;
+	systemd_restart(-1);
+	ck_assert_int_eq(ts_daemon_stop(&d), 0);
+	ck_assert_int_eq(stat(d.sock, &sb), -1);
 }
 END_TEST
 
@@ -926,6 +971,7 @@ handover_suite(void)
 	tcase_set_timeout(tc, 600);
 	tcase_add_test(tc, test_restarts_under_load);
 	tcase_add_test(tc, test_systemd_fdstore);
+	tcase_add_test(tc, test_systemd_fdstore_own_socket);
 	tcase_add_test(tc, test_failed_exec);
 	tcase_add_test(tc, test_bad_state);
 	tcase_add_test(tc, test_restart_admin_only);
