@@ -30,6 +30,7 @@ static int	cmd_stats(int, char **);
 static int	cmd_append(int, char **);
 static int	cmd_sync(int, char **);
 static int	cmd_rotate(int, char **);
+static int	cmd_restart(int, char **);
 static int	cmd_tail(int, char **);
 static int	cmd_dump(int, char **);
 static int	cmd_verify(int, char **);
@@ -46,6 +47,9 @@ static const struct cmd cmds[] = {
 	  "stdin" },
 	{ "sync", cmd_sync, "sync", "make everything written durable" },
 	{ "rotate", cmd_rotate, "rotate", "seal the active segment" },
+	{ "restart", cmd_restart, "restart",
+	  "hand walmmapd's connections over to a new walmmapd process "
+	  "(re-executes it: an upgrade takes effect)" },
 	{ "tail", cmd_tail,
 	  "tail [-n N] [-f] [--from SEQ] [--json|--raw]",
 	  "print the last N records (default 10) through the daemon; -f "
@@ -608,6 +612,24 @@ cmd_rotate(int argc, char **argv)
 		return (rc);
 	if ((rc = walmmap_rotate(w)) != 0)
 		rc = fail_request(walmmap_errmsg(w));
+	walmmap_close(w);
+	return (rc);
+}
+
+static int
+cmd_restart(int argc, char **argv)
+{
+	struct walmmap *w;
+	int rc;
+
+	simple_opts(argc, argv, NULL);
+	if ((rc = connect_or_fail(&w, WALMMAP_ACK_NONE)) != 0)
+		return (rc);
+	if ((rc = walmmap_restart(w)) != 0)
+		rc = fail_request(walmmap_errmsg(w));
+	else
+		printf("walmmapd restarted; its connections were handed "
+		    "over\n");
 	walmmap_close(w);
 	return (rc);
 }

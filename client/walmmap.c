@@ -499,6 +499,12 @@ walmmap_rotate(struct walmmap *w)
 	return (request(w, WAL_MSG_ROTATE, 0, op_deadline(w)));
 }
 
+int
+walmmap_restart(struct walmmap *w)
+{
+	return (request(w, WAL_MSG_RESTART, 0, op_deadline(w)));
+}
+
 void
 walmmap_progress(const struct walmmap *w, struct walmmap_progress *p)
 {

@@ -195,6 +195,13 @@ int		 walmmap_sync(struct walmmap *, int64_t *durable_seq);
 /* Seal the active segment; the next record starts a new one. */
 int		 walmmap_rotate(struct walmmap *);
 
+/*
+ * Have walmmapd hand its connections over to a new walmmapd process (an
+ * administrative request: root or the daemon's user). Returns once the
+ * new process answers; clients see a pause, no error.
+ */
+int		 walmmap_restart(struct walmmap *);
+
 /* What this connection knows; valid after any call, even a failed one. */
 struct walmmap_progress {
 	uint64_t	sent;		/* records sent */

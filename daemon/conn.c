@@ -29,6 +29,7 @@
 #include <event2/event.h>
 
 #include "forward.h"
+#include "handover.h"
 #include "log.h"
 #include "rights.h"
 #include "server.h"
@@ -68,7 +69,6 @@ static void	conn_rotate(struct conn *, uint64_t id);
 static void	conn_park(struct conn *, enum conn_park);
 static void	conn_unpark(struct conn *);
 static void	conn_run_parked(struct conn *);
-static void	conn_subscribe(struct conn *, const struct wal_msg_subscribe *);
 static void	conn_sub_pump(struct conn *);
 static void	conn_sub_send_fd(struct conn *, const struct wal_rec_out *,
 		    const struct wal_record *);
@@ -133,6 +133,7 @@ conn_free(struct conn *c)
 {
 	struct server *srv = c->srv;
 
+	handover_conn_gone(c);
 	shm_close_ring(c);
 	fwd_conn_gone(c);
 	srv_durable_returned(srv, c);
@@ -752,6 +753,10 @@ conn_handle(struct conn *c, const uint8_t *buf, size_t len, int fd)
 		fwd_position(c, (const struct wal_msg_fwd_position *)
 		    (const void *)buf);
 		break;
+	case WAL_MSG_RESTART:
+		/* The admin right was checked before the switch (rights.c). */
+		(void)handover_request(c->srv, c, hdr.id, HANDOVER_EXEC);
+		break;
 	default:
 		conn_error(c, hdr.id, WAL_PERR_UNSUPPORTED, 0, "%s is not "
 		    "supported by this daemon", wal_proto_type_name(hdr.type));
@@ -1102,7 +1107,7 @@ conn_parked_cb(int fd, short ev, void *arg)
 }
 
 /* SUBSCRIBE: open a reader and start streaming when writable. */
-static void
+void
 conn_subscribe(struct conn *c, const struct wal_msg_subscribe *s)
 {
 	struct server *srv = c->srv;

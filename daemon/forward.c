@@ -444,6 +444,31 @@ fwd_conn_gone(struct conn *c)
 	}
 }
 
+/* The name of the forwarder registered on c, or NULL (a hand-over). */
+const char *
+fwd_conn_name(const struct conn *c)
+{
+	return (c->fwd != NULL ? c->fwd->name : NULL);
+}
+
+/*
+ * A connection handed over by a restart was forwarder name: registered
+ * again, without a reply (its FWD_STATE was sent long ago). Returns 0, or
+ * -1 when the name is unknown or taken.
+ */
+int
+fwd_adopt(struct conn *c, const char *name)
+{
+	struct fwd *f;
+
+	if ((f = fwd_find(c->srv->fwd, name)) == NULL || (f->conn != NULL &&
+	    f->conn != c))
+		return (-1);
+	f->conn = c;
+	c->fwd = f;
+	return (0);
+}
+
 /* The seq of a segment's first record, -1 if it has none. */
 static int64_t
 fwd_seg_first(int dirfd, uint64_t id)

@@ -46,6 +46,9 @@ void	 fwd_register(struct conn *, const struct wal_msg_fwd_register *);
 void	 fwd_position(struct conn *, const struct wal_msg_fwd_position *);
 /* c goes away: its forwarder stays, detached. */
 void	 fwd_conn_gone(struct conn *);
+/* A restart's hand-over: the forwarder on c (or NULL), and its adoption. */
+const char *fwd_conn_name(const struct conn *);
+int	 fwd_adopt(struct conn *, const char *name);
 
 /*
  * Retention (srv_retention): ids[0 .. cut) are the segments it would

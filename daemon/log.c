@@ -34,6 +34,13 @@ log_to_syslog(void)
 	log_syslog = 1;
 }
 
+/* Are messages going to syslog (a restart keeps it so)? */
+int
+log_is_syslog(void)
+{
+	return (log_syslog);
+}
+
 /*
  * While a detached daemon starts, also send its warnings and errors, as
  * lines in the standard-error format, to fd: the starting process copies

@@ -11,6 +11,7 @@
 void	log_init(int debug);
 void	log_set_debug(int debug);
 void	log_to_syslog(void);
+int	log_is_syslog(void);
 void	log_tee(int fd);
 
 /* Messages; the *_errno forms append ": strerror(errno)". */

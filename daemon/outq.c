@@ -17,6 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "handover.h"
 #include "server.h"
 
 struct outq_item {
@@ -213,4 +214,30 @@ outq_close_fds(const struct outq_item *it)
 	for (i = 0; i < it->nfds; i++)
 		if (it->fds[i] != -1)
 			close(it->fds[i]);
+}
+
+/*
+ * Walk the queued frames for a hand-over (handover.c): start with *off =
+ * 0; each call yields one frame and copies its descriptors (still owned
+ * by the queue) to fds[OUTQ_MAX_FDS]. Returns 1 with a frame, 0 after the
+ * last.
+ */
+int
+outq_next(const struct outq *q, size_t *off, const void **frame,
+    size_t *len, int *fds, int *nfds)
+{
+	struct outq_item it;
+
+	if (*off < q->head)
+		*off = q->head;
+	if (*off >= q->tail)
+		return (0);
+	memcpy(&it, q->buf + *off, sizeof it);
+	*frame = q->buf + *off + sizeof it;
+	*len = it.len;
+	*nfds = it.nfds;
+	if (it.nfds > 0)
+		memcpy(fds, it.fds, sizeof(int) * (size_t)it.nfds);
+	*off += sizeof it + it.len;
+	return (1);
 }

@@ -93,6 +93,12 @@ rights_init(struct server *srv)
 		    "uid is not mapped appears as uid %lu and holds only the "
 		    "rights granted to \"all\"", total, total == 1 ? "" : "s",
 		    (unsigned long)rights_overflow_uid);
+}
+
+/* Once the socket is there: say which options it made meaningless. */
+void
+rights_socket_check(struct server *srv)
+{
 	if (srv->socket_from_systemd && (srv->cfg.socket_mode_given ||
 	    srv->cfg.socket_group_given))
 		log_warnx("socket_mode and socket_group are ignored: the "

@@ -28,6 +28,8 @@ struct rights_peer {
 
 /* Once at start-up: what the user namespace hides; warnings. */
 void	 rights_init(struct server *);
+/* After the socket is set up: warn about socket options it ignores. */
+void	 rights_socket_check(struct server *);
 
 /*
  * The credentials of a just-accepted socket. 0, or -1 when the kernel

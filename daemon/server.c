@@ -65,6 +65,8 @@ srv_listen(struct server *srv)
 {
 	int n, fd;
 
+	if (srv->listen_fd != -1)	/* handed over (handover.c) */
+		goto events;
 	n = sd_listen_fds(1);
 	if (n < 0) {
 		log_errx("cannot read the sockets passed by systemd: %s",
@@ -94,6 +96,7 @@ srv_listen(struct server *srv)
 	} else if (server_bind(srv) != 0)
 		return (-1);
 
+events:
 	srv->ev_accept = event_new(srv->base, srv->listen_fd,
 	    EV_READ | EV_PERSIST, server_accept_cb, srv);
 	srv->ev_accept_resume = evtimer_new(srv->base, server_accept_resume_cb,

@@ -279,6 +279,7 @@ void	 conn_sub_drop(struct conn *, uint64_t held);
 void	 conn_rotated(struct conn *, int rc, const char *err);
 void	 conn_parked_cb(int, short, void *);
 void	 conn_read_enable(struct conn *);
+void	 conn_subscribe(struct conn *, const struct wal_msg_subscribe *);
 
 /* shm.c */
 void	 shm_open_ring(struct conn *, const struct wal_msg_shm_open *);

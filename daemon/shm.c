@@ -32,6 +32,7 @@
 
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -46,6 +47,7 @@
 #include <event2/event.h>
 
 #include "forward.h"
+#include "handover.h"
 #include "log.h"
 #include "server.h"
 #include "wal_ring.h"
@@ -76,6 +78,7 @@ struct shm_ring {
 	void			*base;
 	size_t			 maplen;
 	int			 bell;		/* our end of the doorbell pair */
+	int			 memfd;		/* kept for a hand-over, or -1 */
 	struct event		*ev_bell;
 	struct shm_mark		 marks[SHM_MARKS];
 	size_t			 nmarks;
@@ -170,6 +173,7 @@ shm_open_ring(struct conn *c, const struct wal_msg_shm_open *m)
 	r->pid = c->pid;
 	r->uid = c->uid;
 	r->bell = -1;
+	r->memfd = -1;
 	r->base = MAP_FAILED;
 	r->durable_want = -1;
 	r->maplen = WAL_SHM_HEADER_SIZE + size;
@@ -204,6 +208,9 @@ shm_open_ring(struct conn *c, const struct wal_msg_shm_open *m)
 	r->ev_bell = event_new(srv->base, r->bell, EV_READ | EV_PERSIST,
 	    shm_bell_cb, r);
 	if (r->ev_bell == NULL)
+		goto fail;
+	/* A restart hands the ring over (handover.c): keep the memfd. */
+	if ((r->memfd = fcntl(mfd, F_DUPFD_CLOEXEC, 3)) == -1)
 		goto fail;
 	/* The queue closes what it passes: give it its own copies. */
 	fds[0] = mfd;
@@ -827,6 +834,8 @@ shm_free(struct shm_ring *r)
 		munmap(r->base, r->maplen);
 	if (r->bell != -1)	/* the producer can send to it */
 		closer_close_socket(r->srv->closer, r->bell);
+	if (r->memfd != -1)
+		close(r->memfd);
 	free(r);
 }
 
@@ -850,4 +859,128 @@ shm_uid_bytes(const struct server *srv, uid_t uid)
 		if (r->uid == uid)
 			n += r->maplen;
 	return (n);
+/*
+ * A hand-over (handover.c): the state of the connection's ring for the
+ * next process, or 0 when it has none worth handing over (a broken ring:
+ * its connection is closing with the error). The loop is between passes:
+ * head, written and written_seq are published (shm_drain_ring ends with
+ * shm_publish), and records published since stay in the ring for the
+ * next process, which drains them in order.
+ */
+int
+shm_export(struct conn *c, struct shm_state *st)
+{
+	struct shm_ring *r = c->shm;
+	size_t i;
+
+	if (r == NULL || r->broken || r->memfd == -1)
+		return (0);
+	memset(st, 0, sizeof *st);
+	st->memfd = r->memfd;
+	st->bell = r->bell;
+	st->size = r->cons.size;
+	st->max_record = r->cons.max_record;
+	st->head = r->cons.head;
+	st->written = r->cons.written;
+	st->written_seq = r->cons.written_seq;
+	st->durable = r->durable;
+	st->durable_want = r->durable_want;
+	st->nmarks = (uint32_t)r->nmarks;
+	for (i = 0; i < r->nmarks && i < HANDOVER_SHM_MARKS; i++) {
+		st->marks[i].count = r->marks[i].count;
+		st->marks[i].seq = r->marks[i].seq;
+	}
+	return (1);
+}
+
+/*
+ * The next process: map a ring handed over and drain it from where the
+ * previous process stopped. Takes st->memfd and st->bell (closed on
+ * failure too). Returns 0, or -1 with why.
+ */
+int
+shm_import(struct conn *c, const struct shm_state *st, char *why,
+    size_t whylen)
+{
+	struct server *srv = c->srv;
+	struct shm_ring *r;
+	struct stat sb;
+	uint32_t i;
+
+	if ((r = calloc(1, sizeof *r)) == NULL) {
+		snprintf(why, whylen, "out of memory");
+		goto fail;
+	}
+	r->srv = srv;
+	r->conn = c;
+	r->pid = c->pid;
+	r->base = MAP_FAILED;
+	r->bell = st->bell;
+	r->memfd = st->memfd;
+	r->maplen = WAL_SHM_HEADER_SIZE + st->size;
+	if (st->size != wal_shm_ring_size(st->size) || st->nmarks >
+	    SHM_MARKS || fstat(st->memfd, &sb) == -1 ||
+	    (uint64_t)sb.st_size != r->maplen) {
+		snprintf(why, whylen, "the ring's memfd is not the %" PRIu64
+		    "-byte ring described", (uint64_t)r->maplen);
+		goto fail_r;
+	}
+	r->base = mmap(NULL, r->maplen, PROT_READ | PROT_WRITE, MAP_SHARED |
+	    MAP_POPULATE, st->memfd, 0);
+	if (r->base == MAP_FAILED) {
+		snprintf(why, whylen, "cannot map the ring: %s",
+		    strerror(errno));
+		goto fail_r;
+	}
+	wal_shm_consumer_init(&r->cons, r->base, st->size, st->max_record);
+	r->cons.head = r->cons.tail = st->head;
+	r->cons.written = st->written;
+	r->cons.written_seq = st->written_seq;
+	r->durable = st->durable;
+	r->durable_want = st->durable_want;
+	r->nmarks = st->nmarks;
+	for (i = 0; i < st->nmarks; i++) {
+		r->marks[i].count = st->marks[i].count;
+		r->marks[i].seq = st->marks[i].seq;
+	}
+	r->ev_bell = event_new(srv->base, r->bell, EV_READ | EV_PERSIST,
+	    shm_bell_cb, r);
+	if (r->ev_bell == NULL) {
+		snprintf(why, whylen, "cannot create its event");
+		goto fail_r;
+	}
+	event_add(r->ev_bell, NULL);
+	c->shm = r;
+	TAILQ_INSERT_TAIL(&srv->shms, r, entry);
+	srv->nshms++;
+	srv->shm_bytes += r->maplen;
+	/* Records may have come while nobody drained: look now. */
+	shm_schedule(srv);
+	return (0);
+fail_r:
+	shm_free(r);
+	return (-1);
+fail:
+	close(st->memfd);
+	close(st->bell);
+	return (-1);
+}
+
+/*
+ * A hand-over: the rings of connections already gone are written to the
+ * end and freed now (nobody hands them over).
+ */
+void
+shm_finish_closing(struct server *srv)
+{
+	struct shm_ring *r, *next;
+
+	TAILQ_FOREACH_SAFE(r, &srv->shms, entry, next) {
+		if (r->conn != NULL)
+			continue;
+		while (!r->broken && r->cons.head < r->cons.tail &&
+		    shm_drain_ring(r, UINT32_MAX, -1, 0) > 0)
+			;
+		shm_release(r);
+	}
 }

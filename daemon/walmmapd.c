@@ -26,6 +26,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "forward.h"
+#include "handover.h"
 #include "log.h"
 #include "rights.h"
 #include "server.h"
@@ -114,9 +115,11 @@ main(int argc, char **argv)
 	char why[1024], *eq, default_conf[PATH_MAX];
 	const char *conf;
 	int ch, conf_given = 0, foreground = 0, ready_fd = -1, dirfd, i;
+	int detached = 0;
 	uint64_t wd_usec;
 	struct timeval tv;
 
+	handover_init(argc, argv);
 	config_default_path(default_conf, sizeof default_conf);
 	conf = default_conf;
 	while ((ch = getopt_long(argc, argv, "c:d:s:n:fo:DVh", longopts,
@@ -205,8 +208,16 @@ main(int argc, char **argv)
 	if (getenv("NOTIFY_SOCKET") != NULL || getenv("LISTEN_FDS") != NULL ||
 	    getenv("INVOCATION_ID") != NULL)
 		foreground = 1;
+	/* Re-executed by a restart: already detached (handover.c). */
+	if (handover_incoming(&detached)) {
+		foreground = 1;
+		if (detached)
+			log_to_syslog();
+	}
 	/* Before detaching: a write to the pipe must not kill us. */
 	signal(SIGPIPE, SIG_IGN);
+	/* A restart asked for before the loop runs must not kill us either. */
+	signal(SIGUSR2, SIG_IGN);
 	if (!foreground && (ready_fd = daemonize()) == -1)
 		exit(1);
 
@@ -301,6 +312,7 @@ main(int argc, char **argv)
 	srv.ev_signals[0] = evsignal_new(srv.base, SIGTERM, signal_cb, &srv);
 	srv.ev_signals[1] = evsignal_new(srv.base, SIGINT, signal_cb, &srv);
 	srv.ev_signals[2] = evsignal_new(srv.base, SIGHUP, signal_cb, &srv);
+	srv.ev_signals[3] = evsignal_new(srv.base, SIGUSR2, signal_cb, &srv);
 	if (srv.ev_sync_done == NULL || srv.ev_sync_timer == NULL ||
 	    srv.ev_tick == NULL || srv.ev_stop_timer == NULL ||
 	    srv.ev_sync_kick == NULL || srv.ev_commit_delay == NULL ||
@@ -308,10 +320,10 @@ main(int argc, char **argv)
 	    srv.ev_closer == NULL || srv.ev_fd_wait == NULL ||
 	    srv.ev_drain == NULL ||
 	    srv.ev_signals[0] == NULL || srv.ev_signals[1] == NULL ||
-	    srv.ev_signals[2] == NULL)
+	    srv.ev_signals[2] == NULL || srv.ev_signals[3] == NULL)
 		fatalx("cannot create events");
 	event_add(srv.ev_sync_done, NULL);
-	for (i = 0; i < 3; i++)
+	for (i = 0; i < 4; i++)
 		evsignal_add(srv.ev_signals[i], NULL);
 	if (srv.cfg.sync_interval_ms > 0) {
 		tv.tv_sec = srv.cfg.sync_interval_ms / 1000;
@@ -332,11 +344,13 @@ main(int argc, char **argv)
 		event_add(srv.ev_watchdog, &tv);
 	}
 
+	rights_init(&srv);	/* before hand-over: its clients get rights */
+	handover_restore(&srv);
 	if (srv_listen(&srv) != 0) {
 		wal_ring_close(srv.ring);
 		exit(1);
 	}
-	rights_init(&srv);
+	rights_socket_check(&srv);
 	if (metrics_http_start(&srv) != 0) {
 		srv_close_listener(&srv);
 		wal_ring_close(srv.ring);
@@ -382,7 +396,7 @@ main(int argc, char **argv)
 	fwd_close(&srv);
 	log_info("stopped after %" PRIu64 " records", srv.records);
 
-	for (i = 0; i < 3; i++)
+	for (i = 0; i < 4; i++)
 		event_free(srv.ev_signals[i]);
 	event_free(srv.ev_sync_done);
 	event_free(srv.ev_sync_timer);
@@ -573,8 +587,14 @@ signal_cb(int sig, short ev, void *arg)
 	(void)ev;
 	if (sig == SIGHUP)
 		reload(srv);
-	else
+	else if (sig == SIGUSR2)
+		(void)handover_request(srv, NULL, 0, HANDOVER_EXEC);
+	else {
+		/* systemd keeps the connections for the next start. */
+		if (sig == SIGTERM && handover_fdstore_available())
+			(void)handover_run(srv, HANDOVER_FDSTORE);
 		srv_stop(srv, sig == SIGTERM ? "SIGTERM" : "SIGINT");
+	}
 }
 
 /* SIGHUP: re-read the configuration; apply what can change at run time. */

@@ -204,6 +204,14 @@ wal_reader_position(const struct wal_reader *r)
 	return (r->expect);
 }
 
+int64_t
+wal_reader_next_seq(const struct wal_reader *r)
+{
+	if (r->expect >= 0)
+		return (r->skip_to > r->expect ? r->skip_to : r->expect);
+	return (r->skip_to);
+}
+
 /* Next record. */
 int
 wal_reader_next(struct wal_reader *r, struct wal_record *rec,

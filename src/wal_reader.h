@@ -99,4 +99,11 @@ uint64_t wal_reader_current_id(const struct wal_reader *);
 /* Seq of the next record the reader expects (-1 before the first). */
 int64_t	wal_reader_position(const struct wal_reader *);
 
+/*
+ * Seq of the next record the reader returns: after the last one returned,
+ * else the seq it was sought to (it may not exist yet), else -1 (the
+ * first on disk).
+ */
+int64_t	wal_reader_next_seq(const struct wal_reader *);
+
 #endif /* WAL_READER_H */

@@ -134,6 +134,59 @@ ts_daemon_startv(struct ts_daemon *d, char *const *extra)
 	return (ts_daemon_wait_ready(d));
 }
 
+pid_t
+ts_daemon_spawn_fds(struct ts_daemon *d, const char *bin, const int *fds,
+    const char *names, int nfds, char *const *extra)
+{
+	char *argv[MAX_ARGS + 8], num[32];
+	int n = 0, i, logfd, tmp[256];
+
+	if (ts_daemon_notify_open(d) != 0 || nfds > 256)
+		return (-1);
+	argv[n++] = (char *)(bin != NULL ? bin : ts_prog("daemon/walmmapd"));
+	argv[n++] = (char *)"-f";
+	argv[n++] = (char *)"-d";
+	argv[n++] = d->data;
+	argv[n++] = (char *)"-s";
+	argv[n++] = d->sock;
+	for (i = 0; extra != NULL && extra[i] != NULL && n < MAX_ARGS; i++)
+		argv[n++] = extra[i];
+	argv[n] = NULL;
+	if ((d->pid = fork()) == -1)
+		return (-1);
+	if (d->pid > 0)
+		return (d->pid);
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	/* Out of the way of 3.. first, then in place (dup2 clears CLOEXEC). */
+	for (i = 0; i < nfds; i++)
+		tmp[i] = fcntl(fds[i], F_DUPFD, 512);
+	logfd = open(d->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	if (logfd != -1) {
+		dup2(logfd, STDOUT_FILENO);
+		dup2(logfd, STDERR_FILENO);
+	}
+	for (i = 0; i < nfds; i++) {
+		dup2(tmp[i], 3 + i);
+		close(tmp[i]);
+	}
+	setenv("NOTIFY_SOCKET", d->notify_path, 1);
+	unsetenv("LISTEN_FDS");
+	unsetenv("LISTEN_PID");
+	unsetenv("LISTEN_FDNAMES");
+	if (nfds > 0) {
+		snprintf(num, sizeof num, "%d", nfds);
+		setenv("LISTEN_FDS", num, 1);
+		setenv("LISTEN_FDNAMES", names, 1);
+		snprintf(num, sizeof num, "%ld", (long)getpid());
+		setenv("LISTEN_PID", num, 1);
+	}
+	for (i = 0; d->env != NULL && d->env[i] != NULL; i++)
+		putenv(d->env[i]);
+	execv(argv[0], argv);
+	fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
+	_exit(127);
+}
+
 int
 ts_daemon_notify_open(struct ts_daemon *d)
 {

@@ -49,6 +49,19 @@ int	 ts_daemon_start(struct ts_daemon *, ...);
 int	 ts_daemon_startv(struct ts_daemon *, char *const *extra);
 
 /*
+ * Start bin (NULL: the build tree's walmmapd) -f -d data -s sock [extra]
+ * as systemd starts a service: the nfds descriptors fds become 3, 4, ...
+ * with LISTEN_FDS, LISTEN_FDNAMES (names, colon-separated) and LISTEN_PID
+ * set (nfds 0: none of them). Does not wait: ts_daemon_wait_ready() or
+ * read d->notify_fd. Returns the pid (also in d->pid), or -1.
+ */
+pid_t	 ts_daemon_spawn_fds(struct ts_daemon *, const char *bin,
+	    const int *fds, const char *names, int nfds, char *const *extra);
+
+/* A program's path in the build tree ("daemon/walmmapd"). */
+const char *ts_prog(const char *prog);
+
+/*
  * Our NOTIFY_SOCKET (created on first use) and waiting on it for READY=1
  * from pid (0 when it arrived, -1 after 60 s or when pid exited).
  */

@@ -50,6 +50,8 @@ static const struct {
 	    "loop" },
 	{ "forward", wb_forward, "append->JetStream ack via walmmap-forward "
 	    "vs a libnats async publisher" },
+	{ "restart", wb_restart, "a producer's pause across a restart vs a "
+	    "fresh start" },
 };
 #define NSCEN	(sizeof scenarios / sizeof scenarios[0])
 

@@ -105,5 +105,6 @@ int	 wb_latency(const struct wb *);
 int	 wb_redis(const struct wb *);
 int	 wb_python(const struct wb *);	/* wb_python.c */
 int	 wb_forward(const struct wb *);		/* wb_forward.c */
+int	 wb_restart(const struct wb *);	/* wb_restart.c */
 
 #endif /* WALBENCH_H */
