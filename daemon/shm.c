@@ -859,6 +859,8 @@ shm_uid_bytes(const struct server *srv, uid_t uid)
 		if (r->uid == uid)
 			n += r->maplen;
 	return (n);
+}
+
 /*
  * A hand-over (handover.c): the state of the connection's ring for the
  * next process, or 0 when it has none worth handing over (a broken ring:

@@ -932,7 +932,7 @@ restart_as_other(void *arg)
 	}
 	rc = walmmap_restart(w);
 	if (rc != -WALMMAP_EPERM || strstr(walmmap_errmsg(w),
-	    "administrative request") == NULL) {
+	    "needs the admin right") == NULL) {
 		fprintf(stderr, "restart as another user: %d: %s\n", rc,
 		    walmmap_errmsg(w));
 		walmmap_close(w);
@@ -945,7 +945,7 @@ restart_as_other(void *arg)
 	return (rc == 0 ? 0 : 2);
 }
 
-/* RESTART is an administrative request: root or the daemon's user. */
+/* RESTART needs the admin right (rights.c): root or the daemon's user. */
 START_TEST(test_restart_admin_only)
 {
 	if (geteuid() != 0)
