@@ -46,7 +46,8 @@
  *    stores daemon_sleeping, then membarrier(2) MEMBARRIER_CMD_GLOBAL_
  *    EXPEDITED (a full barrier on every CPU running a process registered
  *    with MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED, which libwalmmap does
- *    when it maps a ring), then loads tail: the asymmetric fence userspace
+ *    when it maps a ring, keeping its seq_cst store when that fails), then
+ *    loads tail: the asymmetric fence userspace
  *    RCU uses. A daemon that cannot call it (an old kernel, a seccomp
  *    filter) does not set WAL_SHM_FEAT_ASYM. Where a call fails after
  *    all, or the producer did not register,
