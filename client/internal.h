@@ -64,10 +64,13 @@ void	wm_close_fds(int *fds);
  * poll before it found nothing, 0 when it found a frame, -1 when the call
  * polled first (no news). Returns the frames
  * (len[i], fd[i] one kept descriptor or -1), 0 on timeout, or -code
- * with msg set. Each frame has passed wal_proto_check().
+ * with msg set. Each frame has passed wal_proto_check(). When the
+ * second frame is bad, returns the first with *late set to the error
+ * (-code, msg set): handle the frame, then report it; else *late is 0.
  */
 int	wm_recv2(int sock, uint8_t *buf[2], size_t len[2], int fd[2],
-	    int64_t deadline, int pollfirst, int *missed, char *msg);
+	    int64_t deadline, int pollfirst, int *missed, int *late,
+	    char *msg);
 
 /* Send one frame (and fd if not -1); -WALMMAP_EAGAIN when dontwait. */
 int	wm_send(int sock, const void *buf, size_t len, int fd, int dontwait,

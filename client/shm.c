@@ -124,16 +124,16 @@ wm_shm_map(struct wm_shm **sp, const struct wal_msg_shm_ready *rd, int *fds,
 		    ((struct wal_shm_header *)base)->version));
 	}
 	if (s->hdr->features & WAL_SHM_FEAT_ASYM) {
-		s->asym = 1;
 		/*
 		 * Let the daemon's membarrier(2) fence this process when it
-		 * falls asleep. Without it (an old kernel, a seccomp filter)
-		 * nothing breaks: the daemon re-checks every tail while it
-		 * sleeps, so a record can wait that long (WAL_SHM_RECHECK_*).
+		 * falls asleep; it reaches registered processes only. When
+		 * registering fails (an old kernel, a seccomp filter) we keep
+		 * our own fence: else a record published as the daemon falls
+		 * asleep would wait for its re-check (WAL_SHM_RECHECK_*).
 		 */
 #ifdef SYS_membarrier
-		(void)syscall(SYS_membarrier,
-		    MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED, 0, 0);
+		s->asym = syscall(SYS_membarrier,
+		    MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED, 0, 0) == 0;
 #endif
 	}
 	*sp = s;

@@ -475,7 +475,7 @@ wm_recv_fds(int sock, uint8_t *buf, int64_t deadline, int *fd, char *msg)
 
 int
 wm_recv2(int sock, uint8_t *buf[2], size_t len[2], int fd[2],
-    int64_t deadline, int pollfirst, int *missed, char *msg)
+    int64_t deadline, int pollfirst, int *missed, int *late, char *msg)
 {
 	union {
 		struct cmsghdr	hdr;
@@ -489,6 +489,7 @@ wm_recv2(int sock, uint8_t *buf[2], size_t len[2], int fd[2],
 	int rc, n, i, k, nfds, fds[4], reset = 0;
 
 	*missed = pollfirst && !wm_expired(deadline) ? -1 : 0;
+	*late = 0;
 	fd[0] = fd[1] = -1;
 	for (;;) {
 		if (pollfirst && !wm_expired(deadline)) {
@@ -570,7 +571,18 @@ wm_recv2(int sock, uint8_t *buf[2], size_t len[2], int fd[2],
 			rc = wm_seterr(msg, WALMMAP_EPROTO, "walmmapd sent a "
 			    "bad frame: %s", mm[i].msg_hdr.msg_flags &
 			    MSG_TRUNC ? "too large" : why);
-			goto bad;
+			if (i == 0)
+				goto bad;
+			/*
+			 * The frame before it is good and gone from the
+			 * socket like this one: the caller handles it, then
+			 * reports this error.
+			 */
+			if (fd[1] != -1)
+				close(fd[1]);
+			fd[1] = -1;
+			*late = rc;
+			return (1);
 		}
 	}
 	return (n);

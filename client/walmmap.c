@@ -947,16 +947,17 @@ capture(struct walmmap *w, uint64_t id, int64_t seq, int err)
 static int
 read_one(struct walmmap *w, int64_t deadline)
 {
+	char why[WM_MSG_MAX];
 	uint8_t *buf[2];
 	size_t len[2];
-	int n, fd[2], missed, rc;
+	int n, fd[2], missed, late, rc;
 
 	if (w->lost)
 		return (not_connected(w));
 	buf[0] = w->rx;
 	buf[1] = w->rx2;
 	n = wm_recv2(w->fd, buf, len, fd, deadline, w->rx_pollfirst > 0 &&
-	    !wm_expired(deadline), &missed, w->msg);
+	    !wm_expired(deadline), &missed, &late, w->msg);
 	if (missed == -1)
 		w->rx_pollfirst--;
 	else if (missed == 1 && !wm_expired(deadline))
@@ -965,6 +966,13 @@ read_one(struct walmmap *w, int64_t deadline)
 		return (lost(w, n));
 	if (n == 0)
 		return (0);
+	if (late != 0) {
+		/* A bad frame came after this one: this one counts first. */
+		snprintf(why, sizeof why, "%s", w->msg);
+		if ((rc = handle(w, w->rx, len[0], fd[0])) < 0)
+			return (rc);
+		return (lost(w, wm_seterr(w->msg, -late, "%s", why)));
+	}
 	rc = handle(w, w->rx, len[0], fd[0]);
 	if (n == 1)
 		return (rc);

@@ -108,6 +108,8 @@ static int	shm_sleep_all(struct server *);
 static uint64_t	shm_mono_ns(void);
 static uint64_t	shm_uid_bytes(const struct server *, uid_t);
 
+static int	shm_nofence_said;	/* logged that producers fence */
+
 static inline void
 shm_cpu_relax(void)
 {
@@ -190,6 +192,12 @@ shm_open_ring(struct conn *c, const struct wal_msg_shm_open *m)
 		goto fail;
 	wal_shm_format(r->base, size, wal_shm_max_record(size,
 	    srv->cfg.max_record));
+	if (!wal_shm_membarrier_ok() && !shm_nofence_said) {
+		shm_nofence_said = 1;
+		log_info("membarrier(2) MEMBARRIER_CMD_GLOBAL_EXPEDITED is "
+		    "not available: shared-memory producers fence each "
+		    "publish themselves");
+	}
 	wal_shm_consumer_init(&r->cons, r->base, size, wal_shm_max_record(size,
 	    srv->cfg.max_record));
 	/*

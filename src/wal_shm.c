@@ -44,8 +44,11 @@ wal_shm_format(void *base, uint64_t size, uint32_t max_record)
 	h->size = size;
 	h->header_size = WAL_SHM_HEADER_SIZE;
 	h->max_record = max_record;
-	/* Our sleep handshake needs no fence from the producer. */
-	h->features = WAL_SHM_FEAT_ASYM;
+	/*
+	 * Our sleep handshake needs no fence from the producer when we can
+	 * fence it ourselves (wal_shm_barrier); else it keeps its own.
+	 */
+	h->features = wal_shm_membarrier_ok() ? WAL_SHM_FEAT_ASYM : 0;
 	atomic_init(&h->written_seq, -1);
 	atomic_init(&h->durable_seq, -1);
 	/* Nothing drains a new ring until its producer rings. */
@@ -214,19 +217,24 @@ wal_shm_sleep_check(struct wal_shm_consumer *c)
 	return (1);
 }
 
+#ifdef SYS_membarrier
+/* MEMBARRIER_CMD_GLOBAL_EXPEDITED works: -1 not asked yet. */
+static _Atomic int membarrier_ok = -1;
+#endif
+
 int
 wal_shm_membarrier_ok(void)
 {
 #ifdef SYS_membarrier
-	static _Atomic int ok = -1;
+	_Atomic int *ok = &membarrier_ok;
 	long q;
 	int v;
 
-	if ((v = atomic_load_explicit(&ok, memory_order_relaxed)) != -1)
+	if ((v = atomic_load_explicit(ok, memory_order_relaxed)) != -1)
 		return (v);
 	q = syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
 	v = q != -1 && (q & MEMBARRIER_CMD_GLOBAL_EXPEDITED) != 0;
-	atomic_store_explicit(&ok, v, memory_order_relaxed);
+	atomic_store_explicit(ok, v, memory_order_relaxed);
 	return (v);
 #else
 	return (0);
@@ -244,9 +252,17 @@ wal_shm_barrier(void)
 	 * store of tail, made before its load of daemon_sleeping, is visible
 	 * to our load of tail after this, or its load sees our flag.
 	 */
-	if (wal_shm_membarrier_ok() && syscall(SYS_membarrier,
-	    MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0, 0) == 0)
-		return (1);
+	if (wal_shm_membarrier_ok()) {
+		if (syscall(SYS_membarrier, MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0,
+		    0) == 0)
+			return (1);
+		/*
+		 * Refused after all (a filter on the command): rings made
+		 * from now on ask their producers to fence themselves; the
+		 * re-checks cover the rings made before.
+		 */
+		atomic_store_explicit(&membarrier_ok, 0, memory_order_relaxed);
+	}
 #endif
 	return (0);
 }

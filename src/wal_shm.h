@@ -46,8 +46,11 @@
  *    stores daemon_sleeping, then membarrier(2) MEMBARRIER_CMD_GLOBAL_
  *    EXPEDITED (a full barrier on every CPU running a process registered
  *    with MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED, which libwalmmap does
- *    when it maps a ring), then loads tail: the asymmetric fence userspace
- *    RCU uses. Where the kernel lacks it, or the producer did not register,
+ *    when it maps a ring, keeping its seq_cst store when that fails), then
+ *    loads tail: the asymmetric fence userspace
+ *    RCU uses. A daemon that cannot call it (an old kernel, a seccomp
+ *    filter) does not set WAL_SHM_FEAT_ASYM. Where a call fails after
+ *    all, or the producer did not register,
  *    the store of tail may be missed for as long as it sits in the
  *    producer's store buffer; so the daemon looks at every tail again
  *    WAL_SHM_RECHECK_US after it fell asleep, and every
@@ -84,7 +87,11 @@
 #define WAL_SHM_MAX_SIZE	(256u * 1024 * 1024)
 #define WAL_SHM_DEFAULT_SIZE	(4u * 1024 * 1024)
 
-/* Header features (set by the daemon). */
+/*
+ * Header features (set by the daemon). WAL_SHM_FEAT_ASYM only when the
+ * daemon can call membarrier(2) MEMBARRIER_CMD_GLOBAL_EXPEDITED: a daemon
+ * that cannot fence for its producers lets them fence themselves.
+ */
 #define WAL_SHM_FEAT_ASYM	0x1u	/* tail needs no producer fence */
 
 /* The sleeping daemon's re-checks of every tail (see Sleeping). */

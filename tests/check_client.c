@@ -1466,6 +1466,80 @@ START_TEST(test_durable_reads_batched)
 }
 END_TEST
 
+/*
+ * The daemon's ACK and, in the same read, a frame the library must refuse
+ * (here one larger than any frame may be): the ACK still counts. Both are
+ * queued before the client reads, so one recvmmsg(2) takes them together;
+ * the refusal must not drop the acknowledgement taken with it, or the
+ * caller, told fewer records were acknowledged, would append them again.
+ */
+static _Atomic int	 bad_after_ack_sent;
+static _Atomic long	 bad_after_ack_acked;
+
+static void
+script_ack_then_oversized(struct fake *f, int s)
+{
+	struct wal_msg hdr, *big;
+	int sz = 4 * WAL_PROTO_MAX_FRAME;
+
+	hdr = fake_recv(f, s);			/* APPEND, no seq wanted */
+	ck_assert_int_eq(hdr.type, WAL_MSG_APPEND);
+	fake_ack(s, hdr.id, 0, 1);
+	ck_assert_ptr_nonnull(big = calloc(1, WAL_PROTO_MAX_FRAME + 64));
+	big->type = WAL_MSG_OK;
+	big->len = WAL_PROTO_MAX_FRAME + 64;
+	(void)setsockopt(s, SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz);
+	ck_assert_int_eq(send(s, big, big->len, MSG_NOSIGNAL), big->len);
+	free(big);
+	atomic_store(&bad_after_ack_sent, 1);
+}
+
+static void
+count_acks(void *arg, int64_t first_seq, uint32_t count, int error)
+{
+	(void)arg;
+	(void)first_seq;
+	if (error == 0)
+		atomic_fetch_add(&bad_after_ack_acked, (long)count);
+}
+
+START_TEST(test_ack_before_bad_frame_kept)
+{
+	struct walmmap_progress p;
+	struct walmmap *w;
+	struct fake f;
+	int i, rc;
+
+	atomic_store(&bad_after_ack_sent, 0);
+	atomic_store(&bad_after_ack_acked, 0);
+	fake_start(&f, script_ack_then_oversized);
+	ck_assert_int_eq(walmmap_connect(&w, f.path, WALMMAP_ACK_WRITTEN, 0),
+	    0);
+	walmmap_set_timeout(w, 10000);	/* a hang shows as a timeout */
+	walmmap_set_ack_cb(w, count_acks, NULL);
+	ck_assert_int_eq(walmmap_append(w, "a", 1, WALMMAP_ACK_DEFAULT, NULL),
+	    0);
+	/* Both frames queued before we read (a hang detector, 10 s). */
+	for (i = 0; i < 10000 && !atomic_load(&bad_after_ack_sent); i++)
+		usleep(1000);
+	ck_assert_int_eq(atomic_load(&bad_after_ack_sent), 1);
+	rc = walmmap_wait(w, WALMMAP_ACK_WRITTEN, -1);
+	ck_assert_msg(rc == -WALMMAP_EPROTO, "wait: %d (%s)", rc,
+	    walmmap_errmsg(w));
+	ck_assert_msg(strstr(walmmap_errmsg(w), "too large") != NULL, "%s",
+	    walmmap_errmsg(w));
+	walmmap_progress(w, &p);
+	ck_assert_msg(p.acked == 1 && p.pending == 0, "after an ACK and a bad "
+	    "frame: %" PRIu64 " acknowledged, %" PRIu64 " pending (%s)",
+	    p.acked, p.pending, walmmap_errmsg(w));
+	ck_assert_int_eq(atomic_load(&bad_after_ack_acked), 1);
+	ck_assert_msg(strstr(walmmap_errmsg(w), "1 records acknowledged") !=
+	    NULL, "%s", walmmap_errmsg(w));
+	walmmap_close(w);
+	fake_stop(&f);
+}
+END_TEST
+
 static Suite *
 client_suite(void)
 {
@@ -1492,6 +1566,7 @@ client_suite(void)
 	tcase_add_test(tc, test_walctl_exit_codes);
 	tcase_add_test(tc, test_status_json_dir);
 	tcase_add_test(tc, test_durable_reads_batched);
+	tcase_add_test(tc, test_ack_before_bad_frame_kept);
 	suite_add_tcase(s, tc);
 	return (s);
 }

@@ -5,14 +5,21 @@
 #include "config.h"
 
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
+
+#include <linux/filter.h>
+#include <linux/membarrier.h>
+#include <linux/seccomp.h>
 
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -764,7 +771,9 @@ START_TEST(test_shm_unrung_publish)
 	int k, j;
 
 	ts_ring_open(&d, &r, 0);
-	ck_assert(r.hdr->features & WAL_SHM_FEAT_ASYM);
+	/* Offered wherever the daemon can fence (test_shm_no_membarrier). */
+	ck_assert_int_eq((r.hdr->features & WAL_SHM_FEAT_ASYM) != 0,
+	    wal_shm_membarrier_ok());
 	for (k = 0; k < 5; k++) {
 		/* The drainer is asleep (a new ring starts so). */
 		for (j = 0; j < 10000 && !atomic_load(&r.hdr->daemon_sleeping);
@@ -848,6 +857,79 @@ START_TEST(test_shm_batch_timestamp)
 }
 END_TEST
 
+/*
+ * membarrier(2) denied with EPERM to this test process and everything it
+ * starts, as a unit's SystemCallFilter with SystemCallErrorNumber=EPERM
+ * would (seccomp filters pass to children and survive exec).
+ */
+static void
+deny_membarrier(void)
+{
+	struct sock_filter f[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
+		    offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_membarrier, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = { sizeof f / sizeof f[0], f };
+
+	ck_assert_int_eq(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+	ck_assert_int_eq(prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog), 0);
+	errno = 0;
+	ck_assert(syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0) == -1 &&
+	    errno == EPERM);
+}
+
+/*
+ * A daemon that cannot call membarrier(2) cannot fence for its producers
+ * when it falls asleep, so it must not tell them to skip their own fence
+ * (WAL_SHM_FEAT_ASYM): with the flag their wake-ups could be lost at every
+ * sleep, found only by the re-checks up to a second later. Without the
+ * flag they publish with the sequentially consistent store, which pairs
+ * with the daemon's fence. And the daemon keeps working: records appended
+ * through libwalmmap (itself refused membarrier) with the daemon falling
+ * asleep before each are all written, once, in order.
+ */
+START_TEST(test_shm_no_membarrier)
+{
+	uint8_t buf[TS_KEY_PAYLOAD_MAX];
+	uint64_t counts[1], other;
+	struct ts_ring r;
+	struct walmmap *w;
+	int64_t seq;
+	size_t len;
+	char *log;
+	int k, n = 100;
+
+	ts_daemon_kill(&d);
+	deny_membarrier();
+	ck_assert_int_eq(ts_daemon_start(&d, "--segment-size", "16M", "-o",
+	    "prefault=no", "-o", "shm_size=" RING_SIZE, NULL), 0);
+	ts_ring_open(&d, &r, 0);
+	ck_assert_msg((r.hdr->features & WAL_SHM_FEAT_ASYM) == 0, "a daemon "
+	    "without membarrier(2) offers rings with WAL_SHM_FEAT_ASYM (%#"
+	    PRIx32 ")", r.hdr->features);
+	log = ts_daemon_log(&d);
+	ck_assert_msg(strstr(log, "producers fence each publish themselves") !=
+	    NULL, "the daemon did not say it cannot fence:\n%s", log);
+	free(log);
+	ts_ring_close(&r);
+	w = connect_shm();
+	walmmap_set_timeout(w, 10000);	/* a hang shows as a timeout */
+	for (k = 0; k < n; k++) {
+		usleep(300);		/* past shm_spin: the drainer sleeps */
+		len = ts_key_payload(buf, 0, (uint64_t)k);
+		ck_assert_msg(walmmap_append(w, buf, len, WALMMAP_ACK_WRITTEN,
+		    &seq) == 0, "record %d: %s", k, walmmap_errmsg(w));
+	}
+	walmmap_close(w);
+	ck_assert_int_eq(ts_daemon_stop(&d), 0);
+	ck_assert_int_eq(check_log(1, 0, counts, &other), n);
+	ck_assert_int_eq(counts[0], n);
+}
+END_TEST
+
 static Suite *
 shm_suite(void)
 {
@@ -870,6 +952,7 @@ shm_suite(void)
 	tcase_add_test(tc, test_shm_bell_saturated);
 	tcase_add_test(tc, test_shm_unrung_publish);
 	tcase_add_test(tc, test_shm_batch_timestamp);
+	tcase_add_test(tc, test_shm_no_membarrier);
 	suite_add_tcase(s, tc);
 	return (s);
 }
