@@ -31,6 +31,7 @@
 #include "log.h"
 #include "server.h"
 #include "wal_reader.h"
+#include "wal_ptab.h"
 #include "wal_ring.h"
 
 /*
@@ -58,7 +59,8 @@ static void	conn_write_cb(int, short, void *);
 static int	conn_recv_one(struct conn *, uint64_t *);
 static void	conn_handle(struct conn *, const uint8_t *, size_t, int fd);
 static void	conn_hello(struct conn *, const struct wal_msg_hello *);
-static void	conn_append(struct conn *, const uint8_t *, size_t);
+static void	conn_append(struct conn *, const uint8_t *, size_t,
+		    uint64_t);
 static void	conn_append_fd(struct conn *, const struct wal_msg_append_fd *,
 		    int fd);
 static void	conn_sync(struct conn *, uint64_t id);
@@ -94,6 +96,7 @@ conn_new(struct server *srv, int fd)
 	c->fd = fd;
 	c->out.total = &srv->outq_total;
 	c->park_fd = -1;
+	c->producer_slot = -1;
 	c->durable_want = -1;
 	c->durable_low = -1;
 	c->sub_to = -1;
@@ -665,8 +668,19 @@ conn_handle(struct conn *c, const uint8_t *buf, size_t len, int fd)
 		conn_hello(c, (const struct wal_msg_hello *)(const void *)buf);
 		break;
 	case WAL_MSG_APPEND:
-		conn_append(c, buf, len);
+		conn_append(c, buf, len, 0);
 		break;
+	case WAL_MSG_PRODUCER:
+		prod_producer(c, (const struct wal_msg_producer *)
+		    (const void *)buf);
+		break;
+	case WAL_MSG_APPEND_P: {
+		uint64_t pseq;
+
+		if ((pseq = prod_append_check(c, buf, len)) != 0)
+			conn_append(c, buf, len, pseq);
+		break;
+	}
 	case WAL_MSG_APPEND_FD: {
 		struct wal_msg_append_fd af;
 
@@ -757,15 +771,20 @@ conn_hello(struct conn *c, const struct wal_msg_hello *h)
 	conn_queue(c, &w, sizeof w);
 }
 
-/* APPEND: all records of the frame, consecutive seqs, one timestamp. */
+/*
+ * APPEND: all records of the frame, consecutive seqs, one timestamp.
+ * APPEND_P (pseq, its first producer seq, not 0): the same, each record
+ * journalled in the producer table before it is published.
+ */
 static void
-conn_append(struct conn *c, const uint8_t *buf, size_t len)
+conn_append(struct conn *c, const uint8_t *buf, size_t len, uint64_t pseq)
 {
 	struct server *srv = c->srv;
 	struct wal_msg_append a;
 	struct wal_error err;
 	const uint8_t *payload;
-	size_t off = 0;
+	size_t off0 = pseq != 0 ? sizeof(struct wal_msg_append_p) : 0;
+	size_t off = off0;
 	uint32_t size, done = 0;
 	int64_t ts, seq, first = -1;
 	unsigned ack;
@@ -787,7 +806,7 @@ conn_append(struct conn *c, const uint8_t *buf, size_t len)
 			return;
 		}
 	ts = wal_now_ns();
-	off = 0;
+	off = off0;
 	while (wal_proto_next_record((const struct wal_msg_append *)
 	    (const void *)buf, len, &off, &payload, &size)) {
 		uint8_t *dst;
@@ -805,6 +824,10 @@ conn_append(struct conn *c, const uint8_t *buf, size_t len)
 			goto out;
 		}
 		memcpy(dst, payload, size);
+		if (pseq != 0)	/* in the table before it can be published */
+			wal_ptab_note(srv->ptab, c->producer_id, pseq + done,
+			    wal_ring_next_seq(srv->ring), done == 0 ?
+			    WAL_PTAB_J_FIRST : 0);
 		seq = wal_ring_commit_deferred(srv->ring, ts);
 		if (first < 0)
 			first = seq;
@@ -815,6 +838,8 @@ conn_append(struct conn *c, const uint8_t *buf, size_t len)
 	if (ack >= WAL_ACK_WRITTEN)
 		conn_ack_add(c, a.hdr.id, first, done);
 out:
+	if (done > 0 && pseq != 0)
+		prod_appended(c, pseq + done, first + done - 1, ts);
 	if (done > 0) {
 		srv->records += done;
 		c->records += done;
@@ -1285,6 +1310,30 @@ conn_ack_add(struct conn *c, uint64_t id, int64_t first, uint32_t count)
 	c->acks[c->nacks].count = count;
 	c->acks[c->nacks].flags = 0;
 	c->nacks++;
+}
+
+/*
+ * Acknowledge a resent APPEND_P from the log (WAL_ACK_F_DUP); first is
+ * the original's seq (-1: no longer known). At level durable the ack is
+ * held, like a new record's, until durable_until is durable.
+ */
+void
+conn_ack_dup(struct conn *c, uint64_t id, int64_t first, uint32_t count,
+    unsigned ack, int64_t durable_until)
+{
+	if (ack < WAL_ACK_WRITTEN)
+		return;
+	conn_ack_add(c, id, first, count);
+	if (c->nacks > 0 && c->acks[c->nacks - 1].id == id)
+		c->acks[c->nacks - 1].flags = WAL_ACK_F_DUP;
+	if (ack == WAL_ACK_DURABLE && durable_until >
+	    wal_ring_durable_seq(c->srv->ring)) {
+		if (durable_until > c->durable_want)
+			c->durable_want = durable_until;
+		if (c->durable_low < 0)
+			c->durable_low = durable_until;
+		c->acks_held = 1;
+	}
 }
 
 /* Queue the coalesced acks as ACK frames (in their own buffer). */

@@ -82,6 +82,9 @@ config_defaults(struct srv_config *c)
 	c->shm_size = WAL_SHM_DEFAULT_SIZE;
 	c->shm_total = 256u * 1024 * 1024;
 	c->shm_spin_us = 50;
+	c->producer_slots = 1024;
+	c->producer_journal = 1u << 18;
+	c->producer_expire_s = 7 * 86400;
 }
 
 /* The configuration file read when -c names none. */
@@ -322,6 +325,23 @@ config_set(struct srv_config *c, const char *key, const char *val,
 		else
 			BAD("shm_spin: \"%s\" is not a duration up to 100ms",
 			    val);
+	} else if (strcmp(key, "producers") == 0) {
+		if (parse_uint(val, 65536, &v) != 0 || v == 0)
+			BAD("producers: \"%s\" is not a number from 1 to "
+			    "65536", val);
+		c->producer_slots = (unsigned)v;
+	} else if (strcmp(key, "producer_journal") == 0) {
+		if (parse_uint(val, 1u << 26, &v) != 0 || v < 2 ||
+		    (v & (v - 1)) != 0)
+			BAD("producer_journal: \"%s\" is not a power of two "
+			    "from 2 to 67108864", val);
+		c->producer_journal = (unsigned)v;
+	} else if (strcmp(key, "producer_expire") == 0) {
+		if (config_parse_duration_ms(val, &v) != 0 || v < 1000 ||
+		    v > 3650ull * 86400000)
+			BAD("producer_expire: \"%s\" is not a duration from "
+			    "1s to 3650d", val);
+		c->producer_expire_s = (v + 999) / 1000;
 	} else if (strcmp(key, "debug") == 0) {
 		if (parse_bool(val, &c->debug) != 0)
 			BAD("debug: \"%s\" is not yes or no", val);

@@ -41,6 +41,9 @@ struct srv_config {
 	uint64_t	 shm_size;		/* ring size, and the most */
 	uint64_t	 shm_total;		/* all rings' memory */
 	unsigned	 shm_spin_us;		/* drainer spin before sleeping */
+	unsigned	 producer_slots;	/* new producer table's size */
+	unsigned	 producer_journal;	/* ... its journal's entries */
+	uint64_t	 producer_expire_s;	/* idle producers may go */
 	int		 debug;
 	int		 dir_given;		/* not a default */
 	int		 socket_given;

@@ -219,6 +219,7 @@ main(int argc, char **argv)
 		    "segment%s renamed *.discarded", rec.tail_id, rec.discarded,
 		    rec.discarded == 1 ? "" : "s");
 	log_recovery(&rec);
+	prod_open(&srv);	/* the producer table, reconciled with the log */
 
 	if ((srv.base = event_base_new()) == NULL)
 		fatalx("cannot create the event loop");
@@ -324,6 +325,7 @@ main(int argc, char **argv)
 	if (wal_ring_shutdown(srv.ring, &err) != 0)
 		srv_sync_failed(&srv, err.msg, wal_ring_durable_seq(srv.ring));
 	closer_stop(srv.closer);
+	prod_close(&srv);
 	wal_ring_close(srv.ring);
 	log_info("stopped after %" PRIu64 " records", srv.records);
 
