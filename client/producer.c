@@ -36,14 +36,20 @@ _Static_assert(WALMMAP_PRODUCER_MAX_RECORD == WAL_PROTO_MAX_FRAME -
 #define PROD_BACKOFF_MIN_MS	10
 #define PROD_BACKOFF_MAX_MS	1000
 
-/* A frame sent and not yet acknowledged at the producer's level. */
+/*
+ * A frame sent and not yet acknowledged at the producer's level. Its ACK
+ * may come in two entries: the records a crash cut it to (a duplicate)
+ * and the rest, written when it was sent again.
+ */
 struct pframe {
 	uint8_t		*buf;		/* the whole APPEND_P frame */
 	uint32_t	 len;
 	uint32_t	 count;
 	uint64_t	 id;		/* hdr.id of the last send */
-	int64_t		 first_seq;	/* from its ACK, -2: none yet */
-	int		 dup;		/* the ACK said WAL_ACK_F_DUP */
+	uint32_t	 acked;		/* records acknowledged so far */
+	int		 nparts;
+	uint32_t	 part_n[2];	/* records of each ACK entry */
+	int64_t		 part_seq[2];	/* their first seq, -1 unknown */
 };
 
 struct walmmap_producer {
@@ -228,7 +234,6 @@ walmmap_producer_append_batch(struct walmmap_producer *p,
 			    "memory"));
 		f->len = (uint32_t)off;
 		f->count = (uint32_t)(i - start);
-		f->first_seq = -2;
 		memset(&a, 0, sizeof a);
 		a.hdr.type = WAL_MSG_APPEND_P;
 		a.hdr.len = f->len;
@@ -254,11 +259,13 @@ walmmap_producer_append_batch(struct walmmap_producer *p,
 			rc = prod_collect(p, deadline);
 		if (rc == 0 && p->ack == WAL_ACK_DURABLE) {
 			for (j = 0; j < p->nframes; j++)
-				if (p->frames[j].first_seq >= 0 &&
-				    p->frames[j].first_seq +
-				    p->frames[j].count - 1 > last)
-					last = p->frames[j].first_seq +
-					    p->frames[j].count - 1;
+				for (k = 0; k < (size_t)p->frames[j].nparts;
+				    k++)
+					if (p->frames[j].part_seq[k] +
+					    p->frames[j].part_n[k] - 1 > last)
+						last = p->frames[j].part_seq[k]
+						    + p->frames[j].part_n[k] -
+						    1;
 			rc = prod_sync(p, last, deadline);
 		}
 		if (rc == 0)
@@ -269,10 +276,13 @@ walmmap_producer_append_batch(struct walmmap_producer *p,
 		}
 	}
 	if (seqs != NULL)
-		for (i = 0, j = 0; j < p->nframes; j++)
-			for (k = 0; k < p->frames[j].count; k++)
-				seqs[i++] = p->frames[j].first_seq < 0 ? -1 :
-				    p->frames[j].first_seq + (int64_t)k;
+		for (i = 0, j = 0; j < p->nframes; j++) {
+			f = &p->frames[j];
+			for (k = 0; k < (size_t)f->nparts; k++)
+				for (off = 0; off < f->part_n[k]; off++)
+					seqs[i++] = f->part_seq[k] < 0 ? -1 :
+					    f->part_seq[k] + (int64_t)off;
+		}
 	prod_free_frames(p);
 	return (0);
 }
@@ -373,11 +383,15 @@ prod_recover(struct walmmap_producer *p, int rc)
 			 * What was acknowledged written but not yet durable is
 			 * sent again: a power cut may have taken it, and the
 			 * seqs it had may now be other records'. The daemon
-			 * answers what it still has as duplicates.
+			 * answers what it still has as duplicates. So is a
+			 * frame acknowledged in part.
 			 */
-			if (p->ack == WAL_ACK_DURABLE)
-				for (size_t j = 0; j < p->nframes; j++)
-					p->frames[j].first_seq = -2;
+			for (size_t j = 0; j < p->nframes; j++)
+				if (p->ack == WAL_ACK_DURABLE ||
+				    p->frames[j].acked < p->frames[j].count) {
+					p->frames[j].acked = 0;
+					p->frames[j].nparts = 0;
+				}
 			return (0);
 		}
 		/* Refusals are final; a daemon not (yet) there is not. */
@@ -411,7 +425,7 @@ prod_send_all(struct walmmap_producer *p)
 
 	for (j = 0; j < p->nframes; j++) {
 		f = &p->frames[j];
-		if (f->first_seq != -2)
+		if (f->acked == f->count)
 			continue;
 		f->id = p->next_req++;
 		memcpy(f->buf + offsetof(struct wal_msg, id), &f->id,
@@ -431,7 +445,7 @@ prod_collect(struct walmmap_producer *p, int64_t deadline)
 
 	for (;;) {
 		for (left = 0, j = 0; j < p->nframes; j++)
-			if (p->frames[j].first_seq == -2)
+			if (p->frames[j].acked < p->frames[j].count)
 				left++;
 		if (left == 0)
 			return (0);
@@ -458,6 +472,7 @@ prod_handle(struct walmmap_producer *p, const uint8_t *buf, int len)
 	struct wal_ack_entry e;
 	struct wal_msg_durable d;
 	struct wal_msg_error er;
+	struct pframe *f;
 	uint32_t i;
 	size_t j;
 
@@ -467,18 +482,18 @@ prod_handle(struct walmmap_producer *p, const uint8_t *buf, int len)
 		memcpy(&a, buf, sizeof a);
 		for (i = 0; i < a.count; i++) {
 			memcpy(&e, buf + sizeof a + i * sizeof e, sizeof e);
-			for (j = 0; j < p->nframes; j++)
-				if (p->frames[j].id == e.id &&
-				    p->frames[j].first_seq == -2) {
-					p->frames[j].first_seq = e.first_seq;
-					if (e.flags & WAL_ACK_F_DUP) {
-						p->frames[j].dup = 1;
-						p->dups += e.count;
-						if (e.first_seq < 0)
-							p->frames[j].first_seq =
-							    -1;
-					}
-				}
+			for (j = 0; j < p->nframes; j++) {
+				f = &p->frames[j];
+				if (f->id != e.id || f->nparts == 2 ||
+				    e.count > f->count - f->acked)
+					continue;
+				f->part_seq[f->nparts] = e.first_seq < 0 ? -1 :
+				    e.first_seq;
+				f->part_n[f->nparts++] = e.count;
+				f->acked += e.count;
+				if (e.flags & WAL_ACK_F_DUP)
+					p->dups += e.count;
+			}
 		}
 		break;
 	case WAL_MSG_DURABLE:

@@ -730,6 +730,13 @@ conn_handle(struct conn *c, const uint8_t *buf, size_t len, int fd)
 		    (const void *)buf);
 		break;
 	case WAL_MSG_SHM_OPEN:
+		if (c->producer_id != 0) {
+			/* Its records would carry no producer seqs. */
+			conn_error(c, hdr.id, WAL_PERR_UNSUPPORTED, 0, "no "
+			    "shared-memory ring on a producer connection (not "
+			    "implemented): append with APPEND_P");
+			break;
+		}
 		shm_open_ring(c, (const struct wal_msg_shm_open *)
 		    (const void *)buf);
 		break;
@@ -785,11 +792,20 @@ conn_append(struct conn *c, const uint8_t *buf, size_t len, uint64_t pseq)
 	const uint8_t *payload;
 	size_t off0 = pseq != 0 ? sizeof(struct wal_msg_append_p) : 0;
 	size_t off = off0;
-	uint32_t size, done = 0;
+	uint32_t size, done = 0, skip = 0, todo;
 	int64_t ts, seq, first = -1;
 	unsigned ack;
 
 	memcpy(&a, buf, sizeof a);
+	if (pseq != 0) {
+		uint64_t fp;
+
+		/* Records below pseq are in the log (prod_append_check). */
+		memcpy(&fp, buf + offsetof(struct wal_msg_append_p,
+		    first_pseq), sizeof fp);
+		skip = (uint32_t)(pseq - fp);
+	}
+	todo = a.count - skip;
 	ack = a.ack == WAL_ACK_DEFAULT ? c->ack : a.ack;
 	if (ack == WAL_ACK_DURABLE && srv->sync_failed) {
 		conn_error(c, a.hdr.id, WAL_PERR_SYNC, 0, "%s; durable appends "
@@ -811,6 +827,10 @@ conn_append(struct conn *c, const uint8_t *buf, size_t len, uint64_t pseq)
 	    (const void *)buf, len, &off, &payload, &size)) {
 		uint8_t *dst;
 
+		if (skip > 0) {
+			skip--;
+			continue;
+		}
 		if (wal_ring_reserve(srv->ring, size, &dst, &err) != 0) {
 			/* Disk full at rotation: the rest is not written. */
 			wal_ring_flush(srv->ring);
@@ -820,7 +840,7 @@ conn_append(struct conn *c, const uint8_t *buf, size_t len, uint64_t pseq)
 				conn_ack_add(c, a.hdr.id, first, done);
 			conn_error(c, a.hdr.id, conn_errno_perr(err.code), 0,
 			    "%" PRIu32 " of %" PRIu32 " records written: %s",
-			    done, a.count, err.msg);
+			    done, todo, err.msg);
 			goto out;
 		}
 		memcpy(dst, payload, size);

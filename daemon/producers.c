@@ -52,7 +52,13 @@ prod_open(struct server *srv)
 	pc.jcap = srv->cfg.producer_journal;
 	if (wal_ptab_open(srv->data_dirfd, srv->cfg.dir, next, &pc,
 	    &srv->ptab, &info, &err) != 0) {
-		/* The log does not need it: run, and refuse producers. */
+		/*
+		 * A failed sync of it is a failed sync (fail-stop, as for
+		 * the segments'). No room for it: the log does not need it;
+		 * run, and refuse producers.
+		 */
+		if (err.code != ENOSPC && err.code != EDQUOT)
+			fatalx("%s", err.msg);
 		srv->ptab = NULL;
 		snprintf(prod_why, sizeof prod_why, "%s", err.msg);
 		log_warnx("no producer table: %s; PRODUCER requests are "
@@ -174,8 +180,15 @@ prod_producer(struct conn *c, const struct wal_msg_producer *m)
 	prod_proc(c->pid, comm, sizeof comm, exe, sizeof exe);
 	if (wal_ptab_claim(t, slot, (uint32_t)c->pid, comm, exe, now,
 	    &err) != 0) {
-		log_warnx("%s", err.msg);
-		conn_error(c, m->hdr.id, WAL_PERR_IO, 0, "%s", err.msg);
+		/*
+		 * A failed write-back of the table is a failed sync: the
+		 * kernel reports it once, so nothing it held can be called
+		 * durable again (fail-stop, as for a segment).
+		 */
+		conn_error(c, m->hdr.id, WAL_PERR_SYNC, 0, "sync failed: %s; "
+		    "walmmapd is stopping", err.msg);
+		conn_flush(c);
+		srv_sync_failed(srv, err.msg, wal_ring_durable_seq(srv->ring));
 		return;
 	}
 	s = &t->slots[slot];
@@ -194,8 +207,9 @@ prod_producer(struct conn *c, const struct wal_msg_producer *m)
 
 /*
  * APPEND_P: where the frame stands against the producer's next_pseq.
- * Returns the first producer seq to write, or 0 when the frame was
- * answered here (a duplicate, or an error).
+ * Returns the producer seq of the first record to write (first_pseq, or
+ * next_pseq for the rest of a frame cut short before), or 0 when the
+ * frame was answered here (a duplicate, or an error).
  */
 uint64_t
 prod_append_check(struct conn *c, const uint8_t *buf, size_t len)
@@ -205,6 +219,7 @@ prod_append_check(struct conn *c, const uint8_t *buf, size_t len)
 	struct wal_ptab_slot *s;
 	uint64_t next, end;
 	int64_t first;
+	uint32_t n;
 	unsigned ack;
 
 	(void)len;
@@ -225,25 +240,24 @@ prod_append_check(struct conn *c, const uint8_t *buf, size_t len)
 		    a.first_pseq, c->producer_id, next);
 		return (0);
 	}
-	if (end > next) {
-		conn_error(c, a.hdr.id, WAL_PERR_PSEQ, 0, "producer seqs %"
-		    PRIu64 "..%" PRIu64 " straddle producer %" PRIu64 "'s next "
-		    "seq %" PRIu64 ": a resend must repeat its frame exactly",
-		    a.first_pseq, end - 1, c->producer_id, next);
-		return (0);
-	}
-	/* A resend: every record is in the log already. */
+	/*
+	 * A resend: its records from first_pseq up to next_pseq are in the
+	 * log already. All of them: one DUP entry. Some (a frame that a
+	 * crash or a full disk cut short): a DUP entry for those, and the
+	 * rest is written now, with an entry of its own (same id).
+	 */
 	ack = a.ack == WAL_ACK_DEFAULT ? c->ack : a.ack;
 	if (ack == WAL_ACK_DURABLE && srv->sync_failed) {
 		conn_error(c, a.hdr.id, WAL_PERR_SYNC, 0, "%s; durable appends "
 		    "are refused", srv->sync_error);
 		return (0);
 	}
+	n = end > next ? (uint32_t)(next - a.first_pseq) : a.count;
 	first = wal_ptab_lookup(srv->ptab, c->producer_id, a.first_pseq,
 	    NULL);
-	conn_ack_dup(c, a.hdr.id, first, a.count, ack, first >= 0 ?
-	    first + a.count - 1 : s->last_seq);
-	return (0);
+	conn_ack_dup(c, a.hdr.id, first, n, ack, first >= 0 ?
+	    first + n - 1 : s->last_seq);
+	return (end > next ? next : 0);
 }
 
 /* After conn_append() wrote a frame of this producer. */

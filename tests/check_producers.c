@@ -111,11 +111,16 @@ log_text(void)
 	return (out);
 }
 
-/* A resent frame is acknowledged with its first seq and not written. */
+/*
+ * A resent frame is acknowledged with its first seq and not written; a
+ * frame cut short and sent again is written from where it was cut.
+ */
 START_TEST(test_duplicate)
 {
 	struct wal_msg_producer_ok ok;
 	struct wal_ack_entry e;
+	struct wal_msg_ack am;
+	uint8_t buf[4096];
 	char *txt;
 	int s;
 
@@ -146,15 +151,31 @@ START_TEST(test_duplicate)
 	/* A jump and a frame across next_pseq are refused, nothing written. */
 	ts_raw_append_p(s, 14, 9, 1, WAL_ACK_WRITTEN);
 	ts_raw_expect_error(s, WAL_PERR_PSEQ, 0, "jumps", 10000);
-	ts_raw_append_p(s, 15, 5, 2, WAL_ACK_WRITTEN);
-	ts_raw_expect_error(s, WAL_PERR_PSEQ, 0, "straddle", 10000);
 	ck_assert_int_eq(next_seq(), 5);
-	ts_raw_append_p(s, 16, 6, 1, WAL_ACK_WRITTEN);
-	ck_assert_int_eq(ack_of(s).first_seq, 5);
+	/*
+	 * A frame across next_pseq (one a crash cut short, sent again):
+	 * two entries, the part in the log (DUP) and the rest, written.
+	 */
+	ts_raw_append_p(s, 15, 4, 4, WAL_ACK_WRITTEN);
+	ts_raw_recv_until(s, WAL_MSG_ACK, buf, sizeof buf, 10000);
+	memcpy(&am, buf, sizeof am);
+	ck_assert_uint_eq(am.count, 2);
+	memcpy(&e, buf + sizeof am, sizeof e);
+	ck_assert_uint_eq(e.id, 15);
+	ck_assert_int_eq(e.first_seq, 3);
+	ck_assert_uint_eq(e.count, 2);
+	ck_assert_uint_eq(e.flags, WAL_ACK_F_DUP);
+	memcpy(&e, buf + sizeof am + sizeof e, sizeof e);
+	ck_assert_uint_eq(e.id, 15);
+	ck_assert_int_eq(e.first_seq, 5);
+	ck_assert_uint_eq(e.count, 2);
+	ck_assert_uint_eq(e.flags, 0);
+	ts_raw_append_p(s, 16, 8, 1, WAL_ACK_WRITTEN);
+	ck_assert_int_eq(ack_of(s).first_seq, 7);
 	close(s);
 	ck_assert_int_eq(ts_daemon_stop(&d), 0);
 	txt = log_text();
-	ck_assert_str_eq(txt, "r1 r2 r3 r4 r5 r6 ");
+	ck_assert_str_eq(txt, "r1 r2 r3 r4 r5 r6 r7 r8 ");
 	free(txt);
 }
 END_TEST

@@ -46,6 +46,7 @@ static const struct {
 	{ "latency", wb_latency, "append->ack round trip at a fixed load" },
 	{ "recovery", wb_recovery, "start on 1 GiB, walctl verify vs read()" },
 	{ "redis", wb_redis, "durable vs Redis appendfsync always" },
+	{ "idem", wb_idem, "appends with producer seqs vs without" },
 };
 #define NSCEN	(sizeof scenarios / sizeof scenarios[0])
 
