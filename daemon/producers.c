@@ -18,10 +18,13 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include <event2/event.h>
 
 #include "log.h"
 #include "server.h"
@@ -31,6 +34,11 @@
 static int	prod_companion_sync(void *, int64_t, struct wal_error *);
 
 static char	prod_why[WAL_ERROR_MSG_MAX];	/* why there is no table */
+static char	prod_fail_why[WAL_ERROR_MSG_MAX]; /* the table's failed sync:
+						   written before ... */
+static atomic_int prod_table_failed;		/* ... this is set */
+
+static void	prod_fail_later(struct server *, const char *);
 static int	prod_busy(void *, int);
 static struct conn *prod_holder(struct server *, int slot);
 static void	prod_proc(pid_t, char *comm, size_t, char *exe, size_t);
@@ -93,9 +101,10 @@ prod_close(struct server *srv)
 
 	if (srv->ptab == NULL)
 		return;
+	/* A failure is a failed sync: exit status 1, as for the segments. */
 	if (!srv->sync_failed && wal_ptab_sync(srv->ptab,
 	    wal_ring_durable_seq(srv->ring), &err) != 0)
-		log_warnx("%s", err.msg);
+		srv_sync_failed(srv, err.msg, wal_ring_durable_seq(srv->ring));
 	wal_ptab_close(srv->ptab);
 	srv->ptab = NULL;
 }
@@ -187,8 +196,7 @@ prod_producer(struct conn *c, const struct wal_msg_producer *m)
 		 */
 		conn_error(c, m->hdr.id, WAL_PERR_SYNC, 0, "sync failed: %s; "
 		    "walmmapd is stopping", err.msg);
-		conn_flush(c);
-		srv_sync_failed(srv, err.msg, wal_ring_durable_seq(srv->ring));
+		prod_fail_later(srv, err.msg);
 		return;
 	}
 	s = &t->slots[slot];
@@ -277,10 +285,43 @@ prod_conn_gone(struct conn *c)
 	c->producer_slot = -1;
 }
 
+/*
+ * srv_sync_failed() from the loop, not from inside a connection's frame:
+ * stopping reads every connection, this one too.
+ */
+static void
+prod_fail_cb(int fd, short ev, void *arg)
+{
+	struct server *srv = arg;
+
+	(void)fd;
+	(void)ev;
+	srv_sync_failed(srv, prod_fail_why, wal_ring_durable_seq(srv->ring));
+}
+
+static void
+prod_fail_later(struct server *srv, const char *why)
+{
+	struct timeval now = { 0, 0 };
+
+	snprintf(prod_fail_why, sizeof prod_fail_why, "%s", why);
+	/* Pairs with the acquire load in prod_companion_sync(). */
+	atomic_store_explicit(&prod_table_failed, 1, memory_order_release);
+	if (event_base_once(srv->base, -1, EV_TIMEOUT, prod_fail_cb, srv,
+	    &now) == -1)
+		fatalx("cannot schedule the stop after a failed sync: %s", why);
+}
+
 /* Ring companion: sync the table before a durable seq is published. */
 static int
 prod_companion_sync(void *arg, int64_t covered, struct wal_error *err)
 {
+	/*
+	 * After a failed write-back of the table a later sync proves
+	 * nothing (the kernel reports a failure once): fail every sync.
+	 */
+	if (atomic_load_explicit(&prod_table_failed, memory_order_acquire))
+		return (wal_seterr(err, EIO, "%s", prod_fail_why));
 	return (wal_ptab_sync(arg, covered, err));
 }
 

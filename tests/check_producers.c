@@ -22,11 +22,13 @@
 
 #include <check.h>
 
+#include "powercut.h"
 #include "testsupport.h"
 #include "tsdaemon.h"
 #include "wal_proto.h"
 #include "wal_ptab.h"
 #include "wal_reader.h"
+#include "wal_ring.h"
 #include "walmmap.h"
 
 static char		*base;
@@ -544,6 +546,227 @@ START_TEST(test_provenance)
 }
 END_TEST
 
+/*
+ * Power cuts (check_recover style, tests/powercut.c): three producers
+ * append frames through the daemon's path in-process (journal entry, then
+ * commit; the table synced with every sync that moves the durable seq),
+ * syncs come at random; at random moments the disk is built as a power
+ * cut could leave it (log and table each at most what their syncs
+ * covered, unsynced pages there or not). After recovery each producer
+ * resends every record not acknowledged durable, as libwalmmap does: every
+ * record acknowledged durable must be in the log exactly once and be
+ * recognised as a duplicate with its seq; every record sent is in the log.
+ * PC_CUTS (default 24) runs it longer.
+ */
+#define PC_NPROD	3
+
+static int
+pc_companion(void *arg, int64_t covered, struct wal_error *err)
+{
+	return (wal_ptab_sync(arg, covered, err));
+}
+
+/* Producer p's record pseq: "P<p>:<pseq>:" and filler, 4..600 bytes. */
+static uint32_t
+pc_payload(uint8_t *buf, unsigned p, uint64_t pseq)
+{
+	uint32_t len = (uint32_t)snprintf((char *)buf, 64, "P%u:%llu:", p,
+	    (unsigned long long)pseq);
+	uint32_t extra = (uint32_t)((pseq * 2654435761u + p) % 560);
+
+	memset(buf + len, 'a' + (int)(pseq % 26), extra);
+	return (len + extra);
+}
+
+/* One frame of count records of producer slot through ring r. */
+static int64_t
+pc_frame(struct wal_ring *r, struct wal_ptab *t, int slot, unsigned p,
+    uint64_t pseq, uint32_t count)
+{
+	struct wal_error err;
+	uint8_t buf[1024], *dst;
+	uint64_t id = t->slots[slot].id;
+	int64_t first = -1, seq;
+	uint32_t i, len;
+
+	for (i = 0; i < count; i++) {
+		len = pc_payload(buf, p, pseq + i);
+		ck_assert_msg(wal_ring_reserve(r, len, &dst, &err) == 0, "%s",
+		    err.msg);
+		memcpy(dst, buf, len);
+		wal_ptab_note(t, id, pseq + i, wal_ring_next_seq(r), i == 0 ?
+		    WAL_PTAB_J_FIRST : 0);
+		seq = wal_ring_commit_deferred(r, -1);
+		if (first < 0)
+			first = seq;
+	}
+	wal_ring_flush(r);
+	wal_ptab_advance(t, slot, pseq + count, first + count - 1, 1);
+	return (first);
+}
+
+START_TEST(test_power_cut)
+{
+	struct wal_ring_config cfg = { .segment_size = 64 * 1024,
+	    .ring_segments = 3, .no_prefault = 1 };
+	struct wal_ptab_config pc = { 8, 4096 };
+	struct wal_ptab_recovery pinfo;
+	struct wal_recovery info;
+	struct wal_error err;
+	struct wal_ring *r, *sr;
+	struct wal_ptab *t, *st;
+	struct wal_reader *rd;
+	struct wal_record rec;
+	const char *env = getenv("PC_CUTS");
+	int cuts = env != NULL ? atoi(env) : 24, done = 0, mode, dfd, sdfd;
+	int slot[PC_NPROD], s2;
+	uint64_t sent[PC_NPROD], *seen[PC_NPROD], pseq, dups = 0, twice = 0;
+	uint64_t resent = 0, kept = 0;
+	int64_t durable, *seqs[PC_NPROD], first, d0;
+	char data[PATH_MAX + 16], state[PATH_MAX + 32];
+	unsigned p, seed = 4242, k, n;
+
+	snprintf(data, sizeof data, "%s/pc-data", base);
+	ck_assert_int_eq(mkdir(data, 0750), 0);
+	pc_watch(data);
+	cfg.dir = data;
+	ck_assert_msg(wal_ring_open(&cfg, &r, NULL, &err) == 0, "%s", err.msg);
+	ck_assert_int_ge(dfd = open(data, O_RDONLY | O_DIRECTORY), 0);
+	ck_assert_msg(wal_ptab_open(dfd, data, 0, &pc, &t, &pinfo, &err) == 0,
+	    "%s", err.msg);
+	wal_ring_set_companion(r, pc_companion, t);
+	for (p = 0; p < PC_NPROD; p++) {
+		slot[p] = wal_ptab_create(t, 0, 0, 1, 0, NULL, NULL);
+		ck_assert_int_eq(wal_ptab_claim(t, slot[p], 1, "pc", "pc", 1,
+		    &err), 0);
+		sent[p] = 0;
+		ck_assert_ptr_nonnull(seqs[p] = calloc(200000,
+		    sizeof *seqs[p]));
+	}
+	while (done < cuts) {
+		/* Frames of 1..40 records, a sync now and then. */
+		for (k = 1 + rand_r(&seed) % 40; k > 0; k--) {
+			p = (unsigned)rand_r(&seed) % PC_NPROD;
+			n = 1 + (unsigned)rand_r(&seed) % 40;
+			ck_assert_uint_lt(sent[p] + n, 200000);
+			first = pc_frame(r, t, slot[p], p, sent[p] + 1, n);
+			for (pseq = 0; pseq < n; pseq++)
+				seqs[p][sent[p] + 1 + pseq] = first +
+				    (int64_t)pseq;
+			sent[p] += n;
+			if (rand_r(&seed) % 6 == 0)
+				ck_assert_msg(wal_ring_sync(r, NULL, &err) ==
+				    0, "%s", err.msg);
+		}
+		mode = done % PC_NMODES;
+		snprintf(state, sizeof state, "%s/pc-state-%d", base, done);
+		pc_hold();
+		durable = wal_ring_durable_seq(r);
+		ck_assert_int_gt(pc_cut(state, (enum pc_mode)mode, seed +
+		    (unsigned)done), 0);
+		pc_release();
+
+		/* Recover the log, then the table against it. */
+		cfg.dir = state;
+		ck_assert_msg(wal_ring_open(&cfg, &sr, &info, &err) == 0,
+		    "cut %d: %s", done, err.msg);
+		ck_assert_int_ge(sdfd = open(state, O_RDONLY | O_DIRECTORY),
+		    0);
+		ck_assert_msg(wal_ptab_open(sdfd, state, info.next_seq, &pc,
+		    &st, &pinfo, &err) == 0, "cut %d: %s", done, err.msg);
+		ck_assert_msg(!pinfo.corrupt && !pinfo.created, "cut %d: table "
+		    "%s", done, pinfo.why);
+		/* Each producer resends all it has not seen durable. */
+		for (p = 0; p < PC_NPROD; p++) {
+			s2 = wal_ptab_find(st, t->slots[slot[p]].id);
+			ck_assert_int_ge(s2, 0);
+			ck_assert(!(st->slots[s2].flags & WAL_PTAB_F_LOST));
+			for (pseq = 1; pseq <= sent[p]; pseq++) {
+				if (seqs[p][pseq] <= durable) {
+					/* Durable: known, at its seq. */
+					ck_assert_msg(pseq <
+					    st->slots[s2].next_pseq, "cut %d "
+					    "mode %d: producer %u's durable "
+					    "record %llu unknown to the table",
+					    done, mode, p,
+					    (unsigned long long)pseq);
+					d0 = wal_ptab_lookup(st,
+					    st->slots[s2].id, pseq, NULL);
+					ck_assert(d0 == seqs[p][pseq] ||
+					    d0 == -1);
+					continue;
+				}
+				resent++;
+				if (pseq < st->slots[s2].next_pseq) {
+					dups++;
+					continue;
+				}
+				ck_assert_uint_eq(pseq,
+				    st->slots[s2].next_pseq);
+				(void)pc_frame(sr, st, s2, p, pseq, 1);
+			}
+		}
+		ck_assert_int_eq(wal_ring_sync(sr, NULL, &err), 0);
+		wal_ring_close(sr);
+		wal_ptab_close(st);
+		close(sdfd);
+		/* Every record once (durable ones for sure), in order. */
+		for (p = 0; p < PC_NPROD; p++)
+			ck_assert_ptr_nonnull(seen[p] = calloc(sent[p] + 2,
+			    sizeof *seen[p]));
+		ck_assert_msg(wal_reader_open(state, &rd, &err) == 0, "%s",
+		    err.msg);
+		while (wal_reader_next(rd, &rec, &err) == 1) {
+			unsigned long long q;
+			char tmp[32];
+
+			n = rec.size < sizeof tmp - 1 ? rec.size : sizeof tmp -
+			    1;
+			memcpy(tmp, rec.payload, n);
+			tmp[n] = '\0';
+			ck_assert(sscanf(tmp, "P%u:%llu:", &p, &q) == 2);
+			ck_assert(p < PC_NPROD && q >= 1 && q <= sent[p]);
+			seen[p][q]++;
+		}
+		wal_reader_close(rd);
+		for (p = 0; p < PC_NPROD; p++) {
+			for (pseq = 1; pseq <= sent[p]; pseq++) {
+				ck_assert_msg(seen[p][pseq] >= 1, "cut %d mode "
+				    "%d: producer %u's record %llu lost after "
+				    "the resend", done, mode, p,
+				    (unsigned long long)pseq);
+				if (seqs[p][pseq] <= durable)
+					ck_assert_msg(seen[p][pseq] == 1,
+					    "cut %d mode %d: producer %u's "
+					    "durable record %llu %llu times",
+					    done, mode, p,
+					    (unsigned long long)pseq,
+					    (unsigned long long)seen[p][pseq]);
+				else if (seen[p][pseq] > 1)
+					twice++;
+				else
+					kept++;
+			}
+			free(seen[p]);
+		}
+		ts_rmtree(strdup(state));
+		done++;
+	}
+	wal_ring_close(r);
+	wal_ptab_close(t);
+	close(dfd);
+	pc_unwatch();
+	fprintf(stderr, "producer power cuts: %d cuts, %llu records not "
+	    "durable at a cut resent, %llu of them answered as duplicates, "
+	    "%llu written twice (a table page lost, its log page kept)\n",
+	    cuts, (unsigned long long)resent, (unsigned long long)dups,
+	    (unsigned long long)twice);
+	(void)kept;
+	for (p = 0; p < PC_NPROD; p++)
+		free(seqs[p]);
+}
+END_TEST
+
 static void
 setup(void)
 {
@@ -577,6 +800,7 @@ producers_suite(void)
 	tcase_add_test(tc, test_table_damaged);
 	tcase_add_test(tc, test_ptab_recover);
 	tcase_add_test(tc, test_provenance);
+	tcase_add_test(tc, test_power_cut);
 	suite_add_tcase(s, tc);
 	return (s);
 }

@@ -24,6 +24,7 @@
 
 #include "powercut.h"
 #include "wal_checkpoint.h"
+#include "wal_ptab.h"
 #include "wal_segment.h"
 
 #define PC_PAGE		4096
@@ -307,7 +308,8 @@ pc_cut(const char *to, enum pc_mode mode, unsigned seed)
 	}
 	while ((de = readdir(d)) != NULL) {
 		if (wal_seg_parse_name(de->d_name, &id) != 0 &&
-		    strcmp(de->d_name, WAL_CHECKPOINT_NAME) != 0)
+		    strcmp(de->d_name, WAL_CHECKPOINT_NAME) != 0 &&
+		    strcmp(de->d_name, WAL_PTAB_FILE) != 0)
 			continue;
 		snprintf(path, sizeof path, "%s/%s", pc_dir, de->d_name);
 		if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
