@@ -27,7 +27,6 @@ _Static_assert(sizeof(struct wal_ptab_jent) == WAL_PTAB_JENT_SIZE,
 
 #define HCRC_LEN	offsetof(struct wal_ptab_hdr, hcrc)
 #define SCRC_LEN	offsetof(struct wal_ptab_slot, scrc)
-#define JCRC_LEN	offsetof(struct wal_ptab_jent, crc)
 
 static size_t	ptab_jofs(uint32_t nslots);
 static size_t	ptab_size(uint32_t nslots, uint32_t jcap);
@@ -312,12 +311,6 @@ wal_ptab_sync(struct wal_ptab *t, int64_t covered, struct wal_error *err)
 	return (0);
 }
 
-uint32_t
-wal_ptab_jent_crc(const struct wal_ptab_jent *e)
-{
-	return (wal_crc32(0, e, JCRC_LEN));
-}
-
 int
 wal_ptab_jent_valid(const struct wal_ptab_jent *e)
 {
@@ -442,8 +435,13 @@ ptab_map(struct wal_ptab *t, int fd, int readonly, struct wal_error *err,
 	t->fd = fd;
 	t->readonly = readonly;
 	t->maplen = ptab_size(h.nslots, h.jcap);
+	/*
+	 * The writer's mapping is populated now, so that journal stores do
+	 * not fault a page in every 128 records.
+	 */
 	t->map = mmap(NULL, t->maplen, readonly ? PROT_READ :
-	    PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	    PROT_READ | PROT_WRITE, MAP_SHARED | (readonly ? 0 :
+	    MAP_POPULATE), fd, 0);
 	if (t->map == MAP_FAILED) {
 		t->map = NULL;
 		close(fd);

@@ -95,7 +95,7 @@ struct wal_ptab_jent {
 	uint64_t	producer_id;
 	uint64_t	pseq;
 	uint32_t	flags;		/* WAL_PTAB_J_* */
-	uint32_t	crc;		/* CRC-32 of the 28 bytes above */
+	uint32_t	crc;		/* wal_ptab_jent_crc() of the above */
 };
 
 struct wal_ptab {
@@ -201,7 +201,28 @@ int	wal_ptab_sync(struct wal_ptab *, int64_t covered, struct wal_error *);
 /* Journal entry check (used by readers too). */
 int	wal_ptab_jent_valid(const struct wal_ptab_jent *);
 
-uint32_t wal_ptab_jent_crc(const struct wal_ptab_jent *);
+/*
+ * A journal entry's check: a 32-bit mix of its fields, not a CRC (it is
+ * computed for every record on the append path, where a CRC of 28 bytes
+ * cost 40% of the in-process append rate). It tells a written entry from
+ * zeros, garbage and a torn write (an entry is 32 aligned bytes, inside
+ * one sector) with a false match of 1 in 2^32.
+ */
+static inline uint32_t
+wal_ptab_jent_crc(const struct wal_ptab_jent *e)
+{
+	uint64_t h;
+
+	h = (uint64_t)e->seq * 0x9e3779b97f4a7c15ull;
+	h ^= (e->producer_id + 0x632be59bd9b4e019ull) *
+	    0xc2b2ae3d27d4eb4full;
+	h ^= e->pseq * 0x165667b19e3779f9ull;
+	h ^= (uint64_t)e->flags * 0x27d4eb2f165667c5ull;
+	h ^= h >> 29;
+	h *= 0xbf58476d1ce4e5b9ull;
+	h ^= h >> 32;
+	return ((uint32_t)h ^ 0x5741u);
+}
 
 static inline void
 wal_ptab_note(struct wal_ptab *t, uint64_t id, uint64_t pseq, int64_t seq,
