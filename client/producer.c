@@ -113,10 +113,14 @@ walmmap_producer_open(struct walmmap_producer **pp, const char *socket,
 	p->rx = malloc(WAL_PROTO_MAX_FRAME);
 	if (p->socket == NULL || p->rx == NULL)
 		return (wm_seterr(p->msg, WALMMAP_ENOMEM, "out of memory"));
-	if ((rc = prod_connect(p, wm_deadline(WALMMAP_CONNECT_TIMEOUT_MS))) <
-	    0)
-		return (rc);
-	return (0);
+	rc = prod_connect(p, wm_deadline(WALMMAP_CONNECT_TIMEOUT_MS));
+	/*
+	 * A daemon that closed the connection (it died, or stops) is waited
+	 * for like a lost one; no daemon at all is an error at once.
+	 */
+	if (rc == -WALMMAP_ELOST || rc == -WALMMAP_ESHUTDOWN)
+		rc = prod_recover(p, rc);
+	return (rc < 0 ? rc : 0);
 }
 
 void

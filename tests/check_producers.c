@@ -767,6 +767,71 @@ START_TEST(test_power_cut)
 }
 END_TEST
 
+/* Read fd to its end into buf (NUL-terminated). */
+static void
+read_all(int fd, char *buf, size_t len)
+{
+	size_t got = 0;
+	ssize_t n;
+
+	while (got < len - 1 && (n = read(fd, buf + got, len - 1 - got)) > 0)
+		got += (size_t)n;
+	buf[got] = '\0';
+	close(fd);
+}
+
+/*
+ * walctl append reconnects: lines written before and after a kill -9 and
+ * restart of walmmapd are each in the log once, in order, and walctl
+ * reports them all, as without the restart.
+ */
+START_TEST(test_walctl_append_restart)
+{
+	char fifo[PATH_MAX + 16], line[32], out[4096], err[4096];
+	char *txt, *want;
+	size_t wlen = 0;
+	int outfd, errfd, fd, i, status;
+	pid_t pid;
+
+	signal(SIGPIPE, SIG_IGN);	/* a walctl that failed: say so */
+	start(NULL, NULL);
+	snprintf(fifo, sizeof fifo, "%s/lines", base);
+	ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+	pid = ts_spawn_prog("client/walctl", &outfd, &errfd, "-s", d.sock,
+	    "append", fifo, NULL);
+	/* Not inherited by the walmmapd started below: EOF must come. */
+	ck_assert_int_ge(fd = open(fifo, O_WRONLY | O_CLOEXEC), 0);
+	want = calloc(1, 6000 * 8);
+	for (i = 0; i < 6000; i++) {
+		int n = snprintf(line, sizeof line, "L%d\n", i);
+
+		if (i == 3000) {
+			ts_daemon_kill(&d);
+			start(NULL, NULL);
+		}
+		if (write(fd, line, (size_t)n) != n)
+			break;
+		memcpy(want + wlen, line, (size_t)n - 1);
+		want[wlen + (size_t)n - 1] = ' ';
+		wlen += (size_t)n;
+	}
+	close(fd);
+	read_all(outfd, out, sizeof out);
+	read_all(errfd, err, sizeof err);
+	status = ts_prog_wait(pid);
+	ck_assert_msg(status == 0, "walctl append: %d: %s%s", status, out,
+	    err);
+	ck_assert_msg(strstr(out, "6000 records, seq 0 .. 5999 written") !=
+	    NULL, "%s%s", out, err);
+	ck_assert_int_eq(ts_daemon_stop(&d), 0);
+	txt = log_text();
+	ck_assert_msg(strcmp(txt, want) == 0, "the log is not each line "
+	    "once, in order");
+	free(txt);
+	free(want);
+}
+END_TEST
+
 static void
 setup(void)
 {
@@ -801,6 +866,7 @@ producers_suite(void)
 	tcase_add_test(tc, test_ptab_recover);
 	tcase_add_test(tc, test_provenance);
 	tcase_add_test(tc, test_power_cut);
+	tcase_add_test(tc, test_walctl_append_restart);
 	suite_add_tcase(s, tc);
 	return (s);
 }

@@ -239,7 +239,7 @@ wb_idem(const struct wb *wb)
 {
 	static const uint32_t sizes[] = { 32, 256 };
 	struct wb_result r;
-	double on[MAXREPS], off[MAXREPS];
+	double on[MAXREPS], off[MAXREPS], q[MAXREPS];
 	long n, frames;
 	size_t i;
 	int k;
@@ -252,6 +252,7 @@ wb_idem(const struct wb *wb)
 			on[k] = idem_core(wb, sizes[i], n, 1);
 			if (on[k] < 0 || off[k] < 0)
 				return (-1);
+			q[k] = on[k] / off[k];
 		}
 		wb_result_init(&r, "idem", "the same without producer seqs");
 		snprintf(r.variant, sizeof r.variant, "core %uB", sizes[i]);
@@ -259,7 +260,8 @@ wb_idem(const struct wb *wb)
 		r.rec_bytes = sizes[i];
 		r.base_rps = wb_median(off, wb->reps);
 		snprintf(r.note, sizeof r.note, "ring reserve/commit/flush per "
-		    "64 + journal entry vs none, median of %d", wb->reps);
+		    "64 + journal entry vs none, median of %d; median of the "
+		    "pairs' ratios %.3f", wb->reps, wb_median(q, wb->reps));
 		wb_report(wb, &r);
 	}
 	frames = wb->quick ? 5000 : 80000;
@@ -268,6 +270,7 @@ wb_idem(const struct wb *wb)
 		on[k] = idem_seqpacket(wb, 64, frames, 1);
 		if (on[k] < 0 || off[k] < 0)
 			return (-1);
+		q[k] = on[k] / off[k];
 	}
 	wb_result_init(&r, "idem", "APPEND (no producer)");
 	snprintf(r.variant, sizeof r.variant, "seqpacket batch 64");
@@ -275,8 +278,9 @@ wb_idem(const struct wb *wb)
 	r.rec_bytes = 64;
 	r.base_rps = wb_median(off, wb->reps);
 	snprintf(r.note, sizeof r.note, "APPEND_P vs APPEND, 1 client, 64B, "
-	    "written acks, %d frames in flight, median of %d", IDEM_WINDOW,
-	    wb->reps);
+	    "written acks, %d frames in flight, median of %d; median of the "
+	    "pairs' ratios %.3f", IDEM_WINDOW, wb->reps, wb_median(q,
+	    wb->reps));
 	wb_report(wb, &r);
 	wb_skip(wb, "idem", "shm: rings on producer connections are not "
 	    "implemented");
