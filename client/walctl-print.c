@@ -39,6 +39,14 @@ print_time(FILE *f, int64_t ns)
 void
 print_record(FILE *f, enum out_format fmt, const struct walmmap_record *r)
 {
+	print_record_prov(f, fmt, r, NULL);
+}
+
+/* A record and, in JSON, who wrote it (pv, if known). */
+void
+print_record_prov(FILE *f, enum out_format fmt, const struct walmmap_record *r,
+    const struct walmmap_provenance *pv)
+{
 	const uint8_t *p = r->data;
 	size_t i;
 
@@ -50,6 +58,20 @@ print_record(FILE *f, enum out_format fmt, const struct walmmap_record *r)
 	case OUT_JSON:
 		fprintf(f, "{\"seq\":%" PRId64 ",\"timestamp_ns\":%" PRId64
 		    ",\"size\":%zu,", r->seq, r->timestamp_ns, r->size);
+		if (pv != NULL) {
+			fprintf(f, "\"producer\":{\"id\":%" PRIu64 ",\"pseq\":%"
+			    PRIu64, pv->producer_id, pv->pseq);
+			if (pv->known) {
+				fprintf(f, ",\"uid\":%" PRIu32 ",\"gid\":%" PRIu32
+				    ",\"pid\":%" PRIu32 ",\"connect_ns\":%" PRId64
+				    ",", pv->uid, pv->gid, pv->pid,
+				    pv->connect_ns);
+				print_json_text(f, "comm", pv->comm);
+				fputc(',', f);
+				print_json_text(f, "exe", pv->exe);
+			}
+			fputs("},", f);
+		}
 		if (utf8_valid(p, r->size)) {
 			fputs("\"payload\":", f);
 			json_string(f, p, r->size);

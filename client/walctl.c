@@ -42,7 +42,8 @@ static const struct cmd cmds[] = {
 	  "counters: records, records/s, syncs, sync latency; "
 	  "--prometheus: all metrics in Prometheus text format" },
 	{ "append", cmd_append,
-	  "append [--ack none|written|durable] [--null] [FILE]",
+	  "append [--ack none|written|durable] [--null] [--producer ID]\n"
+	  "       [--no-reconnect] [FILE]",
 	  "append one record per line (or per NUL with --null) of FILE or "
 	  "stdin" },
 	{ "sync", cmd_sync, "sync", "make everything written durable" },
@@ -55,7 +56,7 @@ static const struct cmd cmds[] = {
 	  "print the last N records (default 10) through the daemon; -f "
 	  "follows" },
 	{ "dump", cmd_dump,
-	  "dump DIR|FILE [--from SEQ] [--to SEQ] [--json|--raw]",
+	  "dump DIR|FILE [--from SEQ] [--to SEQ] [--producer ID] [--json|--raw]",
 	  "print records from segment files (no daemon needed)" },
 	{ "verify", cmd_verify, "verify [-q] DIR|FILE",
 	  "check segment files; exit 0 clean, 1 problems, 2 errors" },
@@ -477,15 +478,155 @@ appended_before(struct walmmap *w, enum walmmap_ack ack, int64_t first,
 		    "" : "s", first, p.last_seq);
 }
 
+#define APPEND_BATCH		1024		/* records per producer call */
+#define APPEND_BATCH_BYTES	(64u * 1024)
+
+/*
+ * append at level written or durable: as an idempotent producer that
+ * reconnects (libwalmmap(3)), in batches. 0 or an exit code.
+ */
+static int
+append_producer(FILE *in, const char *name, int delim, enum walmmap_ack ack,
+    uint64_t id, int reconnect)
+{
+	struct walmmap_producer *p;
+	struct walmmap *w = NULL;
+	struct iovec iov[APPEND_BATCH];
+	int64_t seqs[APPEND_BATCH], first = -1, last = -1;
+	char *buf[APPEND_BATCH];
+	size_t cap[APPEND_BATCH], n = 0, bytes = 0, limit, i, big;
+	uint64_t done = 0;
+	uintmax_t lineno = 0;
+	ssize_t len;
+	int rc = 0, over = 0;
+
+	memset(buf, 0, sizeof buf);
+	memset(cap, 0, sizeof cap);
+	if ((rc = walmmap_producer_open(&p, socket_path, ack, id)) != 0) {
+		rc = fail_connect(walmmap_producer_errmsg(p));
+		walmmap_producer_close(p);
+		return (rc);
+	}
+	if (!reconnect)
+		walmmap_producer_set_reconnect(p, 0, 0);
+	if (timeout_ms != -2)
+		walmmap_producer_set_timeout(p, timeout_ms);
+	limit = walmmap_producer_max_record(p);
+	for (;;) {
+		len = read_record(in, delim, &buf[n], &cap[n], limit);
+		if (len >= 0) {
+			lineno++;
+			iov[n].iov_base = buf[n];
+			iov[n].iov_len = (size_t)len;
+			bytes += (size_t)len;
+			n++;
+		}
+		if (len > WALMMAP_PRODUCER_MAX_RECORD) {
+			/*
+			 * Above a frame: a memfd on a plain connection, after
+			 * the batch before it (not resent across a restart).
+			 */
+			big = --n;
+			if (n > 0 && (rc = walmmap_producer_append_batch(p,
+			    iov, n, seqs)) != 0)
+				break;
+			if (n > 0 && first < 0)
+				first = seqs[0];
+			if (n > 0)
+				last = seqs[n - 1];
+			done += n;
+			n = 0;
+			bytes = 0;
+			if (w == NULL && (rc = connect_or_fail(&w, ack)) != 0)
+				goto done;
+			if ((rc = walmmap_append(w, buf[big], (size_t)len,
+			    WALMMAP_ACK_DEFAULT, &last)) != 0) {
+				rc = fail_request(walmmap_errmsg(w));
+				goto done;
+			}
+			if (first < 0)
+				first = last;
+			done++;
+			continue;
+		}
+		if (n > 0 && (len < 0 || n == APPEND_BATCH ||
+		    bytes >= APPEND_BATCH_BYTES)) {
+			if ((rc = walmmap_producer_append_batch(p, iov, n,
+			    seqs)) != 0)
+				break;
+			if (first < 0)
+				first = seqs[0];
+			last = seqs[n - 1];
+			done += n;
+			n = 0;
+			bytes = 0;
+		}
+		if (len < 0)
+			break;
+	}
+	if (rc != 0) {
+		char msg[1024];
+
+		snprintf(msg, sizeof msg, "%s (producer %" PRIu64 ", reading "
+		    "stopped at %s %ju of %s; %" PRIu64 " record%s "
+		    "acknowledged)", walmmap_producer_errmsg(p),
+		    walmmap_producer_id(p), delim == '\n' ? "line" : "record",
+		    lineno, name, done, done == 1 ? "" : "s");
+		rc = fail_request(msg);
+	} else if (len == READ_LONG || len == READ_ERROR) {
+		char before[256];
+
+		if (done == 0)
+			snprintf(before, sizeof before, "no record before it "
+			    "appended");
+		else
+			snprintf(before, sizeof before, "%" PRIu64 " record%s "
+			    "before it appended (seq %" PRId64 " .. %" PRId64
+			    ")", done, done == 1 ? "" : "s", first, last);
+		if (len == READ_LONG) {
+			fprintf(stderr, "walctl append: %s: %s %ju is longer "
+			    "than the daemon's record limit of %zu bytes "
+			    "(max_record); %s\n", name, delim == '\n' ? "line" :
+			    "record", lineno + 1, limit, before);
+			rc = EXIT_PROBLEMS;
+		} else {
+			fprintf(stderr, "walctl append: cannot read %s %ju of "
+			    "%s: %s; %s\n", delim == '\n' ? "line" : "record",
+			    lineno + 1, name, strerror(errno), before);
+			rc = EXIT_USAGE;
+		}
+		over = 1;
+	}
+	if (rc == 0 && !over) {
+		if (done == 0)
+			printf("0 records\n");
+		else
+			printf("%" PRIu64 " records, seq %" PRId64 " .. %"
+			    PRId64 " %s\n", done, first, last, ack ==
+			    WALMMAP_ACK_DURABLE ? "durable" : "written");
+	}
+done:
+	for (i = 0; i < APPEND_BATCH; i++)
+		free(buf[i]);
+	walmmap_producer_close(p);
+	walmmap_close(w);
+	return (rc);
+}
+
 static int
 cmd_append(int argc, char **argv)
 {
 	static const struct option lo[] = {
 		{ "ack", required_argument, NULL, 'a' },
 		{ "null", no_argument, NULL, '0' },
+		{ "producer", required_argument, NULL, 'P' },
+		{ "no-reconnect", no_argument, NULL, 'R' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
+	uint64_t producer = 0;
+	int64_t pv;
+	int reconnect = 1, legacy = 0;
 	enum walmmap_ack ack = WALMMAP_ACK_WRITTEN;
 	struct walmmap *w;
 	struct walmmap_progress p;
@@ -507,6 +648,14 @@ cmd_append(int argc, char **argv)
 		case '0':
 			delim = '\0';
 			break;
+		case 'P':
+			if (parse_seq(optarg, &pv) != 0)
+				return (EXIT_USAGE);
+			producer = (uint64_t)pv;
+			break;
+		case 'R':
+			reconnect = 0;
+			break;
 		case 'h':
 			cmd_usage(EXIT_OK);
 		default:
@@ -515,6 +664,8 @@ cmd_append(int argc, char **argv)
 	}
 	if (argc - optind > 1)
 		cmd_usage(EXIT_USAGE);
+	/* Without an ack nothing can be resent: the plain connection. */
+	legacy = ack == WALMMAP_ACK_NONE;
 	if (argc - optind == 1 && strcmp(argv[optind], "-") != 0) {
 		name = argv[optind];
 		if ((in = fopen(name, "re")) == NULL) {
@@ -522,6 +673,11 @@ cmd_append(int argc, char **argv)
 			    name, strerror(errno));
 			return (EXIT_USAGE);
 		}
+	}
+	if (!legacy) {
+		rc = append_producer(in, name, delim, ack, producer,
+		    reconnect);
+		goto out;
 	}
 	if ((rc = connect_or_fail(&w, ack)) != 0)
 		goto out;
@@ -641,6 +797,8 @@ struct read_opts {
 	int64_t		 to;
 	int64_t		 last;		/* -n */
 	int		 follow;
+	uint64_t	 producer;	/* dump --producer, 0: all */
+	struct walmmap_prov *prov;	/* dump: the producer table, or NULL */
 };
 
 static int
@@ -653,12 +811,16 @@ read_opts(int argc, char **argv, struct read_opts *o, int tail)
 		{ "to", required_argument, NULL, 'T' },
 		{ "lines", required_argument, NULL, 'n' },
 		{ "follow", no_argument, NULL, 'f' },
+		{ "producer", required_argument, NULL, 'P' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
+	int64_t v;
 	int ch;
 
 	o->fmt = OUT_TEXT;
+	o->producer = 0;
+	o->prov = NULL;
 	o->from = o->to = -1;
 	o->last = tail ? 10 : -1;
 	o->follow = 0;
@@ -686,6 +848,11 @@ read_opts(int argc, char **argv, struct read_opts *o, int tail)
 			break;
 		case 'f':
 			o->follow = 1;
+			break;
+		case 'P':
+			if (tail || parse_seq(optarg, &v) != 0 || v == 0)
+				cmd_usage(EXIT_USAGE);
+			o->producer = (uint64_t)v;
 			break;
 		case 'h':
 			cmd_usage(EXIT_OK);
@@ -736,13 +903,19 @@ static int
 print_all(struct walmmap_reader *r, const struct read_opts *o, int timeout)
 {
 	struct walmmap_record rec;
-	int rc;
+	struct walmmap_provenance pv;
+	int rc, have;
 
 	while ((rc = o->follow ? follow_next(r, &rec) :
 	    walmmap_reader_next(r, &rec, timeout)) == 1) {
 		if (o->to >= 0 && rec.seq > o->to)
 			break;
-		print_record(stdout, o->fmt, &rec);
+		have = o->prov != NULL && walmmap_prov_lookup(o->prov, rec.seq,
+		    &pv);
+		if (o->producer != 0 && (!have || pv.producer_id !=
+		    o->producer))
+			continue;
+		print_record_prov(stdout, o->fmt, &rec, have ? &pv : NULL);
 		if (o->follow)
 			fflush(stdout);
 		if (ferror(stdout))
@@ -818,6 +991,18 @@ cmd_dump(int argc, char **argv)
 		walmmap_reader_close(r);
 		return (rc);
 	}
+	if (o.fmt == OUT_JSON || o.producer != 0) {
+		char why[600];
+
+		/* Provenance: from the table beside the segments. */
+		rc = walmmap_prov_open(&o.prov, argv[optind], why, sizeof why);
+		if (rc != 0 && (o.producer != 0 || rc != -WALMMAP_ENOTSUP)) {
+			fprintf(stderr, "walctl dump: no provenance: %s\n",
+			    why);
+			walmmap_reader_close(r);
+			return (EXIT_PROBLEMS);
+		}
+	}
 	if (o.from >= 0 && (rc = walmmap_reader_seek(r, o.from)) != 0) {
 		rc = fail(rc, walmmap_reader_errmsg(r));
 		walmmap_reader_close(r);
@@ -825,6 +1010,7 @@ cmd_dump(int argc, char **argv)
 	}
 	rc = print_all(r, &o, 0);
 	walmmap_reader_close(r);
+	walmmap_prov_close(o.prov);
 	return (rc);
 }
 

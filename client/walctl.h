@@ -18,6 +18,8 @@ enum out_format { OUT_TEXT, OUT_JSON, OUT_RAW };
 
 void	print_time(FILE *, int64_t ns);
 void	print_record(FILE *, enum out_format, const struct walmmap_record *);
+void	print_record_prov(FILE *, enum out_format,
+	    const struct walmmap_record *, const struct walmmap_provenance *);
 void	print_json_text(FILE *, const char *key, const char *);
 void	print_forwarders(FILE *, const struct walmmap_log_info *);
 void	print_forwarders_json(FILE *, const struct walmmap_log_info *);

@@ -422,4 +422,68 @@ int		 walmmap_verify(const char *path, walmmap_verify_cb cb,
 }
 #endif
 
+/*
+ * Idempotent producers (protocol version 2). A producer connection has an
+ * id (0 asks the daemon for a new one; another value resumes that
+ * producer, which must belong to the same uid) and numbers its records.
+ * Each append returns once every record is acknowledged at the level
+ * given (WRITTEN or DURABLE). When the connection drops, the library
+ * connects again (backoff 10 ms doubling to 1 s, for at most the
+ * reconnect timeout), resumes the id and sends every record not yet
+ * acknowledged again; the daemon writes those it lacks and acknowledges
+ * the others with their original seqs, so each record is in the log once
+ * and each append returns success once. Reconnecting is on by default.
+ */
+struct walmmap_producer;
+
+#define WALMMAP_RECONNECT_TIMEOUT_MS	30000	/* one outage, by default */
+/* Largest record a producer appends (one frame): 128 KiB - 36. */
+#define WALMMAP_PRODUCER_MAX_RECORD	131036
+
+int		 walmmap_producer_open(struct walmmap_producer **pp,
+		    const char *socket, enum walmmap_ack ack,
+		    uint64_t producer_id);
+void		 walmmap_producer_set_reconnect(struct walmmap_producer *,
+		    int on, int timeout_ms);
+void		 walmmap_producer_set_timeout(struct walmmap_producer *,
+		    int timeout_ms);
+int		 walmmap_producer_append(struct walmmap_producer *,
+		    const void *data, size_t len, int64_t *seq);
+int		 walmmap_producer_append_batch(struct walmmap_producer *,
+		    const struct iovec *recs, size_t n, int64_t *seqs);
+uint64_t	 walmmap_producer_id(const struct walmmap_producer *);
+uint64_t	 walmmap_producer_next_pseq(const struct walmmap_producer *);
+uint64_t	 walmmap_producer_reconnects(const struct walmmap_producer *);
+uint32_t	 walmmap_producer_max_record(const struct walmmap_producer *);
+const char	*walmmap_producer_errmsg(const struct walmmap_producer *);
+void		 walmmap_producer_close(struct walmmap_producer *);
+
+/*
+ * Provenance: which producer wrote a record, from the producer table in
+ * the data directory (walmmap_prov_open() takes the directory or one of
+ * its segments). Records of connections without a producer id have none.
+ * uid and gid are the producer's (an id never changes uid); pid, comm,
+ * exe and connect_ns are those of the producer's latest connection.
+ * Entries are kept for the newest records only (the daemon's
+ * producer_journal, 1048576 by default).
+ */
+struct walmmap_prov;
+struct walmmap_provenance {
+	uint64_t	producer_id;	/* 0: none recorded */
+	uint64_t	pseq;		/* the record's producer seq */
+	int		known;		/* the producer is still in the table */
+	uint32_t	uid;
+	uint32_t	gid;
+	uint32_t	pid;
+	int64_t		connect_ns;	/* CLOCK_REALTIME */
+	char		comm[16];	/* the kernel's name of the process */
+	char		exe[32];	/* basename of its executable */
+};
+
+int		 walmmap_prov_open(struct walmmap_prov **, const char *path,
+		    char *err, size_t errlen);
+int		 walmmap_prov_lookup(const struct walmmap_prov *, int64_t seq,
+		    struct walmmap_provenance *);
+void		 walmmap_prov_close(struct walmmap_prov *);
+
 #endif /* WALMMAP_H */

@@ -34,6 +34,7 @@
 #include "rights.h"
 #include "server.h"
 #include "wal_reader.h"
+#include "wal_ptab.h"
 #include "wal_ring.h"
 
 /*
@@ -61,7 +62,8 @@ static void	conn_write_cb(int, short, void *);
 static int	conn_recv_one(struct conn *, uint64_t *);
 static void	conn_handle(struct conn *, const uint8_t *, size_t, int fd);
 static void	conn_hello(struct conn *, const struct wal_msg_hello *);
-static void	conn_append(struct conn *, const uint8_t *, size_t);
+static void	conn_append(struct conn *, const uint8_t *, size_t,
+		    uint64_t);
 static void	conn_append_fd(struct conn *, const struct wal_msg_append_fd *,
 		    int fd);
 static void	conn_sync(struct conn *, uint64_t id);
@@ -96,6 +98,7 @@ conn_new(struct server *srv, int fd)
 	c->fd = fd;
 	c->out.total = &srv->outq_total;
 	c->park_fd = -1;
+	c->producer_slot = -1;
 	c->durable_want = -1;
 	c->durable_low = -1;
 	c->sub_to = -1;
@@ -681,8 +684,19 @@ conn_handle(struct conn *c, const uint8_t *buf, size_t len, int fd)
 		conn_hello(c, (const struct wal_msg_hello *)(const void *)buf);
 		break;
 	case WAL_MSG_APPEND:
-		conn_append(c, buf, len);
+		conn_append(c, buf, len, 0);
 		break;
+	case WAL_MSG_PRODUCER:
+		prod_producer(c, (const struct wal_msg_producer *)
+		    (const void *)buf);
+		break;
+	case WAL_MSG_APPEND_P: {
+		uint64_t pseq;
+
+		if ((pseq = prod_append_check(c, buf, len)) != 0)
+			conn_append(c, buf, len, pseq);
+		break;
+	}
 	case WAL_MSG_APPEND_FD: {
 		struct wal_msg_append_fd af;
 
@@ -742,6 +756,13 @@ conn_handle(struct conn *c, const uint8_t *buf, size_t len, int fd)
 		    (const void *)buf);
 		break;
 	case WAL_MSG_SHM_OPEN:
+		if (c->producer_id != 0) {
+			/* Its records would carry no producer seqs. */
+			conn_error(c, hdr.id, WAL_PERR_UNSUPPORTED, 0, "no "
+			    "shared-memory ring on a producer connection (not "
+			    "implemented): append with APPEND_P");
+			break;
+		}
 		shm_open_ring(c, (const struct wal_msg_shm_open *)
 		    (const void *)buf);
 		break;
@@ -795,20 +816,34 @@ conn_hello(struct conn *c, const struct wal_msg_hello *h)
 	conn_queue(c, &w, sizeof w);
 }
 
-/* APPEND: all records of the frame, consecutive seqs, one timestamp. */
+/*
+ * APPEND: all records of the frame, consecutive seqs, one timestamp.
+ * APPEND_P (pseq, its first producer seq, not 0): the same, each record
+ * journalled in the producer table before it is published.
+ */
 static void
-conn_append(struct conn *c, const uint8_t *buf, size_t len)
+conn_append(struct conn *c, const uint8_t *buf, size_t len, uint64_t pseq)
 {
 	struct server *srv = c->srv;
 	struct wal_msg_append a;
 	struct wal_error err;
 	const uint8_t *payload;
-	size_t off = 0;
-	uint32_t size, done = 0;
+	size_t off0 = pseq != 0 ? sizeof(struct wal_msg_append_p) : 0;
+	size_t off = off0;
+	uint32_t size, done = 0, skip = 0, todo;
 	int64_t ts, seq, first = -1;
 	unsigned ack;
 
 	memcpy(&a, buf, sizeof a);
+	if (pseq != 0) {
+		uint64_t fp;
+
+		/* Records below pseq are in the log (prod_append_check). */
+		memcpy(&fp, buf + offsetof(struct wal_msg_append_p,
+		    first_pseq), sizeof fp);
+		skip = (uint32_t)(pseq - fp);
+	}
+	todo = a.count - skip;
 	ack = a.ack == WAL_ACK_DEFAULT ? c->ack : a.ack;
 	if (ack == WAL_ACK_DURABLE && srv->sync_failed) {
 		conn_error(c, a.hdr.id, WAL_PERR_SYNC, 0, "%s; durable appends "
@@ -825,11 +860,15 @@ conn_append(struct conn *c, const uint8_t *buf, size_t len)
 			return;
 		}
 	ts = wal_now_ns();
-	off = 0;
+	off = off0;
 	while (wal_proto_next_record((const struct wal_msg_append *)
 	    (const void *)buf, len, &off, &payload, &size)) {
 		uint8_t *dst;
 
+		if (skip > 0) {
+			skip--;
+			continue;
+		}
 		if (wal_ring_reserve(srv->ring, size, &dst, &err) != 0) {
 			/* Disk full at rotation: the rest is not written. */
 			wal_ring_flush(srv->ring);
@@ -839,10 +878,14 @@ conn_append(struct conn *c, const uint8_t *buf, size_t len)
 				conn_ack_add(c, a.hdr.id, first, done);
 			conn_error(c, a.hdr.id, conn_errno_perr(err.code), 0,
 			    "%" PRIu32 " of %" PRIu32 " records written: %s",
-			    done, a.count, err.msg);
+			    done, todo, err.msg);
 			goto out;
 		}
 		memcpy(dst, payload, size);
+		if (pseq != 0)	/* in the table before it can be published */
+			wal_ptab_note(srv->ptab, c->producer_id, pseq + done,
+			    wal_ring_next_seq(srv->ring), done == 0 ?
+			    WAL_PTAB_J_FIRST : 0);
 		seq = wal_ring_commit_deferred(srv->ring, ts);
 		if (first < 0)
 			first = seq;
@@ -853,6 +896,8 @@ conn_append(struct conn *c, const uint8_t *buf, size_t len)
 	if (ack >= WAL_ACK_WRITTEN)
 		conn_ack_add(c, a.hdr.id, first, done);
 out:
+	if (done > 0 && pseq != 0)
+		prod_appended(c, pseq + done, first + done - 1, ts);
 	if (done > 0) {
 		srv->records += done;
 		srv->metrics.append_records[ack < 3 ? ack : 0] += done;
@@ -1325,6 +1370,30 @@ conn_ack_add(struct conn *c, uint64_t id, int64_t first, uint32_t count)
 	c->acks[c->nacks].count = count;
 	c->acks[c->nacks].flags = 0;
 	c->nacks++;
+}
+
+/*
+ * Acknowledge a resent APPEND_P from the log (WAL_ACK_F_DUP); first is
+ * the original's seq (-1: no longer known). At level durable the ack is
+ * held, like a new record's, until durable_until is durable.
+ */
+void
+conn_ack_dup(struct conn *c, uint64_t id, int64_t first, uint32_t count,
+    unsigned ack, int64_t durable_until)
+{
+	if (ack < WAL_ACK_WRITTEN)
+		return;
+	conn_ack_add(c, id, first, count);
+	if (c->nacks > 0 && c->acks[c->nacks - 1].id == id)
+		c->acks[c->nacks - 1].flags = WAL_ACK_F_DUP;
+	if (ack == WAL_ACK_DURABLE && durable_until >
+	    wal_ring_durable_seq(c->srv->ring)) {
+		if (durable_until > c->durable_want)
+			c->durable_want = durable_until;
+		if (c->durable_low < 0)
+			c->durable_low = durable_until;
+		c->acks_held = 1;
+	}
 }
 
 /* Queue the coalesced acks as ACK frames (in their own buffer). */

@@ -72,6 +72,7 @@
 #include "rights.h"
 #include "server.h"
 #include "wal_crc.h"
+#include "wal_ptab.h"
 #include "wal_reader.h"
 #include "wal_ring.h"
 
@@ -587,6 +588,8 @@ handover_write_conn(struct hbuf *b, struct hfds *fds, struct conn *c)
 	if (fwd_conn_name(c) != NULL)
 		snprintf(fname, sizeof fname, "%s", fwd_conn_name(c));
 	hb_put(b, fname, sizeof fname);
+	/* Added after that: the idempotent producer it is (0: none). */
+	hb_u64(b, c->producer_id);
 	if (!b->failed) {
 		n = (uint32_t)(b->len - start);
 		memcpy(b->p + start, &n, sizeof n);
@@ -1133,6 +1136,7 @@ handover_read_conn(struct server *srv, struct hread *r, struct hin *in,
 	uint32_t version;
 	struct rights_peer peer;
 	char fname[WAL_FWD_NAME_MAX];
+	uint64_t producer_id;
 
 	len = hr_u32(r);
 	if (r->bad || len < sizeof len || len - sizeof len > r->len - r->off) {
@@ -1318,6 +1322,8 @@ handover_read_conn(struct server *srv, struct hread *r, struct hin *in,
 	if (cr.off < cr.len)
 		(void)hr_get(&cr, fname, sizeof fname);
 	fname[sizeof fname - 1] = '\0';
+	/* Added after that: its producer id (absent: none). */
+	producer_id = cr.off < cr.len ? hr_u64(&cr) : 0;
 	/* Fields a later version added after these are skipped. */
 	if (cr.bad) {
 		snprintf(why, whylen, "a connection's part of the state is "
@@ -1326,6 +1332,13 @@ handover_read_conn(struct server *srv, struct hread *r, struct hin *in,
 	}
 	if (!apply || c == NULL)
 		return (0);
+	if (producer_id != 0 && srv->ptab != NULL &&
+	    (c->producer_slot = wal_ptab_find(srv->ptab, producer_id)) >= 0)
+		c->producer_id = producer_id;
+	else if (producer_id != 0)
+		log_warnx("restart: client pid %ld was producer %" PRIu64
+		    ", which the producer table no longer holds", (long)c->pid,
+		    producer_id);
 	if (fname[0] != '\0' && fwd_adopt(c, fname) != 0)
 		log_warnx("restart: client pid %ld was forwarder %s, which "
 		    "this process does not know or finds taken", (long)c->pid,

@@ -35,6 +35,7 @@ struct fwd_table;
 struct shm_ring;
 struct wal_reader;
 struct wal_ring;
+struct wal_ptab;
 struct syncer;
 
 /* Outgoing frames, kept whole: [len][nfds][fds...][frame]... */
@@ -133,6 +134,10 @@ struct conn {
 	struct shm_ring		*shm;		/* shared-memory ring, if any */
 	struct fwd		*fwd;		/* registered forwarder (forward.c) */
 
+	/* Idempotent producer (producers.c); carried across a re-exec. */
+	uint64_t		 producer_id;	/* 0: not a producer */
+	int			 producer_slot;	/* in srv->ptab, -1: none */
+
 	uint64_t		 records;
 	TAILQ_ENTRY(conn)	 entry;
 
@@ -173,6 +178,7 @@ struct server {
 	uint64_t		 client_log_dropped; /* not logged since */
 
 	struct syncer		*syncer;
+	struct wal_ptab		*ptab;		/* producer table (producers.c) */
 	struct closer		*closer;	/* what clients passed */
 	int			 sync_fd;	/* eventfd: sync thread -> loop */
 	struct event		*ev_sync_done;
@@ -280,6 +286,17 @@ void	 conn_rotated(struct conn *, int rc, const char *err);
 void	 conn_parked_cb(int, short, void *);
 void	 conn_read_enable(struct conn *);
 void	 conn_subscribe(struct conn *, const struct wal_msg_subscribe *);
+void	 conn_ack_dup(struct conn *, uint64_t id, int64_t first,
+	    uint32_t count, unsigned ack, int64_t durable_until);
+
+/* producers.c */
+void	 prod_open(struct server *);
+void	 prod_close(struct server *);
+void	 prod_producer(struct conn *, const struct wal_msg_producer *);
+uint64_t prod_append_check(struct conn *, const uint8_t *, size_t);
+void	 prod_appended(struct conn *, uint64_t next_pseq, int64_t last_seq,
+	    int64_t now_ns);
+void	 prod_conn_gone(struct conn *);
 
 /* shm.c */
 void	 shm_open_ring(struct conn *, const struct wal_msg_shm_open *);

@@ -119,6 +119,9 @@ config_defaults(struct srv_config *c)
 	c->shm_total = 256u * 1024 * 1024;
 	c->shm_spin_us = 50;
 	snprintf(c->name_prefix, sizeof c->name_prefix, "wal_mmap");
+	c->producer_slots = 1024;
+	c->producer_journal = 1u << 18;
+	c->producer_expire_s = 7 * 86400;
 }
 
 /* The configuration file read when -c names none. */
@@ -438,6 +441,23 @@ config_set(struct srv_config *c, const char *key, const char *val,
 		    sizeof why) != 0)
 			BAD("metrics_listen: \"%s\" %s", val, why);
 		set_str(&c->metrics_listen, val);
+	} else if (strcmp(key, "producers") == 0) {
+		if (parse_uint(val, 65536, &v) != 0 || v == 0)
+			BAD("producers: \"%s\" is not a number from 1 to "
+			    "65536", val);
+		c->producer_slots = (unsigned)v;
+	} else if (strcmp(key, "producer_journal") == 0) {
+		if (parse_uint(val, 1u << 26, &v) != 0 || v < 2 ||
+		    (v & (v - 1)) != 0)
+			BAD("producer_journal: \"%s\" is not a power of two "
+			    "from 2 to 67108864", val);
+		c->producer_journal = (unsigned)v;
+	} else if (strcmp(key, "producer_expire") == 0) {
+		if (config_parse_duration_ms(val, &v) != 0 || v < 1000 ||
+		    v > 3650ull * 86400000)
+			BAD("producer_expire: \"%s\" is not a duration from "
+			    "1s to 3650d", val);
+		c->producer_expire_s = (v + 999) / 1000;
 	} else if (strcmp(key, "debug") == 0) {
 		if (parse_bool(val, &c->debug) != 0)
 			BAD("debug: \"%s\" is not yes or no", val);

@@ -70,6 +70,9 @@ struct srv_config {
 	unsigned	 shm_spin_us;		/* drainer spin before sleeping */
 	char		*metrics_listen;	/* "ADDR:PORT" for /metrics, or
 						   NULL: off */
+	unsigned	 producer_slots;	/* new producer table's size */
+	unsigned	 producer_journal;	/* ... its journal's entries */
+	uint64_t	 producer_expire_s;	/* idle producers may go */
 	int		 debug;
 	int		 dir_given;		/* not a default */
 	int		 socket_given;

@@ -277,6 +277,7 @@ main(int argc, char **argv)
 		    "file system offers them for shared file mappings (tmpfs "
 		    "mounted huge=within_size or advise), not on disk file "
 		    "systems");
+	prod_open(&srv);	/* the producer table, reconciled with the log */
 
 	if ((srv.base = event_base_new()) == NULL)
 		fatalx("cannot create the event loop");
@@ -392,6 +393,7 @@ main(int argc, char **argv)
 	if (wal_ring_shutdown(srv.ring, &err) != 0)
 		srv_sync_failed(&srv, err.msg, wal_ring_durable_seq(srv.ring));
 	closer_stop(srv.closer);
+	prod_close(&srv);
 	wal_ring_close(srv.ring);
 	fwd_close(&srv);
 	log_info("stopped after %" PRIu64 " records", srv.records);

@@ -108,8 +108,7 @@ enum wal_proto_err {
 	/* version 2 */
 	WAL_PERR_PRODUCER = 14,	/* producer id unknown, another uid's, or
 				   the producer table is full */
-	WAL_PERR_PSEQ = 15,	/* producer seq jumps, goes back into a
-				   frame, or splits an earlier frame */
+	WAL_PERR_PSEQ = 15,	/* producer seq jumps past the next one */
 	WAL_PERR_GAP = 16,	/* records a forwarder needs were removed */
 };
 
@@ -251,10 +250,12 @@ struct wal_msg_shm_ready {
  * producer's next_pseq is written; one whose records are all already in
  * the log is a duplicate: it is not written again and its ACK entry
  * carries WAL_ACK_F_DUP and the original first_seq (a resent frame must
- * cover the same producer seqs as the frame it repeats). Anything else
- * (a jump past next_pseq, a frame that straddles next_pseq) is refused
- * with WAL_PERR_PSEQ. Shared-memory rings opened on a producer
- * connection carry producer seqs too (see wal_shm.h).
+ * cover the same producer seqs as the frame it repeats). A frame that
+ * straddles next_pseq is one a crash or a full disk cut short, sent
+ * again: it gets two ACK entries with its id, the records in the log
+ * (WAL_ACK_F_DUP, their original first_seq), then the rest, written now.
+ * A jump past next_pseq is refused with WAL_PERR_PSEQ. (Shared-memory
+ * rings cannot be opened on a producer connection: UNSUPPORTED.)
  */
 struct wal_msg_producer {
 	struct wal_msg	hdr;

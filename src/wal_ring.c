@@ -41,7 +41,9 @@
  *    in the page cache, so they survive kill -9 (not a power cut: nothing
  *    claims that).
  *  - durable_seq: only by a sync under sync_lock whose msync of the active
- *    segment and fdatasync of every sealed one succeeded, and only while no
+ *    segment and fdatasync of every sealed one succeeded, and the sync of
+ *    the companion file after them (the producer table, which then holds
+ *    every producer record up to it), and only while no
  *    sync has failed (a failed write-back is reported once: a later sync of
  *    the same pages would succeed without writing them).
  *  - synced_below (memory) and walmmapd.checkpoint (disk): after the
@@ -99,6 +101,10 @@ struct wal_ring {
 	_Atomic int64_t		 written_seq;
 	_Atomic int64_t		 durable_seq;
 	_Atomic uint64_t	 rec_id;	/* newest segment with a record */
+	/* Synced with the segments before durable_seq moves (sync_lock). */
+	int			(*companion)(void *, int64_t,
+				    struct wal_error *);
+	void			*companion_arg;
 
 	/* The first failed sync: sticky (see the top of the file). */
 	_Atomic int		 fail_code;
@@ -151,7 +157,8 @@ static struct wal_segment *ring_pop_standby(struct wal_ring *);
 static int	 ring_sync_sealed(struct wal_ring *, struct wal_error *);
 static int	 ring_sync_sealed_locked(struct wal_ring *, int64_t *,
 		    struct wal_error *);
-static void	 ring_set_durable(struct wal_ring *, int64_t);
+static int	 ring_set_durable(struct wal_ring *, int64_t,
+		    struct wal_error *);
 static int	 ring_fail(struct wal_ring *, const struct wal_error *);
 static void	 ring_write_checkpoint(struct wal_ring *,
 		    const struct wal_checkpoint *);
@@ -591,16 +598,35 @@ ring_sync_sealed_locked(struct wal_ring *r, int64_t *upto,
 	return (0);
 }
 
-/* Publish a new durable seq if it is ahead. The caller holds sync_lock. */
-static void
-ring_set_durable(struct wal_ring *r, int64_t seq)
+/*
+ * Publish a new durable seq if it is ahead, after syncing the companion
+ * file (the producer table), whose failure fails the sync like a
+ * segment's. The caller holds sync_lock.
+ */
+static int
+ring_set_durable(struct wal_ring *r, int64_t seq, struct wal_error *err)
 {
 	if (atomic_load_explicit(&r->fail_code, memory_order_relaxed) != 0)
-		return;
+		return (0);
+	if (seq <= atomic_load_explicit(&r->durable_seq, memory_order_relaxed))
+		return (0);
+	if (r->companion != NULL && r->companion(r->companion_arg, seq,
+	    err) != 0)
+		return (ring_fail(r, err));
 	/* Pairs with acquire loads in wal_ring_durable_seq(). */
-	if (seq > atomic_load_explicit(&r->durable_seq, memory_order_relaxed))
-		atomic_store_explicit(&r->durable_seq, seq,
-		    memory_order_release);
+	atomic_store_explicit(&r->durable_seq, seq, memory_order_release);
+	return (0);
+}
+
+/* Sync fn(arg, covered) with every sync, before durable_seq moves. */
+void
+wal_ring_set_companion(struct wal_ring *r, int (*fn)(void *, int64_t,
+    struct wal_error *), void *arg)
+{
+	pthread_mutex_lock(&r->sync_lock);
+	r->companion = fn;
+	r->companion_arg = arg;
+	pthread_mutex_unlock(&r->sync_lock);
 }
 
 /*
@@ -661,7 +687,7 @@ ring_sync_sealed(struct wal_ring *r, struct wal_error *err)
 	pthread_mutex_lock(&r->sync_lock);
 	if ((rc = wal_ring_failed(r, err)) == 0) {
 		if ((rc = ring_sync_sealed_locked(r, &upto, err)) == 0)
-			ring_set_durable(r, upto);
+			rc = ring_set_durable(r, upto, err);
 		else
 			rc = ring_fail(r, err);
 	}
@@ -729,7 +755,7 @@ wal_ring_sync(struct wal_ring *r, int64_t *durable, struct wal_error *err)
 		goto out;
 	}
 	atomic_fetch_add_explicit(&r->syncs, 1, memory_order_relaxed);
-	ring_set_durable(r, target);
+	rc = ring_set_durable(r, target, err);
 out:
 	if (rc != 0)
 		(void)wal_ring_failed(r, err);	/* the first failure's text */

@@ -186,6 +186,15 @@ int	wal_ring_sync(struct wal_ring *, int64_t *durable, struct wal_error *err);
  */
 int	wal_ring_failed(const struct wal_ring *, struct wal_error *err);
 
+/*
+ * Have every sync that moves the durable seq call fn(arg, covered, err)
+ * after the segments are synced and before it publishes covered: the
+ * daemon syncs its producer table there. A failure of fn fails the sync
+ * (sticky, as a segment's). Call before the first append.
+ */
+void	wal_ring_set_companion(struct wal_ring *, int (*fn)(void *, int64_t,
+	    struct wal_error *), void *arg);
+
 /* Seq the next append gets. Writer thread. */
 int64_t	wal_ring_next_seq(const struct wal_ring *);
 

@@ -7,11 +7,16 @@
  * acknowledged as written or durable is at its seq with its payload, and
  * walctl verify is clean.
  *
+ * Then the same for idempotent producers that reconnect (libwalmmap's
+ * walmmap_producer): they append through the kill and the restart
+ * without an error, and every record is in the log exactly once.
+ *
  * WALMMAP_CRASH_CYCLES sets the number of cycles (default 25; make
  * check-long runs 500).
  */
 #include "config.h"
 
+#include <sys/uio.h>
 #include <sys/wait.h>
 
 #include <inttypes.h>
@@ -240,6 +245,217 @@ START_TEST(test_crash_cycles)
 }
 END_TEST
 
+/*
+ * Reconnecting producers (libwalmmap's idempotent producers): index 10 +
+ * r of rprods, keys from key0 on, each append one record or a batch.
+ */
+#define NRPROD		3
+#define RPROD0		10
+
+static const struct {
+	enum walmmap_ack	 ack;
+	unsigned		 batch;
+	const char		*name;
+} rprods[NRPROD] = {
+	{ WALMMAP_ACK_WRITTEN, 1, "producer, written" },
+	{ WALMMAP_ACK_DURABLE, 1, "producer, durable" },
+	{ WALMMAP_ACK_WRITTEN, 7, "producer, written, batches" },
+};
+
+static volatile sig_atomic_t rstop;
+
+static void
+rstop_handler(int sig)
+{
+	(void)sig;
+	rstop = 1;
+}
+
+/*
+ * Reconnecting producer r: resumes the id in idpath (0: new), appends
+ * keys from key0 until SIGUSR1, finishing the append in progress, and
+ * logs "seq key" for each record acknowledged. Exits 0, or 1 with the
+ * error when an append failed.
+ */
+static pid_t
+rspawn(unsigned r, uint64_t key0, const char *path, const char *idpath)
+{
+	uint8_t bufs[8][MAXREC];
+	struct iovec iov[8];
+	struct walmmap_producer *p;
+	struct sigaction sa;
+	uint64_t id = 0, k = key0;
+	int64_t seqs[8];
+	unsigned i, n;
+	FILE *out, *f;
+	pid_t pid;
+
+	if ((pid = fork()) != 0)
+		return (pid);
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = rstop_handler;
+	sigaction(SIGUSR1, &sa, NULL);
+	if ((f = fopen(idpath, "r")) != NULL) {
+		if (fscanf(f, "%" SCNu64, &id) != 1)
+			id = 0;
+		fclose(f);
+	}
+	if ((out = fopen(path, "a")) == NULL)
+		_exit(2);
+	if (walmmap_producer_open(&p, d.sock, rprods[r].ack, id) != 0) {
+		fprintf(stderr, "producer %u: %s\n", r,
+		    walmmap_producer_errmsg(p));
+		_exit(1);
+	}
+	walmmap_producer_set_reconnect(p, 1, 60000);
+	if ((f = fopen(idpath, "w")) == NULL)
+		_exit(2);
+	fprintf(f, "%" PRIu64 "\n", walmmap_producer_id(p));
+	fclose(f);
+	while (!rstop) {
+		n = rprods[r].batch == 1 ? 1 : 1 + (unsigned)(k % rprods[r].batch);
+		for (i = 0; i < n; i++) {
+			iov[i].iov_base = bufs[i];
+			iov[i].iov_len = payload(bufs[i], RPROD0 + r, k + i);
+		}
+		if (walmmap_producer_append_batch(p, iov, n, seqs) != 0) {
+			fprintf(stderr, "producer %u (%s): %s\n", r,
+			    rprods[r].name, walmmap_producer_errmsg(p));
+			fclose(out);
+			_exit(1);
+		}
+		for (i = 0; i < n; i++)
+			fprintf(out, "%" PRId64 " %" PRIu64 "\n", seqs[i], k + i);
+		k += n;
+	}
+	fclose(out);
+	walmmap_producer_close(p);
+	_exit(0);
+}
+
+/*
+ * Every key of every reconnecting producer is in the log exactly once,
+ * in order, at the seq it was acknowledged with; nothing else is lost:
+ * the keys are key0 .. key0 + acked - 1 (each append returned before the
+ * next began, and the last one returned before the producer exited).
+ */
+static uint64_t
+check_exact(struct acked *acked, const uint64_t *key0)
+{
+	uint8_t want[MAXREC];
+	struct wal_reader *r;
+	struct wal_record rec;
+	struct wal_error err;
+	size_t next[NRPROD], len;
+	uint64_t n = 0, k;
+	unsigned p;
+	char tmp[64];
+	int rc;
+
+	memset(next, 0, sizeof next);
+	ck_assert_msg(wal_reader_open(d.data, &r, &err) == 0, "%s", err.msg);
+	while ((rc = wal_reader_next(r, &rec, &err)) == 1) {
+		TS_CHECK(rec.seq == (int64_t)n, "seq %" PRId64 " where %"
+		    PRIu64 " was due", rec.seq, n);
+		n++;
+		len = rec.size < sizeof tmp - 1 ? rec.size : sizeof tmp - 1;
+		memcpy(tmp, rec.payload, len);
+		tmp[len] = '\0';
+		TS_CHECK(sscanf(tmp, "%u:%" SCNu64 ":", &p, &k) == 2 &&
+		    p >= RPROD0 && p < RPROD0 + NRPROD, "seq %" PRId64
+		    ": not a producer's record", rec.seq);
+		TS_CHECK(rec.size == payload(want, p, k) &&
+		    memcmp(want, rec.payload, rec.size) == 0, "seq %" PRId64
+		    ": payload of %u:%" PRIu64 " damaged", rec.seq, p, k);
+		p -= RPROD0;
+		ck_assert_msg(k == key0[p] + next[p], "%s: key %" PRIu64 " at "
+		    "seq %" PRId64 " where key %" PRIu64 " was due (a record "
+		    "twice, lost or out of order)", rprods[p].name, k, rec.seq,
+		    key0[p] + next[p]);
+		ck_assert_msg(next[p] < acked[p].n, "%s: key %" PRIu64 " at seq "
+		    "%" PRId64 " was never acknowledged", rprods[p].name, k,
+		    rec.seq);
+		ck_assert_msg(acked[p].seq[next[p]] == rec.seq &&
+		    acked[p].key[next[p]] == k, "%s: key %" PRIu64 " at seq %"
+		    PRId64 ", acknowledged as key %" PRIu64 " at seq %" PRId64,
+		    rprods[p].name, k, rec.seq, acked[p].key[next[p]],
+		    acked[p].seq[next[p]]);
+		next[p]++;
+	}
+	ck_assert_int_eq(rc, 0);
+	ck_assert_msg(wal_reader_stopped(r)->status == WAL_REC_END,
+	    "log damaged: %s", wal_rec_strstatus(wal_reader_stopped(r)->status));
+	wal_reader_close(r);
+	for (p = 0; p < NRPROD; p++)
+		ck_assert_msg(next[p] == acked[p].n, "%s: %zu of %zu "
+		    "acknowledged records in the log", rprods[p].name, next[p],
+		    acked[p].n);
+	return (n);
+}
+
+/*
+ * Reconnecting producers through kill -9 and restart: they see no error,
+ * and every record is in the log exactly once, those in flight at the
+ * kill included.
+ */
+START_TEST(test_reconnect_cycles)
+{
+	struct acked acked[NRPROD];
+	char path[NRPROD][PATH_MAX], idpath[NRPROD][PATH_MAX], *out;
+	const char *env = getenv("WALMMAP_CRASH_CYCLES");
+	int cycles = env != NULL ? atoi(env) : 25, c, status;
+	uint64_t records = 0, key0[NRPROD], total;
+	pid_t pids[NRPROD];
+	unsigned p;
+
+	memset(acked, 0, sizeof acked);
+	for (p = 0; p < NRPROD; p++) {
+		snprintf(path[p], sizeof path[p], "%s/racked-%u", base, p);
+		snprintf(idpath[p], sizeof idpath[p], "%s/rid-%u", base, p);
+		key0[p] = 0;
+	}
+	srandom(11);
+	for (c = 0; c < cycles; c++) {
+		start();
+		for (p = 0; p < NRPROD; p++) {
+			load_acked(path[p], p, &acked[p]);
+			pids[p] = rspawn(p, key0[p] + acked[p].n, path[p],
+			    idpath[p]);
+		}
+		usleep((useconds_t)(10000 + random() % 120000));
+		ts_daemon_kill(&d);
+		usleep((useconds_t)(random() % 50000));
+		start();
+		usleep((useconds_t)(20000 + random() % 80000));
+		for (p = 0; p < NRPROD; p++)
+			kill(pids[p], SIGUSR1);
+		for (p = 0; p < NRPROD; p++) {
+			ck_assert_int_eq(waitpid(pids[p], &status, 0),
+			    pids[p]);
+			ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status)
+			    == 0, "%s: status %#x", rprods[p].name, status);
+		}
+		ck_assert_int_eq(ts_daemon_stop(&d), 0);
+		for (p = 0; p < NRPROD; p++)
+			load_acked(path[p], p, &acked[p]);
+		records = check_exact(acked, key0);
+		ck_assert_msg(ts_run_prog("client/walctl", NULL, 0, &out,
+		    "verify", "-q", d.data, NULL) == 0, "walctl verify: %s",
+		    out);
+		free(out);
+	}
+	for (total = 0, p = 0; p < NRPROD; p++) {
+		total += acked[p].n;
+		free(acked[p].seq);
+		free(acked[p].key);
+	}
+	fprintf(stderr, "reconnect harness: %d kill -9 cycles, %" PRIu64
+	    " records in the log, all %" PRIu64 " appended by reconnecting "
+	    "producers, each exactly once\n", cycles, records, total);
+	ck_assert_uint_gt(total, 0);
+}
+END_TEST
+
 static void
 setup(void)
 {
@@ -265,6 +481,7 @@ crash_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 3600);
 	tcase_add_test(tc, test_crash_cycles);
+	tcase_add_test(tc, test_reconnect_cycles);
 	suite_add_tcase(s, tc);
 	return (s);
 }

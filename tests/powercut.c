@@ -24,6 +24,7 @@
 
 #include "powercut.h"
 #include "wal_checkpoint.h"
+#include "wal_ptab.h"
 #include "wal_segment.h"
 
 #define PC_PAGE		4096
@@ -207,6 +208,30 @@ fsync(int fd)
 	return (rc);
 }
 
+/*
+ * Copy what msync just wrote back. The writer may be storing into the
+ * mapping meanwhile (a kernel's write-back races it the same way): under
+ * TSan this deliberate racy read is done byte by byte, uninstrumented.
+ */
+#ifdef __SANITIZE_THREAD__
+__attribute__((no_sanitize_thread, noinline))
+static void
+pc_copy_mapping(uint8_t *dst, const void *src, size_t len)
+{
+	const volatile uint8_t *s = src;
+	size_t i;
+
+	for (i = 0; i < len; i++)
+		dst[i] = s[i];
+}
+#else
+static void
+pc_copy_mapping(uint8_t *dst, const void *src, size_t len)
+{
+	memcpy(dst, src, len);
+}
+#endif
+
 int
 msync(void *addr, size_t len, int flags)
 {
@@ -231,7 +256,7 @@ msync(void *addr, size_t len, int flags)
 			memset(im->data + im->len, 0, off + len - im->len);
 			im->len = off + len;
 		}
-		memcpy(im->data + off, addr, len);
+		pc_copy_mapping(im->data + off, addr, len);
 		pc_count++;
 	}
 	pthread_mutex_unlock(&pc_lock);
@@ -307,7 +332,8 @@ pc_cut(const char *to, enum pc_mode mode, unsigned seed)
 	}
 	while ((de = readdir(d)) != NULL) {
 		if (wal_seg_parse_name(de->d_name, &id) != 0 &&
-		    strcmp(de->d_name, WAL_CHECKPOINT_NAME) != 0)
+		    strcmp(de->d_name, WAL_CHECKPOINT_NAME) != 0 &&
+		    strcmp(de->d_name, WAL_PTAB_FILE) != 0)
 			continue;
 		snprintf(path, sizeof path, "%s/%s", pc_dir, de->d_name);
 		if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)

@@ -41,9 +41,9 @@ void	pc_hold(void);
 void	pc_release(void);
 
 /*
- * While held: write into to (created) the segment files and checkpoint of
- * the watched directory as a power cut could leave them. seed picks the
- * pages. Returns the number of files written, -1 on error (printed).
+ * While held: write into to (created) the segment files, checkpoint and
+ * producer table of the watched directory as a power cut could leave
+ * them. seed picks the pages. Returns the number of files written, -1 on error (printed).
  */
 int	pc_cut(const char *to, enum pc_mode mode, unsigned seed);
 

@@ -727,6 +727,62 @@ ts_raw_append(int s, uint64_t id, const void *payload, uint32_t size,
 	free(frame);
 }
 
+unsigned
+ts_raw_producer(int s, uint64_t id, struct wal_msg_producer_ok *ok)
+{
+	struct wal_msg_producer m;
+	struct wal_msg_error e;
+	uint8_t buf[1024];
+	ssize_t n;
+
+	memset(&m, 0, sizeof m);
+	m.hdr.type = WAL_MSG_PRODUCER;
+	m.hdr.len = sizeof m;
+	m.hdr.id = 77;
+	m.producer_id = id;
+	ck_assert_int_eq(send(s, &m, sizeof m, 0), (ssize_t)sizeof m);
+	n = ts_raw_recv(s, buf, sizeof buf, 10000);
+	ck_assert_int_gt(n, (ssize_t)sizeof(struct wal_msg));
+	memcpy(&m.hdr, buf, sizeof m.hdr);
+	if (m.hdr.type == WAL_MSG_ERROR) {
+		memcpy(&e, buf, sizeof e);
+		return (e.code);
+	}
+	ck_assert_uint_eq(m.hdr.type, WAL_MSG_PRODUCER_OK);
+	ck_assert_uint_eq((size_t)n, sizeof *ok);
+	memcpy(ok, buf, sizeof *ok);
+	return (0);
+}
+
+void
+ts_raw_append_p(int s, uint64_t id, uint64_t first_pseq, uint32_t count,
+    uint8_t ack)
+{
+	struct wal_msg_append_p a;
+	uint8_t frame[4096];
+	size_t off = sizeof a;
+	uint32_t i, sz;
+	char rec[32];
+
+	ck_assert_uint_le(count, 64);
+	for (i = 0; i < count; i++) {
+		sz = (uint32_t)snprintf(rec, sizeof rec, "r%llu",
+		    (unsigned long long)(first_pseq + i));
+		memcpy(frame + off, &sz, 4);
+		memcpy(frame + off + 4, rec, sz);
+		off += 4 + sz;
+	}
+	memset(&a, 0, sizeof a);
+	a.hdr.type = WAL_MSG_APPEND_P;
+	a.hdr.len = (uint32_t)off;
+	a.hdr.id = id;
+	a.count = count;
+	a.ack = ack;
+	a.first_pseq = first_pseq;
+	memcpy(frame, &a, sizeof a);
+	ck_assert_int_eq(send(s, frame, off, 0), (ssize_t)off);
+}
+
 int
 ts_raw_append_fd(int s, uint64_t id, uint64_t size, int mfd, uint8_t ack,
     int flags)

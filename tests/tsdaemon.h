@@ -200,6 +200,17 @@ void	 ts_raw_append(int s, uint64_t id, const void *payload,
 	    uint32_t size, uint8_t ack);
 
 /*
+ * PRODUCER (0: a new id) on a raw connection after ts_raw_hello; fills ok
+ * on PRODUCER_OK and returns 0, or returns the error code of the ERROR.
+ */
+struct wal_msg_producer_ok;
+unsigned ts_raw_producer(int s, uint64_t id, struct wal_msg_producer_ok *ok);
+
+/* APPEND_P of count records ("r<pseq>" each) from first_pseq. */
+void	 ts_raw_append_p(int s, uint64_t id, uint64_t first_pseq,
+	    uint32_t count, uint8_t ack);
+
+/*
  * APPEND_FD passing mfd, with send flags (MSG_DONTWAIT...). 0, or -1 with
  * errno when the frame was not sent.
  */

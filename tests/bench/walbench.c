@@ -52,6 +52,7 @@ static const struct {
 	    "vs a libnats async publisher" },
 	{ "restart", wb_restart, "a producer's pause across a restart vs a "
 	    "fresh start" },
+	{ "idem", wb_idem, "appends with producer seqs vs without" },
 };
 #define NSCEN	(sizeof scenarios / sizeof scenarios[0])
 

@@ -97,6 +97,7 @@ void	 wb_fill(uint8_t *buf, size_t len, uint64_t n);
 
 /* Scenarios (wb_local.c, wb_daemon.c, wb_durable.c). */
 int	 wb_core(const struct wb *);
+int	 wb_idem(const struct wb *);
 int	 wb_recovery(const struct wb *);
 int	 wb_seqpacket(const struct wb *);
 int	 wb_shm(const struct wb *);

@@ -1,0 +1,569 @@
+/*
+ * libwalmmap - idempotent producers with transparent reconnect.
+ *
+ * A struct walmmap_producer is a connection that presented a producer id
+ * (PRODUCER) and appends with APPEND_P: every record carries its producer
+ * seq. Frames are kept, whole, until the daemon acknowledged them at the
+ * producer's level. When the connection drops (the daemon crashed or was
+ * restarted), the library connects again with backoff until the
+ * reconnect timeout, resumes the same producer id, and sends every frame
+ * not yet acknowledged again with the same producer seqs: the daemon
+ * writes those it does not have and answers the others from its producer
+ * table with their original seqs (WAL_ACK_F_DUP). Each append call
+ * returns success once, after every one of its records is acknowledged.
+ *
+ * Owned by one thread; nothing is shared.
+ */
+#include "config.h"
+
+#include <sys/uio.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "wal_format.h"
+#include "walmmap.h"
+
+_Static_assert(WALMMAP_PRODUCER_MAX_RECORD == WAL_PROTO_MAX_FRAME -
+    sizeof(struct wal_msg_append_p) - 4, "producer record limit");
+
+#define PROD_BACKOFF_MIN_MS	10
+#define PROD_BACKOFF_MAX_MS	1000
+
+/*
+ * A frame sent and not yet acknowledged at the producer's level. Its ACK
+ * may come in two entries: the records a crash cut it to (a duplicate)
+ * and the rest, written when it was sent again.
+ */
+struct pframe {
+	uint8_t		*buf;		/* the whole APPEND_P frame */
+	uint32_t	 len;
+	uint32_t	 count;
+	uint64_t	 id;		/* hdr.id of the last send */
+	uint32_t	 acked;		/* records acknowledged so far */
+	int		 nparts;
+	uint32_t	 part_n[2];	/* records of each ACK entry */
+	int64_t		 part_seq[2];	/* their first seq, -1 unknown */
+};
+
+struct walmmap_producer {
+	char			*socket;
+	int			 fd;		/* -1: not connected */
+	uint8_t			 ack;		/* WRITTEN or DURABLE */
+	uint64_t		 id;
+	uint64_t		 next_pseq;	/* of the next record */
+	int64_t			 durable;	/* newest DURABLE seen */
+	uint64_t		 next_req;
+	int			 timeout_ms;	/* each call, -1 none */
+	int			 reconnect;	/* on? */
+	int			 reconnect_ms;	/* limit of one outage, -1 */
+	uint64_t		 reconnects;
+	uint64_t		 dups;		/* records acknowledged as DUP */
+	struct wal_msg_welcome	 welcome;
+	struct pframe		*frames;	/* of the call in progress */
+	size_t			 nframes;
+	uint8_t			*rx;
+	char			 msg[WM_MSG_MAX];
+};
+
+static int	prod_connect(struct walmmap_producer *, int64_t deadline);
+static int	prod_hello(struct walmmap_producer *, int64_t deadline);
+static int	prod_recover(struct walmmap_producer *, int rc);
+static int	prod_send_all(struct walmmap_producer *);
+static int	prod_collect(struct walmmap_producer *, int64_t deadline);
+static int	prod_handle(struct walmmap_producer *, const uint8_t *, int);
+static int	prod_sync(struct walmmap_producer *, int64_t seq,
+		    int64_t deadline);
+static void	prod_drop(struct walmmap_producer *);
+static void	prod_free_frames(struct walmmap_producer *);
+
+int
+walmmap_producer_open(struct walmmap_producer **pp, const char *socket,
+    enum walmmap_ack ack, uint64_t producer_id)
+{
+	struct walmmap_producer *p;
+	char path[4096];
+	int rc;
+
+	if ((*pp = p = calloc(1, sizeof *p)) == NULL)
+		return (-WALMMAP_ENOMEM);
+	p->fd = -1;
+	p->timeout_ms = WALMMAP_TIMEOUT_MS;
+	p->reconnect = 1;
+	p->reconnect_ms = WALMMAP_RECONNECT_TIMEOUT_MS;
+	p->durable = -1;
+	p->next_req = 1;
+	p->id = producer_id;
+	if (ack != WALMMAP_ACK_WRITTEN && ack != WALMMAP_ACK_DURABLE)
+		return (wm_seterr(p->msg, WALMMAP_EINVAL, "walmmap_producer_"
+		    "open: level %d is neither WALMMAP_ACK_WRITTEN nor "
+		    "WALMMAP_ACK_DURABLE", (int)ack));
+	p->ack = (uint8_t)ack;
+	if (socket == NULL) {
+		wal_proto_default_socket(path, sizeof path);
+		socket = path;
+	}
+	p->socket = strdup(socket);
+	p->rx = malloc(WAL_PROTO_MAX_FRAME);
+	if (p->socket == NULL || p->rx == NULL)
+		return (wm_seterr(p->msg, WALMMAP_ENOMEM, "out of memory"));
+	rc = prod_connect(p, wm_deadline(WALMMAP_CONNECT_TIMEOUT_MS));
+	/*
+	 * A daemon that closed the connection (it died, or stops) is waited
+	 * for like a lost one; no daemon at all is an error at once.
+	 */
+	if (rc == -WALMMAP_ELOST || rc == -WALMMAP_ESHUTDOWN)
+		rc = prod_recover(p, rc);
+	return (rc < 0 ? rc : 0);
+}
+
+void
+walmmap_producer_set_timeout(struct walmmap_producer *p, int timeout_ms)
+{
+	p->timeout_ms = timeout_ms < 0 ? -1 : timeout_ms;
+}
+
+void
+walmmap_producer_set_reconnect(struct walmmap_producer *p, int on,
+    int timeout_ms)
+{
+	p->reconnect = on;
+	p->reconnect_ms = timeout_ms < 0 ? -1 : timeout_ms;
+}
+
+uint64_t
+walmmap_producer_id(const struct walmmap_producer *p)
+{
+	return (p->id);
+}
+
+uint64_t
+walmmap_producer_next_pseq(const struct walmmap_producer *p)
+{
+	return (p->next_pseq);
+}
+
+uint64_t
+walmmap_producer_reconnects(const struct walmmap_producer *p)
+{
+	return (p->reconnects);
+}
+
+uint32_t
+walmmap_producer_max_record(const struct walmmap_producer *p)
+{
+	return (p->welcome.max_record);
+}
+
+const char *
+walmmap_producer_errmsg(const struct walmmap_producer *p)
+{
+	return (p == NULL ? "out of memory" : p->msg);
+}
+
+void
+walmmap_producer_close(struct walmmap_producer *p)
+{
+	if (p == NULL)
+		return;
+	prod_drop(p);
+	prod_free_frames(p);
+	free(p->socket);
+	free(p->rx);
+	free(p);
+}
+
+int
+walmmap_producer_append(struct walmmap_producer *p, const void *data,
+    size_t len, int64_t *seq)
+{
+	struct iovec iov;
+
+	iov.iov_base = (void *)(uintptr_t)data;
+	iov.iov_len = len;
+	return (walmmap_producer_append_batch(p, &iov, 1, seq));
+}
+
+/*
+ * Append n records and return once all are acknowledged at the
+ * producer's level, across reconnects. 0, or -code with nothing of a
+ * frame not acknowledged claimed.
+ */
+int
+walmmap_producer_append_batch(struct walmmap_producer *p,
+    const struct iovec *recs, size_t n, int64_t *seqs)
+{
+	struct wal_msg_append_p a;
+	struct pframe *f;
+	size_t i = 0, j, k, off, start;
+	int64_t deadline, last = -1;
+	int rc;
+
+	if (n == 0)
+		return (0);
+	if (recs == NULL)
+		return (wm_seterr(p->msg, WALMMAP_EINVAL, "no records array"));
+	for (j = 0; j < n; j++)
+		if ((recs[j].iov_base == NULL && recs[j].iov_len > 0) ||
+		    recs[j].iov_len > WAL_MAX_PAYLOAD ||
+		    recs[j].iov_len > p->welcome.max_record ||
+		    sizeof a + 4 + recs[j].iov_len > WAL_PROTO_MAX_FRAME)
+			return (wm_seterr(p->msg, recs[j].iov_base == NULL &&
+			    recs[j].iov_len > 0 ? WALMMAP_EINVAL :
+			    WALMMAP_ETOOLARGE, "record %zu of %zu bytes: no "
+			    "data, or above the producer's limit of %" PRIu32
+			    " bytes", j, recs[j].iov_len, (uint32_t)(
+			    p->welcome.max_record < WAL_PROTO_MAX_FRAME -
+			    sizeof a - 4 ? p->welcome.max_record :
+			    WAL_PROTO_MAX_FRAME - sizeof a - 4)));
+	/* Build every frame first: they are what a reconnect resends. */
+	prod_free_frames(p);
+	if ((p->frames = calloc(n, sizeof *p->frames)) == NULL)
+		return (wm_seterr(p->msg, WALMMAP_ENOMEM, "out of memory"));
+	while (i < n) {
+		start = i;
+		off = sizeof a;
+		for (; i < n && off + 4 + recs[i].iov_len <=
+		    WAL_PROTO_MAX_FRAME; i++)
+			off += 4 + recs[i].iov_len;
+		f = &p->frames[p->nframes++];
+		if ((f->buf = malloc(off)) == NULL)
+			return (wm_seterr(p->msg, WALMMAP_ENOMEM, "out of "
+			    "memory"));
+		f->len = (uint32_t)off;
+		f->count = (uint32_t)(i - start);
+		memset(&a, 0, sizeof a);
+		a.hdr.type = WAL_MSG_APPEND_P;
+		a.hdr.len = f->len;
+		a.count = f->count;
+		a.ack = p->ack;
+		a.first_pseq = p->next_pseq;
+		p->next_pseq += f->count;
+		memcpy(f->buf, &a, sizeof a);
+		for (off = sizeof a, k = start; k < i; k++) {
+			uint32_t sz = (uint32_t)recs[k].iov_len;
+
+			memcpy(f->buf + off, &sz, 4);
+			if (sz > 0)
+				memcpy(f->buf + off + 4, recs[k].iov_base, sz);
+			off += 4 + sz;
+		}
+	}
+	for (;;) {
+		deadline = p->timeout_ms < 0 ? -1 : wm_deadline(p->timeout_ms);
+		if (p->fd == -1)
+			rc = -WALMMAP_ELOST;
+		else if ((rc = prod_send_all(p)) == 0)
+			rc = prod_collect(p, deadline);
+		if (rc == 0 && p->ack == WAL_ACK_DURABLE) {
+			for (j = 0; j < p->nframes; j++)
+				for (k = 0; k < (size_t)p->frames[j].nparts;
+				    k++)
+					if (p->frames[j].part_seq[k] +
+					    p->frames[j].part_n[k] - 1 > last)
+						last = p->frames[j].part_seq[k]
+						    + p->frames[j].part_n[k] -
+						    1;
+			rc = prod_sync(p, last, deadline);
+		}
+		if (rc == 0)
+			break;
+		if ((rc = prod_recover(p, rc)) < 0) {
+			/* Whatever was not acknowledged is in doubt. */
+			return (rc);
+		}
+	}
+	if (seqs != NULL)
+		for (i = 0, j = 0; j < p->nframes; j++) {
+			f = &p->frames[j];
+			for (k = 0; k < (size_t)f->nparts; k++)
+				for (off = 0; off < f->part_n[k]; off++)
+					seqs[i++] = f->part_seq[k] < 0 ? -1 :
+					    f->part_seq[k] + (int64_t)off;
+		}
+	prod_free_frames(p);
+	return (0);
+}
+
+/* Connect, HELLO, PRODUCER: one attempt. */
+static int
+prod_connect(struct walmmap_producer *p, int64_t deadline)
+{
+	int s, left = wm_left_ms(deadline);
+
+	if ((s = wm_connect_timeout(p->socket, p->ack, &p->welcome,
+	    deadline < 0 ? -1 : left, p->msg)) < 0)
+		return (s);
+	p->fd = s;
+	if (p->welcome.version < 2) {
+		prod_drop(p);
+		return (wm_seterr(p->msg, WALMMAP_ENOTSUP, "walmmapd at %s "
+		    "speaks protocol version %u: idempotent producers need "
+		    "2", p->socket, p->welcome.version));
+	}
+	return (prod_hello(p, deadline));
+}
+
+/* PRODUCER and its PRODUCER_OK: where the producer stands. */
+static int
+prod_hello(struct walmmap_producer *p, int64_t deadline)
+{
+	struct wal_msg_producer m;
+	struct wal_msg_producer_ok ok;
+	struct wal_msg_error e;
+	int n, fd, rc;
+
+	memset(&m, 0, sizeof m);
+	m.hdr.type = WAL_MSG_PRODUCER;
+	m.hdr.len = sizeof m;
+	m.hdr.id = p->next_req++;
+	m.producer_id = p->id;
+	if ((rc = wm_send(p->fd, &m, sizeof m, -1, 0, p->msg)) < 0) {
+		prod_drop(p);
+		return (rc);
+	}
+	for (;;) {
+		if ((n = wm_recv(p->fd, p->rx, deadline, &fd, p->msg)) <= 0) {
+			prod_drop(p);
+			return (n < 0 ? n : wm_seterr(p->msg, WALMMAP_ETIMEDOUT,
+			    "no answer to PRODUCER in time"));
+		}
+		if (fd != -1)
+			close(fd);
+		memcpy(&m.hdr, p->rx, sizeof m.hdr);
+		if (m.hdr.type == WAL_MSG_ERROR) {
+			memcpy(&e, p->rx, sizeof e);
+			rc = wm_seterr(p->msg, wm_perr(e.code), "walmmapd "
+			    "refused producer %" PRIu64 ": %.*s", p->id,
+			    (int)(e.hdr.len - sizeof e), (char *)p->rx +
+			    sizeof e);
+			prod_drop(p);
+			return (rc);
+		}
+		if (m.hdr.type == WAL_MSG_PRODUCER_OK)
+			break;
+		/* DURABLE of an earlier life, or the like: not ours. */
+	}
+	memcpy(&ok, p->rx, sizeof ok);
+	if (p->id == 0)
+		p->next_pseq = ok.next_pseq;
+	p->id = ok.producer_id;
+	if (ok.durable_seq > p->durable)
+		p->durable = ok.durable_seq;
+	if (p->next_pseq == 0)
+		p->next_pseq = ok.next_pseq;
+	return (0);
+}
+
+/*
+ * After rc broke the call: connect again with backoff while the outage
+ * lasts less than the reconnect timeout (only for a lost connection).
+ */
+static int
+prod_recover(struct walmmap_producer *p, int rc)
+{
+	struct timespec ts;
+	int64_t deadline;
+	int wait = PROD_BACKOFF_MIN_MS;
+
+	if (rc != -WALMMAP_ELOST && rc != -WALMMAP_ESHUTDOWN)
+		return (rc);
+	prod_drop(p);
+	if (!p->reconnect)
+		return (rc);
+	deadline = p->reconnect_ms < 0 ? -1 : wm_deadline(p->reconnect_ms);
+	for (;;) {
+		rc = prod_connect(p, deadline < 0 ? wm_deadline(
+		    WALMMAP_CONNECT_TIMEOUT_MS) : deadline);
+		if (rc == 0) {
+			p->reconnects++;
+			/*
+			 * What was acknowledged written but not yet durable is
+			 * sent again: a power cut may have taken it, and the
+			 * seqs it had may now be other records'. The daemon
+			 * answers what it still has as duplicates. So is a
+			 * frame acknowledged in part.
+			 */
+			for (size_t j = 0; j < p->nframes; j++)
+				if (p->ack == WAL_ACK_DURABLE ||
+				    p->frames[j].acked < p->frames[j].count) {
+					p->frames[j].acked = 0;
+					p->frames[j].nparts = 0;
+				}
+			return (0);
+		}
+		/* Refusals are final; a daemon not (yet) there is not. */
+		if (rc != -WALMMAP_ENODAEMON && rc != -WALMMAP_ELOST &&
+		    rc != -WALMMAP_ESHUTDOWN && rc != -WALMMAP_ETIMEDOUT &&
+		    rc != -WALMMAP_EBUSY)
+			return (rc);
+		if (wm_expired(deadline)) {
+			char why[WM_MSG_MAX];
+
+			snprintf(why, sizeof why, "%s", p->msg);
+			return (wm_seterr(p->msg, WALMMAP_ELOST, "connection "
+			    "to walmmapd lost and not back within %d ms "
+			    "(last attempt: %s)", p->reconnect_ms, why));
+		}
+		ts.tv_sec = wait / 1000;
+		ts.tv_nsec = (long)(wait % 1000) * 1000000;
+		nanosleep(&ts, NULL);
+		wait = wait * 2 > PROD_BACKOFF_MAX_MS ? PROD_BACKOFF_MAX_MS :
+		    wait * 2;
+	}
+}
+
+/* Send every frame not yet acknowledged, with a fresh request id. */
+static int
+prod_send_all(struct walmmap_producer *p)
+{
+	struct pframe *f;
+	size_t j;
+	int rc;
+
+	for (j = 0; j < p->nframes; j++) {
+		f = &p->frames[j];
+		if (f->acked == f->count)
+			continue;
+		f->id = p->next_req++;
+		memcpy(f->buf + offsetof(struct wal_msg, id), &f->id,
+		    sizeof f->id);
+		if ((rc = wm_send(p->fd, f->buf, f->len, -1, 0, p->msg)) < 0)
+			return (rc);
+	}
+	return (0);
+}
+
+/* Read replies until every frame has its ACK. */
+static int
+prod_collect(struct walmmap_producer *p, int64_t deadline)
+{
+	size_t j, left;
+	int n, fd, rc;
+
+	for (;;) {
+		for (left = 0, j = 0; j < p->nframes; j++)
+			if (p->frames[j].acked < p->frames[j].count)
+				left++;
+		if (left == 0)
+			return (0);
+		if ((n = wm_recv(p->fd, p->rx, deadline, &fd, p->msg)) < 0)
+			return (n);
+		if (fd != -1)
+			close(fd);
+		if (n == 0 || wm_expired(deadline))
+			return (wm_seterr(p->msg, WALMMAP_ETIMEDOUT, "%zu "
+			    "append frame%s of producer %" PRIu64 " not "
+			    "acknowledged within %d ms", left, left == 1 ? "" :
+			    "s", p->id, p->timeout_ms));
+		if ((rc = prod_handle(p, p->rx, n)) < 0)
+			return (rc);
+	}
+}
+
+/* One frame from the daemon. */
+static int
+prod_handle(struct walmmap_producer *p, const uint8_t *buf, int len)
+{
+	struct wal_msg hdr;
+	struct wal_msg_ack a;
+	struct wal_ack_entry e;
+	struct wal_msg_durable d;
+	struct wal_msg_error er;
+	struct pframe *f;
+	uint32_t i;
+	size_t j;
+
+	memcpy(&hdr, buf, sizeof hdr);
+	switch (hdr.type) {
+	case WAL_MSG_ACK:
+		memcpy(&a, buf, sizeof a);
+		for (i = 0; i < a.count; i++) {
+			memcpy(&e, buf + sizeof a + i * sizeof e, sizeof e);
+			for (j = 0; j < p->nframes; j++) {
+				f = &p->frames[j];
+				if (f->id != e.id || f->nparts == 2 ||
+				    e.count > f->count - f->acked)
+					continue;
+				f->part_seq[f->nparts] = e.first_seq < 0 ? -1 :
+				    e.first_seq;
+				f->part_n[f->nparts++] = e.count;
+				f->acked += e.count;
+				if (e.flags & WAL_ACK_F_DUP)
+					p->dups += e.count;
+			}
+		}
+		break;
+	case WAL_MSG_DURABLE:
+		memcpy(&d, buf, sizeof d);
+		if (d.durable_seq > p->durable)
+			p->durable = d.durable_seq;
+		break;
+	case WAL_MSG_ERROR:
+		memcpy(&er, buf, sizeof er);
+		return (wm_seterr(p->msg, er.code == WAL_PERR_SHUTDOWN ?
+		    WALMMAP_ESHUTDOWN : wm_perr(er.code), "walmmapd: %.*s",
+		    (int)((size_t)len - sizeof er), (const char *)buf +
+		    sizeof er));
+	default:
+		break;
+	}
+	return (0);
+}
+
+/* Durable up to seq: wait for the DURABLE the daemon owes, or ask. */
+static int
+prod_sync(struct walmmap_producer *p, int64_t seq, int64_t deadline)
+{
+	struct wal_msg m;
+	uint64_t id;
+	int n, fd, rc;
+
+	if (seq <= p->durable)
+		return (0);
+	memset(&m, 0, sizeof m);
+	m.type = WAL_MSG_SYNC;
+	m.len = sizeof m;
+	m.id = id = p->next_req++;
+	if ((rc = wm_send(p->fd, &m, sizeof m, -1, 0, p->msg)) < 0)
+		return (rc);
+	while (p->durable < seq) {
+		if ((n = wm_recv(p->fd, p->rx, deadline, &fd, p->msg)) < 0)
+			return (n);
+		if (fd != -1)
+			close(fd);
+		if (n == 0 || wm_expired(deadline))
+			return (wm_seterr(p->msg, WALMMAP_ETIMEDOUT, "seq %"
+			    PRId64 " not durable within %d ms", seq,
+			    p->timeout_ms));
+		if ((rc = prod_handle(p, p->rx, n)) < 0)
+			return (rc);
+	}
+	return (0);
+}
+
+static void
+prod_drop(struct walmmap_producer *p)
+{
+	if (p->fd != -1)
+		close(p->fd);
+	p->fd = -1;
+}
+
+static void
+prod_free_frames(struct walmmap_producer *p)
+{
+	size_t j;
+
+	for (j = 0; j < p->nframes; j++)
+		free(p->frames[j].buf);
+	free(p->frames);
+	p->frames = NULL;
+	p->nframes = 0;
+}

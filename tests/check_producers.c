@@ -1,0 +1,878 @@
+/*
+ * walmmapd tests - idempotent producers (PRODUCER, APPEND_P), the
+ * producer table and its recovery, transparent reconnect in libwalmmap,
+ * provenance in walctl dump. Real walmmapd, real libwalmmap.
+ */
+#include "config.h"
+
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <check.h>
+
+#include "powercut.h"
+#include "testsupport.h"
+#include "tsdaemon.h"
+#include "wal_proto.h"
+#include "wal_ptab.h"
+#include "wal_reader.h"
+#include "wal_ring.h"
+#include "walmmap.h"
+
+static char		*base;
+static struct ts_daemon	 d;
+
+static void
+start(const char *o1, const char *o2)
+{
+	int rc;
+
+	if (o1 == NULL)
+		rc = ts_daemon_start(&d, "--segment-size", "256K", "-o",
+		    "prefault=no", NULL);
+	else if (o2 == NULL)
+		rc = ts_daemon_start(&d, "--segment-size", "256K", "-o",
+		    "prefault=no", "-o", o1, NULL);
+	else
+		rc = ts_daemon_start(&d, "--segment-size", "256K", "-o",
+		    "prefault=no", "-o", o1, "-o", o2, NULL);
+	ck_assert_msg(rc == 0, "walmmapd did not start (%d): %s", rc,
+	    ts_daemon_log(&d));
+}
+
+/* A raw v2 connection that is producer id (0: new). */
+static int
+raw_producer(uint64_t id, struct wal_msg_producer_ok *ok)
+{
+	int s = ts_raw_connect(&d);
+
+	ts_raw_hello(s);
+	ck_assert_uint_eq(ts_raw_producer(s, id, ok), 0);
+	return (s);
+}
+
+/* The next ACK's single entry. */
+static struct wal_ack_entry
+ack_of(int s)
+{
+	uint8_t buf[4096];
+	struct wal_msg_ack a;
+	struct wal_ack_entry e;
+
+	ts_raw_recv_until(s, WAL_MSG_ACK, buf, sizeof buf, 10000);
+	memcpy(&a, buf, sizeof a);
+	ck_assert_uint_eq(a.count, 1);
+	memcpy(&e, buf + sizeof a, sizeof e);
+	return (e);
+}
+
+static int64_t
+next_seq(void)
+{
+	struct walmmap *w;
+	struct walmmap_status st;
+
+	ck_assert_int_eq(walmmap_connect(&w, d.sock, WALMMAP_ACK_WRITTEN, 0),
+	    0);
+	ck_assert_int_eq(walmmap_status(w, &st), 0);
+	walmmap_close(w);
+	return (st.next_seq);
+}
+
+/* Records whose payload is text, in log order, into a string. */
+static char *
+log_text(void)
+{
+	struct wal_reader *r;
+	struct wal_record rec;
+	struct wal_error err;
+	size_t len = 0;
+	char *out = calloc(1, 1);
+
+	ck_assert_msg(wal_reader_open(d.data, &r, &err) == 0, "%s", err.msg);
+	while (wal_reader_next(r, &rec, &err) == 1) {
+		out = realloc(out, len + rec.size + 2);
+		memcpy(out + len, rec.payload, rec.size);
+		len += rec.size;
+		out[len++] = ' ';
+		out[len] = '\0';
+	}
+	wal_reader_close(r);
+	return (out);
+}
+
+/*
+ * A resent frame is acknowledged with its first seq and not written; a
+ * frame cut short and sent again is written from where it was cut.
+ */
+START_TEST(test_duplicate)
+{
+	struct wal_msg_producer_ok ok;
+	struct wal_ack_entry e;
+	struct wal_msg_ack am;
+	uint8_t buf[4096];
+	char *txt;
+	int s;
+
+	start(NULL, NULL);
+	s = raw_producer(0, &ok);
+	ck_assert_uint_ne(ok.producer_id, 0);
+	ck_assert_uint_eq(ok.next_pseq, 1);
+	ck_assert_int_eq(ok.last_seq, -1);
+	ts_raw_append_p(s, 10, 1, 3, WAL_ACK_WRITTEN);
+	e = ack_of(s);
+	ck_assert_uint_eq(e.id, 10);
+	ck_assert_int_eq(e.first_seq, 0);
+	ck_assert_uint_eq(e.flags, 0);
+	ts_raw_append_p(s, 11, 4, 2, WAL_ACK_WRITTEN);
+	ck_assert_int_eq(ack_of(s).first_seq, 3);
+	/* Both frames again: duplicates, with the original seqs. */
+	ts_raw_append_p(s, 12, 1, 3, WAL_ACK_WRITTEN);
+	e = ack_of(s);
+	ck_assert_uint_eq(e.id, 12);
+	ck_assert_int_eq(e.first_seq, 0);
+	ck_assert_uint_eq(e.count, 3);
+	ck_assert_uint_eq(e.flags, WAL_ACK_F_DUP);
+	ts_raw_append_p(s, 13, 4, 2, WAL_ACK_DURABLE);
+	e = ack_of(s);
+	ck_assert_int_eq(e.first_seq, 3);
+	ck_assert_uint_eq(e.flags, WAL_ACK_F_DUP);
+	ck_assert_int_eq(next_seq(), 5);
+	/* A jump and a frame across next_pseq are refused, nothing written. */
+	ts_raw_append_p(s, 14, 9, 1, WAL_ACK_WRITTEN);
+	ts_raw_expect_error(s, WAL_PERR_PSEQ, 0, "jumps", 10000);
+	ck_assert_int_eq(next_seq(), 5);
+	/*
+	 * A frame across next_pseq (one a crash cut short, sent again):
+	 * two entries, the part in the log (DUP) and the rest, written.
+	 */
+	ts_raw_append_p(s, 15, 4, 4, WAL_ACK_WRITTEN);
+	ts_raw_recv_until(s, WAL_MSG_ACK, buf, sizeof buf, 10000);
+	memcpy(&am, buf, sizeof am);
+	ck_assert_uint_eq(am.count, 2);
+	memcpy(&e, buf + sizeof am, sizeof e);
+	ck_assert_uint_eq(e.id, 15);
+	ck_assert_int_eq(e.first_seq, 3);
+	ck_assert_uint_eq(e.count, 2);
+	ck_assert_uint_eq(e.flags, WAL_ACK_F_DUP);
+	memcpy(&e, buf + sizeof am + sizeof e, sizeof e);
+	ck_assert_uint_eq(e.id, 15);
+	ck_assert_int_eq(e.first_seq, 5);
+	ck_assert_uint_eq(e.count, 2);
+	ck_assert_uint_eq(e.flags, 0);
+	ts_raw_append_p(s, 16, 8, 1, WAL_ACK_WRITTEN);
+	ck_assert_int_eq(ack_of(s).first_seq, 7);
+	close(s);
+	ck_assert_int_eq(ts_daemon_stop(&d), 0);
+	txt = log_text();
+	ck_assert_str_eq(txt, "r1 r2 r3 r4 r5 r6 r7 r8 ");
+	free(txt);
+}
+END_TEST
+
+/* APPEND_P before PRODUCER, an unknown id, PRODUCER twice. */
+START_TEST(test_bad_requests)
+{
+	struct wal_msg_producer_ok ok;
+	int s;
+
+	start(NULL, NULL);
+	s = ts_raw_connect(&d);
+	ts_raw_hello(s);
+	ts_raw_append_p(s, 1, 1, 1, WAL_ACK_WRITTEN);
+	ts_raw_expect_error(s, WAL_PERR_PRODUCER, 0, "before PRODUCER",
+	    10000);
+	ck_assert_uint_eq(ts_raw_producer(s, 4242, &ok), WAL_PERR_PRODUCER);
+	ck_assert_uint_eq(ts_raw_producer(s, 0, &ok), 0);
+	ck_assert_uint_eq(ts_raw_producer(s, 0, &ok), WAL_PERR_PRODUCER);
+	close(s);
+	ck_assert_int_eq(next_seq(), 0);
+	ck_assert_int_eq(ts_daemon_stop(&d), 0);
+}
+END_TEST
+
+/* A producer id belongs to its uid (needs root to be another user). */
+START_TEST(test_other_uid)
+{
+	struct wal_msg_producer_ok ok;
+	pid_t pid;
+	int s, status;
+
+	if (geteuid() != 0) {
+		fprintf(stderr, "test_other_uid: skipped (needs root)\n");
+		return;
+	}
+	ck_assert_int_eq(chmod(base, 0755), 0);
+	start("socket_mode=0666", NULL);
+	s = raw_producer(0, &ok);
+	if ((pid = fork()) == 0) {
+		struct walmmap_producer *p;
+		int rc;
+
+		if (setgid(65534) != 0 || setuid(65534) != 0)
+			_exit(10);
+		rc = walmmap_producer_open(&p, d.sock, WALMMAP_ACK_WRITTEN,
+		    ok.producer_id);
+		if (rc != -WALMMAP_EPERM && rc != -WALMMAP_EPROTO &&
+		    rc >= 0) {
+			fprintf(stderr, "rc %d\n", rc);
+			_exit(11);
+		}
+		if (strstr(walmmap_producer_errmsg(p), "belongs to uid 0") ==
+		    NULL) {
+			fprintf(stderr, "%s\n", walmmap_producer_errmsg(p));
+			_exit(12);
+		}
+		walmmap_producer_close(p);
+		/* Its own new producer is fine. */
+		if (walmmap_producer_open(&p, d.sock, WALMMAP_ACK_WRITTEN, 0)
+		    != 0 || walmmap_producer_append(p, "u", 1, NULL) != 0)
+			_exit(13);
+		walmmap_producer_close(p);
+		_exit(0);
+	}
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	    "status %#x", status);
+	close(s);
+	ck_assert_int_eq(next_seq(), 1);
+	ck_assert_int_eq(ts_daemon_stop(&d), 0);
+}
+END_TEST
+
+/* After kill -9 the table knows every written record: resends are DUP. */
+START_TEST(test_kill9_resend)
+{
+	struct wal_msg_producer_ok ok, ok2;
+	struct wal_ack_entry e;
+	char *txt;
+	int s;
+
+	start(NULL, NULL);
+	s = raw_producer(0, &ok);
+	ts_raw_append_p(s, 1, 1, 2, WAL_ACK_WRITTEN);
+	ck_assert_int_eq(ack_of(s).first_seq, 0);
+	ts_raw_append_p(s, 2, 3, 2, WAL_ACK_WRITTEN);
+	ck_assert_int_eq(ack_of(s).first_seq, 2);
+	close(s);
+	ts_daemon_kill(&d);
+	start(NULL, NULL);
+	s = raw_producer(ok.producer_id, &ok2);
+	ck_assert_uint_eq(ok2.producer_id, ok.producer_id);
+	ck_assert_uint_eq(ok2.next_pseq, 5);
+	ck_assert_int_eq(ok2.last_seq, 3);
+	ts_raw_append_p(s, 3, 3, 2, WAL_ACK_WRITTEN);
+	e = ack_of(s);
+	ck_assert_int_eq(e.first_seq, 2);
+	ck_assert_uint_eq(e.flags, WAL_ACK_F_DUP);
+	ts_raw_append_p(s, 4, 5, 1, WAL_ACK_DURABLE);
+	e = ack_of(s);
+	ck_assert_int_eq(e.first_seq, 4);
+	ck_assert_uint_eq(e.flags, 0);
+	close(s);
+	ck_assert_int_eq(ts_daemon_stop(&d), 0);
+	txt = log_text();
+	ck_assert_str_eq(txt, "r1 r2 r3 r4 r5 ");
+	free(txt);
+}
+END_TEST
+
+struct bg_append {
+	struct walmmap_producer	*p;
+	int			 rc;
+	int64_t			 seq;
+};
+
+static void *
+bg_append_main(void *arg)
+{
+	struct bg_append *b = arg;
+
+	b->rc = walmmap_producer_append(b->p, "late", 4, &b->seq);
+	return (NULL);
+}
+
+/*
+ * The library reconnects: an append made while walmmapd is down returns
+ * success once a new walmmapd is up; with reconnect off it fails.
+ */
+START_TEST(test_library_reconnect)
+{
+	struct walmmap_producer *p;
+	struct bg_append b;
+	pthread_t th;
+	uint64_t id;
+	int64_t seq;
+	char *txt;
+
+	start(NULL, NULL);
+	ck_assert_int_eq(walmmap_producer_open(&p, d.sock, WALMMAP_ACK_DURABLE,
+	    0), 0);
+	id = walmmap_producer_id(p);
+	ck_assert_uint_ne(id, 0);
+	ck_assert_int_eq(walmmap_producer_append(p, "early", 5, &seq), 0);
+	ck_assert_int_eq(seq, 0);
+	ts_daemon_kill(&d);
+	memset(&b, 0, sizeof b);
+	b.p = p;
+	walmmap_producer_set_reconnect(p, 1, 60000);
+	ck_assert_int_eq(pthread_create(&th, NULL, bg_append_main, &b), 0);
+	usleep(100000);		/* (not needed for the outcome) */
+	start(NULL, NULL);
+	ck_assert_int_eq(pthread_join(th, NULL), 0);
+	ck_assert_msg(b.rc == 0, "append across the restart: %s",
+	    walmmap_producer_errmsg(p));
+	ck_assert_int_eq(b.seq, 1);
+	ck_assert_uint_ge(walmmap_producer_reconnects(p), 1);
+	ck_assert_uint_eq(walmmap_producer_id(p), id);
+	/* Off: the loss is the caller's. */
+	walmmap_producer_set_reconnect(p, 0, 0);
+	ts_daemon_kill(&d);
+	ck_assert_int_eq(walmmap_producer_append(p, "lost", 4, NULL),
+	    -WALMMAP_ELOST);
+	walmmap_producer_close(p);
+	start(NULL, NULL);
+	ck_assert_int_eq(ts_daemon_stop(&d), 0);
+	txt = log_text();
+	ck_assert_str_eq(txt, "early late ");
+	free(txt);
+}
+END_TEST
+
+/* The table is bounded: full is an error; idle producers expire. */
+START_TEST(test_table_full)
+{
+	struct wal_msg_producer_ok ok1, ok2, ok3;
+	int s1, s2, s3, i, rc = -1;
+
+	start("producers=2", "producer_expire=1s");
+	s1 = raw_producer(0, &ok1);
+	s2 = raw_producer(0, &ok2);
+	s3 = ts_raw_connect(&d);
+	ts_raw_hello(s3);
+	ck_assert_uint_eq(ts_raw_producer(s3, 0, &ok3), WAL_PERR_PRODUCER);
+	/* Still connected: never expired, however long idle. */
+	close(s1);
+	/* s1's producer expires once idle for 1 s (bounded wait). */
+	for (i = 0; i < 100; i++) {
+		if ((rc = (int)ts_raw_producer(s3, 0, &ok3)) == 0)
+			break;
+		usleep(100000);
+	}
+	ck_assert_int_eq(rc, 0);
+	ck_assert_uint_gt(ok3.producer_id, ok2.producer_id);
+	/* The expired id is unknown now. */
+	close(s3);
+	s3 = ts_raw_connect(&d);
+	ts_raw_hello(s3);
+	ck_assert_uint_eq(ts_raw_producer(s3, ok1.producer_id, &ok3),
+	    WAL_PERR_PRODUCER);
+	close(s3);
+	close(s2);
+	ck_assert_int_eq(ts_daemon_stop(&d), 0);
+}
+END_TEST
+
+static int
+has_aside(void)
+{
+	DIR *dp = opendir(d.data);
+	struct dirent *de;
+	int found = 0;
+
+	ck_assert_ptr_nonnull(dp);
+	while ((de = readdir(dp)) != NULL)
+		if (strncmp(de->d_name, WAL_PTAB_FILE ".corrupt-",
+		    strlen(WAL_PTAB_FILE ".corrupt-")) == 0)
+			found = 1;
+	closedir(dp);
+	return (found);
+}
+
+/* A corrupt or missing table: said clearly; the log opens. */
+START_TEST(test_table_damaged)
+{
+	struct walmmap_producer *p;
+	char path[PATH_MAX + 64];
+	int fd;
+
+	start(NULL, NULL);
+	ck_assert_int_eq(walmmap_producer_open(&p, d.sock, WALMMAP_ACK_WRITTEN,
+	    0), 0);
+	ck_assert_int_eq(walmmap_producer_append(p, "one", 3, NULL), 0);
+	walmmap_producer_close(p);
+	ck_assert_int_eq(ts_daemon_stop(&d), 0);
+	snprintf(path, sizeof path, "%s/%s", d.data, WAL_PTAB_FILE);
+	ck_assert_int_ge(fd = open(path, O_WRONLY), 0);
+	ck_assert_int_eq(pwrite(fd, "garbage!", 8, 0), 8);
+	close(fd);
+	start(NULL, NULL);
+	ck_assert(ts_daemon_log_wait(&d, "is unusable (bad magic)"));
+	ck_assert(has_aside());
+	ck_assert_int_eq(next_seq(), 1);
+	ck_assert_int_eq(ts_daemon_stop(&d), 0);
+	ck_assert_int_eq(unlink(path), 0);
+	start(NULL, NULL);
+	ck_assert(ts_daemon_log_wait(&d, "was missing"));
+	ck_assert_int_eq(next_seq(), 1);
+	ck_assert_int_eq(walmmap_producer_open(&p, d.sock, WALMMAP_ACK_WRITTEN,
+	    0), 0);
+	ck_assert_int_eq(walmmap_producer_append(p, "two", 3, NULL), 0);
+	walmmap_producer_close(p);
+	ck_assert_int_eq(ts_daemon_stop(&d), 0);
+}
+END_TEST
+
+/* Recovery of the table against a shorter log (the log is the truth). */
+START_TEST(test_ptab_recover)
+{
+	struct wal_ptab_config pc = { 4, 16 };
+	struct wal_ptab_recovery info;
+	struct wal_ptab *t;
+	struct wal_error err;
+	char dir[PATH_MAX + 16];
+	int dfd, slot, slot2, i;
+	uint64_t id, id2;
+
+	snprintf(dir, sizeof dir, "%s/ptab", base);
+	ck_assert_int_eq(mkdir(dir, 0700), 0);
+	ck_assert_int_ge(dfd = open(dir, O_RDONLY | O_DIRECTORY), 0);
+	ck_assert_msg(wal_ptab_open(dfd, dir, 0, &pc, &t, &info, &err) == 0,
+	    "%s", err.msg);
+	ck_assert(info.created);
+	slot = wal_ptab_create(t, 0, 0, 1, 0, NULL, NULL);
+	slot2 = wal_ptab_create(t, 0, 0, 1, 0, NULL, NULL);
+	ck_assert_int_ge(slot, 0);
+	ck_assert_int_eq(wal_ptab_claim(t, slot, 1, "a", "a", 1, &err), 0);
+	ck_assert_int_eq(wal_ptab_claim(t, slot2, 1, "b", "b", 1, &err), 0);
+	id = t->slots[slot].id;
+	id2 = t->slots[slot2].id;
+	/* Producer 1 wrote seqs 0..9 (pseqs 1..10), producer 2 seq 10. */
+	for (i = 0; i < 10; i++)
+		wal_ptab_note(t, id, (uint64_t)i + 1, i, 0);
+	wal_ptab_advance(t, slot, 11, 9, 2);
+	wal_ptab_note(t, id2, 1, 10, WAL_PTAB_J_FIRST);
+	/* Its slot was not updated (a kill before): the journal knows. */
+	ck_assert_int_eq(wal_ptab_lookup(t, id, 4, NULL), 3);
+	wal_ptab_close(t);
+
+	/* The log kept seqs 0..4 only. */
+	ck_assert_msg(wal_ptab_open(dfd, dir, 5, &pc, &t, &info, &err) == 0,
+	    "%s", err.msg);
+	ck_assert_uint_eq(info.erased, 6);
+	ck_assert_uint_eq(info.cut_back, 1);
+	ck_assert_uint_eq(t->slots[slot].next_pseq, 6);
+	ck_assert_int_eq(t->slots[slot].last_seq, 4);
+	ck_assert_int_eq(wal_ptab_lookup(t, id, 5, NULL), 4);
+	ck_assert_int_eq(wal_ptab_lookup(t, id, 7, NULL), -1);
+	ck_assert_uint_eq(t->slots[slot2].next_pseq, 1);
+	/* Continuing: seq 5 is the producer's pseq 6. */
+	wal_ptab_note(t, id, 6, 5, 0);
+	wal_ptab_close(t);
+	ck_assert_msg(wal_ptab_open(dfd, dir, 6, &pc, &t, &info, &err) == 0,
+	    "%s", err.msg);
+	ck_assert_uint_eq(info.advanced, 1);
+	ck_assert_uint_eq(t->slots[slot].next_pseq, 7);
+	ck_assert_int_eq(t->slots[slot].last_seq, 5);
+	/* A slot ahead of the log with no journal entry to go back to. */
+	t->slots[slot2].last_seq = 100;
+	t->slots[slot2].next_pseq = 50;
+	wal_ptab_close(t);
+	ck_assert_msg(wal_ptab_open(dfd, dir, 6, &pc, &t, &info, &err) == 0,
+	    "%s", err.msg);
+	ck_assert_uint_eq(info.lost, 1);
+	ck_assert(t->slots[slot2].flags & WAL_PTAB_F_LOST);
+	wal_ptab_close(t);
+	close(dfd);
+}
+END_TEST
+
+/* walctl dump --json names the producer of each record; --producer. */
+START_TEST(test_provenance)
+{
+	char *out, *txt;
+	int s;
+	struct wal_msg_producer_ok ok;
+
+	start(NULL, NULL);
+	ck_assert_int_eq(ts_run_prog("client/walctl", "x\ny\n", 4, &out, "-s",
+	    d.sock, "append", NULL), 0);
+	free(out);
+	/* A plain connection's record has no producer. */
+	ck_assert_int_eq(ts_run_prog("client/walctl", "z\n", 2, &out, "-s",
+	    d.sock, "append", "--ack", "none", NULL), 0);
+	free(out);
+	s = raw_producer(0, &ok);
+	ts_raw_append_p(s, 1, 1, 1, WAL_ACK_WRITTEN);
+	ck_assert_int_eq(ack_of(s).first_seq, 3);
+	close(s);
+	ck_assert_int_eq(ts_daemon_stop(&d), 0);
+	ck_assert_int_eq(ts_run_prog("client/walctl", NULL, 0, &out, "dump",
+	    "--json", d.data, NULL), 0);
+	ck_assert_msg(strstr(out, "\"size\":1,\"producer\":{\"id\":1,"
+	    "\"pseq\":1,\"uid\":0,\"gid\":0,") != NULL || geteuid() != 0,
+	    "%s", out);
+	ck_assert_msg(strstr(out, "\"comm\":\"walctl\",\"exe\":\"walctl\"},"
+	    "\"payload\":\"y\"}") != NULL || strstr(out, "\"exe\":\"lt-walctl"
+	    "\"},\"payload\":\"y\"}") != NULL, "%s", out);
+	ck_assert_msg(strstr(out, "\"size\":1,\"payload\":\"z\"}") != NULL,
+	    "%s", out);
+	ck_assert_msg(strstr(out, "\"producer\":{\"id\":2,\"pseq\":1,") !=
+	    NULL, "%s", out);
+	free(out);
+	ck_assert_int_eq(ts_run_prog("client/walctl", NULL, 0, &out, "dump",
+	    "--producer", "2", "--raw", d.data, NULL), 0);
+	ck_assert_str_eq(out, "r1\n");
+	free(out);
+	ck_assert_int_eq(ts_run_prog("client/walctl", NULL, 0, &out, "dump",
+	    "--producer", "1", "--raw", d.data, NULL), 0);
+	ck_assert_str_eq(out, "x\ny\n");
+	free(out);
+	txt = log_text();
+	ck_assert_str_eq(txt, "x y z r1 ");
+	free(txt);
+}
+END_TEST
+
+/*
+ * Power cuts (check_recover style, tests/powercut.c): three producers
+ * append frames through the daemon's path in-process (journal entry, then
+ * commit; the table synced with every sync that moves the durable seq),
+ * syncs come at random; at random moments the disk is built as a power
+ * cut could leave it (log and table each at most what their syncs
+ * covered, unsynced pages there or not). After recovery each producer
+ * resends every record not acknowledged durable, as libwalmmap does: every
+ * record acknowledged durable must be in the log exactly once and be
+ * recognised as a duplicate with its seq; every record sent is in the log.
+ * PC_CUTS (default 24) runs it longer.
+ */
+#define PC_NPROD	3
+
+static int
+pc_companion(void *arg, int64_t covered, struct wal_error *err)
+{
+	return (wal_ptab_sync(arg, covered, err));
+}
+
+/* Producer p's record pseq: "P<p>:<pseq>:" and filler, 4..600 bytes. */
+static uint32_t
+pc_payload(uint8_t *buf, unsigned p, uint64_t pseq)
+{
+	uint32_t len = (uint32_t)snprintf((char *)buf, 64, "P%u:%llu:", p,
+	    (unsigned long long)pseq);
+	uint32_t extra = (uint32_t)((pseq * 2654435761u + p) % 560);
+
+	memset(buf + len, 'a' + (int)(pseq % 26), extra);
+	return (len + extra);
+}
+
+/* One frame of count records of producer slot through ring r. */
+static int64_t
+pc_frame(struct wal_ring *r, struct wal_ptab *t, int slot, unsigned p,
+    uint64_t pseq, uint32_t count)
+{
+	struct wal_error err;
+	uint8_t buf[1024], *dst;
+	uint64_t id = t->slots[slot].id;
+	int64_t first = -1, seq;
+	uint32_t i, len;
+
+	for (i = 0; i < count; i++) {
+		len = pc_payload(buf, p, pseq + i);
+		ck_assert_msg(wal_ring_reserve(r, len, &dst, &err) == 0, "%s",
+		    err.msg);
+		memcpy(dst, buf, len);
+		wal_ptab_note(t, id, pseq + i, wal_ring_next_seq(r), i == 0 ?
+		    WAL_PTAB_J_FIRST : 0);
+		seq = wal_ring_commit_deferred(r, -1);
+		if (first < 0)
+			first = seq;
+	}
+	wal_ring_flush(r);
+	wal_ptab_advance(t, slot, pseq + count, first + count - 1, 1);
+	return (first);
+}
+
+START_TEST(test_power_cut)
+{
+	struct wal_ring_config cfg = { .segment_size = 64 * 1024,
+	    .ring_segments = 3, .no_prefault = 1 };
+	struct wal_ptab_config pc = { 8, 4096 };
+	struct wal_ptab_recovery pinfo;
+	struct wal_recovery info;
+	struct wal_error err;
+	struct wal_ring *r, *sr;
+	struct wal_ptab *t, *st;
+	struct wal_reader *rd;
+	struct wal_record rec;
+	const char *env = getenv("PC_CUTS");
+	int cuts = env != NULL ? atoi(env) : 24, done = 0, mode, dfd, sdfd;
+	int slot[PC_NPROD], s2;
+	uint64_t sent[PC_NPROD], *seen[PC_NPROD], pseq, dups = 0, twice = 0;
+	uint64_t resent = 0, kept = 0;
+	int64_t durable, *seqs[PC_NPROD], first, d0;
+	char data[PATH_MAX + 16], state[PATH_MAX + 32];
+	unsigned p, seed = 4242, k, n;
+
+	snprintf(data, sizeof data, "%s/pc-data", base);
+	ck_assert_int_eq(mkdir(data, 0750), 0);
+	pc_watch(data);
+	cfg.dir = data;
+	ck_assert_msg(wal_ring_open(&cfg, &r, NULL, &err) == 0, "%s", err.msg);
+	ck_assert_int_ge(dfd = open(data, O_RDONLY | O_DIRECTORY), 0);
+	ck_assert_msg(wal_ptab_open(dfd, data, 0, &pc, &t, &pinfo, &err) == 0,
+	    "%s", err.msg);
+	wal_ring_set_companion(r, pc_companion, t);
+	for (p = 0; p < PC_NPROD; p++) {
+		slot[p] = wal_ptab_create(t, 0, 0, 1, 0, NULL, NULL);
+		ck_assert_int_eq(wal_ptab_claim(t, slot[p], 1, "pc", "pc", 1,
+		    &err), 0);
+		sent[p] = 0;
+		ck_assert_ptr_nonnull(seqs[p] = calloc(200000,
+		    sizeof *seqs[p]));
+	}
+	while (done < cuts) {
+		/* Frames of 1..40 records, a sync now and then. */
+		for (k = 1 + rand_r(&seed) % 40; k > 0; k--) {
+			p = (unsigned)rand_r(&seed) % PC_NPROD;
+			n = 1 + (unsigned)rand_r(&seed) % 40;
+			ck_assert_uint_lt(sent[p] + n, 200000);
+			first = pc_frame(r, t, slot[p], p, sent[p] + 1, n);
+			for (pseq = 0; pseq < n; pseq++)
+				seqs[p][sent[p] + 1 + pseq] = first +
+				    (int64_t)pseq;
+			sent[p] += n;
+			if (rand_r(&seed) % 6 == 0)
+				ck_assert_msg(wal_ring_sync(r, NULL, &err) ==
+				    0, "%s", err.msg);
+		}
+		mode = done % PC_NMODES;
+		snprintf(state, sizeof state, "%s/pc-state-%d", base, done);
+		pc_hold();
+		durable = wal_ring_durable_seq(r);
+		ck_assert_int_gt(pc_cut(state, (enum pc_mode)mode, seed +
+		    (unsigned)done), 0);
+		pc_release();
+
+		/* Recover the log, then the table against it. */
+		cfg.dir = state;
+		ck_assert_msg(wal_ring_open(&cfg, &sr, &info, &err) == 0,
+		    "cut %d: %s", done, err.msg);
+		ck_assert_int_ge(sdfd = open(state, O_RDONLY | O_DIRECTORY),
+		    0);
+		ck_assert_msg(wal_ptab_open(sdfd, state, info.next_seq, &pc,
+		    &st, &pinfo, &err) == 0, "cut %d: %s", done, err.msg);
+		ck_assert_msg(!pinfo.corrupt && !pinfo.created, "cut %d: table "
+		    "%s", done, pinfo.why);
+		/* Each producer resends all it has not seen durable. */
+		for (p = 0; p < PC_NPROD; p++) {
+			s2 = wal_ptab_find(st, t->slots[slot[p]].id);
+			ck_assert_int_ge(s2, 0);
+			ck_assert(!(st->slots[s2].flags & WAL_PTAB_F_LOST));
+			for (pseq = 1; pseq <= sent[p]; pseq++) {
+				if (seqs[p][pseq] <= durable) {
+					/* Durable: known, at its seq. */
+					ck_assert_msg(pseq <
+					    st->slots[s2].next_pseq, "cut %d "
+					    "mode %d: producer %u's durable "
+					    "record %llu unknown to the table",
+					    done, mode, p,
+					    (unsigned long long)pseq);
+					d0 = wal_ptab_lookup(st,
+					    st->slots[s2].id, pseq, NULL);
+					ck_assert(d0 == seqs[p][pseq] ||
+					    d0 == -1);
+					continue;
+				}
+				resent++;
+				if (pseq < st->slots[s2].next_pseq) {
+					dups++;
+					continue;
+				}
+				ck_assert_uint_eq(pseq,
+				    st->slots[s2].next_pseq);
+				(void)pc_frame(sr, st, s2, p, pseq, 1);
+			}
+		}
+		ck_assert_int_eq(wal_ring_sync(sr, NULL, &err), 0);
+		wal_ring_close(sr);
+		wal_ptab_close(st);
+		close(sdfd);
+		/* Every record once (durable ones for sure), in order. */
+		for (p = 0; p < PC_NPROD; p++)
+			ck_assert_ptr_nonnull(seen[p] = calloc(sent[p] + 2,
+			    sizeof *seen[p]));
+		ck_assert_msg(wal_reader_open(state, &rd, &err) == 0, "%s",
+		    err.msg);
+		while (wal_reader_next(rd, &rec, &err) == 1) {
+			unsigned long long q;
+			char tmp[32];
+
+			n = rec.size < sizeof tmp - 1 ? rec.size : sizeof tmp -
+			    1;
+			memcpy(tmp, rec.payload, n);
+			tmp[n] = '\0';
+			ck_assert(sscanf(tmp, "P%u:%llu:", &p, &q) == 2);
+			ck_assert(p < PC_NPROD && q >= 1 && q <= sent[p]);
+			seen[p][q]++;
+		}
+		wal_reader_close(rd);
+		for (p = 0; p < PC_NPROD; p++) {
+			for (pseq = 1; pseq <= sent[p]; pseq++) {
+				ck_assert_msg(seen[p][pseq] >= 1, "cut %d mode "
+				    "%d: producer %u's record %llu lost after "
+				    "the resend", done, mode, p,
+				    (unsigned long long)pseq);
+				if (seqs[p][pseq] <= durable)
+					ck_assert_msg(seen[p][pseq] == 1,
+					    "cut %d mode %d: producer %u's "
+					    "durable record %llu %llu times",
+					    done, mode, p,
+					    (unsigned long long)pseq,
+					    (unsigned long long)seen[p][pseq]);
+				else if (seen[p][pseq] > 1)
+					twice++;
+				else
+					kept++;
+			}
+			free(seen[p]);
+		}
+		ts_rmtree(strdup(state));
+		done++;
+	}
+	wal_ring_close(r);
+	wal_ptab_close(t);
+	close(dfd);
+	pc_unwatch();
+	fprintf(stderr, "producer power cuts: %d cuts, %llu records not "
+	    "durable at a cut resent, %llu of them answered as duplicates, "
+	    "%llu written twice (a table page lost, its log page kept)\n",
+	    cuts, (unsigned long long)resent, (unsigned long long)dups,
+	    (unsigned long long)twice);
+	(void)kept;
+	for (p = 0; p < PC_NPROD; p++)
+		free(seqs[p]);
+}
+END_TEST
+
+/* Read fd to its end into buf (NUL-terminated). */
+static void
+read_all(int fd, char *buf, size_t len)
+{
+	size_t got = 0;
+	ssize_t n;
+
+	while (got < len - 1 && (n = read(fd, buf + got, len - 1 - got)) > 0)
+		got += (size_t)n;
+	buf[got] = '\0';
+	close(fd);
+}
+
+/*
+ * walctl append reconnects: lines written before and after a kill -9 and
+ * restart of walmmapd are each in the log once, in order, and walctl
+ * reports them all, as without the restart.
+ */
+START_TEST(test_walctl_append_restart)
+{
+	char fifo[PATH_MAX + 16], line[32], out[4096], err[4096];
+	char *txt, *want;
+	size_t wlen = 0;
+	int outfd, errfd, fd, i, status;
+	pid_t pid;
+
+	signal(SIGPIPE, SIG_IGN);	/* a walctl that failed: say so */
+	start(NULL, NULL);
+	snprintf(fifo, sizeof fifo, "%s/lines", base);
+	ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+	pid = ts_spawn_prog("client/walctl", &outfd, &errfd, "-s", d.sock,
+	    "append", fifo, NULL);
+	/* Not inherited by the walmmapd started below: EOF must come. */
+	ck_assert_int_ge(fd = open(fifo, O_WRONLY | O_CLOEXEC), 0);
+	want = calloc(1, 6000 * 8);
+	for (i = 0; i < 6000; i++) {
+		int n = snprintf(line, sizeof line, "L%d\n", i);
+
+		if (i == 3000) {
+			ts_daemon_kill(&d);
+			start(NULL, NULL);
+		}
+		if (write(fd, line, (size_t)n) != n)
+			break;
+		memcpy(want + wlen, line, (size_t)n - 1);
+		want[wlen + (size_t)n - 1] = ' ';
+		wlen += (size_t)n;
+	}
+	close(fd);
+	read_all(outfd, out, sizeof out);
+	read_all(errfd, err, sizeof err);
+	status = ts_prog_wait(pid);
+	ck_assert_msg(status == 0, "walctl append: %d: %s%s", status, out,
+	    err);
+	ck_assert_msg(strstr(out, "6000 records, seq 0 .. 5999 written") !=
+	    NULL, "%s%s", out, err);
+	ck_assert_int_eq(ts_daemon_stop(&d), 0);
+	txt = log_text();
+	ck_assert_msg(strcmp(txt, want) == 0, "the log is not each line "
+	    "once, in order");
+	free(txt);
+	free(want);
+}
+END_TEST
+
+static void
+setup(void)
+{
+	base = ts_mkdtemp("producers");
+	ts_daemon_init(&d, base);
+}
+
+static void
+teardown(void)
+{
+	ts_daemon_kill(&d);
+	if (d.notify_fd != -1)
+		close(d.notify_fd);
+	ts_rmtree(base);
+}
+
+static Suite *
+producers_suite(void)
+{
+	Suite *s = suite_create("producers");
+	TCase *tc = tcase_create("producers");
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, test_duplicate);
+	tcase_add_test(tc, test_bad_requests);
+	tcase_add_test(tc, test_other_uid);
+	tcase_add_test(tc, test_kill9_resend);
+	tcase_add_test(tc, test_library_reconnect);
+	tcase_add_test(tc, test_table_full);
+	tcase_add_test(tc, test_table_damaged);
+	tcase_add_test(tc, test_ptab_recover);
+	tcase_add_test(tc, test_provenance);
+	tcase_add_test(tc, test_power_cut);
+	tcase_add_test(tc, test_walctl_append_restart);
+	suite_add_tcase(s, tc);
+	return (s);
+}
+
+int
+main(void)
+{
+	return (ts_run(producers_suite()));
+}
