@@ -28,6 +28,7 @@ The library is ``$WALMMAP_LIBRARY`` when set (a path: the build tree's
 import enum
 import os
 import stat
+import sys
 import threading
 from array import array
 from itertools import accumulate
@@ -47,6 +48,9 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+# References to an object (CPython); elsewhere, 0: no view is detected.
+_getrefcount = getattr(sys, "getrefcount", lambda _o: 0)
 
 # How long one wait of a following reader lasts before it looks at
 # Python's signals (Ctrl-C) and at close() from another thread.
@@ -491,6 +495,7 @@ class Reader:
         self._follow = follow
         self._copy = copy
         self._views: List[memoryview] = []
+        self._exporter = None   # the ffi.buffer under self._views
         self._rec = ffi.new("struct walmmap_record *")
         self._source = source
         self._h = None
@@ -526,14 +531,39 @@ class Reader:
             self._h = None
             raise err
 
-    def _release_views(self) -> None:
-        """Invalidate the memoryviews handed out for the last record."""
+    def _release_views(self) -> bool:
+        """Invalidate the memoryviews handed out for the last record.
+
+        False when the record's memory is still referenced: a slice of
+        the payload (slices are views of their own, which release() of
+        the payload does not reach) or an export of it (numpy). The
+        library would then reuse or unmap memory that Python still reads.
+        """
         for v in self._views:
             try:
                 v.release()
             except BufferError:
-                pass    # exported further: documented as the caller's
+                pass    # exported further: the check below sees it
         self._views.clear()
+        ex = self._exporter
+        # self._exporter, ex and getrefcount's own: no view is left
+        # (CPython; elsewhere we cannot tell and trust the contract).
+        if ex is not None and _getrefcount(ex) > 3:
+            return False
+        self._exporter = None
+        return True
+
+    def _view(self, rec) -> memoryview:
+        """A read-only view of rec's payload in the library's buffer. It
+        (and every slice of it) holds the C reader open, so that a reader
+        freed while a view is alive leaves the view readable."""
+        h = self._h
+        owner = ffi.gc(ffi.cast("char *", rec.data), lambda _p: h)
+        self._exporter = ffi.buffer(owner, rec.size)
+        raw = memoryview(self._exporter)
+        payload = raw.toreadonly()
+        self._views += [payload, raw]
+        return payload
 
     def _next_once(self, ms: int):
         """One wait for a record: a Record, or None when none came."""
@@ -541,7 +571,11 @@ class Reader:
         with self._lock:
             if self._h is None:
                 raise StopIteration
-            self._release_views()
+            if not self._release_views():
+                raise BufferError("walmmap reader: a zero-copy payload "
+                                  "(a slice or an export of it) is still "
+                                  "in use: drop it or copy it (bytes()) "
+                                  "before fetching the next record")
             rc = lib.walmmap_reader_next(self._h, rec, ms)
             if rc < 0:
                 raise _error(rc, lib.walmmap_reader_errmsg(self._h))
@@ -558,9 +592,7 @@ class Reader:
             elif self._copy:
                 payload = ffi.buffer(rec.data, rec.size)[:]
             else:
-                raw = memoryview(ffi.buffer(rec.data, rec.size))
-                payload = raw.toreadonly()
-                self._views += [payload, raw]
+                payload = self._view(rec)
             return Record(rec.seq, rec.timestamp_ns, payload)
 
     def __iter__(self) -> "Reader":
@@ -592,12 +624,15 @@ class Reader:
         return self._h is None
 
     def close(self) -> None:
-        """Close the reader; memoryviews it handed out are released."""
+        """Close the reader; memoryviews it handed out are released. A
+        slice or an export of the last payload still in use keeps the
+        library's reader (its memory) open until it is freed."""
         with self._lock:
-            self._release_views()
             if self._h is not None:
-                ffi.release(self._h)
+                if self._release_views():
+                    ffi.release(self._h)
                 self._h = None
+            self._exporter = None
 
     def __enter__(self) -> "Reader":
         return self
@@ -635,7 +670,9 @@ def open_reader(dir_or_socket=None, from_seq: Optional[int] = None,
     ``copy=True`` gives each payload as ``bytes``; ``copy=False`` as a
     read-only ``memoryview`` of the library's buffer (no copy), valid only
     until the next record is fetched or the reader is closed (it is then
-    released; do not export it further, e.g. to numpy, beyond that).
+    released). While a slice or an export (numpy) of it is still in use,
+    fetching the next record raises ``BufferError`` (the library would
+    reuse that memory); close() then leaves the memory to the slice.
 
     ``timeout`` (seconds): how long to wait for the next record; when it
     passes, a following iteration stops, a subscription without ``follow``
