@@ -115,6 +115,22 @@ def test_errors_carry_code_and_message(tmpbase):
     assert path in e.message and path in str(e)
 
 
+def test_errors_survive_pickling(tmpbase):
+    # multiprocessing and concurrent.futures pickle a worker's exception
+    # to hand it to the parent: unpickling must rebuild the same error.
+    import pickle
+    with pytest.raises(walmmap.NoDaemonError) as ei:
+        walmmap.connect(tmpbase + "/no-such.sock")
+    errs = [ei.value] + [cls(code, "what failed, on what, why") for
+                         code, cls in walmmap._ERROR_CLASSES.items()]
+    errs.append(walmmap.WalmmapError(99, "a code this package lacks"))
+    for e in errs:
+        e2 = pickle.loads(pickle.dumps(e))
+        assert type(e2) is type(e)
+        assert (e2.code, e2.name, e2.message, str(e2)) == \
+            (e.code, e.name, e.message, str(e))
+
+
 def test_record_too_large_leaves_connection_usable(tmpbase):
     from conftest import Daemon
     d = Daemon(tmpbase, "-o", "max_record=1K")

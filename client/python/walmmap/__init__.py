@@ -107,6 +107,11 @@ class WalmmapError(Exception):
         self.message = message or self.name
         super().__init__(self.message)
 
+    def __reduce__(self):
+        """Pickle as the call that makes it (multiprocessing hands a
+        worker's exception to its parent so)."""
+        return (type(self), (int(self.code), self.message))
+
 
 class NoDaemonError(WalmmapError, ConnectionRefusedError):
     """No walmmapd listens on the socket (Error.NODAEMON)."""
