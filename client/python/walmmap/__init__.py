@@ -336,8 +336,18 @@ class Producer:
             return [] if wait else None
         data = b"".join(recs)
         lens = list(map(len, recs))
-        if sum(lens) != len(data):  # len() of a memoryview counts items
-            lens = [memoryview(r).nbytes for r in recs]
+        if sum(lens) != len(data):
+            # len() of a memoryview counts items; or another thread
+            # changed a record meanwhile. Views fix each record's bytes
+            # (a bytearray cannot be resized while one exists) and their
+            # lengths, which must never point past data.
+            views = [memoryview(r) for r in recs]
+            if len(views) != n:
+                raise ValueError("append_batch: the records changed "
+                                 "while being appended")
+            lens = [v.nbytes for v in views]
+            data = b"".join(views)
+            del views
         cdata = ffi.from_buffer(data)
         if _IOV_FAST:
             base = int(ffi.cast("uintptr_t", cdata))
