@@ -30,6 +30,7 @@ import os
 import stat
 import sys
 import threading
+import weakref
 from array import array
 from itertools import accumulate
 from typing import Iterable, List, NamedTuple, Optional, Union
@@ -569,12 +570,8 @@ class Reader:
         return True
 
     def _view(self, rec) -> memoryview:
-        """A read-only view of rec's payload in the library's buffer. It
-        (and every slice of it) holds the C reader open, so that a reader
-        freed while a view is alive leaves the view readable."""
-        h = self._h
-        owner = ffi.gc(ffi.cast("char *", rec.data), lambda _p: h)
-        self._exporter = ffi.buffer(owner, rec.size)
+        """A read-only view of rec's payload in the library's buffer."""
+        self._exporter = ffi.buffer(rec.data, rec.size)
         raw = memoryview(self._exporter)
         payload = raw.toreadonly()
         self._views += [payload, raw]
@@ -646,8 +643,22 @@ class Reader:
             if self._h is not None:
                 if self._release_views():
                     ffi.release(self._h)
+                else:
+                    self._close_later()
                 self._h = None
             self._exporter = None
+
+    def _close_later(self) -> None:
+        """Close the C reader once the last view of its last payload is
+        gone (its exporter, the ffi.buffer under the views, is freed)."""
+        weakref.finalize(self._exporter, ffi.release, self._h)
+
+    def __del__(self) -> None:
+        # Freed without close() while a payload of ours may be alive: the
+        # C reader (its memory) lives as long as that payload.
+        if getattr(self, "_exporter", None) is not None and \
+                self._h is not None:
+            self._close_later()
 
     def __enter__(self) -> "Reader":
         return self
