@@ -42,6 +42,12 @@
  * a cap HTTP peers could take every descriptor the log needs.
  */
 #define METRICS_HTTP_MAX_CONNS	64
+/*
+ * A connection is dropped this many seconds after it was accepted, busy
+ * or not (a Prometheus scrape takes well under a second): peers that
+ * trickle cannot hold the connections for ever and lock scrapers out.
+ */
+#define METRICS_HTTP_LIFETIME_S	30
 #define METRICS_CONTENT_TYPE	"text/plain; version=0.0.4; charset=utf-8"
 
 /* Environment: the largest METRICS_REPLY frame (tests use a small one). */
@@ -121,7 +127,10 @@ static void	metrics_http_sweep(struct srv_metrics *);
 
 /* The connections evhttp serves (a reference each; see bev_cb). */
 static struct bufferevent *metrics_http_conns[METRICS_HTTP_MAX_CONNS];
+static time_t	metrics_http_since[METRICS_HTTP_MAX_CONNS];	/* accepted */
 static size_t	metrics_http_nconns;
+
+static time_t	metrics_http_now(void);
 
 /* Read the tunables (before the loop runs). */
 void
@@ -592,8 +601,25 @@ metrics_http_resume_cb(int fd, short ev, void *arg)
 	struct server *srv = arg;
 	struct srv_metrics *m = &srv->metrics;
 
+	bufferevent_data_cb rd, wr;
+	bufferevent_event_cb evcb;
+	time_t now = metrics_http_now();
+	size_t i;
+
 	(void)fd;
 	(void)ev;
+	/*
+	 * Past its lifetime: the event a read timeout raises, so evhttp
+	 * drops the connection on its own path for idle ones.
+	 */
+	for (i = 0; i < metrics_http_nconns; i++) {
+		if (now - metrics_http_since[i] < METRICS_HTTP_LIFETIME_S)
+			continue;
+		bufferevent_getcb(metrics_http_conns[i], &rd, &wr, &evcb, NULL);
+		if (evcb != NULL)
+			bufferevent_trigger_event(metrics_http_conns[i],
+			    BEV_EVENT_READING | BEV_EVENT_TIMEOUT, 0);
+	}
 	metrics_http_sweep(m);
 	if (m->http_listener != NULL &&
 	    metrics_http_nconns < METRICS_HTTP_MAX_CONNS)
@@ -621,6 +647,7 @@ metrics_http_bev_cb(struct event_base *base, void *arg)
 	    NULL || metrics_http_nconns == METRICS_HTTP_MAX_CONNS)
 		return (bev);	/* not reached: stopped accepting at the cap */
 	bufferevent_incref(bev);
+	metrics_http_since[metrics_http_nconns] = metrics_http_now();
 	metrics_http_conns[metrics_http_nconns++] = bev;
 	if (metrics_http_nconns == METRICS_HTTP_MAX_CONNS) {
 		log_warnx("metrics_listen: %d HTTP connections open; not "
@@ -654,7 +681,18 @@ metrics_http_sweep(struct srv_metrics *m)
 			continue;
 		}
 		bufferevent_decref(metrics_http_conns[i]);
-		metrics_http_conns[i] =
-		    metrics_http_conns[--metrics_http_nconns];
+		metrics_http_nconns--;
+		metrics_http_conns[i] = metrics_http_conns[metrics_http_nconns];
+		metrics_http_since[i] = metrics_http_since[metrics_http_nconns];
 	}
+}
+
+/* Monotonic seconds, for connection lifetimes. */
+static time_t
+metrics_http_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (ts.tv_sec);
 }

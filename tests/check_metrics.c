@@ -392,6 +392,90 @@ START_TEST(test_http_many_connections)
 }
 END_TEST
 
+/* Does the daemon's log so far hold text? */
+static int
+log_has(const char *text)
+{
+	char *log = ts_daemon_log(&d);
+	int found = strstr(log, text) != NULL;
+
+	free(log);
+	return (found);
+}
+
+/*
+ * Peers that fill every metrics_listen connection and keep trickling a
+ * byte each do not lock a scraper out for ever: connections are dropped
+ * after their lifetime (30 s) and a scrape gets its answer (bounded wait).
+ */
+START_TEST(test_http_trickling_peers_expire)
+{
+	enum { NPEERS = 72 };
+	static int peers[NPEERS];
+	struct sockaddr_in sin;
+	char where[64], opt[96], *args[4], buf[64];
+	const char *req = "GET /metrics HTTP/1.0\r\n\r\n";
+	unsigned port = ts_free_tcp_port();
+	ssize_t n;
+	size_t got = 0;
+	int i, round, s;
+
+	snprintf(where, sizeof where, "127.0.0.1:%u", port);
+	snprintf(opt, sizeof opt, "metrics_listen=%s", where);
+	args[0] = "-o";
+	args[1] = opt;
+	args[2] = NULL;
+	start(args);
+	memset(&sin, 0, sizeof sin);
+	sin.sin_family = AF_INET;
+	sin.sin_port = htons((uint16_t)port);
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	for (i = 0; i < NPEERS; i++) {
+		ck_assert_int_ne(peers[i] = socket(AF_INET, SOCK_STREAM |
+		    SOCK_CLOEXEC | SOCK_NONBLOCK, 0), -1);
+		if (connect(peers[i], (struct sockaddr *)&sin, sizeof sin) ==
+		    -1)
+			ck_assert_msg(errno == EINPROGRESS || errno == EAGAIN,
+			    "connect %d: %s", i, strerror(errno));
+		(void)send(peers[i], "GET /metrics HTTP/1.1\r\n", 23,
+		    MSG_NOSIGNAL);
+	}
+	/* Until the daemon is at its cap (64) with peers trickling, or 8 s. */
+	for (round = 0; round < 32 && !log_has("HTTP "
+	    "connections open"); round++) {
+		usleep(250000);
+		for (i = 0; i < NPEERS; i++)
+			(void)send(peers[i], "X", 1, MSG_NOSIGNAL);
+	}
+	ck_assert_msg(log_has("HTTP connections open"),
+	    "the daemon did not reach its cap of HTTP connections");
+	/* A scrape, while the peers keep trickling: answered within 120 s. */
+	ck_assert_int_ne(s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC |
+	    SOCK_NONBLOCK, 0), -1);
+	if (connect(s, (struct sockaddr *)&sin, sizeof sin) == -1)
+		ck_assert_int_eq(errno, EINPROGRESS);
+	for (round = 0; round < 480 && got < 12; round++) {
+		usleep(250000);
+		for (i = 0; i < NPEERS; i++)
+			(void)send(peers[i], "X", 1, MSG_NOSIGNAL);
+		if (req != NULL && send(s, req, strlen(req), MSG_NOSIGNAL) ==
+		    (ssize_t)strlen(req))
+			req = NULL;
+		if (req == NULL && (n = recv(s, buf + got, sizeof buf - 1 -
+		    got, MSG_DONTWAIT)) > 0)
+			got += (size_t)n;
+	}
+	buf[got] = '\0';
+	ck_assert_msg(got >= 12 && strstr(buf, " 200 ") != NULL, "no answer "
+	    "to a scrape in 120 s while %d peers trickle: \"%s\"", NPEERS,
+	    buf);
+	close(s);
+	for (i = 0; i < NPEERS; i++)
+		close(peers[i]);
+	ck_assert_int_eq(ts_daemon_stop(&d), 0);
+}
+END_TEST
+
 /* Each counter moves when what it counts happens. */
 START_TEST(test_counters_move)
 {
@@ -702,6 +786,7 @@ metrics_suite(void)
 	tcase_set_timeout(tc, 300);
 	tcase_add_test(tc, test_walctl_and_http_parse);
 	tcase_add_test(tc, test_http_many_connections);
+	tcase_add_test(tc, test_http_trickling_peers_expire);
 	tcase_add_test(tc, test_counters_move);
 	tcase_add_test(tc, test_refusals_counted);
 	tcase_add_test(tc, test_reply_in_frames);
