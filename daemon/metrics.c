@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/listener.h>
@@ -36,6 +37,18 @@
 /* Idle or slow HTTP clients are dropped after this many seconds. */
 #define METRICS_HTTP_TIMEOUT_S	10
 #define METRICS_HTTP_BACKLOG	16
+/*
+ * At most this many HTTP connections at a time: each holds a descriptor,
+ * and a peer that trickles a byte now and then is never idle, so without
+ * a cap HTTP peers could take every descriptor the log needs.
+ */
+#define METRICS_HTTP_MAX_CONNS	64
+/*
+ * A connection is dropped this many seconds after it was accepted, busy
+ * or not (a Prometheus scrape takes well under a second): peers that
+ * trickle cannot hold the connections for ever and lock scrapers out.
+ */
+#define METRICS_HTTP_LIFETIME_S	30
 #define METRICS_CONTENT_TYPE	"text/plain; version=0.0.4; charset=utf-8"
 
 /* Environment: the largest METRICS_REPLY frame (tests use a small one). */
@@ -111,6 +124,15 @@ static void	metrics_http_cb(struct evhttp_request *, void *);
 static void	metrics_http_other_cb(struct evhttp_request *, void *);
 static void	metrics_http_error_cb(struct evconnlistener *, void *);
 static void	metrics_http_resume_cb(int, short, void *);
+static struct bufferevent *metrics_http_bev_cb(struct event_base *, void *);
+static void	metrics_http_sweep(struct srv_metrics *);
+
+/* The connections evhttp serves (a reference each; see bev_cb). */
+static struct bufferevent *metrics_http_conns[METRICS_HTTP_MAX_CONNS];
+static time_t	metrics_http_since[METRICS_HTTP_MAX_CONNS];	/* accepted */
+static size_t	metrics_http_nconns;
+
+static time_t	metrics_http_now(void);
 
 /* Read the tunables (before the loop runs). */
 void
@@ -529,6 +551,7 @@ metrics_http_start(struct server *srv)
 	evhttp_set_max_body_size(m->http, 0);
 	evhttp_set_cb(m->http, "/metrics", metrics_http_cb, srv);
 	evhttp_set_gencb(m->http, metrics_http_other_cb, srv);
+	evhttp_set_bevcb(m->http, metrics_http_bev_cb, srv);
 	m->http_listener = evconnlistener_new_bind(srv->base, NULL, NULL,
 	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_REUSEABLE,
 	    METRICS_HTTP_BACKLOG, (struct sockaddr *)&ss, sslen);
@@ -561,6 +584,9 @@ metrics_http_stop(struct server *srv)
 
 	if (m->http != NULL)
 		evhttp_free(m->http);
+	metrics_http_sweep(m);
+	while (metrics_http_nconns > 0)		/* none left after evhttp_free */
+		bufferevent_decref(metrics_http_conns[--metrics_http_nconns]);
 	if (m->ev_http_resume != NULL)
 		event_free(m->ev_http_resume);
 	m->http = NULL;
@@ -626,14 +652,109 @@ metrics_http_error_cb(struct evconnlistener *l, void *arg)
 	log_warnx("metrics_listen: cannot accept: %s", strerror(e));
 }
 
-/* The second of back-off is over: accept again. */
+/*
+ * Once a second while connections are open, and after a second of
+ * back-off: let go of the closed ones, accept again below the cap.
+ */
 static void
 metrics_http_resume_cb(int fd, short ev, void *arg)
 {
+	static const struct timeval one = { 1, 0 };
 	struct server *srv = arg;
+	struct srv_metrics *m = &srv->metrics;
+
+	bufferevent_data_cb rd, wr;
+	bufferevent_event_cb evcb;
+	time_t now = metrics_http_now();
+	size_t i;
 
 	(void)fd;
 	(void)ev;
-	if (srv->metrics.http_listener != NULL)
-		evconnlistener_enable(srv->metrics.http_listener);
+	/*
+	 * Past its lifetime: the event a read timeout raises, so evhttp
+	 * drops the connection on its own path for idle ones.
+	 */
+	for (i = 0; i < metrics_http_nconns; i++) {
+		if (now - metrics_http_since[i] < METRICS_HTTP_LIFETIME_S)
+			continue;
+		bufferevent_getcb(metrics_http_conns[i], &rd, &wr, &evcb, NULL);
+		if (evcb != NULL)
+			bufferevent_trigger_event(metrics_http_conns[i],
+			    BEV_EVENT_READING | BEV_EVENT_TIMEOUT, 0);
+	}
+	metrics_http_sweep(m);
+	if (m->http_listener != NULL &&
+	    metrics_http_nconns < METRICS_HTTP_MAX_CONNS)
+		evconnlistener_enable(m->http_listener);
+	if (metrics_http_nconns > 0)
+		evtimer_add(m->ev_http_resume, &one);
+}
+
+/*
+ * evhttp's bufferevent for a connection it accepted. We make it (as evhttp
+ * would) and keep a reference, to learn when evhttp has freed it: libevent
+ * 2.1 has no cap on connections nor a hook when one closes. At the cap the
+ * listener stops accepting (peers wait in the backlog) until one closes.
+ */
+static struct bufferevent *
+metrics_http_bev_cb(struct event_base *base, void *arg)
+{
+	static const struct timeval one = { 1, 0 };
+	struct server *srv = arg;
+	struct srv_metrics *m = &srv->metrics;
+	struct bufferevent *bev;
+
+	metrics_http_sweep(m);
+	if ((bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE)) ==
+	    NULL || metrics_http_nconns == METRICS_HTTP_MAX_CONNS)
+		return (bev);	/* not reached: stopped accepting at the cap */
+	bufferevent_incref(bev);
+	metrics_http_since[metrics_http_nconns] = metrics_http_now();
+	metrics_http_conns[metrics_http_nconns++] = bev;
+	if (metrics_http_nconns == METRICS_HTTP_MAX_CONNS) {
+		log_warnx("metrics_listen: %d HTTP connections open; not "
+		    "accepting more until one closes", METRICS_HTTP_MAX_CONNS);
+		evconnlistener_disable(m->http_listener);
+	}
+	if (!evtimer_pending(m->ev_http_resume, NULL))
+		evtimer_add(m->ev_http_resume, &one);
+	return (bev);
+}
+
+/*
+ * Drop our reference to the connections evhttp has freed (that also
+ * closes their sockets): bufferevent_free() clears the callbacks evhttp
+ * set when it made the connection, and evhttp never clears them itself on
+ * a connection it serves.
+ */
+static void
+metrics_http_sweep(struct srv_metrics *m)
+{
+	bufferevent_data_cb rd, wr;
+	bufferevent_event_cb evcb;
+	size_t i = 0;
+
+	(void)m;
+	while (i < metrics_http_nconns) {
+		bufferevent_getcb(metrics_http_conns[i], &rd, &wr, &evcb,
+		    NULL);
+		if (rd != NULL || wr != NULL || evcb != NULL) {
+			i++;
+			continue;
+		}
+		bufferevent_decref(metrics_http_conns[i]);
+		metrics_http_nconns--;
+		metrics_http_conns[i] = metrics_http_conns[metrics_http_nconns];
+		metrics_http_since[i] = metrics_http_since[metrics_http_nconns];
+	}
+}
+
+/* Monotonic seconds, for connection lifetimes. */
+static time_t
+metrics_http_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (ts.tv_sec);
 }

@@ -7,6 +7,7 @@
  */
 #include "config.h"
 
+#include <sys/resource.h>
 #include <sys/socket.h>
 
 #include <arpa/inet.h>
@@ -299,6 +300,178 @@ START_TEST(test_walctl_and_http_parse)
 	ck_assert_msg(strstr(resp, " 200 ") != NULL && strstr(resp,
 	    "# HELP") == NULL, "%s", resp);
 	free(resp);
+	ck_assert_int_eq(ts_daemon_stop(&d), 0);
+}
+END_TEST
+
+/*
+ * HTTP peers that open connections and send half a request, trickling a
+ * byte now and then, cannot take the descriptors the log needs: local
+ * clients are still served and /metrics answers once they go.
+ */
+START_TEST(test_http_many_connections)
+{
+	enum { NPEERS = 300 };
+	static int peers[NPEERS];
+	struct sockaddr_in sin;
+	struct rlimit rl, saved;
+	char where[64], url[128], opt[96], *args[4], *out = NULL, *p;
+	unsigned port = ts_free_tcp_port();
+	int i, round, rc;
+
+	snprintf(where, sizeof where, "127.0.0.1:%u", port);
+	snprintf(opt, sizeof opt, "metrics_listen=%s", where);
+	args[0] = "-o";
+	args[1] = opt;
+	args[2] = NULL;
+	/* The daemon gets 256 descriptors; we keep ours. */
+	ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &saved), 0);
+	ck_assert_uint_ge(saved.rlim_max, NPEERS + 64);
+	rl = saved;
+	rl.rlim_cur = 256;
+	ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+	start(args);
+	rl.rlim_cur = saved.rlim_max;
+	ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+
+	memset(&sin, 0, sizeof sin);
+	sin.sin_family = AF_INET;
+	sin.sin_port = htons((uint16_t)port);
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	for (i = 0; i < NPEERS; i++) {
+		ck_assert_int_ne(peers[i] = socket(AF_INET, SOCK_STREAM |
+		    SOCK_CLOEXEC | SOCK_NONBLOCK, 0), -1);
+		/* Beyond the backlog a connect may stay in progress. */
+		if (connect(peers[i], (struct sockaddr *)&sin, sizeof sin) ==
+		    -1)
+			ck_assert_msg(errno == EINPROGRESS || errno == EAGAIN,
+			    "connect %d: %s", i, strerror(errno));
+		(void)send(peers[i], "GET /metrics HTTP/1.1\r\n", 23,
+		    MSG_NOSIGNAL);
+	}
+	/*
+	 * A byte each now and then (connects beyond the backlog are retried
+	 * by the kernel) until the daemon holds all its descriptors, or 8 s.
+	 */
+	for (round = 0; round < 32 && ts_pid_nfds(d.pid) < 250; round++) {
+		usleep(250000);
+		for (i = 0; i < NPEERS; i++)
+			(void)send(peers[i], "X", 1, MSG_NOSIGNAL);
+	}
+	/* Local clients are still served: append, rotate, status. */
+	for (round = 0; round < 3; round++) {
+		rc = ts_run_prog_within(60, "client/walctl", "r\n", 2, &out,
+		    "-s", d.sock, "append", (char *)NULL);
+		ck_assert_msg(rc == 0, "append with %d HTTP peers: %d: %s",
+		    NPEERS, rc, out);
+		free(out);
+		rc = ts_run_prog_within(60, "client/walctl", NULL, 0, &out,
+		    "-s", d.sock, "rotate", (char *)NULL);
+		ck_assert_msg(rc == 0, "rotate with %d HTTP peers: %d: %s",
+		    NPEERS, rc, out);
+		free(out);
+	}
+	p = prom_walctl();
+	ck_assert_double_eq(prom_value(p, "walmmapd_records_total", NULL), 3);
+	free(p);
+	for (i = 0; i < NPEERS; i++)
+		close(peers[i]);
+	/* Once they are gone, /metrics answers again (within 30 s). */
+	snprintf(url, sizeof url, "http://%s/metrics", where);
+	for (round = 0; round < 300; round++) {
+		rc = ts_run_cmd_within(60, NULL, 0, &out, python(),
+		    TS_SRCDIR "/tests/prom_parse.py", url, (char *)NULL);
+		free(out);
+		if (rc == 0)
+			break;
+		usleep(100000);
+	}
+	ck_assert_msg(rc == 0, "/metrics does not answer after the peers "
+	    "left");
+	ck_assert_int_eq(ts_daemon_stop(&d), 0);
+}
+END_TEST
+
+/* Does the daemon's log so far hold text? */
+static int
+log_has(const char *text)
+{
+	char *log = ts_daemon_log(&d);
+	int found = strstr(log, text) != NULL;
+
+	free(log);
+	return (found);
+}
+
+/*
+ * Peers that fill every metrics_listen connection and keep trickling a
+ * byte each do not lock a scraper out for ever: connections are dropped
+ * after their lifetime (30 s) and a scrape gets its answer (bounded wait).
+ */
+START_TEST(test_http_trickling_peers_expire)
+{
+	enum { NPEERS = 72 };
+	static int peers[NPEERS];
+	struct sockaddr_in sin;
+	char where[64], opt[96], *args[4], buf[64];
+	const char *req = "GET /metrics HTTP/1.0\r\n\r\n";
+	unsigned port = ts_free_tcp_port();
+	ssize_t n;
+	size_t got = 0;
+	int i, round, s;
+
+	snprintf(where, sizeof where, "127.0.0.1:%u", port);
+	snprintf(opt, sizeof opt, "metrics_listen=%s", where);
+	args[0] = "-o";
+	args[1] = opt;
+	args[2] = NULL;
+	start(args);
+	memset(&sin, 0, sizeof sin);
+	sin.sin_family = AF_INET;
+	sin.sin_port = htons((uint16_t)port);
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	for (i = 0; i < NPEERS; i++) {
+		ck_assert_int_ne(peers[i] = socket(AF_INET, SOCK_STREAM |
+		    SOCK_CLOEXEC | SOCK_NONBLOCK, 0), -1);
+		if (connect(peers[i], (struct sockaddr *)&sin, sizeof sin) ==
+		    -1)
+			ck_assert_msg(errno == EINPROGRESS || errno == EAGAIN,
+			    "connect %d: %s", i, strerror(errno));
+		(void)send(peers[i], "GET /metrics HTTP/1.1\r\n", 23,
+		    MSG_NOSIGNAL);
+	}
+	/* Until the daemon is at its cap (64) with peers trickling, or 8 s. */
+	for (round = 0; round < 32 && !log_has("HTTP "
+	    "connections open"); round++) {
+		usleep(250000);
+		for (i = 0; i < NPEERS; i++)
+			(void)send(peers[i], "X", 1, MSG_NOSIGNAL);
+	}
+	ck_assert_msg(log_has("HTTP connections open"),
+	    "the daemon did not reach its cap of HTTP connections");
+	/* A scrape, while the peers keep trickling: answered within 120 s. */
+	ck_assert_int_ne(s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC |
+	    SOCK_NONBLOCK, 0), -1);
+	if (connect(s, (struct sockaddr *)&sin, sizeof sin) == -1)
+		ck_assert_int_eq(errno, EINPROGRESS);
+	for (round = 0; round < 480 && got < 12; round++) {
+		usleep(250000);
+		for (i = 0; i < NPEERS; i++)
+			(void)send(peers[i], "X", 1, MSG_NOSIGNAL);
+		if (req != NULL && send(s, req, strlen(req), MSG_NOSIGNAL) ==
+		    (ssize_t)strlen(req))
+			req = NULL;
+		if (req == NULL && (n = recv(s, buf + got, sizeof buf - 1 -
+		    got, MSG_DONTWAIT)) > 0)
+			got += (size_t)n;
+	}
+	buf[got] = '\0';
+	ck_assert_msg(got >= 12 && strstr(buf, " 200 ") != NULL, "no answer "
+	    "to a scrape in 120 s while %d peers trickle: \"%s\"", NPEERS,
+	    buf);
+	close(s);
+	for (i = 0; i < NPEERS; i++)
+		close(peers[i]);
 	ck_assert_int_eq(ts_daemon_stop(&d), 0);
 }
 END_TEST
@@ -612,6 +785,8 @@ metrics_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 300);
 	tcase_add_test(tc, test_walctl_and_http_parse);
+	tcase_add_test(tc, test_http_many_connections);
+	tcase_add_test(tc, test_http_trickling_peers_expire);
 	tcase_add_test(tc, test_counters_move);
 	tcase_add_test(tc, test_refusals_counted);
 	tcase_add_test(tc, test_reply_in_frames);

@@ -457,6 +457,24 @@ ts_free_tcp_port(void)
 }
 
 int
+ts_pid_nfds(pid_t pid)
+{
+	char path[PATH_MAX];
+	struct dirent *de;
+	DIR *dir;
+	int n = 0;
+
+	snprintf(path, sizeof path, "/proc/%ld/fd", (long)pid);
+	ck_assert_msg((dir = opendir(path)) != NULL, "%s: %s", path,
+	    strerror(errno));
+	while ((de = readdir(dir)) != NULL)
+		if (de->d_name[0] != '.')
+			n++;
+	closedir(dir);
+	return (n);
+}
+
+int
 ts_pid_listens_tcp(pid_t pid)
 {
 	static const char *const tables[] = { "/proc/net/tcp",

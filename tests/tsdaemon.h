@@ -154,6 +154,9 @@ unsigned ts_free_tcp_port(void);
  */
 int	 ts_pid_listens_tcp(pid_t pid);
 
+/* How many descriptors pid has open now (/proc/PID/fd). */
+int	 ts_pid_nfds(pid_t pid);
+
 /* A raw connection to the daemon's socket (for malformed input). */
 int	 ts_raw_connect(const struct ts_daemon *);
 

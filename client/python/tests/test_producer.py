@@ -64,6 +64,38 @@ def test_append_batch_refuses_non_bytes_before_sending(daemon):
     assert read_all(daemon.dir) == []
 
 
+def test_append_batch_records_changing_meanwhile(daemon):
+    # Another thread may resize a bytearray (or swap a list item) while
+    # append_batch reads the records; the lengths it sends must still be
+    # those of the bytes it sends, never past them (heap bytes in the log
+    # or a crash). A list whose iteration grows its first record stands in
+    # for that thread, deterministically (in a child: it may crash).
+    import subprocess
+    import sys
+    import textwrap
+    code = textwrap.dedent("""
+        import sys, walmmap
+        class Growing(list):
+            def __iter__(self):
+                self[0].extend(b"g" * 200000)
+                return super().__iter__()
+        with walmmap.connect(sys.argv[1]) as p:
+            for i in range(5):
+                try:
+                    p.append_batch(Growing([bytearray(b"a"), b"b" * 10]))
+                except (ValueError, BufferError):
+                    pass
+        print("ok")
+    """)
+    r = subprocess.run([sys.executable, "-c", code, daemon.sock],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       timeout=120)
+    assert r.returncode == 0, r.stdout
+    for rec in read_all(daemon.dir):
+        assert rec.payload.rstrip(b"g") in (b"a", b"b" * 10), \
+            (rec.seq, len(rec.payload), rec.payload[:40])
+
+
 def test_pipelined_appends_and_wait(daemon):
     with walmmap.connect(daemon.sock) as p:
         for i in range(100):
@@ -113,6 +145,22 @@ def test_errors_carry_code_and_message(tmpbase):
     assert e.code == walmmap.Error.NODAEMON
     assert e.name == "walmmapd is not running"
     assert path in e.message and path in str(e)
+
+
+def test_errors_survive_pickling(tmpbase):
+    # multiprocessing and concurrent.futures pickle a worker's exception
+    # to hand it to the parent: unpickling must rebuild the same error.
+    import pickle
+    with pytest.raises(walmmap.NoDaemonError) as ei:
+        walmmap.connect(tmpbase + "/no-such.sock")
+    errs = [ei.value] + [cls(code, "what failed, on what, why") for
+                         code, cls in walmmap._ERROR_CLASSES.items()]
+    errs.append(walmmap.WalmmapError(99, "a code this package lacks"))
+    for e in errs:
+        e2 = pickle.loads(pickle.dumps(e))
+        assert type(e2) is type(e)
+        assert (e2.code, e2.name, e2.message, str(e2)) == \
+            (e.code, e.name, e.message, str(e))
 
 
 def test_record_too_large_leaves_connection_usable(tmpbase):

@@ -1,6 +1,9 @@
 """The reading side of the walmmap package: files and subscriptions."""
 
 import os
+import subprocess
+import sys
+import textwrap
 import threading
 
 import pytest
@@ -55,6 +58,68 @@ def test_zero_copy_payloads(daemon):
     r.close()
     with pytest.raises(ValueError):
         bytes(second.payload)
+
+
+def run_child(code, *args):
+    """Run code in a child interpreter (a crash there does not take pytest
+    with it); return its exit status and output."""
+    p = subprocess.run([sys.executable, "-c", textwrap.dedent(code)] +
+                       list(args), stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, timeout=120)
+    return p.returncode, p.stdout.decode(errors="replace")
+
+
+def test_zero_copy_views_kept_do_not_crash(daemon):
+    # A slice of a zero-copy payload (or an export of it) is a view of its
+    # own that release() of the payload does not reach: it must neither
+    # read unmapped memory (segfault) nor see another record's bytes.
+    fill(daemon, 400, b"%d" + b"x" * 3000)    # several 1 MiB segments
+    code = """
+        import gc, sys, walmmap
+        src = sys.argv[1]
+        want = lambda i: b"%d" % i + b"x" * 3000
+        # A slice kept past next(): next() refuses, the slice stays right.
+        r = walmmap.open_reader(src, copy=False)
+        rec = next(r)
+        s = rec.payload[1:]
+        try:
+            next(r)
+            sys.exit("next() with a slice of the last payload alive")
+        except BufferError:
+            pass
+        assert bytes(s) == want(0)[1:], "slice changed"
+        del s
+        assert next(r).seq == 1
+        # An export (as numpy.frombuffer makes) of the payload itself.
+        import pickle
+        pb = pickle.PickleBuffer(next(r).payload)
+        try:
+            next(r)
+            sys.exit("next() with an export of the last payload alive")
+        except BufferError:
+            pass
+        assert bytes(pb.raw()) == want(2), "export changed"
+        pb.release()
+        r = walmmap.open_reader(src, from_seq=1, copy=False)
+        assert next(r).seq == 1
+        # Slices kept past close(): they stay valid and right.
+        keep = [rec.payload[1:] for rec in [next(r)]]
+        r.close()
+        assert r.closed
+        assert list(r) == []
+        gc.collect()
+        assert bytes(keep[0]) == want(2)[1:], "slice after close"
+        # A reader dropped without close() while a payload is kept.
+        def first():
+            return next(iter(walmmap.open_reader(src, copy=False))).payload
+        v = first()
+        gc.collect()
+        assert bytes(v) == want(0), "payload after the reader was freed"
+        print("ok")
+    """
+    for src in (daemon.dir, daemon.sock):
+        rc, out = run_child(code, src)
+        assert rc == 0 and out.strip() == "ok", (src, rc, out)
 
 
 def test_follow_subscription_and_files(daemon):

@@ -28,7 +28,9 @@ The library is ``$WALMMAP_LIBRARY`` when set (a path: the build tree's
 import enum
 import os
 import stat
+import sys
 import threading
+import weakref
 from array import array
 from itertools import accumulate
 from typing import Iterable, List, NamedTuple, Optional, Union
@@ -47,6 +49,9 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+# References to an object (CPython); elsewhere, 0: no view is detected.
+_getrefcount = getattr(sys, "getrefcount", lambda _o: 0)
 
 # How long one wait of a following reader lasts before it looks at
 # Python's signals (Ctrl-C) and at close() from another thread.
@@ -102,6 +107,11 @@ class WalmmapError(Exception):
         self.name = ffi.string(lib.walmmap_strerror(int(code))).decode()
         self.message = message or self.name
         super().__init__(self.message)
+
+    def __reduce__(self):
+        """Pickle as the call that makes it (multiprocessing hands a
+        worker's exception to its parent so)."""
+        return (type(self), (int(self.code), self.message))
 
 
 class NoDaemonError(WalmmapError, ConnectionRefusedError):
@@ -327,8 +337,18 @@ class Producer:
             return [] if wait else None
         data = b"".join(recs)
         lens = list(map(len, recs))
-        if sum(lens) != len(data):  # len() of a memoryview counts items
-            lens = [memoryview(r).nbytes for r in recs]
+        if sum(lens) != len(data):
+            # len() of a memoryview counts items; or another thread
+            # changed a record meanwhile. Views fix each record's bytes
+            # (a bytearray cannot be resized while one exists) and their
+            # lengths, which must never point past data.
+            views = [memoryview(r) for r in recs]
+            if len(views) != n:
+                raise ValueError("append_batch: the records changed "
+                                 "while being appended")
+            lens = [v.nbytes for v in views]
+            data = b"".join(views)
+            del views
         cdata = ffi.from_buffer(data)
         if _IOV_FAST:
             base = int(ffi.cast("uintptr_t", cdata))
@@ -491,6 +511,7 @@ class Reader:
         self._follow = follow
         self._copy = copy
         self._views: List[memoryview] = []
+        self._exporter = None   # the ffi.buffer under self._views
         self._rec = ffi.new("struct walmmap_record *")
         self._source = source
         self._h = None
@@ -526,14 +547,35 @@ class Reader:
             self._h = None
             raise err
 
-    def _release_views(self) -> None:
-        """Invalidate the memoryviews handed out for the last record."""
+    def _release_views(self) -> bool:
+        """Invalidate the memoryviews handed out for the last record.
+
+        False when the record's memory is still referenced: a slice of
+        the payload (slices are views of their own, which release() of
+        the payload does not reach) or an export of it (numpy). The
+        library would then reuse or unmap memory that Python still reads.
+        """
         for v in self._views:
             try:
                 v.release()
             except BufferError:
-                pass    # exported further: documented as the caller's
+                pass    # exported further: the check below sees it
         self._views.clear()
+        ex = self._exporter
+        # self._exporter, ex and getrefcount's own: no view is left
+        # (CPython; elsewhere we cannot tell and trust the contract).
+        if ex is not None and _getrefcount(ex) > 3:
+            return False
+        self._exporter = None
+        return True
+
+    def _view(self, rec) -> memoryview:
+        """A read-only view of rec's payload in the library's buffer."""
+        self._exporter = ffi.buffer(rec.data, rec.size)
+        raw = memoryview(self._exporter)
+        payload = raw.toreadonly()
+        self._views += [payload, raw]
+        return payload
 
     def _next_once(self, ms: int):
         """One wait for a record: a Record, or None when none came."""
@@ -541,7 +583,11 @@ class Reader:
         with self._lock:
             if self._h is None:
                 raise StopIteration
-            self._release_views()
+            if not self._release_views():
+                raise BufferError("walmmap reader: a zero-copy payload "
+                                  "(a slice or an export of it) is still "
+                                  "in use: drop it or copy it (bytes()) "
+                                  "before fetching the next record")
             rc = lib.walmmap_reader_next(self._h, rec, ms)
             if rc < 0:
                 raise _error(rc, lib.walmmap_reader_errmsg(self._h))
@@ -558,9 +604,7 @@ class Reader:
             elif self._copy:
                 payload = ffi.buffer(rec.data, rec.size)[:]
             else:
-                raw = memoryview(ffi.buffer(rec.data, rec.size))
-                payload = raw.toreadonly()
-                self._views += [payload, raw]
+                payload = self._view(rec)
             return Record(rec.seq, rec.timestamp_ns, payload)
 
     def __iter__(self) -> "Reader":
@@ -592,12 +636,29 @@ class Reader:
         return self._h is None
 
     def close(self) -> None:
-        """Close the reader; memoryviews it handed out are released."""
+        """Close the reader; memoryviews it handed out are released. A
+        slice or an export of the last payload still in use keeps the
+        library's reader (its memory) open until it is freed."""
         with self._lock:
-            self._release_views()
             if self._h is not None:
-                ffi.release(self._h)
+                if self._release_views():
+                    ffi.release(self._h)
+                else:
+                    self._close_later()
                 self._h = None
+            self._exporter = None
+
+    def _close_later(self) -> None:
+        """Close the C reader once the last view of its last payload is
+        gone (its exporter, the ffi.buffer under the views, is freed)."""
+        weakref.finalize(self._exporter, ffi.release, self._h)
+
+    def __del__(self) -> None:
+        # Freed without close() while a payload of ours may be alive: the
+        # C reader (its memory) lives as long as that payload.
+        if getattr(self, "_exporter", None) is not None and \
+                self._h is not None:
+            self._close_later()
 
     def __enter__(self) -> "Reader":
         return self
@@ -635,7 +696,9 @@ def open_reader(dir_or_socket=None, from_seq: Optional[int] = None,
     ``copy=True`` gives each payload as ``bytes``; ``copy=False`` as a
     read-only ``memoryview`` of the library's buffer (no copy), valid only
     until the next record is fetched or the reader is closed (it is then
-    released; do not export it further, e.g. to numpy, beyond that).
+    released). While a slice or an export (numpy) of it is still in use,
+    fetching the next record raises ``BufferError`` (the library would
+    reuse that memory); close() then leaves the memory to the slice.
 
     ``timeout`` (seconds): how long to wait for the next record; when it
     passes, a following iteration stops, a subscription without ``follow``

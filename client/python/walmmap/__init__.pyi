@@ -3,8 +3,8 @@ import builtins
 import enum
 import os
 from types import TracebackType
-from typing import (Iterable, Iterator, List, NamedTuple, Optional, Type,
-                    Union)
+from typing import (Iterable, Iterator, List, NamedTuple, Optional, Tuple,
+                    Type, Union)
 
 from _typeshed import ReadableBuffer as _Buffer
 
@@ -53,6 +53,7 @@ class WalmmapError(Exception):
     name: str
     message: str
     def __init__(self, code: int, message: str) -> None: ...
+    def __reduce__(self) -> Tuple[type, Tuple[int, str]]: ...
 
 class NoDaemonError(WalmmapError, ConnectionRefusedError): ...
 class PermissionDeniedError(WalmmapError, PermissionError): ...
