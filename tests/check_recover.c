@@ -261,6 +261,42 @@ START_TEST(test_random_bytes_after_last_record)
 }
 END_TEST
 
+/*
+ * A record with a good CRC and a negative seq (found by fuzz_recover) is
+ * no record of the log: seqs start at 0. It used to be read as the first
+ * record of a segment, and since the seq after it was negative too, every
+ * later record passed whatever its seq: recovery continued after seq 1000
+ * here, and a second recovery after appends disagreed with the first.
+ */
+START_TEST(test_negative_seq_is_a_break)
+{
+	struct wal_recovery info;
+	struct wal_ring *r;
+	uint8_t img[3 * 64];
+	size_t off = 0;
+	int stop;
+
+	r = open_ring(NULL);
+	wal_ring_close(r);
+	off += wal_record_encode(img + off, -1, 1, "neg", 3);
+	off += wal_record_encode(img + off, 7, 2, "sev", 3);
+	off += wal_record_encode(img + off, 1000, 3, "big", 3);
+	ck_assert_int_eq(ts_pwrite_file(ts_seg_path(dir, 0), img, off,
+	    WAL_FILE_HEADER_SIZE), 0);
+
+	r = open_ring(&info);
+	ck_assert_int_eq(info.next_seq, 0);
+	ck_assert_uint_eq(info.torn_bytes, off);
+	append_n(r, 0, 2);
+	wal_ring_close(r);
+	ck_assert_int_eq(ts_verify_log(dir, 0, ts_size_of, &stop), 2);
+	ck_assert_int_eq(stop, WAL_REC_END);
+	r = open_ring(&info);
+	ck_assert_int_eq(info.next_seq, 2);
+	wal_ring_close(r);
+}
+END_TEST
+
 START_TEST(test_corruption_saved_before_zeroing)
 {
 	struct wal_recovery info;
@@ -1249,6 +1285,7 @@ recover_suite(void)
 	tcase_add_test(tc, test_adopts_empty_standby);
 	tcase_add_test(tc, test_torn_last_record);
 	tcase_add_test(tc, test_random_bytes_after_last_record);
+	tcase_add_test(tc, test_negative_seq_is_a_break);
 	tcase_add_test(tc, test_corruption_saved_before_zeroing);
 	tcase_add_test(tc, test_second_writer_refused);
 	tcase_add_test(tc, test_missing_directory);
