@@ -65,7 +65,7 @@ static int	summarize(struct recovery *, uint64_t id, struct seg_sum *);
 static int	checkpoint_usable(struct recovery *, const struct wal_seglist *,
 		    const struct wal_checkpoint *, uint64_t *rec_id);
 static void	decide(const struct recovery *, struct seg_sum *, size_t n,
-		    int ck_ok, int64_t ck_last);
+		    int ck_ok, int64_t ck_last, int64_t bound_last);
 static int	cut_garbage(struct recovery *, struct wal_segment *,
 		    uint64_t from, uint64_t to, uint64_t *torn);
 static int	remove_segment(struct recovery *, const struct seg_sum *);
@@ -153,7 +153,7 @@ wal_recover_dir(int dirfd, const char *dir, uint64_t segment_size,
 	info->scanned = n;
 
 	/* 3. Where the log ends. */
-	decide(&rv, sums, n, ck_ok, ck.last_seq);
+	decide(&rv, sums, n, ck_ok, ck.last_seq, bound.last_seq);
 
 	/*
 	 * 4. Act: move aside what follows a break, remove what is of no use.
@@ -367,6 +367,13 @@ checkpoint_usable(struct recovery *rv, const struct wal_seglist *list,
  * empty segment is a break only if the seqs around it do not follow:
  * an unused standby holds nothing, so nothing is missing; it is removed.
  *
+ * A segment that begins right after the seqs a checkpoint says were
+ * handed out (bound_last: even one not usable says so) follows, whatever
+ * came before it: when their segments are gone, recovery goes on after
+ * them (wal_recover_dir, step 6), and the next recovery, which finds the
+ * same checkpoint claim unusable and reads every segment, must not take
+ * that gap for a break and discard what was written since.
+ *
  * Empty segments after the last one holding records are standbys of an
  * earlier run: adopted if they have the segment size, removed if not (so
  * none is left below a later tail). After a failed sync they are removed
@@ -374,7 +381,7 @@ checkpoint_usable(struct recovery *rv, const struct wal_seglist *list,
  */
 static void
 decide(const struct recovery *rv, struct seg_sum *s, size_t n, int ck_ok,
-    int64_t ck_last)
+    int64_t ck_last, int64_t bound_last)
 {
 	ssize_t lastrec = -1, tail = -1, pending = -1, brk = -1;
 	int64_t prev = ck_last;
@@ -399,7 +406,8 @@ decide(const struct recovery *rv, struct seg_sum *s, size_t n, int ck_ok,
 				s[j].action = SEG_REMOVE;
 			pending = -1;
 		}
-		if (known && s[i].first_seq != prev + 1) {
+		if (known && s[i].first_seq != prev + 1 &&
+		    !(prev < bound_last && s[i].first_seq == bound_last + 1)) {
 			brk = (ssize_t)i;
 			break;
 		}

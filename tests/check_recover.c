@@ -1129,6 +1129,49 @@ START_TEST(test_bad_checkpoint_full_scan)
 END_TEST
 
 /*
+ * Found by fuzz_recover: after a checkpoint that says later records
+ * existed (their segments gone), the log goes on after them, past a gap
+ * in the seqs, and the checkpoint recovery writes says so. Yet the next
+ * start found that checkpoint unusable (the newest segment below it
+ * still ends before its last seq), read every segment, took the gap for
+ * a break and moved every segment written since aside: a clean restart
+ * lost every record of the run before.
+ */
+START_TEST(test_gap_after_checkpoint_survives_restart)
+{
+	struct wal_checkpoint ck = { 2, 4999, 100 };
+	struct wal_recovery info;
+	struct wal_ring_stats st;
+	struct wal_error err;
+	struct wal_ring *r;
+	int fd, sync_failed = 0;
+
+	r = open_ring(NULL);
+	append_n(r, 0, 2000);
+	wal_ring_close(r);
+	ck_assert_int_ge(fd = open(dir, O_RDONLY | O_DIRECTORY), 0);
+	ck_assert_int_eq(wal_checkpoint_write(fd, dir, &ck, &sync_failed,
+	    &err), 0);
+	close(fd);
+	r = open_ring(&info);
+	ck_assert_int_eq(info.next_seq, 5000);
+	append_n(r, 5000, 3);
+	wal_ring_stats(r, &st);
+	ck_assert_int_eq(wal_ring_shutdown(r, &err), 0);
+	wal_ring_close(r);
+
+	r = open_ring(&info);
+	ck_assert_uint_eq(info.discarded, 0);
+	ck_assert_int_eq(info.next_seq, 5003);
+	append_n(r, 5003, 2);
+	wal_ring_close(r);
+	ck_assert_int_eq(ts_verify_log(ts_seg_path(dir, st.active_id), 5000,
+	    ts_size_of, NULL), 5);
+	ck_assert_int_eq(ts_verify_log(dir, 0, ts_size_of, NULL), 2000);
+}
+END_TEST
+
+/*
  * Issue #13, defect 19: retention can never take the newest records, and
  * a restart never begins again at seq 0, even with the active segment
  * empty and every segment retention may remove gone, or every one gone.
@@ -1286,6 +1329,7 @@ recover_suite(void)
 	tcase_add_test(tc, test_torn_last_record);
 	tcase_add_test(tc, test_random_bytes_after_last_record);
 	tcase_add_test(tc, test_negative_seq_is_a_break);
+	tcase_add_test(tc, test_gap_after_checkpoint_survives_restart);
 	tcase_add_test(tc, test_corruption_saved_before_zeroing);
 	tcase_add_test(tc, test_second_writer_refused);
 	tcase_add_test(tc, test_missing_directory);
