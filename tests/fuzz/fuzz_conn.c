@@ -56,6 +56,7 @@
 #include <dirent.h>
 
 #include "wal_reader.h"
+#include "wal_shm.h"
 
 int	LLVMFuzzerTestOneInput(const uint8_t *, size_t);
 int	LLVMFuzzerInitialize(int *, char ***);
@@ -119,6 +120,11 @@ struct fc_conn {
 	int64_t		 sub_last;	/* last streamed seq, -1 */
 	uint64_t	 producer;	/* from PRODUCER_OK */
 	uint64_t	 next_pseq;
+	uint8_t		*shm;		/* its ring (SHM_READY), mapped */
+	size_t		 shm_len;
+	int		 shm_bell;	/* our doorbell to the daemon */
+	uint64_t	 shm_written;	/* its header's count at the end */
+	uint64_t	 shm_seen;	/* (fc_verify) */
 };
 
 struct fc_sub { int64_t seq; struct fc_rec r; };
@@ -138,6 +144,7 @@ static struct {
 	int64_t		 max_durable;
 	struct event	*ev_guard;
 	int		 hung;
+	int		 scribbled;	/* a ring was written over at random */
 	int		 trace;		/* $FUZZ_CONN_TRACE: replies to fd 2 */
 	uint8_t		 rx[WAL_PROTO_MAX_FRAME];
 	uint8_t		 tx[WAL_PROTO_MAX_FRAME];
@@ -157,7 +164,7 @@ fc_fail(const char *fmt, ...)
 
 	/* Straight to fd 2: stderr may be /dev/null (LLVMFuzzerInitialize). */
 	va_start(ap, fmt);
-	dprintf(2, "fuzz_conn: invariant violated: ");
+	dprintf(2, "fuzz_conn: invariant violated (%s): ", fc.dir);
 	vdprintf(2, fmt, ap);
 	dprintf(2, "\n");
 	va_end(ap);
@@ -429,6 +436,24 @@ fc_on_reply(int ci, const uint8_t *buf, size_t n, const int *fds, int nfds)
 	case WAL_MSG_SUB_END:
 		cl->sub_last = -1;	/* a later SUBSCRIBE starts anew */
 		break;
+	case WAL_MSG_SHM_READY: {
+		struct wal_msg_shm_ready rd;
+		void *p;
+
+		memcpy(&rd, buf, sizeof rd);
+		if (f != NULL)
+			f->state = FS_ANSWERED;
+		if (nfds != 3 || cl->shm != NULL)
+			fc_fail("SHM_READY with %d descriptors", nfds);
+		cl->shm_len = rd.header_size + rd.size;
+		p = mmap(NULL, cl->shm_len, PROT_READ | PROT_WRITE,
+		    MAP_SHARED, fds[0], 0);
+		if (p == MAP_FAILED)
+			fc_fail("cannot map the ring: %s", strerror(errno));
+		cl->shm = p;
+		cl->shm_bell = dup(fds[1]);
+		break;
+	}
 	default:
 		if (f != NULL && f->state == FS_PENDING)
 			f->state = FS_ANSWERED;
@@ -841,6 +866,91 @@ fc_resend(int ci, uint8_t pick)
 	fc_send(ci, fc.tx, f->copylen, -1);
 }
 
+/*
+ * Write records into connection ci's ring as libwalmmap does (slot,
+ * payload, then the tail with a release store, then the doorbell). They
+ * are remembered as a frame at level none: the ring has no ACK.
+ */
+static void
+fc_shm_write(int ci)
+{
+	struct fc_conn *cl = &fc.conns[ci];
+	struct wal_shm_header *h = (struct wal_shm_header *)(void *)cl->shm;
+	struct wal_shm_slot slot;
+	struct fc_frame *f;
+	uint64_t tail, head, pos, need, room;
+	uint8_t *data;
+	uint32_t i, n, size;
+
+	if (cl->shm == NULL || fc.nframes == sizeof fc.frames /
+	    sizeof fc.frames[0])
+		return;
+	data = cl->shm + h->header_size;
+	f = &fc.frames[fc.nframes++];
+	memset(f, 0, sizeof *f);
+	f->conn = ci;
+	f->id = fc.nframes;
+	f->writes = 1;
+	f->level = WAL_ACK_NONE;
+	f->rec0 = fc.nrecs;
+	f->state = FS_PENDING;
+	tail = atomic_load_explicit(&h->tail, memory_order_relaxed);
+	n = 1 + fc_u8() % 4;
+	for (i = 0; i < n; i++) {
+		size = fc_size() % (h->max_record + 1);
+		head = atomic_load_explicit(&h->head, memory_order_acquire);
+		pos = tail & (h->size - 1);
+		need = wal_shm_slot_bytes(size);
+		room = h->size - pos;
+		if (room < need)
+			need += room;		/* a pad to the end first */
+		if (tail + need - head > h->size)
+			break;			/* full */
+		if (room < wal_shm_slot_bytes(size)) {
+			memset(&slot, 0, sizeof slot);
+			slot.len = WAL_SHM_PAD;
+			if (room >= sizeof slot)
+				memcpy(data + pos, &slot, sizeof slot);
+			tail += room;
+			pos = 0;
+		}
+		memset(&slot, 0, sizeof slot);
+		slot.len = size;
+		slot.flags = fc_u8() & WAL_SHM_F_MASK;
+		memcpy(data + pos, &slot, sizeof slot);
+		fc_bytes(data + pos + sizeof slot, size < 64 ? size : 64);
+		if (size > 64)
+			memset(data + pos + sizeof slot + 64, 0x77, size - 64);
+		fc_add_rec(data + pos + sizeof slot, size);
+		tail += wal_shm_slot_bytes(size);
+	}
+	atomic_store_explicit(&h->tail, tail, memory_order_release);
+	(void)send(cl->shm_bell, "", 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+	f->nrec = fc.nrecs - f->rec0;
+}
+
+/*
+ * Write input bytes anywhere over connection ci's ring (a producer that
+ * scribbles): what the daemon then drains cannot be told, so records in
+ * the log that nobody acknowledged are no longer checked.
+ */
+static void
+fc_shm_scribble(int ci)
+{
+	struct fc_conn *cl = &fc.conns[ci];
+	size_t at, n;
+
+	if (cl->shm == NULL)
+		return;
+	at = ((size_t)fc_u8() << 8 | fc_u8()) * 16 % cl->shm_len;
+	n = 1 + fc_u8() % 32;
+	if (n > cl->shm_len - at)
+		n = cl->shm_len - at;
+	fc_bytes(cl->shm + at, n);
+	fc.scribbled = 1;
+	(void)send(cl->shm_bell, "", 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+}
+
 /* Run the input's program. */
 static void
 fc_run(void)
@@ -1077,7 +1187,13 @@ fc_run(void)
 			fc_send(ci, fc.tx, len, -1);
 			break;
 		}
-		default: {			/* APPEND (3, 23..31) */
+		case 23:			/* records into its ring */
+			fc_shm_write(ci);
+			break;
+		case 24:			/* bytes over its ring */
+			fc_shm_scribble(ci);
+			break;
+		default: {			/* APPEND (3, 25..31) */
 			struct wal_msg_append a;
 			size_t len;
 
@@ -1248,11 +1364,32 @@ fc_verify(int64_t next_seq)
 					    (int64_t)(lo - f->pseq));
 		}
 	}
-	/* What may be in the log without an acknowledgement. */
+	/*
+	 * What may be in the log without an acknowledgement. A ring's
+	 * records are drained while its connection lives, whatever happens
+	 * on the socket: the first ones its header counts as written (the
+	 * producer's acknowledgement) must be there, the rest may.
+	 */
+	for (i = 0; i < (size_t)fc.nconns; i++)
+		fc.conns[i].shm_seen = 0;
 	for (i = 0; i < fc.nframes; i++) {
 		struct fc_frame *f = &fc.frames[i];
+		struct fc_conn *cl = &fc.conns[f->conn];
 		int p = fc_processed(f), certain;
 
+		if (f->type == 0 && f->writes) {
+			pool = realloc(pool, (npool + f->nrec) * sizeof *pool);
+			if (pool == NULL)
+				abort();
+			for (k = 0; k < f->nrec; k++, cl->shm_seen++) {
+				pool[npool].r = fc.recs[f->rec0 + k];
+				pool[npool].certain = !fc.scribbled &&
+				    cl->shm_seen < cl->shm_written;
+				pool[npool].used = 0;
+				npool++;
+			}
+			continue;
+		}
 		if (!f->writes || f->state == FS_ACKED || p == 0)
 			continue;
 		if (f->state == FS_ERRORED && f->level != WAL_ACK_NONE)
@@ -1286,10 +1423,13 @@ fc_verify(int64_t next_seq)
 	for (i = 0, j = 0; i < nun; i++) {
 		while (j < npool && fc_rec_cmp(&pool[j].r, &un[i]) < 0)
 			j++;
-		if (j == npool || fc_rec_cmp(&pool[j].r, &un[i]) != 0)
+		if (j == npool || fc_rec_cmp(&pool[j].r, &un[i]) != 0) {
+			if (fc.scribbled)
+				continue;	/* from a scribbled ring */
 			fc_fail("the log holds a record of %u bytes that was "
 			    "not acknowledged and that no client sent at "
 			    "level none (or it is there twice)", un[i].len);
+		}
 		pool[j++].used = 1;
 	}
 	for (j = 0; j < npool; j++)
@@ -1418,6 +1558,7 @@ fc_start(void)
 	fc.nrecs = 0;
 	fc.nsubs = 0;
 	fc.max_durable = -1;
+	fc.scribbled = 0;
 }
 
 /* Stop as main() does; the ring's next seq. */
@@ -1434,6 +1575,12 @@ fc_stop(void)
 	while ((c = TAILQ_FIRST(&srv->conns)) != NULL)
 		conn_free(c);
 	for (k = 0; k < fc.nconns; k++) {
+		if (fc.conns[k].shm != NULL) {
+			fc.conns[k].shm_written = atomic_load(&((struct
+			    wal_shm_header *)(void *)fc.conns[k].shm)->written);
+			munmap(fc.conns[k].shm, fc.conns[k].shm_len);
+			close(fc.conns[k].shm_bell);
+		}
 		if (fc.conns[k].ev != NULL)
 			event_free(fc.conns[k].ev);
 		if (fc.conns[k].fd != -1)
