@@ -23,7 +23,8 @@
  *    CRC somewhere in the input's files (nothing readable that was not
  *    written), and from next_seq on it is exactly what was appended;
  *  - without a walmmapd.checkpoint in the input (which may claim segments
- *    are sound that recovery then does not read) it reads to a clean end;
+ *    are sound that recovery then does not read) it reads to a clean end,
+ *    and a seek to next_seq finds the appended records;
  *  - an input that is a clean log (consecutive segments and seqs, no
  *    damage, no other files, or a true checkpoint) loses nothing: next_seq
  *    is one after its last record and every record reads back;
@@ -534,8 +535,13 @@ fr_verify(int64_t next)
 		    "back %" PRId64 " of them", fr.first_seq, next - 1, nread);
 	wal_reader_close(rd);
 
-	/* The appended records, wherever the start of the log stands. */
-	if (fr.napp == 0)
+	/*
+	 * The appended records, wherever the start of the log stands. Not
+	 * with a checkpoint in the input: recovery does not read the
+	 * segments below it (it trusts the claim), and a reader stops at
+	 * garbage there before it reaches them.
+	 */
+	if (fr.napp == 0 || (fr.checkpoint && !fr.clean))
 		return;
 	if (wal_reader_open(fr.dir, &rd, &err) != 0)
 		fr_fail("cannot read the log back: %s", err.msg);
