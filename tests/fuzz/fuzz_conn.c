@@ -2,20 +2,22 @@
  * libFuzzer target: walmmapd's connection handling, stateful.
  *
  * Each input runs a real daemon core in this process: the daemon's own
- * objects (every daemon/ file, walmmapd.c included below with its main renamed,
- * so its sync and tick callbacks are the real ones), a real event base, a
- * real wal_ring on a fresh directory under $TMPDIR (64 KiB segments, ring
- * of 2, no prefault), the sync, segment and closer threads, and the
- * daemon's own listening socket in that directory (srv_listen). Fake
- * clients connect to it and are accepted by server_accept_cb, so the
- * allow-list and whatever else accepting does apply; their sockets live
- * in the same event base, so one loop runs the daemon and reads replies.
+ * objects (every daemon/ file; walmmapd.c is included below with its main
+ * renamed, so its sync and tick callbacks are the real ones), a real event
+ * base, a real wal_ring on a fresh directory under $TMPDIR (64 KiB
+ * segments, ring of 2, no prefault), the sync, segment and closer
+ * threads, and the daemon's own listening socket in that directory
+ * (srv_listen). Fake clients connect to it and are accepted by
+ * server_accept_cb, so the allow-list and whatever else accepting does
+ * apply; their sockets live in the same event base, so one loop runs the
+ * daemon and reads its replies.
  * The input is a program (see fc_run): frames from up to FC_SLOTS clients
  * (HELLO of both versions, APPEND, APPEND_FD with and without a memfd,
  * SYNC, STATUS, ROTATE, SUBSCRIBE, PING, SHM_OPEN, and the version-2
  * PRODUCER, APPEND_P with resends, FWD_REGISTER, FWD_POSITION, METRICS),
- * raw frames, reconnects, settles (wait until every client's replies are
- * in) and daemon ticks. Timers the daemon arms (the ROTATE rate limit, the
+ * raw frames, records written into a shared-memory ring and bytes written
+ * over it, reconnects, settles (wait until every client's replies are in)
+ * and daemon ticks. Timers the daemon arms (the ROTATE rate limit, the
  * commit delay) are fired early, so an input takes milliseconds.
  *
  * RESTART is never sent: once implemented it would re-execute this
@@ -38,7 +40,7 @@
  *    record acknowledged, and every record not acknowledged is one sent
  *    at level none (or sent by a client before it vanished) and not
  *    written twice; every level-none record that was certainly processed
- *    is there;
+ *    is there, and every ring record its ring's header counts as written;
  *  - records streamed to a subscriber are consecutive and equal the log's;
  *  - DURABLE never reports a seq past the log's end;
  *  - no crash, leak or sanitizer report, no hang (FC_HANG_S per settle).
