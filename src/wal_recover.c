@@ -62,6 +62,7 @@ struct recovery {
 };
 
 static int	summarize(struct recovery *, uint64_t id, struct seg_sum *);
+static int	check_entry(struct recovery *, uint64_t id);
 static int	checkpoint_usable(struct recovery *, const struct wal_seglist *,
 		    const struct wal_checkpoint *, uint64_t *rec_id);
 static void	decide(const struct recovery *, struct seg_sum *, size_t n,
@@ -104,6 +105,9 @@ wal_recover_dir(int dirfd, const char *dir, uint64_t segment_size,
 	if ((rc = wal_dir_list(dirfd, dir, &list, err)) != 0)
 		return (rc);
 	info->segments = list.count;
+	for (i = 0; i < list.count; i++)
+		if ((rc = check_entry(&rv, list.ids[i])) != 0)
+			goto fail;
 	if ((rc = wal_sync_failed_present(dirfd, dir, err)) < 0)
 		goto fail;
 	rv.marker = info->sync_failed = rc;
@@ -273,6 +277,35 @@ fail:
 	free(sums);
 	wal_seglist_free(&list);
 	return (rc);
+}
+
+/*
+ * Every name of a segment is a regular file, below a checkpoint too
+ * (recovery does not read those, but readers do): refuse to start on a
+ * directory or a symbolic link under such a name, as when reading one.
+ */
+static int
+check_entry(struct recovery *rv, uint64_t id)
+{
+	char name[WAL_SEGMENT_NAME_MAX];
+	struct stat st;
+
+	wal_seg_name(name, sizeof name, id);
+	if (fstatat(rv->dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == -1) {
+		if (errno == ENOENT)
+			return (0);	/* its later open says so */
+		return (wal_seterrno(rv->err, errno, "cannot examine segment "
+		    "%s/%s", rv->dir, name));
+	}
+	if (S_ISLNK(st.st_mode))
+		return (wal_seterr(rv->err, ELOOP, "segment %s/%s is a symbolic "
+		    "link, which walmmapd never follows: move it out of the "
+		    "directory", rv->dir, name));
+	if (!S_ISREG(st.st_mode))
+		return (wal_seterr(rv->err, EINVAL, "segment %s/%s is not a "
+		    "regular file: move it out of the directory", rv->dir,
+		    name));
+	return (0);
 }
 
 /* Read one segment: its records and where its non-zero bytes end. */

@@ -968,6 +968,47 @@ START_TEST(test_discard_never_overwrites_nor_reuses)
 END_TEST
 
 /*
+ * Found by fuzz_recover: a directory (or a symbolic link) under a
+ * segment's name below a usable checkpoint was not looked at by
+ * recovery, which reads only the segments after the checkpoint: the
+ * daemon started, and then every reader of the log (walctl dump and
+ * tail, subscriptions) failed on it. Recovery now refuses to start on
+ * it with the same message a read gives.
+ */
+START_TEST(test_odd_entry_below_checkpoint_refused)
+{
+	struct wal_ring_config cfg = { .dir = dir, .segment_size = SEG64K,
+	    .ring_segments = 3 };
+	struct wal_ring_stats st;
+	struct wal_recovery info;
+	struct wal_error err;
+	struct wal_ring *r;
+
+	r = open_ring(NULL);
+	append_n(r, 0, 2000);
+	wal_ring_stats(r, &st);
+	wal_ring_close(r);
+	ck_assert_uint_ge(st.active_id, 2);
+	/* Segment 0 is below the checkpoint; make it a directory. */
+	ck_assert_int_eq(unlink(ts_seg_path(dir, 0)), 0);
+	ck_assert_int_eq(mkdir(ts_seg_path(dir, 0), 0755), 0);
+	ck_assert_int_ne(wal_ring_open(&cfg, &r, &info, &err), 0);
+	ck_assert_msg(strstr(err.msg, "is not a regular file") != NULL, "%s",
+	    err.msg);
+	ck_assert_int_eq(rmdir(ts_seg_path(dir, 0)), 0);
+	ck_assert_int_eq(symlink("/dev/null", ts_seg_path(dir, 0)), 0);
+	ck_assert_int_ne(wal_ring_open(&cfg, &r, &info, &err), 0);
+	ck_assert_msg(strstr(err.msg, "symbolic link") != NULL, "%s",
+	    err.msg);
+	/* Out of the way, the log opens where it stopped. */
+	ck_assert_int_eq(unlink(ts_seg_path(dir, 0)), 0);
+	r = open_ring(&info);
+	ck_assert_int_eq(info.next_seq, 2000);
+	wal_ring_close(r);
+}
+END_TEST
+
+/*
  * Issue #13, defect 24: recovery never writes through a symbolic link
  * planted as a ".discarded-<offset>" name, nor opens one planted as a
  * segment or as the checkpoint.
@@ -1330,6 +1371,7 @@ recover_suite(void)
 	tcase_add_test(tc, test_random_bytes_after_last_record);
 	tcase_add_test(tc, test_negative_seq_is_a_break);
 	tcase_add_test(tc, test_gap_after_checkpoint_survives_restart);
+	tcase_add_test(tc, test_odd_entry_below_checkpoint_refused);
 	tcase_add_test(tc, test_corruption_saved_before_zeroing);
 	tcase_add_test(tc, test_second_writer_refused);
 	tcase_add_test(tc, test_missing_directory);
