@@ -125,6 +125,9 @@ struct fc_conn {
 	uint8_t		*shm;		/* its ring (SHM_READY), mapped */
 	size_t		 shm_len;
 	int		 shm_bell;	/* our doorbell to the daemon */
+	uint32_t	 shm_hsize;	/* from SHM_READY, not the ring: */
+	uint64_t	 shm_size;	/*   a scribble may change that */
+	uint32_t	 shm_max;
 	uint64_t	 shm_written;	/* its header's count at the end */
 	uint64_t	 shm_seen;	/* (fc_verify) */
 };
@@ -448,6 +451,15 @@ fc_on_reply(int ci, const uint8_t *buf, size_t n, const int *fds, int nfds)
 		if (nfds != 3 || cl->shm != NULL)
 			fc_fail("SHM_READY with %d descriptors", nfds);
 		cl->shm_len = rd.header_size + rd.size;
+		cl->shm_hsize = rd.header_size;
+		cl->shm_size = rd.size;
+		cl->shm_max = rd.max_record;
+		if (rd.header_size < sizeof(struct wal_shm_header) ||
+		    rd.size < WAL_SHM_MIN_SIZE || (rd.size & (rd.size - 1)) ||
+		    rd.max_record > rd.size / 4)
+			fc_fail("SHM_READY with header %u, size %" PRIu64
+			    ", max_record %u", rd.header_size, rd.size,
+			    rd.max_record);
 		p = mmap(NULL, cl->shm_len, PROT_READ | PROT_WRITE,
 		    MAP_SHARED, fds[0], 0);
 		if (p == MAP_FAILED)
@@ -887,7 +899,8 @@ fc_shm_write(int ci)
 	if (cl->shm == NULL || fc.nframes == sizeof fc.frames /
 	    sizeof fc.frames[0])
 		return;
-	data = cl->shm + h->header_size;
+	/* Sizes as SHM_READY gave them: the header may be scribbled. */
+	data = cl->shm + cl->shm_hsize;
 	f = &fc.frames[fc.nframes++];
 	memset(f, 0, sizeof *f);
 	f->conn = ci;
@@ -899,14 +912,14 @@ fc_shm_write(int ci)
 	tail = atomic_load_explicit(&h->tail, memory_order_relaxed);
 	n = 1 + fc_u8() % 4;
 	for (i = 0; i < n; i++) {
-		size = fc_size() % (h->max_record + 1);
+		size = fc_size() % (cl->shm_max + 1);
 		head = atomic_load_explicit(&h->head, memory_order_acquire);
-		pos = tail & (h->size - 1);
+		pos = tail & (cl->shm_size - 1);
 		need = wal_shm_slot_bytes(size);
-		room = h->size - pos;
+		room = cl->shm_size - pos;
 		if (room < need)
 			need += room;		/* a pad to the end first */
-		if (tail + need - head > h->size)
+		if (tail + need - head > cl->shm_size)
 			break;			/* full */
 		if (room < wal_shm_slot_bytes(size)) {
 			memset(&slot, 0, sizeof slot);
