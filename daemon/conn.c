@@ -1177,8 +1177,9 @@ conn_subscribe(struct conn *c, const struct wal_msg_subscribe *s)
 		conn_error(c, s->hdr.id, WAL_PERR_IO, 1, "%s", err.msg);
 		return;
 	}
-	if ((c->ev_sub_retry = evtimer_new(srv->base, conn_sub_retry_cb, c)) ==
-	    NULL) {
+	/* One timer serves every subscription of the connection. */
+	if (c->ev_sub_retry == NULL && (c->ev_sub_retry = evtimer_new(
+	    srv->base, conn_sub_retry_cb, c)) == NULL) {
 		conn_error(c, s->hdr.id, WAL_PERR_IO, 1, "out of memory");
 		return;
 	}

@@ -90,7 +90,11 @@ wal_record_check(const uint8_t *buf, size_t avail, int64_t expect_seq,
 	crc = wal_le32_load(buf + WAL_RECORD_HEADER_SIZE + size);
 	if (crc != wal_crc32(0, buf, WAL_RECORD_HEADER_SIZE + (size_t)size))
 		return (WAL_REC_BAD_CRC);
-	if (expect_seq >= 0 && rec->seq != expect_seq)
+	/*
+	 * Seqs start at 0 and only grow: a negative one is no record of a
+	 * log, and would pass for "any seq" as the next one expected.
+	 */
+	if (rec->seq < 0 || (expect_seq >= 0 && rec->seq != expect_seq))
 		return (WAL_REC_BAD_SEQ);
 	rec->payload = buf + WAL_RECORD_HEADER_SIZE;
 	return (WAL_REC_OK);

@@ -62,10 +62,11 @@ struct recovery {
 };
 
 static int	summarize(struct recovery *, uint64_t id, struct seg_sum *);
+static int	check_entry(struct recovery *, uint64_t id);
 static int	checkpoint_usable(struct recovery *, const struct wal_seglist *,
 		    const struct wal_checkpoint *, uint64_t *rec_id);
 static void	decide(const struct recovery *, struct seg_sum *, size_t n,
-		    int ck_ok, int64_t ck_last);
+		    int ck_ok, int64_t ck_last, int64_t bound_last);
 static int	cut_garbage(struct recovery *, struct wal_segment *,
 		    uint64_t from, uint64_t to, uint64_t *torn);
 static int	remove_segment(struct recovery *, const struct seg_sum *);
@@ -114,6 +115,9 @@ wal_recover_dir_start(int dirfd, const char *dir, uint64_t segment_size,
 	if ((rc = wal_dir_list(dirfd, dir, &list, err)) != 0)
 		return (rc);
 	info->segments = list.count;
+	for (i = 0; i < list.count; i++)
+		if ((rc = check_entry(&rv, list.ids[i])) != 0)
+			goto fail;
 	if ((rc = wal_sync_failed_present(dirfd, dir, err)) < 0)
 		goto fail;
 	rv.marker = info->sync_failed = rc;
@@ -163,7 +167,7 @@ wal_recover_dir_start(int dirfd, const char *dir, uint64_t segment_size,
 	info->scanned = n;
 
 	/* 3. Where the log ends. */
-	decide(&rv, sums, n, ck_ok, ck.last_seq);
+	decide(&rv, sums, n, ck_ok, ck.last_seq, bound.last_seq);
 
 	/*
 	 * 4. Act: move aside what follows a break, remove what is of no use.
@@ -294,6 +298,35 @@ fail:
 	return (rc);
 }
 
+/*
+ * Every name of a segment is a regular file, below a checkpoint too
+ * (recovery does not read those, but readers do): refuse to start on a
+ * directory or a symbolic link under such a name, as when reading one.
+ */
+static int
+check_entry(struct recovery *rv, uint64_t id)
+{
+	char name[WAL_SEGMENT_NAME_MAX];
+	struct stat st;
+
+	wal_seg_name(name, sizeof name, id);
+	if (fstatat(rv->dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == -1) {
+		if (errno == ENOENT)
+			return (0);	/* its later open says so */
+		return (wal_seterrno(rv->err, errno, "cannot examine segment "
+		    "%s/%s", rv->dir, name));
+	}
+	if (S_ISLNK(st.st_mode))
+		return (wal_seterr(rv->err, ELOOP, "segment %s/%s is a symbolic "
+		    "link, which walmmapd never follows: move it out of the "
+		    "directory", rv->dir, name));
+	if (!S_ISREG(st.st_mode))
+		return (wal_seterr(rv->err, EINVAL, "segment %s/%s is not a "
+		    "regular file: move it out of the directory", rv->dir,
+		    name));
+	return (0);
+}
+
 /* Read one segment: its records and where its non-zero bytes end. */
 static int
 summarize(struct recovery *rv, uint64_t id, struct seg_sum *s)
@@ -386,6 +419,13 @@ checkpoint_usable(struct recovery *rv, const struct wal_seglist *list,
  * empty segment is a break only if the seqs around it do not follow:
  * an unused standby holds nothing, so nothing is missing; it is removed.
  *
+ * A segment that begins right after the seqs a checkpoint says were
+ * handed out (bound_last: even one not usable says so) follows, whatever
+ * came before it: when their segments are gone, recovery goes on after
+ * them (wal_recover_dir, step 6), and the next recovery, which finds the
+ * same checkpoint claim unusable and reads every segment, must not take
+ * that gap for a break and discard what was written since.
+ *
  * Empty segments after the last one holding records are standbys of an
  * earlier run: adopted if they have the segment size, removed if not (so
  * none is left below a later tail). After a failed sync they are removed
@@ -393,7 +433,7 @@ checkpoint_usable(struct recovery *rv, const struct wal_seglist *list,
  */
 static void
 decide(const struct recovery *rv, struct seg_sum *s, size_t n, int ck_ok,
-    int64_t ck_last)
+    int64_t ck_last, int64_t bound_last)
 {
 	ssize_t lastrec = -1, tail = -1, pending = -1, brk = -1;
 	int64_t prev = ck_last;
@@ -418,7 +458,8 @@ decide(const struct recovery *rv, struct seg_sum *s, size_t n, int ck_ok,
 				s[j].action = SEG_REMOVE;
 			pending = -1;
 		}
-		if (known && s[i].first_seq != prev + 1) {
+		if (known && s[i].first_seq != prev + 1 &&
+		    !(prev < bound_last && s[i].first_seq == bound_last + 1)) {
 			brk = (ssize_t)i;
 			break;
 		}

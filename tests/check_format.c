@@ -144,6 +144,11 @@ START_TEST(test_check_statuses)
 	ck_assert_int_eq(wal_record_check(hello_record, sizeof hello_record,
 	    2, &rec), WAL_REC_BAD_SEQ);
 	ck_assert_int_eq(rec.seq, 1);
+	/* A negative seq is no record, even where any seq is accepted. */
+	wal_record_encode(buf, -5, 0, "x", 1);
+	ck_assert_int_eq(wal_record_check(buf, sizeof buf, -1, &rec),
+	    WAL_REC_BAD_SEQ);
+	ck_assert_int_eq(rec.seq, -5);
 	/* A size above 64 MiB is refused before any CRC work. */
 	wal_record_encode_header(buf, 0, 0, WAL_MAX_PAYLOAD + 1);
 	ck_assert_int_eq(wal_record_check(buf, sizeof buf, 0, &rec),
@@ -178,6 +183,19 @@ START_TEST(test_scan_image)
 	ck_assert_int_eq(sc.stop, WAL_REC_BAD_CRC);
 	ck_assert_int_eq(sc.stop_seq, 15);
 	ck_assert_uint_eq(sc.end, WAL_FILE_HEADER_SIZE + 5 * wal_record_span(3));
+
+	/*
+	 * A negative first seq stops the scan: it would otherwise expect a
+	 * negative seq next, which accepts any.
+	 */
+	off = WAL_FILE_HEADER_SIZE;
+	off += wal_record_encode(img + off, -1, 0, "abc", 3);
+	off += wal_record_encode(img + off, 500, 0, "abc", 3);
+	memset(img + off, 0, sizeof img - off);
+	wal_scan(img, sizeof img, WAL_FILE_HEADER_SIZE, -1, &sc);
+	ck_assert_uint_eq(sc.records, 0);
+	ck_assert_int_eq(sc.stop, WAL_REC_BAD_SEQ);
+	ck_assert_uint_eq(sc.end, WAL_FILE_HEADER_SIZE);
 
 	/* Without the file magic nothing is read. */
 	img[0] = 'X';

@@ -261,6 +261,42 @@ START_TEST(test_random_bytes_after_last_record)
 }
 END_TEST
 
+/*
+ * A record with a good CRC and a negative seq (found by fuzz_recover) is
+ * no record of the log: seqs start at 0. It used to be read as the first
+ * record of a segment, and since the seq after it was negative too, every
+ * later record passed whatever its seq: recovery continued after seq 1000
+ * here, and a second recovery after appends disagreed with the first.
+ */
+START_TEST(test_negative_seq_is_a_break)
+{
+	struct wal_recovery info;
+	struct wal_ring *r;
+	uint8_t img[3 * 64];
+	size_t off = 0;
+	int stop;
+
+	r = open_ring(NULL);
+	wal_ring_close(r);
+	off += wal_record_encode(img + off, -1, 1, "neg", 3);
+	off += wal_record_encode(img + off, 7, 2, "sev", 3);
+	off += wal_record_encode(img + off, 1000, 3, "big", 3);
+	ck_assert_int_eq(ts_pwrite_file(ts_seg_path(dir, 0), img, off,
+	    WAL_FILE_HEADER_SIZE), 0);
+
+	r = open_ring(&info);
+	ck_assert_int_eq(info.next_seq, 0);
+	ck_assert_uint_eq(info.torn_bytes, off);
+	append_n(r, 0, 2);
+	wal_ring_close(r);
+	ck_assert_int_eq(ts_verify_log(dir, 0, ts_size_of, &stop), 2);
+	ck_assert_int_eq(stop, WAL_REC_END);
+	r = open_ring(&info);
+	ck_assert_int_eq(info.next_seq, 2);
+	wal_ring_close(r);
+}
+END_TEST
+
 START_TEST(test_corruption_saved_before_zeroing)
 {
 	struct wal_recovery info;
@@ -932,6 +968,47 @@ START_TEST(test_discard_never_overwrites_nor_reuses)
 END_TEST
 
 /*
+ * Found by fuzz_recover: a directory (or a symbolic link) under a
+ * segment's name below a usable checkpoint was not looked at by
+ * recovery, which reads only the segments after the checkpoint: the
+ * daemon started, and then every reader of the log (walctl dump and
+ * tail, subscriptions) failed on it. Recovery now refuses to start on
+ * it with the same message a read gives.
+ */
+START_TEST(test_odd_entry_below_checkpoint_refused)
+{
+	struct wal_ring_config cfg = { .dir = dir, .segment_size = SEG64K,
+	    .ring_segments = 3 };
+	struct wal_ring_stats st;
+	struct wal_recovery info;
+	struct wal_error err;
+	struct wal_ring *r;
+
+	r = open_ring(NULL);
+	append_n(r, 0, 2000);
+	wal_ring_stats(r, &st);
+	wal_ring_close(r);
+	ck_assert_uint_ge(st.active_id, 2);
+	/* Segment 0 is below the checkpoint; make it a directory. */
+	ck_assert_int_eq(unlink(ts_seg_path(dir, 0)), 0);
+	ck_assert_int_eq(mkdir(ts_seg_path(dir, 0), 0755), 0);
+	ck_assert_int_ne(wal_ring_open(&cfg, &r, &info, &err), 0);
+	ck_assert_msg(strstr(err.msg, "is not a regular file") != NULL, "%s",
+	    err.msg);
+	ck_assert_int_eq(rmdir(ts_seg_path(dir, 0)), 0);
+	ck_assert_int_eq(symlink("/dev/null", ts_seg_path(dir, 0)), 0);
+	ck_assert_int_ne(wal_ring_open(&cfg, &r, &info, &err), 0);
+	ck_assert_msg(strstr(err.msg, "symbolic link") != NULL, "%s",
+	    err.msg);
+	/* Out of the way, the log opens where it stopped. */
+	ck_assert_int_eq(unlink(ts_seg_path(dir, 0)), 0);
+	r = open_ring(&info);
+	ck_assert_int_eq(info.next_seq, 2000);
+	wal_ring_close(r);
+}
+END_TEST
+
+/*
  * Issue #13, defect 24: recovery never writes through a symbolic link
  * planted as a ".discarded-<offset>" name, nor opens one planted as a
  * segment or as the checkpoint.
@@ -1093,6 +1170,49 @@ START_TEST(test_bad_checkpoint_full_scan)
 END_TEST
 
 /*
+ * Found by fuzz_recover: after a checkpoint that says later records
+ * existed (their segments gone), the log goes on after them, past a gap
+ * in the seqs, and the checkpoint recovery writes says so. Yet the next
+ * start found that checkpoint unusable (the newest segment below it
+ * still ends before its last seq), read every segment, took the gap for
+ * a break and moved every segment written since aside: a clean restart
+ * lost every record of the run before.
+ */
+START_TEST(test_gap_after_checkpoint_survives_restart)
+{
+	struct wal_checkpoint ck = { 2, 4999, 100 };
+	struct wal_recovery info;
+	struct wal_ring_stats st;
+	struct wal_error err;
+	struct wal_ring *r;
+	int fd, sync_failed = 0;
+
+	r = open_ring(NULL);
+	append_n(r, 0, 2000);
+	wal_ring_close(r);
+	ck_assert_int_ge(fd = open(dir, O_RDONLY | O_DIRECTORY), 0);
+	ck_assert_int_eq(wal_checkpoint_write(fd, dir, &ck, &sync_failed,
+	    &err), 0);
+	close(fd);
+	r = open_ring(&info);
+	ck_assert_int_eq(info.next_seq, 5000);
+	append_n(r, 5000, 3);
+	wal_ring_stats(r, &st);
+	ck_assert_int_eq(wal_ring_shutdown(r, &err), 0);
+	wal_ring_close(r);
+
+	r = open_ring(&info);
+	ck_assert_uint_eq(info.discarded, 0);
+	ck_assert_int_eq(info.next_seq, 5003);
+	append_n(r, 5003, 2);
+	wal_ring_close(r);
+	ck_assert_int_eq(ts_verify_log(ts_seg_path(dir, st.active_id), 5000,
+	    ts_size_of, NULL), 5);
+	ck_assert_int_eq(ts_verify_log(dir, 0, ts_size_of, NULL), 2000);
+}
+END_TEST
+
+/*
  * Issue #13, defect 19: retention can never take the newest records, and
  * a restart never begins again at seq 0, even with the active segment
  * empty and every segment retention may remove gone, or every one gone.
@@ -1249,6 +1369,9 @@ recover_suite(void)
 	tcase_add_test(tc, test_adopts_empty_standby);
 	tcase_add_test(tc, test_torn_last_record);
 	tcase_add_test(tc, test_random_bytes_after_last_record);
+	tcase_add_test(tc, test_negative_seq_is_a_break);
+	tcase_add_test(tc, test_gap_after_checkpoint_survives_restart);
+	tcase_add_test(tc, test_odd_entry_below_checkpoint_refused);
 	tcase_add_test(tc, test_corruption_saved_before_zeroing);
 	tcase_add_test(tc, test_second_writer_refused);
 	tcase_add_test(tc, test_missing_directory);
