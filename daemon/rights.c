@@ -258,7 +258,12 @@ rights_check(struct conn *c, uint64_t id, unsigned need, const char *what)
 	return (0);
 }
 
-/* Reload: rights again; stop what a connection may no longer do. */
+/*
+ * Reload: rights again; stop what a connection may no longer do. A closing
+ * connection too: until its last replies are taken (CONN_LINGER_S) its
+ * subscription would still be fed and its ring still drained. A client
+ * that loses both rights loses both at once; it is told the first.
+ */
 void
 rights_reload(struct server *srv)
 {
@@ -266,10 +271,9 @@ rights_reload(struct server *srv)
 	struct rights_peer p;
 	unsigned r, lost;
 	char holders[256];
+	int stopped;
 
 	TAILQ_FOREACH_SAFE(c, &srv->conns, entry, next) {
-		if (c->closing)
-			continue;
 		memset(&p, 0, sizeof p);
 		p.pid = c->pid;
 		p.uid = c->uid;
@@ -281,6 +285,7 @@ rights_reload(struct server *srv)
 		c->rights = r;
 		if (lost == 0)
 			continue;
+		stopped = 0;
 		if ((lost & RIGHT_READ) && c->sub != NULL) {
 			rights_holders(srv, RIGHT_READ, holders,
 			    sizeof holders);
@@ -290,11 +295,12 @@ rights_reload(struct server *srv)
 			wal_reader_close(c->sub);
 			c->sub = NULL;
 			c->sub_held = 0;
-			conn_error(c, 0, WAL_PERR_PERM, 1, "subscription ended: "
-			    "after a reload uid %ld no longer holds the read "
-			    "right (held by %s)", (long)c->uid, holders);
-			conn_flush(c);
-			continue;
+			if (!c->closing)
+				conn_error(c, 0, WAL_PERR_PERM, 1, "subscription "
+				    "ended: after a reload uid %ld no longer "
+				    "holds the read right (held by %s)",
+				    (long)c->uid, holders);
+			stopped = 1;
 		}
 		/* A ring's records pass no request check: close it. */
 		if ((lost & RIGHT_WRITE) && c->shm != NULL) {
@@ -305,21 +311,24 @@ rights_reload(struct server *srv)
 			    (long)c->uid);
 			/* What its ring published until now is written. */
 			shm_close_ring(c);
-			conn_error(c, 0, WAL_PERR_PERM, 1, "closed: after a "
-			    "reload uid %ld no longer holds the write right "
-			    "(held by %s)", (long)c->uid, holders);
-			conn_flush(c);
-			continue;
+			if (!c->closing)
+				conn_error(c, 0, WAL_PERR_PERM, 1, "closed: "
+				    "after a reload uid %ld no longer holds the "
+				    "write right (held by %s)", (long)c->uid,
+				    holders);
+			stopped = 1;
 		}
-		if (r == 0) {
+		if (!stopped && r == 0 && !c->closing) {
 			log_warnx("reload: client pid %ld uid %ld holds no "
 			    "right any more; closing it", (long)c->pid,
 			    (long)c->uid);
 			conn_error(c, 0, WAL_PERR_PERM, 1, "closed: after a "
 			    "reload uid %ld holds no right on this log",
 			    (long)c->uid);
-			conn_flush(c);
+			stopped = 1;
 		}
+		if (stopped)
+			conn_flush(c);	/* may free c */
 	}
 }
 
