@@ -13,7 +13,9 @@
  * - read: allow_readers when set, else allow_users/allow_groups when set
  *   (the lists of earlier versions grant read and write), else those who
  *   could read the segment files directly: the data directory's owner,
- *   its group when the group may list it, everyone when others may;
+ *   its group when the group may list it; never others, whatever the
+ *   directory's mode: segment files are created 0640, so a directory
+ *   others may list (0755, what mkdir gives) still hides their records;
  * - write: allow_writers when set, else allow_users/allow_groups when
  *   set, else everyone who may connect (the socket's mode and group);
  * - admin: allow_admins when set, else nobody else.
@@ -170,10 +172,9 @@ rights_of(const struct server *srv, const struct rights_peer *p)
 		if (rights_legacy_has(cfg, p, anon))
 			r |= RIGHT_READ;
 	} else if (srv->data_dirfd != -1 && fstat(srv->data_dirfd, &st) == 0) {
-		/* Who could read the segment files without us. */
-		if ((st.st_mode & 0005) == 0005 || (!anon &&
-		    (p->uid == st.st_uid || ((st.st_mode & 0050) == 0050 &&
-		    rights_in_group(p, st.st_gid)))))
+		/* Who could read the segment files (0640) without us. */
+		if (!anon && (p->uid == st.st_uid || ((st.st_mode & 0050) ==
+		    0050 && rights_in_group(p, st.st_gid))))
 			r |= RIGHT_READ;
 	}
 

@@ -891,6 +891,57 @@ START_TEST(test_activation_ignores_socket_mode)
 }
 END_TEST
 
+/* 0 when no segment file in dir can be opened for reading, else 1 or 2. */
+static int
+segs_unreadable_cb(void *arg)
+{
+	const char *dir = arg;
+	char path[PATH_MAX];
+	struct dirent *de;
+	DIR *dp;
+	int fd, seen = 0, bad = 0;
+
+	if ((dp = opendir(dir)) == NULL) {
+		fprintf(stderr, "opendir %s: %s\n", dir, strerror(errno));
+		return (2);
+	}
+	while ((de = readdir(dp)) != NULL) {
+		if (strstr(de->d_name, ".wal") == NULL)
+			continue;
+		seen++;
+		snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+		if ((fd = open(path, O_RDONLY | O_CLOEXEC)) != -1) {
+			fprintf(stderr, "uid %ld reads %s itself\n",
+			    (long)getuid(), path);
+			close(fd);
+			bad = 1;
+		}
+	}
+	closedir(dp);
+	return (seen == 0 ? 2 : bad);
+}
+
+/*
+ * A data directory others may list (0755, what mkdir gives under the usual
+ * umask) does not let them read the segment files, which walmmapd creates
+ * 0640: the socket must not give them what the files do not.
+ */
+START_TEST(test_default_others_listing)
+{
+	if (!is_root("test_default_others_listing"))
+		return;
+	ck_assert_int_eq(mkdir(d.data, 0755), 0);
+	write_conf("# nothing\n");
+	ck_assert_int_eq(start(), 0);
+	root_append();
+	ck_assert_int_eq(ts_as_user(NOBODY, NOBODY, segs_unreadable_cb,
+	    d.data), 0);
+	expect(NOBODY, OP_TAIL, -WALMMAP_EPERM, "needs the read right");
+	expect(NOBODY, OP_APPEND, 0, NULL);
+	ck_assert_int_eq(ts_daemon_stop(&d), 0);
+}
+END_TEST
+
 /* Does a segment file in dir hold the bytes text? */
 static int
 log_holds(const char *dir, const char *text)
@@ -1054,6 +1105,7 @@ rights_suite(void)
 	tcase_add_test(tc, test_units);
 	tcase_add_test(tc, test_namespaces);
 	tcase_add_test(tc, test_activation_ignores_socket_mode);
+	tcase_add_test(tc, test_default_others_listing);
 	tcase_add_loop_test(tc, test_reload_revokes_ring_of_subscriber, 0, 2);
 	suite_add_tcase(s, tc);
 	return (s);
