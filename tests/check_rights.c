@@ -295,6 +295,19 @@ START_TEST(test_legacy)
 	log = ts_daemon_log(&d);
 	ck_assert_msg(strstr(log, "allow_users: empty") != NULL, "%s", log);
 	free(log);
+	/* Separators alone name nobody either: not the defaults, silently. */
+	write_conf("allow_users = ,\n");
+	ck_assert_int_eq(start(), 1);
+	log = ts_daemon_log(&d);
+	ck_assert_msg(strstr(log, "allow_users: \",\" names nobody") != NULL,
+	    "%s", log);
+	free(log);
+	write_conf("allow_groups = , ,\n");
+	ck_assert_int_eq(start(), 1);
+	log = ts_daemon_log(&d);
+	ck_assert_msg(strstr(log, "allow_groups: \", ,\" names nobody") !=
+	    NULL, "%s", log);
+	free(log);
 	write_conf("allow_readers =\n");
 	ck_assert_int_eq(start(), 1);
 	log = ts_daemon_log(&d);
