@@ -39,13 +39,16 @@ static const struct {
 	int		(*fn)(const struct wb *);
 	const char	*what;
 } scenarios[] = {
-	{ "core", wb_core, "the ring writer in-process vs write() and memcpy" },
+	{ "core", wb_core, "the ring writer in-process vs buffered and plain "
+	    "write() appenders and memcpy" },
 	{ "seqpacket", wb_seqpacket, "clients through walmmapd vs a raw "
 	    "SOCK_SEQPACKET pair" },
 	{ "shm", wb_shm, "producers through rings vs a raw SPSC ring" },
 	{ "durable", wb_durable, "durable acks vs fdatasync per record" },
-	{ "latency", wb_latency, "append->ack round trip at a fixed load" },
-	{ "recovery", wb_recovery, "start on 1 GiB, walctl verify vs read()" },
+	{ "latency", wb_latency, "append->ack at a fixed load vs raw round "
+	    "trips (socket, shm)" },
+	{ "recovery", wb_recovery, "start after kill -9, walctl verify vs "
+	    "read(), cold cache" },
 	{ "redis", wb_redis, "durable vs Redis appendfsync always" },
 };
 #define NSCEN	(sizeof scenarios / sizeof scenarios[0])
