@@ -292,7 +292,7 @@ static const double cdf_levels[] = { 0, 1, 5, 10, 20, 30, 40, 50, 60, 70,
 
 void
 wb_report_cdf(const struct wb *wb, const char *scenario, const char *variant,
-    const char *series, const uint32_t *ns, size_t n)
+    const char *series, const uint64_t *ns, size_t n)
 {
 	size_t i, k;
 
@@ -302,7 +302,8 @@ wb_report_cdf(const struct wb *wb, const char *scenario, const char *variant,
 	    "\"cdf\":[", scenario, variant, series);
 	for (i = 0; i < sizeof cdf_levels / sizeof cdf_levels[0]; i++) {
 		k = (size_t)((double)(n - 1) * cdf_levels[i] / 100);
-		printf("%s[%g,%u]", i ? "," : "", cdf_levels[i], ns[k]);
+		printf("%s[%g,%llu]", i ? "," : "", cdf_levels[i],
+		    (unsigned long long)ns[k]);
 	}
 	printf("]}\n");
 	fflush(stdout);

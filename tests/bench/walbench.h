@@ -29,7 +29,7 @@ struct wb_result {
 	double		 p50, p99, p999; /* ns; < 0: not measured */
 	const char	*baseline;
 	double		 base_rps;
-	char		 note[200];
+	char		 note[320];
 	double		 ratio;		/* > 0: the scenario's (e.g. median of
 					   per-run ratios); 0: rps / base_rps;
 					   < 0: none */
@@ -50,7 +50,7 @@ void	 wb_skip(const struct wb *, const char *scenario, const char *why);
  * sorted ascending. Nothing without --json.
  */
 void	 wb_report_cdf(const struct wb *, const char *scenario,
-	    const char *variant, const char *series, const uint32_t *ns,
+	    const char *variant, const char *series, const uint64_t *ns,
 	    size_t n);
 /* The 1-minute load average, or < 0. */
 double	 wb_load(void);
