@@ -44,6 +44,7 @@ struct prod {
 	double		*end_s;		/* [child]: all acknowledged (wb_now) */
 };
 
+/* Producer i: p->each records through walmmapd, then the last ack. */
 static int
 producer_child(int i, void *arg)
 {
@@ -133,6 +134,7 @@ struct raw {
 	size_t		 frame_len;
 };
 
+/* Raw pair i's sender: r->frames frames of r->frame_len bytes. */
 static int
 raw_sender(int i, void *arg)
 {
@@ -300,6 +302,7 @@ moved(const double *before, const double *after, int n)
 	return (m);
 }
 
+/* Clients over the socket against a raw SOCK_SEQPACKET pair. */
 int
 wb_seqpacket(const struct wb *wb)
 {
@@ -373,6 +376,7 @@ struct spsc_arg {
 	int		 cpu;
 };
 
+/* Raw ring i's producer: a->n records, tail published every 16. */
 static int
 spsc_producer(int i, void *arg)
 {
@@ -474,6 +478,7 @@ run_raw_spsc(int nq, long total, uint32_t size)
 	return ((double)want / (t1 - t0));
 }
 
+/* Producers through rings against raw SPSC rings and the socket. */
 int
 wb_shm(const struct wb *wb)
 {
@@ -555,9 +560,12 @@ struct lat {
 	uint64_t	 t_end;		/* the last acknowledgement */
 	uint64_t	*lat;		/* [record], ns */
 	size_t		 acked;
+	size_t		 real;		/* acknowledged when a run stopped */
+	int		 stopped;	/* by lat_over() */
 	size_t		 n;
 };
 
+/* Record i was seen acknowledged at now. */
 static void
 lat_note(struct lat *l, size_t i, uint64_t now)
 {
@@ -567,6 +575,7 @@ lat_note(struct lat *l, size_t i, uint64_t now)
 	l->t_end = now;
 }
 
+/* walmmap_process() callback: count records from the scheduled send. */
 static void
 lat_ack_cb(void *arg, int64_t first_seq, uint32_t count, int error)
 {
@@ -580,6 +589,7 @@ lat_ack_cb(void *arg, int64_t first_seq, uint32_t count, int error)
 		lat_note(l, l->acked, now);
 }
 
+/* A run of rate records/s: warm seconds, then secs counted. */
 static int
 lat_alloc(struct lat *l, long rate, double warm, double secs)
 {
@@ -589,6 +599,7 @@ lat_alloc(struct lat *l, long rate, double warm, double secs)
 	return ((l->lat = calloc(l->n, sizeof *l->lat)) == NULL ? -1 : 0);
 }
 
+/* qsort() order of uint64_t. */
 static int
 cmp_u64(const void *a, const void *b)
 {
@@ -608,12 +619,36 @@ lat_counted(struct lat *l, long rate, double warm, size_t *n)
 	return (l->lat + skip);
 }
 
+/*
+ * A run that cannot keep the offered rate would last as long as its
+ * backlog: it stops 1 s after the last record was due, and the records
+ * still unacknowledged count from their due time to then (a lower bound;
+ * the note flags the run). 1: stop now.
+ */
+static int
+lat_over(struct lat *l, uint64_t now)
+{
+	size_t i;
+
+	uint64_t end = l->t_end;
+
+	if (now < l->t0 + l->n * l->step + 1000000000ull)
+		return (0);
+	l->real = l->acked;
+	l->stopped = 1;
+	for (i = l->acked; i < l->n; i++)
+		lat_note(l, i, now);
+	l->acked = l->n;
+	l->t_end = end;
+	return (1);
+}
+
 /* Records/s the run achieved, start to last acknowledgement. */
 static double
 lat_rate(const struct lat *l)
 {
-	return (l->t_end > l->t0 ? (double)l->n / ((double)(l->t_end -
-	    l->t0) / 1e9) : -1);
+	return (l->t_end > l->t0 ? (double)(l->stopped ? l->real : l->n) /
+	    ((double)(l->t_end - l->t0) / 1e9) : -1);
 }
 
 /* p50/p99/p999 of sorted v. */
@@ -643,6 +678,8 @@ lat_sock(const char *sock, struct lat *l)
 	while (l->acked < l->n) {
 		uint64_t now = wb_now_ns();
 
+		if (lat_over(l, now))
+			break;
 		if (sent < l->n && now >= l->t0 + sent * l->step) {
 			rc = walmmap_append(w, buf, sizeof buf,
 			    WALMMAP_ACK_DEFAULT, NULL);
@@ -686,6 +723,8 @@ lat_shm(const char *sock, struct lat *l)
 	while (l->acked < l->n) {
 		uint64_t now = wb_now_ns();
 
+		if (lat_over(l, now))
+			break;
 		if (sent < l->n && now >= l->t0 + sent * l->step) {
 			if (walmmap_append(w, buf, sizeof buf,
 			    WALMMAP_ACK_DEFAULT, NULL) != 0) {
@@ -719,12 +758,14 @@ echo_child(int i, void *arg)
 	if (can_pin())
 		(void)wb_pin_self(CONS_CPU);
 	wb_child_sync();
+	/* The parent may close with frames in flight (lat_over()). */
 	while ((n = recv(s, buf, sizeof buf, 0)) > 0)
 		if (send(s, buf, (size_t)n, 0) != n)
-			return (1);
+			break;
 	return (0);
 }
 
+/* One echo run at l's rate over a SOCK_SEQPACKET pair. */
 static int
 echo_run(struct lat *l)
 {
@@ -744,6 +785,8 @@ echo_run(struct lat *l)
 	while (l->acked < l->n) {
 		uint64_t now = wb_now_ns();
 
+		if (lat_over(l, now))
+			break;
 		if (s < l->n && now >= l->t0 + s * l->step &&
 		    send(sp[0], buf, sizeof(struct wal_msg_append) + 68,
 		    MSG_DONTWAIT) > 0)
@@ -772,6 +815,7 @@ struct pong {
 	uint8_t			data[1u << 20];
 };
 
+/* The ping-pong's far side: take records, publish how many. */
 static int
 pong_child(int i, void *arg)
 {
@@ -800,6 +844,7 @@ pong_child(int i, void *arg)
 	return (0);
 }
 
+/* One ping-pong run at l's rate. */
 static int
 pong_run(struct lat *l)
 {
@@ -820,6 +865,8 @@ pong_run(struct lat *l)
 	while (l->acked < l->n) {
 		uint64_t now = wb_now_ns();
 
+		if (lat_over(l, now))
+			break;
 		if (s < l->n && now >= l->t0 + s * l->step &&
 		    s - l->acked < slots) {
 			memcpy(q->data + (s % slots) * 64, buf, sizeof buf);
@@ -923,6 +970,7 @@ lat_variant(const struct wb *wb, int shm, long rate, const char *variant)
 	return (0);
 }
 
+/* Latency through the socket and through a ring, at fixed rates. */
 int
 wb_latency(const struct wb *wb)
 {

@@ -121,6 +121,7 @@ dur_redis(const struct dur *a, int i)
 	return (0);
 }
 
+/* Client i: walmmapd or Redis. */
 static int
 dur_child(int i, void *arg)
 {
@@ -333,6 +334,7 @@ redis_start(const char *server, const char *dir, const char *sock)
 	return (pid);
 }
 
+/* Stop redis-server and remove its files. */
 static void
 redis_stop(pid_t pid, const char *dir, const char *sock)
 {

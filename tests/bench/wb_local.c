@@ -326,13 +326,14 @@ verify_s(const struct wb *wb, const char *dir)
 	return (wb_now() - t0);
 }
 
-/* The writer killed mid-append: appends 256 B records until killed. */
+/* The writer whose daemon is killed mid-append. */
 struct crash {
 	const char		*sock;
 	long			 want;		/* records before *reached */
 	volatile int		*reached;
 };
 
+/* Append batches of 64 until the daemon dies; *reached at c->want. */
 static int
 crash_writer(int i, void *arg)
 {
