@@ -360,6 +360,7 @@ wb_seqpacket(const struct wb *wb)
  * drained batch. Both sides spin a while, then yield.
  */
 #define SPSC_PUB	16
+#define MAXRINGS	16
 
 struct spsc {
 	_Atomic uint64_t	tail;
@@ -421,14 +422,15 @@ run_raw_spsc(int nq, long total, uint32_t size)
 {
 	struct spsc_arg a;
 	struct wb_group g;
-	uint64_t head[MAXREPS], tail, cap;
+	uint64_t head[MAXRINGS], tail, cap;
 	const uint64_t slot = (16 + size + 15) & ~15u;
 	uint8_t out[4096];
 	double t0, t1;
 	long got = 0, want;
 	int spin = 0, i, idle;
 
-	if ((a.q = wb_shared(sizeof *a.q * (size_t)nq)) == NULL)
+	if (nq > MAXRINGS || (a.q = wb_shared(sizeof *a.q * (size_t)nq)) ==
+	    NULL)
 		return (-1);
 	cap = sizeof a.q->data;
 	a.n = total / nq;
@@ -911,7 +913,10 @@ lat_variant(const struct wb *wb, int shm, long rate, const char *variant)
 		rb[k] = wb_cpu_rtt_ns();
 		if (lat_alloc(&l, rate, warm, secs) != 0)
 			return (-1);
+		if (can_pin())
+			(void)wb_pin_self(PROD_CPU);	/* as for walmmapd */
 		rc = shm ? pong_run(&l) : echo_run(&l);
+		wb_unpin_self();
 		if (rc != 0 || (v = lat_counted(&l, rate, warm, &n)) == NULL)
 			return (-1);
 		lat_pcts(v, n, p);
