@@ -277,6 +277,7 @@ main(int argc, char **argv)
 	fw.ctl = -1;
 	fw.durable_seq = -1;
 	fw.acked_seq = -1;
+	fw.verified = -2;
 	fw.cfg.name = "default";
 	fw.cfg.replicas = 1;
 	fw.cfg.window = 1024;
@@ -423,7 +424,7 @@ fwd_run(struct fwd *fw)
 	const char *last_err;
 	char nerr[128], logged[128] = "";
 	natsStatus ns;
-	int64_t last, next, report = 0;
+	int64_t last, next, low, report = 0;
 	int backoff = FWD_BACKOFF_MIN_MS, rc, n, warned = 0;
 
 	/*
@@ -507,6 +508,26 @@ fwd_run(struct fwd *fw)
 			fwd_sleep(&backoff);
 			continue;
 		}
+		/*
+		 * Nothing after what the last epoch had stored in order (or,
+		 * on a start, the last window of messages) may be missing.
+		 */
+		low = fw->verified >= -1 ? fw->verified : last -
+		    fw->cfg.window;
+		if ((rc = fwd_nats_verify(fw, last, low < -1 ? -1 : low,
+		    why, sizeof why)) != 0) {
+			fwd_set_error(fw, "%s%s", rc > 0 ? "GAP: " : "", why);
+			if (rc < 0) {
+				fwd_log(LOG_WARNING, "%s; trying again", why);
+				fwd_sleep(&backoff);
+				continue;
+			}
+			fwd_log(LOG_ERR, "GAP: %s%s", why, fw->cfg.allow_gap ?
+			    "; going on after them (--allow-gap)" : "");
+			if (!fw->cfg.allow_gap)
+				return (FWD_EXIT_GAP);
+		}
+		fw->verified = last;
 		next = last + 1;
 		if (st.first_seq >= 0 && st.first_seq > next) {
 			fwd_log(LOG_ERR, "GAP: the log no longer holds records "
@@ -614,6 +635,9 @@ fwd_run(struct fwd *fw)
 		/* Whatever ended the epoch, settle what is in flight. */
 		fwd_nats_settle(fw, fwd_stop ? fw->cfg.stop_wait_ms :
 		    fw->cfg.ack_wait_ms);
+		pthread_mutex_lock(&fw->lock);
+		fw->verified = fw->acked_seq;	/* stored in order up to it */
+		pthread_mutex_unlock(&fw->lock);
 		fwd_report(fw);
 		if (rc == FWD_EXIT_TOO_LARGE) {
 			walmmap_reader_close(r);

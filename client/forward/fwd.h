@@ -89,6 +89,10 @@ struct fwd {
 	int		 ctl;		/* control connection to walmmapd */
 	int		 positioned;	/* acked_seq is what the stream says */
 	int64_t		 durable_seq;	/* as walmmapd last said */
+	int64_t		 last_sseq;	/* stream seq of the last message on
+					   the subject, 0: none */
+	int64_t		 verified;	/* the stream holds every seq <= it
+					   once, in order; -2: not known */
 };
 
 /* nats.c */
@@ -96,6 +100,8 @@ int	 fwd_nats_setup(struct fwd *, char *why, size_t whylen);
 int	 fwd_nats_connected(struct fwd *);
 int	 fwd_nats_check_stream(struct fwd *, char *why, size_t whylen);
 int	 fwd_nats_last(struct fwd *, int64_t *seq, char *why, size_t whylen);
+int	 fwd_nats_verify(struct fwd *, int64_t last, int64_t floor,
+	    char *why, size_t whylen);
 int	 fwd_nats_epoch(struct fwd *, int64_t shipped, char *why,
 	    size_t whylen);
 int	 fwd_nats_publish(struct fwd *, int64_t seq, int64_t ts_ns,

@@ -278,6 +278,7 @@ fwd_nats_last(struct fwd *fw, int64_t *seq, char *why, size_t whylen)
 	    &jerr);
 	if (s == NATS_NOT_FOUND) {
 		*seq = -1;
+		fw->last_sseq = 0;
 		return (0);
 	}
 	if (s != NATS_OK) {
@@ -298,8 +299,79 @@ fwd_nats_last(struct fwd *fw, int64_t *seq, char *why, size_t whylen)
 		natsMsg_Destroy(m);
 		return (FWD_EXIT_CONFIG);
 	}
+	fw->last_sseq = (int64_t)natsMsg_GetSequence(m);
 	natsMsg_Destroy(m);
 	return (0);
+}
+
+/*
+ * The stream's messages on our subject after seq floor are exactly
+ * floor + 1 .. last, in order: 0. JetStream can refuse message N (a
+ * stream limit, no leader during a failover) and still store N + 1 that
+ * was already in flight; resuming after last would then leave N out for
+ * ever. So walk the stream back from its last message on the subject
+ * (fwd_nats_last) down to floor: FWD_EXIT_GAP, with the missing seqs in
+ * why, when one is missing or out of place; -1 when the stream could not
+ * be asked (try again).
+ */
+int
+fwd_nats_verify(struct fwd *fw, int64_t last, int64_t floor, char *why,
+    size_t whylen)
+{
+	jsStreamInfo *si = NULL;
+	natsMsg *m = NULL;
+	jsErrCode jerr = 0;
+	natsStatus s;
+	uint64_t sseq, first;
+	int64_t expect, seq;
+
+	if (last <= floor || fw->last_sseq <= 0)
+		return (0);
+	s = js_GetStreamInfo(&si, fw->js, fw->cfg.stream, NULL, &jerr);
+	if (s != NATS_OK)
+		goto fail;
+	first = si->State.FirstSeq;
+	jsStreamInfo_Destroy(si);
+	expect = last - 1;
+	for (sseq = (uint64_t)fw->last_sseq - 1; expect > floor &&
+	    sseq >= first && sseq > 0; sseq--) {
+		s = js_GetMsg(&m, fw->js, fw->cfg.stream, sseq, NULL, &jerr);
+		if (s == NATS_NOT_FOUND)
+			continue;	/* deleted */
+		if (s != NATS_OK)
+			goto fail;
+		if (strcmp(natsMsg_GetSubject(m), fw->cfg.subject) != 0) {
+			natsMsg_Destroy(m);
+			continue;
+		}
+		seq = fwd_msg_seq(m);
+		natsMsg_Destroy(m);
+		if (seq == expect) {
+			expect--;
+			continue;
+		}
+		if (seq >= 0 && seq < expect)
+			snprintf(why, whylen, "stream %s misses records %"
+			    PRId64 " .. %" PRId64 " of this log on %s but "
+			    "holds later ones (up to %" PRId64 "): JetStream "
+			    "refused them but stored what followed (or "
+			    "--allow-gap went past them)",
+			    fw->cfg.stream, seq + 1, expect, fw->cfg.subject,
+			    last);
+		else
+			snprintf(why, whylen, "stream %s holds seq %" PRId64
+			    " of this log on %s at stream seq %" PRIu64
+			    " where seq %" PRId64 " was expected",
+			    fw->cfg.stream, seq, fw->cfg.subject, sseq, expect);
+		return (FWD_EXIT_GAP);
+	}
+	return (0);
+fail:
+	snprintf(why, whylen, "cannot read back stream %s to check it holds "
+	    "seq %" PRId64 " .. %" PRId64 ": %s", fw->cfg.stream, floor + 1,
+	    last, nats_GetLastError(NULL) != NULL ? nats_GetLastError(NULL) :
+	    natsStatus_GetText(s));
+	return (-1);
 }
 
 /*
