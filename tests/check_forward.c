@@ -802,9 +802,9 @@ START_TEST(test_record_too_large)
 END_TEST
 
 /*
- * JetStream refusing one message of a window (here: a record larger than
- * the stream's max_bytes with discard new) while it stores the ones
- * already in flight after it: the forwarder must not resume after the
+ * JetStream refusing one message of a window (here: a record that does
+ * not fit in what is left of the stream's max_bytes, with discard new)
+ * while it stores the smaller ones already in flight after it: the forwarder must not resume after the
  * stream's last message as if nothing were missing. It stops with exit 3
  * and names the missing seq, and says so again on the next start.
  */
@@ -817,7 +817,7 @@ START_TEST(test_refused_in_window)
 	jsStreamConfig sc;
 	jsErrCode jerr = 0;
 	const char *subj[] = { SUBJECT };
-	uint8_t big[10000];
+	uint8_t big[3000];
 	int64_t seq;
 	pid_t pid;
 	int i, rc;
@@ -837,10 +837,11 @@ START_TEST(test_refused_in_window)
 	natsConnection_Destroy(nc);
 	ck_assert_int_eq(walmmap_connect(&w, d.sock, WALMMAP_ACK_WRITTEN, 0),
 	    0);
-	for (i = 0; i < 5; i++)
-		ck_assert_int_eq(walmmap_append(w, "small", 5,
-		    WALMMAP_ACK_DEFAULT, &seq), 0);
+	/* About 5 x 1060 bytes stored, then 3160 do not fit in 8192. */
 	memset(big, 'b', sizeof big);
+	for (i = 0; i < 5; i++)
+		ck_assert_int_eq(walmmap_append(w, big, 900,
+		    WALMMAP_ACK_DEFAULT, &seq), 0);
 	ck_assert_int_eq(walmmap_append(w, big, sizeof big,
 	    WALMMAP_ACK_DEFAULT, &seq), 0);
 	ck_assert_int_eq(seq, 5);
@@ -870,6 +871,63 @@ START_TEST(test_refused_in_window)
 	ck_assert_msg(rc == 3, "the forwarder's exit on a new start: %d; its "
 	    "log:\n%s", rc, fwd_log_text());
 	ck_assert(fwd_log_wait("misses records 5 .. 5"));
+	walmmap_close(w);
+}
+END_TEST
+
+/*
+ * A record larger than the stream's max_msg_size (but within the
+ * server's max_payload): like one larger than max_payload, everything
+ * before it is shipped, nothing after it, exit 4.
+ */
+START_TEST(test_stream_max_msg_size)
+{
+	struct walmmap *w = NULL;
+	natsConnection *nc = NULL;
+	jsCtx *js = NULL;
+	jsStreamConfig sc;
+	jsErrCode jerr = 0;
+	const char *subj[] = { SUBJECT };
+	uint8_t big[2000];
+	int64_t seq;
+	pid_t pid;
+	int i, rc;
+
+	start_daemon("1M");
+	ts_nats_start(&ns, 1);
+	ck_assert_int_eq(natsConnection_ConnectTo(&nc, ns.url), NATS_OK);
+	ck_assert_int_eq(natsConnection_JetStream(&js, nc, NULL), NATS_OK);
+	jsStreamConfig_Init(&sc);
+	sc.Name = STREAM;
+	sc.Subjects = subj;
+	sc.SubjectsLen = 1;
+	sc.MaxMsgSize = 1000;
+	ck_assert_int_eq(js_AddStream(NULL, js, &sc, NULL, &jerr), NATS_OK);
+	jsCtx_Destroy(js);
+	natsConnection_Destroy(nc);
+	ck_assert_int_eq(walmmap_connect(&w, d.sock, WALMMAP_ACK_WRITTEN, 0),
+	    0);
+	memset(big, 'b', sizeof big);
+	for (i = 0; i < 5; i++)
+		ck_assert_int_eq(walmmap_append(w, "small", 5,
+		    WALMMAP_ACK_DEFAULT, &seq), 0);
+	ck_assert_int_eq(walmmap_append(w, big, sizeof big,
+	    WALMMAP_ACK_DEFAULT, &seq), 0);
+	ck_assert_int_eq(seq, 5);
+	for (i = 0; i < 14; i++)
+		ck_assert_int_eq(walmmap_append(w, "after", 5,
+		    WALMMAP_ACK_DEFAULT, &seq), 0);
+	pid = FWD();
+	rc = ts_fwd_wait(pid, 60000);
+	if (rc == -1) {
+		kill(pid, SIGKILL);
+		(void)ts_fwd_wait(pid, 10000);
+	}
+	ck_assert_msg(rc == 4, "the forwarder's exit: %d; its log:\n%s", rc,
+	    fwd_log_text());
+	ck_assert(fwd_log_wait("record 5 has 2000 bytes; stream WAL takes at "
+	    "most 1000"));
+	ts_js_verify(ns.url, STREAM, SUBJECT, d.data, log_id, 0, 4);
 	walmmap_close(w);
 }
 END_TEST
@@ -1035,6 +1093,7 @@ forward_suite(void)
 	ADD(tc, test_subject_not_covered);
 	ADD(tc, test_record_too_large);
 	ADD(tc, test_refused_in_window);
+	ADD(tc, test_stream_max_msg_size);
 	ADD(tc, test_wrong_credentials);
 	ADD(tc, test_unreachable_at_start);
 	ADD(tc, test_daemon_restart);

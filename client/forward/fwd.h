@@ -23,7 +23,8 @@
 #define FWD_EXIT_GAP		3	/* records were removed before they
 					   were shipped */
 #define FWD_EXIT_TOO_LARGE	4	/* a record larger than the server's
-					   max_payload */
+					   max_payload or the stream's
+					   max_msg_size */
 
 enum fwd_level { FWD_LEVEL_WRITTEN, FWD_LEVEL_DURABLE };
 
@@ -70,6 +71,8 @@ struct fwd {
 	natsConnection	*nc;
 	jsCtx		*js;		/* this epoch's context (lock) */
 	int64_t		 max_payload;
+	int64_t		 stream_max_msg; /* the stream's max_msg_size, or
+					   max_bytes with discard new; -1 */
 
 	pthread_mutex_t	 lock;
 	pthread_cond_t	 cond;		/* an ack arrived (lock) */

@@ -219,6 +219,16 @@ fwd_nats_check_stream(struct fwd *fw, char *why, size_t whylen)
 	for (i = 0; i < si->Config->SubjectsLen; i++)
 		if (fwd_subject_covers(si->Config->Subjects[i], cfg->subject))
 			ok = 1;
+	/*
+	 * A message the stream can never take, refused inside a window,
+	 * would leave a hole: such a record is refused before it is sent.
+	 */
+	fw->stream_max_msg = si->Config->MaxMsgSize > 0 ?
+	    si->Config->MaxMsgSize : -1;
+	if (si->Config->Discard == js_DiscardNew && si->Config->MaxBytes > 0 &&
+	    (fw->stream_max_msg < 0 || si->Config->MaxBytes <
+	    fw->stream_max_msg))
+		fw->stream_max_msg = si->Config->MaxBytes;
 	jsStreamInfo_Destroy(si);
 	if (!ok) {
 		snprintf(why, whylen, "stream %s does not take subject %s (add "
@@ -437,6 +447,15 @@ fwd_nats_publish(struct fwd *fw, int64_t seq, int64_t ts_ns,
 		    "(max_payload, headers included): raise max_payload in "
 		    "its configuration; nothing after seq %" PRId64 " was "
 		    "shipped", seq, len, maxp, seq - 1);
+		return (FWD_EXIT_TOO_LARGE);
+	}
+	if (fw->stream_max_msg > 0 && (int64_t)len + 160 >
+	    fw->stream_max_msg) {
+		snprintf(why, whylen, "record %" PRId64 " has %zu bytes; stream "
+		    "%s takes at most %" PRId64 " per message (max_msg_size, "
+		    "or max_bytes with discard new; headers included): raise "
+		    "it; nothing after seq %" PRId64 " was shipped", seq, len,
+		    fw->cfg.stream, fw->stream_max_msg, seq - 1);
 		return (FWD_EXIT_TOO_LARGE);
 	}
 	pthread_mutex_lock(&fw->lock);
