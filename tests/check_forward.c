@@ -933,6 +933,47 @@ START_TEST(test_stream_max_msg_size)
 END_TEST
 
 /*
+ * Hostile FWD_REGISTER: a seq beyond the log's last is refused like the
+ * same seq in FWD_POSITION (INT64_MAX made shipped_seq + 1 overflow and
+ * the daemon report a gap of 2^63 records).
+ */
+START_TEST(test_register_beyond_log)
+{
+	struct wal_msg_fwd_register r;
+	struct walmmap *w = NULL;
+	int64_t seq, bad[] = { INT64_MAX, 3 };
+	size_t i;
+	char *t;
+	int s;
+
+	start_daemon("1M");
+	ck_assert_int_eq(walmmap_connect(&w, d.sock, WALMMAP_ACK_WRITTEN, 0),
+	    0);
+	for (i = 0; i < 3; i++)
+		ck_assert_int_eq(walmmap_append(w, "x", 1,
+		    WALMMAP_ACK_DEFAULT, &seq), 0);
+	walmmap_close(w);
+	for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		s = ts_raw_connect(&d);
+		ts_raw_hello(s);
+		memset(&r, 0, sizeof r);
+		r.hdr.type = WAL_MSG_FWD_REGISTER;
+		r.hdr.len = sizeof r;
+		r.hdr.id = 1;
+		snprintf(r.name, sizeof r.name, "evil%zu", i);
+		r.shipped_seq = bad[i];
+		ck_assert_int_eq(send(s, &r, sizeof r, 0), (ssize_t)sizeof r);
+		ts_raw_expect_error(s, WAL_PERR_PROTO, 0, "beyond the log's "
+		    "last", 10000);
+		close(s);
+	}
+	t = ts_daemon_log(&d);
+	ck_assert_msg(strstr(t, "removed by retention") == NULL, "%s", t);
+	free(t);
+}
+END_TEST
+
+/*
  * The daemon restarting under the forwarder: it reconnects and goes on;
  * the log id and the forwarder's position survive the restart.
  */
@@ -1093,6 +1134,7 @@ forward_suite(void)
 	ADD(tc, test_subject_not_covered);
 	ADD(tc, test_record_too_large);
 	ADD(tc, test_refused_in_window);
+	ADD(tc, test_register_beyond_log);
 	ADD(tc, test_stream_max_msg_size);
 	ADD(tc, test_wrong_credentials);
 	ADD(tc, test_unreachable_at_start);
