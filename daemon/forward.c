@@ -263,11 +263,16 @@ fwd_load_state(struct server *srv)
 		    "" : "s", FWD_STATE_FILE);
 }
 
-/* Write walmmapd.forwarders atomically (temporary file, rename). */
+/*
+ * Write walmmapd.forwarders atomically (temporary file synced, rename,
+ * directory synced: after a power cut the file holds the old positions or
+ * the new ones, and a newly registered name is not lost).
+ */
 static int
 fwd_save_state(struct server *srv)
 {
 	struct fwd_table *t = srv->fwd;
+	struct wal_error err;
 	char buf[WAL_STATUS_FWD_MAX * 100 + 64], tmp[64];
 	size_t i, len;
 
@@ -286,6 +291,11 @@ fwd_save_state(struct server *srv)
 		log_warn("cannot write %s/%s (forwarders' positions; tried "
 		    "again in a second)", srv->cfg.dir, FWD_STATE_FILE);
 		(void)unlinkat(srv->data_dirfd, tmp, 0);
+		return (-1);
+	}
+	if (wal_dir_sync(srv->data_dirfd, srv->cfg.dir, &err) != 0) {
+		log_warnx("%s: %s/%s may not survive a power cut (tried again "
+		    "in a second)", err.msg, srv->cfg.dir, FWD_STATE_FILE);
 		return (-1);
 	}
 	t->dirty = 0;

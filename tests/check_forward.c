@@ -29,6 +29,7 @@
 #include <check.h>
 #include <nats/nats.h>
 
+#include "faultinject.h"
 #include "testsupport.h"
 #include "tsdaemon.h"
 #include "tsnats.h"
@@ -974,6 +975,50 @@ START_TEST(test_register_beyond_log)
 END_TEST
 
 /*
+ * walmmapd.forwarders is renamed into place and its directory synced:
+ * when that sync fails the daemon says so and writes it again, so a
+ * power cut cannot lose a registration the file was thought to hold.
+ */
+START_TEST(test_forwarders_dir_sync)
+{
+	struct wal_msg_fwd_register r;
+	struct wf_ctl *ctl;
+	char ctlpath[PATH_MAX];
+	uint64_t before;
+	int s;
+
+	snprintf(ctlpath, sizeof ctlpath, "%s/faults", base);
+	ck_assert_ptr_nonnull(ctl = wf_ctl_open(ctlpath));
+	d.fault_ctl = ctlpath;
+	start_daemon("1M");
+	wf_arm(ctl, WF_FSYNC, 1, EIO, 1);
+	before = atomic_load(&ctl->op[WF_FSYNC].calls);
+	s = ts_raw_connect(&d);
+	ts_raw_hello(s);
+	memset(&r, 0, sizeof r);
+	r.hdr.type = WAL_MSG_FWD_REGISTER;
+	r.hdr.len = sizeof r;
+	r.hdr.id = 1;
+	snprintf(r.name, sizeof r.name, "f1");
+	r.shipped_seq = -1;
+	ck_assert_int_eq(send(s, &r, sizeof r, 0), (ssize_t)sizeof r);
+	(void)ts_raw_recv_until(s, WAL_MSG_FWD_STATE, &r, sizeof r, 10000);
+	ck_assert_msg(ts_daemon_log_wait(&d, "walmmapd.forwarders may not "
+	    "survive a power cut"), "%s", ts_daemon_log(&d));
+	ck_assert_uint_gt(atomic_load(&ctl->op[WF_FSYNC].calls), before);
+	wf_disarm(ctl, WF_FSYNC);
+	before = atomic_load(&ctl->op[WF_FSYNC].calls);
+	/* Written again, now synced: no more failures, one more sync. */
+	for (int i = 0; i < 300 && atomic_load(&ctl->op[WF_FSYNC].calls) ==
+	    before; i++)
+		poll(NULL, 0, 50);
+	ck_assert_uint_gt(atomic_load(&ctl->op[WF_FSYNC].calls), before);
+	close(s);
+	wf_ctl_close(ctl);
+}
+END_TEST
+
+/*
  * The daemon restarting under the forwarder: it reconnects and goes on;
  * the log id and the forwarder's position survive the restart.
  */
@@ -1135,6 +1180,7 @@ forward_suite(void)
 	ADD(tc, test_record_too_large);
 	ADD(tc, test_refused_in_window);
 	ADD(tc, test_register_beyond_log);
+	ADD(tc, test_forwarders_dir_sync);
 	ADD(tc, test_stream_max_msg_size);
 	ADD(tc, test_wrong_credentials);
 	ADD(tc, test_unreachable_at_start);
