@@ -1019,6 +1019,72 @@ START_TEST(test_forwarders_dir_sync)
 END_TEST
 
 /*
+ * The log lost records it had shipped (what a power cut under --level
+ * written can do; made here by emptying the data directory and keeping
+ * its log id): the stream's last message is not the log's record of that
+ * seq any more. The forwarder must say so (exit 3), not resume after the
+ * stream's last seq and skip the new records that took the old seqs.
+ */
+START_TEST(test_log_behind_stream)
+{
+	struct walmmap *w = NULL;
+	char path[PATH_MAX + 32], rec[32];
+	uint8_t *id;
+	size_t idlen;
+	int64_t seq;
+	pid_t pid;
+	int i, rc;
+
+	start_daemon("1M");
+	ts_nats_start(&ns, 1);
+	ck_assert_int_eq(walmmap_connect(&w, d.sock, WALMMAP_ACK_WRITTEN, 0),
+	    0);
+	for (i = 0; i < 10; i++) {
+		snprintf(rec, sizeof rec, "old %d", i);
+		ck_assert_int_eq(walmmap_append(w, rec, strlen(rec),
+		    WALMMAP_ACK_DEFAULT, &seq), 0);
+	}
+	walmmap_close(w);
+	pid = FWD("--create-stream");
+	wait_count(ns.url, 10, 30000);
+	ck_assert_int_eq(ts_fwd_stop(pid), 0);
+	ck_assert_int_eq(ts_daemon_stop(&d), 0);
+	snprintf(path, sizeof path, "%s/walmmapd.log-id", d.data);
+	ck_assert_ptr_nonnull(id = ts_read_file(path, &idlen));
+	ts_rmtree(strdup(d.data));
+	ck_assert_int_eq(mkdir(d.data, 0700), 0);
+	ck_assert_int_eq(ts_write_file(path, id, idlen), 0);
+	free(id);
+	start_daemon("1M");
+	ck_assert_int_eq(walmmap_connect(&w, d.sock, WALMMAP_ACK_WRITTEN, 0),
+	    0);
+	for (i = 0; i < 3; i++) {
+		snprintf(rec, sizeof rec, "new %d", i);
+		ck_assert_int_eq(walmmap_append(w, rec, strlen(rec),
+		    WALMMAP_ACK_DEFAULT, &seq), 0);
+	}
+	ts_write_file(fwdlog, "", 0);
+	pid = FWD();
+	for (i = 3; i < 13; i++) {
+		snprintf(rec, sizeof rec, "new %d", i);
+		ck_assert_int_eq(walmmap_append(w, rec, strlen(rec),
+		    WALMMAP_ACK_DEFAULT, &seq), 0);
+	}
+	rc = ts_fwd_wait(pid, 30000);
+	if (rc == -1) {
+		kill(pid, SIGKILL);
+		(void)ts_fwd_wait(pid, 10000);
+	}
+	ck_assert_msg(rc == 3, "the forwarder's exit: %d; stream: %" PRId64
+	    " messages; its log:\n%s", rc, ts_js_count(ns.url, STREAM),
+	    fwd_log_text());
+	ck_assert(fwd_log_wait("that is not the log's record 9"));
+	ck_assert_int_eq(ts_js_count(ns.url, STREAM), 10);
+	walmmap_close(w);
+}
+END_TEST
+
+/*
  * The daemon restarting under the forwarder: it reconnects and goes on;
  * the log id and the forwarder's position survive the restart.
  */
@@ -1181,6 +1247,7 @@ forward_suite(void)
 	ADD(tc, test_refused_in_window);
 	ADD(tc, test_register_beyond_log);
 	ADD(tc, test_forwarders_dir_sync);
+	ADD(tc, test_log_behind_stream);
 	ADD(tc, test_stream_max_msg_size);
 	ADD(tc, test_wrong_credentials);
 	ADD(tc, test_unreachable_at_start);

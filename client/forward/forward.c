@@ -425,6 +425,7 @@ fwd_run(struct fwd *fw)
 	char nerr[128], logged[128] = "";
 	natsStatus ns;
 	int64_t last, next, low, report = 0;
+	int check;
 	int backoff = FWD_BACKOFF_MIN_MS, rc, n, warned = 0;
 
 	/*
@@ -551,13 +552,21 @@ fwd_run(struct fwd *fw)
 		pthread_mutex_lock(&fw->lock);
 		fw->acked_ts_ns = 0;
 		pthread_mutex_unlock(&fw->lock);
+		/*
+		 * Read from the stream's last record when the log still has
+		 * it: it must be the same record. A log that lost records it
+		 * had shipped (a power cut under --level written) gives its
+		 * seqs to new records, which the stream would never get.
+		 */
+		check = last >= 0 && last >= st.first_seq && last + 1 == next;
 		if (fw->cfg.datadir != NULL) {
 			if ((rc = walmmap_reader_open(&r, fw->cfg.datadir)) ==
 			    0)
-				rc = walmmap_reader_seek(r, next);
+				rc = walmmap_reader_seek(r, check ? last :
+				    next);
 		} else
-			rc = walmmap_subscribe(&r, fw->cfg.socket, next, -1,
-			    WALMMAP_FOLLOW);
+			rc = walmmap_subscribe(&r, fw->cfg.socket, check ?
+			    last : next, -1, WALMMAP_FOLLOW);
 		if (rc != 0) {
 			snprintf(why, sizeof why, "cannot read the log from seq "
 			    "%" PRId64 ": %s", next, r != NULL ?
@@ -604,6 +613,34 @@ fwd_run(struct fwd *fw)
 				    n == -WALMMAP_ESHUTDOWN)
 					ctl_close(fw);
 				break;
+			}
+			if (check && rec.seq == last) {
+				check = 0;
+				if (rec.timestamp_ns == fw->last_ts_ns &&
+				    (int64_t)rec.size == fw->last_len &&
+				    fwd_hash(rec.data, rec.size) ==
+				    fw->last_hash)
+					continue;
+				snprintf(why, sizeof why, "stream %s holds a "
+				    "seq %" PRId64 " of this log (timestamp %"
+				    PRId64 ", %" PRId64 " bytes) that is not "
+				    "the log's record %" PRId64 " (timestamp %"
+				    PRId64 ", %zu bytes): the log lost records "
+				    "it had shipped (a power cut with --level "
+				    "written?) and gave their seqs to new ones, "
+				    "which the stream would drop as duplicates",
+				    fw->cfg.stream, last, fw->last_ts_ns,
+				    fw->last_len, last, rec.timestamp_ns,
+				    rec.size);
+				fwd_log(LOG_ERR, "GAP: %s%s", why,
+				    fw->cfg.allow_gap ? "; going on after "
+				    "them (--allow-gap)" : "");
+				fwd_set_error(fw, "GAP: %s", why);
+				if (!fw->cfg.allow_gap) {
+					walmmap_reader_close(r);
+					return (FWD_EXIT_GAP);
+				}
+				continue;
 			}
 			if (rec.seq != next) {
 				fwd_log(LOG_ERR, "the log gave seq %" PRId64

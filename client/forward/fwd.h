@@ -94,6 +94,9 @@ struct fwd {
 	int64_t		 durable_seq;	/* as walmmapd last said */
 	int64_t		 last_sseq;	/* stream seq of the last message on
 					   the subject, 0: none */
+	int64_t		 last_ts_ns;	/* that message's Walmmap-Timestamp */
+	uint64_t	 last_hash;	/* and its payload's fwd_hash() */
+	int64_t		 last_len;
 	int64_t		 verified;	/* the stream holds every seq <= it
 					   once, in order; -2: not known */
 };
@@ -109,6 +112,7 @@ int	 fwd_nats_epoch(struct fwd *, int64_t shipped, char *why,
 	    size_t whylen);
 int	 fwd_nats_publish(struct fwd *, int64_t seq, int64_t ts_ns,
 	    const void *data, size_t len, char *why, size_t whylen);
+uint64_t fwd_hash(const void *, size_t);
 void	 fwd_nats_settle(struct fwd *, int timeout_ms);
 void	 fwd_nats_server(struct fwd *, char *buf, size_t len);
 void	 fwd_nats_probe(struct fwd *, char *buf, size_t len);

@@ -310,8 +310,30 @@ fwd_nats_last(struct fwd *fw, int64_t *seq, char *why, size_t whylen)
 		return (FWD_EXIT_CONFIG);
 	}
 	fw->last_sseq = (int64_t)natsMsg_GetSequence(m);
+	fw->last_ts_ns = -1;
+	if (natsMsgHeader_Get(m, "Walmmap-Timestamp", &id) == NATS_OK &&
+	    id != NULL)
+		fw->last_ts_ns = strtoll(id, NULL, 10);
+	fw->last_len = natsMsg_GetDataLength(m);
+	fw->last_hash = fwd_hash(natsMsg_GetData(m),
+	    (size_t)natsMsg_GetDataLength(m));
 	natsMsg_Destroy(m);
 	return (0);
+}
+
+/* FNV-1a, 64 bits: is the stream's message the log's record? */
+uint64_t
+fwd_hash(const void *p, size_t len)
+{
+	const uint8_t *b = p;
+	uint64_t h = 14695981039346656037ULL;
+	size_t i;
+
+	for (i = 0; i < len; i++) {
+		h ^= b[i];
+		h *= 1099511628211ULL;
+	}
+	return (h);
 }
 
 /*
