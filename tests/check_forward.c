@@ -1085,6 +1085,48 @@ START_TEST(test_log_behind_stream)
 END_TEST
 
 /*
+ * A message of ours deleted from the stream after it was stored (a work
+ * queue or interest stream does that once it is consumed) is not a gap
+ * the forwarder made: it goes on.
+ */
+START_TEST(test_deleted_not_gap)
+{
+	struct walmmap *w = NULL;
+	natsConnection *nc = NULL;
+	jsCtx *js = NULL;
+	jsErrCode jerr = 0;
+	int64_t seq;
+	pid_t pid;
+	int i;
+
+	start_daemon("1M");
+	ts_nats_start(&ns, 1);
+	ck_assert_int_eq(walmmap_connect(&w, d.sock, WALMMAP_ACK_WRITTEN, 0),
+	    0);
+	for (i = 0; i < 20; i++)
+		ck_assert_int_eq(walmmap_append(w, "x", 1,
+		    WALMMAP_ACK_DEFAULT, &seq), 0);
+	pid = FWD("--create-stream");
+	wait_count(ns.url, 20, 30000);
+	ck_assert_int_eq(ts_fwd_stop(pid), 0);
+	ck_assert_int_eq(natsConnection_ConnectTo(&nc, ns.url), NATS_OK);
+	ck_assert_int_eq(natsConnection_JetStream(&js, nc, NULL), NATS_OK);
+	/* Stream seqs start at 1: record 10 is stream seq 11. */
+	ck_assert_int_eq(js_DeleteMsg(js, STREAM, 11, NULL, &jerr), NATS_OK);
+	jsCtx_Destroy(js);
+	natsConnection_Destroy(nc);
+	pid = FWD();
+	for (i = 0; i < 5; i++)
+		ck_assert_int_eq(walmmap_append(w, "y", 1,
+		    WALMMAP_ACK_DEFAULT, &seq), 0);
+	wait_count(ns.url, 24, 30000);
+	ck_assert_int_eq(ts_fwd_wait(pid, 0), -1);
+	ck_assert_int_eq(ts_fwd_stop(pid), 0);
+	walmmap_close(w);
+}
+END_TEST
+
+/*
  * The daemon restarting under the forwarder: it reconnects and goes on;
  * the log id and the forwarder's position survive the restart.
  */
@@ -1248,6 +1290,7 @@ forward_suite(void)
 	ADD(tc, test_register_beyond_log);
 	ADD(tc, test_forwarders_dir_sync);
 	ADD(tc, test_log_behind_stream);
+	ADD(tc, test_deleted_not_gap);
 	ADD(tc, test_stream_max_msg_size);
 	ADD(tc, test_wrong_credentials);
 	ADD(tc, test_unreachable_at_start);

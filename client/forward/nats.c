@@ -356,6 +356,7 @@ fwd_nats_verify(struct fwd *fw, int64_t last, int64_t floor, char *why,
 	natsStatus s;
 	uint64_t sseq, first;
 	int64_t expect, seq;
+	int deleted = 0;
 
 	if (last <= floor || fw->last_sseq <= 0)
 		return (0);
@@ -368,8 +369,10 @@ fwd_nats_verify(struct fwd *fw, int64_t last, int64_t floor, char *why,
 	for (sseq = (uint64_t)fw->last_sseq - 1; expect > floor &&
 	    sseq >= first && sseq > 0; sseq--) {
 		s = js_GetMsg(&m, fw->js, fw->cfg.stream, sseq, NULL, &jerr);
-		if (s == NATS_NOT_FOUND)
-			continue;	/* deleted */
+		if (s == NATS_NOT_FOUND) {
+			deleted = 1;	/* removed since: maybe ours */
+			continue;
+		}
 		if (s != NATS_OK)
 			goto fail;
 		if (strcmp(natsMsg_GetSubject(m), fw->cfg.subject) != 0) {
@@ -380,6 +383,18 @@ fwd_nats_verify(struct fwd *fw, int64_t last, int64_t floor, char *why,
 		natsMsg_Destroy(m);
 		if (seq == expect) {
 			expect--;
+			deleted = 0;
+			continue;
+		}
+		/*
+		 * A refused message takes no stream seq: a hole is between
+		 * neighbours in the stream. With a deleted message between
+		 * them (a work queue or interest stream, a purge) the missing
+		 * ones may have been stored and removed since.
+		 */
+		if (deleted && seq >= 0 && seq < expect) {
+			expect = seq - 1;
+			deleted = 0;
 			continue;
 		}
 		if (seq >= 0 && seq < expect)
