@@ -249,7 +249,7 @@ fwd_load_state(struct server *srv)
 		}
 		f = &t->v[t->n++];
 		memset(f, 0, sizeof *f);
-		snprintf(f->name, sizeof f->name, "%s", name);
+		memcpy(f->name, name, strlen(name) + 1);	/* fits: checked */
 		f->shipped_seq = seq;
 		f->positioned = 1;
 		f->shipped_ts_ns = ts;
