@@ -129,8 +129,18 @@ fwd_set_opt(struct fwd_config *c, const char *key, const char *val,
 	long v;
 	const char *dup;
 
-	if (val != NULL && (dup = strdup(val)) != NULL)
-		val = dup;	/* kept for the run */
+	if (val != NULL && (dup = strdup(val)) != NULL) {
+		char **o = realloc(c->owned, (c->nowned + 1) * sizeof *o);
+
+		if (o == NULL) {
+			free((void *)dup);
+			snprintf(why, whylen, "out of memory");
+			return (-1);
+		}
+		c->owned = o;
+		c->owned[c->nowned++] = (char *)dup;
+		val = dup;	/* kept for the run, freed at exit */
+	}
 	if (strcmp(key, "socket") == 0)
 		c->socket = val;
 	else if (strcmp(key, "datadir") == 0)
@@ -381,6 +391,10 @@ main(int argc, char **argv)
 		fwd_log(LOG_INFO, "stopped: shipped to seq %" PRId64,
 		    fw.acked_seq);
 	sd_notify(0, "STOPPING=1");
+	free(fw.slots);
+	while (fw.cfg.nowned > 0)
+		free(fw.cfg.owned[--fw.cfg.nowned]);
+	free(fw.cfg.owned);
 	return (rc);
 }
 

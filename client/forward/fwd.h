@@ -50,6 +50,8 @@ struct fwd_config {
 	const char	*tls_ca;
 	const char	*tls_cert;
 	const char	*tls_key;
+	char		**owned;	/* copies of option values, freed at exit */
+	size_t		 nowned;
 	int		 tls;
 	int		 foreground;
 };
