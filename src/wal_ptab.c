@@ -298,6 +298,53 @@ wal_ptab_lookup(const struct wal_ptab *t, uint64_t id, uint64_t pseq,
 	return (-1);
 }
 
+/*
+ * The log seq of producer id's record pseq and, in *run, how many of its
+ * records from pseq on (at most max) follow it at consecutive seqs; -1
+ * (*run 0) when the journal no longer holds pseq. Entries are in log
+ * order, so the run ends at the first entry at or past the seq its next
+ * record would need that is not that record.
+ */
+int64_t
+wal_ptab_lookup_run(const struct wal_ptab *t, uint64_t id, uint64_t pseq,
+    uint32_t max, uint32_t *run)
+{
+	const struct wal_ptab_jent *e;
+	int64_t prev = INT64_MAX, first = -1;
+	uint64_t n, pos = 0, k;
+
+	*run = 0;
+	for (n = 0; n < t->jcap && n < t->jhead; n++) {
+		pos = t->jhead - 1 - n;
+		e = &t->journal[pos & (t->jcap - 1)];
+		if (!wal_ptab_jent_valid(e) || e->seq >= prev)
+			break;		/* wrapped into older or erased ones */
+		prev = e->seq;
+		if (e->producer_id != id)
+			continue;
+		if (e->pseq == pseq) {
+			first = e->seq;
+			break;
+		}
+		if (e->pseq < pseq)
+			break;		/* a producer's seqs only grow */
+	}
+	if (first < 0)
+		return (-1);
+	for (k = 1, pos++; k < max && pos < t->jhead; pos++) {
+		e = &t->journal[pos & (t->jcap - 1)];
+		if (!wal_ptab_jent_valid(e))
+			break;
+		if (e->producer_id == id && e->pseq == pseq + k &&
+		    e->seq == first + (int64_t)k)
+			k++;
+		else if (e->seq >= first + (int64_t)k)
+			break;
+	}
+	*run = (uint32_t)k;
+	return (first);
+}
+
 /* Sync the whole mapping (msync writes back the dirty pages only). */
 int
 wal_ptab_sync(struct wal_ptab *t, int64_t covered, struct wal_error *err)

@@ -182,6 +182,57 @@ START_TEST(test_duplicate)
 }
 END_TEST
 
+/*
+ * A resent frame whose records are not consecutive in the log (a crash
+ * or a full disk cut the first send short, and the rest was written after
+ * another client's record): each run of the duplicate gets its own entry
+ * with its own seqs, never one entry that claims the seqs in between
+ * (another client's record, and at level durable a hold on the wrong
+ * seq).
+ */
+START_TEST(test_dup_split)
+{
+	struct wal_msg_producer_ok ok;
+	struct wal_ack_entry e[4];
+	struct wal_msg_ack am;
+	uint8_t buf[4096];
+	int s, o, i;
+
+	start(NULL, NULL);
+	s = raw_producer(0, &ok);
+	ts_raw_append_p(s, 1, 1, 2, WAL_ACK_WRITTEN);	/* seqs 0, 1 */
+	ck_assert_int_eq(ack_of(s).first_seq, 0);
+	o = ts_raw_connect(&d);
+	ts_raw_hello(o);
+	ts_raw_append(o, 1, "other", 5, WAL_ACK_WRITTEN);	/* seq 2 */
+	ts_raw_recv_until(o, WAL_MSG_ACK, buf, sizeof buf, 10000);
+	ts_raw_append_p(s, 2, 3, 2, WAL_ACK_WRITTEN);	/* seqs 3, 4 */
+	ck_assert_int_eq(ack_of(s).first_seq, 3);
+	ts_raw_append_p(s, 3, 5, 1, WAL_ACK_WRITTEN);	/* seq 5 */
+	ck_assert_int_eq(ack_of(s).first_seq, 5);
+	/* Records 1 to 5 as one frame again. */
+	for (i = 0; i < 2; i++) {
+		ts_raw_append_p(s, 4 + i, 1, 5, i == 0 ? WAL_ACK_WRITTEN :
+		    WAL_ACK_DURABLE);
+		ts_raw_recv_until(s, WAL_MSG_ACK, buf, sizeof buf, 10000);
+		memcpy(&am, buf, sizeof am);
+		ck_assert_uint_eq(am.count, 2);
+		memcpy(e, buf + sizeof am, 2 * sizeof e[0]);
+		ck_assert_uint_eq(e[0].id, 4 + i);
+		ck_assert_int_eq(e[0].first_seq, 0);
+		ck_assert_uint_eq(e[0].count, 2);
+		ck_assert_uint_eq(e[0].flags, WAL_ACK_F_DUP);
+		ck_assert_uint_eq(e[1].id, 4 + i);
+		ck_assert_int_eq(e[1].first_seq, 3);
+		ck_assert_uint_eq(e[1].count, 3);
+		ck_assert_uint_eq(e[1].flags, WAL_ACK_F_DUP);
+	}
+	ck_assert_int_eq(next_seq(), 6);
+	close(o);
+	close(s);
+}
+END_TEST
+
 /* APPEND_P before PRODUCER, an unknown id, PRODUCER twice. */
 START_TEST(test_bad_requests)
 {
@@ -857,6 +908,7 @@ producers_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_duplicate);
+	tcase_add_test(tc, test_dup_split);
 	tcase_add_test(tc, test_bad_requests);
 	tcase_add_test(tc, test_other_uid);
 	tcase_add_test(tc, test_kill9_resend);
