@@ -66,8 +66,9 @@ struct walmmap_producer {
 	uint64_t		 reconnects;
 	uint64_t		 dups;		/* records acknowledged as DUP */
 	struct wal_msg_welcome	 welcome;
-	struct pframe		*frames;	/* of the call in progress */
+	struct pframe		*frames;	/* of the call in progress, */
 	size_t			 nframes;
+	size_t			 ndoubt;	/* after those of failed calls */
 	uint8_t			*rx;
 	char			 msg[WM_MSG_MAX];
 };
@@ -82,6 +83,7 @@ static int	prod_sync(struct walmmap_producer *, int64_t seq,
 		    int64_t deadline);
 static void	prod_drop(struct walmmap_producer *);
 static void	prod_free_frames(struct walmmap_producer *);
+static void	prod_unack(struct walmmap_producer *);
 
 int
 walmmap_producer_open(struct walmmap_producer **pp, const char *socket,
@@ -193,16 +195,19 @@ walmmap_producer_append(struct walmmap_producer *p, const void *data,
 /*
  * Append n records and return once all are acknowledged at the
  * producer's level, across reconnects. 0, or -code with nothing of a
- * frame not acknowledged claimed.
+ * frame not acknowledged claimed. The frames of a call that failed stay
+ * (in doubt) and go first in the next call, with their producer seqs:
+ * each record is then in the log once, and no seq is skipped.
  */
 int
 walmmap_producer_append_batch(struct walmmap_producer *p,
     const struct iovec *recs, size_t n, int64_t *seqs)
 {
 	struct wal_msg_append_p a;
-	struct pframe *f;
+	struct pframe *f, *nf;
 	size_t i = 0, j, k, off, start;
 	int64_t deadline, last = -1;
+	uint64_t pseq0;
 	int rc;
 
 	if (n == 0)
@@ -222,10 +227,19 @@ walmmap_producer_append_batch(struct walmmap_producer *p,
 			    p->welcome.max_record < WAL_PROTO_MAX_FRAME -
 			    sizeof a - 4 ? p->welcome.max_record :
 			    WAL_PROTO_MAX_FRAME - sizeof a - 4)));
-	/* Build every frame first: they are what a reconnect resends. */
-	prod_free_frames(p);
-	if ((p->frames = calloc(n, sizeof *p->frames)) == NULL)
+	/*
+	 * Build every frame first: they are what a reconnect resends. The
+	 * frames of failed calls stay in front, sent again as after a
+	 * reconnect.
+	 */
+	if ((nf = reallocarray(p->frames, p->nframes + n, sizeof *nf)) ==
+	    NULL)
 		return (wm_seterr(p->msg, WALMMAP_ENOMEM, "out of memory"));
+	p->frames = nf;
+	memset(p->frames + p->nframes, 0, n * sizeof *nf);
+	p->ndoubt = p->nframes;
+	prod_unack(p);
+	pseq0 = p->next_pseq;
 	while (i < n) {
 		start = i;
 		off = sizeof a;
@@ -233,9 +247,14 @@ walmmap_producer_append_batch(struct walmmap_producer *p,
 		    WAL_PROTO_MAX_FRAME; i++)
 			off += 4 + recs[i].iov_len;
 		f = &p->frames[p->nframes++];
-		if ((f->buf = malloc(off)) == NULL)
+		if ((f->buf = malloc(off)) == NULL) {
+			/* No seq of this call was taken. */
+			while (p->nframes > p->ndoubt)
+				free(p->frames[--p->nframes].buf);
+			p->next_pseq = pseq0;
 			return (wm_seterr(p->msg, WALMMAP_ENOMEM, "out of "
 			    "memory"));
+		}
 		f->len = (uint32_t)off;
 		f->count = (uint32_t)(i - start);
 		memset(&a, 0, sizeof a);
@@ -280,7 +299,7 @@ walmmap_producer_append_batch(struct walmmap_producer *p,
 		}
 	}
 	if (seqs != NULL)
-		for (i = 0, j = 0; j < p->nframes; j++) {
+		for (i = 0, j = p->ndoubt; j < p->nframes; j++) {
 			f = &p->frames[j];
 			for (k = 0; k < (size_t)f->nparts; k++)
 				for (off = 0; off < f->part_n[k]; off++)
@@ -390,12 +409,7 @@ prod_recover(struct walmmap_producer *p, int rc)
 			 * answers what it still has as duplicates. So is a
 			 * frame acknowledged in part.
 			 */
-			for (size_t j = 0; j < p->nframes; j++)
-				if (p->ack == WAL_ACK_DURABLE ||
-				    p->frames[j].acked < p->frames[j].count) {
-					p->frames[j].acked = 0;
-					p->frames[j].nparts = 0;
-				}
+			prod_unack(p);
 			return (0);
 		}
 		/* Refusals are final; a daemon not (yet) there is not. */
@@ -556,6 +570,24 @@ prod_drop(struct walmmap_producer *p)
 	p->fd = -1;
 }
 
+/*
+ * Before frames are sent again: forget the ACKs of those acknowledged in
+ * part, and at level durable of all (one acknowledged written may be
+ * gone after a power cut, or was not durable when the call failed).
+ */
+static void
+prod_unack(struct walmmap_producer *p)
+{
+	size_t j;
+
+	for (j = 0; j < p->nframes; j++)
+		if (p->ack == WAL_ACK_DURABLE ||
+		    p->frames[j].acked < p->frames[j].count) {
+			p->frames[j].acked = 0;
+			p->frames[j].nparts = 0;
+		}
+}
+
 static void
 prod_free_frames(struct walmmap_producer *p)
 {
@@ -566,4 +598,5 @@ prod_free_frames(struct walmmap_producer *p)
 	free(p->frames);
 	p->frames = NULL;
 	p->nframes = 0;
+	p->ndoubt = 0;
 }

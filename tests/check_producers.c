@@ -233,6 +233,74 @@ START_TEST(test_dup_split)
 }
 END_TEST
 
+/*
+ * A call that failed leaves its records in doubt; the next call on the
+ * same handle settles them (sends them again first, with their producer
+ * seqs) and then writes its own: each record once, in order. Before, the
+ * next call's records came after a hole in the producer seqs, and the
+ * handle answered every later call with a PSEQ error.
+ */
+START_TEST(test_failed_call)
+{
+	struct walmmap_producer *p;
+	uint64_t id, pseq;
+	char *txt;
+	int64_t seq;
+	int rc;
+
+	start(NULL, NULL);
+	ck_assert_int_eq(walmmap_producer_open(&p, d.sock,
+	    WALMMAP_ACK_WRITTEN, 0), 0);
+	walmmap_producer_set_reconnect(p, 1, 200);
+	ck_assert_int_eq(walmmap_producer_append(p, "a1", 2, &seq), 0);
+	ck_assert_int_eq(seq, 0);
+	/* No daemon within the reconnect timeout: a2 is in doubt. */
+	ts_daemon_kill(&d);
+	rc = walmmap_producer_append(p, "a2", 2, &seq);
+	ck_assert_msg(rc == -WALMMAP_ELOST, "append without a daemon: %d %s",
+	    rc, walmmap_producer_errmsg(p));
+	start(NULL, NULL);
+	rc = walmmap_producer_append(p, "a3", 2, &seq);
+	ck_assert_msg(rc == 0, "the call after a failed one: %d %s", rc,
+	    walmmap_producer_errmsg(p));
+	ck_assert_int_eq(seq, 2);
+	/* An ACK that does not come in time: a4 is in doubt. */
+	walmmap_producer_set_timeout(p, 300);
+	ts_daemon_pause(&d);
+	rc = walmmap_producer_append(p, "a4", 2, &seq);
+	ck_assert_msg(rc == -WALMMAP_ETIMEDOUT, "append to a stopped daemon: "
+	    "%d %s", rc, walmmap_producer_errmsg(p));
+	ts_daemon_signal(&d, SIGCONT);
+	walmmap_producer_set_timeout(p, 10000);
+	rc = walmmap_producer_append(p, "a5", 2, &seq);
+	ck_assert_msg(rc == 0, "the call after a timeout: %d %s", rc,
+	    walmmap_producer_errmsg(p));
+	ck_assert_int_eq(seq, 4);
+	ck_assert_uint_eq(walmmap_producer_next_pseq(p), 6);
+	/*
+	 * Closing a handle with a call in doubt: a new handle of the same
+	 * id tells whether it is in the log (next_pseq past its pseq).
+	 */
+	id = walmmap_producer_id(p);
+	walmmap_producer_set_timeout(p, 300);
+	ts_daemon_pause(&d);
+	ck_assert_int_eq(walmmap_producer_append(p, "a6", 2, &seq),
+	    -WALMMAP_ETIMEDOUT);
+	ts_daemon_signal(&d, SIGCONT);
+	walmmap_producer_close(p);
+	ck_assert_int_eq(walmmap_producer_open(&p, d.sock,
+	    WALMMAP_ACK_WRITTEN, id), 0);
+	pseq = walmmap_producer_next_pseq(p);
+	ck_assert_msg(pseq == 6 || pseq == 7, "next_pseq %" PRIu64, pseq);
+	walmmap_producer_close(p);
+	ck_assert_int_eq(ts_daemon_stop(&d), 0);
+	txt = log_text();
+	ck_assert_str_eq(txt, pseq == 7 ? "a1 a2 a3 a4 a5 a6 " :
+	    "a1 a2 a3 a4 a5 ");
+	free(txt);
+}
+END_TEST
+
 /* APPEND_P before PRODUCER, an unknown id, PRODUCER twice. */
 START_TEST(test_bad_requests)
 {
@@ -857,6 +925,17 @@ START_TEST(test_walctl_append_restart)
 		int n = snprintf(line, sizeof line, "L%d\n", i);
 
 		if (i == 3000) {
+			int64_t t0 = wal_now_ns();
+
+			/*
+			 * Kill once walctl is connected: before, its open
+			 * would find no daemon and fail at once (documented).
+			 */
+			while (next_seq() == 0) {
+				ck_assert_msg(wal_now_ns() - t0 < 10000000000LL,
+				    "walctl append wrote nothing in 10 s");
+				usleep(1000);
+			}
 			ts_daemon_kill(&d);
 			start(NULL, NULL);
 		}
@@ -909,6 +988,7 @@ producers_suite(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_duplicate);
 	tcase_add_test(tc, test_dup_split);
+	tcase_add_test(tc, test_failed_call);
 	tcase_add_test(tc, test_bad_requests);
 	tcase_add_test(tc, test_other_uid);
 	tcase_add_test(tc, test_kill9_resend);
