@@ -38,8 +38,9 @@ _Static_assert(WALMMAP_PRODUCER_MAX_RECORD == WAL_PROTO_MAX_FRAME -
 
 /*
  * A frame sent and not yet acknowledged at the producer's level. Its ACK
- * may come in two entries: the records a crash cut it to (a duplicate)
- * and the rest, written when it was sent again.
+ * may come in several entries: the records a crash cut it to (a
+ * duplicate, one entry per run of consecutive seqs, when it had been cut
+ * more than once) and the rest, written when it was sent again.
  */
 struct pframe {
 	uint8_t		*buf;		/* the whole APPEND_P frame */
@@ -47,9 +48,7 @@ struct pframe {
 	uint32_t	 count;
 	uint64_t	 id;		/* hdr.id of the last send */
 	uint32_t	 acked;		/* records acknowledged so far */
-	int		 nparts;
-	uint32_t	 part_n[2];	/* records of each ACK entry */
-	int64_t		 part_seq[2];	/* their first seq, -1 unknown */
+	int64_t		*seq;		/* [count]: of those, -1 unknown */
 };
 
 struct walmmap_producer {
@@ -247,10 +246,13 @@ walmmap_producer_append_batch(struct walmmap_producer *p,
 		    WAL_PROTO_MAX_FRAME; i++)
 			off += 4 + recs[i].iov_len;
 		f = &p->frames[p->nframes++];
-		if ((f->buf = malloc(off)) == NULL) {
+		if ((f->buf = malloc(off)) == NULL || (f->seq =
+		    calloc(i - start, sizeof *f->seq)) == NULL) {
 			/* No seq of this call was taken. */
-			while (p->nframes > p->ndoubt)
+			while (p->nframes > p->ndoubt) {
 				free(p->frames[--p->nframes].buf);
+				free(p->frames[p->nframes].seq);
+			}
 			p->next_pseq = pseq0;
 			return (wm_seterr(p->msg, WALMMAP_ENOMEM, "out of "
 			    "memory"));
@@ -281,14 +283,11 @@ walmmap_producer_append_batch(struct walmmap_producer *p,
 		else if ((rc = prod_send_all(p)) == 0)
 			rc = prod_collect(p, deadline);
 		if (rc == 0 && p->ack == WAL_ACK_DURABLE) {
+			/* A seq -1 (DUP): walmmapd held it until durable. */
 			for (j = 0; j < p->nframes; j++)
-				for (k = 0; k < (size_t)p->frames[j].nparts;
-				    k++)
-					if (p->frames[j].part_seq[k] +
-					    p->frames[j].part_n[k] - 1 > last)
-						last = p->frames[j].part_seq[k]
-						    + p->frames[j].part_n[k] -
-						    1;
+				for (k = 0; k < p->frames[j].count; k++)
+					if (p->frames[j].seq[k] > last)
+						last = p->frames[j].seq[k];
 			rc = prod_sync(p, last, deadline);
 		}
 		if (rc == 0)
@@ -301,10 +300,8 @@ walmmap_producer_append_batch(struct walmmap_producer *p,
 	if (seqs != NULL)
 		for (i = 0, j = p->ndoubt; j < p->nframes; j++) {
 			f = &p->frames[j];
-			for (k = 0; k < (size_t)f->nparts; k++)
-				for (off = 0; off < f->part_n[k]; off++)
-					seqs[i++] = f->part_seq[k] < 0 ? -1 :
-					    f->part_seq[k] + (int64_t)off;
+			for (k = 0; k < f->count; k++)
+				seqs[i++] = f->seq[k];
 		}
 	prod_free_frames(p);
 	return (0);
@@ -491,7 +488,7 @@ prod_handle(struct walmmap_producer *p, const uint8_t *buf, int len)
 	struct wal_msg_durable d;
 	struct wal_msg_error er;
 	struct pframe *f;
-	uint32_t i;
+	uint32_t i, k;
 	size_t j;
 
 	memcpy(&hdr, buf, sizeof hdr);
@@ -502,12 +499,12 @@ prod_handle(struct walmmap_producer *p, const uint8_t *buf, int len)
 			memcpy(&e, buf + sizeof a + i * sizeof e, sizeof e);
 			for (j = 0; j < p->nframes; j++) {
 				f = &p->frames[j];
-				if (f->id != e.id || f->nparts == 2 ||
+				if (f->id != e.id ||
 				    e.count > f->count - f->acked)
 					continue;
-				f->part_seq[f->nparts] = e.first_seq < 0 ? -1 :
-				    e.first_seq;
-				f->part_n[f->nparts++] = e.count;
+				for (k = 0; k < e.count; k++)
+					f->seq[f->acked + k] = e.first_seq < 0 ?
+					    -1 : e.first_seq + (int64_t)k;
 				f->acked += e.count;
 				if (e.flags & WAL_ACK_F_DUP)
 					p->dups += e.count;
@@ -584,7 +581,6 @@ prod_unack(struct walmmap_producer *p)
 		if (p->ack == WAL_ACK_DURABLE ||
 		    p->frames[j].acked < p->frames[j].count) {
 			p->frames[j].acked = 0;
-			p->frames[j].nparts = 0;
 		}
 }
 
@@ -593,8 +589,10 @@ prod_free_frames(struct walmmap_producer *p)
 {
 	size_t j;
 
-	for (j = 0; j < p->nframes; j++)
+	for (j = 0; j < p->nframes; j++) {
 		free(p->frames[j].buf);
+		free(p->frames[j].seq);
+	}
 	free(p->frames);
 	p->frames = NULL;
 	p->nframes = 0;

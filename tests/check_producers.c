@@ -301,6 +301,63 @@ START_TEST(test_failed_call)
 }
 END_TEST
 
+/*
+ * The library takes an ACK of a resent frame in as many entries as
+ * walmmapd sends: here three (two runs already in the log, written by
+ * a connection that resumed the id while the call was in doubt, and the
+ * rest). Before, an entry after the second was dropped and the call
+ * waited for it until its timeout.
+ */
+START_TEST(test_dup_runs_library)
+{
+	struct wal_msg_producer_ok ok;
+	struct walmmap_producer *p;
+	struct iovec iov[5];
+	char *txt, b[5][3];
+	int64_t seq;
+	int s, o, i, rc;
+
+	start(NULL, NULL);
+	ck_assert_int_eq(walmmap_producer_open(&p, d.sock,
+	    WALMMAP_ACK_WRITTEN, 0), 0);
+	walmmap_producer_set_reconnect(p, 1, 200);
+	walmmap_producer_set_timeout(p, 5000);
+	for (i = 0; i < 5; i++) {
+		snprintf(b[i], sizeof b[i], "b%d", i + 1);
+		iov[i].iov_base = b[i];
+		iov[i].iov_len = 2;
+	}
+	ts_daemon_kill(&d);
+	ck_assert_int_eq(walmmap_producer_append_batch(p, iov, 5, NULL),
+	    -WALMMAP_ELOST);
+	start(NULL, NULL);
+	s = raw_producer(walmmap_producer_id(p), &ok);
+	ck_assert_uint_eq(ok.next_pseq, 1);
+	o = ts_raw_connect(&d);
+	ts_raw_hello(o);
+	ts_raw_append_p(s, 1, 1, 2, WAL_ACK_WRITTEN);	/* seqs 0, 1 */
+	ck_assert_int_eq(ack_of(s).first_seq, 0);
+	ts_raw_append(o, 1, "other", 5, WAL_ACK_WRITTEN);	/* seq 2 */
+	ts_raw_recv_until(o, WAL_MSG_ACK, (uint8_t [4096]){ 0 }, 4096, 10000);
+	ts_raw_append_p(s, 2, 3, 2, WAL_ACK_WRITTEN);	/* seqs 3, 4 */
+	ck_assert_int_eq(ack_of(s).first_seq, 3);
+	ts_raw_append(o, 2, "other", 5, WAL_ACK_WRITTEN);	/* seq 5 */
+	ts_raw_recv_until(o, WAL_MSG_ACK, (uint8_t [4096]){ 0 }, 4096, 10000);
+	close(s);
+	close(o);
+	/* The frame of b1-b5 again: DUP (0,2), DUP (3,2), b5 written. */
+	rc = walmmap_producer_append(p, "c6", 2, &seq);
+	ck_assert_msg(rc == 0, "append after the resend: %d %s", rc,
+	    walmmap_producer_errmsg(p));
+	ck_assert_int_eq(seq, 7);
+	walmmap_producer_close(p);
+	ck_assert_int_eq(ts_daemon_stop(&d), 0);
+	txt = log_text();
+	ck_assert_str_eq(txt, "r1 r2 other r3 r4 other b5 c6 ");
+	free(txt);
+}
+END_TEST
+
 /* APPEND_P before PRODUCER, an unknown id, PRODUCER twice. */
 START_TEST(test_bad_requests)
 {
@@ -989,6 +1046,7 @@ producers_suite(void)
 	tcase_add_test(tc, test_duplicate);
 	tcase_add_test(tc, test_dup_split);
 	tcase_add_test(tc, test_failed_call);
+	tcase_add_test(tc, test_dup_runs_library);
 	tcase_add_test(tc, test_bad_requests);
 	tcase_add_test(tc, test_other_uid);
 	tcase_add_test(tc, test_kill9_resend);
