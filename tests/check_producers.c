@@ -580,14 +580,17 @@ has_aside(void)
 /* A corrupt or missing table: said clearly; the log opens. */
 START_TEST(test_table_damaged)
 {
+	struct wal_msg_producer_ok ok;
 	struct walmmap_producer *p;
 	char path[PATH_MAX + 64];
-	int fd;
+	uint64_t id0;
+	int fd, s;
 
 	start(NULL, NULL);
 	ck_assert_int_eq(walmmap_producer_open(&p, d.sock, WALMMAP_ACK_WRITTEN,
 	    0), 0);
 	ck_assert_int_eq(walmmap_producer_append(p, "one", 3, NULL), 0);
+	id0 = walmmap_producer_id(p);
 	walmmap_producer_close(p);
 	ck_assert_int_eq(ts_daemon_stop(&d), 0);
 	snprintf(path, sizeof path, "%s/%s", d.data, WAL_PTAB_FILE);
@@ -606,7 +609,18 @@ START_TEST(test_table_damaged)
 	ck_assert_int_eq(walmmap_producer_open(&p, d.sock, WALMMAP_ACK_WRITTEN,
 	    0), 0);
 	ck_assert_int_eq(walmmap_producer_append(p, "two", 3, NULL), 0);
+	/*
+	 * A replaced table does not give out the ids of the one it replaced:
+	 * a producer of the old table that resumes its id is refused, not
+	 * taken for the new producer (its resent records would be answered
+	 * as duplicates of the other's, and lost).
+	 */
+	ck_assert_uint_ne(walmmap_producer_id(p), id0);
 	walmmap_producer_close(p);
+	s = ts_raw_connect(&d);
+	ts_raw_hello(s);
+	ck_assert_uint_eq(ts_raw_producer(s, id0, &ok), WAL_PERR_PRODUCER);
+	close(s);
 	ck_assert_int_eq(ts_daemon_stop(&d), 0);
 }
 END_TEST
