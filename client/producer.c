@@ -57,6 +57,7 @@ struct walmmap_producer {
 	uint8_t			 ack;		/* WRITTEN or DURABLE */
 	uint64_t		 id;
 	uint64_t		 next_pseq;	/* of the next record */
+	uint64_t		 daemon_pseq;	/* walmmapd's, at PRODUCER_OK */
 	int64_t			 durable;	/* newest DURABLE seen */
 	uint64_t		 next_req;
 	int			 timeout_ms;	/* each call, -1 none */
@@ -83,6 +84,7 @@ static int	prod_sync(struct walmmap_producer *, int64_t seq,
 static void	prod_drop(struct walmmap_producer *);
 static void	prod_free_frames(struct walmmap_producer *);
 static void	prod_unack(struct walmmap_producer *);
+static void	prod_rebase(struct walmmap_producer *);
 
 int
 walmmap_producer_open(struct walmmap_producer **pp, const char *socket,
@@ -367,6 +369,7 @@ prod_hello(struct walmmap_producer *p, int64_t deadline)
 		/* DURABLE of an earlier life, or the like: not ours. */
 	}
 	memcpy(&ok, p->rx, sizeof ok);
+	p->daemon_pseq = ok.next_pseq;
 	if (p->id == 0)
 		p->next_pseq = ok.next_pseq;
 	p->id = ok.producer_id;
@@ -407,6 +410,7 @@ prod_recover(struct walmmap_producer *p, int rc)
 			 * frame acknowledged in part.
 			 */
 			prod_unack(p);
+			prod_rebase(p);
 			return (0);
 		}
 		/* Refusals are final; a daemon not (yet) there is not. */
@@ -582,6 +586,50 @@ prod_unack(struct walmmap_producer *p)
 		    p->frames[j].acked < p->frames[j].count) {
 			p->frames[j].acked = 0;
 		}
+}
+
+/*
+ * After a resume: walmmapd's next producer seq below every one this
+ * handle will send means that records acknowledged written were lost (a
+ * power cut; level written promises no more) and that none of those to
+ * send is in the log. They are numbered again from walmmapd's, else each
+ * would be refused as a jump in producer seqs, and every later call too.
+ */
+static void
+prod_rebase(struct walmmap_producer *p)
+{
+	struct pframe *f;
+	uint64_t low = p->next_pseq, fp, delta;
+	size_t j;
+
+	for (j = 0; j < p->nframes; j++) {
+		f = &p->frames[j];
+		memcpy(&fp, f->buf + offsetof(struct wal_msg_append_p,
+		    first_pseq), sizeof fp);
+		if (f->acked < f->count && fp < low)
+			low = fp;
+	}
+	if (p->daemon_pseq == 0 || p->daemon_pseq >= low)
+		return;
+	for (j = 0; j < p->nframes; j++) {
+		f = &p->frames[j];
+		memcpy(&fp, f->buf + offsetof(struct wal_msg_append_p,
+		    first_pseq), sizeof fp);
+		if (fp >= low && f->acked == f->count)
+			return;		/* not to be sent: leave it to PSEQ */
+	}
+	delta = low - p->daemon_pseq;
+	for (j = 0; j < p->nframes; j++) {
+		f = &p->frames[j];
+		memcpy(&fp, f->buf + offsetof(struct wal_msg_append_p,
+		    first_pseq), sizeof fp);
+		if (fp < low)
+			continue;
+		fp -= delta;
+		memcpy(f->buf + offsetof(struct wal_msg_append_p, first_pseq),
+		    &fp, sizeof fp);
+	}
+	p->next_pseq -= delta;
 }
 
 static void
