@@ -119,8 +119,12 @@ walmmap_producer_open(struct walmmap_producer **pp, const char *socket,
 	rc = prod_connect(p, wm_deadline(WALMMAP_CONNECT_TIMEOUT_MS));
 	/*
 	 * A daemon that closed the connection (it died, or stops) is waited
-	 * for like a lost one; no daemon at all is an error at once.
+	 * for like a lost one. No daemon at all is an error at once for a
+	 * new producer, but not for one resumed by id: its daemon was there
+	 * before and may be restarting.
 	 */
+	if (rc == -WALMMAP_ENODAEMON && producer_id != 0)
+		rc = -WALMMAP_ELOST;
 	if (rc == -WALMMAP_ELOST || rc == -WALMMAP_ESHUTDOWN)
 		rc = prod_recover(p, rc);
 	return (rc < 0 ? rc : 0);

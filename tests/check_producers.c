@@ -572,6 +572,65 @@ START_TEST(test_library_reconnect)
 }
 END_TEST
 
+struct bg_open {
+	const char	*sock;
+	uint64_t	 id;
+	int		 rc;
+	int64_t		 seq;
+};
+
+static void *
+bg_open_main(void *arg)
+{
+	struct bg_open *o = arg;
+	struct walmmap_producer *p;
+
+	o->rc = walmmap_producer_open(&p, o->sock, WALMMAP_ACK_WRITTEN, o->id);
+	if (o->rc == 0)
+		o->rc = walmmap_producer_append(p, "resumed", 7, &o->seq);
+	walmmap_producer_close(p);
+	return (NULL);
+}
+
+/*
+ * Opening: a new producer meets no daemon and fails at once; one resumed
+ * by id waits for a daemon that is restarting.
+ */
+START_TEST(test_open_resume_waits)
+{
+	struct walmmap_producer *p;
+	struct bg_open o;
+	pthread_t th;
+	uint64_t id;
+	char *txt;
+
+	start(NULL, NULL);
+	ck_assert_int_eq(walmmap_producer_open(&p, d.sock, WALMMAP_ACK_WRITTEN,
+	    0), 0);
+	id = walmmap_producer_id(p);
+	ck_assert_int_eq(walmmap_producer_append(p, "first", 5, NULL), 0);
+	walmmap_producer_close(p);
+	ts_daemon_kill(&d);
+	ck_assert_int_eq(walmmap_producer_open(&p, d.sock, WALMMAP_ACK_WRITTEN,
+	    0), -WALMMAP_ENODAEMON);
+	walmmap_producer_close(p);
+	memset(&o, 0, sizeof o);
+	o.sock = d.sock;
+	o.id = id;
+	ck_assert_int_eq(pthread_create(&th, NULL, bg_open_main, &o), 0);
+	usleep(200000);		/* (not needed for the outcome) */
+	start(NULL, NULL);
+	ck_assert_int_eq(pthread_join(th, NULL), 0);
+	ck_assert_msg(o.rc == 0, "resuming producer %" PRIu64 " while "
+	    "walmmapd restarts: %d", id, o.rc);
+	ck_assert_int_eq(o.seq, 1);
+	ck_assert_int_eq(ts_daemon_stop(&d), 0);
+	txt = log_text();
+	ck_assert_str_eq(txt, "first resumed ");
+	free(txt);
+}
+END_TEST
+
 /* The table is bounded: full is an error; idle producers expire. */
 START_TEST(test_table_full)
 {
@@ -1111,6 +1170,7 @@ producers_suite(void)
 	tcase_add_test(tc, test_other_uid);
 	tcase_add_test(tc, test_kill9_resend);
 	tcase_add_test(tc, test_library_reconnect);
+	tcase_add_test(tc, test_open_resume_waits);
 	tcase_add_test(tc, test_table_full);
 	tcase_add_test(tc, test_table_damaged);
 	tcase_add_test(tc, test_ptab_recover);
