@@ -313,7 +313,7 @@ START_TEST(test_dup_runs_library)
 	struct wal_msg_producer_ok ok;
 	struct walmmap_producer *p;
 	struct iovec iov[5];
-	char *txt, b[5][3];
+	char *txt, b[5][16];
 	int64_t seq;
 	int s, o, i, rc;
 
