@@ -379,6 +379,51 @@ START_TEST(test_nats_outage)
 }
 END_TEST
 
+/*
+ * The server goes away while the forwarder is in the middle of publishing
+ * (it is stopped with SIGSTOP meanwhile, so that it finds a dead
+ * connection with messages to send, ROUNDS times): what it published on the
+ * dead connection must never reach the restarted server after messages
+ * lost with it. libnats used to keep the first message published while it
+ * reconnected and flush it on the new connection: the stream held seq N
+ * without N - 1 and the forwarder stopped on the hole (exit 3).
+ */
+#define ROUNDS 16
+START_TEST(test_nats_restart_midflight)
+{
+	struct producer p;
+	int64_t deadline;
+	pid_t pid;
+	int i, rc;
+
+	start_daemon("1M");
+	ts_nats_start(&ns, 1);
+	pid = FWD("--create-stream");
+	producer_start(&p, 2);
+	for (i = 0; i < ROUNDS; i++) {
+		poll(NULL, 0, 400);
+		kill(pid, SIGSTOP);
+		poll(NULL, 0, 100);	/* acks for all it sent arrive */
+		ts_nats_stop(&ns);
+		kill(pid, SIGCONT);
+		poll(NULL, 0, 100);
+		ts_nats_start(&ns, 1);
+	}
+	producer_stop(&p);
+	deadline = now_ms() + 120000;
+	while ((rc = ts_fwd_wait(pid, 0)) == -1 && now_ms() < deadline &&
+	    ts_js_count(ns.url, STREAM) < p.last_seq + 1)
+		poll(NULL, 0, 200);
+	ck_assert_msg(rc == -1, "the forwarder exited (%d); its log:\n%s",
+	    rc, fwd_log_text());
+	wait_count(ns.url, p.last_seq + 1, 1000);
+	ck_assert_int_eq(ts_fwd_stop(pid), 0);
+	fprintf(stderr, "restart mid-flight: %ld records, %d restarts of the "
+	    "server\n", p.records, ROUNDS);
+	ts_js_verify(ns.url, STREAM, SUBJECT, d.data, log_id, 0, p.last_seq);
+}
+END_TEST
+
 /* The server name of the stream's leader. */
 static int
 stream_leader(const struct ts_nats *n)
@@ -1303,6 +1348,7 @@ forward_suite(void)
 	ADD(tc, test_retention_hold);
 	ADD(tc, test_hold_block);
 	ADD(tc, test_nats_outage);
+	ADD(tc, test_nats_restart_midflight);
 	ADD(tc, test_cluster_failover);
 	suite_add_tcase(s, tc);
 	return (s);

@@ -470,6 +470,13 @@ fwd_run(struct fwd *fw)
 			fwd_sleep(&backoff);
 			continue;
 		}
+		/* A lost connection is closed: open the next one. */
+		if (fwd_nats_renew(fw, why, sizeof why) != 0) {
+			fwd_log(LOG_WARNING, "%s; trying again", why);
+			fwd_set_error(fw, "%s", why);
+			fwd_sleep(&backoff);
+			continue;
+		}
 		if (!fwd_nats_connected(fw)) {
 			if (!warned)
 				fwd_log(LOG_WARNING, "no NATS server reachable at "

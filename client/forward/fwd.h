@@ -101,11 +101,14 @@ struct fwd {
 	int64_t		 last_len;
 	int64_t		 verified;	/* the stream holds every seq <= it
 					   once, in order; -2: not known */
+	int		 epoch_first;	/* the next publish is the epoch's
+					   first (main thread) */
 };
 
 /* nats.c */
 int	 fwd_nats_setup(struct fwd *, char *why, size_t whylen);
 int	 fwd_nats_connected(struct fwd *);
+int	 fwd_nats_renew(struct fwd *, char *why, size_t whylen);
 int	 fwd_nats_check_stream(struct fwd *, char *why, size_t whylen);
 int	 fwd_nats_last(struct fwd *, int64_t *seq, char *why, size_t whylen);
 int	 fwd_nats_verify(struct fwd *, int64_t last, int64_t floor,

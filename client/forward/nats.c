@@ -8,6 +8,16 @@
  * lost connection starts a new epoch: the main loop waits for what is in
  * flight, asks the stream for its last message on the subject and goes on
  * after it, so what the stream holds decides, never a local cursor.
+ *
+ * Resuming after the stream's last message is right only if nothing the
+ * stream lacks before it can still arrive, and nothing published before
+ * can arrive after. So a message never outlives its connection: libnats
+ * does not reconnect on its own (it would flush on the new connection a
+ * message published while it was reconnecting, after messages lost with
+ * the old one: a hole), a lost connection is closed and the main loop
+ * opens a new one; and the first message of each epoch carries the stream
+ * seq it was read after (Nats-Expected-Last-Subject-Sequence), so that
+ * JetStream refuses it if anything reached the subject since.
  */
 #include "config.h"
 
@@ -25,7 +35,6 @@ static void	fwd_ack_cb(jsCtx *, natsMsg *, jsPubAck *, jsPubAckErr *,
 		    void *);
 static void	fwd_connected_cb(natsConnection *, void *);
 static void	fwd_disconnected_cb(natsConnection *, void *);
-static void	fwd_reconnected_cb(natsConnection *, void *);
 static void	fwd_error_cb(natsConnection *, natsSubscription *,
 		    natsStatus, void *);
 static natsStatus fwd_nats_opts(struct fwd *, natsOptions **, int);
@@ -68,7 +77,12 @@ fwd_nats_opts(struct fwd *fw, natsOptions **op, int probe)
 	free(urls);
 	if (s == NATS_OK)
 		s = natsOptions_SetName(o, "walmmap-forward");
-	if (s == NATS_OK && probe)
+	/*
+	 * Never a reconnect by libnats (see the top): a lost connection is
+	 * closed. Retrying a connection that never got through is safe:
+	 * nothing is published before it did.
+	 */
+	if (s == NATS_OK)
 		s = natsOptions_SetAllowReconnect(o, false);
 	if (s == NATS_OK && probe)
 		s = natsOptions_SetTimeout(o, 2000);
@@ -85,8 +99,6 @@ fwd_nats_opts(struct fwd *fw, natsOptions **op, int probe)
 		    fwd_connected_cb, fw);
 	if (s == NATS_OK && !probe)
 		s = natsOptions_SetDisconnectedCB(o, fwd_disconnected_cb, fw);
-	if (s == NATS_OK && !probe)
-		s = natsOptions_SetReconnectedCB(o, fwd_reconnected_cb, fw);
 	if (s == NATS_OK && !probe)
 		s = natsOptions_SetErrorHandler(o, fwd_error_cb, fw);
 	if (s == NATS_OK && cfg->creds != NULL)
@@ -116,9 +128,10 @@ fwd_nats_opts(struct fwd *fw, natsOptions **op, int probe)
 /*
  * Options and the connection. The connection retries for ever, also when
  * no server answers at first (connect returns at once, the connected
- * handler says when it got through). The reconnect buffer is one byte:
- * a publish while disconnected fails at once instead of reaching the
- * server after messages that were lost with the old connection.
+ * handler says when it got through). Once it got through and was lost it
+ * is closed (fwd_nats_renew opens the next one). The reconnect buffer is
+ * one byte: libnats keeps there what is published while it tries to
+ * connect, which the forwarder never does.
  */
 int
 fwd_nats_setup(struct fwd *fw, char *why, size_t whylen)
@@ -127,6 +140,38 @@ fwd_nats_setup(struct fwd *fw, char *why, size_t whylen)
 
 	if ((s = fwd_nats_opts(fw, &fw->opts, 0)) != NATS_OK)
 		goto fail;
+	return (fwd_nats_renew(fw, why, whylen));
+fail:
+	snprintf(why, whylen, "NATS options for %s: %s", fw->cfg.urls,
+	    nats_GetLastError(NULL) != NULL ? nats_GetLastError(NULL) :
+	    natsStatus_GetText(s));
+	return (-1);
+}
+
+/*
+ * A new connection when there is none or the last one was lost (closed):
+ * what was in flight on it is gone with it, and can never reach the
+ * server after what the next connection publishes. 0, or -1 with why.
+ */
+int
+fwd_nats_renew(struct fwd *fw, char *why, size_t whylen)
+{
+	jsCtx *old;
+	natsStatus s;
+
+	if (fw->nc != NULL && natsConnection_Status(fw->nc) !=
+	    NATS_CONN_STATUS_CLOSED)
+		return (0);
+	pthread_mutex_lock(&fw->lock);
+	old = fw->js;
+	fw->js = NULL;
+	fw->connected = 0;
+	pthread_mutex_unlock(&fw->lock);
+	if (old != NULL)
+		jsCtx_Destroy(old);
+	if (fw->nc != NULL)
+		natsConnection_Destroy(fw->nc);
+	fw->nc = NULL;
 	s = natsConnection_Connect(&fw->nc, fw->opts);
 	if (s != NATS_OK && s != NATS_NOT_YET_CONNECTED)
 		goto fail;
@@ -137,9 +182,9 @@ fwd_nats_setup(struct fwd *fw, char *why, size_t whylen)
 	}
 	return (0);
 fail:
-	snprintf(why, whylen, "NATS options for %s: %s", fw->cfg.urls,
-	    nats_GetLastError(NULL) != NULL ? nats_GetLastError(NULL) :
-	    natsStatus_GetText(s));
+	snprintf(why, whylen, "cannot connect to NATS at %s: %s",
+	    fw->cfg.urls, nats_GetLastError(NULL) != NULL ?
+	    nats_GetLastError(NULL) : natsStatus_GetText(s));
 	return (-1);
 }
 
@@ -453,6 +498,7 @@ fwd_nats_epoch(struct fwd *fw, int64_t shipped, char *why, size_t whylen)
 	fw->sent_seq = shipped;
 	fw->rewind = 0;
 	pthread_mutex_unlock(&fw->lock);
+	fw->epoch_first = 1;
 	if (old != NULL)
 		jsCtx_Destroy(old);
 	return (0);
@@ -530,6 +576,15 @@ fwd_nats_publish(struct fwd *fw, int64_t seq, int64_t ts_ns,
 	jsPubOptions_Init(&po);
 	po.MsgId = id;
 	po.MaxWait = fw->cfg.ack_wait_ms;
+	/*
+	 * The epoch's first message is stored only right after the message
+	 * fwd_nats_last read (none: no check, libnats cannot send 0): if
+	 * anything reached the subject since, JetStream refuses it and the
+	 * next epoch reads the stream again.
+	 */
+	if (fw->epoch_first && fw->last_sseq > 0)
+		po.ExpectLastSubjectSeq = (uint64_t)fw->last_sseq;
+	fw->epoch_first = 0;
 	if (s == NATS_OK)
 		s = js_PublishMsgAsync(fw->js, &m, &po);
 	natsMsg_Destroy(m);	/* NULL once the library took it */
@@ -650,20 +705,6 @@ fwd_disconnected_cb(natsConnection *nc, void *arg)
 		snprintf(fw->error, sizeof fw->error, "disconnected from the "
 		    "NATS server");
 	fw->connected = 0;
-	fw->rewind = 1;
-	pthread_cond_broadcast(&fw->cond);
-	pthread_mutex_unlock(&fw->lock);
-}
-
-/* Connected again (libnats thread). */
-static void
-fwd_reconnected_cb(natsConnection *nc, void *arg)
-{
-	struct fwd *fw = arg;
-
-	(void)nc;
-	pthread_mutex_lock(&fw->lock);
-	fw->connected = 1;
 	fw->rewind = 1;
 	pthread_cond_broadcast(&fw->cond);
 	pthread_mutex_unlock(&fw->lock);
