@@ -263,6 +263,16 @@ prod_append_check(struct conn *c, const uint8_t *buf, size_t len)
 	n = end > next ? (uint32_t)(next - a.first_pseq) : a.count;
 	first = wal_ptab_lookup(srv->ptab, c->producer_id, a.first_pseq,
 	    NULL);
+	/*
+	 * One entry names consecutive seqs. Records that frames of their
+	 * own wrote around other clients' are not (a resend that does not
+	 * repeat its frame): their seqs cannot be told in it, -1. A
+	 * producer's seqs only grow, so the last one n - 1 after the first
+	 * makes the n consecutive.
+	 */
+	if (first >= 0 && n > 1 && wal_ptab_lookup(srv->ptab,
+	    c->producer_id, a.first_pseq + n - 1, NULL) != first + n - 1)
+		first = -1;
 	conn_ack_dup(c, a.hdr.id, first, n, ack, first >= 0 ?
 	    first + n - 1 : s->last_seq);
 	return (end > next ? next : 0);

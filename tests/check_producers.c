@@ -182,6 +182,71 @@ START_TEST(test_duplicate)
 }
 END_TEST
 
+/*
+ * A resend that does not repeat its frame (found by fuzz_conn): producer
+ * seqs 1 and 2 went in two frames with another client's record between
+ * them (seqs 0 and 2), then come back as one frame. One ACK entry names
+ * consecutive seqs, so it cannot say where they are: the duplicate entry
+ * says -1 (unknown), not "seqs 0 and 1", which would name the other
+ * client's record as this producer's. A resend of each frame as it was
+ * still gets its seq.
+ */
+START_TEST(test_duplicate_across_frames)
+{
+	struct wal_msg_producer_ok ok;
+	struct wal_ack_entry e;
+	struct wal_msg_ack am;
+	uint8_t buf[4096];
+	char *txt;
+	int s, o;
+
+	start(NULL, NULL);
+	s = raw_producer(0, &ok);
+	o = ts_raw_connect(&d);
+	ts_raw_hello(o);
+	ts_raw_append_p(s, 10, 1, 1, WAL_ACK_WRITTEN);
+	ck_assert_int_eq(ack_of(s).first_seq, 0);
+	ts_raw_append(o, 20, "other", 5, WAL_ACK_WRITTEN);
+	ck_assert_int_eq(ack_of(o).first_seq, 1);
+	ts_raw_append_p(s, 11, 2, 2, WAL_ACK_WRITTEN);
+	ck_assert_int_eq(ack_of(s).first_seq, 2);
+	/* Producer seqs 1..3 as one frame: at seqs 0, 2 and 3. */
+	ts_raw_append_p(s, 12, 1, 3, WAL_ACK_WRITTEN);
+	e = ack_of(s);
+	ck_assert_uint_eq(e.id, 12);
+	ck_assert_uint_eq(e.count, 3);
+	ck_assert_uint_eq(e.flags, WAL_ACK_F_DUP);
+	ck_assert_int_eq(e.first_seq, -1);
+	/* Producer seqs 2..3 (one frame, at 2 and 3) and 1 alone. */
+	ts_raw_append_p(s, 13, 2, 2, WAL_ACK_DURABLE);
+	e = ack_of(s);
+	ck_assert_int_eq(e.first_seq, 2);
+	ck_assert_uint_eq(e.count, 2);
+	ck_assert_uint_eq(e.flags, WAL_ACK_F_DUP);
+	ts_raw_append_p(s, 14, 1, 1, WAL_ACK_WRITTEN);
+	ck_assert_int_eq(ack_of(s).first_seq, 0);
+	/* Across next_pseq: the part in the log (not one run), the rest. */
+	ts_raw_append_p(s, 15, 1, 4, WAL_ACK_WRITTEN);
+	ts_raw_recv_until(s, WAL_MSG_ACK, buf, sizeof buf, 10000);
+	memcpy(&am, buf, sizeof am);
+	ck_assert_uint_eq(am.count, 2);
+	memcpy(&e, buf + sizeof am, sizeof e);
+	ck_assert_int_eq(e.first_seq, -1);
+	ck_assert_uint_eq(e.count, 3);
+	ck_assert_uint_eq(e.flags, WAL_ACK_F_DUP);
+	memcpy(&e, buf + sizeof am + sizeof e, sizeof e);
+	ck_assert_int_eq(e.first_seq, 4);
+	ck_assert_uint_eq(e.count, 1);
+	ck_assert_uint_eq(e.flags, 0);
+	close(s);
+	close(o);
+	ck_assert_int_eq(ts_daemon_stop(&d), 0);
+	txt = log_text();
+	ck_assert_str_eq(txt, "r1 other r2 r3 r4 ");
+	free(txt);
+}
+END_TEST
+
 /* APPEND_P before PRODUCER, an unknown id, PRODUCER twice. */
 START_TEST(test_bad_requests)
 {
@@ -857,6 +922,7 @@ producers_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_duplicate);
+	tcase_add_test(tc, test_duplicate_across_frames);
 	tcase_add_test(tc, test_bad_requests);
 	tcase_add_test(tc, test_other_uid);
 	tcase_add_test(tc, test_kill9_resend);
