@@ -38,8 +38,9 @@ _Static_assert(WALMMAP_PRODUCER_MAX_RECORD == WAL_PROTO_MAX_FRAME -
 
 /*
  * A frame sent and not yet acknowledged at the producer's level. Its ACK
- * may come in two entries: the records a crash cut it to (a duplicate)
- * and the rest, written when it was sent again.
+ * may come in several entries: the records a crash cut it to (a
+ * duplicate, one entry per run of consecutive seqs, when it had been cut
+ * more than once) and the rest, written when it was sent again.
  */
 struct pframe {
 	uint8_t		*buf;		/* the whole APPEND_P frame */
@@ -47,9 +48,7 @@ struct pframe {
 	uint32_t	 count;
 	uint64_t	 id;		/* hdr.id of the last send */
 	uint32_t	 acked;		/* records acknowledged so far */
-	int		 nparts;
-	uint32_t	 part_n[2];	/* records of each ACK entry */
-	int64_t		 part_seq[2];	/* their first seq, -1 unknown */
+	int64_t		*seq;		/* [count]: of those, -1 unknown */
 };
 
 struct walmmap_producer {
@@ -58,6 +57,7 @@ struct walmmap_producer {
 	uint8_t			 ack;		/* WRITTEN or DURABLE */
 	uint64_t		 id;
 	uint64_t		 next_pseq;	/* of the next record */
+	uint64_t		 daemon_pseq;	/* walmmapd's, at PRODUCER_OK */
 	int64_t			 durable;	/* newest DURABLE seen */
 	uint64_t		 next_req;
 	int			 timeout_ms;	/* each call, -1 none */
@@ -66,8 +66,9 @@ struct walmmap_producer {
 	uint64_t		 reconnects;
 	uint64_t		 dups;		/* records acknowledged as DUP */
 	struct wal_msg_welcome	 welcome;
-	struct pframe		*frames;	/* of the call in progress */
+	struct pframe		*frames;	/* of the call in progress, */
 	size_t			 nframes;
+	size_t			 ndoubt;	/* after those of failed calls */
 	uint8_t			*rx;
 	char			 msg[WM_MSG_MAX];
 };
@@ -82,6 +83,8 @@ static int	prod_sync(struct walmmap_producer *, int64_t seq,
 		    int64_t deadline);
 static void	prod_drop(struct walmmap_producer *);
 static void	prod_free_frames(struct walmmap_producer *);
+static void	prod_unack(struct walmmap_producer *);
+static void	prod_rebase(struct walmmap_producer *);
 
 int
 walmmap_producer_open(struct walmmap_producer **pp, const char *socket,
@@ -116,8 +119,12 @@ walmmap_producer_open(struct walmmap_producer **pp, const char *socket,
 	rc = prod_connect(p, wm_deadline(WALMMAP_CONNECT_TIMEOUT_MS));
 	/*
 	 * A daemon that closed the connection (it died, or stops) is waited
-	 * for like a lost one; no daemon at all is an error at once.
+	 * for like a lost one. No daemon at all is an error at once for a
+	 * new producer, but not for one resumed by id: its daemon was there
+	 * before and may be restarting.
 	 */
+	if (rc == -WALMMAP_ENODAEMON && producer_id != 0)
+		rc = -WALMMAP_ELOST;
 	if (rc == -WALMMAP_ELOST || rc == -WALMMAP_ESHUTDOWN)
 		rc = prod_recover(p, rc);
 	return (rc < 0 ? rc : 0);
@@ -193,16 +200,19 @@ walmmap_producer_append(struct walmmap_producer *p, const void *data,
 /*
  * Append n records and return once all are acknowledged at the
  * producer's level, across reconnects. 0, or -code with nothing of a
- * frame not acknowledged claimed.
+ * frame not acknowledged claimed. The frames of a call that failed stay
+ * (in doubt) and go first in the next call, with their producer seqs:
+ * each record is then in the log once, and no seq is skipped.
  */
 int
 walmmap_producer_append_batch(struct walmmap_producer *p,
     const struct iovec *recs, size_t n, int64_t *seqs)
 {
 	struct wal_msg_append_p a;
-	struct pframe *f;
+	struct pframe *f, *nf;
 	size_t i = 0, j, k, off, start;
 	int64_t deadline, last = -1;
+	uint64_t pseq0;
 	int rc;
 
 	if (n == 0)
@@ -222,10 +232,19 @@ walmmap_producer_append_batch(struct walmmap_producer *p,
 			    p->welcome.max_record < WAL_PROTO_MAX_FRAME -
 			    sizeof a - 4 ? p->welcome.max_record :
 			    WAL_PROTO_MAX_FRAME - sizeof a - 4)));
-	/* Build every frame first: they are what a reconnect resends. */
-	prod_free_frames(p);
-	if ((p->frames = calloc(n, sizeof *p->frames)) == NULL)
+	/*
+	 * Build every frame first: they are what a reconnect resends. The
+	 * frames of failed calls stay in front, sent again as after a
+	 * reconnect.
+	 */
+	if ((nf = reallocarray(p->frames, p->nframes + n, sizeof *nf)) ==
+	    NULL)
 		return (wm_seterr(p->msg, WALMMAP_ENOMEM, "out of memory"));
+	p->frames = nf;
+	memset(p->frames + p->nframes, 0, n * sizeof *nf);
+	p->ndoubt = p->nframes;
+	prod_unack(p);
+	pseq0 = p->next_pseq;
 	while (i < n) {
 		start = i;
 		off = sizeof a;
@@ -233,9 +252,17 @@ walmmap_producer_append_batch(struct walmmap_producer *p,
 		    WAL_PROTO_MAX_FRAME; i++)
 			off += 4 + recs[i].iov_len;
 		f = &p->frames[p->nframes++];
-		if ((f->buf = malloc(off)) == NULL)
+		if ((f->buf = malloc(off)) == NULL || (f->seq =
+		    calloc(i - start, sizeof *f->seq)) == NULL) {
+			/* No seq of this call was taken. */
+			while (p->nframes > p->ndoubt) {
+				free(p->frames[--p->nframes].buf);
+				free(p->frames[p->nframes].seq);
+			}
+			p->next_pseq = pseq0;
 			return (wm_seterr(p->msg, WALMMAP_ENOMEM, "out of "
 			    "memory"));
+		}
 		f->len = (uint32_t)off;
 		f->count = (uint32_t)(i - start);
 		memset(&a, 0, sizeof a);
@@ -262,14 +289,11 @@ walmmap_producer_append_batch(struct walmmap_producer *p,
 		else if ((rc = prod_send_all(p)) == 0)
 			rc = prod_collect(p, deadline);
 		if (rc == 0 && p->ack == WAL_ACK_DURABLE) {
+			/* A seq -1 (DUP): walmmapd held it until durable. */
 			for (j = 0; j < p->nframes; j++)
-				for (k = 0; k < (size_t)p->frames[j].nparts;
-				    k++)
-					if (p->frames[j].part_seq[k] +
-					    p->frames[j].part_n[k] - 1 > last)
-						last = p->frames[j].part_seq[k]
-						    + p->frames[j].part_n[k] -
-						    1;
+				for (k = 0; k < p->frames[j].count; k++)
+					if (p->frames[j].seq[k] > last)
+						last = p->frames[j].seq[k];
 			rc = prod_sync(p, last, deadline);
 		}
 		if (rc == 0)
@@ -280,12 +304,10 @@ walmmap_producer_append_batch(struct walmmap_producer *p,
 		}
 	}
 	if (seqs != NULL)
-		for (i = 0, j = 0; j < p->nframes; j++) {
+		for (i = 0, j = p->ndoubt; j < p->nframes; j++) {
 			f = &p->frames[j];
-			for (k = 0; k < (size_t)f->nparts; k++)
-				for (off = 0; off < f->part_n[k]; off++)
-					seqs[i++] = f->part_seq[k] < 0 ? -1 :
-					    f->part_seq[k] + (int64_t)off;
+			for (k = 0; k < f->count; k++)
+				seqs[i++] = f->seq[k];
 		}
 	prod_free_frames(p);
 	return (0);
@@ -351,6 +373,7 @@ prod_hello(struct walmmap_producer *p, int64_t deadline)
 		/* DURABLE of an earlier life, or the like: not ours. */
 	}
 	memcpy(&ok, p->rx, sizeof ok);
+	p->daemon_pseq = ok.next_pseq;
 	if (p->id == 0)
 		p->next_pseq = ok.next_pseq;
 	p->id = ok.producer_id;
@@ -390,12 +413,8 @@ prod_recover(struct walmmap_producer *p, int rc)
 			 * answers what it still has as duplicates. So is a
 			 * frame acknowledged in part.
 			 */
-			for (size_t j = 0; j < p->nframes; j++)
-				if (p->ack == WAL_ACK_DURABLE ||
-				    p->frames[j].acked < p->frames[j].count) {
-					p->frames[j].acked = 0;
-					p->frames[j].nparts = 0;
-				}
+			prod_unack(p);
+			prod_rebase(p);
 			return (0);
 		}
 		/* Refusals are final; a daemon not (yet) there is not. */
@@ -477,7 +496,7 @@ prod_handle(struct walmmap_producer *p, const uint8_t *buf, int len)
 	struct wal_msg_durable d;
 	struct wal_msg_error er;
 	struct pframe *f;
-	uint32_t i;
+	uint32_t i, k;
 	size_t j;
 
 	memcpy(&hdr, buf, sizeof hdr);
@@ -488,12 +507,12 @@ prod_handle(struct walmmap_producer *p, const uint8_t *buf, int len)
 			memcpy(&e, buf + sizeof a + i * sizeof e, sizeof e);
 			for (j = 0; j < p->nframes; j++) {
 				f = &p->frames[j];
-				if (f->id != e.id || f->nparts == 2 ||
+				if (f->id != e.id ||
 				    e.count > f->count - f->acked)
 					continue;
-				f->part_seq[f->nparts] = e.first_seq < 0 ? -1 :
-				    e.first_seq;
-				f->part_n[f->nparts++] = e.count;
+				for (k = 0; k < e.count; k++)
+					f->seq[f->acked + k] = e.first_seq < 0 ?
+					    -1 : e.first_seq + (int64_t)k;
 				f->acked += e.count;
 				if (e.flags & WAL_ACK_F_DUP)
 					p->dups += e.count;
@@ -556,14 +575,78 @@ prod_drop(struct walmmap_producer *p)
 	p->fd = -1;
 }
 
+/*
+ * Before frames are sent again: forget the ACKs of those acknowledged in
+ * part, and at level durable of all (one acknowledged written may be
+ * gone after a power cut, or was not durable when the call failed).
+ */
+static void
+prod_unack(struct walmmap_producer *p)
+{
+	size_t j;
+
+	for (j = 0; j < p->nframes; j++)
+		if (p->ack == WAL_ACK_DURABLE ||
+		    p->frames[j].acked < p->frames[j].count) {
+			p->frames[j].acked = 0;
+		}
+}
+
+/*
+ * After a resume: walmmapd's next producer seq below every one this
+ * handle will send means that records acknowledged written were lost (a
+ * power cut; level written promises no more) and that none of those to
+ * send is in the log. They are numbered again from walmmapd's, else each
+ * would be refused as a jump in producer seqs, and every later call too.
+ */
+static void
+prod_rebase(struct walmmap_producer *p)
+{
+	struct pframe *f;
+	uint64_t low = p->next_pseq, fp, delta;
+	size_t j;
+
+	for (j = 0; j < p->nframes; j++) {
+		f = &p->frames[j];
+		memcpy(&fp, f->buf + offsetof(struct wal_msg_append_p,
+		    first_pseq), sizeof fp);
+		if (f->acked < f->count && fp < low)
+			low = fp;
+	}
+	if (p->daemon_pseq == 0 || p->daemon_pseq >= low)
+		return;
+	for (j = 0; j < p->nframes; j++) {
+		f = &p->frames[j];
+		memcpy(&fp, f->buf + offsetof(struct wal_msg_append_p,
+		    first_pseq), sizeof fp);
+		if (fp >= low && f->acked == f->count)
+			return;		/* not to be sent: leave it to PSEQ */
+	}
+	delta = low - p->daemon_pseq;
+	for (j = 0; j < p->nframes; j++) {
+		f = &p->frames[j];
+		memcpy(&fp, f->buf + offsetof(struct wal_msg_append_p,
+		    first_pseq), sizeof fp);
+		if (fp < low)
+			continue;
+		fp -= delta;
+		memcpy(f->buf + offsetof(struct wal_msg_append_p, first_pseq),
+		    &fp, sizeof fp);
+	}
+	p->next_pseq -= delta;
+}
+
 static void
 prod_free_frames(struct walmmap_producer *p)
 {
 	size_t j;
 
-	for (j = 0; j < p->nframes; j++)
+	for (j = 0; j < p->nframes; j++) {
 		free(p->frames[j].buf);
+		free(p->frames[j].seq);
+	}
 	free(p->frames);
 	p->frames = NULL;
 	p->nframes = 0;
+	p->ndoubt = 0;
 }

@@ -26,6 +26,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -239,7 +240,8 @@ fwd_load_state(struct server *srv)
 			continue;
 		if (sscanf(line, "%63s %lld %lld %llu", name, &seq, &ts,
 		    &gaps) != 4 || strlen(name) >= WAL_FWD_NAME_MAX ||
-		    seq < -1 || t->n == WAL_STATUS_FWD_MAX) {
+		    seq < -1 || seq == LLONG_MAX || t->n ==
+		    WAL_STATUS_FWD_MAX) {
 			log_warnx("%s/%s:%d: not a forwarder's position; "
 			    "ignored (it registers again when it connects)",
 			    srv->cfg.dir, FWD_STATE_FILE, lineno);
@@ -247,7 +249,7 @@ fwd_load_state(struct server *srv)
 		}
 		f = &t->v[t->n++];
 		memset(f, 0, sizeof *f);
-		snprintf(f->name, sizeof f->name, "%s", name);
+		memcpy(f->name, name, strlen(name) + 1);	/* fits: checked */
 		f->shipped_seq = seq;
 		f->positioned = 1;
 		f->shipped_ts_ns = ts;
@@ -261,11 +263,16 @@ fwd_load_state(struct server *srv)
 		    "" : "s", FWD_STATE_FILE);
 }
 
-/* Write walmmapd.forwarders atomically (temporary file, rename). */
+/*
+ * Write walmmapd.forwarders atomically (temporary file synced, rename,
+ * directory synced: after a power cut the file holds the old positions or
+ * the new ones, and a newly registered name is not lost).
+ */
 static int
 fwd_save_state(struct server *srv)
 {
 	struct fwd_table *t = srv->fwd;
+	struct wal_error err;
 	char buf[WAL_STATUS_FWD_MAX * 100 + 64], tmp[64];
 	size_t i, len;
 
@@ -284,6 +291,11 @@ fwd_save_state(struct server *srv)
 		log_warn("cannot write %s/%s (forwarders' positions; tried "
 		    "again in a second)", srv->cfg.dir, FWD_STATE_FILE);
 		(void)unlinkat(srv->data_dirfd, tmp, 0);
+		return (-1);
+	}
+	if (wal_dir_sync(srv->data_dirfd, srv->cfg.dir, &err) != 0) {
+		log_warnx("%s: %s/%s may not survive a power cut (tried again "
+		    "in a second)", err.msg, srv->cfg.dir, FWD_STATE_FILE);
 		return (-1);
 	}
 	t->dirty = 0;
@@ -347,6 +359,13 @@ fwd_register(struct conn *c, const struct wal_msg_fwd_register *r)
 	int64_t first;
 
 	memcpy(name, r->name, sizeof name);	/* checked: NUL-terminated */
+	if (r->shipped_seq < -2 || r->shipped_seq >=
+	    wal_ring_next_seq(srv->ring)) {
+		conn_error(c, r->hdr.id, WAL_PERR_PROTO, 0, "FWD_REGISTER "
+		    "with seq %" PRId64 ", beyond the log's last",
+		    r->shipped_seq);
+		return;
+	}
 	if (c->fwd != NULL && strcmp(c->fwd->name, name) != 0) {
 		conn_error(c, r->hdr.id, WAL_PERR_PROTO, 0, "this connection "
 		    "is forwarder %s already", c->fwd->name);

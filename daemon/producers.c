@@ -225,9 +225,9 @@ prod_append_check(struct conn *c, const uint8_t *buf, size_t len)
 	struct server *srv = c->srv;
 	struct wal_msg_append_p a;
 	struct wal_ptab_slot *s;
-	uint64_t next, end;
+	uint64_t next, end, pseq;
 	int64_t first;
-	uint32_t n;
+	uint32_t n, left;
 	unsigned ack;
 
 	(void)len;
@@ -260,21 +260,21 @@ prod_append_check(struct conn *c, const uint8_t *buf, size_t len)
 		    "are refused", srv->sync_error);
 		return (0);
 	}
-	n = end > next ? (uint32_t)(next - a.first_pseq) : a.count;
-	first = wal_ptab_lookup(srv->ptab, c->producer_id, a.first_pseq,
-	    NULL);
 	/*
-	 * One entry names consecutive seqs. Records that frames of their
-	 * own wrote around other clients' are not (a resend that does not
-	 * repeat its frame): their seqs cannot be told in it, -1. A
-	 * producer's seqs only grow, so the last one n - 1 after the first
-	 * makes the n consecutive.
+	 * One DUP entry per run of consecutive seqs: a frame a crash cut
+	 * short and the rest written later is in two runs, with other
+	 * records between them. What the journal no longer holds: one entry
+	 * with seq -1, held at level durable until the producer's last.
 	 */
-	if (first >= 0 && n > 1 && wal_ptab_lookup(srv->ptab,
-	    c->producer_id, a.first_pseq + n - 1, NULL) != first + n - 1)
-		first = -1;
-	conn_ack_dup(c, a.hdr.id, first, n, ack, first >= 0 ?
-	    first + n - 1 : s->last_seq);
+	left = end > next ? (uint32_t)(next - a.first_pseq) : a.count;
+	for (pseq = a.first_pseq; left > 0; pseq += n, left -= n) {
+		first = wal_ptab_lookup_run(srv->ptab, c->producer_id, pseq,
+		    left, &n);
+		if (first < 0)
+			n = left;
+		conn_ack_dup(c, a.hdr.id, first, n, ack, first >= 0 ?
+		    first + n - 1 : s->last_seq);
+	}
 	return (end > next ? next : 0);
 }
 

@@ -13,7 +13,9 @@
  * - read: allow_readers when set, else allow_users/allow_groups when set
  *   (the lists of earlier versions grant read and write), else those who
  *   could read the segment files directly: the data directory's owner,
- *   its group when the group may list it, everyone when others may;
+ *   its group when the group may list it; never others, whatever the
+ *   directory's mode: segment files are created 0640, so a directory
+ *   others may list (0755, what mkdir gives) still hides their records;
  * - write: allow_writers when set, else allow_users/allow_groups when
  *   set, else everyone who may connect (the socket's mode and group);
  * - admin: allow_admins when set, else nobody else.
@@ -176,10 +178,9 @@ rights_of(const struct server *srv, const struct rights_peer *p)
 		if (rights_legacy_has(cfg, p, anon))
 			r |= RIGHT_READ;
 	} else if (srv->data_dirfd != -1 && fstat(srv->data_dirfd, &st) == 0) {
-		/* Who could read the segment files without us. */
-		if ((st.st_mode & 0005) == 0005 || (!anon &&
-		    (p->uid == st.st_uid || ((st.st_mode & 0050) == 0050 &&
-		    rights_in_group(p, st.st_gid)))))
+		/* Who could read the segment files (0640) without us. */
+		if (!anon && (p->uid == st.st_uid || ((st.st_mode & 0050) ==
+		    0050 && rights_in_group(p, st.st_gid))))
 			r |= RIGHT_READ;
 	}
 
@@ -264,7 +265,12 @@ rights_check(struct conn *c, uint64_t id, unsigned need, const char *what)
 	return (0);
 }
 
-/* Reload: rights again; stop what a connection may no longer do. */
+/*
+ * Reload: rights again; stop what a connection may no longer do. A closing
+ * connection too: until its last replies are taken (CONN_LINGER_S) its
+ * subscription would still be fed and its ring still drained. A client
+ * that loses both rights loses both at once; it is told the first.
+ */
 void
 rights_reload(struct server *srv)
 {
@@ -272,10 +278,9 @@ rights_reload(struct server *srv)
 	struct rights_peer p;
 	unsigned r, lost;
 	char holders[256];
+	int stopped;
 
 	TAILQ_FOREACH_SAFE(c, &srv->conns, entry, next) {
-		if (c->closing)
-			continue;
 		memset(&p, 0, sizeof p);
 		p.pid = c->pid;
 		p.uid = c->uid;
@@ -287,6 +292,7 @@ rights_reload(struct server *srv)
 		c->rights = r;
 		if (lost == 0)
 			continue;
+		stopped = 0;
 		if ((lost & RIGHT_READ) && c->sub != NULL) {
 			rights_holders(srv, RIGHT_READ, holders,
 			    sizeof holders);
@@ -296,11 +302,12 @@ rights_reload(struct server *srv)
 			wal_reader_close(c->sub);
 			c->sub = NULL;
 			c->sub_held = 0;
-			conn_error(c, 0, WAL_PERR_PERM, 1, "subscription ended: "
-			    "after a reload uid %ld no longer holds the read "
-			    "right (held by %s)", (long)c->uid, holders);
-			conn_flush(c);
-			continue;
+			if (!c->closing)
+				conn_error(c, 0, WAL_PERR_PERM, 1, "subscription "
+				    "ended: after a reload uid %ld no longer "
+				    "holds the read right (held by %s)",
+				    (long)c->uid, holders);
+			stopped = 1;
 		}
 		/* A ring's records pass no request check: close it. */
 		if ((lost & RIGHT_WRITE) && c->shm != NULL) {
@@ -311,21 +318,24 @@ rights_reload(struct server *srv)
 			    (long)c->uid);
 			/* What its ring published until now is written. */
 			shm_close_ring(c);
-			conn_error(c, 0, WAL_PERR_PERM, 1, "closed: after a "
-			    "reload uid %ld no longer holds the write right "
-			    "(held by %s)", (long)c->uid, holders);
-			conn_flush(c);
-			continue;
+			if (!c->closing)
+				conn_error(c, 0, WAL_PERR_PERM, 1, "closed: "
+				    "after a reload uid %ld no longer holds the "
+				    "write right (held by %s)", (long)c->uid,
+				    holders);
+			stopped = 1;
 		}
-		if (r == 0) {
+		if (!stopped && r == 0 && !c->closing) {
 			log_warnx("reload: client pid %ld uid %ld holds no "
 			    "right any more; closing it", (long)c->pid,
 			    (long)c->uid);
 			conn_error(c, 0, WAL_PERR_PERM, 1, "closed: after a "
 			    "reload uid %ld holds no right on this log",
 			    (long)c->uid);
-			conn_flush(c);
+			stopped = 1;
 		}
+		if (stopped)
+			conn_flush(c);	/* may free c */
 	}
 }
 

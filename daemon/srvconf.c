@@ -334,10 +334,16 @@ config_set(struct srv_config *c, const char *key, const char *val,
 		if (parse_ids(val, 0, c->allow_uids, &c->nallow_uids) != 0)
 			BAD("allow_users: \"%s\" is not a list of user names or "
 			    "uids (at most %d)", val, SRV_MAX_ALLOW);
+		if (c->nallow_uids == 0)
+			BAD("allow_users: \"%s\" names nobody; remove the line "
+			    "for the defaults, or name who may connect", val);
 	} else if (strcmp(key, "allow_groups") == 0) {
 		if (parse_ids(val, 1, c->allow_gids, &c->nallow_gids) != 0)
 			BAD("allow_groups: \"%s\" is not a list of group names "
 			    "or gids (at most %d)", val, SRV_MAX_ALLOW);
+		if (c->nallow_gids == 0)
+			BAD("allow_groups: \"%s\" names nobody; remove the line "
+			    "for the defaults, or name who may connect", val);
 	} else if (strcmp(key, "retain_segments") == 0) {
 		if (parse_uint(val, UINT32_MAX, &v) != 0)
 			BAD("retain_segments: \"%s\" is not a count (0 keeps "

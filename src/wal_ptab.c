@@ -33,7 +33,8 @@ static size_t	ptab_size(uint32_t nslots, uint32_t jcap);
 static int	ptab_check_hdr(const struct wal_ptab_hdr *, size_t fsize,
 		    char *why, size_t whylen);
 static int	ptab_create(int dirfd, const char *dir, uint32_t nslots,
-		    uint32_t jcap, struct wal_error *);
+		    uint32_t jcap, uint64_t first_id, struct wal_error *);
+static uint64_t	ptab_id_base(void);
 static int	ptab_map(struct wal_ptab *, int fd, int readonly,
 		    struct wal_error *, const char *dir);
 static void	ptab_recover(struct wal_ptab *, int64_t next_seq,
@@ -65,7 +66,9 @@ wal_ptab_open(int dirfd, const char *dir, int64_t next_seq,
 again:
 	fd = openat(dirfd, WAL_PTAB_FILE, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
 	if (fd == -1 && errno == ENOENT) {
-		if ((rc = ptab_create(dirfd, dir, nslots, jcap, err)) != 0)
+		/* Beside a log, a table may have been there: new ids. */
+		if ((rc = ptab_create(dirfd, dir, nslots, jcap, next_seq > 0 ?
+		    ptab_id_base() : 1, err)) != 0)
 			return (rc);
 		info->created = 1;
 		goto again;
@@ -98,7 +101,8 @@ again:
 			return (wal_seterrno(err, errno, "cannot move the "
 			    "unusable %s/%s aside", dir, WAL_PTAB_FILE));
 		info->corrupt = 1;
-		if ((rc = ptab_create(dirfd, dir, nslots, jcap, err)) != 0)
+		if ((rc = ptab_create(dirfd, dir, nslots, jcap,
+		    ptab_id_base(), err)) != 0)
 			return (rc);
 		snprintf(why, sizeof why, "%s", info->why);
 		goto again;
@@ -298,6 +302,53 @@ wal_ptab_lookup(const struct wal_ptab *t, uint64_t id, uint64_t pseq,
 	return (-1);
 }
 
+/*
+ * The log seq of producer id's record pseq and, in *run, how many of its
+ * records from pseq on (at most max) follow it at consecutive seqs; -1
+ * (*run 0) when the journal no longer holds pseq. Entries are in log
+ * order, so the run ends at the first entry at or past the seq its next
+ * record would need that is not that record.
+ */
+int64_t
+wal_ptab_lookup_run(const struct wal_ptab *t, uint64_t id, uint64_t pseq,
+    uint32_t max, uint32_t *run)
+{
+	const struct wal_ptab_jent *e;
+	int64_t prev = INT64_MAX, first = -1;
+	uint64_t n, pos = 0, k;
+
+	*run = 0;
+	for (n = 0; n < t->jcap && n < t->jhead; n++) {
+		pos = t->jhead - 1 - n;
+		e = &t->journal[pos & (t->jcap - 1)];
+		if (!wal_ptab_jent_valid(e) || e->seq >= prev)
+			break;		/* wrapped into older or erased ones */
+		prev = e->seq;
+		if (e->producer_id != id)
+			continue;
+		if (e->pseq == pseq) {
+			first = e->seq;
+			break;
+		}
+		if (e->pseq < pseq)
+			break;		/* a producer's seqs only grow */
+	}
+	if (first < 0)
+		return (-1);
+	for (k = 1, pos++; k < max && pos < t->jhead; pos++) {
+		e = &t->journal[pos & (t->jcap - 1)];
+		if (!wal_ptab_jent_valid(e))
+			break;
+		if (e->producer_id == id && e->pseq == pseq + k &&
+		    e->seq == first + (int64_t)k)
+			k++;
+		else if (e->seq >= first + (int64_t)k)
+			break;
+	}
+	*run = (uint32_t)k;
+	return (first);
+}
+
 /* Sync the whole mapping (msync writes back the dirty pages only). */
 int
 wal_ptab_sync(struct wal_ptab *t, int64_t covered, struct wal_error *err)
@@ -364,10 +415,31 @@ ptab_check_hdr(const struct wal_ptab_hdr *h, size_t fsize, char *why,
 	return (-1);
 }
 
+/*
+ * The first id of a table that replaces one that is lost: the time in
+ * microseconds, above every id the lost table gave out (one per PRODUCER,
+ * each a synced write: far fewer than one a microsecond since it began at
+ * 1 or at such a time) unless the clock went back. A producer of the lost
+ * table that resumes its id is then refused as unknown, instead of
+ * becoming a new producer that got the same id, whose records its resent
+ * ones would be taken for.
+ */
+static uint64_t
+ptab_id_base(void)
+{
+	struct timespec ts;
+	uint64_t us;
+
+	if (clock_gettime(CLOCK_REALTIME, &ts) == -1)
+		return (1);
+	us = (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+	return (us > 0 ? us : 1);
+}
+
 /* Write a new table through a temporary name, then rename it in place. */
 static int
 ptab_create(int dirfd, const char *dir, uint32_t nslots, uint32_t jcap,
-    struct wal_error *err)
+    uint64_t first_id, struct wal_error *err)
 {
 	static const char tmp[] = ".tmp." WAL_PTAB_FILE;
 	struct wal_ptab_hdr h;
@@ -387,7 +459,7 @@ ptab_create(int dirfd, const char *dir, uint32_t nslots, uint32_t jcap,
 	h.jcap = jcap;
 	h.jent_size = WAL_PTAB_JENT_SIZE;
 	h.hcrc = wal_crc32(0, &h, HCRC_LEN);
-	h.next_id = 1;
+	h.next_id = first_id;
 	h.synced_seq = -1;
 	/*
 	 * Allocated now, not sparse: a store into the mapping must never

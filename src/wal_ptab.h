@@ -192,6 +192,14 @@ int64_t	wal_ptab_lookup(const struct wal_ptab *, uint64_t id, uint64_t pseq,
 	    uint32_t *flags);
 
 /*
+ * The log seq of producer id's record pseq, and in *run how many of its
+ * records from pseq on (at most max) are at consecutive seqs from there;
+ * -1 (and 0) when the journal no longer holds pseq.
+ */
+int64_t	wal_ptab_lookup_run(const struct wal_ptab *, uint64_t id,
+	    uint64_t pseq, uint32_t max, uint32_t *run);
+
+/*
  * Make the table durable: every entry stored before the call. covered is
  * the log seq the segments' sync just made durable (kept in the header).
  * Any thread. 0 or -errno.

@@ -422,6 +422,13 @@ START_TEST(test_reconnect_cycles)
 			pids[p] = rspawn(p, key0[p] + acked[p].n, path[p],
 			    idpath[p]);
 		}
+		/*
+		 * A new producer (no id yet) must meet a daemon: only a
+		 * producer resumed by id waits for one that is not there.
+		 */
+		for (p = 0; p < NRPROD; p++)
+			ck_assert_msg(ts_wait_file(idpath[p], 30000),
+			    "%s never connected", rprods[p].name);
 		usleep((useconds_t)(10000 + random() % 120000));
 		ts_daemon_kill(&d);
 		usleep((useconds_t)(random() % 50000));

@@ -29,6 +29,7 @@
 #include <check.h>
 #include <nats/nats.h>
 
+#include "faultinject.h"
 #include "testsupport.h"
 #include "tsdaemon.h"
 #include "tsnats.h"
@@ -802,6 +803,330 @@ START_TEST(test_record_too_large)
 END_TEST
 
 /*
+ * JetStream refusing one message of a window (here: a record that does
+ * not fit in what is left of the stream's max_bytes, with discard new)
+ * while it stores the smaller ones already in flight after it: the forwarder must not resume after the
+ * stream's last message as if nothing were missing. It stops with exit 3
+ * and names the missing seq, and says so again on the next start.
+ */
+START_TEST(test_refused_in_window)
+{
+	struct walmmap_forwarder f;
+	struct walmmap *w = NULL;
+	natsConnection *nc = NULL;
+	jsCtx *js = NULL;
+	jsStreamConfig sc;
+	jsErrCode jerr = 0;
+	const char *subj[] = { SUBJECT };
+	uint8_t big[3000];
+	int64_t seq;
+	pid_t pid;
+	int i, rc;
+
+	start_daemon("1M");
+	ts_nats_start(&ns, 1);
+	ck_assert_int_eq(natsConnection_ConnectTo(&nc, ns.url), NATS_OK);
+	ck_assert_int_eq(natsConnection_JetStream(&js, nc, NULL), NATS_OK);
+	jsStreamConfig_Init(&sc);
+	sc.Name = STREAM;
+	sc.Subjects = subj;
+	sc.SubjectsLen = 1;
+	sc.MaxBytes = 8192;
+	sc.Discard = js_DiscardNew;
+	ck_assert_int_eq(js_AddStream(NULL, js, &sc, NULL, &jerr), NATS_OK);
+	jsCtx_Destroy(js);
+	natsConnection_Destroy(nc);
+	ck_assert_int_eq(walmmap_connect(&w, d.sock, WALMMAP_ACK_WRITTEN, 0),
+	    0);
+	/* About 5 x 1060 bytes stored, then 3160 do not fit in 8192. */
+	memset(big, 'b', sizeof big);
+	for (i = 0; i < 5; i++)
+		ck_assert_int_eq(walmmap_append(w, big, 900,
+		    WALMMAP_ACK_DEFAULT, &seq), 0);
+	ck_assert_int_eq(walmmap_append(w, big, sizeof big,
+	    WALMMAP_ACK_DEFAULT, &seq), 0);
+	ck_assert_int_eq(seq, 5);
+	for (i = 0; i < 14; i++)
+		ck_assert_int_eq(walmmap_append(w, "after", 5,
+		    WALMMAP_ACK_DEFAULT, &seq), 0);
+	pid = FWD();
+	rc = ts_fwd_wait(pid, 60000);
+	if (rc == -1) {
+		kill(pid, SIGKILL);
+		(void)ts_fwd_wait(pid, 10000);
+	}
+	ck_assert_msg(rc == 3, "the forwarder's exit: %d; its log:\n%s", rc,
+	    fwd_log_text());
+	ck_assert(fwd_log_wait("misses records 5 .. 5"));
+	fwd_info("t", &f);
+	ck_assert_msg(strstr(f.error, "GAP: stream WAL misses records 5 .. 5")
+	    != NULL, "status: %s", f.error);
+	/* Still said, not buried, when it starts again. */
+	ts_write_file(fwdlog, "", 0);
+	pid = FWD();
+	rc = ts_fwd_wait(pid, 30000);
+	if (rc == -1) {
+		kill(pid, SIGKILL);
+		(void)ts_fwd_wait(pid, 10000);
+	}
+	ck_assert_msg(rc == 3, "the forwarder's exit on a new start: %d; its "
+	    "log:\n%s", rc, fwd_log_text());
+	ck_assert(fwd_log_wait("misses records 5 .. 5"));
+	walmmap_close(w);
+}
+END_TEST
+
+/*
+ * A record larger than the stream's max_msg_size (but within the
+ * server's max_payload): like one larger than max_payload, everything
+ * before it is shipped, nothing after it, exit 4.
+ */
+START_TEST(test_stream_max_msg_size)
+{
+	struct walmmap *w = NULL;
+	natsConnection *nc = NULL;
+	jsCtx *js = NULL;
+	jsStreamConfig sc;
+	jsErrCode jerr = 0;
+	const char *subj[] = { SUBJECT };
+	uint8_t big[2000];
+	int64_t seq;
+	pid_t pid;
+	int i, rc;
+
+	start_daemon("1M");
+	ts_nats_start(&ns, 1);
+	ck_assert_int_eq(natsConnection_ConnectTo(&nc, ns.url), NATS_OK);
+	ck_assert_int_eq(natsConnection_JetStream(&js, nc, NULL), NATS_OK);
+	jsStreamConfig_Init(&sc);
+	sc.Name = STREAM;
+	sc.Subjects = subj;
+	sc.SubjectsLen = 1;
+	sc.MaxMsgSize = 1000;
+	ck_assert_int_eq(js_AddStream(NULL, js, &sc, NULL, &jerr), NATS_OK);
+	jsCtx_Destroy(js);
+	natsConnection_Destroy(nc);
+	ck_assert_int_eq(walmmap_connect(&w, d.sock, WALMMAP_ACK_WRITTEN, 0),
+	    0);
+	memset(big, 'b', sizeof big);
+	for (i = 0; i < 5; i++)
+		ck_assert_int_eq(walmmap_append(w, "small", 5,
+		    WALMMAP_ACK_DEFAULT, &seq), 0);
+	ck_assert_int_eq(walmmap_append(w, big, sizeof big,
+	    WALMMAP_ACK_DEFAULT, &seq), 0);
+	ck_assert_int_eq(seq, 5);
+	for (i = 0; i < 14; i++)
+		ck_assert_int_eq(walmmap_append(w, "after", 5,
+		    WALMMAP_ACK_DEFAULT, &seq), 0);
+	pid = FWD();
+	rc = ts_fwd_wait(pid, 60000);
+	if (rc == -1) {
+		kill(pid, SIGKILL);
+		(void)ts_fwd_wait(pid, 10000);
+	}
+	ck_assert_msg(rc == 4, "the forwarder's exit: %d; its log:\n%s", rc,
+	    fwd_log_text());
+	ck_assert(fwd_log_wait("record 5 has 2000 bytes; stream WAL takes at "
+	    "most 1000"));
+	ts_js_verify(ns.url, STREAM, SUBJECT, d.data, log_id, 0, 4);
+	walmmap_close(w);
+}
+END_TEST
+
+/*
+ * Hostile FWD_REGISTER: a seq beyond the log's last is refused like the
+ * same seq in FWD_POSITION (INT64_MAX made shipped_seq + 1 overflow and
+ * the daemon report a gap of 2^63 records).
+ */
+START_TEST(test_register_beyond_log)
+{
+	struct wal_msg_fwd_register r;
+	struct walmmap *w = NULL;
+	int64_t seq, bad[] = { INT64_MAX, 3 };
+	size_t i;
+	char *t;
+	int s;
+
+	start_daemon("1M");
+	ck_assert_int_eq(walmmap_connect(&w, d.sock, WALMMAP_ACK_WRITTEN, 0),
+	    0);
+	for (i = 0; i < 3; i++)
+		ck_assert_int_eq(walmmap_append(w, "x", 1,
+		    WALMMAP_ACK_DEFAULT, &seq), 0);
+	walmmap_close(w);
+	for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		s = ts_raw_connect(&d);
+		ts_raw_hello(s);
+		memset(&r, 0, sizeof r);
+		r.hdr.type = WAL_MSG_FWD_REGISTER;
+		r.hdr.len = sizeof r;
+		r.hdr.id = 1;
+		snprintf(r.name, sizeof r.name, "evil%zu", i);
+		r.shipped_seq = bad[i];
+		ck_assert_int_eq(send(s, &r, sizeof r, 0), (ssize_t)sizeof r);
+		ts_raw_expect_error(s, WAL_PERR_PROTO, 0, "beyond the log's "
+		    "last", 10000);
+		close(s);
+	}
+	t = ts_daemon_log(&d);
+	ck_assert_msg(strstr(t, "removed by retention") == NULL, "%s", t);
+	free(t);
+}
+END_TEST
+
+/*
+ * walmmapd.forwarders is renamed into place and its directory synced:
+ * when that sync fails the daemon says so and writes it again, so a
+ * power cut cannot lose a registration the file was thought to hold.
+ */
+START_TEST(test_forwarders_dir_sync)
+{
+	struct wal_msg_fwd_register r;
+	struct wf_ctl *ctl;
+	char ctlpath[PATH_MAX];
+	uint64_t before;
+	int s;
+
+	snprintf(ctlpath, sizeof ctlpath, "%s/faults", base);
+	ck_assert_ptr_nonnull(ctl = wf_ctl_open(ctlpath));
+	d.fault_ctl = ctlpath;
+	start_daemon("1M");
+	wf_arm(ctl, WF_FSYNC, 1, EIO, 1);
+	before = atomic_load(&ctl->op[WF_FSYNC].calls);
+	s = ts_raw_connect(&d);
+	ts_raw_hello(s);
+	memset(&r, 0, sizeof r);
+	r.hdr.type = WAL_MSG_FWD_REGISTER;
+	r.hdr.len = sizeof r;
+	r.hdr.id = 1;
+	snprintf(r.name, sizeof r.name, "f1");
+	r.shipped_seq = -1;
+	ck_assert_int_eq(send(s, &r, sizeof r, 0), (ssize_t)sizeof r);
+	(void)ts_raw_recv_until(s, WAL_MSG_FWD_STATE, &r, sizeof r, 10000);
+	ck_assert_msg(ts_daemon_log_wait(&d, "walmmapd.forwarders may not "
+	    "survive a power cut"), "%s", ts_daemon_log(&d));
+	ck_assert_uint_gt(atomic_load(&ctl->op[WF_FSYNC].calls), before);
+	wf_disarm(ctl, WF_FSYNC);
+	before = atomic_load(&ctl->op[WF_FSYNC].calls);
+	/* Written again, now synced: no more failures, one more sync. */
+	for (int i = 0; i < 300 && atomic_load(&ctl->op[WF_FSYNC].calls) ==
+	    before; i++)
+		poll(NULL, 0, 50);
+	ck_assert_uint_gt(atomic_load(&ctl->op[WF_FSYNC].calls), before);
+	close(s);
+	wf_ctl_close(ctl);
+}
+END_TEST
+
+/*
+ * The log lost records it had shipped (what a power cut under --level
+ * written can do; made here by emptying the data directory and keeping
+ * its log id): the stream's last message is not the log's record of that
+ * seq any more. The forwarder must say so (exit 3), not resume after the
+ * stream's last seq and skip the new records that took the old seqs.
+ */
+START_TEST(test_log_behind_stream)
+{
+	struct walmmap *w = NULL;
+	char path[PATH_MAX + 32], rec[32];
+	uint8_t *id;
+	size_t idlen;
+	int64_t seq;
+	pid_t pid;
+	int i, rc;
+
+	start_daemon("1M");
+	ts_nats_start(&ns, 1);
+	ck_assert_int_eq(walmmap_connect(&w, d.sock, WALMMAP_ACK_WRITTEN, 0),
+	    0);
+	for (i = 0; i < 10; i++) {
+		snprintf(rec, sizeof rec, "old %d", i);
+		ck_assert_int_eq(walmmap_append(w, rec, strlen(rec),
+		    WALMMAP_ACK_DEFAULT, &seq), 0);
+	}
+	walmmap_close(w);
+	pid = FWD("--create-stream");
+	wait_count(ns.url, 10, 30000);
+	ck_assert_int_eq(ts_fwd_stop(pid), 0);
+	ck_assert_int_eq(ts_daemon_stop(&d), 0);
+	snprintf(path, sizeof path, "%s/walmmapd.log-id", d.data);
+	ck_assert_ptr_nonnull(id = ts_read_file(path, &idlen));
+	ts_rmtree(strdup(d.data));
+	ck_assert_int_eq(mkdir(d.data, 0700), 0);
+	ck_assert_int_eq(ts_write_file(path, id, idlen), 0);
+	free(id);
+	start_daemon("1M");
+	ck_assert_int_eq(walmmap_connect(&w, d.sock, WALMMAP_ACK_WRITTEN, 0),
+	    0);
+	for (i = 0; i < 3; i++) {
+		snprintf(rec, sizeof rec, "new %d", i);
+		ck_assert_int_eq(walmmap_append(w, rec, strlen(rec),
+		    WALMMAP_ACK_DEFAULT, &seq), 0);
+	}
+	ts_write_file(fwdlog, "", 0);
+	pid = FWD();
+	for (i = 3; i < 13; i++) {
+		snprintf(rec, sizeof rec, "new %d", i);
+		ck_assert_int_eq(walmmap_append(w, rec, strlen(rec),
+		    WALMMAP_ACK_DEFAULT, &seq), 0);
+	}
+	rc = ts_fwd_wait(pid, 30000);
+	if (rc == -1) {
+		kill(pid, SIGKILL);
+		(void)ts_fwd_wait(pid, 10000);
+	}
+	ck_assert_msg(rc == 3, "the forwarder's exit: %d; stream: %" PRId64
+	    " messages; its log:\n%s", rc, ts_js_count(ns.url, STREAM),
+	    fwd_log_text());
+	ck_assert(fwd_log_wait("that is not the log's record 9"));
+	ck_assert_int_eq(ts_js_count(ns.url, STREAM), 10);
+	walmmap_close(w);
+}
+END_TEST
+
+/*
+ * A message of ours deleted from the stream after it was stored (a work
+ * queue or interest stream does that once it is consumed) is not a gap
+ * the forwarder made: it goes on.
+ */
+START_TEST(test_deleted_not_gap)
+{
+	struct walmmap *w = NULL;
+	natsConnection *nc = NULL;
+	jsCtx *js = NULL;
+	jsErrCode jerr = 0;
+	int64_t seq;
+	pid_t pid;
+	int i;
+
+	start_daemon("1M");
+	ts_nats_start(&ns, 1);
+	ck_assert_int_eq(walmmap_connect(&w, d.sock, WALMMAP_ACK_WRITTEN, 0),
+	    0);
+	for (i = 0; i < 20; i++)
+		ck_assert_int_eq(walmmap_append(w, "x", 1,
+		    WALMMAP_ACK_DEFAULT, &seq), 0);
+	pid = FWD("--create-stream");
+	wait_count(ns.url, 20, 30000);
+	ck_assert_int_eq(ts_fwd_stop(pid), 0);
+	ck_assert_int_eq(natsConnection_ConnectTo(&nc, ns.url), NATS_OK);
+	ck_assert_int_eq(natsConnection_JetStream(&js, nc, NULL), NATS_OK);
+	/* Stream seqs start at 1: record 10 is stream seq 11. */
+	ck_assert_int_eq(js_DeleteMsg(js, STREAM, 11, NULL, &jerr), NATS_OK);
+	jsCtx_Destroy(js);
+	natsConnection_Destroy(nc);
+	pid = FWD();
+	for (i = 0; i < 5; i++)
+		ck_assert_int_eq(walmmap_append(w, "y", 1,
+		    WALMMAP_ACK_DEFAULT, &seq), 0);
+	wait_count(ns.url, 24, 30000);
+	ck_assert_int_eq(ts_fwd_wait(pid, 0), -1);
+	ck_assert_int_eq(ts_fwd_stop(pid), 0);
+	walmmap_close(w);
+}
+END_TEST
+
+/*
  * The daemon restarting under the forwarder: it reconnects and goes on;
  * the log id and the forwarder's position survive the restart.
  */
@@ -961,6 +1286,12 @@ forward_suite(void)
 	ADD(tc, test_no_stream);
 	ADD(tc, test_subject_not_covered);
 	ADD(tc, test_record_too_large);
+	ADD(tc, test_refused_in_window);
+	ADD(tc, test_register_beyond_log);
+	ADD(tc, test_forwarders_dir_sync);
+	ADD(tc, test_log_behind_stream);
+	ADD(tc, test_deleted_not_gap);
+	ADD(tc, test_stream_max_msg_size);
 	ADD(tc, test_wrong_credentials);
 	ADD(tc, test_unreachable_at_start);
 	ADD(tc, test_daemon_restart);

@@ -183,66 +183,222 @@ START_TEST(test_duplicate)
 END_TEST
 
 /*
- * A resend that does not repeat its frame (found by fuzz_conn): producer
- * seqs 1 and 2 went in two frames with another client's record between
- * them (seqs 0 and 2), then come back as one frame. One ACK entry names
- * consecutive seqs, so it cannot say where they are: the duplicate entry
- * says -1 (unknown), not "seqs 0 and 1", which would name the other
- * client's record as this producer's. A resend of each frame as it was
- * still gets its seq.
+ * A resent frame whose records are not consecutive in the log (a crash
+ * or a full disk cut the first send short, and the rest was written after
+ * another client's record): each run of the duplicate gets its own entry
+ * with its own seqs, never one entry that claims the seqs in between
+ * (another client's record, and at level durable a hold on the wrong
+ * seq).
  */
-START_TEST(test_duplicate_across_frames)
+START_TEST(test_dup_split)
 {
 	struct wal_msg_producer_ok ok;
-	struct wal_ack_entry e;
+	struct wal_ack_entry e[4];
 	struct wal_msg_ack am;
 	uint8_t buf[4096];
-	char *txt;
-	int s, o;
+	int s, o, i;
 
 	start(NULL, NULL);
 	s = raw_producer(0, &ok);
+	ts_raw_append_p(s, 1, 1, 2, WAL_ACK_WRITTEN);	/* seqs 0, 1 */
+	ck_assert_int_eq(ack_of(s).first_seq, 0);
 	o = ts_raw_connect(&d);
 	ts_raw_hello(o);
-	ts_raw_append_p(s, 10, 1, 1, WAL_ACK_WRITTEN);
-	ck_assert_int_eq(ack_of(s).first_seq, 0);
-	ts_raw_append(o, 20, "other", 5, WAL_ACK_WRITTEN);
-	ck_assert_int_eq(ack_of(o).first_seq, 1);
-	ts_raw_append_p(s, 11, 2, 2, WAL_ACK_WRITTEN);
-	ck_assert_int_eq(ack_of(s).first_seq, 2);
-	/* Producer seqs 1..3 as one frame: at seqs 0, 2 and 3. */
-	ts_raw_append_p(s, 12, 1, 3, WAL_ACK_WRITTEN);
-	e = ack_of(s);
-	ck_assert_uint_eq(e.id, 12);
-	ck_assert_uint_eq(e.count, 3);
-	ck_assert_uint_eq(e.flags, WAL_ACK_F_DUP);
-	ck_assert_int_eq(e.first_seq, -1);
-	/* Producer seqs 2..3 (one frame, at 2 and 3) and 1 alone. */
-	ts_raw_append_p(s, 13, 2, 2, WAL_ACK_DURABLE);
-	e = ack_of(s);
-	ck_assert_int_eq(e.first_seq, 2);
-	ck_assert_uint_eq(e.count, 2);
-	ck_assert_uint_eq(e.flags, WAL_ACK_F_DUP);
-	ts_raw_append_p(s, 14, 1, 1, WAL_ACK_WRITTEN);
-	ck_assert_int_eq(ack_of(s).first_seq, 0);
-	/* Across next_pseq: the part in the log (not one run), the rest. */
-	ts_raw_append_p(s, 15, 1, 4, WAL_ACK_WRITTEN);
-	ts_raw_recv_until(s, WAL_MSG_ACK, buf, sizeof buf, 10000);
-	memcpy(&am, buf, sizeof am);
-	ck_assert_uint_eq(am.count, 2);
-	memcpy(&e, buf + sizeof am, sizeof e);
-	ck_assert_int_eq(e.first_seq, -1);
-	ck_assert_uint_eq(e.count, 3);
-	ck_assert_uint_eq(e.flags, WAL_ACK_F_DUP);
-	memcpy(&e, buf + sizeof am + sizeof e, sizeof e);
-	ck_assert_int_eq(e.first_seq, 4);
-	ck_assert_uint_eq(e.count, 1);
-	ck_assert_uint_eq(e.flags, 0);
-	close(s);
+	ts_raw_append(o, 1, "other", 5, WAL_ACK_WRITTEN);	/* seq 2 */
+	ts_raw_recv_until(o, WAL_MSG_ACK, buf, sizeof buf, 10000);
+	ts_raw_append_p(s, 2, 3, 2, WAL_ACK_WRITTEN);	/* seqs 3, 4 */
+	ck_assert_int_eq(ack_of(s).first_seq, 3);
+	ts_raw_append_p(s, 3, 5, 1, WAL_ACK_WRITTEN);	/* seq 5 */
+	ck_assert_int_eq(ack_of(s).first_seq, 5);
+	/* Records 1 to 5 as one frame again. */
+	for (i = 0; i < 2; i++) {
+		ts_raw_append_p(s, 4 + i, 1, 5, i == 0 ? WAL_ACK_WRITTEN :
+		    WAL_ACK_DURABLE);
+		ts_raw_recv_until(s, WAL_MSG_ACK, buf, sizeof buf, 10000);
+		memcpy(&am, buf, sizeof am);
+		ck_assert_uint_eq(am.count, 2);
+		memcpy(e, buf + sizeof am, 2 * sizeof e[0]);
+		ck_assert_uint_eq(e[0].id, 4 + i);
+		ck_assert_int_eq(e[0].first_seq, 0);
+		ck_assert_uint_eq(e[0].count, 2);
+		ck_assert_uint_eq(e[0].flags, WAL_ACK_F_DUP);
+		ck_assert_uint_eq(e[1].id, 4 + i);
+		ck_assert_int_eq(e[1].first_seq, 3);
+		ck_assert_uint_eq(e[1].count, 3);
+		ck_assert_uint_eq(e[1].flags, WAL_ACK_F_DUP);
+	}
+	ck_assert_int_eq(next_seq(), 6);
 	close(o);
+	close(s);
+}
+END_TEST
+
+/*
+ * A call that failed leaves its records in doubt; the next call on the
+ * same handle settles them (sends them again first, with their producer
+ * seqs) and then writes its own: each record once, in order. Before, the
+ * next call's records came after a hole in the producer seqs, and the
+ * handle answered every later call with a PSEQ error.
+ */
+START_TEST(test_failed_call)
+{
+	struct walmmap_producer *p;
+	uint64_t id, pseq;
+	char *txt;
+	int64_t seq;
+	int rc;
+
+	start(NULL, NULL);
+	ck_assert_int_eq(walmmap_producer_open(&p, d.sock,
+	    WALMMAP_ACK_WRITTEN, 0), 0);
+	walmmap_producer_set_reconnect(p, 1, 200);
+	ck_assert_int_eq(walmmap_producer_append(p, "a1", 2, &seq), 0);
+	ck_assert_int_eq(seq, 0);
+	/* No daemon within the reconnect timeout: a2 is in doubt. */
+	ts_daemon_kill(&d);
+	rc = walmmap_producer_append(p, "a2", 2, &seq);
+	ck_assert_msg(rc == -WALMMAP_ELOST, "append without a daemon: %d %s",
+	    rc, walmmap_producer_errmsg(p));
+	start(NULL, NULL);
+	rc = walmmap_producer_append(p, "a3", 2, &seq);
+	ck_assert_msg(rc == 0, "the call after a failed one: %d %s", rc,
+	    walmmap_producer_errmsg(p));
+	ck_assert_int_eq(seq, 2);
+	/* An ACK that does not come in time: a4 is in doubt. */
+	walmmap_producer_set_timeout(p, 300);
+	ts_daemon_pause(&d);
+	rc = walmmap_producer_append(p, "a4", 2, &seq);
+	ck_assert_msg(rc == -WALMMAP_ETIMEDOUT, "append to a stopped daemon: "
+	    "%d %s", rc, walmmap_producer_errmsg(p));
+	ts_daemon_signal(&d, SIGCONT);
+	walmmap_producer_set_timeout(p, 10000);
+	rc = walmmap_producer_append(p, "a5", 2, &seq);
+	ck_assert_msg(rc == 0, "the call after a timeout: %d %s", rc,
+	    walmmap_producer_errmsg(p));
+	ck_assert_int_eq(seq, 4);
+	ck_assert_uint_eq(walmmap_producer_next_pseq(p), 6);
+	/*
+	 * Closing a handle with a call in doubt: a new handle of the same
+	 * id tells whether it is in the log (next_pseq past its pseq).
+	 */
+	id = walmmap_producer_id(p);
+	walmmap_producer_set_timeout(p, 300);
+	ts_daemon_pause(&d);
+	ck_assert_int_eq(walmmap_producer_append(p, "a6", 2, &seq),
+	    -WALMMAP_ETIMEDOUT);
+	ts_daemon_signal(&d, SIGCONT);
+	walmmap_producer_close(p);
+	ck_assert_int_eq(walmmap_producer_open(&p, d.sock,
+	    WALMMAP_ACK_WRITTEN, id), 0);
+	pseq = walmmap_producer_next_pseq(p);
+	ck_assert_msg(pseq == 6 || pseq == 7, "next_pseq %" PRIu64, pseq);
+	walmmap_producer_close(p);
 	ck_assert_int_eq(ts_daemon_stop(&d), 0);
 	txt = log_text();
-	ck_assert_str_eq(txt, "r1 other r2 r3 r4 ");
+	ck_assert_str_eq(txt, pseq == 7 ? "a1 a2 a3 a4 a5 a6 " :
+	    "a1 a2 a3 a4 a5 ");
+	free(txt);
+}
+END_TEST
+
+/*
+ * The library takes an ACK of a resent frame in as many entries as
+ * walmmapd sends: here three (two runs already in the log, written by
+ * a connection that resumed the id while the call was in doubt, and the
+ * rest). Before, an entry after the second was dropped and the call
+ * waited for it until its timeout.
+ */
+START_TEST(test_dup_runs_library)
+{
+	struct wal_msg_producer_ok ok;
+	struct walmmap_producer *p;
+	struct iovec iov[5];
+	char *txt, b[5][3];
+	int64_t seq;
+	int s, o, i, rc;
+
+	start(NULL, NULL);
+	ck_assert_int_eq(walmmap_producer_open(&p, d.sock,
+	    WALMMAP_ACK_WRITTEN, 0), 0);
+	walmmap_producer_set_reconnect(p, 1, 200);
+	walmmap_producer_set_timeout(p, 5000);
+	for (i = 0; i < 5; i++) {
+		snprintf(b[i], sizeof b[i], "b%d", i + 1);
+		iov[i].iov_base = b[i];
+		iov[i].iov_len = 2;
+	}
+	ts_daemon_kill(&d);
+	ck_assert_int_eq(walmmap_producer_append_batch(p, iov, 5, NULL),
+	    -WALMMAP_ELOST);
+	start(NULL, NULL);
+	s = raw_producer(walmmap_producer_id(p), &ok);
+	ck_assert_uint_eq(ok.next_pseq, 1);
+	o = ts_raw_connect(&d);
+	ts_raw_hello(o);
+	ts_raw_append_p(s, 1, 1, 2, WAL_ACK_WRITTEN);	/* seqs 0, 1 */
+	ck_assert_int_eq(ack_of(s).first_seq, 0);
+	ts_raw_append(o, 1, "other", 5, WAL_ACK_WRITTEN);	/* seq 2 */
+	ts_raw_recv_until(o, WAL_MSG_ACK, (uint8_t [4096]){ 0 }, 4096, 10000);
+	ts_raw_append_p(s, 2, 3, 2, WAL_ACK_WRITTEN);	/* seqs 3, 4 */
+	ck_assert_int_eq(ack_of(s).first_seq, 3);
+	ts_raw_append(o, 2, "other", 5, WAL_ACK_WRITTEN);	/* seq 5 */
+	ts_raw_recv_until(o, WAL_MSG_ACK, (uint8_t [4096]){ 0 }, 4096, 10000);
+	close(s);
+	close(o);
+	/* The frame of b1-b5 again: DUP (0,2), DUP (3,2), b5 written. */
+	rc = walmmap_producer_append(p, "c6", 2, &seq);
+	ck_assert_msg(rc == 0, "append after the resend: %d %s", rc,
+	    walmmap_producer_errmsg(p));
+	ck_assert_int_eq(seq, 7);
+	walmmap_producer_close(p);
+	ck_assert_int_eq(ts_daemon_stop(&d), 0);
+	txt = log_text();
+	ck_assert_str_eq(txt, "r1 r2 other r3 r4 other b5 c6 ");
+	free(txt);
+}
+END_TEST
+
+/*
+ * At level written a power cut may take records a call returned success
+ * for (documented); the producer goes on from where walmmapd is. Before,
+ * its next producer seq lay past walmmapd's: every later call on the
+ * handle failed with PSEQ. The cut is played by putting back a copy of
+ * the directory from before the lost records were synced.
+ */
+START_TEST(test_written_lost)
+{
+	struct walmmap_producer *p;
+	char cmd[4 * PATH_MAX], snap[PATH_MAX + 16], *txt;
+	int64_t seq;
+	int rc;
+
+	snprintf(snap, sizeof snap, "%s/snap", base);
+	start(NULL, NULL);
+	ck_assert_int_eq(walmmap_producer_open(&p, d.sock,
+	    WALMMAP_ACK_WRITTEN, 0), 0);
+	ck_assert_int_eq(walmmap_producer_append(p, "a1", 2, &seq), 0);
+	ck_assert_int_eq(ts_daemon_stop(&d), 0);
+	snprintf(cmd, sizeof cmd, "cp -a '%s' '%s'", d.data, snap);
+	ck_assert_int_eq(system(cmd), 0);
+	start(NULL, NULL);
+	ck_assert_int_eq(walmmap_producer_append(p, "a2", 2, &seq), 0);
+	ck_assert_int_eq(walmmap_producer_append(p, "a3", 2, &seq), 0);
+	ck_assert_int_eq(seq, 2);
+	ts_daemon_kill(&d);
+	snprintf(cmd, sizeof cmd, "rm -rf '%s' && mv '%s' '%s'", d.data, snap,
+	    d.data);
+	ck_assert_int_eq(system(cmd), 0);
+	start(NULL, NULL);
+	rc = walmmap_producer_append(p, "a4", 2, &seq);
+	ck_assert_msg(rc == 0, "append after a power cut took a2, a3: %d %s",
+	    rc, walmmap_producer_errmsg(p));
+	ck_assert_int_eq(seq, 1);
+	ck_assert_uint_eq(walmmap_producer_next_pseq(p), 3);
+	ck_assert_int_eq(walmmap_producer_append(p, "a5", 2, &seq), 0);
+	walmmap_producer_close(p);
+	ck_assert_int_eq(ts_daemon_stop(&d), 0);
+	txt = log_text();
+	ck_assert_str_eq(txt, "a1 a4 a5 ");
 	free(txt);
 }
 END_TEST
@@ -416,6 +572,65 @@ START_TEST(test_library_reconnect)
 }
 END_TEST
 
+struct bg_open {
+	const char	*sock;
+	uint64_t	 id;
+	int		 rc;
+	int64_t		 seq;
+};
+
+static void *
+bg_open_main(void *arg)
+{
+	struct bg_open *o = arg;
+	struct walmmap_producer *p;
+
+	o->rc = walmmap_producer_open(&p, o->sock, WALMMAP_ACK_WRITTEN, o->id);
+	if (o->rc == 0)
+		o->rc = walmmap_producer_append(p, "resumed", 7, &o->seq);
+	walmmap_producer_close(p);
+	return (NULL);
+}
+
+/*
+ * Opening: a new producer meets no daemon and fails at once; one resumed
+ * by id waits for a daemon that is restarting.
+ */
+START_TEST(test_open_resume_waits)
+{
+	struct walmmap_producer *p;
+	struct bg_open o;
+	pthread_t th;
+	uint64_t id;
+	char *txt;
+
+	start(NULL, NULL);
+	ck_assert_int_eq(walmmap_producer_open(&p, d.sock, WALMMAP_ACK_WRITTEN,
+	    0), 0);
+	id = walmmap_producer_id(p);
+	ck_assert_int_eq(walmmap_producer_append(p, "first", 5, NULL), 0);
+	walmmap_producer_close(p);
+	ts_daemon_kill(&d);
+	ck_assert_int_eq(walmmap_producer_open(&p, d.sock, WALMMAP_ACK_WRITTEN,
+	    0), -WALMMAP_ENODAEMON);
+	walmmap_producer_close(p);
+	memset(&o, 0, sizeof o);
+	o.sock = d.sock;
+	o.id = id;
+	ck_assert_int_eq(pthread_create(&th, NULL, bg_open_main, &o), 0);
+	usleep(200000);		/* (not needed for the outcome) */
+	start(NULL, NULL);
+	ck_assert_int_eq(pthread_join(th, NULL), 0);
+	ck_assert_msg(o.rc == 0, "resuming producer %" PRIu64 " while "
+	    "walmmapd restarts: %d", id, o.rc);
+	ck_assert_int_eq(o.seq, 1);
+	ck_assert_int_eq(ts_daemon_stop(&d), 0);
+	txt = log_text();
+	ck_assert_str_eq(txt, "first resumed ");
+	free(txt);
+}
+END_TEST
+
 /* The table is bounded: full is an error; idle producers expire. */
 START_TEST(test_table_full)
 {
@@ -469,14 +684,17 @@ has_aside(void)
 /* A corrupt or missing table: said clearly; the log opens. */
 START_TEST(test_table_damaged)
 {
+	struct wal_msg_producer_ok ok;
 	struct walmmap_producer *p;
 	char path[PATH_MAX + 64];
-	int fd;
+	uint64_t id0;
+	int fd, s;
 
 	start(NULL, NULL);
 	ck_assert_int_eq(walmmap_producer_open(&p, d.sock, WALMMAP_ACK_WRITTEN,
 	    0), 0);
 	ck_assert_int_eq(walmmap_producer_append(p, "one", 3, NULL), 0);
+	id0 = walmmap_producer_id(p);
 	walmmap_producer_close(p);
 	ck_assert_int_eq(ts_daemon_stop(&d), 0);
 	snprintf(path, sizeof path, "%s/%s", d.data, WAL_PTAB_FILE);
@@ -495,7 +713,18 @@ START_TEST(test_table_damaged)
 	ck_assert_int_eq(walmmap_producer_open(&p, d.sock, WALMMAP_ACK_WRITTEN,
 	    0), 0);
 	ck_assert_int_eq(walmmap_producer_append(p, "two", 3, NULL), 0);
+	/*
+	 * A replaced table does not give out the ids of the one it replaced:
+	 * a producer of the old table that resumes its id is refused, not
+	 * taken for the new producer (its resent records would be answered
+	 * as duplicates of the other's, and lost).
+	 */
+	ck_assert_uint_ne(walmmap_producer_id(p), id0);
 	walmmap_producer_close(p);
+	s = ts_raw_connect(&d);
+	ts_raw_hello(s);
+	ck_assert_uint_eq(ts_raw_producer(s, id0, &ok), WAL_PERR_PRODUCER);
+	close(s);
 	ck_assert_int_eq(ts_daemon_stop(&d), 0);
 }
 END_TEST
@@ -871,6 +1100,17 @@ START_TEST(test_walctl_append_restart)
 		int n = snprintf(line, sizeof line, "L%d\n", i);
 
 		if (i == 3000) {
+			int64_t t0 = wal_now_ns();
+
+			/*
+			 * Kill once walctl is connected: before, its open
+			 * would find no daemon and fail at once (documented).
+			 */
+			while (next_seq() == 0) {
+				ck_assert_msg(wal_now_ns() - t0 < 10000000000LL,
+				    "walctl append wrote nothing in 10 s");
+				usleep(1000);
+			}
 			ts_daemon_kill(&d);
 			start(NULL, NULL);
 		}
@@ -922,11 +1162,15 @@ producers_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_duplicate);
-	tcase_add_test(tc, test_duplicate_across_frames);
+	tcase_add_test(tc, test_dup_split);
+	tcase_add_test(tc, test_failed_call);
+	tcase_add_test(tc, test_dup_runs_library);
+	tcase_add_test(tc, test_written_lost);
 	tcase_add_test(tc, test_bad_requests);
 	tcase_add_test(tc, test_other_uid);
 	tcase_add_test(tc, test_kill9_resend);
 	tcase_add_test(tc, test_library_reconnect);
+	tcase_add_test(tc, test_open_resume_waits);
 	tcase_add_test(tc, test_table_full);
 	tcase_add_test(tc, test_table_damaged);
 	tcase_add_test(tc, test_ptab_recover);

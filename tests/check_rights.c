@@ -9,16 +9,22 @@
  */
 #include "config.h"
 
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 
+#include <dirent.h>
+
 #include <errno.h>
+#include <fcntl.h>
+#include <linux/sockios.h>
 #include <grp.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +35,8 @@
 #include "testsupport.h"
 #include "tsdaemon.h"
 #include "walmmap.h"
+#include "wal_proto.h"
+#include "wal_shm.h"
 
 #define NOBODY	65534
 
@@ -286,6 +294,19 @@ START_TEST(test_legacy)
 	ck_assert_int_eq(start(), 1);
 	log = ts_daemon_log(&d);
 	ck_assert_msg(strstr(log, "allow_users: empty") != NULL, "%s", log);
+	free(log);
+	/* Separators alone name nobody either: not the defaults, silently. */
+	write_conf("allow_users = ,\n");
+	ck_assert_int_eq(start(), 1);
+	log = ts_daemon_log(&d);
+	ck_assert_msg(strstr(log, "allow_users: \",\" names nobody") != NULL,
+	    "%s", log);
+	free(log);
+	write_conf("allow_groups = , ,\n");
+	ck_assert_int_eq(start(), 1);
+	log = ts_daemon_log(&d);
+	ck_assert_msg(strstr(log, "allow_groups: \", ,\" names nobody") !=
+	    NULL, "%s", log);
 	free(log);
 	write_conf("allow_readers =\n");
 	ck_assert_int_eq(start(), 1);
@@ -883,6 +904,203 @@ START_TEST(test_activation_ignores_socket_mode)
 }
 END_TEST
 
+/* 0 when no segment file in dir can be opened for reading, else 1 or 2. */
+static int
+segs_unreadable_cb(void *arg)
+{
+	const char *dir = arg;
+	char path[PATH_MAX];
+	struct dirent *de;
+	DIR *dp;
+	int fd, seen = 0, bad = 0;
+
+	if ((dp = opendir(dir)) == NULL) {
+		fprintf(stderr, "opendir %s: %s\n", dir, strerror(errno));
+		return (2);
+	}
+	while ((de = readdir(dp)) != NULL) {
+		if (strstr(de->d_name, ".wal") == NULL)
+			continue;
+		seen++;
+		snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+		if ((fd = open(path, O_RDONLY | O_CLOEXEC)) != -1) {
+			fprintf(stderr, "uid %ld reads %s itself\n",
+			    (long)getuid(), path);
+			close(fd);
+			bad = 1;
+		}
+	}
+	closedir(dp);
+	return (seen == 0 ? 2 : bad);
+}
+
+/*
+ * A data directory others may list (0755, what mkdir gives under the usual
+ * umask) does not let them read the segment files, which walmmapd creates
+ * 0640: the socket must not give them what the files do not.
+ */
+START_TEST(test_default_others_listing)
+{
+	if (!is_root("test_default_others_listing"))
+		return;
+	ck_assert_int_eq(mkdir(d.data, 0755), 0);
+	write_conf("# nothing\n");
+	ck_assert_int_eq(start(), 0);
+	root_append();
+	ck_assert_int_eq(ts_as_user(NOBODY, NOBODY, segs_unreadable_cb,
+	    d.data), 0);
+	expect(NOBODY, OP_TAIL, -WALMMAP_EPERM, "needs the read right");
+	expect(NOBODY, OP_APPEND, 0, NULL);
+	ck_assert_int_eq(ts_daemon_stop(&d), 0);
+}
+END_TEST
+
+/* Does a segment file in dir hold the bytes text? */
+static int
+log_holds(const char *dir, const char *text)
+{
+	char path[PATH_MAX];
+	struct dirent *de;
+	uint8_t *buf;
+	size_t len;
+	DIR *dp;
+	int found = 0;
+
+	ck_assert_ptr_nonnull(dp = opendir(dir));
+	while (!found && (de = readdir(dp)) != NULL) {
+		if (strstr(de->d_name, ".wal") == NULL)
+			continue;
+		PATHF(path, "%s/%s", dir, de->d_name);
+		if ((buf = ts_read_file(path, &len)) == NULL)
+			continue;
+		found = memmem(buf, len, text, strlen(text)) != NULL;
+		free(buf);
+	}
+	closedir(dp);
+	return (found);
+}
+
+/*
+ * One connection of uid 1002 with a ring, a subscription, and answers it
+ * does not read: after a fatal error it lingers, its queue not sent.
+ */
+struct both {
+	int		 ready[2];
+	int		 go[2];
+};
+
+static int
+both_cb(void *arg)
+{
+	struct both *b = arg;
+	struct ts_ring r;
+	struct wal_msg m;
+	struct timeval tv = { 10, 0 };
+	uint64_t one = 1;
+	int i, inq, last;
+	char c;
+
+	ts_ring_open(&d, &r, 0);
+	ts_raw_subscribe(r.sock, 7, -1, -1, WAL_SUB_FOLLOW);
+	ts_ring_put(&r, "RING-BEFORE", 11, 11, 0);
+	ts_ring_publish(&r, r.tail);
+	/*
+	 * PINGs whose OKs, never read, fill the socket and then the daemon's
+	 * queue (far below max_inflight: it reads every one).
+	 */
+	memset(&m, 0, sizeof m);
+	m.type = WAL_MSG_PING;
+	m.len = sizeof m;
+	if (setsockopt(r.sock, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) == -1)
+		return (2);
+	for (i = 0; i < 4000; i++) {
+		m.id = 100 + (uint64_t)i;
+		if (send(r.sock, &m, sizeof m, 0) != sizeof m) {
+			fprintf(stderr, "PING %d: %s\n", i, strerror(errno));
+			return (2);
+		}
+	}
+	/* Until the answers stop coming in (10 s at most). */
+	for (i = 0, last = -1; i < 200; i++) {
+		if (ioctl(r.sock, SIOCINQ, &inq) == -1)
+			return (2);
+		if (inq > 0 && inq == last)
+			break;
+		last = inq;
+		usleep(50000);
+	}
+	if (i == 200)
+		return (2);
+	(void)write(b->ready[1], "r", 1);
+	/* Until the test has taken the rights away. */
+	if (read(b->go[0], &c, 1) != 1)
+		return (2);
+	ts_ring_put(&r, "RING-AFTER-REVOKE", 17, 17, 0);
+	/* The doorbell may be gone already: publishing is what counts. */
+	atomic_store(&r.hdr->tail, r.tail);
+	(void)send(r.efd_in, &one, sizeof one, MSG_DONTWAIT | MSG_NOSIGNAL);
+	(void)write(b->ready[1], "p", 1);
+	return (0);
+}
+
+/*
+ * A connection that has both a subscription and a ring loses both rights
+ * on a reload (_i 0), or the read right on one reload, which leaves it
+ * lingering over a full socket, then the write right on the next (_i 1):
+ * in both cases its ring is closed at the reload that takes the write
+ * right, and what the client publishes after it is never written.
+ */
+START_TEST(test_reload_revokes_ring_of_subscriber)
+{
+	struct both b;
+	pid_t pid;
+	int status;
+	char c;
+
+	if (!is_root("test_reload_revokes_ring_of_subscriber"))
+		return;
+	write_conf("allow_readers = 1002\nallow_writers = 1002\n");
+	ck_assert_int_eq(start(), 0);
+	ck_assert_int_eq(pipe(b.ready), 0);
+	ck_assert_int_eq(pipe(b.go), 0);
+	if ((pid = fork()) == 0) {
+		alarm(90);
+		_exit(ts_as_user(1002, 1002, both_cb, &b));
+	}
+	ck_assert_int_gt(pid, 0);
+	close(b.ready[1]);
+	close(b.go[0]);
+	ck_assert_msg(read(b.ready[0], &c, 1) == 1, "uid 1002's client did "
+	    "not start");
+
+	if (_i == 1) {
+		/* The read right first: the connection lingers, closing. */
+		write_conf("allow_readers = none\nallow_writers = 1002\n");
+		ts_daemon_signal(&d, SIGHUP);
+		ck_assert(ts_daemon_log_wait(&d, "lost the read right; ending "
+		    "its subscription"));
+		ck_assert(ts_daemon_log_wait(&d, "configuration reloaded"));
+	}
+	write_conf("allow_readers = none\nallow_writers = none\n");
+	ts_daemon_signal(&d, SIGHUP);
+	ck_assert(ts_daemon_log_wait(&d, "lost the write right; closing it"));
+
+	/* The client publishes, then lets go of its connection. */
+	ck_assert_int_eq(write(b.go[1], "g", 1), 1);
+	ck_assert_int_eq(read(b.ready[0], &c, 1), 1);
+	close(b.go[1]);
+	close(b.ready[0]);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	    "client status %d", status);
+	/* Stopping writes what every ring still open holds. */
+	ck_assert_int_eq(ts_daemon_stop(&d), 0);
+	ck_assert(log_holds(d.data, "RING-BEFORE"));
+	ck_assert_msg(!log_holds(d.data, "RING-AFTER-REVOKE"), "a record "
+	    "published after the write right was taken away was written");
+}
+END_TEST
+
 static Suite *
 rights_suite(void)
 {
@@ -900,6 +1118,8 @@ rights_suite(void)
 	tcase_add_test(tc, test_units);
 	tcase_add_test(tc, test_namespaces);
 	tcase_add_test(tc, test_activation_ignores_socket_mode);
+	tcase_add_test(tc, test_default_others_listing);
+	tcase_add_loop_test(tc, test_reload_revokes_ring_of_subscriber, 0, 2);
 	suite_add_tcase(s, tc);
 	return (s);
 }

@@ -479,3 +479,17 @@ ts_cut_image(uint8_t *out, const uint8_t *synced, const uint8_t *now,
 	}
 	return (lost);
 }
+
+/* Wait for a file to appear (a hang detector, not a timing assertion). */
+int
+ts_wait_file(const char *path, int timeout_ms)
+{
+	int waited;
+
+	for (waited = 0; waited <= timeout_ms; waited += 10) {
+		if (access(path, F_OK) == 0)
+			return (1);
+		usleep(10000);
+	}
+	return (0);
+}

@@ -132,6 +132,9 @@ int	 ts_rec_parse(const uint8_t *buf, size_t len, unsigned *p,
 size_t	 ts_cut_image(uint8_t *out, const uint8_t *synced, const uint8_t *now,
 	    size_t len, int mode, uint64_t *rng);
 
+/* Wait up to timeout_ms for path to exist: 1 once it does, else 0. */
+int	 ts_wait_file(const char *path, int timeout_ms);
+
 /* Run a suite; returns the process exit status (0 when all passed). */
 int	 ts_run(Suite *);
 

@@ -193,7 +193,7 @@ ts_nats_kill(struct ts_nats *n)
 void
 ts_nats_cluster(struct ts_nats n[3], const char *base)
 {
-	char name[8];
+	char name[16];
 	int i;
 
 	for (i = 0; i < 3; i++) {

@@ -129,8 +129,18 @@ fwd_set_opt(struct fwd_config *c, const char *key, const char *val,
 	long v;
 	const char *dup;
 
-	if (val != NULL && (dup = strdup(val)) != NULL)
-		val = dup;	/* kept for the run */
+	if (val != NULL && (dup = strdup(val)) != NULL) {
+		char **o = realloc(c->owned, (c->nowned + 1) * sizeof *o);
+
+		if (o == NULL) {
+			free((void *)dup);
+			snprintf(why, whylen, "out of memory");
+			return (-1);
+		}
+		c->owned = o;
+		c->owned[c->nowned++] = (char *)dup;
+		val = dup;	/* kept for the run, freed at exit */
+	}
 	if (strcmp(key, "socket") == 0)
 		c->socket = val;
 	else if (strcmp(key, "datadir") == 0)
@@ -277,6 +287,7 @@ main(int argc, char **argv)
 	fw.ctl = -1;
 	fw.durable_seq = -1;
 	fw.acked_seq = -1;
+	fw.verified = -2;
 	fw.cfg.name = "default";
 	fw.cfg.replicas = 1;
 	fw.cfg.window = 1024;
@@ -380,6 +391,10 @@ main(int argc, char **argv)
 		fwd_log(LOG_INFO, "stopped: shipped to seq %" PRId64,
 		    fw.acked_seq);
 	sd_notify(0, "STOPPING=1");
+	free(fw.slots);
+	while (fw.cfg.nowned > 0)
+		free(fw.cfg.owned[--fw.cfg.nowned]);
+	free(fw.cfg.owned);
 	return (rc);
 }
 
@@ -423,7 +438,8 @@ fwd_run(struct fwd *fw)
 	const char *last_err;
 	char nerr[128], logged[128] = "";
 	natsStatus ns;
-	int64_t last, next, report = 0;
+	int64_t last, next, low, report = 0;
+	int check;
 	int backoff = FWD_BACKOFF_MIN_MS, rc, n, warned = 0;
 
 	/*
@@ -507,6 +523,26 @@ fwd_run(struct fwd *fw)
 			fwd_sleep(&backoff);
 			continue;
 		}
+		/*
+		 * Nothing after what the last epoch had stored in order (or,
+		 * on a start, the last window of messages) may be missing.
+		 */
+		low = fw->verified >= -1 ? fw->verified : last -
+		    fw->cfg.window;
+		if ((rc = fwd_nats_verify(fw, last, low < -1 ? -1 : low,
+		    why, sizeof why)) != 0) {
+			fwd_set_error(fw, "%s%s", rc > 0 ? "GAP: " : "", why);
+			if (rc < 0) {
+				fwd_log(LOG_WARNING, "%s; trying again", why);
+				fwd_sleep(&backoff);
+				continue;
+			}
+			fwd_log(LOG_ERR, "GAP: %s%s", why, fw->cfg.allow_gap ?
+			    "; going on after them (--allow-gap)" : "");
+			if (!fw->cfg.allow_gap)
+				return (FWD_EXIT_GAP);
+		}
+		fw->verified = last;
 		next = last + 1;
 		if (st.first_seq >= 0 && st.first_seq > next) {
 			fwd_log(LOG_ERR, "GAP: the log no longer holds records "
@@ -530,13 +566,21 @@ fwd_run(struct fwd *fw)
 		pthread_mutex_lock(&fw->lock);
 		fw->acked_ts_ns = 0;
 		pthread_mutex_unlock(&fw->lock);
+		/*
+		 * Read from the stream's last record when the log still has
+		 * it: it must be the same record. A log that lost records it
+		 * had shipped (a power cut under --level written) gives its
+		 * seqs to new records, which the stream would never get.
+		 */
+		check = last >= 0 && last >= st.first_seq && last + 1 == next;
 		if (fw->cfg.datadir != NULL) {
 			if ((rc = walmmap_reader_open(&r, fw->cfg.datadir)) ==
 			    0)
-				rc = walmmap_reader_seek(r, next);
+				rc = walmmap_reader_seek(r, check ? last :
+				    next);
 		} else
-			rc = walmmap_subscribe(&r, fw->cfg.socket, next, -1,
-			    WALMMAP_FOLLOW);
+			rc = walmmap_subscribe(&r, fw->cfg.socket, check ?
+			    last : next, -1, WALMMAP_FOLLOW);
 		if (rc != 0) {
 			snprintf(why, sizeof why, "cannot read the log from seq "
 			    "%" PRId64 ": %s", next, r != NULL ?
@@ -584,6 +628,34 @@ fwd_run(struct fwd *fw)
 					ctl_close(fw);
 				break;
 			}
+			if (check && rec.seq == last) {
+				check = 0;
+				if (rec.timestamp_ns == fw->last_ts_ns &&
+				    (int64_t)rec.size == fw->last_len &&
+				    fwd_hash(rec.data, rec.size) ==
+				    fw->last_hash)
+					continue;
+				snprintf(why, sizeof why, "stream %s holds a "
+				    "seq %" PRId64 " of this log (timestamp %"
+				    PRId64 ", %" PRId64 " bytes) that is not "
+				    "the log's record %" PRId64 " (timestamp %"
+				    PRId64 ", %zu bytes): the log lost records "
+				    "it had shipped (a power cut with --level "
+				    "written?) and gave their seqs to new ones, "
+				    "which the stream would drop as duplicates",
+				    fw->cfg.stream, last, fw->last_ts_ns,
+				    fw->last_len, last, rec.timestamp_ns,
+				    rec.size);
+				fwd_log(LOG_ERR, "GAP: %s%s", why,
+				    fw->cfg.allow_gap ? "; going on after "
+				    "them (--allow-gap)" : "");
+				fwd_set_error(fw, "GAP: %s", why);
+				if (!fw->cfg.allow_gap) {
+					walmmap_reader_close(r);
+					return (FWD_EXIT_GAP);
+				}
+				continue;
+			}
 			if (rec.seq != next) {
 				fwd_log(LOG_ERR, "the log gave seq %" PRId64
 				    " where %" PRId64 " was expected", rec.seq,
@@ -614,6 +686,9 @@ fwd_run(struct fwd *fw)
 		/* Whatever ended the epoch, settle what is in flight. */
 		fwd_nats_settle(fw, fwd_stop ? fw->cfg.stop_wait_ms :
 		    fw->cfg.ack_wait_ms);
+		pthread_mutex_lock(&fw->lock);
+		fw->verified = fw->acked_seq;	/* stored in order up to it */
+		pthread_mutex_unlock(&fw->lock);
 		fwd_report(fw);
 		if (rc == FWD_EXIT_TOO_LARGE) {
 			walmmap_reader_close(r);

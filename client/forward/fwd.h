@@ -23,7 +23,8 @@
 #define FWD_EXIT_GAP		3	/* records were removed before they
 					   were shipped */
 #define FWD_EXIT_TOO_LARGE	4	/* a record larger than the server's
-					   max_payload */
+					   max_payload or the stream's
+					   max_msg_size */
 
 enum fwd_level { FWD_LEVEL_WRITTEN, FWD_LEVEL_DURABLE };
 
@@ -49,6 +50,8 @@ struct fwd_config {
 	const char	*tls_ca;
 	const char	*tls_cert;
 	const char	*tls_key;
+	char		**owned;	/* copies of option values, freed at exit */
+	size_t		 nowned;
 	int		 tls;
 	int		 foreground;
 };
@@ -70,6 +73,8 @@ struct fwd {
 	natsConnection	*nc;
 	jsCtx		*js;		/* this epoch's context (lock) */
 	int64_t		 max_payload;
+	int64_t		 stream_max_msg; /* the stream's max_msg_size, or
+					   max_bytes with discard new; -1 */
 
 	pthread_mutex_t	 lock;
 	pthread_cond_t	 cond;		/* an ack arrived (lock) */
@@ -89,6 +94,13 @@ struct fwd {
 	int		 ctl;		/* control connection to walmmapd */
 	int		 positioned;	/* acked_seq is what the stream says */
 	int64_t		 durable_seq;	/* as walmmapd last said */
+	int64_t		 last_sseq;	/* stream seq of the last message on
+					   the subject, 0: none */
+	int64_t		 last_ts_ns;	/* that message's Walmmap-Timestamp */
+	uint64_t	 last_hash;	/* and its payload's fwd_hash() */
+	int64_t		 last_len;
+	int64_t		 verified;	/* the stream holds every seq <= it
+					   once, in order; -2: not known */
 };
 
 /* nats.c */
@@ -96,10 +108,13 @@ int	 fwd_nats_setup(struct fwd *, char *why, size_t whylen);
 int	 fwd_nats_connected(struct fwd *);
 int	 fwd_nats_check_stream(struct fwd *, char *why, size_t whylen);
 int	 fwd_nats_last(struct fwd *, int64_t *seq, char *why, size_t whylen);
+int	 fwd_nats_verify(struct fwd *, int64_t last, int64_t floor,
+	    char *why, size_t whylen);
 int	 fwd_nats_epoch(struct fwd *, int64_t shipped, char *why,
 	    size_t whylen);
 int	 fwd_nats_publish(struct fwd *, int64_t seq, int64_t ts_ns,
 	    const void *data, size_t len, char *why, size_t whylen);
+uint64_t fwd_hash(const void *, size_t);
 void	 fwd_nats_settle(struct fwd *, int timeout_ms);
 void	 fwd_nats_server(struct fwd *, char *buf, size_t len);
 void	 fwd_nats_probe(struct fwd *, char *buf, size_t len);

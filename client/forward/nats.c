@@ -219,6 +219,16 @@ fwd_nats_check_stream(struct fwd *fw, char *why, size_t whylen)
 	for (i = 0; i < si->Config->SubjectsLen; i++)
 		if (fwd_subject_covers(si->Config->Subjects[i], cfg->subject))
 			ok = 1;
+	/*
+	 * A message the stream can never take, refused inside a window,
+	 * would leave a hole: such a record is refused before it is sent.
+	 */
+	fw->stream_max_msg = si->Config->MaxMsgSize > 0 ?
+	    si->Config->MaxMsgSize : -1;
+	if (si->Config->Discard == js_DiscardNew && si->Config->MaxBytes > 0 &&
+	    (fw->stream_max_msg < 0 || si->Config->MaxBytes <
+	    fw->stream_max_msg))
+		fw->stream_max_msg = si->Config->MaxBytes;
 	jsStreamInfo_Destroy(si);
 	if (!ok) {
 		snprintf(why, whylen, "stream %s does not take subject %s (add "
@@ -278,6 +288,7 @@ fwd_nats_last(struct fwd *fw, int64_t *seq, char *why, size_t whylen)
 	    &jerr);
 	if (s == NATS_NOT_FOUND) {
 		*seq = -1;
+		fw->last_sseq = 0;
 		return (0);
 	}
 	if (s != NATS_OK) {
@@ -298,8 +309,116 @@ fwd_nats_last(struct fwd *fw, int64_t *seq, char *why, size_t whylen)
 		natsMsg_Destroy(m);
 		return (FWD_EXIT_CONFIG);
 	}
+	fw->last_sseq = (int64_t)natsMsg_GetSequence(m);
+	fw->last_ts_ns = -1;
+	if (natsMsgHeader_Get(m, "Walmmap-Timestamp", &id) == NATS_OK &&
+	    id != NULL)
+		fw->last_ts_ns = strtoll(id, NULL, 10);
+	fw->last_len = natsMsg_GetDataLength(m);
+	fw->last_hash = fwd_hash(natsMsg_GetData(m),
+	    (size_t)natsMsg_GetDataLength(m));
 	natsMsg_Destroy(m);
 	return (0);
+}
+
+/* FNV-1a, 64 bits: is the stream's message the log's record? */
+uint64_t
+fwd_hash(const void *p, size_t len)
+{
+	const uint8_t *b = p;
+	uint64_t h = 14695981039346656037ULL;
+	size_t i;
+
+	for (i = 0; i < len; i++) {
+		h ^= b[i];
+		h *= 1099511628211ULL;
+	}
+	return (h);
+}
+
+/*
+ * The stream's messages on our subject after seq floor are exactly
+ * floor + 1 .. last, in order: 0. JetStream can refuse message N (a
+ * stream limit, no leader during a failover) and still store N + 1 that
+ * was already in flight; resuming after last would then leave N out for
+ * ever. So walk the stream back from its last message on the subject
+ * (fwd_nats_last) down to floor: FWD_EXIT_GAP, with the missing seqs in
+ * why, when one is missing or out of place; -1 when the stream could not
+ * be asked (try again).
+ */
+int
+fwd_nats_verify(struct fwd *fw, int64_t last, int64_t floor, char *why,
+    size_t whylen)
+{
+	jsStreamInfo *si = NULL;
+	natsMsg *m = NULL;
+	jsErrCode jerr = 0;
+	natsStatus s;
+	uint64_t sseq, first;
+	int64_t expect, seq;
+	int deleted = 0;
+
+	if (last <= floor || fw->last_sseq <= 0)
+		return (0);
+	s = js_GetStreamInfo(&si, fw->js, fw->cfg.stream, NULL, &jerr);
+	if (s != NATS_OK)
+		goto fail;
+	first = si->State.FirstSeq;
+	jsStreamInfo_Destroy(si);
+	expect = last - 1;
+	for (sseq = (uint64_t)fw->last_sseq - 1; expect > floor &&
+	    sseq >= first && sseq > 0; sseq--) {
+		s = js_GetMsg(&m, fw->js, fw->cfg.stream, sseq, NULL, &jerr);
+		if (s == NATS_NOT_FOUND) {
+			deleted = 1;	/* removed since: maybe ours */
+			continue;
+		}
+		if (s != NATS_OK)
+			goto fail;
+		if (strcmp(natsMsg_GetSubject(m), fw->cfg.subject) != 0) {
+			natsMsg_Destroy(m);
+			continue;
+		}
+		seq = fwd_msg_seq(m);
+		natsMsg_Destroy(m);
+		if (seq == expect) {
+			expect--;
+			deleted = 0;
+			continue;
+		}
+		/*
+		 * A refused message takes no stream seq: a hole is between
+		 * neighbours in the stream. With a deleted message between
+		 * them (a work queue or interest stream, a purge) the missing
+		 * ones may have been stored and removed since.
+		 */
+		if (deleted && seq >= 0 && seq < expect) {
+			expect = seq - 1;
+			deleted = 0;
+			continue;
+		}
+		if (seq >= 0 && seq < expect)
+			snprintf(why, whylen, "stream %s misses records %"
+			    PRId64 " .. %" PRId64 " of this log on %s but "
+			    "holds later ones (up to %" PRId64 "): JetStream "
+			    "refused them but stored what followed (or "
+			    "--allow-gap went past them)",
+			    fw->cfg.stream, seq + 1, expect, fw->cfg.subject,
+			    last);
+		else
+			snprintf(why, whylen, "stream %s holds seq %" PRId64
+			    " of this log on %s at stream seq %" PRIu64
+			    " where seq %" PRId64 " was expected",
+			    fw->cfg.stream, seq, fw->cfg.subject, sseq, expect);
+		return (FWD_EXIT_GAP);
+	}
+	return (0);
+fail:
+	snprintf(why, whylen, "cannot read back stream %s to check it holds "
+	    "seq %" PRId64 " .. %" PRId64 ": %s", fw->cfg.stream, floor + 1,
+	    last, nats_GetLastError(NULL) != NULL ? nats_GetLastError(NULL) :
+	    natsStatus_GetText(s));
+	return (-1);
 }
 
 /*
@@ -365,6 +484,15 @@ fwd_nats_publish(struct fwd *fw, int64_t seq, int64_t ts_ns,
 		    "(max_payload, headers included): raise max_payload in "
 		    "its configuration; nothing after seq %" PRId64 " was "
 		    "shipped", seq, len, maxp, seq - 1);
+		return (FWD_EXIT_TOO_LARGE);
+	}
+	if (fw->stream_max_msg > 0 && (int64_t)len + 160 >
+	    fw->stream_max_msg) {
+		snprintf(why, whylen, "record %" PRId64 " has %zu bytes; stream "
+		    "%s takes at most %" PRId64 " per message (max_msg_size, "
+		    "or max_bytes with discard new; headers included): raise "
+		    "it; nothing after seq %" PRId64 " was shipped", seq, len,
+		    fw->cfg.stream, fw->stream_max_msg, seq - 1);
 		return (FWD_EXIT_TOO_LARGE);
 	}
 	pthread_mutex_lock(&fw->lock);

@@ -17,6 +17,7 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
@@ -38,13 +39,16 @@ static const struct {
 	int		(*fn)(const struct wb *);
 	const char	*what;
 } scenarios[] = {
-	{ "core", wb_core, "the ring writer in-process vs write() and memcpy" },
+	{ "core", wb_core, "the ring writer in-process vs buffered and plain "
+	    "write() appenders and memcpy" },
 	{ "seqpacket", wb_seqpacket, "clients through walmmapd vs a raw "
 	    "SOCK_SEQPACKET pair" },
 	{ "shm", wb_shm, "producers through rings vs a raw SPSC ring" },
 	{ "durable", wb_durable, "durable acks vs fdatasync per record" },
-	{ "latency", wb_latency, "append->ack round trip at a fixed load" },
-	{ "recovery", wb_recovery, "start on 1 GiB, walctl verify vs read()" },
+	{ "latency", wb_latency, "append->ack at a fixed load vs raw round "
+	    "trips (socket, shm)" },
+	{ "recovery", wb_recovery, "start after kill -9, walctl verify vs "
+	    "read(), cold cache" },
 	{ "redis", wb_redis, "durable vs Redis appendfsync always" },
 	{ "python", wb_python, "append_batch from Python vs an os.write "
 	    "loop" },
@@ -174,6 +178,23 @@ wb_result_init(struct wb_result *r, const char *scenario, const char *baseline)
 	r->scenario = scenario;
 	r->baseline = baseline;
 	r->p50 = r->p99 = r->p999 = -1;
+	r->base_p50 = r->base_p99 = r->base_p999 = -1;
+	r->rtt_before = r->rtt_after = -1;
+	r->ms = r->base_ms = -1;
+}
+
+double
+wb_load(void)
+{
+	double l = -1;
+	FILE *f;
+
+	if ((f = fopen("/proc/loadavg", "r")) == NULL)
+		return (-1);
+	if (fscanf(f, "%lf", &l) != 1)
+		l = -1;
+	fclose(f);
+	return (l);
 }
 
 static void
@@ -185,41 +206,114 @@ json_num(const char *key, double v, int last)
 		printf("\"%s\":%.1f%s", key, v, last ? "" : ",");
 }
 
-/* One variant: a line for people, or a JSON object. */
-void
-wb_report(const struct wb *wb, const struct wb_result *r)
+/* walmmapd's percentile against the baseline's (latency: lower is better). */
+static double
+pratio(double a, double b)
 {
-	double ratio = r->base_rps > 0 ? r->rps / r->base_rps : -1;
-	double ns = r->rps > 0 ? 1e9 / r->rps : -1;
+	return (a >= 0 && b > 0 ? a / b : -1);
+}
 
+/*
+ * One variant: a line for people, or a JSON object. The load and the
+ * cpu0-cpu1 round trip after the figure are taken here when the scenario
+ * did not.
+ */
+void
+wb_report(const struct wb *wb, const struct wb_result *res)
+{
+	struct wb_result r = *res;
+	double ratio, ns = r.rps > 0 ? 1e9 / r.rps : -1, load = wb_load();
+
+	if (r.rtt_after < 0)
+		r.rtt_after = wb_cpu_rtt_ns();
+	if (r.ratio > 0)
+		ratio = r.ratio;
+	else if (r.ratio == 0 && r.base_rps > 0 && r.rps > 0)
+		ratio = r.rps / r.base_rps;
+	else
+		ratio = -1;
 	if (wb->json) {
 		fflush(stdout);
-		printf("{\"scenario\":\"%s\",\"variant\":\"%s\",", r->scenario,
-		    r->variant);
-		json_num("records_per_s", r->rps, 0);
-		json_num("mb_per_s", r->rps * r->rec_bytes / 1e6, 0);
+		printf("{\"scenario\":\"%s\",\"variant\":\"%s\",", r.scenario,
+		    r.variant);
+		if (r.clients > 0)
+			printf("\"clients\":%d,", r.clients);
+		json_num("records_per_s", r.rps, 0);
+		json_num("mb_per_s", r.rps * r.rec_bytes / 1e6, 0);
 		json_num("ns_per_record", ns, 0);
-		json_num("p50_ns", r->p50, 0);
-		json_num("p99_ns", r->p99, 0);
-		json_num("p999_ns", r->p999, 0);
-		printf("\"baseline\":\"%s\",", r->baseline);
-		json_num("baseline_records_per_s", r->base_rps, 0);
+		json_num("p50_ns", r.p50, 0);
+		json_num("p99_ns", r.p99, 0);
+		json_num("p999_ns", r.p999, 0);
+		printf("\"baseline\":\"%s\",", r.baseline);
+		json_num("baseline_records_per_s", r.base_rps, 0);
+		json_num("baseline_p50_ns", r.base_p50, 0);
+		json_num("baseline_p99_ns", r.base_p99, 0);
+		json_num("baseline_p999_ns", r.base_p999, 0);
 		if (ratio < 0)
 			printf("\"ratio\":null,");
 		else
 			printf("\"ratio\":%.3f,", ratio);
-		printf("\"note\":\"%s\"}\n", r->note);
+		if (r.base_p99 > 0 && r.p99 >= 0)
+			printf("\"p50_ratio\":%.3f,\"p99_ratio\":%.3f,"
+			    "\"p999_ratio\":%.3f,", pratio(r.p50, r.base_p50),
+			    pratio(r.p99, r.base_p99), pratio(r.p999,
+			    r.base_p999));
+		json_num("ms", r.ms, 0);
+		json_num("baseline_ms", r.base_ms, 0);
+		json_num("load", load, 0);
+		json_num("cpu_rtt_before_ns", r.rtt_before, 0);
+		json_num("cpu_rtt_after_ns", r.rtt_after, 0);
+		printf("\"note\":\"%s\"}\n", r.note);
 		fflush(stdout);
 		return;
 	}
-	printf("%-10s %-26s %12.0f rec/s %8.1f MB/s %9.1f ns/rec", r->scenario,
-	    r->variant, r->rps, r->rps * r->rec_bytes / 1e6, ns);
-	if (r->p50 >= 0)
-		printf("  p50 %.1f us p99 %.1f us p999 %.1f us", r->p50 / 1e3,
-		    r->p99 / 1e3, r->p999 / 1e3);
-	printf("\n%-10s   vs %-23s %12.0f rec/s  ratio %.3f%s%s\n", "",
-	    r->baseline, r->base_rps, ratio, r->note[0] ? "  " : "", r->note);
+	if (r.ms >= 0) {
+		printf("%-10s %-26s %12.1f ms\n%-10s   vs %-23s %12.1f ms",
+		    r.scenario, r.variant, r.ms, "", r.baseline, r.base_ms);
+		goto tail;
+	}
+	printf("%-10s %-26s %12.0f rec/s %8.1f MB/s %9.1f ns/rec", r.scenario,
+	    r.variant, r.rps, r.rps * r.rec_bytes / 1e6, ns);
+	if (r.p50 >= 0)
+		printf("  p50 %.1f us p99 %.1f us p999 %.1f us", r.p50 / 1e3,
+		    r.p99 / 1e3, r.p999 / 1e3);
+	printf("\n%-10s   vs %-23s %12.0f rec/s", "", r.baseline, r.base_rps);
+	if (ratio >= 0)
+		printf("  ratio %.3f", ratio);
+	if (r.base_p99 > 0)
+		printf("  p50 %.1f us p99 %.1f us p999 %.1f us (x%.2f x%.2f "
+		    "x%.2f)", r.base_p50 / 1e3, r.base_p99 / 1e3,
+		    r.base_p999 / 1e3, pratio(r.p50, r.base_p50),
+		    pratio(r.p99, r.base_p99), pratio(r.p999, r.base_p999));
+tail:
+	printf("\n%-10s   load %.2f, cpu0-cpu1 ", "", load);
+	if (r.rtt_before >= 0)
+		printf("%.0f/", r.rtt_before);
+	printf("%.0f ns%s%s\n", r.rtt_after, r.note[0] ? "; " : "", r.note);
 	fflush(stdout);		/* before the next fork */
+}
+
+/* Percentile levels of the charts' CDFs. */
+static const double cdf_levels[] = { 0, 1, 5, 10, 20, 30, 40, 50, 60, 70,
+	80, 90, 95, 97, 99, 99.5, 99.7, 99.9, 99.95, 99.99, 99.999, 100 };
+
+void
+wb_report_cdf(const struct wb *wb, const char *scenario, const char *variant,
+    const char *series, const uint64_t *ns, size_t n)
+{
+	size_t i, k;
+
+	if (!wb->json || n == 0)
+		return;
+	printf("{\"scenario\":\"%s\",\"variant\":\"%s\",\"series\":\"%s\","
+	    "\"cdf\":[", scenario, variant, series);
+	for (i = 0; i < sizeof cdf_levels / sizeof cdf_levels[0]; i++) {
+		k = (size_t)((double)(n - 1) * cdf_levels[i] / 100);
+		printf("%s[%g,%llu]", i ? "," : "", cdf_levels[i],
+		    (unsigned long long)ns[k]);
+	}
+	printf("]}\n");
+	fflush(stdout);
 }
 
 void
@@ -447,7 +541,9 @@ cmp_u64(const void *a, const void *b)
 	return (x < y ? -1 : x > y);
 }
 
+/* At most RTT_ROUNDS round trips, and no longer than RTT_MAX_S. */
 #define RTT_ROUNDS	100000
+#define RTT_MAX_S	0.02
 
 static _Atomic long rtt_flag;
 
@@ -461,20 +557,18 @@ pin(int cpu)
 	return (pthread_setaffinity_np(pthread_self(), sizeof set, &set));
 }
 
-/* CPU 1: answer every odd value with the next even one. */
+/* CPU 1: answer every odd value with the next even one, until -1. */
 static void *
 rtt_echo(void *arg)
 {
-	long i;
+	long v;
 
 	(void)arg;
 	/* Answer even unpinned: the caller spins until we do. */
 	(void)pin(1);
-	for (i = 0; i < RTT_ROUNDS; i++) {
-		while (atomic_load(&rtt_flag) != 2 * i + 1)
-			;
-		atomic_store(&rtt_flag, 2 * i + 2);
-	}
+	while ((v = atomic_load(&rtt_flag)) != -1)
+		if (v & 1)
+			atomic_store(&rtt_flag, v + 1);
 	return (NULL);
 }
 
@@ -495,17 +589,73 @@ wb_cpu_rtt_ns(void)
 		pthread_setaffinity_np(pthread_self(), sizeof saved, &saved);
 		return (-1);
 	}
-	t0 = wb_now();
+	/* Under load a preempted vCPU makes a round trip take ms: stop. */
+	t0 = t1 = wb_now();
 	for (i = 0; i < RTT_ROUNDS; i++) {
 		atomic_store(&rtt_flag, 2 * i + 1);
 		while (atomic_load(&rtt_flag) != 2 * i + 2)
 			;
+		if ((i & 255) == 255 && (t1 = wb_now()) - t0 > RTT_MAX_S) {
+			i++;
+			break;
+		}
 	}
 	t1 = wb_now();
+	atomic_store(&rtt_flag, -1);
 	pthread_join(t, NULL);
 	/* Children forked later must not inherit the pinning. */
 	pthread_setaffinity_np(pthread_self(), sizeof saved, &saved);
-	return ((t1 - t0) / RTT_ROUNDS * 1e9);
+	return ((t1 - t0) / (double)i * 1e9);
+}
+
+static cpu_set_t	unpinned;
+static int		pinned;
+
+int
+wb_pin_self(int cpu)
+{
+	cpu_set_t set;
+
+	if (cpu >= sysconf(_SC_NPROCESSORS_ONLN))
+		return (-1);
+	if (!pinned && sched_getaffinity(0, sizeof unpinned, &unpinned) != 0)
+		return (-1);
+	pinned = 1;
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	return (sched_setaffinity(0, sizeof set, &set));
+}
+
+void
+wb_unpin_self(void)
+{
+	if (pinned)
+		(void)sched_setaffinity(0, sizeof unpinned, &unpinned);
+	pinned = 0;
+}
+
+int
+wb_pin_pid(pid_t pid, int cpu)
+{
+	char path[64];
+	struct dirent *e;
+	cpu_set_t set;
+	DIR *d;
+	int rc = 0;
+
+	if (cpu >= sysconf(_SC_NPROCESSORS_ONLN))
+		return (-1);
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	snprintf(path, sizeof path, "/proc/%ld/task", (long)pid);
+	if ((d = opendir(path)) == NULL)
+		return (sched_setaffinity(pid, sizeof set, &set));
+	while ((e = readdir(d)) != NULL)
+		if (e->d_name[0] != '.' && sched_setaffinity((pid_t)atol(
+		    e->d_name), sizeof set, &set) != 0)
+			rc = -1;
+	closedir(d);
+	return (rc);
 }
 
 static int

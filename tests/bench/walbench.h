@@ -29,13 +29,31 @@ struct wb_result {
 	double		 p50, p99, p999; /* ns; < 0: not measured */
 	const char	*baseline;
 	double		 base_rps;
-	char		 note[200];
+	char		 note[320];
+	double		 ratio;		/* > 0: the scenario's (e.g. median of
+					   per-run ratios); 0: rps / base_rps;
+					   < 0: none */
+	double		 base_p50, base_p99, base_p999; /* baseline's, ns */
+	double		 rtt_before;	/* cpu0-cpu1 ns before the figure */
+	double		 rtt_after;	/*   and after; < 0: wb_report() */
+	int		 clients;	/* producers/clients, 0: not said */
+	double		 ms, base_ms;	/* a time instead of a rate; < 0: none */
 };
 
 void	 wb_result_init(struct wb_result *, const char *scenario,
 	    const char *baseline);
 void	 wb_report(const struct wb *, const struct wb_result *);
 void	 wb_skip(const struct wb *, const char *scenario, const char *why);
+/*
+ * With --json, a latency distribution as one JSON line (scenario,
+ * variant, series, cdf: [[percentile, ns], ...]) for the charts; ns
+ * sorted ascending. Nothing without --json.
+ */
+void	 wb_report_cdf(const struct wb *, const char *scenario,
+	    const char *variant, const char *series, const uint64_t *ns,
+	    size_t n);
+/* The 1-minute load average, or < 0. */
+double	 wb_load(void);
 
 double	 wb_now(void);
 uint64_t wb_now_ns(void);
@@ -85,6 +103,15 @@ void	*wb_shared(size_t);
  * raw SPSC ring) scale with it. < 0 if it cannot be measured.
  */
 double	 wb_cpu_rtt_ns(void);
+
+/*
+ * Pin the calling process (every thread it starts later inherits it), or
+ * every thread of process pid, to one CPU; wb_unpin_self() undoes
+ * wb_pin_self(). 0, or -1 when the CPU is not there.
+ */
+int	 wb_pin_self(int cpu);
+int	 wb_pin_pid(pid_t pid, int cpu);
+void	 wb_unpin_self(void);
 
 /* The median of n values (sorted in place). */
 double	 wb_median(double *v, int n);

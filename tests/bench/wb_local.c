@@ -6,6 +6,7 @@
 
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 
 #include <dirent.h>
@@ -14,20 +15,27 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "walbench.h"
 #include "wal_format.h"
 #include "wal_ring.h"
+#include "walmmap.h"
 
 /*
- * Records/s of wal_ring_append() (stamp, copy, CRC) into segments the
- * background thread has pre-faulted: the append path itself. n is capped
- * to what the ready segments hold.
+ * Records/s of wal_ring_append() (stamp, copy, CRC) for n records with
+ * the daemon's ring settings: the first standby segments were pre-faulted
+ * before the timer starts, the rest are zero-filled by the background
+ * thread while the writer runs (steady state). *cap_b: the bytes the
+ * standby segments held at the start; *pre_rps and *steady_rps: the rates
+ * before and after the writer went past them; *waited_n: rotations that
+ * found no standby segment ready and created one inline.
  */
 static double
-core_ring(const struct wb *wb, uint32_t size, long n)
+core_ring(const struct wb *wb, uint32_t size, long n, uint64_t *cap_b,
+    double *pre_rps, double *steady_rps, uint64_t *waited_n)
 {
 	struct wal_ring_config cfg;
 	struct wal_ring_stats st;
@@ -35,8 +43,8 @@ core_ring(const struct wb *wb, uint32_t size, long n)
 	struct wal_error err;
 	char dir[PATH_MAX];
 	static uint8_t payload[4096];
-	double t0, t1;
-	long i, fit;
+	double t0, tm = 0, t1;
+	long i, nm = 0, fit;
 	int waited;
 
 	snprintf(dir, sizeof dir, "%s/core", wb->tmp);
@@ -44,8 +52,8 @@ core_ring(const struct wb *wb, uint32_t size, long n)
 		return (-1);
 	memset(&cfg, 0, sizeof cfg);
 	cfg.dir = dir;
-	cfg.segment_size = wb->quick ? 16u << 20 : 64u << 20;
-	cfg.ring_segments = wb->quick ? 4 : WAL_RING_MAX;
+	cfg.segment_size = wb->quick ? 4u << 20 : WAL_SEGMENT_DEFAULT;
+	cfg.ring_segments = WAL_RING_DEFAULT;
 	wb_fill(payload, sizeof payload, 0);
 	if (wal_ring_open(&cfg, &r, NULL, &err) != 0) {
 		fprintf(stderr, "walbench: %s\n", err.msg);
@@ -57,29 +65,46 @@ core_ring(const struct wb *wb, uint32_t size, long n)
 			break;
 		usleep(50000);
 	}
-	fit = (long)((st.standby * st.segment_size) / wal_record_span(size));
-	if (fit < n)
-		n = fit;
+	*cap_b = st.standby * st.segment_size;
+	fit = (long)(*cap_b / wal_record_span(size));
 	t0 = wb_now();
-	for (i = 0; i < n; i++)
+	for (i = 0; i < n; i++) {
+		if (i == fit) {
+			tm = wb_now();
+			nm = i;
+		}
 		if (wal_ring_append(r, payload, size, -1, NULL, &err) != 0) {
 			fprintf(stderr, "walbench: %s\n", err.msg);
 			break;
 		}
+	}
 	t1 = wb_now();
+	wal_ring_stats(r, &st);
+	*waited_n = st.rotations_waited;
 	wal_ring_close(r);
 	wb_rmtree(dir);
-	return (i == n ? (double)n / (t1 - t0) : -1);
+	if (i != n)
+		return (-1);
+	*pre_rps = nm > 0 ? (double)nm / (tm - t0) : -1;
+	*steady_rps = nm > 0 ? (double)(n - nm) / (t1 - tm) : -1;
+	return ((double)n / (t1 - t0));
 }
 
-/* A plain appender: encode each record, write() it to a file. */
+/*
+ * A plain appender: encode each record (stamp, CRC), write() it to a file
+ * that grows. buffered: gather records in 64 KiB and write() that, with
+ * one clock reading per buffer (the records of a buffer share it): the
+ * appender a user would write instead of walmmapd.
+ */
 static double
-core_write(const struct wb *wb, uint32_t size, long n)
+core_write(const struct wb *wb, uint32_t size, long n, int buffered)
 {
-	uint8_t buf[4096 + WAL_RECORD_OVERHEAD], payload[4096];
+	static uint8_t buf[64 << 10];
+	uint8_t payload[4096];
 	char path[PATH_MAX];
 	double t0, t1;
-	size_t len;
+	size_t len = 0, span = wal_record_span(size);
+	int64_t ts = 0;
 	long i;
 	int fd;
 
@@ -90,17 +115,29 @@ core_write(const struct wb *wb, uint32_t size, long n)
 	wb_fill(payload, sizeof payload, 0);
 	t0 = wb_now();
 	for (i = 0; i < n; i++) {
-		len = wal_record_encode(buf, i, (int64_t)wb_now_ns(), payload,
-		    size);
-		if (write(fd, buf, len) != (ssize_t)len) {
-			close(fd);
-			return (-1);
+		if (!buffered) {
+			len = wal_record_encode(buf, i, wal_now_ns(), payload,
+			    size);
+			if (write(fd, buf, len) != (ssize_t)len)
+				break;
+			continue;
 		}
+		if (len + span > sizeof buf) {
+			if (write(fd, buf, len) != (ssize_t)len)
+				break;
+			len = 0;
+		}
+		if (len == 0)
+			ts = wal_now_ns();
+		len += wal_record_encode(buf + len, i, ts, payload, size);
 	}
+	if (i == n && buffered && len > 0 && write(fd, buf, len) !=
+	    (ssize_t)len)
+		i = 0;
 	t1 = wb_now();
 	close(fd);
 	unlink(path);
-	return ((double)n / (t1 - t0));
+	return (i == n ? (double)n / (t1 - t0) : -1);
 }
 
 /* The physical limit: memcpy of each record into a pre-faulted mapping. */
@@ -139,36 +176,47 @@ core_memcpy(const struct wb *wb, uint32_t size, long n)
 	return ((double)n / (t1 - t0));
 }
 
+/*
+ * Every side writes the same bytes: three times what the ring's standby
+ * segments hold (576 MiB with the daemon's defaults; --quick: 24 MiB with
+ * 4 MiB segments), so the ring's figure includes its steady state,
+ * zero-filling segments while it writes.
+ */
 int
 wb_core(const struct wb *wb)
 {
 	static const uint32_t sizes[] = { 32, 256, 4096 };
+	static const char *const base[] = { "buffered appender+CRC",
+		"write() per record", "memcpy limit" };
 	struct wb_result r;
-	double ring, wr, mc;
-	long n, nw;
-	size_t i;
+	double ring, pre, steady, b[3], rtt;
+	uint64_t cap, waited, bytes = wb->quick ? 24ull << 20 : 576ull << 20;
+	long n;
+	size_t i, j;
 
 	for (i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
-		/* About 900 MiB of log (150 MiB quick), 1M write() calls. */
-		n = (long)((wb->quick ? 40ull : 900ull) << 20) /
-		    (long)wal_record_span(sizes[i]);
-		nw = wb->quick ? 100000 : 1000000;
-		if ((ring = core_ring(wb, sizes[i], n)) < 0 ||
-		    (wr = core_write(wb, sizes[i], nw)) < 0 ||
-		    (mc = core_memcpy(wb, sizes[i], n)) < 0)
+		n = (long)(bytes / wal_record_span(sizes[i]));
+		rtt = wb_cpu_rtt_ns();
+		if ((ring = core_ring(wb, sizes[i], n, &cap, &pre, &steady, &waited)) <
+		    0 || (b[0] = core_write(wb, sizes[i], n, 1)) < 0 ||
+		    (b[1] = core_write(wb, sizes[i], n, 0)) < 0 ||
+		    (b[2] = core_memcpy(wb, sizes[i], n)) < 0)
 			return (-1);
-		wb_result_init(&r, "core", "write() appender");
-		snprintf(r.variant, sizeof r.variant, "%uB", sizes[i]);
-		r.rps = ring;
-		r.rec_bytes = sizes[i];
-		r.base_rps = wr;
-		wb_report(wb, &r);
-		wb_result_init(&r, "core", "memcpy limit");
-		snprintf(r.variant, sizeof r.variant, "%uB", sizes[i]);
-		r.rps = ring;
-		r.rec_bytes = sizes[i];
-		r.base_rps = mc;
-		wb_report(wb, &r);
+		for (j = 0; j < 3; j++) {
+			wb_result_init(&r, "core", base[j]);
+			snprintf(r.variant, sizeof r.variant, "%uB", sizes[i]);
+			r.rps = ring;
+			r.rec_bytes = sizes[i];
+			r.base_rps = b[j];
+			r.rtt_before = rtt;
+			snprintf(r.note, sizeof r.note, "%" PRIu64 " MiB each "
+			    "side; ring %.2f M/s in the first %" PRIu64 " MiB "
+			    "(pre-faulted), %.2f M/s after (steady state, %"
+			    PRIu64 " rotations found no standby ready)",
+			    bytes >> 20, pre / 1e6, cap >> 20, steady / 1e6,
+			    waited);
+			wb_report(wb, &r);
+		}
 	}
 	return (0);
 }
@@ -197,6 +245,33 @@ dir_bytes(const char *dir)
 	}
 	closedir(d);
 	return (total);
+}
+
+/*
+ * Write back and drop from the page cache every file in dir (a cold
+ * cache for this directory only: the machine's other caches stay).
+ */
+static void
+drop_dir_cache(const char *dir)
+{
+	char path[PATH_MAX];
+	struct dirent *e;
+	DIR *d;
+	int fd;
+
+	if ((d = opendir(dir)) == NULL)
+		return;
+	while ((e = readdir(d)) != NULL) {
+		if (e->d_name[0] == '.' || snprintf(path, sizeof path,
+		    "%s/%s", dir, e->d_name) >= (int)sizeof path)
+			continue;
+		if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
+			continue;
+		(void)fdatasync(fd);
+		(void)posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+		close(fd);
+	}
+	closedir(d);
 }
 
 /* Read every segment file with read(): the baseline for verify. */
@@ -251,44 +326,88 @@ verify_s(const struct wb *wb, const char *dir)
 	return (wb_now() - t0);
 }
 
+/* The writer whose daemon is killed mid-append. */
+struct crash {
+	const char		*sock;
+	long			 want;		/* records before *reached */
+	volatile int		*reached;
+};
+
+/* Append batches of 64 until the daemon dies; *reached at c->want. */
+static int
+crash_writer(int i, void *arg)
+{
+	struct crash *c = arg;
+	struct iovec iov[64];
+	struct walmmap *w;
+	uint8_t buf[256];
+	long k;
+	int j;
+
+	(void)i;
+	if (walmmap_connect(&w, c->sock, WALMMAP_ACK_WRITTEN, 0) != 0)
+		return (10);
+	wb_fill(buf, sizeof buf, 0);
+	for (j = 0; j < 64; j++) {
+		iov[j].iov_base = buf;
+		iov[j].iov_len = sizeof buf;
+	}
+	wb_child_sync();
+	for (k = 0;; k += 64) {
+		if (walmmap_append_batch(w, iov, 64, WALMMAP_ACK_DEFAULT,
+		    NULL) != 64)
+			return (0);	/* the daemon was killed */
+		if (k >= c->want && !*c->reached &&
+		    walmmap_wait(w, WALMMAP_ACK_WRITTEN, -1) == 0)
+			*c->reached = 1;
+	}
+}
+
+/*
+ * Recovery after a crash: walmmapd is killed (SIGKILL) while a client
+ * appends, the directory's page cache is dropped, and a new walmmapd is
+ * timed from exec to its first accepted connection, against the same on
+ * an empty directory; then walctl verify against read() of the same
+ * files, both from a cold cache. Milliseconds.
+ */
 int
 wb_recovery(const struct wb *wb)
 {
-	const uint64_t target = (wb->quick ? 64ull : 1024ull) << 20;
-	const uint32_t size = 256;
-	struct wal_ring_config cfg;
-	struct wal_ring *r;
-	struct wal_error err;
+	const uint64_t target = (wb->quick ? 32ull : 512ull) << 20;
 	struct wb_daemon d, e;
 	struct wb_result res;
-	uint8_t payload[256];
-	uint64_t n, i, bytes;
-	double full_s, empty_s, ver_s, rd_s;
+	struct wb_group g;
+	struct crash c;
+	uint64_t bytes;
+	double full_s, empty_s, ver_s, rd_s, rtt = wb_cpu_rtt_ns();
+	int k;
 
-	/* A log of target bytes of 256-byte records, segments of 64 MiB. */
 	memset(&d, 0, sizeof d);
-	snprintf(d.dir, sizeof d.dir, "%s/recovery", wb->tmp);
-	if (mkdir(d.dir, 0755) == -1)
+	if (wb_daemon_start(wb, &d, "recovery", 0, NULL) != 0)
 		return (-1);
-	memset(&cfg, 0, sizeof cfg);
-	cfg.dir = d.dir;
-	cfg.no_prefault = 1;
-	if (wal_ring_open(&cfg, &r, NULL, &err) != 0) {
-		fprintf(stderr, "walbench: %s\n", err.msg);
+	c.sock = d.sock;
+	c.want = (long)(target / wal_record_span(256));
+	if ((c.reached = wb_shared(sizeof(int))) == NULL ||
+	    wb_start_children(&g, 1, crash_writer, &c) != 0) {
+		wb_daemon_stop(&d, 1);
 		return (-1);
 	}
-	wb_fill(payload, sizeof payload, 0);
-	n = target / wal_record_span(size);
-	for (i = 0; i < n; i++)
-		if (wal_ring_append(r, payload, size, -1, NULL, &err) != 0) {
-			fprintf(stderr, "walbench: %s\n", err.msg);
-			wal_ring_close(r);
-			return (-1);
-		}
-	wal_ring_close(r);
+	wb_go(&g);
+	for (k = 0; k < 120000 && !*c.reached; k++)
+		usleep(1000);
+	kill(d.pid, SIGKILL);		/* mid-append: the writer still runs */
+	waitpid(d.pid, NULL, 0);
+	d.pid = 0;
+	(void)wb_wait_children(&g);
+	if (!*c.reached) {
+		fprintf(stderr, "walbench: recovery: the writer did not reach "
+		    "%" PRIu64 " MiB\n", target >> 20);
+		return (-1);
+	}
+	munmap((void *)c.reached, sizeof(int));
 	bytes = dir_bytes(d.dir);
 
-	/* Daemon start: on the full log, then on an empty directory. */
+	drop_dir_cache(d.dir);
 	if (wb_daemon_start(wb, &d, "recovery", 1, NULL) != 0)
 		return (-1);
 	full_s = wb_daemon_ready_s(&d);
@@ -298,28 +417,29 @@ wb_recovery(const struct wb *wb)
 		return (-1);
 	empty_s = wb_daemon_ready_s(&e);
 	wb_daemon_stop(&e, 1);
-	wb_result_init(&res, "recovery", "start on empty dir");
-	snprintf(res.variant, sizeof res.variant, "start on %" PRIu64 " MiB",
-	    bytes >> 20);
-	res.rps = (double)n / full_s;
-	res.rec_bytes = size;
-	res.base_rps = (double)n / empty_s;
-	snprintf(res.note, sizeof res.note, "ready in %.0f ms (empty: %.0f "
-	    "ms)", full_s * 1e3, empty_s * 1e3);
+	wb_result_init(&res, "recovery", "start on an empty dir");
+	snprintf(res.variant, sizeof res.variant, "start after kill -9");
+	res.ms = full_s * 1e3;
+	res.base_ms = empty_s * 1e3;
+	res.rtt_before = rtt;
+	snprintf(res.note, sizeof res.note, "%" PRIu64 " MiB of segments, "
+	    "cold cache; exec to first accepted connection", bytes >> 20);
 	wb_report(wb, &res);
 
-	/* walctl verify against reading the same files (warm cache). */
-	(void)read_all_s(d.dir);
-	if ((ver_s = verify_s(wb, d.dir)) < 0 || (rd_s = read_all_s(d.dir)) <
-	    0)
+	drop_dir_cache(d.dir);
+	if ((ver_s = verify_s(wb, d.dir)) < 0)
+		return (-1);
+	drop_dir_cache(d.dir);
+	if ((rd_s = read_all_s(d.dir)) < 0)
 		return (-1);
 	wb_result_init(&res, "recovery", "read() of the files");
 	snprintf(res.variant, sizeof res.variant, "walctl verify");
-	res.rps = (double)n / ver_s;
-	res.rec_bytes = size;
-	res.base_rps = (double)n / rd_s;
-	snprintf(res.note, sizeof res.note, "verify %.2f GB/s, read() %.2f "
-	    "GB/s", (double)bytes / ver_s / 1e9, (double)bytes / rd_s / 1e9);
+	res.ms = ver_s * 1e3;
+	res.base_ms = rd_s * 1e3;
+	res.rtt_before = rtt;
+	snprintf(res.note, sizeof res.note, "cold cache each; verify %.2f "
+	    "GB/s, read() %.2f GB/s", (double)bytes / ver_s / 1e9,
+	    (double)bytes / rd_s / 1e9);
 	wb_report(wb, &res);
 	wb_rmtree(d.dir);
 	return (0);

@@ -85,6 +85,7 @@ void	rights_init(struct server *) __attribute__((weak));
 #define FC_CONNS	24	/* connections per input (reconnects) */
 #define FC_FRAMES	384	/* frames per input */
 #define FC_HANG_S	20	/* a settle longer than this is a hang */
+#define FC_RUNS		8	/* duplicate entries of a frame checked */
 
 /* A record sent: its size and a hash of its bytes. */
 struct fc_rec {
@@ -104,8 +105,11 @@ struct fc_frame {
 	size_t		 rec0, nrec;	/* in fc.recs */
 	uint64_t	 pseq;		/* APPEND_P: first producer seq */
 	uint64_t	 producer;	/* APPEND_P: its connection's (fc_verify) */
-	uint32_t	 dup_n;		/* APPEND_P: records answered as in the */
-	int64_t		 dup_seq;	/*   log already, at dup_seq (-1: gone) */
+	uint32_t	 dup_n;		/* APPEND_P: records answered as in the
+					   log already, in runs: */
+	int		 nruns;
+	uint32_t	 run_n[FC_RUNS];	/* records of each duplicate entry */
+	int64_t		 run_seq[FC_RUNS];	/* its first seq, -1 unknown */
 	enum fc_state	 state;
 	uint8_t		*copy;		/* APPEND_P: its bytes, to resend */
 	size_t		 copylen;
@@ -261,10 +265,11 @@ fc_is_v2(unsigned type)
 
 /*
  * An ACK entry for frame f. An APPEND_P whose records are in the log
- * already gets a WAL_ACK_F_DUP entry for them first (their original seq,
- * -1 when the producer table's journal no longer holds it), then, if it
- * goes past them, an entry for the rest, written now: both with its id
- * (walmmap-protocol(7), APPEND_P).
+ * already gets WAL_ACK_F_DUP entries for them first, one per run of
+ * consecutive seqs (their original first seq; -1 for what the producer
+ * table's journal no longer holds), then, if it goes past them, an entry
+ * for the rest, written now: all with its id (walmmap-protocol(7),
+ * APPEND_P; daemon/producers.c prod_append_check).
  */
 static void
 fc_on_ack(int ci, struct fc_conn *cl, const struct wal_ack_entry *e)
@@ -288,17 +293,26 @@ fc_on_ack(int ci, struct fc_conn *cl, const struct wal_ack_entry *e)
 	if (f->type == WAL_MSG_APPEND_P && cl->version < 2)
 		fc_fail("APPEND_P acknowledged on a version 1 connection");
 	if (e->flags & WAL_ACK_F_DUP) {
-		if (f->dup_n != 0)
-			fc_fail("frame %" PRIu64 " has two duplicate entries",
-			    e->id);
-		if (e->count == 0 || e->count > f->nrec)
+		if (e->count == 0 || e->count > f->nrec - f->dup_n)
 			fc_fail("duplicate ACK of %u records for a frame of "
-			    "%zu", e->count, f->nrec);
+			    "%zu, %u of them answered before", e->count,
+			    f->nrec, f->dup_n);
 		if (e->first_seq < -1)
 			fc_fail("duplicate ACK with seq %" PRId64,
 			    e->first_seq);
-		f->dup_n = e->count;
-		f->dup_seq = e->first_seq;
+		if (f->nruns > 0 && f->nruns < FC_RUNS &&
+		    f->run_seq[f->nruns - 1] >= 0 && e->first_seq >= 0 &&
+		    e->first_seq < f->run_seq[f->nruns - 1] +
+		    f->run_n[f->nruns - 1])
+			fc_fail("duplicate ACK runs of frame %" PRIu64 " at "
+			    "seq %" PRId64 " after %" PRId64, e->id,
+			    e->first_seq, f->run_seq[f->nruns - 1]);
+		if (f->nruns < FC_RUNS) {	/* the first ones are checked */
+			f->run_n[f->nruns] = e->count;
+			f->run_seq[f->nruns] = e->first_seq;
+			f->nruns++;
+		}
+		f->dup_n += e->count;
 		if (f->dup_n == f->nrec) {	/* all of it: answered */
 			f->state = FS_ACKED;
 			f->first_seq = 0;
@@ -1317,20 +1331,29 @@ fc_processed(const struct fc_frame *f)
 	return (cl->marker_done ? 1 : -1);
 }
 
+#define FC_PARTS	(FC_RUNS + 1)
+
 /*
  * The acknowledged parts of APPEND_P frame f as (producer seq, log seq,
- * records): the duplicates (0 records if none, or their seq is unknown),
- * then the records written.
+ * records): the duplicate runs (0 records where their seq is unknown or
+ * not kept), then the records written.
  */
 static void
 fc_parts(const struct fc_frame *f, uint64_t *p, int64_t *s, uint32_t *n)
 {
-	p[0] = f->pseq;
-	s[0] = f->dup_seq;
-	n[0] = f->dup_seq >= 0 ? f->dup_n : 0;
-	p[1] = f->pseq + f->dup_n;
-	s[1] = f->first_seq;
-	n[1] = f->state == FS_ACKED ? f->count : 0;
+	uint32_t at = 0;
+	int r;
+
+	for (r = 0; r < FC_RUNS; r++) {
+		p[r] = f->pseq + at;
+		s[r] = r < f->nruns ? f->run_seq[r] : -1;
+		n[r] = r < f->nruns && s[r] >= 0 ? f->run_n[r] : 0;
+		if (r < f->nruns)
+			at += f->run_n[r];
+	}
+	p[FC_RUNS] = f->pseq + f->dup_n;
+	s[FC_RUNS] = f->first_seq;
+	n[FC_RUNS] = f->state == FS_ACKED ? f->count : 0;
 }
 
 /* Did every frame of producer id that carried producer seq pseq carry
@@ -1435,28 +1458,35 @@ fc_verify(int64_t next_seq)
 	 */
 	for (i = 0; i < fc.nframes; i++) {
 		struct fc_frame *f = &fc.frames[i];
+		uint32_t at = 0;
+		int r;
 
-		if (f->dup_n == 0 || f->dup_seq < 0)
-			continue;
-		if (f->dup_seq + f->dup_n > (int64_t)nlog)
-			fc_fail("frame %" PRIu64 " acknowledged as a duplicate "
-			    "at %" PRId64 "+%u, past the log's end %zu", f->id,
-			    f->dup_seq, f->dup_n, nlog);
-		for (k = 0; k < f->dup_n; k++)
-			if (fc_pseq_same(f->producer, f->pseq + k) &&
-			    fc_rec_cmp(&log[f->dup_seq + k].r,
-			    &fc.recs[f->rec0 + k]) != 0)
-				fc_fail("seq %" PRId64 " holds another record "
-				    "than the one acknowledged (frame %" PRIu64
-				    ", duplicate)", f->dup_seq + (int64_t)k,
-				    f->id);
+		for (r = 0; r < f->nruns && r < FC_RUNS; at += f->run_n[r++]) {
+			int64_t rs = f->run_seq[r];
+
+			if (rs < 0)
+				continue;
+			if (rs + f->run_n[r] > (int64_t)nlog)
+				fc_fail("frame %" PRIu64 " acknowledged as a "
+				    "duplicate at %" PRId64 "+%u, past the "
+				    "log's end %zu", f->id, rs, f->run_n[r],
+				    nlog);
+			for (k = 0; k < f->run_n[r]; k++)
+				if (fc_pseq_same(f->producer, f->pseq + at +
+				    k) && fc_rec_cmp(&log[rs + k].r,
+				    &fc.recs[f->rec0 + at + k]) != 0)
+					fc_fail("seq %" PRId64 " holds another "
+					    "record than the one acknowledged "
+					    "(frame %" PRIu64 ", duplicate)",
+					    rs + (int64_t)k, f->id);
+		}
 	}
 	/* A producer seq is in the log under one seq only. */
 	for (i = 0; i < fc.nframes; i++) {
 		struct fc_frame *f = &fc.frames[i];
-		uint64_t fp[2], lo, hi;
-		int64_t fs[2];
-		uint32_t fn[2];
+		uint64_t fp[FC_PARTS], lo, hi;
+		int64_t fs[FC_PARTS];
+		uint32_t fn[FC_PARTS];
 		int a, b;
 
 		if (f->producer == 0)
@@ -1464,15 +1494,15 @@ fc_verify(int64_t next_seq)
 		fc_parts(f, fp, fs, fn);
 		for (j = 0; j < i; j++) {
 			struct fc_frame *g = &fc.frames[j];
-			uint64_t gp[2];
-			int64_t gs[2];
-			uint32_t gn[2];
+			uint64_t gp[FC_PARTS];
+			int64_t gs[FC_PARTS];
+			uint32_t gn[FC_PARTS];
 
 			if (g->producer != f->producer)
 				continue;
 			fc_parts(g, gp, gs, gn);
-			for (a = 0; a < 2; a++)
-				for (b = 0; b < 2; b++) {
+			for (a = 0; a < FC_PARTS; a++)
+				for (b = 0; b < FC_PARTS; b++) {
 					lo = fp[a] > gp[b] ? fp[a] : gp[b];
 					hi = fp[a] + fn[a] < gp[b] + gn[b] ?
 					    fp[a] + fn[a] : gp[b] + gn[b];
