@@ -65,7 +65,10 @@ wal_seg_name(char *buf, size_t len, uint64_t id)
 
 /*
  * Parse the prefix, 10 or more digits and the suffix of a segment name;
- * returns 0, sets *id and *rest (what follows the suffix), or -1.
+ * returns 0, sets *id and *rest (what follows the suffix), or -1. Only
+ * the digits wal_seg_name() writes: more than 10 without a leading zero,
+ * so that no two names parse as one id (a stray "wal_mmap_00000000001.wal"
+ * beside segment 1 would have listed segment 1 twice).
  */
 static int
 wal_seg_parse(const char *name, uint64_t *id, const char **rest)
@@ -82,7 +85,8 @@ wal_seg_parse(const char *name, uint64_t *id, const char **rest)
 			return (-1);
 		v = v * 10 + (uint64_t)(*p - '0');
 	}
-	if (digits < 10 || strncmp(p, WAL_SEGMENT_SUFFIX,
+	if (digits < 10 || (digits > 10 && name[strlen(wal_seg_prefix)] ==
+	    '0') || strncmp(p, WAL_SEGMENT_SUFFIX,
 	    strlen(WAL_SEGMENT_SUFFIX)) != 0)
 		return (-1);
 	*id = v;

@@ -235,6 +235,11 @@ START_TEST(test_segment_names)
 	    0);
 	ck_assert_uint_eq(id, 12345678901ull);
 	ck_assert_int_eq(wal_seg_parse_name("wal_mmap_42.wal", &id), -1);
+	/* Only the name wal_seg_name() gives: one name per id. */
+	ck_assert_int_eq(wal_seg_parse_name("wal_mmap_00000000042.wal", &id),
+	    -1);
+	ck_assert_int_eq(wal_seg_parse_any_name(
+	    "wal_mmap_00000000042.wal.discarded", &id), -1);
 	ck_assert_int_eq(wal_seg_parse_name("wal_mmap_0000000042.wal.tmp",
 	    &id), -1);
 	ck_assert_int_eq(wal_seg_parse_name(".tmp.wal_mmap_0000000042.wal",

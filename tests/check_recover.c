@@ -1091,6 +1091,46 @@ START_TEST(test_symlinks_never_followed)
 END_TEST
 
 /*
+ * A file whose name has more leading zeros than a segment's (found by
+ * fuzz_recover: "wal_mmap_00000000001.wal" beside segment 1) is no
+ * segment: it once parsed as the same id, so recovery and readers listed
+ * segment 0 twice; recovery saw its records "again" after the last one,
+ * called that a break and zeroed the whole log, and readers read it twice.
+ */
+START_TEST(test_noncanonical_segment_name_ignored)
+{
+	struct wal_recovery info;
+	struct wal_ring *r;
+	uint8_t *img;
+	size_t len;
+	int stop;
+
+	r = open_ring(NULL);
+	append_n(r, 0, 30);
+	wal_ring_close(r);
+	img = ts_read_file(ts_seg_path(dir, 0), &len);
+	ck_assert_ptr_nonnull(img);
+	ck_assert_int_eq(ts_write_file(file_in(dir,
+	    "wal_mmap_00000000000.wal"), img, len), 0);
+	free(img);
+	ck_assert_int_eq(ts_verify_log(dir, 0, ts_size_of, &stop), 30);
+	ck_assert_int_eq(stop, WAL_REC_END);
+	r = open_ring(&info);
+	ck_assert_int_eq(info.next_seq, 30);
+	ck_assert_uint_eq(info.discarded, 0);
+	ck_assert_uint_eq(info.torn_bytes, 0);
+	append_n(r, 30, 5);
+	wal_ring_close(r);
+	ck_assert_int_eq(ts_verify_log(dir, 0, ts_size_of, &stop), 35);
+	ck_assert_int_eq(stop, WAL_REC_END);
+	/* The stray file is left as it was. */
+	img = ts_read_file(file_in(dir, "wal_mmap_00000000000.wal"), &len);
+	ck_assert_ptr_nonnull(img);
+	free(img);
+}
+END_TEST
+
+/*
  * A missing, corrupt or mismatched checkpoint never stops the log from
  * opening: the directory is read and synced in full, and recovery says so.
  */
@@ -1383,6 +1423,7 @@ recover_suite(void)
 	tcase_add_test(tc, test_power_loss_after_checkpoint);
 	tcase_add_test(tc, test_discard_never_overwrites_nor_reuses);
 	tcase_add_test(tc, test_symlinks_never_followed);
+	tcase_add_test(tc, test_noncanonical_segment_name_ignored);
 	tcase_add_test(tc, test_bad_checkpoint_full_scan);
 	tcase_add_test(tc, test_restart_never_goes_back);
 	tcase_add_test(tc, test_retention_keeps_newest_records);

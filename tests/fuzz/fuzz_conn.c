@@ -33,8 +33,13 @@
  *    are not duplicates (WAL_ACK_F_DUP) share a seq, across connections;
  *  - one processed at written or durable that got neither an ACK nor an
  *    ERROR is a violation;
- *  - a duplicate's seqs hold the same records; a producer seq is never
- *    written under two log seqs;
+ *  - an APPEND_P below its producer's next seq gets a duplicate entry
+ *    (WAL_ACK_F_DUP, the original seq or -1) for the records in the log
+ *    already, then, if it goes past them, one for the rest (same id);
+ *    a duplicate's seqs hold the records its producer wrote under those
+ *    producer seqs (compared where the client never sent other bytes
+ *    under them); a producer seq is never acknowledged under two log
+ *    seqs, duplicates included;
  *  - the log read back (wal_reader) is gap-free from seq 0, ends cleanly
  *    at the ring's next seq, holds at each acknowledged seq exactly the
  *    record acknowledged, and every record not acknowledged is one sent
@@ -80,6 +85,7 @@ void	rights_init(struct server *) __attribute__((weak));
 #define FC_CONNS	24	/* connections per input (reconnects) */
 #define FC_FRAMES	384	/* frames per input */
 #define FC_HANG_S	20	/* a settle longer than this is a hang */
+#define FC_RUNS		8	/* duplicate entries of a frame checked */
 
 /* A record sent: its size and a hash of its bytes. */
 struct fc_rec {
@@ -98,12 +104,17 @@ struct fc_frame {
 	int		 writes;	/* carries records for the log */
 	size_t		 rec0, nrec;	/* in fc.recs */
 	uint64_t	 pseq;		/* APPEND_P: first producer seq */
-	uint64_t	 producer;	/* APPEND_P: the producer then, 0 */
+	uint64_t	 producer;	/* APPEND_P: its connection's (fc_verify) */
+	uint32_t	 dup_n;		/* APPEND_P: records answered as in the
+					   log already, in runs: */
+	int		 nruns;
+	uint32_t	 run_n[FC_RUNS];	/* records of each duplicate entry */
+	int64_t		 run_seq[FC_RUNS];	/* its first seq, -1 unknown */
 	enum fc_state	 state;
 	uint8_t		*copy;		/* APPEND_P: its bytes, to resend */
 	size_t		 copylen;
-	int64_t		 first_seq;
-	uint32_t	 count, flags;
+	int64_t		 first_seq;	/* records written: rec0 + dup_n ... */
+	uint32_t	 count;
 };
 
 struct fc_conn {
@@ -252,23 +263,28 @@ fc_is_v2(unsigned type)
 	return (type >= WAL_MSG_PRODUCER && type <= WAL_MSG_RESTART);
 }
 
-/* An ACK entry for frame f. */
+/*
+ * An ACK entry for frame f. An APPEND_P whose records are in the log
+ * already gets WAL_ACK_F_DUP entries for them first, one per run of
+ * consecutive seqs (their original first seq; -1 for what the producer
+ * table's journal no longer holds), then, if it goes past them, an entry
+ * for the rest, written now: all with its id (walmmap-protocol(7),
+ * APPEND_P; daemon/producers.c prod_append_check).
+ */
 static void
 fc_on_ack(int ci, struct fc_conn *cl, const struct wal_ack_entry *e)
 {
 	struct fc_frame *f = fc_frame_by_id(ci, e->id);
-	int64_t seq;
 
 	if (f == NULL || !f->writes)
 		fc_fail("ACK for id %" PRIu64 ", not an append of this "
 		    "connection", e->id);
+	if (fc.trace)
+		dprintf(2, "conn %d    ack id %" PRIu64 " seq %" PRId64 "+%u%s\n",
+		    ci, e->id, e->first_seq, e->count,
+		    e->flags & WAL_ACK_F_DUP ? " dup" : "");
 	if (f->state == FS_ACKED)
 		fc_fail("frame %" PRIu64 " acknowledged twice", e->id);
-	if (e->count == 0 || e->count > f->nrec)
-		fc_fail("ACK of %u records for a frame of %zu", e->count,
-		    f->nrec);
-	if (e->first_seq < 0)
-		fc_fail("ACK with seq %" PRId64, e->first_seq);
 	if (e->flags & ~(uint32_t)WAL_ACK_F_DUP)
 		fc_fail("ACK flags %#x", e->flags);
 	if (e->flags != 0 && (cl->version < 2 || f->type != WAL_MSG_APPEND_P))
@@ -276,18 +292,46 @@ fc_on_ack(int ci, struct fc_conn *cl, const struct wal_ack_entry *e)
 		    e->flags, wal_proto_type_name(f->type), cl->version);
 	if (f->type == WAL_MSG_APPEND_P && cl->version < 2)
 		fc_fail("APPEND_P acknowledged on a version 1 connection");
-	if (!(e->flags & WAL_ACK_F_DUP)) {
-		if (e->first_seq < cl->last_ack_end)
-			fc_fail("ACK seq %" PRId64 " after one ending at %"
-			    PRId64 " on one connection", e->first_seq,
-			    cl->last_ack_end);
-		cl->last_ack_end = e->first_seq + e->count;
+	if (e->flags & WAL_ACK_F_DUP) {
+		if (e->count == 0 || e->count > f->nrec - f->dup_n)
+			fc_fail("duplicate ACK of %u records for a frame of "
+			    "%zu, %u of them answered before", e->count,
+			    f->nrec, f->dup_n);
+		if (e->first_seq < -1)
+			fc_fail("duplicate ACK with seq %" PRId64,
+			    e->first_seq);
+		if (f->nruns > 0 && f->nruns < FC_RUNS &&
+		    f->run_seq[f->nruns - 1] >= 0 && e->first_seq >= 0 &&
+		    e->first_seq < f->run_seq[f->nruns - 1] +
+		    f->run_n[f->nruns - 1])
+			fc_fail("duplicate ACK runs of frame %" PRIu64 " at "
+			    "seq %" PRId64 " after %" PRId64, e->id,
+			    e->first_seq, f->run_seq[f->nruns - 1]);
+		if (f->nruns < FC_RUNS) {	/* the first ones are checked */
+			f->run_n[f->nruns] = e->count;
+			f->run_seq[f->nruns] = e->first_seq;
+			f->nruns++;
+		}
+		f->dup_n += e->count;
+		if (f->dup_n == f->nrec) {	/* all of it: answered */
+			f->state = FS_ACKED;
+			f->first_seq = 0;
+			f->count = 0;
+		}
+		return;
 	}
-	seq = e->first_seq;
+	if (e->count == 0 || e->count > f->nrec - f->dup_n)
+		fc_fail("ACK of %u records for a frame of %zu (%u of them "
+		    "duplicates)", e->count, f->nrec, f->dup_n);
+	if (e->first_seq < 0)
+		fc_fail("ACK with seq %" PRId64, e->first_seq);
+	if (e->first_seq < cl->last_ack_end)
+		fc_fail("ACK seq %" PRId64 " after one ending at %" PRId64
+		    " on one connection", e->first_seq, cl->last_ack_end);
+	cl->last_ack_end = e->first_seq + e->count;
 	f->state = FS_ACKED;
-	f->first_seq = seq;
+	f->first_seq = e->first_seq;
 	f->count = e->count;
-	f->flags = e->flags;
 }
 
 /* Handle one reply frame (and the descriptors it carried). */
@@ -678,7 +722,10 @@ fc_send(int ci, uint8_t *buf, size_t len, int fd)
 
 			memcpy(&ap, buf, sizeof ap);
 			f->pseq = ap.first_pseq;
-			f->producer = cl->producer;
+			if (fc.trace)
+				dprintf(2, "conn %d    producer %" PRIu64
+				    " pseq %" PRIu64 "+%u\n", ci, cl->producer,
+				    f->pseq, ap.count);
 			if ((f->copy = malloc(len)) == NULL)
 				abort();
 			memcpy(f->copy, buf, len);
@@ -1284,6 +1331,53 @@ fc_processed(const struct fc_frame *f)
 	return (cl->marker_done ? 1 : -1);
 }
 
+#define FC_PARTS	(FC_RUNS + 1)
+
+/*
+ * The acknowledged parts of APPEND_P frame f as (producer seq, log seq,
+ * records): the duplicate runs (0 records where their seq is unknown or
+ * not kept), then the records written.
+ */
+static void
+fc_parts(const struct fc_frame *f, uint64_t *p, int64_t *s, uint32_t *n)
+{
+	uint32_t at = 0;
+	int r;
+
+	for (r = 0; r < FC_RUNS; r++) {
+		p[r] = f->pseq + at;
+		s[r] = r < f->nruns ? f->run_seq[r] : -1;
+		n[r] = r < f->nruns && s[r] >= 0 ? f->run_n[r] : 0;
+		if (r < f->nruns)
+			at += f->run_n[r];
+	}
+	p[FC_RUNS] = f->pseq + f->dup_n;
+	s[FC_RUNS] = f->first_seq;
+	n[FC_RUNS] = f->state == FS_ACKED ? f->count : 0;
+}
+
+/* Did every frame of producer id that carried producer seq pseq carry
+ * the same record? */
+static int
+fc_pseq_same(uint64_t id, uint64_t pseq)
+{
+	const struct fc_rec *r = NULL;
+	size_t i;
+
+	for (i = 0; i < fc.nframes; i++) {
+		const struct fc_frame *f = &fc.frames[i];
+
+		if (f->type != WAL_MSG_APPEND_P || f->producer != id ||
+		    !f->writes || pseq < f->pseq || pseq - f->pseq >= f->nrec)
+			continue;
+		if (r != NULL && fc_rec_cmp(r, &fc.recs[f->rec0 + (pseq -
+		    f->pseq)]) != 0)
+			return (0);
+		r = &fc.recs[f->rec0 + (pseq - f->pseq)];
+	}
+	return (1);
+}
+
 /* Check the log read back against every reply. */
 static void
 fc_verify(int64_t next_seq)
@@ -1330,6 +1424,8 @@ fc_verify(int64_t next_seq)
 	for (i = 0; i < fc.nframes; i++) {
 		struct fc_frame *f = &fc.frames[i];
 
+		if (f->type == WAL_MSG_APPEND_P)
+			f->producer = fc.conns[f->conn].producer;
 		if (f->state != FS_ACKED)
 			continue;
 		if (f->first_seq + f->count > (int64_t)nlog)
@@ -1339,44 +1435,93 @@ fc_verify(int64_t next_seq)
 		for (k = 0; k < f->count; k++) {
 			struct fc_log *l = &log[f->first_seq + k];
 
-			if (fc_rec_cmp(&l->r, &fc.recs[f->rec0 + k]) != 0)
+			if (fc_rec_cmp(&l->r, &fc.recs[f->rec0 + f->dup_n +
+			    k]) != 0)
 				fc_fail("seq %" PRId64 " holds another record "
 				    "than the one acknowledged (frame %" PRIu64
-				    "%s)", f->first_seq + (int64_t)k, f->id,
-				    f->flags & WAL_ACK_F_DUP ? ", duplicate" :
-				    "");
-			if (f->flags & WAL_ACK_F_DUP)
-				continue;
+				    ")", f->first_seq + (int64_t)k, f->id);
 			if (l->acked)
 				fc_fail("seq %" PRId64 " acknowledged twice",
 				    f->first_seq + (int64_t)k);
 			l->acked = 1;
 		}
 	}
+	/*
+	 * A duplicate's seqs hold what its producer wrote under those
+	 * producer seqs. The protocol identifies a record by its producer
+	 * seq only: a client that sent other bytes under a producer seq
+	 * (a fresh frame after a reconnect, sent before PRODUCER_OK told it
+	 * where its producer stood; or a frame resent on a connection of
+	 * another producer) is answered with the original's seq, so the
+	 * bytes are compared only where every frame of that producer that
+	 * carried the producer seq carried the same record.
+	 */
+	for (i = 0; i < fc.nframes; i++) {
+		struct fc_frame *f = &fc.frames[i];
+		uint32_t at = 0;
+		int r;
+
+		for (r = 0; r < f->nruns && r < FC_RUNS; at += f->run_n[r++]) {
+			int64_t rs = f->run_seq[r];
+
+			if (rs < 0)
+				continue;
+			if (rs + f->run_n[r] > (int64_t)nlog)
+				fc_fail("frame %" PRIu64 " acknowledged as a "
+				    "duplicate at %" PRId64 "+%u, past the "
+				    "log's end %zu", f->id, rs, f->run_n[r],
+				    nlog);
+			for (k = 0; k < f->run_n[r]; k++)
+				if (fc_pseq_same(f->producer, f->pseq + at +
+				    k) && fc_rec_cmp(&log[rs + k].r,
+				    &fc.recs[f->rec0 + at + k]) != 0)
+					fc_fail("seq %" PRId64 " holds another "
+					    "record than the one acknowledged "
+					    "(frame %" PRIu64 ", duplicate)",
+					    rs + (int64_t)k, f->id);
+		}
+	}
 	/* A producer seq is in the log under one seq only. */
 	for (i = 0; i < fc.nframes; i++) {
 		struct fc_frame *f = &fc.frames[i];
+		uint64_t fp[FC_PARTS], lo, hi;
+		int64_t fs[FC_PARTS];
+		uint32_t fn[FC_PARTS];
+		int a, b;
 
-		if (f->state != FS_ACKED || f->producer == 0)
+		if (f->producer == 0)
 			continue;
+		fc_parts(f, fp, fs, fn);
 		for (j = 0; j < i; j++) {
 			struct fc_frame *g = &fc.frames[j];
-			uint64_t lo, hi;
+			uint64_t gp[FC_PARTS];
+			int64_t gs[FC_PARTS];
+			uint32_t gn[FC_PARTS];
 
-			if (g->state != FS_ACKED || g->producer != f->producer)
+			if (g->producer != f->producer)
 				continue;
-			lo = f->pseq > g->pseq ? f->pseq : g->pseq;
-			hi = f->pseq + f->count < g->pseq + g->count ?
-			    f->pseq + f->count : g->pseq + g->count;
-			for (; lo < hi; lo++)
-				if (f->first_seq + (int64_t)(lo - f->pseq) !=
-				    g->first_seq + (int64_t)(lo - g->pseq))
-					fc_fail("producer %" PRIu64 " seq %"
-					    PRIu64 " acknowledged at seqs %"
-					    PRId64 " and %" PRId64, f->producer,
-					    lo, g->first_seq + (int64_t)(lo -
-					    g->pseq), f->first_seq +
-					    (int64_t)(lo - f->pseq));
+			fc_parts(g, gp, gs, gn);
+			for (a = 0; a < FC_PARTS; a++)
+				for (b = 0; b < FC_PARTS; b++) {
+					lo = fp[a] > gp[b] ? fp[a] : gp[b];
+					hi = fp[a] + fn[a] < gp[b] + gn[b] ?
+					    fp[a] + fn[a] : gp[b] + gn[b];
+					for (; lo < hi; lo++)
+						if (fs[a] + (int64_t)(lo -
+						    fp[a]) != gs[b] +
+						    (int64_t)(lo - gp[b]))
+							fc_fail("producer %"
+							    PRIu64 " seq %"
+							    PRIu64 " acknowl"
+							    "edged at seqs %"
+							    PRId64 " and %"
+							    PRId64,
+							    f->producer, lo,
+							    gs[b] + (int64_t)
+							    (lo - gp[b]), fs[a]
+							    + (int64_t)(lo -
+							    fp[a]));
+				}
 		}
 	}
 	/*
@@ -1419,7 +1564,7 @@ fc_verify(int64_t next_seq)
 		pool = realloc(pool, (npool + f->nrec) * sizeof *pool);
 		if (pool == NULL)
 			abort();
-		for (k = 0; k < f->nrec; k++) {
+		for (k = f->dup_n; k < f->nrec; k++) {	/* not the duplicates */
 			pool[npool].r = fc.recs[f->rec0 + k];
 			pool[npool].certain = certain;
 			pool[npool].used = 0;

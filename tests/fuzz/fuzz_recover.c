@@ -11,9 +11,13 @@
  * wal_checkpoint_write; walmmapd.sync-failed; walmmapd.producers,
  * walmmapd.log-id, walmmapd.forwarders; leftovers of an interrupted
  * creation or of an earlier recovery; a directory or a symbolic link
- * under a segment's name). It is then opened with the real recovery
- * (wal_ring_open, 64 KiB segments, ring of 2), appended to, closed, read
- * back with wal_reader, and opened a second time.
+ * under a segment's name; a well-formed producer table, built with
+ * wal_ptab_*, whose producers' journal entries and positions are around
+ * the end of the log, before it, after it, or ahead of their journal).
+ * It is then opened with the real recovery (wal_ring_open, 64 KiB
+ * segments, ring of 2), the producer table opened after it as walmmapd
+ * does (wal_ptab_open at the recovered next seq), appended to, closed,
+ * read back with wal_reader, and opened a second time (the table too).
  *
  * Checked (a violation aborts with a message):
  *  - wal_ring_open succeeds, or fails with an errno and a message;
@@ -21,7 +25,10 @@
  *  - the log read back has seqs that follow each other (no gap, nothing
  *    twice); every record in it below next_seq is a record with a good
  *    CRC somewhere in the input's files (nothing readable that was not
- *    written), and from next_seq on it is exactly what was appended;
+ *    written), and from next_seq on it is exactly what was appended
+ *    (or, with a checkpoint in a damaged input, a record of the input:
+ *    recovery does not read the segments below the checkpoint, and an
+ *    older one may hold seqs past the newest one's);
  *  - without a walmmapd.checkpoint in the input (which may claim segments
  *    are sound that recovery then does not read) it reads to a clean end,
  *    and a seek to next_seq finds the appended records;
@@ -30,6 +37,12 @@
  *    is one after its last record and every record reads back;
  *  - after the clean close, a second wal_ring_open succeeds at
  *    next_seq + appended;
+ *  - the producer table opens after each wal_ring_open, and nothing in it
+ *    is ahead of the recovered log: no journal entry at or after next_seq,
+ *    no producer (unless marked lost, which refuses its resumption) whose
+ *    last_seq is, or whose position is behind its own newest journal
+ *    entry or disagrees with it (next_pseq - 1 journalled under another
+ *    seq than last_seq);
  *  - no crash, leak, sanitizer report or hang.
  */
 #include "config.h"
@@ -48,6 +61,7 @@
 
 #include "wal_checkpoint.h"
 #include "wal_format.h"
+#include "wal_ptab.h"
 #include "wal_reader.h"
 #include "wal_ring.h"
 #include "wal_segment.h"
@@ -58,6 +72,8 @@ int	LLVMFuzzerTestOneInput(const uint8_t *, size_t);
 #define FR_FILES	8		/* segment files per input */
 #define FR_APPENDS	64		/* records appended after open */
 #define FR_FOUND_MAX	8192		/* good records in the input */
+#define FR_PSLOTS	4		/* producer table slots */
+#define FR_PJOURNAL	16		/* ... and journal entries */
 
 /* A segment file being built. */
 struct fr_file {
@@ -82,6 +98,7 @@ static struct {
 	int64_t		 first_seq;	/* of the first, -1 none */
 	int		 clean;		/* no damage: nothing may be lost */
 	int		 checkpoint;	/* a walmmapd.checkpoint was written */
+	int		 ptab;		/* a well-formed producer table too */
 	struct fr_key	 found[FR_FOUND_MAX];
 	size_t		 nfound;
 	struct fr_key	 appended[FR_APPENDS];
@@ -322,6 +339,150 @@ fr_damage(void)
 	}
 }
 
+/*
+ * A well-formed producer table (replacing any): up to 3 producers whose
+ * journal entries take seqs around the end of the log built so far (the
+ * seqs between them are other producers' or plain records), and whose
+ * positions are then what the journal says, behind it, or ahead of it.
+ */
+static void
+fr_ptab(void)
+{
+	struct wal_ptab_config pc = { FR_PSLOTS, FR_PJOURNAL };
+	struct wal_ptab_recovery info;
+	struct wal_ptab *t;
+	struct wal_error err;
+	uint64_t next[3];
+	int64_t last[3], seq;
+	int slot[3], np, n, i, p, dfd;
+
+	if ((dfd = open(fr.dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1)
+		fr_fail("open %s: %s", fr.dir, strerror(errno));
+	(void)unlinkat(dfd, WAL_PTAB_FILE, 0);
+	if (wal_ptab_open(dfd, fr.dir, INT64_MAX, &pc, &t, &info, &err) != 0) {
+		close(dfd);
+		return;		/* a directory of that name, say */
+	}
+	np = 1 + fr_u8() % 3;
+	for (p = 0; p < np; p++) {
+		if ((slot[p] = wal_ptab_create(t, 0, 0, 1, 1, NULL,
+		    NULL)) < 0)
+			fr_fail("wal_ptab_create in a new table: %d", slot[p]);
+		if (wal_ptab_claim(t, slot[p], 1, "fuzz", "fuzz_recover", 1,
+		    &err) != 0)
+			fr_fail("wal_ptab_claim: %s", err.msg);
+		next[p] = 1;
+		last[p] = -1;
+	}
+	seq = fr.next_seq - fr_u8() % 24;
+	if (seq < 0)
+		seq = 0;
+	n = fr_u8() % 24;
+	for (i = 0; i < n; i++) {
+		p = fr_u8() % np;
+		seq += fr_u8() % 3;
+		wal_ptab_note(t, t->slots[slot[p]].id, next[p], seq,
+		    fr_u8() & WAL_PTAB_J_FIRST);
+		last[p] = seq++;
+		next[p]++;
+	}
+	for (p = 0; p < np; p++)
+		switch (fr_u8() % 4) {
+		case 0:		/* behind its journal */
+			break;
+		case 1:		/* ahead of it, and maybe of the log */
+			wal_ptab_advance(t, slot[p], next[p] + 1 + fr_u8() % 4,
+			    (last[p] < 0 ? seq : last[p]) + 1 + fr_u8() % 40,
+			    2);
+			break;
+		default:	/* as the writer leaves it */
+			wal_ptab_advance(t, slot[p], next[p], last[p], 2);
+			break;
+		}
+	if (wal_ptab_sync(t, -1, &err) != 0)
+		fr_fail("wal_ptab_sync: %s", err.msg);
+	wal_ptab_close(t);
+	close(dfd);
+	fr.ptab = 1;
+}
+
+/* Open the producer table after a recovery to next, as walmmapd does. */
+static void
+fr_ptab_check(int64_t next)
+{
+	struct wal_ptab_config pc = { FR_PSLOTS, FR_PJOURNAL };
+	struct wal_ptab_recovery info;
+	struct wal_ptab *t;
+	struct wal_error err;
+	const struct wal_ptab_jent *e;
+	const struct wal_ptab_slot *s;
+	int64_t newest, at;
+	uint32_t i, j;
+	int dfd;
+
+	if ((dfd = open(fr.dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1)
+		fr_fail("open %s: %s", fr.dir, strerror(errno));
+	if (wal_ptab_open(dfd, fr.dir, next, &pc, &t, &info, &err) != 0) {
+		struct stat st;
+
+		/* walmmapd refuses to start: only for no regular file. */
+		if (fstatat(dfd, WAL_PTAB_FILE, &st, AT_SYMLINK_NOFOLLOW) ==
+		    0 && S_ISREG(st.st_mode))
+			fr_fail("the producer table does not open after "
+			    "recovery to %" PRId64 ": %s", next, err.msg);
+		close(dfd);
+		return;
+	}
+	if (getenv("FUZZ_RECOVER_TRACE") != NULL)
+		dprintf(2, "  producer table: %" PRIu64 " producers, %" PRIu64
+		    " entries; created %d, corrupt %d, erased %" PRIu64 ", cut "
+		    "back %" PRIu64 ", advanced %" PRIu64 ", lost %" PRIu64
+		    "\n", info.producers, info.entries, info.created,
+		    info.corrupt, info.erased, info.cut_back, info.advanced,
+		    info.lost);
+	for (j = 0; j < t->jcap; j++) {
+		e = &t->journal[j];
+		if (wal_ptab_jent_valid(e) && e->seq >= next)
+			fr_fail("producer %" PRIu64 "'s journal entry for its "
+			    "seq %" PRIu64 " at log seq %" PRId64 ", past the "
+			    "recovered log's end %" PRId64, e->producer_id,
+			    e->pseq, e->seq, next);
+	}
+	for (i = 0; i < t->nslots; i++) {
+		s = &t->slots[i];
+		if (s->id == 0 || (s->flags & WAL_PTAB_F_LOST))
+			continue;
+		if (s->last_seq >= next)
+			fr_fail("producer %" PRIu64 " at seq %" PRId64 " (next "
+			    "producer seq %" PRIu64 "), past the recovered "
+			    "log's end %" PRId64, s->id, s->last_seq,
+			    s->next_pseq, next);
+		if (s->next_pseq == 0 || (s->last_seq >= 0) !=
+		    (s->next_pseq > 1))
+			fr_fail("producer %" PRIu64 " at seq %" PRId64 " with "
+			    "next producer seq %" PRIu64, s->id, s->last_seq,
+			    s->next_pseq);
+		newest = -1;
+		for (j = 0; j < t->jcap; j++) {
+			e = &t->journal[j];
+			if (wal_ptab_jent_valid(e) && e->producer_id == s->id &&
+			    e->seq > newest)
+				newest = e->seq;
+		}
+		if (newest > s->last_seq)
+			fr_fail("producer %" PRIu64 " at seq %" PRId64 ", behind "
+			    "its journal's %" PRId64, s->id, s->last_seq,
+			    newest);
+		if (s->next_pseq > 1 && (at = wal_ptab_lookup(t, s->id,
+		    s->next_pseq - 1, NULL)) >= 0 && at != s->last_seq)
+			fr_fail("producer %" PRIu64 " seq %" PRIu64 " at log "
+			    "seq %" PRId64 ", its journal says %" PRId64, s->id,
+			    s->next_pseq - 1, s->last_seq, at);
+	}
+	wal_ptab_close(t);
+	close(dfd);
+}
+
 /* A file beside the segments, under a name walmmapd gives such files. */
 static void
 fr_side(void)
@@ -340,6 +501,10 @@ fr_side(void)
 	size_t n = fr_u8() * 4u;
 	const char *name = names[b % (sizeof names / sizeof names[0])];
 
+	if (strcmp(name, WAL_PTAB_FILE) == 0 && (n & 4)) {
+		fr_ptab();
+		return;
+	}
 	if (n > sizeof buf)
 		n = sizeof buf;
 	fr_bytes(buf, n);
@@ -513,6 +678,16 @@ fr_verify(int64_t next)
 				fr_fail("seq %" PRId64 " (%u bytes) read back "
 				    "is no record of the input", r.seq, r.size);
 			nread++;
+		} else if (fr.checkpoint && !fr.clean && bsearch(&k, fr.found,
+		    fr.nfound, sizeof k, fr_key_cmp) != NULL) {
+			/*
+			 * From a segment below a checkpoint that recovery
+			 * took as usable (the newest segment below it ends
+			 * where it says) and so did not read: an older one
+			 * of the input may hold seqs past it, which no
+			 * writer makes. The reader stops at the break.
+			 */
+			continue;
 		} else if (r.seq - next >= (int64_t)fr.napp ||
 		    fr_key_cmp(&k, &fr.appended[r.seq - next]) != 0)
 			fr_fail("seq %" PRId64 " read back is not the record "
@@ -608,10 +783,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
 
 	if (getenv("FUZZ_RECOVER_TRACE") != NULL) {
 		dprintf(2, "%s: %s log, %d segment file%s, seqs %" PRId64
-		    "..%" PRId64 ", checkpoint %s, %zu to append\n", fr.dir,
-		    fr.clean ? "clean" : "damaged", fr.nfiles,
-		    fr.nfiles == 1 ? "" : "s", fr.first_seq, fr.next_seq - 1,
-		    fr.checkpoint ? "yes" : "no", fr.napp);
+		    "..%" PRId64 ", checkpoint %s, producer table %s, %zu to "
+		    "append\n", fr.dir, fr.clean ? "clean" : "damaged",
+		    fr.nfiles, fr.nfiles == 1 ? "" : "s", fr.first_seq,
+		    fr.next_seq - 1, fr.checkpoint ? "yes" : "no", fr.ptab ?
+		    "yes" : "no", fr.napp);
 		for (i = 0; i < fr.nfiles; i++)
 			dprintf(2, "  segment %" PRIu64 ": %zu bytes, %d "
 			    "records\n", fr.files[i].id, fr.files[i].size,
@@ -620,6 +796,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
 	if (fr_open(&ring, &rec) != 0)
 		goto out;
 	next = rec.next_seq;
+	fr_ptab_check(next);
 	if (getenv("FUZZ_RECOVER_TRACE") != NULL)
 		dprintf(2, "  recovered: next seq %" PRId64 ", checkpoint %d, "
 		    "discarded %" PRIu64 ", torn %" PRIu64 ", removed %" PRIu64
@@ -658,6 +835,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
 	if (rec.next_seq != next + (int64_t)fr.napp)
 		fr_fail("opened again at next seq %" PRId64 ", not %" PRId64,
 		    rec.next_seq, next + (int64_t)fr.napp);
+	fr_ptab_check(rec.next_seq);
 	wal_ring_close(ring);
 out:
 	for (i = 0; i < fr.nfiles; i++)
