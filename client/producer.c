@@ -166,6 +166,8 @@ walmmap_producer_set_reconnect(struct walmmap_producer *p, int on,
 int
 walmmap_producer_set_shm(struct walmmap_producer *p, int on)
 {
+	int rc;
+
 	if (p->nframes > 0)
 		return (wm_seterr(p->msg, WALMMAP_EINVAL, "walmmap_producer_"
 		    "set_shm: an append is in progress"));
@@ -179,7 +181,11 @@ walmmap_producer_set_shm(struct walmmap_producer *p, int on)
 	}
 	if (p->fd == -1 || p->shm != NULL)
 		return (0);
-	return (prod_shm_open(p, wm_deadline(WALMMAP_CONNECT_TIMEOUT_MS)));
+	rc = prod_shm_open(p, wm_deadline(WALMMAP_CONNECT_TIMEOUT_MS));
+	/* Lost meanwhile: the next call reconnects, ring and all. */
+	if ((rc == -WALMMAP_ELOST || rc == -WALMMAP_ESHUTDOWN) && p->reconnect)
+		rc = 0;
+	return (rc);
 }
 
 int
