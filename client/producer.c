@@ -49,7 +49,16 @@ struct pframe {
 	uint64_t	 id;		/* hdr.id of the last send */
 	uint32_t	 acked;		/* records acknowledged so far */
 	int64_t		*seq;		/* [count]: of those, -1 unknown */
+	/*
+	 * With a ring (walmmap_producer_set_shm) records go one by one:
+	 * through the ring, or alone in an APPEND_P with id id + k.
+	 */
+	uint32_t	*roff;		/* record k's length word in buf */
+	uint64_t	*rpos;		/* its ring slot, UINT64_MAX: socket */
+	int64_t		*rseq;		/* its seq, PROD_PENDING: not yet */
 };
+
+#define PROD_PENDING	INT64_MIN
 
 struct walmmap_producer {
 	char			*socket;
@@ -65,6 +74,10 @@ struct walmmap_producer {
 	int			 reconnect_ms;	/* limit of one outage, -1 */
 	uint64_t		 reconnects;
 	uint64_t		 dups;		/* records acknowledged as DUP */
+	int			 use_shm;	/* a ring on each connection */
+	struct wm_shm		*shm;		/* this connection's, or NULL */
+	uint64_t		 srv_next;	/* next_pseq of PRODUCER_OK */
+	uint8_t			*tx;		/* one-record APPEND_P frames */
 	struct wal_msg_welcome	 welcome;
 	struct pframe		*frames;	/* of the call in progress, */
 	size_t			 nframes;
@@ -85,6 +98,11 @@ static void	prod_drop(struct walmmap_producer *);
 static void	prod_free_frames(struct walmmap_producer *);
 static void	prod_unack(struct walmmap_producer *);
 static void	prod_rebase(struct walmmap_producer *);
+static int	prod_shm_open(struct walmmap_producer *, int64_t deadline);
+static int	prod_ring_send(struct walmmap_producer *, struct pframe *);
+static int	prod_ring_collect(struct walmmap_producer *, int64_t deadline);
+static void	prod_ring_harvest(struct walmmap_producer *);
+static int	prod_read_one(struct walmmap_producer *, int64_t deadline);
 
 int
 walmmap_producer_open(struct walmmap_producer **pp, const char *socket,
@@ -144,6 +162,41 @@ walmmap_producer_set_reconnect(struct walmmap_producer *p, int on,
 	p->reconnect_ms = timeout_ms < 0 ? -1 : timeout_ms;
 }
 
+/*
+ * Append through a shared-memory ring (on), opened now if connected and
+ * on every reconnect. 0, or -code when the ring cannot be had now.
+ */
+int
+walmmap_producer_set_shm(struct walmmap_producer *p, int on)
+{
+	int rc;
+
+	if (p->nframes > 0)
+		return (wm_seterr(p->msg, WALMMAP_EINVAL, "walmmap_producer_"
+		    "set_shm: an append is in progress"));
+	p->use_shm = on != 0;
+	if (p->tx == NULL && (p->tx = malloc(WAL_PROTO_MAX_FRAME)) == NULL)
+		return (wm_seterr(p->msg, WALMMAP_ENOMEM, "out of memory"));
+	if (!on) {
+		wm_shm_free(p->shm);
+		p->shm = NULL;
+		return (0);
+	}
+	if (p->fd == -1 || p->shm != NULL)
+		return (0);
+	rc = prod_shm_open(p, wm_deadline(WALMMAP_CONNECT_TIMEOUT_MS));
+	/* Lost meanwhile: the next call reconnects, ring and all. */
+	if ((rc == -WALMMAP_ELOST || rc == -WALMMAP_ESHUTDOWN) && p->reconnect)
+		rc = 0;
+	return (rc);
+}
+
+int
+walmmap_producer_shm_active(const struct walmmap_producer *p)
+{
+	return (p->shm != NULL);
+}
+
 uint64_t
 walmmap_producer_id(const struct walmmap_producer *p)
 {
@@ -183,6 +236,7 @@ walmmap_producer_close(struct walmmap_producer *p)
 	prod_free_frames(p);
 	free(p->socket);
 	free(p->rx);
+	free(p->tx);
 	free(p);
 }
 
@@ -273,9 +327,22 @@ walmmap_producer_append_batch(struct walmmap_producer *p,
 		a.first_pseq = p->next_pseq;
 		p->next_pseq += f->count;
 		memcpy(f->buf, &a, sizeof a);
+		if (p->use_shm) {
+			f->roff = calloc(f->count, sizeof *f->roff);
+			f->rpos = calloc(f->count, sizeof *f->rpos);
+			f->rseq = calloc(f->count, sizeof *f->rseq);
+			if (f->roff == NULL || f->rpos == NULL ||
+			    f->rseq == NULL)
+				return (wm_seterr(p->msg, WALMMAP_ENOMEM,
+				    "out of memory"));
+			for (k = 0; k < f->count; k++)
+				f->rseq[k] = PROD_PENDING;
+		}
 		for (off = sizeof a, k = start; k < i; k++) {
 			uint32_t sz = (uint32_t)recs[k].iov_len;
 
+			if (f->roff != NULL)
+				f->roff[k - start] = (uint32_t)off;
 			memcpy(f->buf + off, &sz, 4);
 			if (sz > 0)
 				memcpy(f->buf + off + 4, recs[k].iov_base, sz);
@@ -287,9 +354,15 @@ walmmap_producer_append_batch(struct walmmap_producer *p,
 		if (p->fd == -1)
 			rc = -WALMMAP_ELOST;
 		else if ((rc = prod_send_all(p)) == 0)
-			rc = prod_collect(p, deadline);
-		if (rc == 0 && p->ack == WAL_ACK_DURABLE) {
-			/* A seq -1 (DUP): walmmapd held it until durable. */
+			rc = p->use_shm ? prod_ring_collect(p, deadline) :
+			    prod_collect(p, deadline);
+		if (rc == 0 && p->ack == WAL_ACK_DURABLE && p->use_shm) {
+			for (j = 0; j < p->nframes; j++)
+				for (k = 0; k < p->frames[j].count; k++)
+					if (p->frames[j].rseq[k] > last)
+						last = p->frames[j].rseq[k];
+			rc = prod_sync(p, last, deadline);
+		} else if (rc == 0 && p->ack == WAL_ACK_DURABLE) {
 			for (j = 0; j < p->nframes; j++)
 				for (k = 0; k < p->frames[j].count; k++)
 					if (p->frames[j].seq[k] > last)
@@ -306,6 +379,12 @@ walmmap_producer_append_batch(struct walmmap_producer *p,
 	if (seqs != NULL)
 		for (i = 0, j = p->ndoubt; j < p->nframes; j++) {
 			f = &p->frames[j];
+			if (f->rseq != NULL) {
+				for (k = 0; k < f->count; k++)
+					seqs[i++] = f->rseq[k] < 0 ? -1 :
+					    f->rseq[k];
+				continue;
+			}
 			for (k = 0; k < f->count; k++)
 				seqs[i++] = f->seq[k];
 		}
@@ -381,6 +460,9 @@ prod_hello(struct walmmap_producer *p, int64_t deadline)
 		p->durable = ok.durable_seq;
 	if (p->next_pseq == 0)
 		p->next_pseq = ok.next_pseq;
+	p->srv_next = ok.next_pseq;
+	if (p->use_shm)
+		return (prod_shm_open(p, deadline));
 	return (0);
 }
 
@@ -450,6 +532,11 @@ prod_send_all(struct walmmap_producer *p)
 		f = &p->frames[j];
 		if (f->acked == f->count)
 			continue;
+		if (f->rseq != NULL) {
+			if ((rc = prod_ring_send(p, f)) < 0)
+				return (rc);
+			continue;
+		}
 		f->id = p->next_req++;
 		memcpy(f->buf + offsetof(struct wal_msg, id), &f->id,
 		    sizeof f->id);
@@ -507,6 +594,20 @@ prod_handle(struct walmmap_producer *p, const uint8_t *buf, int len)
 			memcpy(&e, buf + sizeof a + i * sizeof e, sizeof e);
 			for (j = 0; j < p->nframes; j++) {
 				f = &p->frames[j];
+				if (f->rseq != NULL) {
+					/* One record of a ring producer's. */
+					if (e.id < f->id || e.id - f->id >=
+					    f->count || e.count != 1 ||
+					    f->rseq[e.id - f->id] !=
+					    PROD_PENDING)
+						continue;
+					f->rseq[e.id - f->id] = e.first_seq <
+					    0 ? -1 : e.first_seq;
+					f->acked++;
+					if (e.flags & WAL_ACK_F_DUP)
+						p->dups++;
+					continue;
+				}
 				if (f->id != e.id ||
 				    e.count > f->count - f->acked)
 					continue;
@@ -573,6 +674,9 @@ prod_drop(struct walmmap_producer *p)
 	if (p->fd != -1)
 		close(p->fd);
 	p->fd = -1;
+	/* What it held unacknowledged is in the frames: sent again. */
+	wm_shm_free(p->shm);
+	p->shm = NULL;
 }
 
 /*
@@ -583,12 +687,15 @@ prod_drop(struct walmmap_producer *p)
 static void
 prod_unack(struct walmmap_producer *p)
 {
-	size_t j;
+	size_t j, k;
 
 	for (j = 0; j < p->nframes; j++)
 		if (p->ack == WAL_ACK_DURABLE ||
 		    p->frames[j].acked < p->frames[j].count) {
 			p->frames[j].acked = 0;
+			for (k = 0; p->frames[j].rseq != NULL &&
+			    k < p->frames[j].count; k++)
+				p->frames[j].rseq[k] = PROD_PENDING;
 		}
 }
 
@@ -644,9 +751,232 @@ prod_free_frames(struct walmmap_producer *p)
 	for (j = 0; j < p->nframes; j++) {
 		free(p->frames[j].buf);
 		free(p->frames[j].seq);
+		free(p->frames[j].roff);
+		free(p->frames[j].rpos);
+		free(p->frames[j].rseq);
 	}
 	free(p->frames);
 	p->frames = NULL;
 	p->nframes = 0;
 	p->ndoubt = 0;
+}
+
+/*
+ * SHM_OPEN after PRODUCER_OK: the ring's first record is the producer's
+ * next_pseq (its header says which). A daemon that gives no ring leaves
+ * the producer on the socket (records one by one).
+ */
+static int
+prod_shm_open(struct walmmap_producer *p, int64_t deadline)
+{
+	struct wal_msg_shm_open o;
+	struct wal_msg_shm_ready rd;
+	struct wal_msg hdr;
+	int fds[WM_MAX_FDS], n, rc;
+	char why[WM_MSG_MAX];
+
+	memset(&o, 0, sizeof o);
+	o.hdr.type = WAL_MSG_SHM_OPEN;
+	o.hdr.len = sizeof o;
+	o.hdr.id = p->next_req++;
+	if ((rc = wm_send(p->fd, &o, sizeof o, -1, 0, p->msg)) < 0) {
+		prod_drop(p);
+		return (rc);
+	}
+	for (;;) {
+		if ((n = wm_recv_fds(p->fd, p->rx, deadline, fds,
+		    p->msg)) <= 0) {
+			prod_drop(p);
+			return (n < 0 ? n : wm_seterr(p->msg, WALMMAP_ETIMEDOUT,
+			    "no answer to SHM_OPEN in time"));
+		}
+		memcpy(&hdr, p->rx, sizeof hdr);
+		if (hdr.id == o.hdr.id)
+			break;
+		wm_close_fds(fds);
+	}
+	if (hdr.type != WAL_MSG_SHM_READY) {
+		wm_close_fds(fds);
+		return (0);	/* refused (shm = no, full): the socket */
+	}
+	memcpy(&rd, p->rx, sizeof rd);
+	if (wm_shm_map(&p->shm, &rd, fds, why) < 0) {
+		p->shm = NULL;
+		return (0);
+	}
+	if (p->shm->hdr->first_pseq != p->srv_next) {
+		rc = wm_seterr(p->msg, WALMMAP_EPROTO, "walmmapd's ring starts "
+		    "at producer seq %" PRIu64 ", PRODUCER_OK said %" PRIu64,
+		    p->shm->hdr->first_pseq, p->srv_next);
+		prod_drop(p);
+		return (rc);
+	}
+	return (0);
+}
+
+/*
+ * Send frame f record by record: those the daemon has (below srv_next)
+ * alone in an APPEND_P each, answered from its journal with their own
+ * seqs; the others through the ring, or alone on the socket when too
+ * large for it (the daemon drains the ring up to a socket frame first,
+ * so the producer seqs stay in order).
+ */
+static int
+prod_ring_send(struct walmmap_producer *p, struct pframe *f)
+{
+	struct wal_msg_append_p a;
+	struct wm_shm *s = p->shm;
+	uint64_t first, pseq, target;
+	uint32_t k, len;
+	int64_t pos;
+	int rc;
+
+	memcpy(&a, f->buf, sizeof a);
+	first = a.first_pseq;
+	f->id = p->next_req;
+	p->next_req += f->count;
+	for (k = 0; k < f->count; k++) {
+		if (f->rseq[k] != PROD_PENDING)
+			continue;
+		memcpy(&len, f->buf + f->roff[k], 4);
+		pseq = first + k;
+		f->rpos[k] = UINT64_MAX;
+		if (s == NULL || pseq < p->srv_next || len > s->max_record) {
+			if (s != NULL)
+				wm_shm_publish(s);
+			a.hdr.len = (uint32_t)(sizeof a + 4 + len);
+			a.hdr.id = f->id + k;
+			a.count = 1;
+			a.first_pseq = pseq;
+			memcpy(p->tx, &a, sizeof a);
+			memcpy(p->tx + sizeof a, f->buf + f->roff[k], 4 + len);
+			if ((rc = wm_send(p->fd, p->tx, a.hdr.len, -1, 0,
+			    p->msg)) < 0)
+				return (rc);
+			/*
+			 * A record written from the socket: its ACK before
+			 * the next ring record, which else might be drained
+			 * first and take its producer seq.
+			 */
+			while (s != NULL && pseq >= p->srv_next &&
+			    f->rseq[k] == PROD_PENDING)
+				if ((rc = prod_read_one(p, p->timeout_ms < 0 ?
+				    -1 : wm_deadline(p->timeout_ms))) < 0)
+					return (rc);
+			continue;
+		}
+		while ((pos = wm_shm_reserve(s, len)) < 0) {
+			if (wm_shm_refresh(s) != 0)
+				goto nonsense;
+			prod_ring_harvest(p);
+			if ((pos = wm_shm_reserve(s, len)) >= 0)
+				break;
+			wm_shm_publish(s);
+			/* Wait for a quarter of the ring, answering ACKs. */
+			target = s->tail + wal_shm_slot_bytes(len) +
+			    s->size / 4 - s->size;
+			if (target > s->published)
+				target = s->published;
+			rc = wm_shm_wait(s, p->fd, WM_SHM_HEAD, target,
+			    p->timeout_ms < 0 ? -1 :
+			    wm_deadline(p->timeout_ms));
+			if (rc < 0)
+				goto nonsense;
+			if (rc == 0)
+				return (wm_seterr(p->msg, WALMMAP_ETIMEDOUT,
+				    "the shared-memory ring stayed full for %d "
+				    "ms", p->timeout_ms));
+			if (rc == 2 && (rc = prod_read_one(p, wm_deadline(
+			    p->timeout_ms < 0 ? 1000 : p->timeout_ms))) < 0)
+				return (rc);
+		}
+		wm_shm_write(s, (uint64_t)pos, f->buf + f->roff[k] + 4, len,
+		    WAL_SHM_F_SEQ);
+		f->rpos[k] = (uint64_t)pos;
+	}
+	if (s != NULL)
+		wm_shm_publish(s);
+	return (0);
+nonsense:
+	return (wm_seterr(p->msg, WALMMAP_ELOST, "walmmapd published a ring "
+	    "head outside the ring; connecting again"));
+}
+
+/* Seqs of ring records whose slots the daemon consumed. */
+static void
+prod_ring_harvest(struct walmmap_producer *p)
+{
+	struct pframe *f;
+	size_t j;
+	uint32_t k;
+
+	if (p->shm == NULL)
+		return;
+	for (j = 0; j < p->nframes; j++) {
+		f = &p->frames[j];
+		for (k = 0; f->rseq != NULL && k < f->count; k++)
+			if (f->rseq[k] == PROD_PENDING && f->rpos[k] !=
+			    UINT64_MAX && f->rpos[k] < p->shm->head) {
+				f->rseq[k] = wm_shm_seq(p->shm, f->rpos[k]);
+				f->acked++;
+			}
+	}
+}
+
+/* Wait until every record has its seq: from the ring or an ACK. */
+static int
+prod_ring_collect(struct walmmap_producer *p, int64_t deadline)
+{
+	size_t j, left;
+	int rc, ring;
+	uint32_t k;
+
+	for (;;) {
+		if (p->shm != NULL && wm_shm_refresh(p->shm) != 0)
+			return (wm_seterr(p->msg, WALMMAP_ELOST, "walmmapd "
+			    "published a ring head outside the ring; "
+			    "connecting again"));
+		prod_ring_harvest(p);
+		for (left = 0, ring = 0, j = 0; j < p->nframes; j++)
+			for (k = 0; k < p->frames[j].count; k++)
+				if (p->frames[j].rseq[k] == PROD_PENDING) {
+					left++;
+					if (p->frames[j].rpos[k] != UINT64_MAX)
+						ring = 1;
+				}
+		if (left == 0)
+			return (0);
+		if (wm_expired(deadline))
+			return (wm_seterr(p->msg, WALMMAP_ETIMEDOUT, "%zu "
+			    "records of producer %" PRIu64 " not acknowledged "
+			    "within %d ms", left, p->id, p->timeout_ms));
+		if (ring) {
+			rc = wm_shm_wait(p->shm, p->fd, WM_SHM_HEAD,
+			    p->shm->published, deadline);
+			if (rc < 0)
+				return (wm_seterr(p->msg, WALMMAP_ELOST,
+				    "walmmapd published a ring head outside "
+				    "the ring; connecting again"));
+			if (rc != 2)
+				continue;
+		}
+		if ((rc = prod_read_one(p, deadline)) < 0)
+			return (rc);
+	}
+}
+
+/* One frame from the socket, handled. */
+static int
+prod_read_one(struct walmmap_producer *p, int64_t deadline)
+{
+	int n, fd;
+
+	if ((n = wm_recv(p->fd, p->rx, deadline, &fd, p->msg)) < 0)
+		return (n);
+	if (fd != -1)
+		close(fd);
+	if (n == 0)
+		return (wm_seterr(p->msg, WALMMAP_ETIMEDOUT, "producer %"
+		    PRIu64 ": no answer within %d ms", p->id, p->timeout_ms));
+	return (prod_handle(p, p->rx, n));
 }

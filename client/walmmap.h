@@ -451,6 +451,8 @@ int		 walmmap_producer_append(struct walmmap_producer *,
 		    const void *data, size_t len, int64_t *seq);
 int		 walmmap_producer_append_batch(struct walmmap_producer *,
 		    const struct iovec *recs, size_t n, int64_t *seqs);
+int		 walmmap_producer_set_shm(struct walmmap_producer *, int on);
+int		 walmmap_producer_shm_active(const struct walmmap_producer *);
 uint64_t	 walmmap_producer_id(const struct walmmap_producer *);
 uint64_t	 walmmap_producer_next_pseq(const struct walmmap_producer *);
 uint64_t	 walmmap_producer_reconnects(const struct walmmap_producer *);

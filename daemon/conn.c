@@ -756,13 +756,6 @@ conn_handle(struct conn *c, const uint8_t *buf, size_t len, int fd)
 		    (const void *)buf);
 		break;
 	case WAL_MSG_SHM_OPEN:
-		if (c->producer_id != 0) {
-			/* Its records would carry no producer seqs. */
-			conn_error(c, hdr.id, WAL_PERR_UNSUPPORTED, 0, "no "
-			    "shared-memory ring on a producer connection (not "
-			    "implemented): append with APPEND_P");
-			break;
-		}
 		shm_open_ring(c, (const struct wal_msg_shm_open *)
 		    (const void *)buf);
 		break;

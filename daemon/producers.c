@@ -177,6 +177,8 @@ prod_producer(struct conn *c, const struct wal_msg_producer *m)
 			    "the log); start a new producer", m->producer_id);
 			return;
 		}
+		/* Its old ring writes nothing more: the producer resends. */
+		shm_producer_resumed(srv, slot);
 		if ((old = prod_holder(srv, slot)) != NULL) {
 			/* The resumed connection wins; the old one is dead. */
 			conn_error(old, 0, WAL_PERR_PRODUCER, 1, "producer %"
@@ -339,7 +341,8 @@ prod_companion_sync(void *arg, int64_t covered, struct wal_error *err)
 static int
 prod_busy(void *arg, int slot)
 {
-	return (prod_holder(arg, slot) != NULL);
+	return (prod_holder(arg, slot) != NULL ||
+	    shm_producer_busy(arg, slot));
 }
 
 static struct conn *

@@ -311,6 +311,8 @@ void	 shm_bells_enable(struct server *);
 void	 shm_unparked(struct conn *);
 void	 srv_shm_drain_cb(int, short, void *);
 void	 shm_kick(struct server *);
+void	 shm_producer_resumed(struct server *, int slot);
+int	 shm_producer_busy(const struct server *, int slot);
 
 /* walmmapd.c */
 void	 srv_sync_failed(struct server *, const char *why, int64_t durable);

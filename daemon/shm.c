@@ -50,6 +50,7 @@
 #include "handover.h"
 #include "log.h"
 #include "server.h"
+#include "wal_ptab.h"
 #include "wal_ring.h"
 #include "wal_shm.h"
 
@@ -89,6 +90,8 @@ struct shm_ring {
 	int			 closing;	/* connection gone: drain, free */
 	int			 broken;	/* failed a check: no more reads */
 	int			 bell_wait;	/* not read: closer_room() */
+	uint64_t		 producer_id;	/* idempotent producer, or 0 */
+	int			 producer_slot;	/* in srv->ptab, -1: none */
 	TAILQ_ENTRY(shm_ring)	 entry;
 };
 
@@ -178,6 +181,7 @@ shm_open_ring(struct conn *c, const struct wal_msg_shm_open *m)
 	r->memfd = -1;
 	r->base = MAP_FAILED;
 	r->durable_want = -1;
+	r->producer_slot = -1;
 	r->maplen = WAL_SHM_HEADER_SIZE + size;
 	mfd = memfd_create("walmmapd-ring", MFD_CLOEXEC | MFD_ALLOW_SEALING);
 	if (mfd == -1 || ftruncate(mfd, (off_t)r->maplen) == -1)
@@ -200,6 +204,13 @@ shm_open_ring(struct conn *c, const struct wal_msg_shm_open *m)
 	}
 	wal_shm_consumer_init(&r->cons, r->base, size, wal_shm_max_record(size,
 	    srv->cfg.max_record));
+	if (c->producer_id != 0 && srv->ptab != NULL) {
+		/* Its records take the producer's seqs from next_pseq on. */
+		r->producer_id = c->producer_id;
+		r->producer_slot = c->producer_slot;
+		((struct wal_shm_header *)r->base)->first_pseq =
+		    srv->ptab->slots[c->producer_slot].next_pseq;
+	}
 	/*
 	 * The doorbells: we keep sv[0], a description no client holds, and
 	 * the producer gets sv[1] (twice: its bell to us and ours to it).
@@ -650,6 +661,7 @@ shm_drain_ring(struct shm_ring *r, unsigned budget, int64_t ts, int load)
 	char why[256];
 	uint8_t *dst;
 	unsigned n = 0, ndurable = 0;
+	uint64_t pseq = 0;
 	int64_t seq = -1;
 	int rc;
 
@@ -671,6 +683,8 @@ shm_drain_ring(struct shm_ring *r, unsigned budget, int64_t ts, int load)
 		return (0);
 	if (ts < 0)
 		ts = wal_now_ns();
+	if (r->producer_id != 0)
+		pseq = srv->ptab->slots[r->producer_slot].next_pseq;
 	while (n < budget) {
 		rc = wal_shm_peek(&r->cons, &rec, why, sizeof why);
 		if (rc == 0)
@@ -698,6 +712,9 @@ shm_drain_ring(struct shm_ring *r, unsigned budget, int64_t ts, int load)
 		}
 		/* The one read of the payload; the CRC covers our copy. */
 		memcpy(dst, rec.payload, rec.len);
+		if (r->producer_id != 0)	/* journalled before published */
+			wal_ptab_note(srv->ptab, r->producer_id, pseq + n,
+			    wal_ring_next_seq(srv->ring), WAL_PTAB_J_FIRST);
 		seq = wal_ring_commit_deferred(srv->ring, ts);
 		wal_shm_consume(&r->cons, &rec, seq);
 		if ((rec.flags & WAL_SHM_F_DURABLE) && c != NULL)
@@ -709,6 +726,8 @@ shm_drain_ring(struct shm_ring *r, unsigned budget, int64_t ts, int load)
 	wal_ring_flush(srv->ring);	/* written before published */
 	if (n == 0 && !r->broken)
 		return (0);
+	if (n > 0 && r->producer_id != 0)
+		wal_ptab_advance(srv->ptab, r->producer_slot, pseq + n, seq, ts);
 	if (n > 0) {
 		srv->records += n;
 		srv->metrics.append_records[WAL_ACK_DURABLE] += ndurable;
@@ -925,6 +944,7 @@ shm_import(struct conn *c, const struct shm_state *st, char *why,
 	r->conn = c;
 	r->pid = c->pid;
 	r->base = MAP_FAILED;
+	r->producer_slot = -1;
 	r->bell = st->bell;
 	r->memfd = st->memfd;
 	r->maplen = WAL_SHM_HEADER_SIZE + st->size;
@@ -943,6 +963,11 @@ shm_import(struct conn *c, const struct shm_state *st, char *why,
 		goto fail_r;
 	}
 	wal_shm_consumer_init(&r->cons, r->base, st->size, st->max_record);
+	if (c->producer_id != 0 && srv->ptab != NULL) {
+		/* A producer's ring stays one (its id came over with c). */
+		r->producer_id = c->producer_id;
+		r->producer_slot = c->producer_slot;
+	}
 	r->cons.head = r->cons.tail = st->head;
 	r->cons.written = st->written;
 	r->cons.written_seq = st->written_seq;
@@ -993,4 +1018,41 @@ shm_finish_closing(struct server *srv)
 			;
 		shm_release(r);
 	}
+}
+
+/*
+ * Producer slot is being resumed by a new connection: every ring of it
+ * (its old connection's, live or closing) stops here, writing nothing
+ * more. What the drainer had not taken was never acknowledged; the
+ * producer sends it again, with the same producer seqs, after the
+ * PRODUCER_OK that says where it stands.
+ */
+void
+shm_producer_resumed(struct server *srv, int slot)
+{
+	struct shm_ring *r, *next;
+
+	TAILQ_FOREACH_SAFE(r, &srv->shms, entry, next) {
+		if (r->producer_id == 0 || r->producer_slot != slot)
+			continue;
+		r->producer_id = 0;
+		r->producer_slot = -1;
+		if (r->conn == NULL) {
+			shm_release(r);
+			continue;
+		}
+		r->broken = 1;
+	}
+}
+
+/* Does a ring (a closing one too) still write as producer slot? */
+int
+shm_producer_busy(const struct server *srv, int slot)
+{
+	const struct shm_ring *r;
+
+	TAILQ_FOREACH(r, &srv->shms, entry)
+		if (r->producer_id != 0 && r->producer_slot == slot)
+			return (1);
+	return (0);
 }

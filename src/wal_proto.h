@@ -254,8 +254,10 @@ struct wal_msg_shm_ready {
  * straddles next_pseq is one a crash or a full disk cut short, sent
  * again: it gets two ACK entries with its id, the records in the log
  * (WAL_ACK_F_DUP, their original first_seq), then the rest, written now.
- * A jump past next_pseq is refused with WAL_PERR_PSEQ. (Shared-memory
- * rings cannot be opened on a producer connection: UNSUPPORTED.)
+ * A jump past next_pseq is refused with WAL_PERR_PSEQ. A ring opened on
+ * a producer connection (SHM_OPEN after PRODUCER) gives each record it
+ * drains the producer's next_pseq, starting with the header's first_pseq
+ * (src/wal_shm.h).
  */
 struct wal_msg_producer {
 	struct wal_msg	hdr;

@@ -23,6 +23,8 @@
 _Static_assert(sizeof(struct wal_shm_slot) == WAL_SHM_ALIGN, "slot layout");
 _Static_assert(sizeof(struct wal_shm_header) == 256, "header layout");
 _Static_assert(offsetof(struct wal_shm_header, features) == 24, "features");
+_Static_assert(offsetof(struct wal_shm_header, first_pseq) == 32,
+    "first_pseq");
 _Static_assert(offsetof(struct wal_shm_header, tail) == 64, "tail line");
 _Static_assert(offsetof(struct wal_shm_header, head) == 128, "head line");
 _Static_assert(offsetof(struct wal_shm_header, failed) == 168, "failed word");

@@ -117,7 +117,15 @@ struct wal_shm_header {
 	uint32_t		header_size;
 	uint32_t		max_record;	/* largest payload in a slot */
 	uint32_t		features;	/* WAL_SHM_FEAT_* */
-	uint8_t			pad0[36];
+	uint32_t		pad0a;
+	/*
+	 * On a producer connection (PRODUCER before SHM_OPEN): the producer
+	 * seq of the first record the ring will carry (the producer's
+	 * next_pseq at SHM_OPEN); each record drained takes the producer's
+	 * next seq. 0 on other connections (producer seqs start at 1).
+	 */
+	uint64_t		first_pseq;
+	uint8_t			pad0[24];
 
 	/* The producer's cache line. */
 	_Atomic uint64_t	tail;		/* bytes published */

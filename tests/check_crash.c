@@ -249,17 +249,21 @@ END_TEST
  * Reconnecting producers (libwalmmap's idempotent producers): index 10 +
  * r of rprods, keys from key0 on, each append one record or a batch.
  */
-#define NRPROD		3
+#define NRPROD		6
 #define RPROD0		10
 
 static const struct {
 	enum walmmap_ack	 ack;
 	unsigned		 batch;
+	int			 shm;	/* walmmap_producer_set_shm */
 	const char		*name;
 } rprods[NRPROD] = {
-	{ WALMMAP_ACK_WRITTEN, 1, "producer, written" },
-	{ WALMMAP_ACK_DURABLE, 1, "producer, durable" },
-	{ WALMMAP_ACK_WRITTEN, 7, "producer, written, batches" },
+	{ WALMMAP_ACK_WRITTEN, 1, 0, "producer, written" },
+	{ WALMMAP_ACK_DURABLE, 1, 0, "producer, durable" },
+	{ WALMMAP_ACK_WRITTEN, 7, 0, "producer, written, batches" },
+	{ WALMMAP_ACK_WRITTEN, 1, 1, "ring producer, written" },
+	{ WALMMAP_ACK_DURABLE, 1, 1, "ring producer, durable" },
+	{ WALMMAP_ACK_WRITTEN, 7, 1, "ring producer, written, batches" },
 };
 
 static volatile sig_atomic_t rstop;
@@ -308,6 +312,11 @@ rspawn(unsigned r, uint64_t key0, const char *path, const char *idpath)
 		_exit(1);
 	}
 	walmmap_producer_set_reconnect(p, 1, 60000);
+	if (rprods[r].shm && walmmap_producer_set_shm(p, 1) != 0) {
+		fprintf(stderr, "producer %u: no ring: %s\n", r,
+		    walmmap_producer_errmsg(p));
+		_exit(1);
+	}
 	if ((f = fopen(idpath, "w")) == NULL)
 		_exit(2);
 	fprintf(f, "%" PRIu64 "\n", walmmap_producer_id(p));
@@ -329,6 +338,12 @@ rspawn(unsigned r, uint64_t key0, const char *path, const char *idpath)
 		k += n;
 	}
 	fclose(out);
+	/* Connected after its last append: a ring producer has its ring. */
+	if (rprods[r].shm && !walmmap_producer_shm_active(p)) {
+		fprintf(stderr, "producer %u (%s): no ring\n", r,
+		    rprods[r].name);
+		_exit(1);
+	}
 	walmmap_producer_close(p);
 	_exit(0);
 }

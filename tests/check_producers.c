@@ -29,6 +29,7 @@
 #include "wal_ptab.h"
 #include "wal_reader.h"
 #include "wal_ring.h"
+#include "wal_shm.h"
 #include "walmmap.h"
 
 static char		*base;
@@ -631,6 +632,182 @@ START_TEST(test_open_resume_waits)
 }
 END_TEST
 
+/* Wait (bounded: a hang detector) until the ring counts n written. */
+static void
+ring_written(struct ts_ring *r, uint64_t n)
+{
+	int i;
+
+	for (i = 0; i < 10000 && atomic_load(&r->hdr->written) < n; i++)
+		usleep(1000);
+	ck_assert_uint_eq(atomic_load(&r->hdr->written), n);
+}
+
+/*
+ * A ring on a producer connection: its records take the producer's seqs
+ * from first_pseq on, journalled like APPEND_P's (a resend of one is a
+ * DUP with its own seq), interleaved with APPEND_P in order; a resumed
+ * producer's old ring writes nothing more.
+ */
+START_TEST(test_shm_producer_ring)
+{
+	struct wal_msg_producer_ok ok, ok2;
+	struct wal_ack_entry e;
+	struct ts_ring r, r2;
+	char *txt;
+	int s2;
+
+	start(NULL, NULL);
+	ts_ring_open_sock(&r, raw_producer(0, &ok), 0);
+	ck_assert_uint_eq(ok.next_pseq, 1);
+	ck_assert_uint_eq(r.hdr->first_pseq, 1);
+	ts_ring_put(&r, "x1", 2, 2, WAL_SHM_F_SEQ);
+	ts_ring_put(&r, "x2", 2, 2, WAL_SHM_F_SEQ);
+	ts_ring_put(&r, "x3", 2, 2, WAL_SHM_F_SEQ);
+	ts_ring_publish(&r, r.tail);
+	ring_written(&r, 3);
+	/* Published after the resume below: never written. */
+	ts_ring_put(&r, "lost", 4, 4, WAL_SHM_F_SEQ);
+
+	s2 = raw_producer(ok.producer_id, &ok2);
+	ck_assert_uint_eq(ok2.next_pseq, 4);
+	ck_assert_int_eq(ok2.last_seq, 2);
+	ts_ring_publish(&r, r.tail);
+	/* A resend of ring record 2 is answered with its own seq. */
+	ts_raw_append_p(s2, 9, 2, 1, WAL_ACK_WRITTEN);
+	e = ack_of(s2);
+	ck_assert_uint_eq(e.id, 9);
+	ck_assert_int_eq(e.first_seq, 1);
+	ck_assert_uint_eq(e.flags & WAL_ACK_F_DUP, WAL_ACK_F_DUP);
+	/* The new ring starts where the producer stands. */
+	ts_ring_open_sock(&r2, s2, 0);
+	ck_assert_uint_eq(r2.hdr->first_pseq, 4);
+	ts_raw_append_p(s2, 10, 4, 1, WAL_ACK_WRITTEN);	/* "r4", seq 3 */
+	e = ack_of(s2);
+	ck_assert_int_eq(e.first_seq, 3);
+	ts_ring_put(&r2, "x5", 2, 2, WAL_SHM_F_SEQ);	/* pseq 5 */
+	ts_ring_publish(&r2, r2.tail);
+	ring_written(&r2, 1);
+	ck_assert_int_eq(atomic_load(&r2.hdr->written_seq), 4);
+	ts_raw_append_p(s2, 11, 5, 1, WAL_ACK_WRITTEN);
+	e = ack_of(s2);
+	ck_assert_int_eq(e.first_seq, 4);
+	ck_assert_uint_eq(e.flags & WAL_ACK_F_DUP, WAL_ACK_F_DUP);
+	/* A jump past it is refused as on the socket. */
+	ts_raw_append_p(s2, 12, 7, 1, WAL_ACK_WRITTEN);
+	ts_ring_close(&r2);
+	ts_ring_close(&r);
+	ck_assert_int_eq(ts_daemon_stop(&d), 0);
+	txt = log_text();
+	ck_assert_str_eq(txt, "x1 x2 x3 r4 x5 ");
+	free(txt);
+}
+END_TEST
+
+#define BIG_LEN	20000	/* above the max_record of a 64 KiB ring */
+
+struct bg_batch {
+	struct walmmap_producer	*p;
+	int			 big;	/* record 7 too large for the ring */
+	int			 rc;
+	int64_t			 seqs[20];
+};
+
+static void *
+bg_batch_main(void *arg)
+{
+	static char recs[20][8], big[BIG_LEN];
+	struct bg_batch *b = arg;
+	struct iovec iov[20];
+	int i;
+
+	for (i = 0; i < 20; i++) {
+		snprintf(recs[i], sizeof recs[i], "b%d", i);
+		iov[i].iov_base = recs[i];
+		iov[i].iov_len = strlen(recs[i]);
+	}
+	if (b->big) {
+		memset(big, 'x', sizeof big);
+		memcpy(big, "b7", 2);
+		iov[7].iov_base = big;
+		iov[7].iov_len = sizeof big;
+	}
+	b->rc = walmmap_producer_append_batch(b->p, iov, 20, b->seqs);
+	return (NULL);
+}
+
+/*
+ * kill -9 of walmmapd with records published in a producer's ring and
+ * not drained (the daemon was stopped): after the restart the library
+ * sends them again through the new ring; each is in the log once, in
+ * order, and the append returns their seqs once. Loop 0: written;
+ * 1: durable; 2: written, a 64 KiB ring and one record too large for it
+ * (sent alone on the socket, between ring records).
+ */
+START_TEST(test_shm_producer_kill9)
+{
+	struct walmmap_producer *p;
+	struct bg_batch b;
+	pthread_t th;
+	int64_t seq;
+	char *txt, *want, one[16];
+	size_t wlen = 512 + BIG_LEN;
+	int i;
+
+	if (_i == 2)
+		start("shm_size=65536", NULL);
+	else
+		start(NULL, NULL);
+	ck_assert_int_eq(walmmap_producer_open(&p, d.sock, _i == 1 ?
+	    WALMMAP_ACK_DURABLE : WALMMAP_ACK_WRITTEN, 0), 0);
+	ck_assert_int_eq(walmmap_producer_set_shm(p, 1), 0);
+	ck_assert_int_eq(walmmap_producer_shm_active(p), 1);
+	walmmap_producer_set_reconnect(p, 1, 60000);
+	for (i = 0; i < 5; i++) {
+		snprintf(one, sizeof one, "a%d", i);
+		ck_assert_int_eq(walmmap_producer_append(p, one, strlen(one),
+		    &seq), 0);
+		ck_assert_int_eq(seq, i);
+	}
+	ck_assert_int_eq(kill(d.pid, SIGSTOP), 0);
+	memset(&b, 0, sizeof b);
+	b.p = p;
+	b.big = _i == 2;
+	ck_assert_int_eq(pthread_create(&th, NULL, bg_batch_main, &b), 0);
+	usleep(200000);		/* published meanwhile (not needed) */
+	ts_daemon_kill(&d);
+	if (_i == 2)
+		start("shm_size=65536", NULL);
+	else
+		start(NULL, NULL);
+	ck_assert_int_eq(pthread_join(th, NULL), 0);
+	ck_assert_msg(b.rc == 0, "append across kill -9: %s",
+	    walmmap_producer_errmsg(p));
+	for (i = 0; i < 20; i++)
+		ck_assert_int_eq(b.seqs[i], 5 + i);
+	ck_assert_uint_ge(walmmap_producer_reconnects(p), 1);
+	ck_assert_int_eq(walmmap_producer_shm_active(p), 1);
+	ck_assert_int_eq(walmmap_producer_append(p, "c", 1, &seq), 0);
+	ck_assert_int_eq(seq, 25);
+	walmmap_producer_close(p);
+	ck_assert_int_eq(ts_daemon_stop(&d), 0);
+	txt = log_text();
+	want = calloc(1, wlen);
+	for (i = 0; i < 5; i++)
+		snprintf(want + strlen(want), wlen - strlen(want), "a%d ", i);
+	for (i = 0; i < 20; i++) {
+		snprintf(want + strlen(want), wlen - strlen(want), "b%d", i);
+		if (i == 7 && _i == 2)
+			memset(want + strlen(want), 'x', BIG_LEN - 2);
+		strcat(want, " ");
+	}
+	strcat(want, "c ");
+	ck_assert_str_eq(txt, want);
+	free(want);
+	free(txt);
+}
+END_TEST
+
 /* The table is bounded: full is an error; idle producers expire. */
 START_TEST(test_table_full)
 {
@@ -1169,6 +1346,8 @@ producers_suite(void)
 	tcase_add_test(tc, test_bad_requests);
 	tcase_add_test(tc, test_other_uid);
 	tcase_add_test(tc, test_kill9_resend);
+	tcase_add_test(tc, test_shm_producer_ring);
+	tcase_add_loop_test(tc, test_shm_producer_kill9, 0, 3);
 	tcase_add_test(tc, test_library_reconnect);
 	tcase_add_test(tc, test_open_resume_waits);
 	tcase_add_test(tc, test_table_full);

@@ -1073,6 +1073,15 @@ ts_daemon_wait_exit(struct ts_daemon *d, int timeout_ms)
 void
 ts_ring_open(const struct ts_daemon *d, struct ts_ring *r, uint64_t size)
 {
+	int s = ts_raw_connect(d);
+
+	ts_raw_hello(s);
+	ts_ring_open_sock(r, s, size);
+}
+
+void
+ts_ring_open_sock(struct ts_ring *r, int sock, uint64_t size)
+{
 	union {
 		struct cmsghdr	hdr;
 		char		buf[CMSG_SPACE(sizeof(int) * 3)];
@@ -1084,8 +1093,7 @@ ts_ring_open(const struct ts_daemon *d, struct ts_ring *r, uint64_t size)
 	int fds[3];
 
 	memset(r, 0, sizeof *r);
-	r->sock = ts_raw_connect(d);
-	ts_raw_hello(r->sock);
+	r->sock = sock;
 	memset(&o, 0, sizeof o);
 	o.hdr.type = WAL_MSG_SHM_OPEN;
 	o.hdr.len = sizeof o;

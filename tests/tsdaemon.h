@@ -186,6 +186,9 @@ struct ts_ring {
 void	 ts_ring_open(const struct ts_daemon *, struct ts_ring *,
 	    uint64_t size);
 
+/* The same on a connection s already set up (HELLO, PRODUCER, ...). */
+void	 ts_ring_open_sock(struct ts_ring *, int s, uint64_t size);
+
 /* Write a slot of len bytes (copy of them from p) at the private tail. */
 void	 ts_ring_put(struct ts_ring *, const void *p, uint32_t len,
 	    uint32_t copy, uint32_t flags);

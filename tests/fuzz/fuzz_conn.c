@@ -133,6 +133,7 @@ struct fc_conn {
 	int64_t		 sub_last;	/* last streamed seq, -1 */
 	uint64_t	 producer;	/* from PRODUCER_OK */
 	uint64_t	 next_pseq;
+	uint64_t	 ring_pseq;	/* after the last pseq a ring took */
 	uint8_t		*shm;		/* its ring (SHM_READY), mapped */
 	size_t		 shm_len;
 	int		 shm_bell;	/* our doorbell to the daemon */
@@ -896,7 +897,8 @@ fc_append_p(int ci, uint8_t how)
 	a.first_pseq = cl->next_pseq ? cl->next_pseq : 1;
 	if ((how & 7) == 6)
 		a.first_pseq += 1 + how % 3;		/* a jump */
-	else if ((how & 7) == 7 && a.first_pseq > 1)
+	else if ((how & 7) == 7 && a.first_pseq > 1 &&
+	    a.first_pseq > cl->ring_pseq)
 		a.first_pseq -= 1;			/* straddles */
 	len = fc_records(sizeof a, a.count);
 	a.hdr.len = (uint32_t)len;
@@ -989,6 +991,16 @@ fc_shm_write(int ci)
 	atomic_store_explicit(&h->tail, tail, memory_order_release);
 	(void)send(cl->shm_bell, "", 1, MSG_DONTWAIT | MSG_NOSIGNAL);
 	f->nrec = fc.nrecs - f->rec0;
+	/*
+	 * A producer's ring records take its next producer seqs (drained
+	 * before any frame sent after them). A straddling APPEND_P does not
+	 * reach back into them: its records differ, and a ring record's DUP
+	 * is only comparable with the same record.
+	 */
+	if (cl->producer != 0 && cl->next_pseq != 0) {
+		cl->next_pseq += f->nrec;
+		cl->ring_pseq = cl->next_pseq;
+	}
 }
 
 /*
