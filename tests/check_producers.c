@@ -716,7 +716,7 @@ struct bg_batch {
 static void *
 bg_batch_main(void *arg)
 {
-	static char recs[20][8], big[BIG_LEN];
+	static char recs[20][16], big[BIG_LEN];
 	struct bg_batch *b = arg;
 	struct iovec iov[20];
 	int i;
