@@ -113,6 +113,7 @@ struct acked {
 	int64_t		*seq;
 	uint64_t	*key;
 	size_t		 n;
+	size_t		 cap;
 };
 
 static void
@@ -126,8 +127,14 @@ load_acked(const char *path, unsigned p, struct acked *a)
 	if (f == NULL)
 		return;
 	while (fscanf(f, "%" SCNd64 " %" SCNu64, &s, &k) == 2) {
-		a->seq = realloc(a->seq, (a->n + 1) * sizeof *a->seq);
-		a->key = realloc(a->key, (a->n + 1) * sizeof *a->key);
+		if (a->n == a->cap) {
+			/* Doubling: the files grow to 10^5 lines and more. */
+			a->cap = a->cap == 0 ? 1024 : a->cap * 2;
+			a->seq = realloc(a->seq, a->cap * sizeof *a->seq);
+			a->key = realloc(a->key, a->cap * sizeof *a->key);
+			if (a->seq == NULL || a->key == NULL)
+				ck_abort_msg("out of memory");
+		}
 		a->seq[a->n] = s;
 		a->key[a->n++] = k;
 	}
