@@ -718,8 +718,19 @@ send_frame(struct walmmap *w, const void *buf, size_t len, int fd,
 		if (rc != -WALMMAP_EAGAIN)
 			return (lost(w, rc));
 		if (nb) {
-			if ((rc = read_one(w, 0)) < 0)
+			/*
+			 * The replies there now may be the last ones owed: had
+			 * we read one and said EAGAIN, the caller would poll
+			 * for input that never comes. Read them all and try
+			 * again; EAGAIN only when none was there, so a reply
+			 * is still owed for our frames the daemon has yet to
+			 * read (or, appends at level none aside, see
+			 * walmmap.h).
+			 */
+			if ((rc = drain(w)) < 0)
 				return (rc);
+			if (rc > 0)
+				continue;
 			return (-WALMMAP_EAGAIN);
 		}
 		if (wm_expired(deadline))

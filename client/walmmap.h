@@ -295,8 +295,9 @@ int		 walmmap_log_info(const char *socket,
 /*
  * Non-blocking use (WALMMAP_NONBLOCK). Appends send without waiting:
  * seq/seqs must be NULL, and WALMMAP_EAGAIN means the socket or the
- * in-flight window is full: poll walmmap_fd() for POLLIN, then call
- * walmmap_process(). walmmap_process() reads what the daemon sent without
+ * in-flight window is full and a reply is owed: poll walmmap_fd() for
+ * POLLIN, then call walmmap_process(). (Appends at level none are owed
+ * no reply: when only they fill the socket, poll for POLLOUT as well.) walmmap_process() reads what the daemon sent without
  * blocking and reports each acknowledgement through the callback, in the
  * order the appends were made (count records from first_seq, or the error
  * that refused them). walmmap_wait() and friends still block, within the

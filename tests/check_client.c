@@ -92,6 +92,32 @@ recvmmsg(int fd, struct mmsghdr *mm, unsigned int vlen, int flags,
 	return (n);
 }
 
+/*
+ * tx_eagain_fd armed: the next sendmsg on that descriptor waits until the
+ * daemon's replies to all sent so far are there, then fails with EAGAIN
+ * (a socket found full just before the daemon read it and answered).
+ */
+static _Atomic int	 tx_eagain_fd = -1;
+
+ssize_t
+sendmsg(int fd, const struct msghdr *m, int flags)
+{
+	static ssize_t (*real)(int, const struct msghdr *, int);
+	struct pollfd pfd = { fd, POLLIN, 0 };
+	int armed = fd;
+
+	if (real == NULL)
+		*(void **)&real = dlsym(RTLD_NEXT, "sendmsg");
+	if (fd >= 0 && atomic_compare_exchange_strong(&tx_eagain_fd, &armed,
+	    -1)) {
+		(void)poll(&pfd, 1, 10000);
+		usleep(200000);		/* every reply, not just the first */
+		errno = EAGAIN;
+		return (-1);
+	}
+	return (real(fd, m, flags));
+}
+
 static void
 setup(void)
 {
@@ -539,6 +565,46 @@ START_TEST(test_nonblocking)
 	ck_assert_int_eq(a.errors, 0);
 	ck_assert_int_eq(a.next, 20000);
 	ck_assert_int_gt(again, 0);	/* the window did fill */
+	walmmap_close(w);
+}
+END_TEST
+
+/*
+ * Non-blocking: the socket is full when an append is sent, and by the time
+ * the library looks for replies the daemon has answered everything sent.
+ * The library used to read one reply and say EAGAIN: the caller then
+ * polled for input that never came (seen in CI under ASan, 1 run in ~25).
+ * It must take every reply there and send again.
+ */
+START_TEST(test_nonblocking_last_reply)
+{
+	struct walmmap *w;
+	struct acks a = { 0, 0, 0 };
+	struct pollfd pfd;
+	int rc;
+
+	w = connect_ok(WALMMAP_ACK_WRITTEN, WALMMAP_NONBLOCK);
+	walmmap_set_ack_cb(w, ack_cb, &a);
+	ck_assert_int_eq(walmmap_append(w, "one", 3, WALMMAP_ACK_DEFAULT,
+	    NULL), 0);
+	atomic_store(&tx_eagain_fd, walmmap_fd(w));
+	rc = walmmap_append(w, "two", 3, WALMMAP_ACK_DEFAULT, NULL);
+	ck_assert_int_eq(atomic_load(&tx_eagain_fd), -1);	/* it was hit */
+	if (rc == -WALMMAP_EAGAIN) {
+		/* Then a reply must still be on its way. */
+		pfd.fd = walmmap_fd(w);
+		pfd.events = POLLIN;
+		ck_assert_msg(poll(&pfd, 1, 3000) == 1, "EAGAIN with nothing "
+		    "owed: %u of 1 records acknowledged, none to come",
+		    a.records);
+		ck_assert_int_eq(walmmap_process(w), 0);
+		ck_assert_int_eq(walmmap_append(w, "two", 3,
+		    WALMMAP_ACK_DEFAULT, NULL), 0);
+	} else
+		ck_assert_int_eq(rc, 0);
+	ck_assert_int_eq(walmmap_wait(w, WALMMAP_ACK_WRITTEN, -1), 0);
+	ck_assert_int_eq(a.records, 2);
+	ck_assert_int_eq(a.errors, 0);
 	walmmap_close(w);
 }
 END_TEST
@@ -1555,6 +1621,7 @@ client_suite(void)
 	tcase_add_test(tc, test_disk_full);
 	tcase_add_test(tc, test_batch_and_wait);
 	tcase_add_test(tc, test_nonblocking);
+	tcase_add_test(tc, test_nonblocking_last_reply);
 	tcase_add_test(tc, test_readers);
 	tcase_add_test(tc, test_verify_every_problem);
 	tcase_add_test(tc, test_sync_failure_with_error_pending);
