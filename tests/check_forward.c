@@ -610,7 +610,7 @@ START_TEST(test_hold_block)
 	long before;
 	int64_t shipped, first;
 	pid_t pid;
-	int rc;
+	int i, rc;
 
 	rc = ts_daemon_start(&d, "--segment-size", "64K", "-o", "prefault=no",
 	    "-o", "retain_segments=2", "-o", "forward_hold_max_bytes=256K",
@@ -631,7 +631,16 @@ START_TEST(test_hold_block)
 	producer_start(&p, 0);
 	ck_assert_msg(ts_daemon_log_wait(&d, "producers wait until it ships"),
 	    "producers never waited: %s", ts_daemon_log(&d));
-	before = p.records;
+	/*
+	 * Acks the daemon sent before it stopped reading may still be on
+	 * their way to the producer thread: wait (bounded) until its count
+	 * stops moving, then it must not move for 1.5 s.
+	 */
+	before = -1;
+	for (i = 0; i < 100 && p.records != before; i++) {
+		before = p.records;
+		poll(NULL, 0, 300);
+	}
 	poll(NULL, 0, 1500);
 	ck_assert_int_eq(p.records, before);	/* it waits */
 	first = first_on_disk();
@@ -917,6 +926,75 @@ START_TEST(test_refused_in_window)
 	ck_assert_msg(rc == 3, "the forwarder's exit on a new start: %d; its "
 	    "log:\n%s", rc, fwd_log_text());
 	ck_assert(fwd_log_wait("misses records 5 .. 5"));
+	walmmap_close(w);
+}
+END_TEST
+
+/* How often text is in the forwarder's log. */
+static int
+fwd_log_count(const char *text)
+{
+	char *t = fwd_log_text(), *p;
+	int n = 0;
+
+	for (p = t; (p = strstr(p, text)) != NULL; p += strlen(text))
+		n++;
+	free(t);
+	return (n);
+}
+
+/*
+ * A stream that refuses every message from some point on (full, with
+ * discard new): the forwarder says so and tries again with a back-off
+ * (250 ms doubling to 5 s), not in a loop republishing its window each
+ * time. (It used to reset the back-off whenever it had found its place
+ * in the stream, so it never slept: hundreds of epochs a second.) The
+ * bound below holds however slow the machine: the back-offs of the
+ * first five retries alone add up to more than the 3 s watched.
+ */
+START_TEST(test_refusing_stream_backs_off)
+{
+	struct walmmap_forwarder f;
+	struct walmmap *w = NULL;
+	natsConnection *nc = NULL;
+	jsCtx *js = NULL;
+	jsStreamConfig sc;
+	jsErrCode jerr = 0;
+	const char *subj[] = { SUBJECT };
+	const char *again = "asking the stream where it stands";
+	int64_t seq;
+	pid_t pid;
+	int i, n;
+
+	start_daemon("1M");
+	ts_nats_start(&ns, 1);
+	ck_assert_int_eq(natsConnection_ConnectTo(&nc, ns.url), NATS_OK);
+	ck_assert_int_eq(natsConnection_JetStream(&js, nc, NULL), NATS_OK);
+	jsStreamConfig_Init(&sc);
+	sc.Name = STREAM;
+	sc.Subjects = subj;
+	sc.SubjectsLen = 1;
+	sc.MaxMsgs = 3;
+	sc.Discard = js_DiscardNew;
+	ck_assert_int_eq(js_AddStream(NULL, js, &sc, NULL, &jerr), NATS_OK);
+	jsCtx_Destroy(js);
+	natsConnection_Destroy(nc);
+	ck_assert_int_eq(walmmap_connect(&w, d.sock, WALMMAP_ACK_WRITTEN, 0),
+	    0);
+	for (i = 0; i < 10; i++)
+		ck_assert_int_eq(walmmap_append(w, "record", 6,
+		    WALMMAP_ACK_DEFAULT, &seq), 0);
+	pid = FWD();
+	/* The first refusal, then 3 s of what follows. */
+	ck_assert_msg(fwd_log_wait(again), "no refusal seen; the forwarder's "
+	    "log:\n%s", fwd_log_text());
+	n = fwd_log_count(again);
+	poll(NULL, 0, 3000);
+	n = fwd_log_count(again) - n;
+	fwd_info("t", &f);
+	ck_assert_int_eq(ts_fwd_stop(pid), 0);
+	ck_assert_msg(n <= 6, "%d retries within 3 s: no back-off", n);
+	ck_assert_int_eq(f.shipped_seq, 2);	/* the 3 it took, no more */
 	walmmap_close(w);
 }
 END_TEST
@@ -1332,6 +1410,7 @@ forward_suite(void)
 	ADD(tc, test_subject_not_covered);
 	ADD(tc, test_record_too_large);
 	ADD(tc, test_refused_in_window);
+	ADD(tc, test_refusing_stream_backs_off);
 	ADD(tc, test_register_beyond_log);
 	ADD(tc, test_forwarders_dir_sync);
 	ADD(tc, test_log_behind_stream);

@@ -438,9 +438,9 @@ fwd_run(struct fwd *fw)
 	const char *last_err;
 	char nerr[128], logged[128] = "";
 	natsStatus ns;
-	int64_t last, next, low, report = 0;
+	int64_t last, next, next_start, low, report = 0;
 	int check;
-	int backoff = FWD_BACKOFF_MIN_MS, rc, n, warned = 0;
+	int backoff = FWD_BACKOFF_MIN_MS, rc, n, warned = 0, shipped;
 
 	/*
 	 * Ready as soon as it runs: waiting for NATS or walmmapd is its job
@@ -565,6 +565,7 @@ fwd_run(struct fwd *fw)
 				return (FWD_EXIT_GAP);
 			next = st.first_seq;
 		}
+		next_start = next;
 		if (fwd_nats_epoch(fw, next - 1, why, sizeof why) != 0) {
 			fwd_log(LOG_WARNING, "%s", why);
 			fwd_sleep(&backoff);
@@ -604,7 +605,6 @@ fwd_run(struct fwd *fw)
 		    fw->cfg.subject, next);
 		fwd_set_error(fw, "%s", "");
 		warned = 0;
-		backoff = FWD_BACKOFF_MIN_MS;
 		/* Publish until something fails. */
 		rc = 0;
 		while (!fwd_stop) {
@@ -695,8 +695,19 @@ fwd_run(struct fwd *fw)
 		    fw->cfg.ack_wait_ms);
 		pthread_mutex_lock(&fw->lock);
 		fw->verified = fw->acked_seq;	/* stored in order up to it */
+		shipped = fw->acked_seq >= next_start;
 		pthread_mutex_unlock(&fw->lock);
 		fwd_report(fw);
+		/*
+		 * An epoch that shipped nothing (a stream that refuses every
+		 * message: full with discard new, a limit, a permission) is
+		 * not retried at once, or the forwarder would republish its
+		 * window in a loop: back off as for any other failure.
+		 */
+		if (shipped)
+			backoff = FWD_BACKOFF_MIN_MS;
+		else if (!fwd_stop && rc != FWD_EXIT_TOO_LARGE)
+			fwd_sleep(&backoff);
 		if (rc == FWD_EXIT_TOO_LARGE) {
 			walmmap_reader_close(r);
 			return (FWD_EXIT_TOO_LARGE);
