@@ -42,6 +42,9 @@
 /* Rotations by request happen at most this often (ms). */
 #define SRV_ROTATE_MS		1000
 
+/* Connections accepted per loop pass at most. */
+#define SRV_ACCEPT_BATCH	64
+
 /* STATUS rescans the directory at least this often (ms). */
 #define SRV_DIRSTAT_MS		1000
 
@@ -684,7 +687,13 @@ out:
 	wal_seglist_free(&list);
 }
 
-/* Accept clients until the backlog is empty or descriptors run out. */
+/*
+ * Accept clients until the backlog is empty, descriptors run out, or
+ * SRV_ACCEPT_BATCH were taken: the listening socket stays readable, so
+ * the rest come on the next loop pass, after the connections that were
+ * already waiting (a user connecting and closing in a loop, refused or
+ * not, cannot keep the daemon in here).
+ */
 static void
 server_accept_cb(int lfd, short ev, void *arg)
 {
@@ -694,10 +703,10 @@ server_accept_cb(int lfd, short ev, void *arg)
 	char why[256];
 	struct conn *c;
 	unsigned rights;
-	int fd;
+	int fd, n;
 
 	(void)ev;
-	for (;;) {
+	for (n = 0; n < SRV_ACCEPT_BATCH; n++) {
 		fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd == -1) {
 			if (errno == EAGAIN || errno == EINTR ||
