@@ -609,6 +609,82 @@ START_TEST(test_nonblocking_last_reply)
 }
 END_TEST
 
+/*
+ * review3: the ack callback appends (a producer that sends its next record
+ * when one is acknowledged). The callback runs inside the drain() that a
+ * full socket makes send_frame() do; the inner append builds its frame in
+ * w->tx, the very buffer the outer send_frame() sends again after its
+ * `continue'. Each record must be in the log exactly once.
+ */
+struct reent {
+	struct walmmap	*w;
+	int		 fired;
+	int		 rc;
+	uint32_t	 records;
+};
+
+static void
+reent_cb(void *arg, int64_t first, uint32_t count, int error)
+{
+	struct reent *r = arg;
+
+	(void)first;
+	if (error == 0)
+		r->records += count;
+	if (r->fired++ == 0)
+		r->rc = walmmap_append(r->w, "cb!", 3, WALMMAP_ACK_DEFAULT,
+		    NULL);
+}
+
+START_TEST(test_nonblocking_cb_appends)
+{
+	struct walmmap *w;
+	struct walmmap_reader *r;
+	struct walmmap_record rec;
+	struct reent re = { NULL, 0, 1, 0 };
+	struct pollfd pfd;
+	char got[64] = "";
+	int rc, n = 0;
+
+	w = connect_ok(WALMMAP_ACK_WRITTEN, WALMMAP_NONBLOCK);
+	re.w = w;
+	walmmap_set_ack_cb(w, reent_cb, &re);
+	ck_assert_int_eq(walmmap_append(w, "one", 3, WALMMAP_ACK_DEFAULT,
+	    NULL), 0);
+	atomic_store(&tx_eagain_fd, walmmap_fd(w));
+	rc = walmmap_append(w, "two", 3, WALMMAP_ACK_DEFAULT, NULL);
+	ck_assert_int_eq(atomic_load(&tx_eagain_fd), -1);	/* it was hit */
+	ck_assert_int_eq(re.fired, 1);	/* the callback ran in there */
+	if (rc == -WALMMAP_EAGAIN) {
+		pfd.fd = walmmap_fd(w);
+		pfd.events = POLLIN;
+		ck_assert_int_eq(poll(&pfd, 1, 3000), 1);
+		ck_assert_int_eq(walmmap_process(w), 0);
+		ck_assert_int_eq(walmmap_append(w, "two", 3,
+		    WALMMAP_ACK_DEFAULT, NULL), 0);
+	} else
+		ck_assert_int_eq(rc, 0);
+	ck_assert_int_eq(walmmap_wait(w, WALMMAP_ACK_WRITTEN, 5000), 0);
+	walmmap_close(w);
+
+	ck_assert_int_eq(walmmap_reader_open(&r, d.data), 0);
+	while (walmmap_reader_next(r, &rec, 0) == 1 && n < 10) {
+		strncat(got, rec.data, rec.size < 3 ? rec.size : 3);
+		strcat(got, " ");
+		n++;
+	}
+	walmmap_reader_close(r);
+	if (re.rc == 0)
+		ck_assert_msg(strcmp(got, "one cb! two ") == 0 ||
+		    strcmp(got, "one two cb! ") == 0, "the log holds \"%s\" "
+		    "(append of \"two\" said %d, the callback's append %d, %u "
+		    "records acknowledged)", got, rc, re.rc, re.records);
+	else
+		ck_assert_msg(strcmp(got, "one two ") == 0, "the log holds "
+		    "\"%s\" (the callback's append said %d)", got, re.rc);
+}
+END_TEST
+
 /* Readers: files (dir, one segment, seek, follow) and a subscription. */
 START_TEST(test_readers)
 {
@@ -1606,6 +1682,77 @@ START_TEST(test_ack_before_bad_frame_kept)
 }
 END_TEST
 
+/*
+ * review3: a peer that keeps sending (here: DURABLE frames, which the
+ * library takes and ignores) and reads nothing. drain() is bounded by
+ * DRAIN_MAX so that such a peer "cannot keep us here"; send_frame()'s new
+ * `continue' drains again and again as long as each drain found a frame.
+ * A non-blocking append must return within a bounded time.
+ */
+static _Atomic int	 flood_run;
+
+static void
+fake_flood(struct fake *f, int s)
+{
+	struct wal_msg_durable m[64];
+	struct mmsghdr mm[64];
+	struct iovec iov[64];
+	int big = 64 << 20, i;
+	int64_t end = now_ms() + 4000;
+
+	(void)f;
+	(void)setsockopt(s, SOL_SOCKET, SO_SNDBUFFORCE, &big, sizeof big);
+	memset(m, 0, sizeof m);
+	memset(mm, 0, sizeof mm);
+	for (i = 0; i < 64; i++) {
+		m[i].hdr.type = WAL_MSG_DURABLE;
+		m[i].hdr.len = sizeof m[i];
+		m[i].durable_seq = -1;
+		iov[i].iov_base = &m[i];
+		iov[i].iov_len = sizeof m[i];
+		mm[i].msg_hdr.msg_iov = &iov[i];
+		mm[i].msg_hdr.msg_iovlen = 1;
+	}
+	/* Until the client's first append that found the socket full
+	 * returned, or 4 s. Nothing is read meanwhile. */
+	while (atomic_load(&flood_run) && now_ms() < end)
+		if (sendmmsg(s, mm, 64, MSG_DONTWAIT | MSG_NOSIGNAL) <= 0)
+			usleep(100);
+	atomic_store(&flood_run, 0);
+}
+
+START_TEST(test_nonblocking_flood_bounded)
+{
+	struct fake f;
+	struct walmmap *w;
+	uint8_t rec[1000];
+	int64_t t0, took = 0;
+	int rc = 0, i;
+
+	atomic_store(&flood_run, 1);
+	fake_start(&f, fake_flood);
+	ck_assert_int_eq(walmmap_connect(&w, f.path, WALMMAP_ACK_WRITTEN,
+	    WALMMAP_NONBLOCK), 0);
+	usleep(300000);		/* the flood is queued */
+	memset(rec, 'f', sizeof rec);
+	for (i = 0; i < 100000; i++) {
+		t0 = now_ms();
+		rc = walmmap_append(w, rec, sizeof rec, WALMMAP_ACK_DEFAULT,
+		    NULL);
+		took = now_ms() - t0;
+		if (rc != 0 || took > 1000)
+			break;
+	}
+	atomic_store(&flood_run, 0);
+	ck_assert_msg(took <= 1000, "a non-blocking append took %" PRId64
+	    " ms (returned %d after %d appends) while the peer kept sending",
+	    took, rc, i);
+	ck_assert_int_eq(rc, -WALMMAP_EAGAIN);
+	walmmap_close(w);
+	fake_stop(&f);
+}
+END_TEST
+
 static Suite *
 client_suite(void)
 {
@@ -1634,6 +1781,13 @@ client_suite(void)
 	tcase_add_test(tc, test_status_json_dir);
 	tcase_add_test(tc, test_durable_reads_batched);
 	tcase_add_test(tc, test_ack_before_bad_frame_kept);
+	suite_add_tcase(s, tc);
+	/* review3 (CK_RUN_CASE=review3 runs only these). */
+	tc = tcase_create("review3");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_nonblocking_cb_appends);
+	tcase_add_test(tc, test_nonblocking_flood_bounded);
 	suite_add_tcase(s, tc);
 	return (s);
 }
