@@ -1683,6 +1683,67 @@ START_TEST(test_ack_before_bad_frame_kept)
 END_TEST
 
 /*
+ * review3 (older than c1c8135, same cause): in blocking mode too the ack
+ * callback runs inside send_frame() (its wait for room in the in-flight
+ * window, and its read on POLLIN while the socket is full), after the
+ * frame to send was built in w->tx. A callback that appends overwrites it.
+ */
+struct reent_blk {
+	struct walmmap	*w;
+	int		 fired;
+	int		 rc;
+};
+
+static void
+reent_blk_cb(void *arg, int64_t first, uint32_t count, int error)
+{
+	struct reent_blk *r = arg;
+	uint8_t rec[1000];
+
+	(void)first;
+	(void)count;
+	(void)error;
+	if (r->fired++ == 0) {
+		memset(rec, 'c', sizeof rec);
+		r->rc = walmmap_append(r->w, rec, sizeof rec,
+		    WALMMAP_ACK_DEFAULT, NULL);
+	}
+}
+
+START_TEST(test_blocking_cb_appends)
+{
+	struct walmmap *w;
+	struct walmmap_reader *r;
+	struct walmmap_record rec;
+	struct reent_blk re = { NULL, 0, 1 };
+	uint8_t buf[1000];
+	int i, n = 0, nc = 0;
+
+	w = connect_ok(WALMMAP_ACK_WRITTEN, 0);
+	re.w = w;
+	walmmap_set_ack_cb(w, reent_blk_cb, &re);
+	memset(buf, 'r', sizeof buf);
+	for (i = 0; i < 5000 && re.fired == 0; i++)
+		ck_assert_int_eq(walmmap_append(w, buf, sizeof buf,
+		    WALMMAP_ACK_DEFAULT, NULL), 0);
+	ck_assert_int_eq(walmmap_wait(w, WALMMAP_ACK_WRITTEN, 10000), 0);
+	walmmap_close(w);
+	ck_assert_int_eq(re.fired > 0, 1);
+	ck_assert_int_eq(re.rc, 0);
+	ck_assert_int_eq(walmmap_reader_open(&r, d.data), 0);
+	while (walmmap_reader_next(r, &rec, 0) == 1) {
+		n++;
+		if (rec.size > 0 && ((const uint8_t *)rec.data)[0] == 'c')
+			nc++;
+	}
+	walmmap_reader_close(r);
+	ck_assert_msg(n == i + 1 && nc == 1, "%d appends and one from the "
+	    "callback, all reported sent: the log holds %d records, %d of "
+	    "them the callback's", i, n, nc);
+}
+END_TEST
+
+/*
  * review3: a peer that keeps sending (here: DURABLE frames, which the
  * library takes and ignores) and reads nothing. drain() is bounded by
  * DRAIN_MAX so that such a peer "cannot keep us here"; send_frame()'s new
@@ -1788,6 +1849,7 @@ client_suite(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_nonblocking_cb_appends);
 	tcase_add_test(tc, test_nonblocking_flood_bounded);
+	tcase_add_test(tc, test_blocking_cb_appends);
 	suite_add_tcase(s, tc);
 	return (s);
 }
