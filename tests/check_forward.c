@@ -1389,6 +1389,72 @@ START_TEST(test_level_durable)
 }
 END_TEST
 
+/*
+ * review3 (cc7265b): an epoch that ships nothing because there is nothing
+ * to ship (an idle log) and ends because walmmapd restarted is not a
+ * refusing stream. The back-off is no longer reset when the forwarder
+ * finds its place, only by an epoch that shipped: idle restarts leave it
+ * doubled (the outage's failed connects double it too), and the epoch
+ * that ends with the next restart sleeps all of it before reconnecting.
+ */
+static void
+wait_attached(int timeout_ms)
+{
+	struct walmmap_forwarder f;
+	int64_t end = now_ms() + timeout_ms;
+
+	for (;;) {
+		fwd_info("t", &f);
+		if (f.attached)
+			return;
+		ck_assert_msg(now_ms() < end, "the forwarder did not attach "
+		    "again within %d ms", timeout_ms);
+		poll(NULL, 0, 50);
+	}
+}
+
+START_TEST(test_idle_restarts_no_backoff)
+{
+	struct walmmap *w = NULL;
+	uint64_t rng = 5;
+	int64_t last, t0, took;
+	char *t;
+	pid_t pid;
+	int i;
+
+	start_daemon("1M");
+	ts_nats_start(&ns, 1);
+	pid = FWD("--create-stream");
+	ck_assert_int_eq(walmmap_connect(&w, d.sock, WALMMAP_ACK_WRITTEN, 0),
+	    0);
+	last = append_n(w, 10, &rng);
+	wait_count(ns.url, last + 1, 30000);
+	walmmap_close(w);
+	poll(NULL, 0, 1500);	/* position saved (once a second) */
+	/* Idle restarts: nothing to ship. */
+	for (i = 0; i < 4; i++) {
+		ck_assert_int_eq(ts_daemon_stop(&d), 0);
+		start_daemon("1M");
+		wait_attached(30000);
+	}
+	ck_assert_int_eq(ts_daemon_stop(&d), 0);
+	start_daemon("1M");
+	ck_assert_int_eq(walmmap_connect(&w, d.sock, WALMMAP_ACK_WRITTEN, 0),
+	    0);
+	t0 = now_ms();
+	last = append_n(w, 1, &rng);
+	wait_count(ns.url, last + 1, 30000);
+	took = now_ms() - t0;
+	walmmap_close(w);
+	t = fwd_log_text();
+	ck_assert_msg(took < 2500, "a record appended right after an idle "
+	    "restart of walmmapd took %" PRId64 " ms to ship; forwarder "
+	    "log:\n%s", took, t);
+	free(t);
+	ck_assert_int_eq(ts_fwd_stop(pid), 0);
+}
+END_TEST
+
 /* WALMMAP_FWD_TESTS=name,name runs only those (while debugging). */
 #define ADD(tc, t) do {							\
 	const char *only = getenv("WALMMAP_FWD_TESTS");			\
@@ -1419,6 +1485,7 @@ forward_suite(void)
 	ADD(tc, test_wrong_credentials);
 	ADD(tc, test_unreachable_at_start);
 	ADD(tc, test_daemon_restart);
+	ADD(tc, test_idle_restarts_no_backoff);
 	ADD(tc, test_level_durable);
 	ADD(tc, test_read_files);
 	ADD(tc, test_systemd_notify);
