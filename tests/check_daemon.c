@@ -1286,6 +1286,29 @@ START_TEST(test_socket_activation)
 }
 END_TEST
 
+/*
+ * review3 (34b88ab): more connections in the backlog than one loop pass
+ * accepts (SRV_ACCEPT_BATCH, 64) are all accepted: the level-triggered
+ * listening event comes back for the rest.
+ */
+START_TEST(test_accept_backlog_over_batch)
+{
+	enum { N = 200 };
+	int fds[N], i;
+
+	start();
+	ts_daemon_pause(&d);
+	for (i = 0; i < N; i++)
+		fds[i] = ts_raw_connect(&d);
+	ts_daemon_signal(&d, SIGCONT);
+	for (i = 0; i < N; i++)
+		ts_raw_hello(fds[i]);
+	for (i = 0; i < N; i++)
+		close(fds[i]);
+	ck_assert_int_eq(ts_daemon_stop(&d), 0);
+}
+END_TEST
+
 static Suite *
 daemon_suite(void)
 {
@@ -1313,6 +1336,12 @@ daemon_suite(void)
 	tcase_add_test(tc, test_allow_list);
 	tcase_add_test(tc, test_retention);
 	tcase_add_test(tc, test_socket_activation);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("review3");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, test_accept_backlog_over_batch);
+	tcase_add_test(tc, test_out_of_descriptors);
 	suite_add_tcase(s, tc);
 	return (s);
 }
