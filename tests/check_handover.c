@@ -960,6 +960,35 @@ START_TEST(test_restart_admin_only)
 }
 END_TEST
 
+/*
+ * review3 (34b88ab): a hand-over while more connections wait in the
+ * backlog than one accept pass takes (seen: "took over 65 connections",
+ * 64 + adm; 86 left in the backlog): the new daemon, which restores the
+ * listening socket, accepts and welcomes the rest.
+ */
+START_TEST(test_restart_with_backlog)
+{
+	enum { N = 150 };
+	int fds[N], adm, i;
+
+	ck_assert_int_eq(ts_daemon_startv(&d, daemon_args), 0);
+	adm = ts_raw_connect(&d);
+	ts_raw_hello(adm);
+	ts_daemon_pause(&d);
+	for (i = 0; i < N; i++)
+		fds[i] = ts_raw_connect(&d);
+	ts_raw_frame(adm, WAL_MSG_RESTART, 5);
+	ts_daemon_signal(&d, SIGCONT);
+	ck_assert_int_eq(ts_daemon_log_wait(&d, "restart: took over"), 1);
+	for (i = 0; i < N; i++)
+		ts_raw_hello(fds[i]);
+	for (i = 0; i < N; i++)
+		close(fds[i]);
+	close(adm);
+	ck_assert_int_eq(ts_daemon_stop(&d), 0);
+}
+END_TEST
+
 static Suite *
 handover_suite(void)
 {
@@ -976,6 +1005,11 @@ handover_suite(void)
 	tcase_add_test(tc, test_bad_state);
 	tcase_add_test(tc, test_restart_admin_only);
 	tcase_add_test(tc, test_state_kept);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("review3");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, test_restart_with_backlog);
 	suite_add_tcase(s, tc);
 	return (s);
 }
