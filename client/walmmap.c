@@ -92,6 +92,7 @@ struct walmmap {
 	struct walmmap_progress	 prog;
 	walmmap_ack_cb		 ack_cb;
 	void			*ack_arg;
+	int			 in_cb;		/* ack_cb is running */
 	uint8_t			*rx;
 	uint8_t			*tx;
 	char			 msg[WM_MSG_MAX];
@@ -112,7 +113,7 @@ static int	request(struct walmmap *, uint16_t type, uint16_t flags,
 		    int64_t deadline);
 static int	lost(struct walmmap *, int rc);
 static int	metrics_room(struct walmmap *, size_t n);
-static int	not_connected(struct walmmap *);
+static int	not_usable(struct walmmap *);
 static int64_t	ring_written(const struct walmmap *);
 static int	append_fd(struct walmmap *, const void *, size_t, uint8_t,
 		    uint64_t id, enum frame_kind, int64_t deadline);
@@ -245,8 +246,8 @@ walmmap_append_batch(struct walmmap *w, const struct iovec *recs, size_t n,
 	uint8_t lvl;
 	size_t j;
 
-	if (w->fd == -1 || w->lost)
-		return (not_connected(w));
+	if (w->fd == -1 || w->lost || w->in_cb)
+		return (not_usable(w));
 	if ((ack > WALMMAP_ACK_DURABLE && ack != WALMMAP_ACK_DEFAULT) ||
 	    (seqs != NULL && (w->flags & WALMMAP_NONBLOCK)))
 		return (wm_seterr(w->msg, WALMMAP_EINVAL, "walmmap_append: bad "
@@ -398,8 +399,8 @@ walmmap_wait(struct walmmap *w, enum walmmap_ack lvl, int timeout_ms)
 		return (wm_seterr(w->msg, WALMMAP_EINVAL, "walmmap_wait: level "
 		    "%d is neither WALMMAP_ACK_WRITTEN nor WALMMAP_ACK_DURABLE",
 		    (int)lvl));
-	if (w->fd == -1 || w->lost)
-		return (not_connected(w));
+	if (w->fd == -1 || w->lost || w->in_cb)
+		return (not_usable(w));
 	deadline = timeout_ms < 0 ? op_deadline(w) : wm_deadline(timeout_ms);
 	if (w->shm != NULL && lvl != WALMMAP_ACK_DURABLE) {
 		/* (A SYNC below covers the ring: the daemon catches up.) */
@@ -447,8 +448,8 @@ walmmap_wait_durable(struct walmmap *w, int64_t seq, int timeout_ms)
 		return (sync_error(w, seq));
 	if (w->prog.durable_seq >= seq)
 		return (0);
-	if (w->fd == -1 || w->lost)
-		return (not_connected(w));
+	if (w->fd == -1 || w->lost || w->in_cb)
+		return (not_usable(w));
 	deadline = timeout_ms < 0 ? op_deadline(w) : wm_deadline(timeout_ms);
 	if (seq <= w->durable_owed) {
 		/* Appended as durable: its DURABLE comes without asking. */
@@ -655,8 +656,8 @@ walmmap_process(struct walmmap *w)
 {
 	int rc;
 
-	if (w->fd == -1 || w->lost)
-		return (not_connected(w));
+	if (w->fd == -1 || w->lost || w->in_cb)
+		return (not_usable(w));
 	rc = drain(w);
 	return (rc < 0 ? rc : 0);
 }
@@ -693,7 +694,7 @@ send_frame(struct walmmap *w, const void *buf, size_t len, int fd,
 	struct pollfd pfd;
 	struct pending *p;
 	struct wal_msg hdr;
-	int rc, nb = (w->flags & WALMMAP_NONBLOCK) != 0;
+	int rc, nb = (w->flags & WALMMAP_NONBLOCK) != 0, retried = 0;
 
 	if (kind == FRAME_TRACKED)
 		while (w->fifo_len == OUTSTANDING_MAX || (w->fifo_len > 0 &&
@@ -721,16 +722,19 @@ send_frame(struct walmmap *w, const void *buf, size_t len, int fd,
 			/*
 			 * The replies there now may be the last ones owed: had
 			 * we read one and said EAGAIN, the caller would poll
-			 * for input that never comes. Read them all and try
-			 * again; EAGAIN only when none was there, so a reply
-			 * is still owed for our frames the daemon has yet to
-			 * read (or, appends at level none aside, see
-			 * walmmap.h).
+			 * for input that never comes. Read what is there; with
+			 * nothing owed any more the daemon has read all we
+			 * sent, so try once more. EAGAIN then only while a
+			 * reply is owed (appends at level none aside, see
+			 * walmmap.h). Once: a peer that keeps sending cannot
+			 * keep us here.
 			 */
 			if ((rc = drain(w)) < 0)
 				return (rc);
-			if (rc > 0)
+			if (rc > 0 && w->fifo_len == 0 && !retried) {
+				retried = 1;
 				continue;
+			}
 			return (-WALMMAP_EAGAIN);
 		}
 		if (wm_expired(deadline))
@@ -821,8 +825,8 @@ request(struct walmmap *w, uint16_t type, uint16_t flags, int64_t deadline)
 	int64_t t0 = wm_now_ms();
 	int rc;
 
-	if (w->fd == -1 || w->lost)
-		return (not_connected(w));
+	if (w->fd == -1 || w->lost || w->in_cb)
+		return (not_usable(w));
 	if (w->shm != NULL)
 		wm_shm_publish(w->shm);	/* the daemon handles it first */
 	memset(&m, 0, sizeof m);
@@ -914,10 +918,19 @@ sync_error(struct walmmap *w, int64_t seq)
 	    "durable: %s", seq, w->sync_why));
 }
 
-/* The error of a call on a connection that is gone. */
+/*
+ * The error of a call on a connection that is gone, or made from inside
+ * the acknowledgement callback: the library is in the middle of reading a
+ * reply there, with the caller's frame maybe not sent yet, so nothing may
+ * send or read on the connection until the callback returns (walmmap.h).
+ */
 static int
-not_connected(struct walmmap *w)
+not_usable(struct walmmap *w)
 {
+	if (w->in_cb)
+		return (wm_seterr(w->msg, WALMMAP_EBUSY, "called from the "
+		    "acknowledgement callback: append or wait after "
+		    "walmmap_process() (or the call that ran it) returned"));
 	if (w->fd == -1)
 		return (wm_seterr(w->msg, WALMMAP_ELOST, "not connected to "
 		    "walmmapd"));
@@ -964,7 +977,7 @@ read_one(struct walmmap *w, int64_t deadline)
 	int n, fd[2], missed, late, rc;
 
 	if (w->lost)
-		return (not_connected(w));
+		return (not_usable(w));
 	buf[0] = w->rx;
 	buf[1] = w->rx2;
 	n = wm_recv2(w->fd, buf, len, fd, deadline, w->rx_pollfirst > 0 &&
@@ -1087,8 +1100,11 @@ handle(struct walmmap *w, const uint8_t *buf, size_t len, int fd)
 			    e.count - 1 > w->durable_owed)
 				w->durable_owed = e.first_seq + e.count - 1;
 			capture(w, e.id, e.first_seq, 0);
-			if (w->ack_cb != NULL && e.count > 0)
+			if (w->ack_cb != NULL && e.count > 0) {
+				w->in_cb = 1;
 				w->ack_cb(w->ack_arg, e.first_seq, e.count, 0);
+				w->in_cb = 0;
+			}
 			p->count -= e.count;
 			if (p->count == 0) {
 				/* Fully answered (a partial one waits for
@@ -1126,8 +1142,11 @@ handle(struct walmmap *w, const uint8_t *buf, size_t len, int fd)
 		if (hdr.id != 0 && w->fifo_len > 0 && p->id == hdr.id) {
 			/* An append refused (whole, or the rest of it). */
 			w->prog.failed += p->count;
-			if (w->ack_cb != NULL)
+			if (w->ack_cb != NULL) {
+				w->in_cb = 1;
 				w->ack_cb(w->ack_arg, -1, p->count, rc);
+				w->in_cb = 0;
+			}
 			w->window -= p->bytes;
 			w->fifo_head = (w->fifo_head + 1) % OUTSTANDING_MAX;
 			w->fifo_len--;
@@ -1373,7 +1392,7 @@ shm_wait(struct walmmap *w, enum wm_shm_cond cond, uint64_t target,
 
 	for (;;) {
 		if (w->lost)
-			return (not_connected(w));
+			return (not_usable(w));
 		rc = wm_shm_wait(w->shm, w->fd, cond, target, deadline);
 		if (rc == 1)
 			return (0);

@@ -297,11 +297,17 @@ int		 walmmap_log_info(const char *socket,
  * seq/seqs must be NULL, and WALMMAP_EAGAIN means the socket or the
  * in-flight window is full and a reply is owed: poll walmmap_fd() for
  * POLLIN, then call walmmap_process(). (Appends at level none are owed
- * no reply: when only they fill the socket, poll for POLLOUT as well.) walmmap_process() reads what the daemon sent without
- * blocking and reports each acknowledgement through the callback, in the
- * order the appends were made (count records from first_seq, or the error
- * that refused them). walmmap_wait() and friends still block, within the
- * connection's timeout.
+ * no reply: when only they fill the socket, poll for POLLOUT as well.)
+ * walmmap_process() reads what the daemon sent without blocking and
+ * reports each acknowledgement through the callback, in the order the
+ * appends were made (count records from first_seq, or the error that
+ * refused them). Any call that reads replies may run the callback (an
+ * append, a wait), in blocking mode too. Inside the callback the
+ * connection is busy: appends, waits and requests on it fail with
+ * WALMMAP_EBUSY (send the next record after the call that ran the
+ * callback returns), and walmmap_close() must not be called.
+ * walmmap_wait() and friends still block, within the connection's
+ * timeout.
  */
 typedef void	(*walmmap_ack_cb)(void *arg, int64_t first_seq, uint32_t count,
 		    int error);

@@ -1287,7 +1287,7 @@ START_TEST(test_socket_activation)
 END_TEST
 
 /*
- * review3 (34b88ab): more connections in the backlog than one loop pass
+ * More connections in the backlog than one loop pass
  * accepts (SRV_ACCEPT_BATCH, 64) are all accepted: the level-triggered
  * listening event comes back for the rest.
  */
@@ -1336,12 +1336,7 @@ daemon_suite(void)
 	tcase_add_test(tc, test_allow_list);
 	tcase_add_test(tc, test_retention);
 	tcase_add_test(tc, test_socket_activation);
-	suite_add_tcase(s, tc);
-	tc = tcase_create("review3");
-	tcase_add_checked_fixture(tc, setup, teardown);
-	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_accept_backlog_over_batch);
-	tcase_add_test(tc, test_out_of_descriptors);
 	suite_add_tcase(s, tc);
 	return (s);
 }

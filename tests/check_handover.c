@@ -961,7 +961,7 @@ START_TEST(test_restart_admin_only)
 END_TEST
 
 /*
- * review3 (34b88ab): a hand-over while more connections wait in the
+ * A hand-over while more connections wait in the
  * backlog than one accept pass takes (seen: "took over 65 connections",
  * 64 + adm; 86 left in the backlog): the new daemon, which restores the
  * listening socket, accepts and welcomes the rest.
@@ -1005,10 +1005,6 @@ handover_suite(void)
 	tcase_add_test(tc, test_bad_state);
 	tcase_add_test(tc, test_restart_admin_only);
 	tcase_add_test(tc, test_state_kept);
-	suite_add_tcase(s, tc);
-	tc = tcase_create("review3");
-	tcase_add_checked_fixture(tc, setup, teardown);
-	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_restart_with_backlog);
 	suite_add_tcase(s, tc);
 	return (s);

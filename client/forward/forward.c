@@ -441,6 +441,7 @@ fwd_run(struct fwd *fw)
 	int64_t last, next, next_start, low, report = 0;
 	int check;
 	int backoff = FWD_BACKOFF_MIN_MS, rc, n, warned = 0, shipped;
+	int tried, stuck = 0;
 
 	/*
 	 * Ready as soon as it runs: waiting for NATS or walmmapd is its job
@@ -605,6 +606,9 @@ fwd_run(struct fwd *fw)
 		    fw->cfg.subject, next);
 		fwd_set_error(fw, "%s", "");
 		warned = 0;
+		if (!stuck)
+			backoff = FWD_BACKOFF_MIN_MS;
+		tried = stuck = 0;
 		/* Publish until something fails. */
 		rc = 0;
 		while (!fwd_stop) {
@@ -633,6 +637,8 @@ fwd_run(struct fwd *fw)
 				if (n == -WALMMAP_ELOST ||
 				    n == -WALMMAP_ESHUTDOWN)
 					ctl_close(fw);
+				else
+					stuck = 1;	/* not a restart */
 				break;
 			}
 			if (check && rec.seq == last) {
@@ -667,6 +673,7 @@ fwd_run(struct fwd *fw)
 				fwd_log(LOG_ERR, "the log gave seq %" PRId64
 				    " where %" PRId64 " was expected", rec.seq,
 				    next);
+				stuck = 1;
 				break;
 			}
 			while (fw->cfg.level == FWD_LEVEL_DURABLE &&
@@ -679,6 +686,7 @@ fwd_run(struct fwd *fw)
 			if (rec.seq > fw->durable_seq && fw->cfg.level ==
 			    FWD_LEVEL_DURABLE)
 				break;
+			tried = 1;
 			rc = fwd_nats_publish(fw, rec.seq, rec.timestamp_ns,
 			    rec.data, rec.size, why, sizeof why);
 			if (rc == FWD_EXIT_TOO_LARGE) {
@@ -699,14 +707,20 @@ fwd_run(struct fwd *fw)
 		pthread_mutex_unlock(&fw->lock);
 		fwd_report(fw);
 		/*
-		 * An epoch that shipped nothing (a stream that refuses every
-		 * message: full with discard new, a limit, a permission) is
-		 * not retried at once, or the forwarder would republish its
-		 * window in a loop: back off as for any other failure.
+		 * An epoch that published and shipped nothing (a stream that
+		 * refuses every message: full with discard new, a limit, a
+		 * permission), or that the log stopped, is not retried at
+		 * once, or the forwarder would republish its window in a
+		 * loop: back off as for any other failure, and keep backing
+		 * off (the next epoch finding its place does not reset it).
+		 * One that ended because walmmapd went away, with nothing to
+		 * ship, is not stuck: it reconnects at once.
 		 */
+		if (tried && !shipped)
+			stuck = 1;
 		if (shipped)
-			backoff = FWD_BACKOFF_MIN_MS;
-		else if (!fwd_stop && rc != FWD_EXIT_TOO_LARGE)
+			stuck = 0;
+		if (stuck && !fwd_stop && rc != FWD_EXIT_TOO_LARGE)
 			fwd_sleep(&backoff);
 		if (rc == FWD_EXIT_TOO_LARGE) {
 			walmmap_reader_close(r);
