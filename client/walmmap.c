@@ -694,7 +694,9 @@ send_frame(struct walmmap *w, const void *buf, size_t len, int fd,
 	struct pollfd pfd;
 	struct pending *p;
 	struct wal_msg hdr;
-	int rc, nb = (w->flags & WALMMAP_NONBLOCK) != 0, retried = 0;
+	int rc, retried = 0;
+	/* Requests (sync, status, ...) block in non-blocking mode too. */
+	int nb = (w->flags & WALMMAP_NONBLOCK) != 0 && kind != FRAME_REQUEST;
 
 	if (kind == FRAME_TRACKED)
 		while (w->fifo_len == OUTSTANDING_MAX || (w->fifo_len > 0 &&

@@ -98,6 +98,7 @@ recvmmsg(int fd, struct mmsghdr *mm, unsigned int vlen, int flags,
  * (a socket found full just before the daemon read it and answered).
  */
 static _Atomic int	 tx_eagain_fd = -1;
+static _Atomic int	 tx_eagain_now_fd = -1;	/* at once, no waiting */
 
 ssize_t
 sendmsg(int fd, const struct msghdr *m, int flags)
@@ -108,6 +109,12 @@ sendmsg(int fd, const struct msghdr *m, int flags)
 
 	if (real == NULL)
 		*(void **)&real = dlsym(RTLD_NEXT, "sendmsg");
+	if (fd >= 0 && atomic_compare_exchange_strong(&tx_eagain_now_fd,
+	    &armed, -1)) {
+		errno = EAGAIN;
+		return (-1);
+	}
+	armed = fd;
 	if (fd >= 0 && atomic_compare_exchange_strong(&tx_eagain_fd, &armed,
 	    -1)) {
 		(void)poll(&pfd, 1, 10000);
@@ -605,6 +612,34 @@ START_TEST(test_nonblocking_last_reply)
 	ck_assert_int_eq(walmmap_wait(w, WALMMAP_ACK_WRITTEN, -1), 0);
 	ck_assert_int_eq(a.records, 2);
 	ck_assert_int_eq(a.errors, 0);
+	walmmap_close(w);
+}
+END_TEST
+
+/*
+ * Requests block in non-blocking mode too (walmmap.h): a sync, status or
+ * rotate that found the socket full returned EAGAIN (found by the review
+ * of c1c8135).
+ */
+START_TEST(test_nonblocking_requests_block)
+{
+	struct walmmap *w;
+	struct walmmap_status st;
+	int64_t durable = -2;
+
+	w = connect_ok(WALMMAP_ACK_WRITTEN, WALMMAP_NONBLOCK);
+	ck_assert_int_eq(walmmap_append(w, "one", 3, WALMMAP_ACK_DEFAULT,
+	    NULL), 0);
+	ck_assert_int_eq(walmmap_wait(w, WALMMAP_ACK_WRITTEN, -1), 0);
+	atomic_store(&tx_eagain_now_fd, walmmap_fd(w));
+	ck_assert_msg(walmmap_sync(w, &durable) == 0, "sync: %s",
+	    walmmap_errmsg(w));
+	ck_assert_int_eq(atomic_load(&tx_eagain_now_fd), -1);	/* hit */
+	ck_assert_int_eq(durable, 0);
+	atomic_store(&tx_eagain_now_fd, walmmap_fd(w));
+	ck_assert_msg(walmmap_status(w, &st) == 0, "status: %s",
+	    walmmap_errmsg(w));
+	ck_assert_int_eq(st.next_seq, 1);
 	walmmap_close(w);
 }
 END_TEST
@@ -1842,6 +1877,7 @@ client_suite(void)
 	tcase_add_test(tc, test_durable_reads_batched);
 	tcase_add_test(tc, test_ack_before_bad_frame_kept);
 	tcase_add_test(tc, test_nonblocking_cb_appends);
+	tcase_add_test(tc, test_nonblocking_requests_block);
 	tcase_add_test(tc, test_nonblocking_flood_bounded);
 	tcase_add_test(tc, test_blocking_cb_appends);
 	suite_add_tcase(s, tc);
