@@ -118,6 +118,8 @@ again:
 		return (rc);
 	}
 	ptab_recover(t, next_seq, info);
+	/* Recovery wrote it: the first sync writes it back. */
+	atomic_init(&t->changes, 1);
 	if ((rc = wal_ptab_sync(t, next_seq - 1, err)) != 0) {
 		wal_ptab_close(t);
 		return (rc);
@@ -226,6 +228,7 @@ wal_ptab_create(struct wal_ptab *t, uint32_t uid, uint32_t gid,
 	s->next_pseq = 1;
 	s->last_seq = -1;
 	s->active_ns = now_ns;
+	atomic_fetch_add_explicit(&t->changes, 1, memory_order_relaxed);
 	return (pick);
 }
 
@@ -245,6 +248,7 @@ wal_ptab_claim(struct wal_ptab *t, int slot, uint32_t pid, const char *comm,
 	strncpy(s->exe, exe, sizeof s->exe - 1);
 	s->active_ns = now_ns;
 	s->scrc = ptab_slot_crc(s);
+	atomic_fetch_add_explicit(&t->changes, 1, memory_order_relaxed);
 	a = (uintptr_t)s & ~(pg - 1);
 	if (msync((void *)a, (uintptr_t)(s + 1) - a, MS_SYNC) == -1 ||
 	    msync(t->map, WAL_PTAB_HDR_SIZE, MS_SYNC) == -1)
@@ -260,6 +264,7 @@ wal_ptab_unnote(struct wal_ptab *t)
 	t->jhead--;
 	memset(&t->journal[t->jhead & (t->jcap - 1)], 0,
 	    sizeof *t->journal);
+	atomic_fetch_add_explicit(&t->changes, 1, memory_order_relaxed);
 }
 
 /* A producer's position after a frame. */
@@ -272,6 +277,7 @@ wal_ptab_advance(struct wal_ptab *t, int slot, uint64_t next_pseq,
 	s->next_pseq = next_pseq;
 	s->last_seq = last_seq;
 	s->active_ns = now_ns;
+	atomic_fetch_add_explicit(&t->changes, 1, memory_order_relaxed);
 }
 
 /* The seq of (id, pseq) from the journal, newest first; -1 if gone. */
@@ -353,12 +359,23 @@ wal_ptab_lookup_run(const struct wal_ptab *t, uint64_t id, uint64_t pseq,
 int
 wal_ptab_sync(struct wal_ptab *t, int64_t covered, struct wal_error *err)
 {
+	uint64_t changes;
+
 	if (t->readonly)
+		return (0);
+	/*
+	 * A note is counted before its record is published and the caller
+	 * loaded the written position it covers before this load, so an
+	 * entry of a record this sync covers is counted here.
+	 */
+	changes = atomic_load_explicit(&t->changes, memory_order_acquire);
+	if (changes == t->synced_changes)
 		return (0);
 	t->hdr->synced_seq = covered;
 	if (msync(t->map, t->maplen, MS_SYNC) == -1)
 		return (wal_seterrno(err, errno, "cannot sync the producer "
 		    "table %s", WAL_PTAB_FILE));
+	t->synced_changes = changes;
 	return (0);
 }
 

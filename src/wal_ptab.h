@@ -34,6 +34,7 @@
 
 #include <sys/types.h>
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -111,6 +112,8 @@ struct wal_ptab {
 	uint64_t		 jhead;		/* entries written (next: jhead %
 						   jcap) */
 	uint64_t		 next_id;
+	_Atomic uint64_t	 changes;	/* writes to the mapping (writer) */
+	uint64_t		 synced_changes; /* changes the last sync saw */
 };
 
 struct wal_ptab_config {
@@ -202,7 +205,9 @@ int64_t	wal_ptab_lookup_run(const struct wal_ptab *, uint64_t id,
 /*
  * Make the table durable: every entry stored before the call. covered is
  * the log seq the segments' sync just made durable (kept in the header).
- * Any thread. 0 or -errno.
+ * Nothing is written when the table did not change since the last sync
+ * (a log without idempotent producers pays no second sync per group
+ * commit). One thread at a time (the ring's sync_lock). 0 or -errno.
  */
 int	wal_ptab_sync(struct wal_ptab *, int64_t covered, struct wal_error *);
 
@@ -244,6 +249,8 @@ wal_ptab_note(struct wal_ptab *t, uint64_t id, uint64_t pseq, int64_t seq,
 	e->flags = flags;
 	e->crc = wal_ptab_jent_crc(e);
 	t->jhead++;
+	/* Before the record is published: a sync that covers it sees it. */
+	atomic_fetch_add_explicit(&t->changes, 1, memory_order_relaxed);
 }
 
 #endif /* WAL_PTAB_H */

@@ -310,6 +310,41 @@ START_TEST(test_syncfail_stops)
 }
 END_TEST
 
+/*
+ * A group commit syncs the producer table only when it changed: every
+ * durable sync used to rewrite the table's header and msync it, a second
+ * device sync per round even with no idempotent producer at all (one
+ * durable client: 215 us per sync instead of 110). Durable appends from a
+ * plain client: at most one msync(MS_SYNC) per sync, plus the few of
+ * start-up. (test_power_cut in check_producers shows the table is still
+ * synced when producers write.)
+ */
+START_TEST(test_table_sync_only_when_changed)
+{
+	struct walmmap_status st0, st1;
+	struct walmmap *w;
+	uint64_t m0, m1, syncs;
+	int i;
+
+	ck_assert_int_eq(walmmap_connect(&w, d.sock, WALMMAP_ACK_DURABLE, 0),
+	    0);
+	ck_assert_int_eq(walmmap_status(w, &st0), 0);
+	m0 = atomic_load(&ctl->op[WF_MSYNC].calls);
+	for (i = 0; i < 100; i++) {
+		ck_assert_int_eq(walmmap_append(w, "d", 1, WALMMAP_ACK_DEFAULT,
+		    NULL), 0);
+		ck_assert_int_eq(walmmap_wait(w, WALMMAP_ACK_DURABLE, -1), 0);
+	}
+	m1 = atomic_load(&ctl->op[WF_MSYNC].calls);
+	ck_assert_int_eq(walmmap_status(w, &st1), 0);
+	walmmap_close(w);
+	syncs = st1.syncs - st0.syncs;
+	ck_assert_uint_ge(syncs, 100);	/* one a record at least */
+	ck_assert_msg(m1 - m0 <= syncs + 2, "%" PRIu64 " msync calls for %"
+	    PRIu64 " syncs of 100 durable records", m1 - m0, syncs);
+}
+END_TEST
+
 static Suite *
 syncfail_suite(void)
 {
@@ -323,6 +358,7 @@ syncfail_suite(void)
 	tcase_add_test(tc, test_syncfail_ring_late);
 	tcase_add_test(tc, test_syncfail_after_error);
 	tcase_add_test(tc, test_syncfail_stops);
+	tcase_add_test(tc, test_table_sync_only_when_changed);
 	suite_add_tcase(s, tc);
 	return (s);
 }
