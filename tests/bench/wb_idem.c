@@ -282,7 +282,7 @@ wb_idem(const struct wb *wb)
 	    "pairs' ratios %.3f", IDEM_WINDOW, wb->reps, wb_median(q,
 	    wb->reps));
 	wb_report(wb, &r);
-	wb_skip(wb, "idem", "shm: rings on producer connections are not "
-	    "implemented");
+	wb_skip(wb, "idem", "shm: no variant yet for rings on producer "
+	    "connections (walmmap_producer_set_shm)");
 	return (0);
 }
