@@ -30,6 +30,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +40,7 @@
 #include <check.h>
 
 #include "testsupport.h"
+#include "faultinject.h"
 #include "tsdaemon.h"
 #include "wal_proto.h"
 #include "walmmap.h"
@@ -757,6 +759,127 @@ START_TEST(test_failed_exec)
 }
 END_TEST
 
+/*
+ * review4: after a failed exec the log is opened again
+ * (handover_reopen_ring), but the new ring gets no companion: group
+ * commits publish durable seqs without ever syncing the producer table
+ * again. A producer's records acknowledged durable then have journal
+ * entries (and a slot position) only in the page cache; a power cut
+ * loses them, and the producer's resend is not recognised with its
+ * original seq (here the slot page survives, as the shim's one-prefix
+ * ledger allows, so it gets DUP with seq -1; had the slot page been lost
+ * too, a second copy would be written).
+ *
+ * The power cut: the table is cut to what the daemon's msyncs covered
+ * (the shim's sync ledger, as tsfault.c's m_power_cut does for segments);
+ * the segments are kept whole (they were synced: the acks were durable).
+ */
+START_TEST(test_table_synced_after_failed_exec)
+{
+	char bin[PATH_MAX], ctlpath[PATH_MAX], tab[PATH_MAX + 32], *out;
+	static char env_pre[PATH_MAX + 16], env_ctl[PATH_MAX + 16];
+	char *env[3];
+	static const char script[] = "#!/nonexistent/interpreter\n";
+	struct wal_msg_producer_ok ok, ok2;
+	struct wal_msg_ack am;
+	struct wal_ack_entry e;
+	struct wf_ctl *ctl;
+	struct wf_synced *le;
+	struct stat st;
+	uint8_t buf[4096], *now;
+	uint64_t end;
+	size_t len, last;
+	int64_t first;
+	int s, rc;
+
+	snprintf(ctlpath, sizeof ctlpath, "%s/fault.ctl", base);
+	ck_assert_ptr_nonnull(ctl = wf_ctl_open(ctlpath));
+	atomic_store(&ctl->ledger_on, 1);
+	snprintf(env_pre, sizeof env_pre, "LD_PRELOAD=%s", wf_shim_path());
+	snprintf(env_ctl, sizeof env_ctl, "WALFAULT_CTL=%s", ctlpath);
+	env[0] = env_pre;
+	env[1] = env_ctl;
+	env[2] = NULL;
+	d.env = env;
+	snprintf(bin, sizeof bin, "%s/walmmapd-copy", base);
+	copy_daemon(bin);
+	ck_assert_int_gt(ts_daemon_spawn_fds(&d, bin, NULL, NULL, 0,
+	    daemon_args), 0);
+	ck_assert_int_eq(ts_daemon_wait_ready(&d), 0);
+	s = ts_raw_connect(&d);
+	ts_raw_hello(s);
+	ck_assert_uint_eq(ts_raw_producer(s, 0, &ok), 0);
+	/*
+	 * One record before: its durable ack syncs the whole table (the
+	 * ledger keeps one prefix per file, so the slot's own msync at
+	 * PRODUCER does not show there).
+	 */
+	ts_raw_append_p(s, 1, 1, 1, WAL_ACK_DURABLE);
+	ts_raw_recv_until(s, WAL_MSG_ACK, buf, sizeof buf, 10000);
+	memcpy(&am, buf, sizeof am);
+	memcpy(&e, buf + sizeof am, sizeof e);
+	ck_assert_uint_eq(e.flags, 0);
+	ck_assert_int_eq(e.first_seq, 0);
+
+	/* A restart whose exec fails: this walmmapd serves on. */
+	unlink(bin);
+	ck_assert_int_eq(ts_write_file(bin, script, strlen(script)), 0);
+	ck_assert_int_eq(chmod(bin, 0755), 0);
+	rc = ts_run_prog("client/walctl", NULL, 0, &out, "-s", d.sock,
+	    "restart", NULL);
+	ck_assert_int_eq(rc, 1);
+	TS_CHECK(strstr(out, "serves on") != NULL, "walctl restart said: %s",
+	    out);
+	free(out);
+
+	/* Three records of the producer, acknowledged durable. */
+	ts_raw_append_p(s, 2, 2, 3, WAL_ACK_DURABLE);
+	ts_raw_recv_until(s, WAL_MSG_ACK, buf, sizeof buf, 10000);
+	memcpy(&am, buf, sizeof am);
+	ck_assert_uint_eq(am.count, 1);
+	memcpy(&e, buf + sizeof am, sizeof e);
+	ck_assert_uint_eq(e.flags, 0);
+	ck_assert_uint_eq(e.count, 3);
+	first = e.first_seq;
+	close(s);
+
+	/* Power cut: the table keeps what its syncs covered. */
+	ts_daemon_kill(&d);
+	snprintf(tab, sizeof tab, "%s/walmmapd.producers", d.data);
+	ck_assert_int_eq(stat(tab, &st), 0);
+	ck_assert_ptr_nonnull(now = ts_read_file(tab, &len));
+	le = wf_ledger_find(ctl, (uint64_t)st.st_dev, (uint64_t)st.st_ino);
+	end = le != NULL ? atomic_load(&le->end) : 0;
+	for (last = len; last > 0 && now[last - 1] == 0; last--)
+		;
+	if (end < len) {
+		memset(now + end, 0, len - end);
+		ck_assert_int_eq(ts_pwrite_file(tab, now, len, 0), 0);
+	}
+	free(now);
+	d.env = NULL;
+	wf_ctl_close(ctl);
+
+	/* The producer resends what was acknowledged durable: DUPs. */
+	ck_assert_int_eq(ts_daemon_startv(&d, daemon_args), 0);
+	s = ts_raw_connect(&d);
+	ts_raw_hello(s);
+	ck_assert_uint_eq(ts_raw_producer(s, ok.producer_id, &ok2), 0);
+	ts_raw_append_p(s, 3, 2, 3, WAL_ACK_DURABLE);
+	ts_raw_recv_until(s, WAL_MSG_ACK, buf, sizeof buf, 10000);
+	memcpy(&am, buf, sizeof am);
+	memcpy(&e, buf + sizeof am, sizeof e);
+	close(s);
+	ck_assert_int_eq(ts_daemon_stop(&d), 0);
+	ck_assert_msg(e.flags == WAL_ACK_F_DUP && e.first_seq == first,
+	    "a resend of 3 records acknowledged durable at seq %" PRId64
+	    " after a power cut: ack flags 0x%x, seq %" PRId64 " (the "
+	    "table's synced end is %" PRIu64 " of %zu bytes of data: its "
+	    "journal entries were never synced)", first, (unsigned)e.flags,
+	    (int64_t)e.first_seq, end, last);
+}
+END_TEST
+
 /* A sealed memfd holding len bytes of buf. */
 static int
 state_memfd(const void *buf, size_t len)
@@ -1006,6 +1129,13 @@ handover_suite(void)
 	tcase_add_test(tc, test_restart_admin_only);
 	tcase_add_test(tc, test_state_kept);
 	tcase_add_test(tc, test_restart_with_backlog);
+	suite_add_tcase(s, tc);
+
+	/* CK_RUN_CASE=review4 runs these alone. */
+	tc = tcase_create("review4");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, test_table_synced_after_failed_exec);
 	suite_add_tcase(s, tc);
 	return (s);
 }
