@@ -750,6 +750,11 @@ handover_reopen_ring(struct server *srv, char *why, size_t whylen)
 		snprintf(why, whylen, "%s", err.msg);
 		return (-1);
 	}
+	/* The producer table is synced with it again (and now). */
+	if (prod_ring_reopened(srv, &err) != 0) {
+		snprintf(why, whylen, "%s", err.msg);
+		return (-1);
+	}
 	/* A result the stopped sync thread left: not ours any more. */
 	(void)read(srv->sync_fd, &n, sizeof n);
 	if ((srv->syncer = syncer_start(srv->ring, srv->sync_fd)) == NULL) {

@@ -93,6 +93,20 @@ prod_open(struct server *srv)
 	wal_ring_set_companion(srv->ring, prod_companion_sync, srv->ptab);
 }
 
+/*
+ * The ring was opened again (a restart whose exec failed): the table is
+ * its companion again, synced before the ring's first durable seq.
+ */
+int
+prod_ring_reopened(struct server *srv, struct wal_error *err)
+{
+	if (srv->ptab == NULL)
+		return (0);
+	wal_ring_set_companion(srv->ring, prod_companion_sync, srv->ptab);
+	return (prod_companion_sync(srv->ptab, wal_ring_durable_seq(srv->ring),
+	    err));
+}
+
 /* After the ring's final sync: unmap the table (synced with it). */
 void
 prod_close(struct server *srv)

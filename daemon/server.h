@@ -292,6 +292,8 @@ void	 conn_ack_dup(struct conn *, uint64_t id, int64_t first,
 /* producers.c */
 void	 prod_open(struct server *);
 void	 prod_close(struct server *);
+struct wal_error;
+int	 prod_ring_reopened(struct server *, struct wal_error *);
 void	 prod_producer(struct conn *, const struct wal_msg_producer *);
 uint64_t prod_append_check(struct conn *, const uint8_t *, size_t);
 void	 prod_appended(struct conn *, uint64_t next_pseq, int64_t last_seq,

@@ -228,7 +228,7 @@ wal_ptab_create(struct wal_ptab *t, uint32_t uid, uint32_t gid,
 	s->next_pseq = 1;
 	s->last_seq = -1;
 	s->active_ns = now_ns;
-	atomic_fetch_add_explicit(&t->changes, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&t->changes, 1, memory_order_release);
 	return (pick);
 }
 
@@ -248,7 +248,7 @@ wal_ptab_claim(struct wal_ptab *t, int slot, uint32_t pid, const char *comm,
 	strncpy(s->exe, exe, sizeof s->exe - 1);
 	s->active_ns = now_ns;
 	s->scrc = ptab_slot_crc(s);
-	atomic_fetch_add_explicit(&t->changes, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&t->changes, 1, memory_order_release);
 	a = (uintptr_t)s & ~(pg - 1);
 	if (msync((void *)a, (uintptr_t)(s + 1) - a, MS_SYNC) == -1 ||
 	    msync(t->map, WAL_PTAB_HDR_SIZE, MS_SYNC) == -1)
@@ -264,7 +264,7 @@ wal_ptab_unnote(struct wal_ptab *t)
 	t->jhead--;
 	memset(&t->journal[t->jhead & (t->jcap - 1)], 0,
 	    sizeof *t->journal);
-	atomic_fetch_add_explicit(&t->changes, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&t->changes, 1, memory_order_release);
 }
 
 /* A producer's position after a frame. */
@@ -277,7 +277,7 @@ wal_ptab_advance(struct wal_ptab *t, int slot, uint64_t next_pseq,
 	s->next_pseq = next_pseq;
 	s->last_seq = last_seq;
 	s->active_ns = now_ns;
-	atomic_fetch_add_explicit(&t->changes, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&t->changes, 1, memory_order_release);
 }
 
 /* The seq of (id, pseq) from the journal, newest first; -1 if gone. */
@@ -364,9 +364,10 @@ wal_ptab_sync(struct wal_ptab *t, int64_t covered, struct wal_error *err)
 	if (t->readonly)
 		return (0);
 	/*
-	 * A note is counted before its record is published and the caller
-	 * loaded the written position it covers before this load, so an
-	 * entry of a record this sync covers is counted here.
+	 * A note is counted (a release: its entry's stores come first)
+	 * before its record is published, and the caller loaded the written
+	 * position it covers before this acquire load: so an entry of a
+	 * record this sync covers is counted here, and visible to the msync.
 	 */
 	changes = atomic_load_explicit(&t->changes, memory_order_acquire);
 	if (changes == t->synced_changes)

@@ -250,7 +250,7 @@ wal_ptab_note(struct wal_ptab *t, uint64_t id, uint64_t pseq, int64_t seq,
 	e->crc = wal_ptab_jent_crc(e);
 	t->jhead++;
 	/* Before the record is published: a sync that covers it sees it. */
-	atomic_fetch_add_explicit(&t->changes, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&t->changes, 1, memory_order_release);
 }
 
 #endif /* WAL_PTAB_H */

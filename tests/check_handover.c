@@ -760,7 +760,7 @@ START_TEST(test_failed_exec)
 END_TEST
 
 /*
- * review4: after a failed exec the log is opened again
+ * After a failed exec the log is opened again
  * (handover_reopen_ring), but the new ring gets no companion: group
  * commits publish durable seqs without ever syncing the producer table
  * again. A producer's records acknowledged durable then have journal
@@ -1129,12 +1129,6 @@ handover_suite(void)
 	tcase_add_test(tc, test_restart_admin_only);
 	tcase_add_test(tc, test_state_kept);
 	tcase_add_test(tc, test_restart_with_backlog);
-	suite_add_tcase(s, tc);
-
-	/* CK_RUN_CASE=review4 runs these alone. */
-	tc = tcase_create("review4");
-	tcase_add_checked_fixture(tc, setup, teardown);
-	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_table_synced_after_failed_exec);
 	suite_add_tcase(s, tc);
 	return (s);
