@@ -777,8 +777,6 @@ END_TEST
 START_TEST(test_table_synced_after_failed_exec)
 {
 	char bin[PATH_MAX], ctlpath[PATH_MAX], tab[PATH_MAX + 32], *out;
-	static char env_pre[PATH_MAX + 16], env_ctl[PATH_MAX + 16];
-	char *env[3];
 	static const char script[] = "#!/nonexistent/interpreter\n";
 	struct wal_msg_producer_ok ok, ok2;
 	struct wal_msg_ack am;
@@ -795,12 +793,7 @@ START_TEST(test_table_synced_after_failed_exec)
 	snprintf(ctlpath, sizeof ctlpath, "%s/fault.ctl", base);
 	ck_assert_ptr_nonnull(ctl = wf_ctl_open(ctlpath));
 	atomic_store(&ctl->ledger_on, 1);
-	snprintf(env_pre, sizeof env_pre, "LD_PRELOAD=%s", wf_shim_path());
-	snprintf(env_ctl, sizeof env_ctl, "WALFAULT_CTL=%s", ctlpath);
-	env[0] = env_pre;
-	env[1] = env_ctl;
-	env[2] = NULL;
-	d.env = env;
+	d.fault_ctl = ctlpath;	/* the shim, also under a sanitizer */
 	snprintf(bin, sizeof bin, "%s/walmmapd-copy", base);
 	copy_daemon(bin);
 	ck_assert_int_gt(ts_daemon_spawn_fds(&d, bin, NULL, NULL, 0,

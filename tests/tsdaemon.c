@@ -180,6 +180,8 @@ ts_daemon_spawn_fds(struct ts_daemon *d, const char *bin, const int *fds,
 		snprintf(num, sizeof num, "%ld", (long)getpid());
 		setenv("LISTEN_PID", num, 1);
 	}
+	if (d->fault_ctl != NULL)
+		ts_fault_env(d->fault_ctl);
 	for (i = 0; d->env != NULL && d->env[i] != NULL; i++)
 		putenv(d->env[i]);
 	execv(argv[0], argv);
