@@ -857,6 +857,38 @@ START_TEST(test_record_too_large)
 END_TEST
 
 /*
+ * Create the test stream on the test subject with limits (0: none); a
+ * byte or message limit discards new messages (refuses them) when full.
+ */
+static void
+add_limited_stream(int64_t max_bytes, int64_t max_msgs, int32_t max_msg_size)
+{
+	natsConnection *nc = NULL;
+	jsCtx *js = NULL;
+	jsStreamConfig sc;
+	jsErrCode jerr = 0;
+	const char *subj[] = { SUBJECT };
+
+	ck_assert_int_eq(natsConnection_ConnectTo(&nc, ns.url), NATS_OK);
+	ck_assert_int_eq(natsConnection_JetStream(&js, nc, NULL), NATS_OK);
+	jsStreamConfig_Init(&sc);
+	sc.Name = STREAM;
+	sc.Subjects = subj;
+	sc.SubjectsLen = 1;
+	if (max_bytes > 0)
+		sc.MaxBytes = max_bytes;
+	if (max_msgs > 0)
+		sc.MaxMsgs = max_msgs;
+	if (max_msg_size > 0)
+		sc.MaxMsgSize = max_msg_size;
+	if (max_bytes > 0 || max_msgs > 0)
+		sc.Discard = js_DiscardNew;
+	ck_assert_int_eq(js_AddStream(NULL, js, &sc, NULL, &jerr), NATS_OK);
+	jsCtx_Destroy(js);
+	natsConnection_Destroy(nc);
+}
+
+/*
  * JetStream refusing one message of a window (here: a record that does
  * not fit in what is left of the stream's max_bytes, with discard new)
  * while it stores the smaller ones already in flight after it: the forwarder must not resume after the
@@ -867,11 +899,6 @@ START_TEST(test_refused_in_window)
 {
 	struct walmmap_forwarder f;
 	struct walmmap *w = NULL;
-	natsConnection *nc = NULL;
-	jsCtx *js = NULL;
-	jsStreamConfig sc;
-	jsErrCode jerr = 0;
-	const char *subj[] = { SUBJECT };
 	uint8_t big[3000];
 	int64_t seq;
 	pid_t pid;
@@ -879,17 +906,7 @@ START_TEST(test_refused_in_window)
 
 	start_daemon("1M");
 	ts_nats_start(&ns, 1);
-	ck_assert_int_eq(natsConnection_ConnectTo(&nc, ns.url), NATS_OK);
-	ck_assert_int_eq(natsConnection_JetStream(&js, nc, NULL), NATS_OK);
-	jsStreamConfig_Init(&sc);
-	sc.Name = STREAM;
-	sc.Subjects = subj;
-	sc.SubjectsLen = 1;
-	sc.MaxBytes = 8192;
-	sc.Discard = js_DiscardNew;
-	ck_assert_int_eq(js_AddStream(NULL, js, &sc, NULL, &jerr), NATS_OK);
-	jsCtx_Destroy(js);
-	natsConnection_Destroy(nc);
+	add_limited_stream(8192, 0, 0);
 	ck_assert_int_eq(walmmap_connect(&w, d.sock, WALMMAP_ACK_WRITTEN, 0),
 	    0);
 	/* About 5 x 1060 bytes stored, then 3160 do not fit in 8192. */
@@ -956,11 +973,6 @@ START_TEST(test_refusing_stream_backs_off)
 {
 	struct walmmap_forwarder f;
 	struct walmmap *w = NULL;
-	natsConnection *nc = NULL;
-	jsCtx *js = NULL;
-	jsStreamConfig sc;
-	jsErrCode jerr = 0;
-	const char *subj[] = { SUBJECT };
 	const char *again = "asking the stream where it stands";
 	int64_t seq;
 	pid_t pid;
@@ -968,17 +980,7 @@ START_TEST(test_refusing_stream_backs_off)
 
 	start_daemon("1M");
 	ts_nats_start(&ns, 1);
-	ck_assert_int_eq(natsConnection_ConnectTo(&nc, ns.url), NATS_OK);
-	ck_assert_int_eq(natsConnection_JetStream(&js, nc, NULL), NATS_OK);
-	jsStreamConfig_Init(&sc);
-	sc.Name = STREAM;
-	sc.Subjects = subj;
-	sc.SubjectsLen = 1;
-	sc.MaxMsgs = 3;
-	sc.Discard = js_DiscardNew;
-	ck_assert_int_eq(js_AddStream(NULL, js, &sc, NULL, &jerr), NATS_OK);
-	jsCtx_Destroy(js);
-	natsConnection_Destroy(nc);
+	add_limited_stream(0, 3, 0);
 	ck_assert_int_eq(walmmap_connect(&w, d.sock, WALMMAP_ACK_WRITTEN, 0),
 	    0);
 	for (i = 0; i < 10; i++)
@@ -1007,11 +1009,6 @@ END_TEST
 START_TEST(test_stream_max_msg_size)
 {
 	struct walmmap *w = NULL;
-	natsConnection *nc = NULL;
-	jsCtx *js = NULL;
-	jsStreamConfig sc;
-	jsErrCode jerr = 0;
-	const char *subj[] = { SUBJECT };
 	uint8_t big[2000];
 	int64_t seq;
 	pid_t pid;
@@ -1019,16 +1016,7 @@ START_TEST(test_stream_max_msg_size)
 
 	start_daemon("1M");
 	ts_nats_start(&ns, 1);
-	ck_assert_int_eq(natsConnection_ConnectTo(&nc, ns.url), NATS_OK);
-	ck_assert_int_eq(natsConnection_JetStream(&js, nc, NULL), NATS_OK);
-	jsStreamConfig_Init(&sc);
-	sc.Name = STREAM;
-	sc.Subjects = subj;
-	sc.SubjectsLen = 1;
-	sc.MaxMsgSize = 1000;
-	ck_assert_int_eq(js_AddStream(NULL, js, &sc, NULL, &jerr), NATS_OK);
-	jsCtx_Destroy(js);
-	natsConnection_Destroy(nc);
+	add_limited_stream(0, 0, 1000);
 	ck_assert_int_eq(walmmap_connect(&w, d.sock, WALMMAP_ACK_WRITTEN, 0),
 	    0);
 	memset(big, 'b', sizeof big);
