@@ -709,15 +709,31 @@ copy_daemon(const char *path)
 	free(buf);
 }
 
+/*
+ * Replace bin with a script exec refuses and ask the daemon to restart:
+ * walctl must fail (exit 1). Returns walctl's output (the caller frees).
+ */
+static char *
+restart_exec_refused(const char *bin)
+{
+	static const char script[] = "#!/nonexistent/interpreter\n";
+	char *out;
+
+	unlink(bin);
+	ck_assert_int_eq(ts_write_file(bin, script, strlen(script)), 0);
+	ck_assert_int_eq(chmod(bin, 0755), 0);
+	ck_assert_int_eq(ts_run_prog("client/walctl", NULL, 0, &out, "-s",
+	    d.sock, "restart", NULL), 1);
+	return (out);
+}
+
 /* A failed exec leaves the daemon serving, its connections untouched. */
 START_TEST(test_failed_exec)
 {
 	char bin[PATH_MAX], *out;
 	struct walmmap *w;
 	int64_t seq, seq2;
-	static const char script[] = "#!/nonexistent/interpreter\n";
 	pid_t pid;
-	int rc;
 
 	snprintf(bin, sizeof bin, "%s/walmmapd-copy", base);
 	copy_daemon(bin);
@@ -730,12 +746,7 @@ START_TEST(test_failed_exec)
 	    &seq), 0);
 
 	/* The binary became something exec refuses (after the checks). */
-	unlink(bin);
-	ck_assert_int_eq(ts_write_file(bin, script, strlen(script)), 0);
-	ck_assert_int_eq(chmod(bin, 0755), 0);
-	rc = ts_run_prog("client/walctl", NULL, 0, &out, "-s", d.sock,
-	    "restart", NULL);
-	ck_assert_int_eq(rc, 1);
+	out = restart_exec_refused(bin);
 	TS_CHECK(strstr(out, "restart failed: cannot execute") != NULL &&
 	    strstr(out, "serves on") != NULL, "walctl restart said: %s", out);
 	free(out);
@@ -777,7 +788,6 @@ END_TEST
 START_TEST(test_table_synced_after_failed_exec)
 {
 	char bin[PATH_MAX], ctlpath[PATH_MAX], tab[PATH_MAX + 32], *out;
-	static const char script[] = "#!/nonexistent/interpreter\n";
 	struct wal_msg_producer_ok ok, ok2;
 	struct wal_msg_ack am;
 	struct wal_ack_entry e;
@@ -788,7 +798,7 @@ START_TEST(test_table_synced_after_failed_exec)
 	uint64_t end;
 	size_t len, last;
 	int64_t first;
-	int s, rc;
+	int s;
 
 	snprintf(ctlpath, sizeof ctlpath, "%s/fault.ctl", base);
 	ck_assert_ptr_nonnull(ctl = wf_ctl_open(ctlpath));
@@ -815,12 +825,7 @@ START_TEST(test_table_synced_after_failed_exec)
 	ck_assert_int_eq(e.first_seq, 0);
 
 	/* A restart whose exec fails: this walmmapd serves on. */
-	unlink(bin);
-	ck_assert_int_eq(ts_write_file(bin, script, strlen(script)), 0);
-	ck_assert_int_eq(chmod(bin, 0755), 0);
-	rc = ts_run_prog("client/walctl", NULL, 0, &out, "-s", d.sock,
-	    "restart", NULL);
-	ck_assert_int_eq(rc, 1);
+	out = restart_exec_refused(bin);
 	TS_CHECK(strstr(out, "serves on") != NULL, "walctl restart said: %s",
 	    out);
 	free(out);
