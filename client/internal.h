@@ -102,6 +102,7 @@ int	wm_shm_map(struct wm_shm **, const struct wal_msg_shm_ready *,
 	    int *fds, char *msg);
 void	wm_shm_free(struct wm_shm *);
 int64_t	wm_shm_reserve(struct wm_shm *, uint32_t len);
+uint64_t wm_shm_room_target(const struct wm_shm *, uint32_t len);
 void	wm_shm_write(struct wm_shm *, uint64_t pos, const void *, uint32_t len,
 	    uint32_t flags);
 void	wm_shm_publish(struct wm_shm *);

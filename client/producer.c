@@ -873,10 +873,7 @@ prod_ring_send(struct walmmap_producer *p, struct pframe *f)
 				break;
 			wm_shm_publish(s);
 			/* Wait for a quarter of the ring, answering ACKs. */
-			target = s->tail + wal_shm_slot_bytes(len) +
-			    s->size / 4 - s->size;
-			if (target > s->published)
-				target = s->published;
+			target = wm_shm_room_target(s, len);
 			rc = wm_shm_wait(s, p->fd, WM_SHM_HEAD, target,
 			    p->timeout_ms < 0 ? -1 :
 			    wm_deadline(p->timeout_ms));

@@ -159,6 +159,21 @@ wm_shm_free(struct wm_shm *s)
  * Returns its slot's position, or -1 when the ring looks full (refresh the
  * head, or wait).
  */
+/*
+ * The head to wait for when a record of len bytes finds no room: a
+ * quarter of the ring free after it (fewer wake-ups than one slot at a
+ * time), but never more than what is published, which is all the daemon
+ * can free.
+ */
+uint64_t
+wm_shm_room_target(const struct wm_shm *s, uint32_t len)
+{
+	uint64_t target;
+
+	target = s->tail + wal_shm_slot_bytes(len) + s->size / 4 - s->size;
+	return (target > s->published ? s->published : target);
+}
+
 int64_t
 wm_shm_reserve(struct wm_shm *s, uint32_t len)
 {

@@ -1340,10 +1340,7 @@ shm_append_batch(struct walmmap *w, const struct iovec *recs, size_t n,
 				break;
 			wm_shm_publish(s);
 			/* Sleep until a quarter of the ring is free. */
-			target = s->tail + wal_shm_slot_bytes(len) +
-			    s->size / 4 - s->size;
-			if (target > s->published)
-				target = s->published;
+			target = wm_shm_room_target(s, len);
 			if ((rc = shm_wait(w, WM_SHM_HEAD, target,
 			    op_deadline(w))) < 0)
 				goto out;
