@@ -259,6 +259,12 @@ config_set(struct srv_config *c, const char *key, const char *val,
 	} else if (strcmp(key, "prefault") == 0) {
 		if (parse_bool(val, &c->prefault) != 0)
 			BAD("prefault: \"%s\" is not yes or no", val);
+	} else if (strcmp(key, "prefault_step") == 0) {
+		if (config_parse_size(val, &v) != 0 || v % 4096 != 0 ||
+		    v > WAL_SEGMENT_MAX)
+			BAD("prefault_step: \"%s\" is not 0 or a multiple of 4K "
+			    "up to 16G", val);
+		c->prefault_step = v;
 	} else if (strcmp(key, "max_record") == 0) {
 		if (config_parse_size(val, &v) != 0 || v == 0 ||
 		    v > WAL_MAX_PAYLOAD)

@@ -34,6 +34,7 @@ struct srv_config {
 	uint64_t	 segment_size;
 	unsigned	 ring;
 	int		 prefault;
+	uint64_t	 prefault_step;		/* 0: a segment at once */
 	uint32_t	 max_record;
 	unsigned	 max_connections;
 	unsigned	 max_connections_per_uid;

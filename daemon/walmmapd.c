@@ -252,6 +252,7 @@ main(int argc, char **argv)
 	rc.ring_segments = srv.cfg.ring;
 	rc.no_prefault = !srv.cfg.prefault;
 	rc.large_pages = srv.cfg.use_large_pages;
+	rc.prefault_step = srv.cfg.prefault_step;
 	rc.start_seq = srv.cfg.start_seq;
 	if (wal_ring_open(&rc, &srv.ring, &rec, &err) != 0)
 		fatalx("%s", err.msg);
@@ -277,6 +278,10 @@ main(int argc, char **argv)
 		    "file system offers them for shared file mappings (tmpfs "
 		    "mounted huge=within_size or advise), not on disk file "
 		    "systems");
+	if (srv.cfg.prefault && srv.cfg.prefault_step > 0)
+		log_info("prefault_step: new segments are pre-faulted %" PRIu64
+		    " bytes at a time, without readahead, pausing while a "
+		    "standby segment is ready", srv.cfg.prefault_step);
 	prod_open(&srv);	/* the producer table, reconciled with the log */
 
 	if ((srv.base = event_base_new()) == NULL)
@@ -670,6 +675,7 @@ reload(struct server *srv)
 	RESTART_ONLY(segment_size, "segment_size");
 	RESTART_ONLY(ring, "ring");
 	RESTART_ONLY(prefault, "prefault");
+	RESTART_ONLY(prefault_step, "prefault_step");
 	RESTART_ONLY(use_large_pages, "use_large_pages");
 	RESTART_ONLY(start_seq, "start_seq");
 	RESTART_ONLY(socket_mode, "socket_mode");

@@ -75,12 +75,15 @@
 #include "wal_recover.h"
 #include "wal_ring.h"
 
+#define RING_PREFAULT_PAUSE_NS	50000	/* after each paced pre-fault step */
+
 struct wal_ring {
 	char			*dir;
 	int			 dirfd;
 	uint64_t		 segment_size;
 	unsigned		 ring_segments;
 	int			 seg_flags;
+	uint64_t		 prefault_step;	/* 0: a segment at once */
 
 	/* Writer thread. */
 	struct wal_segment	*active;
@@ -150,7 +153,8 @@ struct wal_ring {
 
 static void	*ring_bg_main(void *);
 static int	 ring_create_segment(struct wal_ring *, struct wal_segment **,
-		    struct wal_error *err);
+		    int, struct wal_error *err);
+static void	 ring_prefault(struct wal_ring *, struct wal_segment *, int);
 static int	 ring_switch(struct wal_ring *, struct wal_error *err);
 static void	 ring_free_list(struct wal_segment *);
 static struct wal_segment *ring_pop_standby(struct wal_ring *);
@@ -204,6 +208,7 @@ wal_ring_open(const struct wal_ring_config *cfg, struct wal_ring **out,
 	r->seg_flags = cfg->no_prefault ? 0 : WAL_SEG_PREFAULT;
 	if (cfg->large_pages)
 		r->seg_flags |= WAL_SEG_HUGE;
+	r->prefault_step = cfg->prefault_step;
 	pthread_mutex_init(&r->lock, NULL);
 	pthread_condattr_init(&cattr);
 	pthread_condattr_setclock(&cattr, CLOCK_MONOTONIC);
@@ -868,7 +873,7 @@ ring_switch(struct wal_ring *r, struct wal_error *err)
 		if (next == NULL) {
 			if (r->active != NULL)
 				atomic_fetch_add(&r->rotations_waited, 1);
-			rc = ring_create_segment(r, &next, err);
+			rc = ring_create_segment(r, &next, 0, err);
 			if (rc != 0) {
 				pthread_mutex_unlock(&r->create_lock);
 				return (rc);
@@ -922,13 +927,15 @@ ring_list_append(struct wal_segment **head, struct wal_segment *seg)
 
 /* Create the next segment. The caller holds create_lock. */
 static int
-ring_create_segment(struct wal_ring *r, struct wal_segment **out,
+ring_create_segment(struct wal_ring *r, struct wal_segment **out, int bg,
     struct wal_error *err)
 {
-	int named, rc;
+	int flags = r->seg_flags, named, rc;
 
+	if (r->prefault_step > 0)
+		flags &= ~WAL_SEG_PREFAULT;	/* ring_prefault() below */
 	rc = wal_seg_create(r->dirfd, r->dir, r->next_id, r->segment_size,
-	    r->seg_flags, out, &named, err);
+	    flags, out, &named, err);
 	/* An id whose name appeared is never used again, even on failure. */
 	if (rc == 0 || named)
 		r->next_id++;
@@ -936,7 +943,49 @@ ring_create_segment(struct wal_ring *r, struct wal_segment **out,
 		atomic_fetch_add(&r->segments_created, 1);
 	else
 		atomic_fetch_add(&r->create_failures, 1);
+	if (rc == 0 && flags != r->seg_flags)
+		ring_prefault(r, *out, bg);
 	return (rc);
+}
+
+/*
+ * prefault_step: pre-fault a new segment in steps, for a writer that
+ * shares its CPU with this thread. A fault on a new segment fills up to
+ * the device's read_ahead_kb of pages around it at once (8 MiB, 17 ms, on
+ * the VM this was measured on), so readahead goes off first. Then the
+ * background thread sleeps RING_PREFAULT_PAUSE_NS after each step while a
+ * standby segment is ready: the writer waits for one step, not for a whole
+ * segment. A yield would not do: the scheduler hands the CPU straight back
+ * to a thread that has had less than its share. With no standby ready the
+ * writer is about to need this segment, so it goes on without pausing; a
+ * writer that creates one itself never pauses. A close stops it between
+ * steps (16 GiB in 4 KiB steps would otherwise hold the close for
+ * minutes). The price is throughput: pages faulted one by one are small
+ * folios, which the writer fills more slowly than the large ones
+ * readahead makes (BENCHMARKS.md).
+ */
+static void
+ring_prefault(struct wal_ring *r, struct wal_segment *seg, int bg)
+{
+	static const struct timespec pause = { 0, RING_PREFAULT_PAUSE_NS };
+	uint64_t off;
+	int spare, stop;
+
+	wal_seg_advise_random(seg);
+	for (off = 0; off < seg->size; off += r->prefault_step) {
+		wal_seg_prefault_range(seg, off, r->prefault_step);
+		if (!bg)
+			continue;
+		pthread_mutex_lock(&r->lock);
+		spare = r->nstandby > 0;
+		stop = r->stop;
+		pthread_mutex_unlock(&r->lock);
+		/* Closing: the rest faults in when written, if ever. */
+		if (stop)
+			break;
+		if (spare)
+			(void)nanosleep(&pause, NULL);
+	}
 }
 
 /*
@@ -1019,7 +1068,7 @@ ring_bg_main(void *arg)
 			/* Lock order: create_lock, then lock. */
 			pthread_mutex_unlock(&r->lock);
 			pthread_mutex_lock(&r->create_lock);
-			rc = ring_create_segment(r, &seg, NULL);
+			rc = ring_create_segment(r, &seg, 1, NULL);
 			pthread_mutex_lock(&r->lock);
 			if (rc == 0) {
 				ring_list_append(&r->standby, seg);

@@ -38,6 +38,7 @@ struct wal_ring_config {
 	unsigned	 ring_segments;	/* mapped segments, 0: WAL_RING_DEFAULT */
 	int		 no_prefault;	/* skip pre-faulting (tests, tmpfs) */
 	int		 large_pages;	/* MADV_HUGEPAGE on every segment */
+	uint64_t	 prefault_step;	/* paced pre-fault steps, 0: at once */
 	int64_t		 start_seq;	/* first seq of a new log (0) */
 };
 

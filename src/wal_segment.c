@@ -315,19 +315,37 @@ wal_seg_adopt_fd(int fd, uint64_t id, const char *path, int writable,
 void
 wal_seg_prefault(struct wal_segment *seg)
 {
+	wal_seg_prefault_range(seg, 0, seg->size);
+}
+
+/* Pre-fault the pages of [off, off+len) for writing. */
+void
+wal_seg_prefault_range(struct wal_segment *seg, uint64_t off, uint64_t len)
+{
 	volatile uint8_t *p;
-	uint64_t off;
+	uint64_t end;
 	long pagesz;
 
-	if (seg->base == NULL || !seg->writable)
+	if (seg->base == NULL || !seg->writable || off >= seg->size)
 		return;
-	if (madvise(seg->base, seg->size, MADV_POPULATE_WRITE) == 0)
+	if (len > seg->size - off)
+		len = seg->size - off;
+	if (madvise(seg->base + off, len, MADV_POPULATE_WRITE) == 0)
 		return;
 	/* Kernels before 5.14: rewrite one byte of every page. */
 	pagesz = sysconf(_SC_PAGESIZE);
 	p = seg->base;
-	for (off = 0; off < seg->size; off += (uint64_t)pagesz)
+	end = off + len;
+	for (off -= off % (uint64_t)pagesz; off < end; off += (uint64_t)pagesz)
 		p[off] = p[off];
+}
+
+/* MADV_RANDOM on the mapping: a fault reads (zeroes) no page around it. */
+void
+wal_seg_advise_random(struct wal_segment *seg)
+{
+	if (seg->base != NULL)
+		(void)madvise(seg->base, seg->size, MADV_RANDOM);
 }
 
 /* Write back a range of the mapping. */

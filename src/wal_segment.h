@@ -100,6 +100,20 @@ int	wal_seg_advise_huge(struct wal_segment *);
 /* Touch every page of the mapping so later writes take no page fault. */
 void	wal_seg_prefault(struct wal_segment *);
 
+/* The same for [off, off+len); off a multiple of the page size. */
+void	wal_seg_prefault_range(struct wal_segment *, uint64_t off,
+	    uint64_t len);
+
+/*
+ * No readahead on faults (MADV_RANDOM): a fault on a new segment then fills
+ * one page, not read_ahead_kb of them. Advice only.
+ */
+void	wal_seg_advise_random(struct wal_segment *);
+
+/* The same for [off, off+len); off a multiple of the page size. */
+void	wal_seg_prefault_range(struct wal_segment *, uint64_t off,
+	    uint64_t len);
+
 /* Write back dirty pages of [off, off+len): sync waits, else starts it. */
 int	wal_seg_flush(struct wal_segment *, uint64_t off, uint64_t len,
 	    int sync, struct wal_error *err);

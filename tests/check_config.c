@@ -2,13 +2,16 @@
  * walmmapd tests - configuration values that could not be written or
  * meant the wrong thing, and the options a log takes from the reference
  * writer: retain_age below a second, max_record after a reload that
- * changes segment_size, start_seq, use_large_pages.
+ * changes segment_size, start_seq, use_large_pages, prefault_step.
  */
 #include "config.h"
 
+#include <sys/mman.h>
 #include <sys/stat.h>
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -184,9 +187,12 @@ START_TEST(test_start_seq)
 }
 END_TEST
 
-/* Whether the daemon maps a segment with VM_HUGEPAGE ("hg" in smaps). */
+/*
+ * Whether the daemon maps every segment with a VmFlags flag of smaps: " hg"
+ * (MADV_HUGEPAGE), " rr" (MADV_RANDOM).
+ */
 static int
-segments_advised(pid_t pid)
+segments_flagged(pid_t pid, const char *flag)
 {
 	char path[64], line[1024];
 	int in_seg = 0, found = 0, hg = 1;
@@ -199,7 +205,7 @@ segments_advised(pid_t pid)
 			in_seg = 1;
 			found++;
 		} else if (in_seg && strncmp(line, "VmFlags:", 8) == 0) {
-			if (strstr(line, " hg") == NULL)
+			if (strstr(line, flag) == NULL)
 				hg = 0;
 			in_seg = 0;
 		}
@@ -224,17 +230,115 @@ START_TEST(test_use_large_pages)
 	    "--segment-size", "64K", "-o", "use_large_pages=yes", NULL), 0);
 	log_has("use_large_pages: segments are mapped with MADV_HUGEPAGE");
 	ck_assert_int_ne(append_one(), -1);
-	ck_assert(segments_advised(d.pid));
+	ck_assert(segments_flagged(d.pid, " hg"));
 	ck_assert_int_eq(ts_daemon_stop(&d), 0);
 	/* Again on the directory recovery now opens: tail and standbys. */
 	ck_assert_int_eq(ts_daemon_start(&d, "-o", "prefault=no",
 	    "--segment-size", "64K", "-o", "use_large_pages=yes", NULL), 0);
-	ck_assert(segments_advised(d.pid));
+	ck_assert(segments_flagged(d.pid, " hg"));
 	ck_assert_int_eq(ts_daemon_stop(&d), 0);
 	ck_assert_int_eq(ts_daemon_start(&d, "-o", "prefault=no",
 	    "--segment-size", "64K", NULL), 0);
-	ck_assert(!segments_advised(d.pid));
+	ck_assert(!segments_flagged(d.pid, " hg"));
 	ck_assert_int_eq(ts_daemon_stop(&d), 0);
+}
+END_TEST
+
+/* Whether every page of the file at path is in the page cache. */
+static int
+file_resident(const char *path)
+{
+	unsigned char vec[1024];
+	struct stat st;
+	size_t pages, i;
+	void *p;
+	int fd, all = 1;
+
+	ck_assert_int_ne(fd = open(path, O_RDONLY), -1);
+	ck_assert_int_eq(fstat(fd, &st), 0);
+	pages = ((size_t)st.st_size + 4095) / 4096;
+	ck_assert_uint_le(pages, sizeof vec);
+	ck_assert_ptr_ne(p = mmap(NULL, (size_t)st.st_size, PROT_READ,
+	    MAP_SHARED, fd, 0), MAP_FAILED);
+	ck_assert_int_eq(mincore(p, (size_t)st.st_size, vec), 0);
+	for (i = 0; i < pages; i++)
+		if (!(vec[i] & 1))
+			all = 0;
+	munmap(p, (size_t)st.st_size);
+	close(fd);
+	return (all);
+}
+
+/* Whether the data directory has n segments, each resident in full. */
+static int
+segments_resident(unsigned n)
+{
+	char path[PATH_MAX + 300];
+	struct dirent *e;
+	unsigned found = 0, resident = 0;
+	DIR *dir;
+
+	ck_assert_ptr_nonnull(dir = opendir(d.data));
+	while ((e = readdir(dir)) != NULL) {
+		if (strncmp(e->d_name, "wal_mmap_", 9) != 0 ||
+		    strstr(e->d_name, ".wal") == NULL)
+			continue;
+		found++;
+		PATHF(path, "%s/%s", d.data, e->d_name);
+		resident += file_resident(path);
+	}
+	closedir(dir);
+	return (found >= n && resident == found);
+}
+
+/*
+ * prefault_step: segments are pre-faulted in steps with readahead off
+ * (MADV_RANDOM, "rr"), the active one and every standby in full, and
+ * records go on across rotations; a step that is not a multiple of 4K is
+ * refused. The residency check is shown to see a file that is not
+ * pre-faulted.
+ */
+START_TEST(test_prefault_step)
+{
+	char path[PATH_MAX + 32], rec[2000];
+	struct walmmap *w;
+	int64_t seq = -1;
+	int i, rc;
+	char *out;
+
+	PATHF(path, "%s/cold", base);
+	ck_assert_int_ne(rc = open(path, O_RDWR | O_CREAT, 0600), -1);
+	ck_assert_int_eq(posix_fallocate(rc, 0, 256 << 10), 0);
+	close(rc);
+	ck_assert(!file_resident(path));
+
+	ck_assert_int_eq(ts_daemon_start(&d, "--segment-size", "256K",
+	    "--ring", "4", "-o", "prefault_step=4K", NULL), 0);
+	log_has("prefault_step: new segments are pre-faulted 4096 bytes at a "
+	    "time");
+	for (i = 0; i < 200 && !segments_resident(4); i++)
+		usleep(50000);
+	ck_assert_msg(segments_resident(4), "segments not all pre-faulted");
+	ck_assert(segments_flagged(d.pid, " rr"));
+
+	ck_assert_int_eq(walmmap_connect(&w, d.sock, WALMMAP_ACK_WRITTEN, 0),
+	    0);
+	memset(rec, 'p', sizeof rec);
+	for (i = 0; i < 600; i++)
+		ck_assert_msg(walmmap_append(w, rec, sizeof rec,
+		    WALMMAP_ACK_WRITTEN, &seq) == 0, "%s", walmmap_errmsg(w));
+	walmmap_close(w);
+	ck_assert_int_eq(seq, 599);
+	ck_assert_int_eq(ts_daemon_stop(&d), 0);
+	rc = ts_run_prog("client/walctl", NULL, 0, &out, "verify", d.data,
+	    NULL);
+	ck_assert_msg(rc == 0 && strstr(out, "(seq 0 .. 599)") != NULL,
+	    "%d: %s", rc, out);
+	free(out);
+
+	ck_assert_int_eq(ts_daemon_start(&d, "-o", "prefault_step=5000",
+	    NULL), 1);
+	log_has("prefault_step: \"5000\" is not 0 or a multiple of 4K");
 }
 END_TEST
 
@@ -296,6 +400,7 @@ config_suite(void)
 	tcase_add_test(tc, test_reload_max_record);
 	tcase_add_test(tc, test_start_seq);
 	tcase_add_test(tc, test_use_large_pages);
+	tcase_add_test(tc, test_prefault_step);
 	tcase_add_test(tc, test_name_prefix);
 	suite_add_tcase(s, tc);
 	return (s);
