@@ -746,6 +746,8 @@ handover_reopen_ring(struct server *srv, char *why, size_t whylen)
 	rc.segment_size = srv->cfg.segment_size;
 	rc.ring_segments = srv->cfg.ring;
 	rc.no_prefault = !srv->cfg.prefault;
+	rc.large_pages = srv->cfg.use_large_pages;
+	rc.prefault_step = srv->cfg.prefault_step;
 	if (wal_ring_open(&rc, &srv->ring, &rec, &err) != 0) {
 		snprintf(why, whylen, "%s", err.msg);
 		return (-1);

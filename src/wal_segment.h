@@ -110,10 +110,6 @@ void	wal_seg_prefault_range(struct wal_segment *, uint64_t off,
  */
 void	wal_seg_advise_random(struct wal_segment *);
 
-/* The same for [off, off+len); off a multiple of the page size. */
-void	wal_seg_prefault_range(struct wal_segment *, uint64_t off,
-	    uint64_t len);
-
 /* Write back dirty pages of [off, off+len): sync waits, else starts it. */
 int	wal_seg_flush(struct wal_segment *, uint64_t off, uint64_t len,
 	    int sync, struct wal_error *err);

@@ -1110,6 +1110,95 @@ START_TEST(test_restart_with_backlog)
 }
 END_TEST
 
+/*
+ * A failed exec opens the ring again with the running configuration:
+ * prefault_step too (handover_reopen_ring once left it out, so segments
+ * created after a failed restart were pre-faulted at once, with
+ * readahead). Every segment the reopened ring creates is MADV_RANDOM
+ * ("rr" in smaps).
+ */
+START_TEST(test_failed_exec_keeps_prefault_step)
+{
+	static char *args[] = { "--segment-size", "64K", "--ring", "4",
+	    "-o", "prefault_step=4K", "-o", "use_large_pages=yes",
+	    "-o", "shm_size=64K", NULL };
+	char bin[PATH_MAX], path[64], *out, *line = NULL, rec[200];
+	const char *name;
+	struct walmmap *w;
+	unsigned long id, before = 0, seen = 0, random = 0;
+	size_t cap = 0;
+	int64_t seq;
+	FILE *f;
+	pid_t pid;
+	int huge = 0, i;
+
+	snprintf(bin, sizeof bin, "%s/walmmapd-copy", base);
+	copy_daemon(bin);
+	ck_assert_int_gt((pid = ts_daemon_spawn_fds(&d, bin, NULL, NULL, 0,
+	    args)), 0);
+	ck_assert_int_eq(ts_daemon_wait_ready(&d), 0);
+	/* The ids there are; the reopened ring's own come after them. */
+	snprintf(path, sizeof path, "/proc/%d/smaps", (int)pid);
+	ck_assert_ptr_nonnull(f = fopen(path, "r"));
+	while (getline(&line, &cap, f) > 0) {
+		/* MADV_HUGEPAGE took (the kernel has THP): "hg" too. */
+		if (strncmp(line, "VmFlags:", 8) == 0 &&
+		    strstr(line, " hg") != NULL)
+			huge = 1;
+		if ((name = strstr(line, "wal_mmap_")) != NULL &&
+		    sscanf(name, "wal_mmap_%lu", &id) == 1 && id + 1 > before)
+			before = id + 1;
+	}
+	fclose(f);
+
+	out = restart_exec_refused(bin);
+	TS_CHECK(strstr(out, "restart failed: cannot execute") != NULL,
+	    "walctl restart said: %s", out);
+	free(out);
+	ck_assert_uint_eq(count_in_log("restart failed: log open again"), 1);
+
+	/* Rotate several times: ring 4, 64K segments. */
+	ck_assert_int_eq(walmmap_connect(&w, d.sock, WALMMAP_ACK_DURABLE,
+	    WALMMAP_SHM), 0);
+	memset(rec, 'p', sizeof rec);
+	for (i = 0; i < 3000; i++)
+		ck_assert_int_eq(walmmap_append(w, rec, sizeof rec,
+		    WALMMAP_ACK_DEFAULT, &seq), 0);
+	ck_assert_int_eq(walmmap_wait(w, WALMMAP_ACK_DURABLE, -1), 0);
+
+	ck_assert_ptr_nonnull(f = fopen(path, "r"));
+	id = 0;
+	name = NULL;
+	while (getline(&line, &cap, f) > 0) {
+		if (strchr(line, '/') != NULL) {
+			name = strstr(line, "wal_mmap_");
+			if (name == NULL || sscanf(name, "wal_mmap_%lu",
+			    &id) != 1)
+				name = NULL;
+		} else if (strncmp(line, "VmFlags:", 8) == 0) {
+			if (name != NULL && id >= before) {
+				seen++;
+				if (strstr(line, " rr") != NULL &&
+				    (!huge || strstr(line, " hg") != NULL))
+					random++;
+				else
+					TS_CHECK(0, "segment %lu created after "
+					    "the failed exec has no "
+					    "MADV_RANDOM%s: %s", id, huge ?
+					    " or MADV_HUGEPAGE" : "", line);
+			}
+			name = NULL;
+		}
+	}
+	fclose(f);
+	free(line);
+	ck_assert_uint_gt(seen, 0);
+	ck_assert_uint_eq(random, seen);
+	walmmap_close(w);
+	ck_assert_int_eq(ts_daemon_stop(&d), 0);
+}
+END_TEST
+
 static Suite *
 handover_suite(void)
 {
@@ -1128,6 +1217,12 @@ handover_suite(void)
 	tcase_add_test(tc, test_state_kept);
 	tcase_add_test(tc, test_restart_with_backlog);
 	tcase_add_test(tc, test_table_synced_after_failed_exec);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("prefault");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, test_failed_exec_keeps_prefault_step);
 	suite_add_tcase(s, tc);
 	return (s);
 }
