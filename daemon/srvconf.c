@@ -260,10 +260,12 @@ config_set(struct srv_config *c, const char *key, const char *val,
 		if (parse_bool(val, &c->prefault) != 0)
 			BAD("prefault: \"%s\" is not yes or no", val);
 	} else if (strcmp(key, "prefault_step") == 0) {
-		if (config_parse_size(val, &v) != 0 || v % 4096 != 0 ||
+		long page = sysconf(_SC_PAGESIZE);
+
+		if (config_parse_size(val, &v) != 0 || v % (uint64_t)page != 0 ||
 		    v > WAL_SEGMENT_MAX)
-			BAD("prefault_step: \"%s\" is not 0 or a multiple of 4K "
-			    "up to 16G", val);
+			BAD("prefault_step: \"%s\" is not 0 or a multiple of the "
+			    "page size (%ldK) up to 16G", val, page / 1024);
 		c->prefault_step = v;
 	} else if (strcmp(key, "max_record") == 0) {
 		if (config_parse_size(val, &v) != 0 || v == 0 ||

@@ -282,6 +282,8 @@ main(int argc, char **argv)
 		log_info("prefault_step: new segments are pre-faulted %" PRIu64
 		    " bytes at a time, without readahead, pausing while a "
 		    "standby segment is ready", srv.cfg.prefault_step);
+	else if (srv.cfg.prefault_step > 0)
+		log_warnx("prefault_step: ignored, as prefault is off");
 	prod_open(&srv);	/* the producer table, reconciled with the log */
 
 	if ((srv.base = event_base_new()) == NULL)

@@ -294,8 +294,8 @@ segments_resident(unsigned n)
 /*
  * prefault_step: segments are pre-faulted in steps with readahead off
  * (MADV_RANDOM, "rr"), the active one and every standby in full, and
- * records go on across rotations; a step that is not a multiple of 4K is
- * refused. The residency check is shown to see a file that is not
+ * records go on across rotations; a step that is not a multiple of the
+ * page size is refused, and one with prefault off is said to be ignored. The residency check is shown to see a file that is not
  * pre-faulted.
  */
 START_TEST(test_prefault_step)
@@ -338,7 +338,12 @@ START_TEST(test_prefault_step)
 
 	ck_assert_int_eq(ts_daemon_start(&d, "-o", "prefault_step=5000",
 	    NULL), 1);
-	log_has("prefault_step: \"5000\" is not 0 or a multiple of 4K");
+	log_has("prefault_step: \"5000\" is not 0 or a multiple of the "
+	    "page size");
+	ck_assert_int_eq(ts_daemon_start(&d, "--segment-size", "256K", "-o",
+	    "prefault=no", "-o", "prefault_step=4K", NULL), 0);
+	log_has("prefault_step: ignored, as prefault is off");
+	ck_assert_int_eq(ts_daemon_stop(&d), 0);
 }
 END_TEST
 
