@@ -76,6 +76,7 @@
 #include "wal_ring.h"
 
 #define RING_PREFAULT_PAUSE_NS	50000	/* after each paced pre-fault step */
+#define RING_PREFAULT_PAUSE_MAX_NS 200000000 /* pauses for one segment */
 
 struct wal_ring {
 	char			*dir;
@@ -958,10 +959,13 @@ ring_create_segment(struct wal_ring *r, struct wal_segment **out, int bg,
  * segment. A yield would not do: the scheduler hands the CPU straight back
  * to a thread that has had less than its share. With no standby ready the
  * writer is about to need this segment, so it goes on without pausing; a
- * writer that creates one itself never pauses. Nor does it pause while a
- * sealed segment waits to be unmapped and synced (this thread's next
- * jobs): a paced pre-fault of 1 GiB in 4 KiB steps would otherwise hold
- * them for 13 s, and at WAL_MAX_SEALED_UNSYNCED the writer syncs itself.
+ * writer that creates one itself never pauses. The pauses of one segment
+ * add up to at most RING_PREFAULT_PAUSE_MAX_NS: meanwhile this thread
+ * unmaps, syncs and checkpoints nothing, and 1 GiB in 4 KiB steps would
+ * otherwise hold those jobs for 13 s (at WAL_MAX_SEALED_UNSYNCED sealed
+ * segments the writer syncs them itself). Stopping the pauses whenever a
+ * sealed segment waits would end them at every rotation, when this
+ * thread creates the next standby before it syncs the sealed one.
  * A close stops it between steps (16 GiB in 4 KiB steps would otherwise
  * hold the close for minutes). The price is throughput: pages faulted one by one are small
  * folios, which the writer fills more slowly than the large ones
@@ -971,7 +975,7 @@ static void
 ring_prefault(struct wal_ring *r, struct wal_segment *seg, int bg)
 {
 	static const struct timespec pause = { 0, RING_PREFAULT_PAUSE_NS };
-	uint64_t off;
+	uint64_t off, paused = 0;
 	int spare, stop;
 
 	wal_seg_advise_random(seg);
@@ -980,14 +984,16 @@ ring_prefault(struct wal_ring *r, struct wal_segment *seg, int bg)
 		if (!bg)
 			continue;
 		pthread_mutex_lock(&r->lock);
-		spare = r->nstandby > 0 && r->sealed == NULL;
+		spare = r->nstandby > 0;
 		stop = r->stop;
 		pthread_mutex_unlock(&r->lock);
 		/* Closing: the rest faults in when written, if ever. */
 		if (stop)
 			break;
-		if (spare)
+		if (spare && paused < RING_PREFAULT_PAUSE_MAX_NS) {
 			(void)nanosleep(&pause, NULL);
+			paused += RING_PREFAULT_PAUSE_NS;
+		}
 	}
 }
 
