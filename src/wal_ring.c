@@ -967,9 +967,9 @@ ring_create_segment(struct wal_ring *r, struct wal_segment **out, int bg,
  * sealed segment waits would end them at every rotation, when this
  * thread creates the next standby before it syncs the sealed one.
  * A close stops it between steps (16 GiB in 4 KiB steps would otherwise
- * hold the close for minutes). The price is throughput: pages faulted one by one are small
- * folios, which the writer fills more slowly than the large ones
- * readahead makes (BENCHMARKS.md).
+ * hold the close for minutes). The price is throughput, probably because
+ * pages faulted one by one make small folios where readahead makes large
+ * ones (BENCHMARKS.md).
  */
 static void
 ring_prefault(struct wal_ring *r, struct wal_segment *seg, int bg)
