@@ -739,15 +739,7 @@ handover_reopen_ring(struct server *srv, char *why, size_t whylen)
 	struct wal_error err;
 	uint64_t n;
 
-	memset(&rc, 0, sizeof rc);
-	rc.dir = srv->cfg.dir;
-	rc.has_dirfd = 1;
-	rc.dirfd = srv->data_dirfd;
-	rc.segment_size = srv->cfg.segment_size;
-	rc.ring_segments = srv->cfg.ring;
-	rc.no_prefault = !srv->cfg.prefault;
-	rc.large_pages = srv->cfg.use_large_pages;
-	rc.prefault_step = srv->cfg.prefault_step;
+	config_ring(&srv->cfg, srv->data_dirfd, &rc);
 	if (wal_ring_open(&rc, &srv->ring, &rec, &err) != 0) {
 		snprintf(why, whylen, "%s", err.msg);
 		return (-1);

@@ -26,6 +26,7 @@
 #include "srvconf.h"
 #include "wal_format.h"
 #include "wal_proto.h"
+#include "wal_ring.h"
 #include "wal_segment.h"
 #include "wal_shm.h"
 
@@ -832,4 +833,18 @@ set_str(char **dst, const char *v)
 	free(*dst);
 	if ((*dst = strdup(v)) == NULL)
 		abort();
+}
+
+void
+config_ring(const struct srv_config *c, int dirfd, struct wal_ring_config *rc)
+{
+	memset(rc, 0, sizeof *rc);
+	rc->dir = c->dir;
+	rc->has_dirfd = 1;
+	rc->dirfd = dirfd;
+	rc->segment_size = c->segment_size;
+	rc->ring_segments = c->ring;
+	rc->no_prefault = !c->prefault;
+	rc->large_pages = c->use_large_pages;
+	rc->prefault_step = c->prefault_step;
 }

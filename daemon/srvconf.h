@@ -110,6 +110,15 @@ int	config_set(struct srv_config *, const char *key, const char *value,
 /* Cross-field checks after everything is loaded. */
 int	config_validate(struct srv_config *, char *err, size_t errlen);
 
+/*
+ * The ring's settings from the configuration, for the data directory
+ * open as dirfd: every key that shapes segments (start_seq excepted: only
+ * a first open sets it).
+ */
+struct wal_ring_config;
+void	config_ring(const struct srv_config *, int dirfd,
+	    struct wal_ring_config *);
+
 /* Copy a config (strings duplicated). */
 void	config_copy(struct srv_config *dst, const struct srv_config *src);
 

@@ -244,15 +244,7 @@ main(int argc, char **argv)
 		    srv.cfg.dir, why, srv.cfg.name_prefix);
 
 	/* The ring first: its lock decides whether we may run at all. */
-	memset(&rc, 0, sizeof rc);
-	rc.dir = srv.cfg.dir;
-	rc.has_dirfd = 1;
-	rc.dirfd = dirfd;
-	rc.segment_size = srv.cfg.segment_size;
-	rc.ring_segments = srv.cfg.ring;
-	rc.no_prefault = !srv.cfg.prefault;
-	rc.large_pages = srv.cfg.use_large_pages;
-	rc.prefault_step = srv.cfg.prefault_step;
+	config_ring(&srv.cfg, dirfd, &rc);
 	rc.start_seq = srv.cfg.start_seq;
 	if (wal_ring_open(&rc, &srv.ring, &rec, &err) != 0)
 		fatalx("%s", err.msg);

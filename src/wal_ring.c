@@ -931,12 +931,13 @@ static int
 ring_create_segment(struct wal_ring *r, struct wal_segment **out, int bg,
     struct wal_error *err)
 {
-	int flags = r->seg_flags, named, rc;
+	int stepped, named, rc;
 
-	if (r->prefault_step > 0)
-		flags &= ~WAL_SEG_PREFAULT;	/* ring_prefault() below */
+	/* prefault_step: ring_prefault() below, not wal_seg_create(). */
+	stepped = r->prefault_step > 0 && (r->seg_flags & WAL_SEG_PREFAULT);
 	rc = wal_seg_create(r->dirfd, r->dir, r->next_id, r->segment_size,
-	    flags, out, &named, err);
+	    stepped ? r->seg_flags & ~WAL_SEG_PREFAULT : r->seg_flags, out,
+	    &named, err);
 	/* An id whose name appeared is never used again, even on failure. */
 	if (rc == 0 || named)
 		r->next_id++;
@@ -944,7 +945,7 @@ ring_create_segment(struct wal_ring *r, struct wal_segment **out, int bg,
 		atomic_fetch_add(&r->segments_created, 1);
 	else
 		atomic_fetch_add(&r->create_failures, 1);
-	if (rc == 0 && flags != r->seg_flags)
+	if (rc == 0 && stepped)
 		ring_prefault(r, *out, bg);
 	return (rc);
 }

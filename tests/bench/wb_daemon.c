@@ -969,8 +969,8 @@ lat_variant(const struct wb *wb, int shm, long rate, const char *variant,
 	snprintf(r.note, sizeof r.note, "ratio: walmmapd p99 / baseline p99 "
 	    "(lower is better), median of %d runs of %.1f s after %.2f s "
 	    "warm-up, from the scheduled send, pinned, placement moved in "
-	    "%d%s%s", wb->reps, secs, warm, moved(rb, ra, wb->reps),
-	    args != NULL ? "; walmmapd -o prefault_step=64K" : "",
+	    "%d%s%s%s", wb->reps, secs, warm, moved(rb, ra, wb->reps),
+	    args != NULL ? "; walmmapd -o " : "", args != NULL ? args[1] : "",
 	    r.rps < 0.95 * (double)rate || r.base_rps < 0.95 * (double)rate ?
 	    "; OFFERED RATE NOT SUSTAINED (rec/s: achieved)" : "");
 	wb_report(wb, &r);
