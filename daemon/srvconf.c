@@ -847,4 +847,5 @@ config_ring(const struct srv_config *c, int dirfd, struct wal_ring_config *rc)
 	rc->no_prefault = !c->prefault;
 	rc->large_pages = c->use_large_pages;
 	rc->prefault_step = c->prefault_step;
+	rc->start_seq = c->start_seq;
 }

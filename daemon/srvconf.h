@@ -112,8 +112,10 @@ int	config_validate(struct srv_config *, char *err, size_t errlen);
 
 /*
  * The ring's settings from the configuration, for the data directory
- * open as dirfd: every key that shapes segments (start_seq excepted: only
- * a first open sets it).
+ * open as dirfd: every key that shapes segments, and start_seq, for the
+ * first open and the reopen after a failed exec alike. start_seq acts only
+ * on a directory where no seq was ever handed out (the reopen can find
+ * one: no record yet, and the first open's checkpoint not written).
  */
 struct wal_ring_config;
 void	config_ring(const struct srv_config *, int dirfd,

@@ -245,7 +245,6 @@ main(int argc, char **argv)
 
 	/* The ring first: its lock decides whether we may run at all. */
 	config_ring(&srv.cfg, dirfd, &rc);
-	rc.start_seq = srv.cfg.start_seq;
 	if (wal_ring_open(&rc, &srv.ring, &rec, &err) != 0)
 		fatalx("%s", err.msg);
 	srv.data_dirfd = dirfd;

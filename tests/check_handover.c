@@ -1199,6 +1199,99 @@ START_TEST(test_failed_exec_keeps_prefault_step)
 }
 END_TEST
 
+/*
+ * start_seq=1000 on an empty directory, a restart whose exec fails before
+ * any record, then appends: the reopened ring (handover_reopen_ring) goes
+ * on at 1000, as a new process would. With ckpt_full the first open's
+ * checkpoint (the one saying seqs below 1000 were handed out) cannot be
+ * written (its rename fails with ENOSPC, a full disk); the ring writes
+ * one only after a sealed segment is synced, so the directory the reopen
+ * finds holds an empty segment and no checkpoint: only start_seq says
+ * where the log begins (before the fix it began at 0, and the next start with the
+ * same configuration was refused: start_seq above the records).
+ */
+static void
+failed_exec_start_seq(int ckpt_full)
+{
+	static char *args[] = { "--segment-size", "64K", "-o", "prefault=no",
+	    "-o", "start_seq=1000", "-o", "shm_size=64K", NULL };
+	char bin[PATH_MAX], ctlpath[PATH_MAX], ckpt[PATH_MAX + 32], *out;
+	struct wf_ctl *ctl = NULL;
+	struct walmmap *w;
+	struct stat st;
+	int64_t seq, seq2;
+	int rc;
+
+	if (ckpt_full) {
+		snprintf(ctlpath, sizeof ctlpath, "%s/fault.ctl", base);
+		ck_assert_ptr_nonnull(ctl = wf_ctl_open(ctlpath));
+		/* The first rename is the first open's checkpoint. */
+		wf_arm(ctl, WF_RENAME, 1, ENOSPC, 0);
+		d.fault_ctl = ctlpath;
+	}
+	snprintf(bin, sizeof bin, "%s/walmmapd-copy", base);
+	copy_daemon(bin);
+	ck_assert_int_gt(ts_daemon_spawn_fds(&d, bin, NULL, NULL, 0, args), 0);
+	ck_assert_int_eq(ts_daemon_wait_ready(&d), 0);
+	snprintf(ckpt, sizeof ckpt, "%s/walmmapd.checkpoint", d.data);
+	if (ckpt_full) {
+		ck_assert_uint_eq(atomic_load(&ctl->op[WF_RENAME].injected), 1);
+		TS_CHECK(stat(ckpt, &st) == -1 && errno == ENOENT,
+		    "%s exists: the injected failure missed it", ckpt);
+	} else
+		ck_assert_int_eq(stat(ckpt, &st), 0);
+
+	out = restart_exec_refused(bin);
+	TS_CHECK(strstr(out, "restart failed: cannot execute") != NULL,
+	    "walctl restart said: %s", out);
+	free(out);
+	ck_assert_uint_eq(count_in_log("restart failed: log open again"), 1);
+
+	ck_assert_int_eq(walmmap_connect(&w, d.sock, WALMMAP_ACK_DURABLE,
+	    WALMMAP_SHM), 0);
+	ck_assert_int_eq(walmmap_append(w, "one", 3, WALMMAP_ACK_DEFAULT,
+	    &seq), 0);
+	ck_assert_int_eq(walmmap_append(w, "two", 3, WALMMAP_ACK_DEFAULT,
+	    &seq2), 0);
+	walmmap_close(w);
+	ck_assert_int_eq(ts_daemon_stop(&d), 0);
+	d.fault_ctl = NULL;
+	wf_ctl_close(ctl);
+	TS_CHECK(seq == 1000 && seq2 == 1001, "start_seq=1000, after a "
+	    "failed exec the first records got seqs %" PRId64 " and %" PRId64,
+	    seq, seq2);
+
+	/* The next start, same configuration, goes on (not refused). */
+	ck_assert_int_eq(ts_daemon_startv(&d, args), 0);
+	ck_assert_int_eq(walmmap_connect(&w, d.sock, WALMMAP_ACK_DURABLE,
+	    0), 0);
+	ck_assert_int_eq(walmmap_append(w, "three", 5, WALMMAP_ACK_DEFAULT,
+	    &seq), 0);
+	walmmap_close(w);
+	ck_assert_int_eq(ts_daemon_stop(&d), 0);
+	ck_assert_int_eq(seq, 1002);
+
+	rc = ts_run_prog("client/walctl", NULL, 0, &out, "verify", d.data,
+	    NULL);
+	TS_CHECK(rc == 0 && strstr(out, "3 records (seq 1000 .. 1002), "
+	    "0 problems") != NULL, "walctl verify: %d: %s", rc, out);
+	free(out);
+}
+
+/* start_seq holds after a failed exec (checkpoint written). */
+START_TEST(test_failed_exec_keeps_start_seq)
+{
+	failed_exec_start_seq(0);
+}
+END_TEST
+
+/* start_seq holds after a failed exec, the first checkpoint lost. */
+START_TEST(test_failed_exec_keeps_start_seq_no_checkpoint)
+{
+	failed_exec_start_seq(1);
+}
+END_TEST
+
 static Suite *
 handover_suite(void)
 {
@@ -1223,6 +1316,13 @@ handover_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_failed_exec_keeps_prefault_step);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("start_seq");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, test_failed_exec_keeps_start_seq);
+	tcase_add_test(tc, test_failed_exec_keeps_start_seq_no_checkpoint);
 	suite_add_tcase(s, tc);
 	return (s);
 }
