@@ -303,6 +303,7 @@ closer_main(void *arg)
 	sigset_t set;
 	int fd;
 
+	(void)pthread_setname_np(pthread_self(), "wal-closer");
 	sigemptyset(&set);
 	sigaddset(&set, CLOSER_SIGNAL);
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);

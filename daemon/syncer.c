@@ -164,6 +164,7 @@ syncer_main(void *arg)
 	int64_t durable;
 	int rc;
 
+	(void)pthread_setname_np(pthread_self(), "wal-sync");
 	pthread_mutex_lock(&s->lock);
 	for (;;) {
 		while (!s->requested && !s->stop)

@@ -1047,6 +1047,7 @@ ring_bg_main(void *arg)
 	time_t wake;
 	int fd, failed, rc;
 
+	(void)pthread_setname_np(pthread_self(), "wal-segments");
 	pthread_mutex_lock(&r->lock);
 	while (!r->stop) {
 		failed = wal_ring_failed(r, NULL) != 0;
