@@ -260,14 +260,18 @@ config_set(struct srv_config *c, const char *key, const char *val,
 	} else if (strcmp(key, "prefault") == 0) {
 		if (parse_bool(val, &c->prefault) != 0)
 			BAD("prefault: \"%s\" is not yes or no", val);
-	} else if (strcmp(key, "prefault_step") == 0) {
+	} else if (strcmp(key, "prefault_step") == 0 ||
+	    strcmp(key, "writeback_step") == 0) {
 		long page = sysconf(_SC_PAGESIZE);
 
 		if (config_parse_size(val, &v) != 0 || v % (uint64_t)page != 0 ||
 		    v > WAL_SEGMENT_MAX)
-			BAD("prefault_step: \"%s\" is not 0 or a multiple of the "
-			    "page size (%ldK) up to 16G", val, page / 1024);
-		c->prefault_step = v;
+			BAD("%s: \"%s\" is not 0 or a multiple of the page size "
+			    "(%ldK) up to 16G", key, val, page / 1024);
+		if (strcmp(key, "prefault_step") == 0)
+			c->prefault_step = v;
+		else
+			c->writeback_step = v;
 	} else if (strcmp(key, "max_record") == 0) {
 		if (config_parse_size(val, &v) != 0 || v == 0 ||
 		    v > WAL_MAX_PAYLOAD)
@@ -847,5 +851,6 @@ config_ring(const struct srv_config *c, int dirfd, struct wal_ring_config *rc)
 	rc->no_prefault = !c->prefault;
 	rc->large_pages = c->use_large_pages;
 	rc->prefault_step = c->prefault_step;
+	rc->writeback_step = c->writeback_step;
 	rc->start_seq = c->start_seq;
 }

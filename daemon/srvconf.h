@@ -35,6 +35,7 @@ struct srv_config {
 	unsigned	 ring;
 	int		 prefault;
 	uint64_t	 prefault_step;		/* 0: a segment at once */
+	uint64_t	 writeback_step;	/* 0: a range at once */
 	uint32_t	 max_record;
 	unsigned	 max_connections;
 	unsigned	 max_connections_per_uid;

@@ -275,6 +275,9 @@ main(int argc, char **argv)
 		    "standby segment is ready", srv.cfg.prefault_step);
 	else if (srv.cfg.prefault_step > 0)
 		log_warnx("prefault_step: ignored, as prefault is off");
+	if (srv.cfg.writeback_step > 0)
+		log_info("writeback_step: write-back starts %" PRIu64 " bytes "
+		    "at a time, pausing between steps", srv.cfg.writeback_step);
 	prod_open(&srv);	/* the producer table, reconciled with the log */
 
 	if ((srv.base = event_base_new()) == NULL)
@@ -669,6 +672,7 @@ reload(struct server *srv)
 	RESTART_ONLY(ring, "ring");
 	RESTART_ONLY(prefault, "prefault");
 	RESTART_ONLY(prefault_step, "prefault_step");
+	RESTART_ONLY(writeback_step, "writeback_step");
 	RESTART_ONLY(use_large_pages, "use_large_pages");
 	RESTART_ONLY(start_seq, "start_seq");
 	RESTART_ONLY(socket_mode, "socket_mode");

@@ -39,6 +39,7 @@ struct wal_ring_config {
 	int		 no_prefault;	/* skip pre-faulting (tests, tmpfs) */
 	int		 large_pages;	/* MADV_HUGEPAGE on every segment */
 	uint64_t	 prefault_step;	/* paced pre-fault steps, 0: at once */
+	uint64_t	 writeback_step; /* paced write-back steps, 0: at once */
 	int64_t		 start_seq;	/* first seq of a new log (0) */
 };
 

@@ -348,6 +348,45 @@ START_TEST(test_prefault_step)
 END_TEST
 
 /*
+ * writeback_step reaches the ring (check_ring's test_writeback_step shows
+ * what it does there): logged at start, records across rotations all
+ * verify, and a step that is not a multiple of the page size is refused.
+ */
+START_TEST(test_writeback_step)
+{
+	char rec[2000], *out;
+	struct walmmap *w;
+	int64_t seq = -1;
+	int i, rc;
+
+	ck_assert_int_eq(ts_daemon_start(&d, "--segment-size", "256K",
+	    "--ring", "3", "-o", "writeback_step=64K", "-o",
+	    "sync_interval=10ms", NULL), 0);
+	log_has("writeback_step: write-back starts 65536 bytes at a time");
+	ck_assert_int_eq(walmmap_connect(&w, d.sock, WALMMAP_ACK_WRITTEN, 0),
+	    0);
+	memset(rec, 'w', sizeof rec);
+	for (i = 0; i < 600; i++)
+		ck_assert_msg(walmmap_append(w, rec, sizeof rec,
+		    i % 50 == 49 ? WALMMAP_ACK_DURABLE : WALMMAP_ACK_WRITTEN,
+		    &seq) == 0, "%s", walmmap_errmsg(w));
+	walmmap_close(w);
+	ck_assert_int_eq(seq, 599);
+	ck_assert_int_eq(ts_daemon_stop(&d), 0);
+	rc = ts_run_prog("client/walctl", NULL, 0, &out, "verify", d.data,
+	    NULL);
+	ck_assert_msg(rc == 0 && strstr(out, "(seq 0 .. 599)") != NULL,
+	    "%d: %s", rc, out);
+	free(out);
+
+	ck_assert_int_eq(ts_daemon_start(&d, "-o", "writeback_step=5000",
+	    NULL), 1);
+	log_has("writeback_step: \"5000\" is not 0 or a multiple of the "
+	    "page size");
+}
+END_TEST
+
+/*
  * name_prefix: segments are named "<prefix>_<id>.wal", found again after
  * a restart, read through the daemon and, being Signet segment files of
  * that name, by path; a directory holding another prefix's segments is
@@ -406,6 +445,7 @@ config_suite(void)
 	tcase_add_test(tc, test_start_seq);
 	tcase_add_test(tc, test_use_large_pages);
 	tcase_add_test(tc, test_prefault_step);
+	tcase_add_test(tc, test_writeback_step);
 	tcase_add_test(tc, test_name_prefix);
 	suite_add_tcase(s, tc);
 	return (s);

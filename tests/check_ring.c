@@ -772,6 +772,88 @@ START_TEST(test_sealed_unsynced_bound)
 }
 END_TEST
 
+/* Wait (bounded) until the background thread synced every sealed one. */
+static void
+wait_sealed_synced(struct wal_ring *r)
+{
+	struct wal_ring_stats st;
+	int i;
+
+	for (i = 0; i < 2000; i++) {
+		wal_ring_stats(r, &st);
+		if (st.sealed_unsynced == 0)
+			return;
+		usleep(5000);
+	}
+	ck_abort_msg("%llu sealed segments still unsynced after 10 s",
+	    (unsigned long long)st.sealed_unsynced);
+}
+
+/*
+ * writeback_step: the background thread unmaps a sealed segment and
+ * starts its write-back a step at a time (one sync_file_range() a step,
+ * not one a segment), a sync starts the active segment's write-back in
+ * steps before its msync, and every record is still there.
+ */
+START_TEST(test_writeback_step)
+{
+	struct wal_ring_config cfg = { .dir = dir, .segment_size = SEG64K,
+	    .ring_segments = 3, .writeback_step = 4096 };
+	struct wal_ring_stats st;
+	struct wal_ring *r;
+	struct wal_error err;
+	uint8_t buf[1000];
+	uint64_t c0, c1, sealed;
+	int64_t s, durable;
+
+	ck_assert_int_eq(wal_ring_open(&cfg, &r, NULL, &err), 0);
+	c0 = atomic_load(&ctl->sfr_calls);
+	for (s = 0; s < 400; s++) {
+		ts_fill_payload(buf, sizeof buf, s);
+		ck_assert_int_eq(wal_ring_append(r, buf, sizeof buf, -1, NULL,
+		    &err), 0);
+	}
+	ck_assert_int_eq(wal_ring_rotate(r, &err), 0);
+	wait_sealed_synced(r);
+	wal_ring_stats(r, &st);
+	sealed = st.rotations;
+	ck_assert_uint_ge(sealed, 6);
+	/* 16 steps of 4K a 64K segment; without the option one call each. */
+	ck_assert_msg(atomic_load(&ctl->sfr_calls) - c0 >= sealed * 16,
+	    "%llu sync_file_range calls for %llu sealed segments",
+	    (unsigned long long)(atomic_load(&ctl->sfr_calls) - c0),
+	    (unsigned long long)sealed);
+
+	/* 40 records (40K) in the fresh active segment, then a sync. */
+	for (s = 400; s < 440; s++) {
+		ts_fill_payload(buf, sizeof buf, s);
+		ck_assert_int_eq(wal_ring_append(r, buf, sizeof buf, -1, NULL,
+		    &err), 0);
+	}
+	c1 = atomic_load(&ctl->sfr_calls);
+	ck_assert_int_eq(wal_ring_sync(r, &durable, &err), 0);
+	ck_assert_int_eq(durable, 439);
+	ck_assert_msg(atomic_load(&ctl->sfr_calls) - c1 >= 9, "a sync of 40K "
+	    "made %llu sync_file_range calls",
+	    (unsigned long long)(atomic_load(&ctl->sfr_calls) - c1));
+	wal_ring_close(r);
+	{
+		struct wal_reader *rd;
+		struct wal_record rec;
+		int64_t n = 0;
+
+		ck_assert_int_eq(wal_reader_open(dir, &rd, &err), 0);
+		while (wal_reader_next(rd, &rec, &err) == 1) {
+			TS_CHECK(rec.seq == n && rec.size == 1000, "seq %lld",
+			    (long long)n);
+			n++;
+		}
+		ck_assert_int_eq(n, 440);
+		wal_reader_close(rd);
+	}
+}
+END_TEST
+
 /*
  * Issue #13, defect 6: a reservation given up (an APPEND_FD payload that
  * could not be read) leaves no stale bytes after the segment's last record,
@@ -1005,6 +1087,7 @@ ring_suite(void)
 	tcase_add_test(tc, test_sync_failure_is_sticky);
 	tcase_add_test(tc, test_background_sync_failure_is_sticky);
 	tcase_add_test(tc, test_sealed_unsynced_bound);
+	tcase_add_test(tc, test_writeback_step);
 	tcase_add_test(tc, test_abandoned_reservation_is_zeroed);
 	tcase_add_test(tc, test_create_mmap_fails_after_rename);
 	tcase_add_test(tc, test_create_dirsync_fails_after_rename);

@@ -225,6 +225,17 @@ fsync(int fd)
 }
 
 WF_NOTSAN int
+sync_file_range(int fd, off_t off, off_t len, unsigned int flags)
+{
+	REAL(int, "sync_file_range", int, off_t, off_t, unsigned int);
+	struct wf_ctl *c = wf_ctl_get();
+
+	if (c != NULL && fd > 2)
+		atomic_fetch_add(&c->sfr_calls, 1);
+	return (real(fd, off, len, flags));
+}
+
+WF_NOTSAN int
 fallocate(int fd, int mode, off_t off, off_t len)
 {
 	REAL(int, "fallocate", int, int, off_t, off_t);

@@ -80,6 +80,12 @@ struct wf_ctl {
 	uint32_t		magic;
 	uint32_t		ncalls;
 	struct wf_op		op[WF_NCALLS];
+	/*
+	 * sync_file_range() calls on regular files, counted, never failed:
+	 * they only start write-back, and the msync or fdatasync that
+	 * follows reports what went wrong (shim).
+	 */
+	_Atomic uint64_t	sfr_calls;
 	_Atomic int32_t		ledger_on;	/* set by the test */
 	_Atomic int32_t		ledger_full;	/* a file found no slot */
 	_Atomic uint64_t	ledger_syncs;	/* syncs recorded */
