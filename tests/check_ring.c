@@ -855,6 +855,56 @@ START_TEST(test_writeback_step)
 END_TEST
 
 /*
+ * writeback_step: the pauses of one segment or one sync add up to at most
+ * 200 ms of real time (walmmapd.conf(5)), not 200 ms of asked-for 50 us
+ * sleeps. The shim makes every nanosleep() last 1 ms longer, as a loaded
+ * CPU does: a 16 MiB segment released in 4K steps, and a sync of an 8 MiB
+ * backlog, may then pause about 200 times each, not 4000 and 2000 (4 s
+ * and 2 s). Each pause lasts at least 1 ms, so the bound is exact.
+ */
+START_TEST(test_writeback_pause_cap_is_real_time)
+{
+	struct wal_ring_config cfg = { .dir = dir, .segment_size = 16 << 20,
+	    .ring_segments = 3, .no_prefault = 1, .writeback_step = 4096 };
+	static uint8_t buf[65000];
+	struct wal_ring *r;
+	struct wal_error err;
+	uint64_t n0, n1;
+	int64_t s, durable;
+
+	ck_assert_int_eq(wal_ring_open(&cfg, &r, NULL, &err), 0);
+	/* 260 records of 65000 bytes: one full segment and a few more. */
+	for (s = 0; s < 260; s++) {
+		ts_fill_payload(buf, sizeof buf, s);
+		ck_assert_int_eq(wal_ring_append(r, buf, sizeof buf, -1, NULL,
+		    &err), 0);
+	}
+	n0 = atomic_load(&ctl->sleep_calls);
+	atomic_store(&ctl->sleep_extra_ns, 1000000);
+	ck_assert_int_eq(wal_ring_rotate(r, &err), 0);
+	wait_sealed_synced(r);
+	n1 = atomic_load(&ctl->sleep_calls);
+	ck_assert_msg(n1 - n0 <= 2 * 201, "%llu pauses of over 1 ms to "
+	    "release two segments", (unsigned long long)(n1 - n0));
+
+	/* About 8 MiB in the active segment, then a sync. */
+	for (s = 260; s < 390; s++) {
+		ts_fill_payload(buf, sizeof buf, s);
+		ck_assert_int_eq(wal_ring_append(r, buf, sizeof buf, -1, NULL,
+		    &err), 0);
+	}
+	n0 = atomic_load(&ctl->sleep_calls);
+	ck_assert_int_eq(wal_ring_sync(r, &durable, &err), 0);
+	n1 = atomic_load(&ctl->sleep_calls);
+	atomic_store(&ctl->sleep_extra_ns, 0);
+	ck_assert_int_eq(durable, 389);
+	ck_assert_msg(n1 - n0 <= 201, "%llu pauses of over 1 ms in one sync",
+	    (unsigned long long)(n1 - n0));
+	wal_ring_close(r);
+}
+END_TEST
+
+/*
  * Issue #13, defect 6: a reservation given up (an APPEND_FD payload that
  * could not be read) leaves no stale bytes after the segment's last record,
  * which a later recovery would read as a torn record and end the log at.
@@ -1088,6 +1138,7 @@ ring_suite(void)
 	tcase_add_test(tc, test_background_sync_failure_is_sticky);
 	tcase_add_test(tc, test_sealed_unsynced_bound);
 	tcase_add_test(tc, test_writeback_step);
+	tcase_add_test(tc, test_writeback_pause_cap_is_real_time);
 	tcase_add_test(tc, test_abandoned_reservation_is_zeroed);
 	tcase_add_test(tc, test_create_mmap_fails_after_rename);
 	tcase_add_test(tc, test_create_dirsync_fails_after_rename);

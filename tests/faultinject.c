@@ -236,6 +236,24 @@ sync_file_range(int fd, off_t off, off_t len, unsigned int flags)
 }
 
 WF_NOTSAN int
+nanosleep(const struct timespec *req, struct timespec *rem)
+{
+	REAL(int, "nanosleep", const struct timespec *, struct timespec *);
+	struct wf_ctl *c = wf_ctl_get();
+	struct timespec ts;
+	int64_t ns;
+
+	if (c != NULL)
+		atomic_fetch_add(&c->sleep_calls, 1);
+	if (c == NULL || (ns = atomic_load(&c->sleep_extra_ns)) <= 0)
+		return (real(req, rem));
+	ns += (int64_t)req->tv_sec * 1000000000 + req->tv_nsec;
+	ts.tv_sec = ns / 1000000000;
+	ts.tv_nsec = ns % 1000000000;
+	return (real(&ts, rem));
+}
+
+WF_NOTSAN int
 fallocate(int fd, int mode, off_t off, off_t len)
 {
 	REAL(int, "fallocate", int, int, off_t, off_t);

@@ -86,6 +86,12 @@ struct wf_ctl {
 	 * follows reports what went wrong (shim).
 	 */
 	_Atomic uint64_t	sfr_calls;
+	/*
+	 * nanosleep() calls, counted (shim); each one sleeps
+	 * sleep_extra_ns longer (set by the test: a loaded CPU).
+	 */
+	_Atomic uint64_t	sleep_calls;
+	_Atomic int64_t		sleep_extra_ns;
 	_Atomic int32_t		ledger_on;	/* set by the test */
 	_Atomic int32_t		ledger_full;	/* a file found no slot */
 	_Atomic uint64_t	ledger_syncs;	/* syncs recorded */
