@@ -248,6 +248,17 @@ wal_ring_open(const struct wal_ring_config *cfg, struct wal_ring **out,
 		    "%d..%d", r->ring_segments, WAL_RING_MIN, WAL_RING_MAX);
 		goto fail;
 	}
+	/*
+	 * The sealed segment is unmapped a step at a time: a step that is
+	 * not whole pages makes every other munmap() fail (EINVAL), and the
+	 * pages it leaves mapped stay mapped for good.
+	 */
+	if (r->writeback_step % (uint64_t)sysconf(_SC_PAGESIZE) != 0) {
+		rc = wal_seterr(err, EINVAL, "writeback_step %" PRIu64 " is "
+		    "not a multiple of the page size (%ld)", r->writeback_step,
+		    sysconf(_SC_PAGESIZE));
+		goto fail;
+	}
 	if (cfg->has_dirfd) {
 		if ((r->dirfd = fcntl(cfg->dirfd, F_DUPFD_CLOEXEC, 0)) == -1) {
 			rc = wal_seterrno(err, errno, "cannot duplicate the "

@@ -409,6 +409,11 @@ START_TEST(test_bad_config)
 	cfg.segment_size = 100000;
 	ck_assert_int_eq(wal_ring_open(&cfg, &r, NULL, &err), -EINVAL);
 	ck_assert_ptr_nonnull(strstr(err.msg, "64 KiB"));
+	/* Unmapped a step at a time: whole pages only. */
+	cfg.segment_size = 0;
+	cfg.writeback_step = 6144;
+	ck_assert_int_eq(wal_ring_open(&cfg, &r, NULL, &err), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err.msg, "writeback_step 6144 is not"));
 	ck_assert_int_eq(ts_count_files(dir, "wal_mmap_"), 0);
 }
 END_TEST
