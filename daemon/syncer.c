@@ -2,8 +2,10 @@
  * walmmapd - the sync thread: group commit off the event loop.
  *
  * The loop calls syncer_request() whenever records wait for durability.
- * The thread runs wal_ring_sync(), which covers every record written before
- * it started, then writes to an eventfd the loop watches. Requests that
+ * The thread runs wal_ring_sync_paced(), which covers every record
+ * written before it started (pacing its write-back by writeback_step: the
+ * loop's own syncs, at a stop or a hand-over, do not pace), then writes
+ * to an eventfd the loop watches. Requests that
  * arrive while a sync runs are folded into the next one, so one fdatasync
  * serves every client that asked in the meantime.
  *
@@ -178,7 +180,7 @@ syncer_main(void *arg)
 
 		before = wal_ring_sync_count(s->ring);
 		t0 = mono_ns();
-		rc = wal_ring_sync(s->ring, &durable, &err);
+		rc = wal_ring_sync_paced(s->ring, &durable, &err);
 		dt = mono_ns() - t0;
 
 		pthread_mutex_lock(&s->lock);

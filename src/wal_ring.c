@@ -146,6 +146,8 @@ struct wal_ring {
 	uint64_t		 next_id;	/* (create_lock) */
 
 	pthread_mutex_t		 sync_lock;
+	/* Set while the writer waits for sync_lock: a sync stops pausing. */
+	_Atomic int		 writer_waits;
 	/* The active segment's write-back started up to (sync_lock). */
 	uint64_t		 wb_id;
 	uint64_t		 wb_off;
@@ -167,6 +169,8 @@ static int	 ring_create_segment(struct wal_ring *, struct wal_segment **,
 		    int, struct wal_error *err);
 static void	 ring_prefault(struct wal_ring *, struct wal_segment *, int);
 static int	 ring_pause(struct wal_ring *, uint64_t *);
+static int	 ring_sync(struct wal_ring *, int64_t *, struct wal_error *,
+		    int);
 static void	 ring_writeback(struct wal_ring *, struct wal_segment *,
 		    uint64_t);
 static void	 ring_release_sealed(struct wal_ring *, uint8_t *, uint64_t,
@@ -728,9 +732,26 @@ ring_sync_sealed(struct wal_ring *r, struct wal_error *err)
 	return (rc);
 }
 
-/* Group commit: sync every segment that may hold unsynced records. */
 int
 wal_ring_sync(struct wal_ring *r, int64_t *durable, struct wal_error *err)
+{
+	return (ring_sync(r, durable, err, 0));
+}
+
+int
+wal_ring_sync_paced(struct wal_ring *r, int64_t *durable,
+    struct wal_error *err)
+{
+	return (ring_sync(r, durable, err, r->writeback_step > 0));
+}
+
+/*
+ * Group commit: sync every segment that may hold unsynced records; paced:
+ * start the active segment's write-back in steps first (ring_writeback).
+ */
+static int
+ring_sync(struct wal_ring *r, int64_t *durable, struct wal_error *err,
+    int paced)
 {
 	struct wal_segment *active;
 	struct wal_error local;
@@ -771,7 +792,7 @@ wal_ring_sync(struct wal_ring *r, int64_t *durable, struct wal_error *err)
 	pthread_mutex_unlock(&r->lock);
 	/* Covers every record <= target in this segment (loaded after). */
 	end = atomic_load_explicit(&active->written, memory_order_acquire);
-	if (r->writeback_step > 0)
+	if (paced)
 		ring_writeback(r, active, end);
 	rc = msync(base, end, MS_SYNC);
 	saved = errno;
@@ -888,8 +909,13 @@ ring_switch(struct wal_ring *r, struct wal_error *err)
 		pthread_mutex_lock(&r->lock);
 		full = r->nsealed >= WAL_MAX_SEALED_UNSYNCED;
 		pthread_mutex_unlock(&r->lock);
-		if (full && (rc = ring_sync_sealed(r, err)) != 0)
-			return (rc);
+		if (full) {
+			atomic_store(&r->writer_waits, 1);
+			rc = ring_sync_sealed(r, err);
+			atomic_store(&r->writer_waits, 0);
+			if (rc != 0)
+				return (rc);
+		}
 	}
 	next = ring_pop_standby(r);
 	if (next == NULL) {
@@ -1073,8 +1099,10 @@ ring_writeback(struct wal_ring *r, struct wal_segment *active, uint64_t end)
 		    r->writeback_step;
 		(void)sync_file_range(active->fd, (off_t)off, (off_t)len,
 		    SYNC_FILE_RANGE_WRITE);
-		if (off + len < end && ring_pause(r, &paused) != 0)
-			paused = RING_PAUSE_MAX_NS;	/* closing */
+		/* Closing, or the writer waits for this sync: no pauses. */
+		if (off + len < end && (atomic_load(&r->writer_waits) ||
+		    ring_pause(r, &paused) != 0))
+			paused = RING_PAUSE_MAX_NS;
 	}
 	r->wb_id = active->id;
 	r->wb_off = end;

@@ -181,6 +181,13 @@ int	wal_ring_rotate(struct wal_ring *, struct wal_error *err);
  * every segment after the checkpoint again before calling it durable.
  */
 int	wal_ring_sync(struct wal_ring *, int64_t *durable, struct wal_error *err);
+/*
+ * The same, paced by writeback_step (see walmmapd.conf(5)): for a thread
+ * that syncs on behalf of others (walmmapd's sync thread), never for the
+ * writer's own thread, which would only pause itself.
+ */
+int	wal_ring_sync_paced(struct wal_ring *, int64_t *durable,
+	    struct wal_error *err);
 
 /*
  * The sticky sync failure: 0 if none, else its negative errno, with its
