@@ -888,6 +888,22 @@ pong_run(struct lat *l)
 	return (0);
 }
 
+/* "; walmmapd -o a -o b" for a note, "" without arguments. */
+static const char *
+lat_args(const char *const *args, char *buf, size_t len)
+{
+	size_t n;
+	int i;
+
+	buf[0] = '\0';
+	if (args == NULL)
+		return (buf);
+	n = (size_t)snprintf(buf, len, "; walmmapd");
+	for (i = 0; args[i] != NULL && n < len; i++)
+		n += (size_t)snprintf(buf + n, len - n, " %s", args[i]);
+	return (buf);
+}
+
 /*
  * One latency variant: alternating runs of the baseline and walmmapd,
  * each with a warm-up, the median of each percentile and of the per-run
@@ -907,7 +923,7 @@ lat_variant(const struct wb *wb, int shm, long rate, const char *variant,
 	struct lat l;
 	uint64_t *v;
 	size_t n;
-	char series[64];
+	char series[64], opts[160];
 	int k, j, rc;
 
 	for (k = 0; k < wb->reps; k++) {
@@ -969,9 +985,8 @@ lat_variant(const struct wb *wb, int shm, long rate, const char *variant,
 	snprintf(r.note, sizeof r.note, "ratio: walmmapd p99 / baseline p99 "
 	    "(lower is better), median of %d runs of %.1f s after %.2f s "
 	    "warm-up, from the scheduled send, pinned, placement moved in "
-	    "%d%s%s%s", wb->reps, secs, warm, moved(rb, ra, wb->reps),
-	    args != NULL ? "; walmmapd -o " : "", args != NULL ? args[1] : "",
-	    r.rps < 0.95 * (double)rate || r.base_rps < 0.95 * (double)rate ?
+	    "%d%s%s", wb->reps, secs, warm, moved(rb, ra, wb->reps),
+	    lat_args(args, opts, sizeof opts), r.rps < 0.95 * (double)rate || r.base_rps < 0.95 * (double)rate ?
 	    "; OFFERED RATE NOT SUSTAINED (rec/s: achieved)" : "");
 	wb_report(wb, &r);
 	return (0);
@@ -979,22 +994,22 @@ lat_variant(const struct wb *wb, int shm, long rate, const char *variant,
 
 /*
  * Latency through the socket and through a ring, at fixed rates; through
- * a ring also with the segment thread pre-faulting in paced steps
- * (prefault_step), which walbench's pinning puts on the drainer's CPU.
+ * a ring also with the daemon's background work paced (prefault_step,
+ * writeback_step), which walbench's pinning puts on the drainer's CPU.
  */
 int
 wb_latency(const struct wb *wb)
 {
 	static const char *const paced[] = { "-o", "prefault_step=64K",
-		NULL };
+		"-o", "writeback_step=1M", NULL };
 
 	if (lat_variant(wb, 0, 100000, "socket, 64B at 100k/s", NULL) != 0 ||
 	    lat_variant(wb, 1, 100000, "shm, 64B at 100k/s", NULL) != 0 ||
-	    lat_variant(wb, 1, 100000, "shm, 64B at 100k/s, prefault 64K",
-	    paced) != 0 ||
+	    lat_variant(wb, 1, 100000, "shm, 64B at 100k/s, paced", paced) !=
+	    0 ||
 	    lat_variant(wb, 1, 1000000, "shm, 64B at 1M/s", NULL) != 0 ||
-	    lat_variant(wb, 1, 1000000, "shm, 64B at 1M/s, prefault 64K",
-	    paced) != 0)
+	    lat_variant(wb, 1, 1000000, "shm, 64B at 1M/s, paced", paced) !=
+	    0)
 		return (-1);
 	return (0);
 }

@@ -33,7 +33,8 @@
  * thread while the writer runs (steady state). *cap_b: the bytes the
  * standby segments held at the start; *pre_rps and *steady_rps: the rates
  * before and after the writer went past them; *waited_n: rotations that
- * found no standby segment ready and created one inline.
+ * found no standby segment ready and created one inline. step > 0: the
+ * paced settings, prefault_step=step and writeback_step=1M.
  */
 static double
 core_ring(const struct wb *wb, uint32_t size, long n, int batch,
@@ -60,6 +61,7 @@ core_ring(const struct wb *wb, uint32_t size, long n, int batch,
 	cfg.segment_size = wb->quick ? 4u << 20 : WAL_SEGMENT_DEFAULT;
 	cfg.ring_segments = WAL_RING_DEFAULT;
 	cfg.prefault_step = step;
+	cfg.writeback_step = step > 0 ? 1u << 20 : 0;
 	wb_fill(payload, sizeof payload, 0);
 	if (wal_ring_open(&cfg, &r, NULL, &err) != 0) {
 		fprintf(stderr, "walbench: %s\n", err.msg);
@@ -259,18 +261,19 @@ wb_core(const struct wb *wb)
 		wb_report(wb, &r);
 		if (i != 0)
 			continue;
-		/* What prefault_step (paced, no readahead) costs a writer. */
+		/* What the paced settings cost a writer. */
 		if ((ring = core_ring(wb, sizes[i], n, 0, 64 << 10, &cap, &pre,
 		    &steady, &waited)) < 0)
 			return (-1);
 		wb_result_init(&r, "core", base[0]);
-		snprintf(r.variant, sizeof r.variant, "%uB, prefault 64K",
+		snprintf(r.variant, sizeof r.variant, "%uB, paced 64K/1M",
 		    sizes[i]);
 		r.rps = ring;
 		r.rec_bytes = sizes[i];
 		r.base_rps = b[0];
 		r.rtt_before = rtt;
-		snprintf(r.note, sizeof r.note, "ring with prefault_step=64K: "
+		snprintf(r.note, sizeof r.note, "ring with prefault_step=64K, "
+		    "writeback_step=1M: "
 		    "%.2f M/s pre-faulted, %.2f M/s steady (%" PRIu64
 		    " rotations found no standby ready)", pre / 1e6,
 		    steady / 1e6, waited);
