@@ -923,7 +923,7 @@ lat_variant(const struct wb *wb, int shm, long rate, const char *variant,
 	struct lat l;
 	uint64_t *v;
 	size_t n;
-	char series[64], opts[160];
+	char series[64], opts[64];
 	int k, j, rc;
 
 	for (k = 0; k < wb->reps; k++) {
@@ -986,7 +986,8 @@ lat_variant(const struct wb *wb, int shm, long rate, const char *variant,
 	    "(lower is better), median of %d runs of %.1f s after %.2f s "
 	    "warm-up, from the scheduled send, pinned, placement moved in "
 	    "%d%s%s", wb->reps, secs, warm, moved(rb, ra, wb->reps),
-	    lat_args(args, opts, sizeof opts), r.rps < 0.95 * (double)rate || r.base_rps < 0.95 * (double)rate ?
+	    lat_args(args, opts, sizeof opts), r.rps < 0.95 * (double)rate ||
+	    r.base_rps < 0.95 * (double)rate ?
 	    "; OFFERED RATE NOT SUSTAINED (rec/s: achieved)" : "");
 	wb_report(wb, &r);
 	return (0);
