@@ -905,6 +905,10 @@ log_recovery(const struct wal_recovery *rec)
 		log_info("recovery read segments from %" PRIu64 " on and "
 		    "synced %" PRIu64 " before calling their records durable",
 		    rec->scan_from_id, rec->synced);
+	if (rec->checkpoint_unwritten[0] != '\0')
+		log_warnx("walmmapd.checkpoint not written at start (%s): the "
+		    "old one, if any, stays until a sealed segment is synced",
+		    rec->checkpoint_unwritten);
 	if (rec->sync_failed)
 		log_warnx("the previous run stopped after a failed sync: "
 		    "%" PRIu64 " segment%s written again and synced; "

@@ -273,9 +273,15 @@ wal_recover_dir_start(int dirfd, const char *dir, uint64_t segment_size,
 		rc = sync_failed(&rv, -rc, e2.msg);
 		goto fail;
 	}
-	/* A full disk keeps the old checkpoint; the ring writes it later. */
+	/*
+	 * A full disk keeps the old checkpoint (or none): the ring writes a
+	 * new one only once a sealed segment is synced. The caller is told.
+	 */
 	if (rc == 0)
 		out->on_disk = next;
+	else
+		snprintf(info->checkpoint_unwritten,
+		    sizeof info->checkpoint_unwritten, "%s", e2.msg);
 
 	/* 7. Only now is everything synced again: the marker can go. */
 	if (rv.marker && (rc = wal_sync_failed_clear(dirfd, dir, err)) != 0)

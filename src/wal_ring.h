@@ -69,6 +69,8 @@ struct wal_recovery {
 	uint64_t	discarded;	/* segments after a break, moved aside */
 	int		checkpoint;	/* enum wal_ckpt_state */
 	char		checkpoint_why[WAL_ERROR_MSG_MAX];
+	/* "" or why recovery could not write the checkpoint (a full disk) */
+	char		checkpoint_unwritten[WAL_ERROR_MSG_MAX];
 	uint64_t	scan_from_id;	/* first segment id read */
 	uint64_t	scanned;	/* segments read for breaks */
 	uint64_t	synced;		/* segments fdatasynced before the

@@ -1238,6 +1238,9 @@ failed_exec_start_seq(int ckpt_full)
 		ck_assert_uint_eq(atomic_load(&ctl->op[WF_RENAME].injected), 1);
 		TS_CHECK(stat(ckpt, &st) == -1 && errno == ENOENT,
 		    "%s exists: the injected failure missed it", ckpt);
+		/* Said, not silent. */
+		ck_assert_uint_eq(count_in_log("walmmapd.checkpoint not "
+		    "written at start ("), 1);
 	} else
 		ck_assert_int_eq(stat(ckpt, &st), 0);
 
