@@ -292,6 +292,35 @@ segments_resident(unsigned n)
 }
 
 /*
+ * 600 records of 2000 bytes through the running daemon (every durable'th
+ * one durable, none if 0), stop it, and walctl verify finds seqs 0 .. 599.
+ */
+static void
+append_600_stop_verify(int durable)
+{
+	char rec[2000], *out;
+	struct walmmap *w;
+	int64_t seq = -1;
+	int i, rc;
+
+	ck_assert_int_eq(walmmap_connect(&w, d.sock, WALMMAP_ACK_WRITTEN, 0),
+	    0);
+	memset(rec, 'r', sizeof rec);
+	for (i = 0; i < 600; i++)
+		ck_assert_msg(walmmap_append(w, rec, sizeof rec, durable > 0 &&
+		    i % durable == durable - 1 ? WALMMAP_ACK_DURABLE :
+		    WALMMAP_ACK_WRITTEN, &seq) == 0, "%s", walmmap_errmsg(w));
+	walmmap_close(w);
+	ck_assert_int_eq(seq, 599);
+	ck_assert_int_eq(ts_daemon_stop(&d), 0);
+	rc = ts_run_prog("client/walctl", NULL, 0, &out, "verify", d.data,
+	    NULL);
+	ck_assert_msg(rc == 0 && strstr(out, "(seq 0 .. 599)") != NULL,
+	    "%d: %s", rc, out);
+	free(out);
+}
+
+/*
  * prefault_step: segments are pre-faulted in steps with readahead off
  * (MADV_RANDOM, "rr"), the active one and every standby in full, and
  * records go on across rotations; a step that is not a multiple of the
@@ -300,11 +329,8 @@ segments_resident(unsigned n)
  */
 START_TEST(test_prefault_step)
 {
-	char path[PATH_MAX + 32], rec[2000];
-	struct walmmap *w;
-	int64_t seq = -1;
+	char path[PATH_MAX + 32];
 	int i, rc;
-	char *out;
 
 	PATHF(path, "%s/cold", base);
 	ck_assert_int_ne(rc = open(path, O_RDWR | O_CREAT, 0600), -1);
@@ -321,20 +347,7 @@ START_TEST(test_prefault_step)
 	ck_assert_msg(segments_resident(4), "segments not all pre-faulted");
 	ck_assert(segments_flagged(d.pid, " rr"));
 
-	ck_assert_int_eq(walmmap_connect(&w, d.sock, WALMMAP_ACK_WRITTEN, 0),
-	    0);
-	memset(rec, 'p', sizeof rec);
-	for (i = 0; i < 600; i++)
-		ck_assert_msg(walmmap_append(w, rec, sizeof rec,
-		    WALMMAP_ACK_WRITTEN, &seq) == 0, "%s", walmmap_errmsg(w));
-	walmmap_close(w);
-	ck_assert_int_eq(seq, 599);
-	ck_assert_int_eq(ts_daemon_stop(&d), 0);
-	rc = ts_run_prog("client/walctl", NULL, 0, &out, "verify", d.data,
-	    NULL);
-	ck_assert_msg(rc == 0 && strstr(out, "(seq 0 .. 599)") != NULL,
-	    "%d: %s", rc, out);
-	free(out);
+	append_600_stop_verify(0);
 
 	ck_assert_int_eq(ts_daemon_start(&d, "-o", "prefault_step=5000",
 	    NULL), 1);
@@ -354,30 +367,11 @@ END_TEST
  */
 START_TEST(test_writeback_step)
 {
-	char rec[2000], *out;
-	struct walmmap *w;
-	int64_t seq = -1;
-	int i, rc;
-
 	ck_assert_int_eq(ts_daemon_start(&d, "--segment-size", "256K",
 	    "--ring", "3", "-o", "writeback_step=64K", "-o",
 	    "sync_interval=10ms", NULL), 0);
 	log_has("writeback_step: write-back starts 65536 bytes at a time");
-	ck_assert_int_eq(walmmap_connect(&w, d.sock, WALMMAP_ACK_WRITTEN, 0),
-	    0);
-	memset(rec, 'w', sizeof rec);
-	for (i = 0; i < 600; i++)
-		ck_assert_msg(walmmap_append(w, rec, sizeof rec,
-		    i % 50 == 49 ? WALMMAP_ACK_DURABLE : WALMMAP_ACK_WRITTEN,
-		    &seq) == 0, "%s", walmmap_errmsg(w));
-	walmmap_close(w);
-	ck_assert_int_eq(seq, 599);
-	ck_assert_int_eq(ts_daemon_stop(&d), 0);
-	rc = ts_run_prog("client/walctl", NULL, 0, &out, "verify", d.data,
-	    NULL);
-	ck_assert_msg(rc == 0 && strstr(out, "(seq 0 .. 599)") != NULL,
-	    "%d: %s", rc, out);
-	free(out);
+	append_600_stop_verify(50);
 
 	ck_assert_int_eq(ts_daemon_start(&d, "-o", "writeback_step=5000",
 	    NULL), 1);

@@ -739,6 +739,25 @@ END_TEST
  * await a sync, under a rotation-heavy load with 64 KiB segments and a
  * background thread kept busy creating fifteen standbys.
  */
+/* The log holds records 0 .. n - 1, each of 1000 bytes, and no more. */
+static void
+read_back_1000(int64_t want)
+{
+	struct wal_reader *rd;
+	struct wal_record rec;
+	struct wal_error err;
+	int64_t n = 0;
+
+	ck_assert_int_eq(wal_reader_open(dir, &rd, &err), 0);
+	while (wal_reader_next(rd, &rec, &err) == 1) {
+		TS_CHECK(rec.seq == n && rec.size == 1000, "seq %lld",
+		    (long long)n);
+		n++;
+	}
+	ck_assert_int_eq(n, want);
+	wal_reader_close(rd);
+}
+
 START_TEST(test_sealed_unsynced_bound)
 {
 	struct wal_ring *r = open_ring(SEG64K, 16);
@@ -760,20 +779,7 @@ START_TEST(test_sealed_unsynced_bound)
 	ck_assert_msg(peak <= WAL_MAX_SEALED_UNSYNCED, "%llu sealed segments "
 	    "awaited a sync at once", (unsigned long long)peak);
 	wal_ring_close(r);
-	{
-		struct wal_reader *rd;
-		struct wal_record rec;
-		int64_t n = 0;
-
-		ck_assert_int_eq(wal_reader_open(dir, &rd, &err), 0);
-		while (wal_reader_next(rd, &rec, &err) == 1) {
-			TS_CHECK(rec.seq == n && rec.size == 1000, "seq %lld",
-			    (long long)n);
-			n++;
-		}
-		ck_assert_int_eq(n, 20000);
-		wal_reader_close(rd);
-	}
+	read_back_1000(20000);
 }
 END_TEST
 
@@ -861,20 +867,7 @@ START_TEST(test_writeback_step)
 	ck_assert_int_eq(durable, 449);
 	ck_assert_uint_eq(atomic_load(&ctl->sfr_calls), c1);
 	wal_ring_close(r);
-	{
-		struct wal_reader *rd;
-		struct wal_record rec;
-		int64_t n = 0;
-
-		ck_assert_int_eq(wal_reader_open(dir, &rd, &err), 0);
-		while (wal_reader_next(rd, &rec, &err) == 1) {
-			TS_CHECK(rec.seq == n && rec.size == 1000, "seq %lld",
-			    (long long)n);
-			n++;
-		}
-		ck_assert_int_eq(n, 450);
-		wal_reader_close(rd);
-	}
+	read_back_1000(450);
 }
 END_TEST
 
