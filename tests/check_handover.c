@@ -727,6 +727,21 @@ restart_exec_refused(const char *bin)
 	return (out);
 }
 
+/*
+ * A restart whose exec fails: walctl says so, and the daemon reopened its
+ * log and serves on (logged once).
+ */
+static void
+restart_exec_reopens(const char *bin)
+{
+	char *out = restart_exec_refused(bin);
+
+	TS_CHECK(strstr(out, "restart failed: cannot execute") != NULL,
+	    "walctl restart said: %s", out);
+	free(out);
+	ck_assert_uint_eq(count_in_log("restart failed: log open again"), 1);
+}
+
 /* A failed exec leaves the daemon serving, its connections untouched. */
 START_TEST(test_failed_exec)
 {
@@ -1122,7 +1137,7 @@ START_TEST(test_failed_exec_keeps_prefault_step)
 	static char *args[] = { "--segment-size", "64K", "--ring", "4",
 	    "-o", "prefault_step=4K", "-o", "use_large_pages=yes",
 	    "-o", "shm_size=64K", NULL };
-	char bin[PATH_MAX], path[64], *out, *line = NULL, rec[200];
+	char bin[PATH_MAX], path[64], *line = NULL, rec[200];
 	const char *name;
 	struct walmmap *w;
 	unsigned long id, before = 0, seen = 0, random = 0;
@@ -1151,11 +1166,7 @@ START_TEST(test_failed_exec_keeps_prefault_step)
 	}
 	fclose(f);
 
-	out = restart_exec_refused(bin);
-	TS_CHECK(strstr(out, "restart failed: cannot execute") != NULL,
-	    "walctl restart said: %s", out);
-	free(out);
-	ck_assert_uint_eq(count_in_log("restart failed: log open again"), 1);
+	restart_exec_reopens(bin);
 
 	/* Rotate several times: ring 4, 64K segments. */
 	ck_assert_int_eq(walmmap_connect(&w, d.sock, WALMMAP_ACK_DURABLE,
@@ -1244,11 +1255,7 @@ failed_exec_start_seq(int ckpt_full)
 	} else
 		ck_assert_int_eq(stat(ckpt, &st), 0);
 
-	out = restart_exec_refused(bin);
-	TS_CHECK(strstr(out, "restart failed: cannot execute") != NULL,
-	    "walctl restart said: %s", out);
-	free(out);
-	ck_assert_uint_eq(count_in_log("restart failed: log open again"), 1);
+	restart_exec_reopens(bin);
 
 	ck_assert_int_eq(walmmap_connect(&w, d.sock, WALMMAP_ACK_DURABLE,
 	    WALMMAP_SHM), 0);

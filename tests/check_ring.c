@@ -739,6 +739,21 @@ END_TEST
  * await a sync, under a rotation-heavy load with 64 KiB segments and a
  * background thread kept busy creating fifteen standbys.
  */
+/* Append records from .. to - 1 of 1000 bytes each (seq = index). */
+static void
+append_1000(struct wal_ring *r, int64_t from, int64_t to)
+{
+	uint8_t buf[1000];
+	struct wal_error err;
+	int64_t s;
+
+	for (s = from; s < to; s++) {
+		ts_fill_payload(buf, sizeof buf, s);
+		ck_assert_int_eq(wal_ring_append(r, buf, sizeof buf, -1, NULL,
+		    &err), 0);
+	}
+}
+
 /* The log holds records 0 .. n - 1, each of 1000 bytes, and no more. */
 static void
 read_back_1000(int64_t want)
@@ -845,11 +860,7 @@ START_TEST(test_writeback_step)
 	    (unsigned long long)sealed);
 
 	/* 40 records (40K) in the fresh active segment, then a sync. */
-	for (s = 400; s < 440; s++) {
-		ts_fill_payload(buf, sizeof buf, s);
-		ck_assert_int_eq(wal_ring_append(r, buf, sizeof buf, -1, NULL,
-		    &err), 0);
-	}
+	append_1000(r, 400, 440);
 	c1 = atomic_load(&ctl->sfr_calls);
 	ck_assert_int_eq(wal_ring_sync_paced(r, &durable, &err), 0);
 	ck_assert_int_eq(durable, 439);
@@ -857,11 +868,7 @@ START_TEST(test_writeback_step)
 	    "made %llu sync_file_range calls",
 	    (unsigned long long)(atomic_load(&ctl->sfr_calls) - c1));
 	/* The writer's own sync (wal_ring_sync) never paces. */
-	for (s = 440; s < 450; s++) {
-		ts_fill_payload(buf, sizeof buf, s);
-		ck_assert_int_eq(wal_ring_append(r, buf, sizeof buf, -1, NULL,
-		    &err), 0);
-	}
+	append_1000(r, 440, 450);
 	c1 = atomic_load(&ctl->sfr_calls);
 	ck_assert_int_eq(wal_ring_sync(r, &durable, &err), 0);
 	ck_assert_int_eq(durable, 449);
