@@ -59,6 +59,7 @@
 #define SHM_SLICE_NS		500000	/* then yield to the loop */
 #define SHM_BELL_READS		64	/* doorbell messages per callback */
 #define SHM_MARKS		32
+#define SHM_RUN			32	/* records found and written at once */
 
 #ifndef SO_PASSRIGHTS
 #define SO_PASSRIGHTS		83	/* Linux 6.16 */
@@ -656,14 +657,14 @@ shm_drain_ring(struct shm_ring *r, unsigned budget, int64_t ts, int load)
 {
 	struct conn *c = r->conn;
 	struct server *srv = r->srv;
-	struct wal_shm_rec rec;
+	struct wal_shm_rec recs[SHM_RUN];
+	struct iovec iov[SHM_RUN];
 	struct wal_error err;
 	char why[256];
-	uint8_t *dst;
-	unsigned n = 0, ndurable = 0;
+	unsigned n = 0, ndurable = 0, m, k, i;
 	uint64_t pseq = 0;
-	int64_t seq = -1;
-	int rc;
+	int64_t first, seq = -1;
+	int rc = 1, refuse = 0;
 
 	if (r->broken)
 		return (0);
@@ -685,23 +686,45 @@ shm_drain_ring(struct shm_ring *r, unsigned budget, int64_t ts, int load)
 		ts = wal_now_ns();
 	if (r->producer_id != 0)
 		pseq = srv->ptab->slots[r->producer_slot].next_pseq;
-	while (n < budget) {
-		rc = wal_shm_peek(&r->cons, &rec, why, sizeof why);
-		if (rc == 0)
-			break;
-		if (rc < 0) {
-			shm_fail(r, WAL_PERR_PROTO, "shared-memory ring "
-			    "corrupt after %" PRIu64 " records: %s",
-			    r->cons.written, why);
-			break;
+	/* Runs of up to SHM_RUN records: found, written, consumed. */
+	while (n < budget && rc == 1 && !refuse) {
+		rc = wal_shm_peek_run(&r->cons, recs, budget - n < SHM_RUN ?
+		    budget - n : SHM_RUN, &m, why, sizeof why);
+		for (i = 0; i < m; i++) {
+			if ((recs[i].flags & WAL_SHM_F_DURABLE) &&
+			    srv->sync_failed && c != NULL) {
+				m = i;		/* refused from this one on */
+				refuse = 1;
+				break;
+			}
+			iov[i].iov_base = (void *)(uintptr_t)recs[i].payload;
+			iov[i].iov_len = recs[i].len;
 		}
-		if ((rec.flags & WAL_SHM_F_DURABLE) && srv->sync_failed &&
-		    c != NULL) {
-			shm_sync_refuse(r);
-			break;
+		first = wal_ring_next_seq(srv->ring);
+		if (r->producer_id != 0)	/* journalled before published */
+			for (i = 0; i < m; i++)
+				wal_ptab_note(srv->ptab, r->producer_id,
+				    pseq + n + i, first + i, WAL_PTAB_J_FIRST);
+		/* The one read of each payload; the CRCs cover our copies. */
+		k = wal_ring_append_run(srv->ring, iov, m, ts, &err);
+		if (r->producer_id != 0)
+			for (i = k; i < m; i++)
+				wal_ptab_unnote(srv->ptab);
+		if (k > 0) {
+			wal_shm_consume_run(&r->cons, recs, k, first);
+			seq = first + k - 1;
+			for (i = 0; i < k; i++) {
+				if (recs[i].flags & WAL_SHM_F_DURABLE) {
+					ndurable++;
+					if (c != NULL)
+						r->durable_want = first + i;
+				}
+				srv->bytes += recs[i].len;
+			}
+			n += k;
 		}
-		if (wal_ring_reserve(srv->ring, rec.len, &dst, &err) != 0) {
-			wal_ring_flush(srv->ring);
+		if (k < m) {
+			refuse = 0;	/* the failed one came first */
 			if (srv_log_client(srv))
 				log_warnx("%s", err.msg);
 			shm_fail(r, conn_errno_perr(err.code), "%" PRIu64
@@ -710,19 +733,17 @@ shm_drain_ring(struct shm_ring *r, unsigned budget, int64_t ts, int load)
 			    err.msg);
 			break;
 		}
-		/* The one read of the payload; the CRC covers our copy. */
-		memcpy(dst, rec.payload, rec.len);
-		if (r->producer_id != 0)	/* journalled before published */
-			wal_ptab_note(srv->ptab, r->producer_id, pseq + n,
-			    wal_ring_next_seq(srv->ring), WAL_PTAB_J_FIRST);
-		seq = wal_ring_commit_deferred(srv->ring, ts);
-		wal_shm_consume(&r->cons, &rec, seq);
-		if ((rec.flags & WAL_SHM_F_DURABLE) && c != NULL)
-			r->durable_want = seq;
-		ndurable += (rec.flags & WAL_SHM_F_DURABLE) != 0;
-		srv->bytes += rec.len;
-		n++;
+		if (refuse)
+			break;
+		if (rc < 0) {
+			shm_fail(r, WAL_PERR_PROTO, "shared-memory ring "
+			    "corrupt after %" PRIu64 " records: %s",
+			    r->cons.written, why);
+			break;
+		}
 	}
+	if (refuse)
+		shm_sync_refuse(r);
 	wal_ring_flush(srv->ring);	/* written before published */
 	if (n == 0 && !r->broken)
 		return (0);

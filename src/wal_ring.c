@@ -425,26 +425,63 @@ wal_ring_max_record(const struct wal_ring *r)
 	return (room < WAL_MAX_PAYLOAD ? (uint32_t)room : WAL_MAX_PAYLOAD);
 }
 
-/* Reserve room for a record; rotates when the active segment is full. */
-int
-wal_ring_reserve(struct wal_ring *r, uint32_t size, uint8_t **payload,
-    struct wal_error *err)
+/*
+ * Where a record of size bytes goes: the active segment, or a new one when
+ * it is full. The hot half of wal_ring_reserve() and wal_ring_append_run().
+ */
+static inline int
+ring_reserve(struct wal_ring *r, uint32_t size, struct wal_error *err)
 {
 	struct wal_segment *a = r->active;
-	uint64_t span = wal_record_span(size);
-	int rc;
 
-	if (__builtin_expect(a->used + span > a->size, 0)) {
+	if (__builtin_expect(a->used + wal_record_span(size) > a->size, 0)) {
 		if (size > wal_ring_max_record(r))
 			return (wal_seterr(err, EMSGSIZE, "record of %" PRIu32
 			    " bytes exceeds the largest record this log takes "
 			    "(%" PRIu32 " bytes with %" PRIu64 "-byte segments)",
 			    size, wal_ring_max_record(r), r->segment_size));
-		if ((rc = ring_switch(r, err)) != 0)
-			return (rc);
-		a = r->active;
+		return (ring_switch(r, err));
 	}
-	r->pending = a->base + a->used;
+	return (0);
+}
+
+/*
+ * Header of a record of size bytes at the active segment's end, its CRC
+ * queued for the next flush; the payload is in place. Returns its seq.
+ */
+static inline int64_t
+ring_commit(struct wal_ring *r, uint32_t size, int64_t timestamp_ns)
+{
+	struct wal_segment *a = r->active;
+	uint8_t *p = a->base + a->used;
+	int64_t seq = r->next_seq;
+
+	wal_record_encode_header(p, seq, timestamp_ns, size);
+	r->crc_rec[r->ncrc] = p;
+	r->crc_size[r->ncrc] = size;
+	a->used += wal_record_span(size);
+	if (a->first_seq < 0) {
+		a->first_seq = seq;
+		/* Retention keeps the newest segment holding a record. */
+		atomic_store_explicit(&r->rec_id, a->id, memory_order_relaxed);
+	}
+	a->last_seq = seq;
+	r->next_seq = seq + 1;
+	if (++r->ncrc == WAL_RING_CRC_BATCH)
+		wal_ring_flush(r);
+	return (seq);
+}
+
+/* Reserve room for a record; rotates when the active segment is full. */
+int
+wal_ring_reserve(struct wal_ring *r, uint32_t size, uint8_t **payload,
+    struct wal_error *err)
+{
+	int rc;
+
+	if ((rc = ring_reserve(r, size, err)) != 0)
+		return (rc);
+	r->pending = r->active->base + r->active->used;
 	r->pending_size = size;
 	*payload = r->pending + WAL_RECORD_HEADER_SIZE;
 	return (0);
@@ -464,28 +501,42 @@ wal_ring_commit(struct wal_ring *r, int64_t timestamp_ns)
 int64_t
 wal_ring_commit_deferred(struct wal_ring *r, int64_t timestamp_ns)
 {
-	struct wal_segment *a = r->active;
-	uint8_t *p = r->pending;
 	uint32_t size = r->pending_size;
-	int64_t seq = r->next_seq;
 
 	if (timestamp_ns < 0)
 		timestamp_ns = wal_now_ns();
-	wal_record_encode_header(p, seq, timestamp_ns, size);
-	r->crc_rec[r->ncrc] = p;
-	r->crc_size[r->ncrc] = size;
-	a->used += wal_record_span(size);
-	if (a->first_seq < 0) {
-		a->first_seq = seq;
-		/* Retention keeps the newest segment holding a record. */
-		atomic_store_explicit(&r->rec_id, a->id, memory_order_relaxed);
-	}
-	a->last_seq = seq;
-	r->next_seq = seq + 1;
 	r->pending = NULL;
-	if (++r->ncrc == WAL_RING_CRC_BATCH)
-		wal_ring_flush(r);
-	return (seq);
+	return (ring_commit(r, size, timestamp_ns));
+}
+
+/*
+ * A run of records, each copied once from recs[] into the segment: the
+ * reserve, copy and commit of each without a call between them (the shared
+ * memory drainer's loop, 38 M records/s, spends a third of its time
+ * outside the CRC and the copy).
+ */
+unsigned
+wal_ring_append_run(struct wal_ring *r, const struct iovec *recs, unsigned n,
+    int64_t timestamp_ns, struct wal_error *err)
+{
+	struct wal_segment *a;
+	uint32_t size;
+	unsigned i;
+
+	if (timestamp_ns < 0)
+		timestamp_ns = wal_now_ns();
+	for (i = 0; i < n; i++) {
+		size = (uint32_t)recs[i].iov_len;
+		if (ring_reserve(r, size, err) != 0) {
+			wal_ring_flush(r);
+			break;
+		}
+		a = r->active;
+		memcpy(a->base + a->used + WAL_RECORD_HEADER_SIZE,
+		    recs[i].iov_base, size);
+		(void)ring_commit(r, size, timestamp_ns);
+	}
+	return (i);
 }
 
 /*

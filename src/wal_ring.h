@@ -165,6 +165,18 @@ void	wal_ring_abandon(struct wal_ring *);
 int64_t	wal_ring_commit_deferred(struct wal_ring *, int64_t timestamp_ns);
 void	wal_ring_flush(struct wal_ring *);
 
+/*
+ * Append the n records of recs[] (each at most WAL_MAX_PAYLOAD bytes),
+ * stamped timestamp_ns (< 0: now), with consecutive seqs from
+ * wal_ring_next_seq(); as after wal_ring_commit_deferred(), they are
+ * written only at the next wal_ring_flush(). The payloads are read once:
+ * the CRCs cover the copies. Returns how many were appended, fewer than
+ * n only when the segment switch before the next one failed (err says
+ * why; the ones before are flushed).
+ */
+unsigned wal_ring_append_run(struct wal_ring *, const struct iovec *recs,
+	    unsigned n, int64_t timestamp_ns, struct wal_error *err);
+
 /* Seal the active segment and continue in a new one (no-op when empty). */
 int	wal_ring_rotate(struct wal_ring *, struct wal_error *err);
 

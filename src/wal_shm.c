@@ -86,18 +86,22 @@ wal_shm_load_tail(struct wal_shm_consumer *c, char *why, size_t len)
 	return (t != c->head);
 }
 
-int
-wal_shm_peek(struct wal_shm_consumer *c, struct wal_shm_rec *rec, char *why,
-    size_t len)
+/*
+ * The record at *pos (below the loaded tail), skipping padding: *pos moves
+ * past the padding, not past the record. 1, 0 (none), -1 (corrupt).
+ */
+static int
+peek_at(const struct wal_shm_consumer *c, uint64_t *pos,
+    struct wal_shm_rec *rec, char *why, size_t len)
 {
 	uint64_t off, avail, word, need;
 	uint32_t n, flags;
 
 	for (;;) {
-		avail = c->tail - c->head;
+		avail = c->tail - *pos;
 		if (avail == 0)
 			return (0);
-		off = c->head & (c->size - 1);
+		off = *pos & (c->size - 1);
 		/* One read of the slot's first word: len and flags. */
 		word = *(const volatile uint64_t *)(const void *)(c->data + off);
 		n = (uint32_t)(word & 0xffffffffu);
@@ -109,7 +113,7 @@ wal_shm_peek(struct wal_shm_consumer *c, struct wal_shm_rec *rec, char *why,
 		if (need > avail)
 			return (corrupt(why, len, "padding at offset %" PRIu64
 			    " runs past the published tail", off));
-		c->head += need;
+		*pos += need;
 	}
 	if (n > c->max_record)
 		return (corrupt(why, len, "record of %" PRIu32 " bytes at "
@@ -126,26 +130,52 @@ wal_shm_peek(struct wal_shm_consumer *c, struct wal_shm_rec *rec, char *why,
 	rec->payload = c->data + off + sizeof(struct wal_shm_slot);
 	rec->len = n;
 	rec->flags = flags;
-	rec->slot_pos = c->head;
-	rec->next = c->head + need;
+	rec->slot_pos = *pos;
+	rec->next = *pos + need;
 	return (1);
 }
 
-void
-wal_shm_consume(struct wal_shm_consumer *c, const struct wal_shm_rec *rec,
-    int64_t seq)
+int
+wal_shm_peek_run(struct wal_shm_consumer *c, struct wal_shm_rec *recs,
+    unsigned max, unsigned *found, char *why, size_t len)
 {
-	if (rec->flags & WAL_SHM_F_SEQ) {
-		uint8_t *slot = (uint8_t *)(uintptr_t)c->data +
-		    (rec->slot_pos & (c->size - 1));
+	uint64_t pos = c->head;
+	unsigned k = 0;
+	int rc = 1;
 
+	while (k < max) {
+		rc = peek_at(c, &pos, &recs[k], why, len);
+		if (k == 0)
+			c->head = pos;	/* padding before the first */
+		if (rc != 1)
+			break;
+		pos = recs[k++].next;
+	}
+	*found = k;
+	return (rc);
+}
+
+void
+wal_shm_consume_run(struct wal_shm_consumer *c, const struct wal_shm_rec *recs,
+    unsigned n, int64_t first_seq)
+{
+	uint8_t *slot;
+	unsigned i;
+
+	if (n == 0)
+		return;
+	for (i = 0; i < n; i++) {
+		if (!(recs[i].flags & WAL_SHM_F_SEQ))
+			continue;
+		slot = (uint8_t *)(uintptr_t)c->data +
+		    (recs[i].slot_pos & (c->size - 1));
 		/* Writing into the producer's memory is always harmless. */
 		*(volatile int64_t *)(void *)(slot + offsetof(struct
-		    wal_shm_slot, seq)) = seq;
+		    wal_shm_slot, seq)) = first_seq + (int64_t)i;
 	}
-	c->head = rec->next;
-	c->written++;
-	c->written_seq = seq;
+	c->head = recs[n - 1].next;
+	c->written += n;
+	c->written_seq = first_seq + (int64_t)n - 1;
 }
 
 int

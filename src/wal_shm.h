@@ -216,16 +216,19 @@ void	wal_shm_consumer_init(struct wal_shm_consumer *, void *base,
 int	wal_shm_load_tail(struct wal_shm_consumer *, char *why, size_t len);
 
 /*
- * The next record below the loaded tail (skipping padding). Returns 1
- * with *rec, 0 when none is left, -1 when the ring is corrupt. Does not
- * consume the record: call wal_shm_consume() once it is written.
+ * Up to max consecutive records from the head, below the loaded tail and
+ * skipping padding, into recs[0 .. *found - 1]. Nothing is consumed
+ * (padding before the first is): call wal_shm_consume_run() for those
+ * written. Returns 1 when max were found, 0 when the loaded tail came
+ * first, -1 when the record after the found ones is corrupt (why says
+ * how).
  */
-int	wal_shm_peek(struct wal_shm_consumer *, struct wal_shm_rec *,
-	    char *why, size_t len);
+int	wal_shm_peek_run(struct wal_shm_consumer *, struct wal_shm_rec *recs,
+	    unsigned max, unsigned *found, char *why, size_t len);
 
-/* The record from wal_shm_peek() was written with seq. */
-void	wal_shm_consume(struct wal_shm_consumer *, const struct wal_shm_rec *,
-	    int64_t seq);
+/* The first n records of a run were written with seqs from first_seq. */
+void	wal_shm_consume_run(struct wal_shm_consumer *,
+	    const struct wal_shm_rec *recs, unsigned n, int64_t first_seq);
 
 /*
  * Publish head, written and written_seq. Returns 1 when the producer is

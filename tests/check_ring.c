@@ -552,6 +552,58 @@ START_TEST(test_deferred_commit)
 END_TEST
 
 /*
+ * A run of records: consecutive seqs across segment switches, written at
+ * the flush like deferred commits; a record the log cannot take ends the
+ * run there, the ones before it flushed.
+ */
+START_TEST(test_append_run)
+{
+	struct wal_ring *r = open_ring(SEG64K, 4);
+	static uint8_t bufs[50][512], big[SEG64K];
+	struct iovec iov[50];
+	struct wal_ring_stats st;
+	struct wal_error err;
+	int64_t s = 0;
+	unsigned i, k;
+
+	for (k = 0; k < 20; k++) {	/* 1000 records, ~180 KiB */
+		for (i = 0; i < 50; i++) {
+			ts_fill_payload(bufs[i], ts_size_of(s + i), s + i);
+			iov[i].iov_base = bufs[i];
+			iov[i].iov_len = ts_size_of(s + i);
+		}
+		ck_assert_uint_eq(wal_ring_append_run(r, iov, 50, -1, &err),
+		    50);
+		s += 50;
+		ck_assert_int_eq(wal_ring_next_seq(r), s);
+	}
+	/* 1000 is not a multiple of the batch: the last ones are pending. */
+	ck_assert_int_lt(wal_ring_written_seq(r), s - 1);
+	ck_assert_uint_eq(wal_ring_append_run(r, iov, 0, -1, &err), 0);
+	wal_ring_flush(r);
+	ck_assert_int_eq(wal_ring_written_seq(r), s - 1);
+	wal_ring_stats(r, &st);
+	ck_assert_uint_ge(st.rotations, 2);	/* runs crossed segments */
+
+	/* The third of these is larger than a 64 KiB segment takes. */
+	for (i = 0; i < 5; i++) {
+		ts_fill_payload(bufs[i], ts_size_of(s + i), s + i);
+		iov[i].iov_base = bufs[i];
+		iov[i].iov_len = ts_size_of(s + i);
+	}
+	iov[2].iov_base = big;
+	iov[2].iov_len = sizeof big;
+	ck_assert_uint_eq(wal_ring_append_run(r, iov, 5, -1, &err), 2);
+	ck_assert_int_eq(err.code, EMSGSIZE);
+	s += 2;
+	ck_assert_int_eq(wal_ring_written_seq(r), s - 1);
+	ck_assert_int_eq(wal_ring_next_seq(r), s);
+	wal_ring_close(r);
+	ck_assert_int_eq(ts_verify_log(dir, 0, ts_size_of, NULL), s);
+}
+END_TEST
+
+/*
  * The background thread blocks asynchronous signals, so SIGTERM, SIGINT and
  * SIGHUP reach the daemon's event loop and never a helper thread.
  */
@@ -1156,6 +1208,7 @@ ring_suite(void)
 	tcase_add_test(tc, test_bad_config);
 	tcase_add_test(tc, test_enospc_at_rotation);
 	tcase_add_test(tc, test_reserve_commit);
+	tcase_add_test(tc, test_append_run);
 	tcase_add_test(tc, test_deferred_commit);
 	tcase_add_test(tc, test_bg_thread_blocks_signals);
 	tcase_add_test(tc, test_sync_failure_is_sticky);

@@ -930,6 +930,146 @@ START_TEST(test_shm_no_membarrier)
 }
 END_TEST
 
+/* A slot of len bytes at the producer's *tail (white-box tests below). */
+static void
+put_slot(uint8_t *rb, uint64_t size, uint64_t *tail, uint32_t len,
+    uint32_t flags)
+{
+	uint8_t *p = rb + WAL_SHM_HEADER_SIZE + (*tail & (size - 1));
+	struct wal_shm_slot sl = { .len = len, .flags = flags, .seq = -1 };
+
+	memcpy(p, &sl, sizeof sl);
+	memset(p + sizeof sl, 'r', len <= 1024 ? len : 0);
+	*tail += wal_shm_slot_bytes(len <= 1024 ? len : 0);
+}
+
+/* Padding to the end of the data area. */
+static void
+put_pad(uint8_t *rb, uint64_t size, uint64_t *tail)
+{
+	uint64_t off = *tail & (size - 1);
+	uint32_t pad = WAL_SHM_PAD;
+
+	memcpy(rb + WAL_SHM_HEADER_SIZE + off, &pad, sizeof pad);
+	*tail += size - off;
+}
+
+static int64_t
+slot_seq(const uint8_t *rb, uint64_t size, uint64_t pos)
+{
+	struct wal_shm_slot sl;
+
+	memcpy(&sl, rb + WAL_SHM_HEADER_SIZE + (pos & (size - 1)),
+	    sizeof sl);
+	return (sl.seq);
+}
+
+static void
+publish_tail(uint8_t *rb, uint64_t tail)
+{
+	atomic_store(&((struct wal_shm_header *)(void *)rb)->tail, tail);
+}
+
+/*
+ * The drainer's reading of a ring, white box: a run stops at its max, at
+ * the loaded tail and before a corrupt slot (the records before that one
+ * are found); padding before a run and inside one is skipped; a run
+ * consumed in part leaves the rest for the next, and a slot that asked
+ * for its seq gets it.
+ */
+START_TEST(test_shm_consumer_runs)
+{
+	const uint64_t size = 4096;	/* 100-byte records: 128-byte slots */
+	uint8_t *rb = aligned_alloc(4096, WAL_SHM_HEADER_SIZE + size);
+	struct wal_shm_consumer c;
+	struct wal_shm_rec recs[32];
+	uint64_t tail = 0;
+	char why[256];
+	unsigned n, i;
+
+	ck_assert_ptr_nonnull(rb);
+	wal_shm_format(rb, size, 1024);
+	wal_shm_consumer_init(&c, rb, size, 1024);
+	for (i = 0; i < 5; i++)
+		put_slot(rb, size, &tail, 100, i == 1 ? WAL_SHM_F_SEQ : 0);
+	publish_tail(rb, tail);
+	ck_assert_int_eq(wal_shm_load_tail(&c, why, sizeof why), 1);
+
+	/* At its max; two of three consumed, the second asked for its seq. */
+	ck_assert_int_eq(wal_shm_peek_run(&c, recs, 3, &n, why, sizeof why),
+	    1);
+	ck_assert_uint_eq(n, 3);
+	ck_assert_uint_eq(recs[0].len, 100);
+	ck_assert_uint_eq(recs[2].slot_pos, 256);
+	wal_shm_consume_run(&c, recs, 2, 10);
+	ck_assert_int_eq(slot_seq(rb, size, 128), 11);
+	ck_assert_int_eq(slot_seq(rb, size, 0), -1);
+	ck_assert_uint_eq(c.head, 256);
+
+	/* At the tail: the third again, and the two after it. */
+	ck_assert_int_eq(wal_shm_peek_run(&c, recs, 32, &n, why, sizeof why),
+	    0);
+	ck_assert_uint_eq(n, 3);
+	ck_assert_uint_eq(recs[0].slot_pos, 256);
+	wal_shm_consume_run(&c, recs, n, 12);
+	ck_assert_uint_eq(c.written, 5);
+	ck_assert_int_eq(c.written_seq, 14);
+	(void)wal_shm_publish(&c);
+
+	/* Up to the end of the data area, consumed; then padding first. */
+	while (tail % size != 3840)
+		put_slot(rb, size, &tail, 100, 0);
+	publish_tail(rb, tail);
+	ck_assert_int_eq(wal_shm_load_tail(&c, why, sizeof why), 1);
+	ck_assert_int_eq(wal_shm_peek_run(&c, recs, 32, &n, why, sizeof why),
+	    0);
+	ck_assert_uint_eq(n, 25);
+	wal_shm_consume_run(&c, recs, n, 15);
+	(void)wal_shm_publish(&c);
+	put_pad(rb, size, &tail);
+	put_slot(rb, size, &tail, 100, 0);
+	put_slot(rb, size, &tail, 100, 0);
+	publish_tail(rb, tail);
+	ck_assert_int_eq(wal_shm_load_tail(&c, why, sizeof why), 1);
+	ck_assert_int_eq(wal_shm_peek_run(&c, recs, 32, &n, why, sizeof why),
+	    0);
+	ck_assert_uint_eq(n, 2);
+	ck_assert_uint_eq(recs[0].slot_pos, 4096);
+	ck_assert_uint_eq(c.head, 4096);	/* the padding is consumed */
+	wal_shm_consume_run(&c, recs, n, 40);
+	(void)wal_shm_publish(&c);
+
+	/* Padding inside a run. */
+	while (tail % size != 3840)
+		put_slot(rb, size, &tail, 100, 0);
+	put_pad(rb, size, &tail);
+	put_slot(rb, size, &tail, 100, WAL_SHM_F_SEQ);
+	publish_tail(rb, tail);
+	ck_assert_int_eq(wal_shm_load_tail(&c, why, sizeof why), 1);
+	ck_assert_int_eq(wal_shm_peek_run(&c, recs, 32, &n, why, sizeof why),
+	    0);
+	ck_assert_uint_eq(n, 29);
+	ck_assert_uint_eq(recs[27].slot_pos, 8192 - 384);
+	ck_assert_uint_eq(recs[28].slot_pos, 8192);
+	wal_shm_consume_run(&c, recs, n, 42);
+	ck_assert_int_eq(slot_seq(rb, size, 8192), 70);
+	ck_assert_uint_eq(c.head, 8192 + 128);
+	(void)wal_shm_publish(&c);
+
+	/* Two good records, then one larger than the ring takes. */
+	put_slot(rb, size, &tail, 100, 0);
+	put_slot(rb, size, &tail, 100, 0);
+	put_slot(rb, size, &tail, 2000, 0);
+	publish_tail(rb, tail);
+	ck_assert_int_eq(wal_shm_load_tail(&c, why, sizeof why), 1);
+	ck_assert_int_eq(wal_shm_peek_run(&c, recs, 32, &n, why, sizeof why),
+	    -1);
+	ck_assert_uint_eq(n, 2);
+	ck_assert_msg(strstr(why, "2000 bytes") != NULL, "%s", why);
+	free(rb);
+}
+END_TEST
+
 static Suite *
 shm_suite(void)
 {
@@ -953,6 +1093,9 @@ shm_suite(void)
 	tcase_add_test(tc, test_shm_unrung_publish);
 	tcase_add_test(tc, test_shm_batch_timestamp);
 	tcase_add_test(tc, test_shm_no_membarrier);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("consumer");
+	tcase_add_test(tc, test_shm_consumer_runs);
 	suite_add_tcase(s, tc);
 	return (s);
 }

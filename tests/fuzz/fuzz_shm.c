@@ -21,9 +21,10 @@ LLVMFuzzerTestOneInput(const uint8_t *in, size_t len)
 {
 	static uint8_t *ring;
 	struct wal_shm_consumer c;
-	struct wal_shm_rec rec;
+	struct wal_shm_rec recs[8];
 	uint64_t tail, seq = 0;
 	char why[256];
+	unsigned i, n;
 	int rounds, rc;
 
 	if (ring == NULL && (ring = aligned_alloc(4096, WAL_SHM_HEADER_SIZE +
@@ -43,13 +44,18 @@ LLVMFuzzerTestOneInput(const uint8_t *in, size_t len)
 		    tail);
 		if (wal_shm_load_tail(&c, why, sizeof why) <= 0)
 			break;
-		while ((rc = wal_shm_peek(&c, &rec, why, sizeof why)) == 1) {
-			if (rec.payload < ring + WAL_SHM_HEADER_SIZE ||
-			    rec.payload + rec.len > ring + WAL_SHM_HEADER_SIZE +
-			    DATA || rec.next > c.tail || rec.len > 1024)
-				__builtin_trap();
-			wal_shm_consume(&c, &rec, (int64_t)seq++);
-		}
+		do {
+			/* As the daemon drains: runs, each consumed whole. */
+			rc = wal_shm_peek_run(&c, recs, 8, &n, why, sizeof why);
+			for (i = 0; i < n; i++)
+				if (recs[i].payload < ring + WAL_SHM_HEADER_SIZE ||
+				    recs[i].payload + recs[i].len > ring +
+				    WAL_SHM_HEADER_SIZE + DATA ||
+				    recs[i].next > c.tail || recs[i].len > 1024)
+					__builtin_trap();
+			wal_shm_consume_run(&c, recs, n, (int64_t)seq);
+			seq += n;
+		} while (rc == 1);
 		(void)wal_shm_publish(&c);
 		if (rc < 0)
 			break;
