@@ -661,8 +661,8 @@ shm_drain_ring(struct shm_ring *r, unsigned budget, int64_t ts, int load)
 	struct iovec iov[SHM_RUN];
 	struct wal_error err;
 	char why[256];
-	unsigned n = 0, ndurable = 0, m, k, i;
-	uint64_t pseq = 0;
+	unsigned n = 0, ndurable = 0, m = 0, k = 0, i;
+	uint64_t pseq = 0, head0;
 	int64_t first, seq = -1;
 	int rc = 1, refuse = 0;
 
@@ -682,12 +682,19 @@ shm_drain_ring(struct shm_ring *r, unsigned budget, int64_t ts, int load)
 	}
 	if (r->cons.head == r->cons.tail)
 		return (0);
+	head0 = r->cons.head;
 	if (ts < 0)
 		ts = wal_now_ns();
 	if (r->producer_id != 0)
 		pseq = srv->ptab->slots[r->producer_slot].next_pseq;
-	/* Runs of up to SHM_RUN records: found, written, consumed. */
-	while (n < budget && rc == 1 && !refuse) {
+	/*
+	 * Runs of up to SHM_RUN records: found, written, consumed. A run
+	 * that reached the tail and was written whole but left the head
+	 * short of it ended at padding: one more pass consumes the padding
+	 * (a producer waiting for space waits for the head to pass it).
+	 */
+	while (n < budget && !refuse && (rc == 1 || (rc == 0 && m > 0 &&
+	    k == m && r->cons.head != r->cons.tail))) {
 		rc = wal_shm_peek_run(&r->cons, recs, budget - n < SHM_RUN ?
 		    budget - n : SHM_RUN, &m, why, sizeof why);
 		for (i = 0; i < m; i++) {
@@ -745,7 +752,8 @@ shm_drain_ring(struct shm_ring *r, unsigned budget, int64_t ts, int load)
 	if (refuse)
 		shm_sync_refuse(r);
 	wal_ring_flush(srv->ring);	/* written before published */
-	if (n == 0 && !r->broken)
+	/* Only padding consumed: its head is published all the same. */
+	if (n == 0 && !r->broken && r->cons.head == head0)
 		return (0);
 	if (n > 0 && r->producer_id != 0)
 		wal_ptab_advance(srv->ptab, r->producer_slot, pseq + n, seq, ts);

@@ -930,6 +930,59 @@ START_TEST(test_shm_no_membarrier)
 }
 END_TEST
 
+/*
+ * Padding is consumed and its head published, whether it comes after
+ * records drained in the same pass or alone (promise: a producer waiting
+ * for space is not stuck behind a padding slot). A producer that
+ * publishes padding to the ring's end, then waits for room for a record
+ * larger than what is left before the padding, waits for the head to pass
+ * the padding: before the fix the drainer stopped its run at the padding
+ * (records + trailing padding) and, when a pass found nothing but
+ * padding, moved its head without publishing it.
+ */
+START_TEST(test_shm_trailing_padding)
+{
+	static uint8_t buf[16384];
+	struct ts_ring r;
+	uint64_t want, off;
+	int j, k, pass;
+
+	ts_ring_open(&d, &r, 65536);
+	ck_assert_uint_eq(r.size, 65536);
+	memset(buf, 'p', sizeof buf);
+	for (pass = 0; pass < 2; pass++) {
+		/* Records up to a little before the ring's end. */
+		for (k = 0; (off = r.tail & (r.size - 1)) + 2 *
+		    wal_shm_slot_bytes(8000) <= r.size || k == 0; k++)
+			ts_ring_put(&r, buf, 8000, 8000, 0);
+		want = atomic_load(&r.hdr->written) + (uint64_t)k;
+		if (pass == 1) {
+			/* The records first, drained; then the padding. */
+			ts_ring_publish(&r, r.tail);
+			for (j = 0; j < 10000 && atomic_load(&r.hdr->written) <
+			    want; j++)
+				usleep(1000);
+			ck_assert_uint_eq(atomic_load(&r.hdr->written), want);
+		}
+		off = r.tail & (r.size - 1);
+		memset(r.data + off, 0xff, 4);	/* WAL_SHM_PAD */
+		memset(r.data + off + 4, 0, 4);
+		r.tail += r.size - off;
+		ts_ring_publish(&r, r.tail);
+		/* A hang detector, not a timing assertion. */
+		for (j = 0; j < 10000 && (atomic_load(&r.hdr->written) < want ||
+		    atomic_load(&r.hdr->head) != r.tail); j++)
+			usleep(1000);
+		ck_assert_uint_eq(atomic_load(&r.hdr->written), want);
+		ck_assert_msg(atomic_load(&r.hdr->head) == r.tail, "pass %d: "
+		    "head %" PRIu64 " stays before the padding (tail %" PRIu64
+		    ")", pass, (uint64_t)atomic_load(&r.hdr->head), r.tail);
+	}
+	ts_ring_close(&r);
+	ck_assert_int_eq(ts_daemon_stop(&d), 0);
+}
+END_TEST
+
 /* A slot of len bytes at the producer's *tail (white-box tests below). */
 static void
 put_slot(uint8_t *rb, uint64_t size, uint64_t *tail, uint32_t len,
@@ -1093,6 +1146,11 @@ shm_suite(void)
 	tcase_add_test(tc, test_shm_unrung_publish);
 	tcase_add_test(tc, test_shm_batch_timestamp);
 	tcase_add_test(tc, test_shm_no_membarrier);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("padding");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_shm_trailing_padding);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("consumer");
 	tcase_add_test(tc, test_shm_consumer_runs);
