@@ -93,6 +93,8 @@ struct shm_ring {
 	int			 bell_wait;	/* not read: closer_room() */
 	uint64_t		 producer_id;	/* idempotent producer, or 0 */
 	int			 producer_slot;	/* in srv->ptab, -1: none */
+	uint64_t		 run_pseq;	/* pseq of the run's first record
+						   (shm_journal) */
 	TAILQ_ENTRY(shm_ring)	 entry;
 };
 
@@ -105,6 +107,7 @@ static void	shm_sync_refuse(struct shm_ring *);
 static void	shm_free(struct shm_ring *);
 static void	shm_release(struct shm_ring *);
 static void	shm_publish(struct shm_ring *);
+static void	shm_journal(void *, unsigned, int64_t);
 static void	shm_schedule(struct server *);
 static void	shm_recheck(struct server *, int first);
 static void	shm_wake_producer(struct shm_ring *);
@@ -661,7 +664,7 @@ shm_drain_ring(struct shm_ring *r, unsigned budget, int64_t ts, int load)
 	struct iovec iov[SHM_RUN];
 	struct wal_error err;
 	char why[256];
-	unsigned n = 0, ndurable = 0, m = 0, k = 0, i;
+	unsigned n = 0, ndurable = 0, m, k, i;
 	uint64_t pseq = 0, head0;
 	int64_t first, seq = -1;
 	int rc = 1, refuse = 0;
@@ -687,14 +690,8 @@ shm_drain_ring(struct shm_ring *r, unsigned budget, int64_t ts, int load)
 		ts = wal_now_ns();
 	if (r->producer_id != 0)
 		pseq = srv->ptab->slots[r->producer_slot].next_pseq;
-	/*
-	 * Runs of up to SHM_RUN records: found, written, consumed. A run
-	 * that reached the tail and was written whole but left the head
-	 * short of it ended at padding: one more pass consumes the padding
-	 * (a producer waiting for space waits for the head to pass it).
-	 */
-	while (n < budget && !refuse && (rc == 1 || (rc == 0 && m > 0 &&
-	    k == m && r->cons.head != r->cons.tail))) {
+	/* Runs of up to SHM_RUN records: found, written, consumed. */
+	while (n < budget && rc == 1 && !refuse) {
 		rc = wal_shm_peek_run(&r->cons, recs, budget - n < SHM_RUN ?
 		    budget - n : SHM_RUN, &m, why, sizeof why);
 		for (i = 0; i < m; i++) {
@@ -708,15 +705,14 @@ shm_drain_ring(struct shm_ring *r, unsigned budget, int64_t ts, int load)
 			iov[i].iov_len = recs[i].len;
 		}
 		first = wal_ring_next_seq(srv->ring);
-		if (r->producer_id != 0)	/* journalled before published */
-			for (i = 0; i < m; i++)
-				wal_ptab_note(srv->ptab, r->producer_id,
-				    pseq + n + i, first + i, WAL_PTAB_J_FIRST);
-		/* The one read of each payload; the CRCs cover our copies. */
-		k = wal_ring_append_run(srv->ring, iov, m, ts, &err);
-		if (r->producer_id != 0)
-			for (i = k; i < m; i++)
-				wal_ptab_unnote(srv->ptab);
+		/*
+		 * The one read of each payload; the CRCs cover our copies.
+		 * An idempotent producer's records are journalled each as it
+		 * gets its seq, before it can be published.
+		 */
+		r->run_pseq = pseq + n;
+		k = wal_ring_append_run(srv->ring, iov, m, ts,
+		    r->producer_id != 0 ? shm_journal : NULL, r, &err);
 		if (k > 0) {
 			wal_shm_consume_run(&r->cons, recs, k, first);
 			seq = first + k - 1;
@@ -775,6 +771,16 @@ shm_drain_ring(struct shm_ring *r, unsigned budget, int64_t ts, int load)
 	}
 	shm_publish(r);
 	return ((int)n);
+}
+
+/* wal_ring_each_fn: record i of a run has seq; journal its pseq. */
+static void
+shm_journal(void *arg, unsigned i, int64_t seq)
+{
+	struct shm_ring *r = arg;
+
+	wal_ptab_note(r->srv->ptab, r->producer_id, r->run_pseq + i, seq,
+	    WAL_PTAB_J_FIRST);
 }
 
 /* Progress into the header; wake the producer if it sleeps. */

@@ -257,16 +257,6 @@ wal_ptab_claim(struct wal_ptab *t, int slot, uint32_t pid, const char *comm,
 	return (0);
 }
 
-/* Take back the last note. */
-void
-wal_ptab_unnote(struct wal_ptab *t)
-{
-	t->jhead--;
-	memset(&t->journal[t->jhead & (t->jcap - 1)], 0,
-	    sizeof *t->journal);
-	atomic_fetch_add_explicit(&t->changes, 1, memory_order_release);
-}
-
 /* A producer's position after a frame. */
 void
 wal_ptab_advance(struct wal_ptab *t, int slot, uint64_t next_pseq,

@@ -180,9 +180,6 @@ int	wal_ptab_claim(struct wal_ptab *, int slot, uint32_t pid,
 static inline void	wal_ptab_note(struct wal_ptab *, uint64_t id,
 	    uint64_t pseq, int64_t seq, uint32_t flags);
 
-/* Take back the last wal_ptab_note() (its record was not written). */
-void	wal_ptab_unnote(struct wal_ptab *);
-
 /* After a frame: the producer's position. */
 void	wal_ptab_advance(struct wal_ptab *, int slot, uint64_t next_pseq,
 	    int64_t last_seq, int64_t now_ns);

@@ -517,7 +517,8 @@ wal_ring_commit_deferred(struct wal_ring *r, int64_t timestamp_ns)
  */
 unsigned
 wal_ring_append_run(struct wal_ring *r, const struct iovec *recs, unsigned n,
-    int64_t timestamp_ns, struct wal_error *err)
+    int64_t timestamp_ns, wal_ring_each_fn *each, void *arg,
+    struct wal_error *err)
 {
 	struct wal_segment *a;
 	uint32_t size;
@@ -534,6 +535,8 @@ wal_ring_append_run(struct wal_ring *r, const struct iovec *recs, unsigned n,
 		a = r->active;
 		memcpy(a->base + a->used + WAL_RECORD_HEADER_SIZE,
 		    recs[i].iov_base, size);
+		if (each != NULL)	/* before a flush can publish it */
+			each(arg, i, r->next_seq);
 		(void)ring_commit(r, size, timestamp_ns);
 	}
 	return (i);

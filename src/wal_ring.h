@@ -170,12 +170,16 @@ void	wal_ring_flush(struct wal_ring *);
  * stamped timestamp_ns (< 0: now), with consecutive seqs from
  * wal_ring_next_seq(); as after wal_ring_commit_deferred(), they are
  * written only at the next wal_ring_flush(). The payloads are read once:
- * the CRCs cover the copies. Returns how many were appended, fewer than
- * n only when the segment switch before the next one failed (err says
- * why; the ones before are flushed).
+ * the CRCs cover the copies. each, when not NULL, is called with arg, the
+ * record's index and its seq once the record has its place and before it
+ * can be published (to journal it). Returns how many were appended, fewer
+ * than n only when the segment switch before the next one failed (err
+ * says why; the ones before are flushed; each was not called for it).
  */
+typedef void	 wal_ring_each_fn(void *arg, unsigned i, int64_t seq);
 unsigned wal_ring_append_run(struct wal_ring *, const struct iovec *recs,
-	    unsigned n, int64_t timestamp_ns, struct wal_error *err);
+	    unsigned n, int64_t timestamp_ns, wal_ring_each_fn *each,
+	    void *arg, struct wal_error *err);
 
 /* Seal the active segment and continue in a new one (no-op when empty). */
 int	wal_ring_rotate(struct wal_ring *, struct wal_error *err);

@@ -145,8 +145,15 @@ wal_shm_peek_run(struct wal_shm_consumer *c, struct wal_shm_rec *recs,
 
 	while (k < max) {
 		rc = peek_at(c, &pos, &recs[k], why, len);
+		/*
+		 * Padding passed on the way goes with the record before it
+		 * (consumed with it), or now when there is none: a producer
+		 * waiting for room waits for the head to pass the padding.
+		 */
 		if (k == 0)
-			c->head = pos;	/* padding before the first */
+			c->head = pos;
+		else
+			recs[k - 1].next = pos;
 		if (rc != 1)
 			break;
 		pos = recs[k++].next;

@@ -203,7 +203,7 @@ struct wal_shm_rec {
 	uint32_t	 len;
 	uint32_t	 flags;
 	uint64_t	 slot_pos;	/* position of its slot */
-	uint64_t	 next;		/* position after it */
+	uint64_t	 next;		/* position after it (and padding) */
 };
 
 void	wal_shm_consumer_init(struct wal_shm_consumer *, void *base,
@@ -219,7 +219,7 @@ int	wal_shm_load_tail(struct wal_shm_consumer *, char *why, size_t len);
  * Up to max consecutive records from the head, below the loaded tail and
  * skipping padding, into recs[0 .. *found - 1]. Nothing is consumed
  * (padding before the first is): call wal_shm_consume_run() for those
- * written. Returns 1 when max were found, 0 when the loaded tail came
+ * written. A record's next is past any padding that follows it. Returns 1 when max were found, 0 when the loaded tail came
  * first, -1 when the record after the found ones is corrupt (why says
  * how).
  */

@@ -551,10 +551,34 @@ START_TEST(test_deferred_commit)
 }
 END_TEST
 
+/* What a run's hook saw: each record's index and seq, and if published. */
+struct run_seen {
+	struct wal_ring	*ring;
+	unsigned	 n;
+	unsigned	 idx[8];
+	int64_t		 seq[8];
+	int		 published;	/* a seq at or below written_seq */
+};
+
+static void
+run_each(void *arg, unsigned i, int64_t seq)
+{
+	struct run_seen *rs = arg;
+
+	if (seq <= wal_ring_written_seq(rs->ring))
+		rs->published = 1;
+	if (rs->n < 8) {
+		rs->idx[rs->n] = i;
+		rs->seq[rs->n] = seq;
+	}
+	rs->n++;
+}
+
 /*
  * A run of records: consecutive seqs across segment switches, written at
  * the flush like deferred commits; a record the log cannot take ends the
- * run there, the ones before it flushed.
+ * run there, the ones before it flushed, and the hook saw only those
+ * written, each before it was published.
  */
 START_TEST(test_append_run)
 {
@@ -562,28 +586,35 @@ START_TEST(test_append_run)
 	static uint8_t bufs[50][512], big[SEG64K];
 	struct iovec iov[50];
 	struct wal_ring_stats st;
+	struct run_seen rs = { 0 };
 	struct wal_error err;
 	int64_t s = 0;
 	unsigned i, k;
 
+	rs.ring = r;
 	for (k = 0; k < 20; k++) {	/* 1000 records, ~180 KiB */
 		for (i = 0; i < 50; i++) {
 			ts_fill_payload(bufs[i], ts_size_of(s + i), s + i);
 			iov[i].iov_base = bufs[i];
 			iov[i].iov_len = ts_size_of(s + i);
 		}
-		ck_assert_uint_eq(wal_ring_append_run(r, iov, 50, -1, &err),
-		    50);
+		ck_assert_uint_eq(wal_ring_append_run(r, iov, 50, -1,
+		    run_each, &rs, &err), 50);
 		s += 50;
 		ck_assert_int_eq(wal_ring_next_seq(r), s);
 	}
 	/* 1000 is not a multiple of the batch: the last ones are pending. */
 	ck_assert_int_lt(wal_ring_written_seq(r), s - 1);
-	ck_assert_uint_eq(wal_ring_append_run(r, iov, 0, -1, &err), 0);
+	ck_assert_uint_eq(wal_ring_append_run(r, iov, 0, -1, NULL, NULL,
+	    &err), 0);
 	wal_ring_flush(r);
 	ck_assert_int_eq(wal_ring_written_seq(r), s - 1);
 	wal_ring_stats(r, &st);
 	ck_assert_uint_ge(st.rotations, 2);	/* runs crossed segments */
+	ck_assert_uint_eq(rs.n, 1000);
+	ck_assert_int_eq(rs.seq[7], 7);
+	ck_assert_int_eq(rs.published, 0);	/* flushes inside runs too */
+	memset(&rs, 0, sizeof rs);
 
 	/* The third of these is larger than a 64 KiB segment takes. */
 	for (i = 0; i < 5; i++) {
@@ -593,8 +624,15 @@ START_TEST(test_append_run)
 	}
 	iov[2].iov_base = big;
 	iov[2].iov_len = sizeof big;
-	ck_assert_uint_eq(wal_ring_append_run(r, iov, 5, -1, &err), 2);
+	rs.ring = r;
+	ck_assert_uint_eq(wal_ring_append_run(r, iov, 5, -1, run_each, &rs,
+	    &err), 2);
 	ck_assert_int_eq(err.code, EMSGSIZE);
+	ck_assert_uint_eq(rs.n, 2);
+	ck_assert_uint_eq(rs.idx[1], 1);
+	ck_assert_int_eq(rs.seq[0], s);
+	ck_assert_int_eq(rs.seq[1], s + 1);
+	ck_assert_int_eq(rs.published, 0);
 	s += 2;
 	ck_assert_int_eq(wal_ring_written_seq(r), s - 1);
 	ck_assert_int_eq(wal_ring_next_seq(r), s);

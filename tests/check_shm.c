@@ -1026,7 +1026,8 @@ publish_tail(uint8_t *rb, uint64_t tail)
 /*
  * The drainer's reading of a ring, white box: a run stops at its max, at
  * the loaded tail and before a corrupt slot (the records before that one
- * are found); padding before a run and inside one is skipped; a run
+ * are found); padding before a run, inside one and after its last record
+ * is skipped and consumed; a run
  * consumed in part leaves the rest for the next, and a slot that asked
  * for its seq gets it.
  */
@@ -1103,11 +1104,24 @@ START_TEST(test_shm_consumer_runs)
 	    0);
 	ck_assert_uint_eq(n, 29);
 	ck_assert_uint_eq(recs[27].slot_pos, 8192 - 384);
+	ck_assert_uint_eq(recs[27].next, 8192);	/* past the padding */
 	ck_assert_uint_eq(recs[28].slot_pos, 8192);
 	wal_shm_consume_run(&c, recs, n, 42);
 	ck_assert_int_eq(slot_seq(rb, size, 8192), 70);
 	ck_assert_uint_eq(c.head, 8192 + 128);
 	(void)wal_shm_publish(&c);
+
+	/* Padding after a run's last record, published with it. */
+	while (tail % size != 3840)
+		put_slot(rb, size, &tail, 100, 0);
+	put_pad(rb, size, &tail);
+	publish_tail(rb, tail);
+	ck_assert_int_eq(wal_shm_load_tail(&c, why, sizeof why), 1);
+	ck_assert_int_eq(wal_shm_peek_run(&c, recs, 32, &n, why, sizeof why),
+	    0);
+	ck_assert_uint_eq(n, 29);
+	wal_shm_consume_run(&c, recs, n, 71);
+	ck_assert_uint_eq(c.head, tail);
 
 	/* Two good records, then one larger than the ring takes. */
 	put_slot(rb, size, &tail, 100, 0);
