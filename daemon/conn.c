@@ -50,6 +50,7 @@
  */
 #define CONN_READ_BATCH		64
 #define CONN_READ_BUDGET	(1024 * 1024)
+#define CONN_RUN		32	/* records of a frame written at once */
 
 /* How often a subscriber's unread memfd record is looked at again (ms). */
 #define CONN_SUB_RETRY_MS	2
@@ -809,6 +810,26 @@ conn_hello(struct conn *c, const struct wal_msg_hello *h)
 	conn_queue(c, &w, sizeof w);
 }
 
+/* What conn_journal() needs of the run being appended. */
+struct conn_run {
+	struct conn	*c;
+	uint64_t	 pseq;		/* of the run's first record */
+	int		 first;		/* the run starts the frame */
+};
+
+/*
+ * wal_ring_each_fn: record i of a run has seq; an APPEND_P's records go
+ * into the producer table before they can be published.
+ */
+static void
+conn_journal(void *arg, unsigned i, int64_t seq)
+{
+	struct conn_run *jr = arg;
+
+	wal_ptab_note(jr->c->srv->ptab, jr->c->producer_id, jr->pseq + i,
+	    seq, jr->first && i == 0 ? WAL_PTAB_J_FIRST : 0);
+}
+
 /*
  * APPEND: all records of the frame, consecutive seqs, one timestamp.
  * APPEND_P (pseq, its first producer seq, not 0): the same, each record
@@ -825,7 +846,10 @@ conn_append(struct conn *c, const uint8_t *buf, size_t len, uint64_t pseq)
 	size_t off = off0;
 	uint32_t size, done = 0, skip = 0, todo;
 	int64_t ts, seq, first = -1;
-	unsigned ack;
+	struct iovec iov[CONN_RUN];
+	struct conn_run jr;
+	unsigned ack, m = 0, k, i;
+	int more;
 
 	memcpy(&a, buf, sizeof a);
 	if (pseq != 0) {
@@ -852,19 +876,37 @@ conn_append(struct conn *c, const uint8_t *buf, size_t len, uint64_t pseq)
 			    size, srv->cfg.max_record);
 			return;
 		}
+	/* Runs of up to CONN_RUN records, each read once from the frame. */
 	ts = wal_now_ns();
 	off = off0;
-	while (wal_proto_next_record((const struct wal_msg_append *)
-	    (const void *)buf, len, &off, &payload, &size)) {
-		uint8_t *dst;
-
-		if (skip > 0) {
+	jr.c = c;
+	for (more = 1; more;) {
+		more = wal_proto_next_record((const struct wal_msg_append *)
+		    (const void *)buf, len, &off, &payload, &size);
+		if (more && skip > 0) {
 			skip--;
 			continue;
 		}
-		if (wal_ring_reserve(srv->ring, size, &dst, &err) != 0) {
+		if (more) {
+			iov[m].iov_base = (void *)(uintptr_t)payload;
+			iov[m].iov_len = size;
+			if (++m < CONN_RUN)
+				continue;
+		}
+		if (m == 0)
+			break;
+		seq = wal_ring_next_seq(srv->ring);
+		jr.pseq = pseq + done;
+		jr.first = done == 0;
+		k = wal_ring_append_run(srv->ring, iov, m, ts, pseq != 0 ?
+		    conn_journal : NULL, &jr, &err);
+		if (k > 0 && first < 0)
+			first = seq;
+		for (i = 0; i < k; i++)
+			srv->bytes += iov[i].iov_len;
+		done += k;
+		if (k < m) {
 			/* Disk full at rotation: the rest is not written. */
-			wal_ring_flush(srv->ring);
 			if (srv_log_client(srv))
 				log_warnx("%s", err.msg);
 			if (done > 0 && ack >= WAL_ACK_WRITTEN)
@@ -874,16 +916,7 @@ conn_append(struct conn *c, const uint8_t *buf, size_t len, uint64_t pseq)
 			    done, todo, err.msg);
 			goto out;
 		}
-		memcpy(dst, payload, size);
-		if (pseq != 0)	/* in the table before it can be published */
-			wal_ptab_note(srv->ptab, c->producer_id, pseq + done,
-			    wal_ring_next_seq(srv->ring), done == 0 ?
-			    WAL_PTAB_J_FIRST : 0);
-		seq = wal_ring_commit_deferred(srv->ring, ts);
-		if (first < 0)
-			first = seq;
-		done++;
-		srv->bytes += size;
+		m = 0;
 	}
 	wal_ring_flush(srv->ring);	/* written before acknowledged */
 	if (ack >= WAL_ACK_WRITTEN)
