@@ -22,6 +22,7 @@
 
 #include <check.h>
 
+#include "faultinject.h"
 #include "powercut.h"
 #include "testsupport.h"
 #include "tsdaemon.h"
@@ -508,6 +509,265 @@ START_TEST(test_kill9_resend)
 	txt = log_text();
 	ck_assert_str_eq(txt, "r1 r2 r3 r4 r5 ");
 	free(txt);
+}
+END_TEST
+
+/* The entries of the next ACK (one frame's answer), at most max. */
+static unsigned
+acks_of(int s, struct wal_ack_entry *e, unsigned max)
+{
+	uint8_t buf[4096];
+	struct wal_msg_ack a;
+
+	ts_raw_recv_until(s, WAL_MSG_ACK, buf, sizeof buf, 10000);
+	memcpy(&a, buf, sizeof a);
+	ck_assert_uint_le(a.count, max);
+	memcpy(e, buf + sizeof a, a.count * sizeof *e);
+	return (a.count);
+}
+
+/*
+ * APPEND_P frames whose records go into the log in runs of 32 (conn.c
+ * CONN_RUN): 32, 33 and 64 records, resends cut short whose written part
+ * is exactly a run or a run and one, a resend all in the log. Each record
+ * once, consecutive seqs, the right ACK entries, a journal entry per
+ * record with the frame's first written record (only) flagged
+ * WAL_PTAB_J_FIRST, and after a restart a resend is a duplicate.
+ */
+START_TEST(test_append_p_runs)
+{
+	static const struct {
+		uint64_t first_pseq;
+		uint32_t count;
+		unsigned nack;		/* entries: DUP one, then written */
+		int64_t dup_seq;
+		uint32_t dup_count;
+		int64_t seq;
+		uint32_t written;
+	} f[] = {
+		{ 1, 32, 1, -1, 0, 0, 32 },
+		{ 33, 33, 1, -1, 0, 32, 33 },
+		{ 66, 64, 1, -1, 0, 65, 64 },
+		{ 98, 64, 2, 97, 32, 129, 32 },		/* skip 32, write 32 */
+		{ 150, 45, 2, 149, 12, 161, 33 },	/* skip 12, write 33 */
+		{ 100, 64, 1, 99, 64, -1, 0 },		/* all in the log */
+	};
+	struct wal_msg_producer_ok ok, ok2;
+	struct wal_ack_entry e[4];
+	struct wal_ptab *t;
+	struct wal_error err;
+	uint32_t flags;
+	uint64_t p;
+	unsigned i, n, j;
+	char *txt, *want, *w;
+	int s, dfd;
+
+	start(NULL, NULL);
+	s = raw_producer(0, &ok);
+	for (i = 0; i < sizeof f / sizeof f[0]; i++) {
+		ts_raw_append_p(s, 100 + i, f[i].first_pseq, f[i].count,
+		    WAL_ACK_WRITTEN);
+		n = acks_of(s, e, 4);
+		ck_assert_msg(n == f[i].nack, "frame %u: %u entries", i, n);
+		j = 0;
+		if (f[i].dup_count > 0) {
+			ck_assert_uint_eq(e[0].flags, WAL_ACK_F_DUP);
+			ck_assert_int_eq(e[0].first_seq, f[i].dup_seq);
+			ck_assert_uint_eq(e[0].count, f[i].dup_count);
+			j = 1;
+		}
+		if (f[i].written > 0) {
+			ck_assert_uint_eq(e[j].flags, 0);
+			ck_assert_msg(e[j].first_seq == f[i].seq, "frame %u: "
+			    "first seq %lld", i, (long long)e[j].first_seq);
+			ck_assert_msg(e[j].count == f[i].written, "frame %u: "
+			    "count %u", i, e[j].count);
+		}
+	}
+	ck_assert_int_eq(next_seq(), 194);
+	close(s);
+	ck_assert_int_eq(ts_daemon_stop(&d), 0);
+	txt = log_text();
+	want = w = calloc(1, 194 * 6 + 1);
+	for (p = 1; p <= 194; p++)
+		w += sprintf(w, "r%llu ", (unsigned long long)p);
+	ck_assert_str_eq(txt, want);
+	free(txt);
+	free(want);
+
+	/* A journal entry per record; the first of each frame flagged. */
+	ck_assert_int_ge(dfd = open(d.data, O_RDONLY | O_DIRECTORY), 0);
+	ck_assert_msg(wal_ptab_open_ro(dfd, d.data, &t, &err) == 0, "%s",
+	    err.msg);
+	for (p = 1; p <= 194; p++) {
+		flags = 0xff;
+		ck_assert_msg(wal_ptab_lookup(t, ok.producer_id, p, &flags) ==
+		    (int64_t)p - 1, "pseq %llu", (unsigned long long)p);
+		ck_assert_msg(flags == (p == 1 || p == 33 || p == 66 ||
+		    p == 130 || p == 162 ? WAL_PTAB_J_FIRST : 0u),
+		    "pseq %llu: flags %u", (unsigned long long)p, flags);
+	}
+	wal_ptab_close(t);
+	close(dfd);
+
+	/* After a restart: duplicates with their seqs, nothing written. */
+	start(NULL, NULL);
+	s = raw_producer(ok.producer_id, &ok2);
+	ck_assert_uint_eq(ok2.next_pseq, 195);
+	ck_assert_int_eq(ok2.last_seq, 193);
+	ts_raw_append_p(s, 200, 131, 64, WAL_ACK_WRITTEN);
+	ck_assert_uint_eq(acks_of(s, e, 4), 1);
+	ck_assert_uint_eq(e[0].flags, WAL_ACK_F_DUP);
+	ck_assert_int_eq(e[0].first_seq, 130);
+	ck_assert_uint_eq(e[0].count, 64);
+	ck_assert_int_eq(next_seq(), 194);
+	close(s);
+}
+END_TEST
+
+/*
+ * Answer to one APPEND_P: the ACK entries (DUP, then written) and, when
+ * the frame failed, the ERROR's text in msg (else ""). want: the records
+ * the frame writes if nothing fails (an ACK that says so is the end).
+ */
+static unsigned
+frame_answer(int s, struct wal_ack_entry *e, unsigned max, uint32_t want,
+    char *msg, size_t msglen)
+{
+	static uint8_t frame[WAL_PROTO_MAX_FRAME];
+	struct wal_msg_error er;
+	struct wal_msg_ack a;
+	struct wal_msg hdr;
+	unsigned n = 0;
+	ssize_t r;
+
+	msg[0] = '\0';
+	for (;;) {
+		r = ts_raw_recv(s, frame, sizeof frame, 10000);
+		ck_assert_msg(r >= (ssize_t)sizeof hdr, "no answer (%zd)", r);
+		memcpy(&hdr, frame, sizeof hdr);
+		if (hdr.type == WAL_MSG_ERROR) {
+			memcpy(&er, frame, sizeof er);
+			snprintf(msg, msglen, "%.*s", (int)((size_t)r -
+			    sizeof er), (char *)frame + sizeof er);
+			return (n);
+		}
+		ck_assert_uint_eq(hdr.type, WAL_MSG_ACK);
+		memcpy(&a, frame, sizeof a);
+		ck_assert_uint_le(n + a.count, max);
+		memcpy(e + n, frame + sizeof a, a.count * sizeof *e);
+		n += a.count;
+		if (e[n - 1].flags == 0 && e[n - 1].count == want)
+			return (n);
+	}
+}
+
+/*
+ * Disk full at a segment switch inside APPEND_P frames of 32, 33, 40 and
+ * 64 records (written in runs of 32): the records before the switch are
+ * acknowledged with their seqs, the error says "K of N records written",
+ * the daemon goes on, and the frame sent again is a duplicate for those K
+ * and written for the rest: each record once, journalled once.
+ */
+START_TEST(test_append_p_disk_full)
+{
+	static const uint32_t sizes[] = { 64, 33, 40, 32, 64, 63 };
+	struct wal_msg_producer_ok ok;
+	struct wal_ack_entry e[4];
+	struct wal_ptab *t;
+	struct wal_error err;
+	struct wf_ctl *ctl;
+	char ctlpath[PATH_MAX], msg[1024], ks[256] = "";
+	char *txt, *want, *w;
+	uint64_t pseq = 1, p;
+	int64_t seq = 0;
+	uint32_t n, k, of, tries;
+	unsigned round, fails = 0, ne, j;
+	int s, dfd;
+
+	snprintf(ctlpath, sizeof ctlpath, "%s/faults", base);
+	ck_assert_ptr_nonnull(ctl = wf_ctl_open(ctlpath));
+	d.fault_ctl = ctlpath;
+	ck_assert_int_eq(ts_daemon_start(&d, "--segment-size", "64K", "-o",
+	    "prefault=no", NULL), 0);
+	s = raw_producer(0, &ok);
+	wf_arm(ctl, WF_FALLOCATE, 1, ENOSPC, 1);
+	for (round = 0; fails < 4 && round < 20000; round++) {
+		n = sizes[round % (sizeof sizes / sizeof sizes[0])];
+		ts_raw_append_p(s, round, pseq, n, WAL_ACK_WRITTEN);
+		ne = frame_answer(s, e, 4, n, msg, sizeof msg);
+		if (msg[0] == '\0') {
+			ck_assert_uint_eq(ne, 1);
+			ck_assert_int_eq(e[0].first_seq, seq);
+			ck_assert_uint_eq(e[0].count, n);
+			pseq += n;
+			seq += n;
+			continue;
+		}
+		ck_assert_msg(sscanf(msg, "%u of %u records written", &k,
+		    &of) == 2 && of == n && k < n, "round %u: %s", round, msg);
+		ck_assert_msg(strstr(msg, "No space left") != NULL, "%s", msg);
+		ck_assert_uint_eq(ne, k > 0);
+		if (k > 0) {
+			ck_assert_int_eq(e[0].first_seq, seq);
+			ck_assert_uint_eq(e[0].count, k);
+			ck_assert_uint_eq(e[0].flags, 0);
+		}
+		snprintf(ks + strlen(ks), sizeof ks - strlen(ks), " %u/%u", k,
+		    n);
+		ck_assert_int_eq(next_seq(), seq + k);
+		/* Space again: the frame once more, from where it was cut. */
+		wf_disarm(ctl, WF_FALLOCATE);
+		for (tries = 0;; tries++) {
+			ts_raw_append_p(s, 100000 + round, pseq, n,
+			    WAL_ACK_WRITTEN);
+			ne = frame_answer(s, e, 4, n - k, msg, sizeof msg);
+			if (msg[0] == '\0')
+				break;
+			ck_assert_msg(tries < 50 && strstr(msg, "0 of") ==
+			    msg, "%s", msg);
+			usleep(100000);
+		}
+		j = 0;
+		if (k > 0) {
+			ck_assert_uint_eq(ne, 2);
+			ck_assert_uint_eq(e[0].flags, WAL_ACK_F_DUP);
+			ck_assert_int_eq(e[0].first_seq, seq);
+			ck_assert_uint_eq(e[0].count, k);
+			j = 1;
+		} else
+			ck_assert_uint_eq(ne, 1);
+		ck_assert_uint_eq(e[j].flags, 0);
+		ck_assert_int_eq(e[j].first_seq, seq + k);
+		ck_assert_uint_eq(e[j].count, n - k);
+		pseq += n;
+		seq += n;
+		fails++;
+		wf_arm(ctl, WF_FALLOCATE, 1, ENOSPC, 1);
+	}
+	fprintf(stderr, "test_append_p_disk_full: %u frames, cut at%s\n",
+	    round, ks);
+	ck_assert_uint_eq(fails, 4);
+	wf_disarm(ctl, WF_FALLOCATE);
+	close(s);
+	ck_assert_int_eq(ts_daemon_stop(&d), 0);
+	txt = log_text();
+	want = w = calloc(1, (size_t)pseq * 8 + 1);
+	for (p = 1; p < pseq; p++)
+		w += sprintf(w, "r%llu ", (unsigned long long)p);
+	ck_assert_msg(strcmp(txt, want) == 0, "the log is not r1..r%llu "
+	    "once each", (unsigned long long)pseq - 1);
+	free(txt);
+	free(want);
+	ck_assert_int_ge(dfd = open(d.data, O_RDONLY | O_DIRECTORY), 0);
+	ck_assert_msg(wal_ptab_open_ro(dfd, d.data, &t, &err) == 0, "%s",
+	    err.msg);
+	for (p = 1; p < pseq; p++)
+		ck_assert_msg(wal_ptab_lookup(t, ok.producer_id, p, NULL) ==
+		    (int64_t)p - 1, "pseq %llu", (unsigned long long)p);
+	wal_ptab_close(t);
+	close(dfd);
+	wf_ctl_close(ctl);
 }
 END_TEST
 
@@ -1346,6 +1606,8 @@ producers_suite(void)
 	tcase_add_test(tc, test_bad_requests);
 	tcase_add_test(tc, test_other_uid);
 	tcase_add_test(tc, test_kill9_resend);
+	tcase_add_test(tc, test_append_p_runs);
+	tcase_add_test(tc, test_append_p_disk_full);
 	tcase_add_test(tc, test_shm_producer_ring);
 	tcase_add_loop_test(tc, test_shm_producer_kill9, 0, 3);
 	tcase_add_test(tc, test_library_reconnect);
