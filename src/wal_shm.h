@@ -219,9 +219,9 @@ int	wal_shm_load_tail(struct wal_shm_consumer *, char *why, size_t len);
  * Up to max consecutive records from the head, below the loaded tail and
  * skipping padding, into recs[0 .. *found - 1]. Nothing is consumed
  * (padding before the first is): call wal_shm_consume_run() for those
- * written. A record's next is past any padding that follows it. Returns 1 when max were found, 0 when the loaded tail came
- * first, -1 when the record after the found ones is corrupt (why says
- * how).
+ * written. A record's next is past any padding that follows it. Returns
+ * 1 when max were found, 0 when the loaded tail came first, -1 when the
+ * record after the found ones is corrupt (why says how).
  */
 int	wal_shm_peek_run(struct wal_shm_consumer *, struct wal_shm_rec *recs,
 	    unsigned max, unsigned *found, char *why, size_t len);
