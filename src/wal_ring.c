@@ -527,6 +527,12 @@ wal_ring_append_run(struct wal_ring *r, const struct iovec *recs, unsigned n,
 	if (timestamp_ns < 0)
 		timestamp_ns = wal_now_ns();
 	for (i = 0; i < n; i++) {
+		if (recs[i].iov_len > WAL_MAX_PAYLOAD) {
+			wal_seterr(err, EMSGSIZE, "record of %zu bytes exceeds "
+			    "the 64 MiB limit", recs[i].iov_len);
+			wal_ring_flush(r);
+			break;
+		}
 		size = (uint32_t)recs[i].iov_len;
 		if (ring_reserve(r, size, err) != 0) {
 			wal_ring_flush(r);

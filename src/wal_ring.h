@@ -166,15 +166,16 @@ int64_t	wal_ring_commit_deferred(struct wal_ring *, int64_t timestamp_ns);
 void	wal_ring_flush(struct wal_ring *);
 
 /*
- * Append the n records of recs[] (each at most WAL_MAX_PAYLOAD bytes),
- * stamped timestamp_ns (< 0: now), with consecutive seqs from
+ * Append the n records of recs[], stamped timestamp_ns (< 0: now), with
+ * consecutive seqs from
  * wal_ring_next_seq(); as after wal_ring_commit_deferred(), they are
  * written only at the next wal_ring_flush(). The payloads are read once:
  * the CRCs cover the copies. each, when not NULL, is called with arg, the
  * record's index and its seq once the record has its place and before it
  * can be published (to journal it). Returns how many were appended, fewer
- * than n only when the segment switch before the next one failed (err
- * says why; the ones before are flushed; each was not called for it).
+ * than n only when the next one is larger than the log takes or the
+ * segment switch before it failed (err says why; the ones before are
+ * flushed; each was not called for it).
  */
 typedef void	 wal_ring_each_fn(void *arg, unsigned i, int64_t seq);
 unsigned wal_ring_append_run(struct wal_ring *, const struct iovec *recs,

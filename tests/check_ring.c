@@ -636,6 +636,14 @@ START_TEST(test_append_run)
 	s += 2;
 	ck_assert_int_eq(wal_ring_written_seq(r), s - 1);
 	ck_assert_int_eq(wal_ring_next_seq(r), s);
+
+	/* 4 GiB + 10 bytes is refused, not taken for 10 (32-bit sizes). */
+	iov[0].iov_base = big;
+	iov[0].iov_len = ((size_t)1 << 32) + 10;
+	ck_assert_uint_eq(wal_ring_append_run(r, iov, 1, -1, NULL, NULL,
+	    &err), 0);
+	ck_assert_int_eq(err.code, EMSGSIZE);
+	ck_assert_int_eq(wal_ring_next_seq(r), s);
 	wal_ring_close(r);
 	ck_assert_int_eq(ts_verify_log(dir, 0, ts_size_of, NULL), s);
 }
