@@ -1023,6 +1023,30 @@ publish_tail(uint8_t *rb, uint64_t tail)
 	atomic_store(&((struct wal_shm_header *)(void *)rb)->tail, tail);
 }
 
+/* Publish tail and find every record up to it: want of them. */
+static unsigned
+publish_and_peek(uint8_t *rb, uint64_t tail, struct wal_shm_consumer *c,
+    struct wal_shm_rec *recs, unsigned want)
+{
+	char why[256];
+	unsigned n;
+
+	publish_tail(rb, tail);
+	ck_assert_int_eq(wal_shm_load_tail(c, why, sizeof why), 1);
+	ck_assert_int_eq(wal_shm_peek_run(c, recs, 32, &n, why, sizeof why),
+	    0);
+	ck_assert_uint_eq(n, want);
+	return (n);
+}
+
+/* 100-byte records up to where the last 256 bytes of the area begin. */
+static void
+fill_to_pad(uint8_t *rb, uint64_t size, uint64_t *tail)
+{
+	while (*tail % size != size - 256)
+		put_slot(rb, size, tail, 100, 0);
+}
+
 /*
  * The drainer's reading of a ring, white box: a run stops at its max, at
  * the loaded tail and before a corrupt slot (the records before that one
@@ -1071,38 +1095,24 @@ START_TEST(test_shm_consumer_runs)
 	(void)wal_shm_publish(&c);
 
 	/* Up to the end of the data area, consumed; then padding first. */
-	while (tail % size != 3840)
-		put_slot(rb, size, &tail, 100, 0);
-	publish_tail(rb, tail);
-	ck_assert_int_eq(wal_shm_load_tail(&c, why, sizeof why), 1);
-	ck_assert_int_eq(wal_shm_peek_run(&c, recs, 32, &n, why, sizeof why),
-	    0);
-	ck_assert_uint_eq(n, 25);
+	fill_to_pad(rb, size, &tail);
+	n = publish_and_peek(rb, tail, &c, recs, 25);
 	wal_shm_consume_run(&c, recs, n, 15);
 	(void)wal_shm_publish(&c);
 	put_pad(rb, size, &tail);
 	put_slot(rb, size, &tail, 100, 0);
 	put_slot(rb, size, &tail, 100, 0);
-	publish_tail(rb, tail);
-	ck_assert_int_eq(wal_shm_load_tail(&c, why, sizeof why), 1);
-	ck_assert_int_eq(wal_shm_peek_run(&c, recs, 32, &n, why, sizeof why),
-	    0);
-	ck_assert_uint_eq(n, 2);
+	n = publish_and_peek(rb, tail, &c, recs, 2);
 	ck_assert_uint_eq(recs[0].slot_pos, 4096);
 	ck_assert_uint_eq(c.head, 4096);	/* the padding is consumed */
 	wal_shm_consume_run(&c, recs, n, 40);
 	(void)wal_shm_publish(&c);
 
 	/* Padding inside a run. */
-	while (tail % size != 3840)
-		put_slot(rb, size, &tail, 100, 0);
+	fill_to_pad(rb, size, &tail);
 	put_pad(rb, size, &tail);
 	put_slot(rb, size, &tail, 100, WAL_SHM_F_SEQ);
-	publish_tail(rb, tail);
-	ck_assert_int_eq(wal_shm_load_tail(&c, why, sizeof why), 1);
-	ck_assert_int_eq(wal_shm_peek_run(&c, recs, 32, &n, why, sizeof why),
-	    0);
-	ck_assert_uint_eq(n, 29);
+	n = publish_and_peek(rb, tail, &c, recs, 29);
 	ck_assert_uint_eq(recs[27].slot_pos, 8192 - 384);
 	ck_assert_uint_eq(recs[27].next, 8192);	/* past the padding */
 	ck_assert_uint_eq(recs[28].slot_pos, 8192);
@@ -1112,14 +1122,9 @@ START_TEST(test_shm_consumer_runs)
 	(void)wal_shm_publish(&c);
 
 	/* Padding after a run's last record, published with it. */
-	while (tail % size != 3840)
-		put_slot(rb, size, &tail, 100, 0);
+	fill_to_pad(rb, size, &tail);
 	put_pad(rb, size, &tail);
-	publish_tail(rb, tail);
-	ck_assert_int_eq(wal_shm_load_tail(&c, why, sizeof why), 1);
-	ck_assert_int_eq(wal_shm_peek_run(&c, recs, 32, &n, why, sizeof why),
-	    0);
-	ck_assert_uint_eq(n, 29);
+	n = publish_and_peek(rb, tail, &c, recs, 29);
 	wal_shm_consume_run(&c, recs, n, 71);
 	ck_assert_uint_eq(c.head, tail);
 
