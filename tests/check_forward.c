@@ -263,6 +263,27 @@ fwd_info(const char *name, struct walmmap_forwarder *out)
 	ck_abort_msg("walmmapd does not know forwarder %s", name);
 }
 
+/*
+ * Wait until the daemon sees forwarder "t" attached (want 1) or not (0):
+ * a forwarder that attached has its signal handlers, and one killed is
+ * seen gone only once the daemon read its connection's end.
+ */
+static void
+wait_attached(int want, int timeout_ms)
+{
+	struct walmmap_forwarder f;
+	int64_t end = now_ms() + timeout_ms;
+
+	for (;;) {
+		fwd_info("t", &f);
+		if (f.attached == want)
+			return;
+		ck_assert_msg(now_ms() < end, "the forwarder did not %s "
+		    "within %d ms", want ? "attach" : "detach", timeout_ms);
+		poll(NULL, 0, 50);
+	}
+}
+
 /* Start the usual forwarder; more args may follow (NULL-terminated). */
 #define FWD(...)	ts_fwd_start(&d, fwdlog, "--url", ns.url, "--stream", \
 	    STREAM, "--subject", SUBJECT, "--name", "t", ##__VA_ARGS__, NULL)
@@ -336,7 +357,14 @@ START_TEST(test_kill_forwarder)
 	}
 	producer_stop(&p);
 	ck_assert_int_gt(ts_js_count(ns.url, STREAM), 0);
+	/*
+	 * The last one may have shipped everything already: then the
+	 * count below is reached at once, and the SIGTERM must not come
+	 * before the new forwarder has its handler (it attaches after).
+	 */
+	wait_attached(0, 30000);
 	pid = FWD();
+	wait_attached(1, 30000);
 	wait_count(ns.url, p.last_seq + 1, 120000);
 	ck_assert_int_eq(ts_fwd_stop(pid), 0);
 	fprintf(stderr, "kill: %ld records, 20 SIGKILLs of the forwarder\n",
@@ -1386,21 +1414,6 @@ END_TEST
  * must ship. (How soon is not asserted: that would be a timing; the
  * review measured 4007 ms before the fix and under 1 s after.)
  */
-static void
-wait_attached(int timeout_ms)
-{
-	struct walmmap_forwarder f;
-	int64_t end = now_ms() + timeout_ms;
-
-	for (;;) {
-		fwd_info("t", &f);
-		if (f.attached)
-			return;
-		ck_assert_msg(now_ms() < end, "the forwarder did not attach "
-		    "again within %d ms", timeout_ms);
-		poll(NULL, 0, 50);
-	}
-}
 
 START_TEST(test_idle_restarts_no_backoff)
 {
@@ -1423,7 +1436,7 @@ START_TEST(test_idle_restarts_no_backoff)
 	for (i = 0; i < 4; i++) {
 		ck_assert_int_eq(ts_daemon_stop(&d), 0);
 		start_daemon("1M");
-		wait_attached(30000);
+		wait_attached(1, 30000);
 	}
 	ck_assert_int_eq(ts_daemon_stop(&d), 0);
 	start_daemon("1M");
